@@ -1,0 +1,537 @@
+//! The `sluice run` configuration: loaded from TOML in two stages.
+//!
+//! 1. Deserialize into raw structs that refuse unknown fields (a typo is an error, not a
+//!    silently ignored setting).
+//! 2. Validate into [`Config`], collecting **every** problem with its path
+//!    (`plugin[0].limits.memory`) so a user fixes them all in one go.
+//!
+//! Relative paths are relative to the directory of the configuration file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::pipeline::PipelineSettings;
+use crate::runtime::{PluginLimits, PluginSpec, RuntimeOptions};
+use crate::topics::TopicPattern;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub sink: SinkConfig,
+    pub pipeline: PipelineSettings,
+    pub runtime: RuntimeOptions,
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// Where events come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceConfig {
+    /// JSON lines from a file (`None`: standard input).
+    File {
+        path: Option<PathBuf>,
+        topic: Option<String>,
+    },
+}
+
+/// Where results go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkConfig {
+    /// JSON lines to a file (`None`: standard output).
+    File { path: Option<PathBuf> },
+}
+
+/// One plugin to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginConfig {
+    pub spec: PluginSpec,
+    pub path: PathBuf,
+    pub inputs: Vec<TopicPattern>,
+    pub outputs: Vec<TopicPattern>,
+}
+
+/// A configuration that could not be loaded: every problem found, with its path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {reason}")]
+    Read { file: String, reason: String },
+    #[error("{file}: not valid sluice TOML: {reason}")]
+    Syntax { file: String, reason: String },
+    #[error("{file}: invalid configuration:{}", format_problems(.problems))]
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One problem: where (`plugin[0].limits.memory`) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+fn format_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("\n  - {}: {}", p.path, p.message))
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    source: RawSource,
+    sink: RawSink,
+    #[serde(default)]
+    pipeline: RawPipeline,
+    #[serde(default)]
+    runtime: RawRuntime,
+    #[serde(default, rename = "plugin")]
+    plugins: Vec<RawPlugin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    #[serde(rename = "type")]
+    kind: String,
+    path: Option<String>,
+    topic: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    #[serde(rename = "type")]
+    kind: String,
+    path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    batch_size: Option<i64>,
+    dead_letter_topic: Option<String>,
+    lineage_headers: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    cache_dir: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    name: Option<String>,
+    version: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    inputs: Vec<String>,
+    #[serde(default)]
+    outputs: Vec<String>,
+    #[serde(default)]
+    config: toml::Table,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory: Option<String>,
+    batch_deadline: Option<String>,
+    log_lines_per_call: Option<i64>,
+}
+
+/// Loads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, &file, base)
+}
+
+/// Parses configuration text; `file` names it in errors, `base` resolves relative paths.
+pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: file.to_owned(),
+        reason: e.to_string().trim_end().to_owned(),
+    })?;
+    let mut problems = Problems::default();
+    let config = validate(raw, base, &mut problems);
+    if problems.0.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid {
+            file: file.to_owned(),
+            problems: problems.0,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
+    let source = match raw.source.kind.as_str() {
+        "file" => SourceConfig::File {
+            path: optional_path(
+                raw.source.path.as_deref(),
+                base,
+                "source.path",
+                problems,
+                true,
+            ),
+            topic: raw.source.topic,
+        },
+        other => {
+            problems.add(
+                "source.type",
+                format!("unknown source type {other:?} (expected \"file\")"),
+            );
+            SourceConfig::File {
+                path: None,
+                topic: None,
+            }
+        }
+    };
+    let sink = match raw.sink.kind.as_str() {
+        "file" => SinkConfig::File {
+            path: optional_path(raw.sink.path.as_deref(), base, "sink.path", problems, false),
+        },
+        other => {
+            problems.add(
+                "sink.type",
+                format!("unknown sink type {other:?} (expected \"file\")"),
+            );
+            SinkConfig::File { path: None }
+        }
+    };
+
+    let mut pipeline = PipelineSettings::default();
+    match raw.pipeline.batch_size {
+        None => {}
+        Some(n) if (1..=100_000).contains(&n) => pipeline.batch_size = n as usize,
+        Some(n) => problems.add(
+            "pipeline.batch_size",
+            format!("{n} is out of range (1 to 100000)"),
+        ),
+    }
+    if let Some(topic) = raw.pipeline.dead_letter_topic {
+        match TopicPattern::parse(&topic) {
+            Ok(_) if !topic.contains('*') => pipeline.dead_letter_topic = topic,
+            _ => problems.add(
+                "pipeline.dead_letter_topic",
+                format!("{topic:?} is not a valid topic name"),
+            ),
+        }
+    }
+    if let Some(lineage) = raw.pipeline.lineage_headers {
+        pipeline.lineage_headers = lineage;
+    }
+
+    let runtime = RuntimeOptions {
+        cache_dir: match raw.runtime.cache_dir.as_deref() {
+            Some("") => None,
+            Some(dir) => Some(base.join(dir)),
+            None => default_cache_dir(),
+        },
+    };
+
+    if raw.plugins.is_empty() {
+        problems.add(
+            "plugin",
+            "no plugins configured; add at least one [[plugin]] table",
+        );
+    }
+    let mut plugins = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (index, plugin) in raw.plugins.into_iter().enumerate() {
+        let at = format!("plugin[{index}]");
+        if let Some(name) = &plugin.name
+            && !names.insert(name.clone())
+        {
+            {
+                problems.add(
+                    format!("{at}.name"),
+                    format!("{name:?} is used by an earlier plugin; names must be unique"),
+                );
+            }
+        }
+        if let Some(valid) = validate_plugin(plugin, base, &at, problems) {
+            plugins.push(valid);
+        }
+    }
+    Config {
+        source,
+        sink,
+        pipeline,
+        runtime,
+        plugins,
+    }
+}
+
+fn validate_plugin(
+    raw: RawPlugin,
+    base: &Path,
+    at: &str,
+    problems: &mut Problems,
+) -> Option<PluginConfig> {
+    let before = problems.0.len();
+    let name = match raw.name {
+        Some(name) if is_plugin_name(&name) => name,
+        Some(name) => {
+            problems.add(
+                format!("{at}.name"),
+                format!("{name:?} is not a plugin name (use a-z, 0-9, '-' and '_')"),
+            );
+            String::new()
+        }
+        None => {
+            problems.add(format!("{at}.name"), "missing");
+            String::new()
+        }
+    };
+    let path = match raw.path {
+        Some(path) => {
+            let resolved = base.join(&path);
+            if !resolved.is_file() {
+                problems.add(
+                    format!("{at}.path"),
+                    format!("{path} does not exist or is not a file"),
+                );
+            }
+            resolved
+        }
+        None => {
+            problems.add(format!("{at}.path"), "missing (the .wasm component to run)");
+            PathBuf::new()
+        }
+    };
+    let inputs = patterns(&raw.inputs, &format!("{at}.inputs"), problems);
+    let outputs = patterns(&raw.outputs, &format!("{at}.outputs"), problems);
+    let mut limits = PluginLimits::default();
+    if let Some(memory) = raw.limits.memory {
+        match parse_size(&memory) {
+            Some(bytes) if bytes >= 1 << 20 => limits.memory_bytes = bytes,
+            Some(_) => problems.add(format!("{at}.limits.memory"), format!("{memory:?} is below the minimum of 1MiB")),
+            None => problems.add(
+                format!("{at}.limits.memory"),
+                format!("{memory:?} is not a size; use a number with B, KiB, MiB or GiB (e.g. \"64MiB\")"),
+            ),
+        }
+    }
+    if let Some(deadline) = raw.limits.batch_deadline {
+        match parse_duration(&deadline) {
+            Some(duration) if !duration.is_zero() => limits.batch_deadline = duration,
+            _ => problems.add(
+                format!("{at}.limits.batch_deadline"),
+                format!("{deadline:?} is not a positive duration; use ms, s or m (e.g. \"5s\")"),
+            ),
+        }
+    }
+    if let Some(lines) = raw.limits.log_lines_per_call {
+        match u32::try_from(lines) {
+            Ok(lines) => limits.log_lines_per_call = lines,
+            Err(_) => problems.add(
+                format!("{at}.limits.log_lines_per_call"),
+                format!("{lines} is out of range"),
+            ),
+        }
+    }
+    let mut config = Vec::new();
+    flatten_config(
+        &raw.config,
+        "",
+        &format!("{at}.config"),
+        &mut config,
+        problems,
+    );
+    (problems.0.len() == before).then(|| PluginConfig {
+        spec: PluginSpec {
+            name,
+            version: raw.version.unwrap_or_else(|| "0.0.0".to_owned()),
+            config,
+            limits,
+        },
+        path,
+        inputs,
+        outputs,
+    })
+}
+
+fn is_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn patterns(raw: &[String], at: &str, problems: &mut Problems) -> Vec<TopicPattern> {
+    if raw.is_empty() {
+        problems.add(at, "must list at least one topic or pattern");
+    }
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, text)| match TopicPattern::parse(text) {
+            Ok(pattern) => Some(pattern),
+            Err(e) => {
+                problems.add(format!("{at}[{i}]"), e.to_string());
+                None
+            }
+        })
+        .collect()
+}
+
+/// Flattens nested tables into dotted keys, so `decimal.handling.mode = "precise"` (which
+/// TOML reads as nested tables) reaches the plugin as the key `decimal.handling.mode`.
+fn flatten_config(
+    table: &toml::Table,
+    prefix: &str,
+    at: &str,
+    out: &mut Vec<(String, String)>,
+    problems: &mut Problems,
+) {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::String(text) => out.push((key, text.clone())),
+            toml::Value::Integer(n) => out.push((key, n.to_string())),
+            toml::Value::Float(x) => out.push((key, x.to_string())),
+            toml::Value::Boolean(b) => out.push((key, b.to_string())),
+            toml::Value::Table(inner) => flatten_config(inner, &key, at, out, problems),
+            toml::Value::Datetime(_) | toml::Value::Array(_) => problems.add(
+                format!("{at}.{key}"),
+                "plugin config values must be strings, numbers or booleans",
+            ),
+        }
+    }
+}
+
+fn optional_path(
+    raw: Option<&str>,
+    base: &Path,
+    at: &str,
+    problems: &mut Problems,
+    must_exist: bool,
+) -> Option<PathBuf> {
+    match raw {
+        None | Some("-") => None,
+        Some(path) => {
+            let resolved = base.join(path);
+            if must_exist && !resolved.is_file() {
+                problems.add(at, format!("{path} does not exist or is not a file"));
+            }
+            Some(resolved)
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/sluice/components`, else `$HOME/.cache/sluice/components`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("sluice").join("components"))
+}
+
+/// Parses `64MiB`, `512KiB`, `1GiB`, `1000000B`, `64MB` (decimal), or plain bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let multiplier: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(multiplier)
+}
+
+/// Parses `500ms`, `5s`, `2m`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(number)),
+        "s" => Some(Duration::from_secs(number)),
+        "m" => Some(Duration::from_secs(number.checked_mul(60)?)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("10MB"), Some(10_000_000));
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("64XB"), None);
+        assert_eq!(parse_size("MiB"), None);
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("5"), None);
+    }
+
+    #[test]
+    fn dotted_plugin_config_keys_reach_the_plugin_in_order() {
+        let text = r#"
+            source = { type = "file" }
+            sink = { type = "file" }
+            runtime = { cache_dir = "" }
+            [[plugin]]
+            name = "p"
+            path = "Cargo.toml"
+            inputs = ["a"]
+            outputs = ["b"]
+            config = { topic = "x", decimal.handling.mode = "precise", scale = 2 }
+        "#;
+        let config = parse(text, "t.toml", Path::new(env!("CARGO_MANIFEST_DIR"))).expect("valid");
+        assert_eq!(
+            config.plugins[0].spec.config,
+            vec![
+                ("topic".to_owned(), "x".to_owned()),
+                ("decimal.handling.mode".to_owned(), "precise".to_owned()),
+                ("scale".to_owned(), "2".to_owned()),
+            ]
+        );
+        assert_eq!(config.runtime.cache_dir, None);
+    }
+}

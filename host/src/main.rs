@@ -1,0 +1,207 @@
+//! The `sluice` command line: parses arguments and wires the library together.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// A WebAssembly transformation host for change-data-capture streams.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the pipeline described by a configuration file.
+    Run {
+        /// The TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Tools for plugin authors.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Compiles a Rust plugin crate into a component (`wasm32-wasip2`, release).
+    Build {
+        /// The plugin crate's directory (or a workspace of plugins).
+        crate_dir: PathBuf,
+        /// Copy the components into this directory (created if missing).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Runs a plugin over events and prints (or checks) what it produces.
+    Test {
+        /// The plugin component.
+        plugin: PathBuf,
+        /// Debezium events as JSON lines (see samples/README.md).
+        #[arg(long)]
+        input: PathBuf,
+        /// Expected records as JSON lines; exits with 1 when the output differs.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// A plugin config entry `key=value` (repeatable).
+        #[arg(long = "config", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        /// Overrides the topic of every input record.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Events per plugin call.
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+    },
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not key=value"))
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => {
+            let config = sluice::config::load(&config)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let stats = runtime.block_on(sluice::app::run(config, shutdown_signal()))?;
+            tracing::info!(?stats, "pipeline finished");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command: PluginCommand::Build { crate_dir, out },
+        } => {
+            let components = sluice_plugin_build::build(&crate_dir, None)?;
+            for component in components {
+                let path = match &out {
+                    Some(dir) => {
+                        std::fs::create_dir_all(dir)
+                            .with_context(|| format!("creating {}", dir.display()))?;
+                        let name = component
+                            .file_name()
+                            .context("component path without a file name")?;
+                        let copy = dir.join(name);
+                        std::fs::copy(&component, &copy).with_context(|| {
+                            format!("copying {} to {}", component.display(), copy.display())
+                        })?;
+                        copy
+                    }
+                    None => component,
+                };
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    plugin,
+                    input,
+                    expect,
+                    config,
+                    topic,
+                    batch_size,
+                },
+        } => {
+            if batch_size == 0 {
+                bail!("--batch-size must be at least 1");
+            }
+            let test = sluice::plugin_test::PluginTest {
+                plugin,
+                input,
+                config,
+                topic,
+                batch_size,
+                cache_dir: None,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let result = runtime.block_on(sluice::plugin_test::run(&test))?;
+            let Some(expect) = expect else {
+                for line in &result.lines {
+                    println!("{line}");
+                }
+                eprintln!(
+                    "{} records ({} dead letters)",
+                    result.lines.len(),
+                    result.stats.dead_lettered
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
+            let expected = std::fs::read_to_string(&expect)
+                .with_context(|| format!("reading {}", expect.display()))?;
+            let expected: Vec<String> = expected.lines().map(str::to_owned).collect();
+            let differences = sluice::plugin_test::compare(&result.lines, &expected);
+            if differences.is_empty() {
+                println!(
+                    "ok: {} records match {}",
+                    result.lines.len(),
+                    expect.display()
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "FAILED: {} differences from {}",
+                    differences.len(),
+                    expect.display()
+                );
+                for difference in differences {
+                    println!("{difference}");
+                }
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops sluice cleanly");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

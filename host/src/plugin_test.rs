@@ -1,0 +1,158 @@
+//! `sluice plugin test`: runs a plugin over a file of events, exactly as `sluice run`
+//! would, and compares the records it produces with an expectation.
+//!
+//! Output and expectation use the file sink's JSON lines (see [`crate::sink::file`]);
+//! rejected and trapping events appear as dead-letter records with their reason in the
+//! headers. Lines are compared as JSON values, one by one, ignoring the
+//! `sluice.plugin.sha256` header (it changes with every build of the plugin).
+
+use std::path::PathBuf;
+
+use crate::app::RunError;
+use crate::pipeline::{Pipeline, PipelineSettings, PipelineStats, Route, headers};
+use crate::runtime::{PluginSpec, PluginThread, PluginWorker, Runtime, RuntimeOptions};
+use crate::sink::file::record_to_json_line;
+use crate::sink::memory::MemorySink;
+use crate::source::file::{FileInput, FileSource};
+use crate::topics::TopicPattern;
+
+/// What to test.
+#[derive(Debug, Clone)]
+pub struct PluginTest {
+    pub plugin: PathBuf,
+    pub input: PathBuf,
+    pub config: Vec<(String, String)>,
+    /// Overrides the topic of every input record.
+    pub topic: Option<String>,
+    pub batch_size: usize,
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What the plugin produced.
+#[derive(Debug, Clone)]
+pub struct PluginTestRun {
+    /// The output records as JSON lines, in order.
+    pub lines: Vec<String>,
+    pub stats: PipelineStats,
+}
+
+/// Runs the plugin over the input.
+pub async fn run(test: &PluginTest) -> Result<PluginTestRun, RunError> {
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: test.cache_dir.clone(),
+    })?;
+    let name = test
+        .plugin
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".to_owned());
+    let spec = PluginSpec {
+        name: name.clone(),
+        version: "test".to_owned(),
+        config: test.config.clone(),
+        limits: Default::default(),
+    };
+    let loaded = runtime.load_file(spec, &test.plugin)?;
+    let worker = PluginWorker::new(loaded.instantiate()?);
+    let thread = PluginThread::spawn(worker).map_err(|source| RunError::Thread {
+        plugin: name,
+        source,
+    })?;
+    let everything = vec![TopicPattern::parse("*").expect("`*` is a valid pattern")];
+    let route = Route {
+        plugin: thread,
+        inputs: everything.clone(),
+        outputs: everything,
+    };
+    let settings = PipelineSettings {
+        batch_size: test.batch_size,
+        lineage_headers: false,
+        ..PipelineSettings::default()
+    };
+    let mut source =
+        FileSource::open(FileInput::Path(test.input.clone()), test.topic.clone()).await?;
+    let mut sink = MemorySink::default();
+    let stats = Pipeline::new(vec![route], settings)
+        .run(&mut source, &mut sink, std::future::pending())
+        .await?;
+    Ok(PluginTestRun {
+        lines: sink.records.iter().map(record_to_json_line).collect(),
+        stats,
+    })
+}
+
+/// Compares produced lines with expected lines; returns one message per difference
+/// (empty when they match).
+pub fn compare(actual: &[String], expected: &[String]) -> Vec<String> {
+    let mut differences = Vec::new();
+    let expected: Vec<&String> = expected
+        .iter()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    for (index, pair) in actual.iter().zip(expected.iter()).enumerate() {
+        let (got, want) = pair;
+        if normalize(got) != normalize(want) {
+            differences.push(format!(
+                "record {}:\n  expected: {}\n  actual:   {}",
+                index + 1,
+                want.trim(),
+                got
+            ));
+        }
+    }
+    if actual.len() > expected.len() {
+        for (index, extra) in actual.iter().enumerate().skip(expected.len()) {
+            differences.push(format!(
+                "record {}: not expected:\n  actual:   {extra}",
+                index + 1
+            ));
+        }
+    }
+    if expected.len() > actual.len() {
+        for (index, missing) in expected.iter().enumerate().skip(actual.len()) {
+            differences.push(format!(
+                "record {}: missing:\n  expected: {}",
+                index + 1,
+                missing.trim()
+            ));
+        }
+    }
+    differences
+}
+
+/// A record line as a JSON value without the headers that change from build to build.
+pub fn normalize(line: &str) -> serde_json::Value {
+    let mut value: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|_| serde_json::Value::String(line.to_owned()));
+    if let Some(list) = value.get_mut("headers").and_then(|h| h.as_array_mut()) {
+        list.retain(|pair| pair.get(0).and_then(|k| k.as_str()) != Some(headers::PLUGIN_SHA256));
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_as_json_and_reports_each_difference() {
+        let actual = vec![
+            r#"{"topic":"a","key":1,"value":{"x":1,"y":2},"headers":[["sluice.plugin.sha256","abc"]]}"#.to_owned(),
+            r#"{"topic":"b","key":null,"value":null,"headers":[]}"#.to_owned(),
+        ];
+        let same = vec![
+            r#"{"topic":"a", "key":1, "value":{"y":2,"x":1}, "headers":[["sluice.plugin.sha256","other"]]}"#.to_owned(),
+            r#"{"topic":"b","key":null,"value":null,"headers":[]}"#.to_owned(),
+        ];
+        assert!(
+            compare(&actual, &same).is_empty(),
+            "key order and the plugin hash do not matter"
+        );
+        let different =
+            vec![r#"{"topic":"a","key":2,"value":{"x":1,"y":2},"headers":[]}"#.to_owned()];
+        let diff = compare(&actual, &different);
+        assert_eq!(diff.len(), 2, "{diff:?}");
+        assert!(diff[0].starts_with("record 1:"));
+        assert!(diff[1].contains("not expected"));
+    }
+}

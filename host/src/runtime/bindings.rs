@@ -1,0 +1,13 @@
+//! Host-side bindings of the `sluice:transform/transformer` world (`wit/`).
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "transformer",
+    additional_derives: [PartialEq, Eq],
+});
+
+pub use sluice::transform::host::LogLevel;
+pub use sluice::transform::types::{
+    ChangeEvent, EventOutcome, Header, Operation, Origin, OutputRecord, Rejection, SnapshotMarker,
+    SourceInfo, Span, TransactionInfo,
+};

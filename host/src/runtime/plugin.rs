@@ -1,0 +1,198 @@
+//! A loaded plugin version and its instances.
+
+use std::sync::Arc;
+
+use wasmtime::{Engine, Store, Trap};
+
+use super::RuntimeError;
+use super::bindings::{ChangeEvent, EventOutcome, Transformer, TransformerPre};
+use super::limits::{PluginLimits, StoreMemoryExceeded};
+use super::state::PluginState;
+
+/// What the host knows about a plugin before loading it (from config or manifest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSpec {
+    pub name: String,
+    pub version: String,
+    /// Passed to `init`, in order.
+    pub config: Vec<(String, String)>,
+    pub limits: PluginLimits,
+}
+
+/// One compiled, linked and validated version of a plugin; instantiate it as often as
+/// needed. Cheap to share behind an `Arc`.
+pub struct LoadedPlugin {
+    spec: PluginSpec,
+    sha256: String,
+    /// `name@version`, for logs.
+    label: Arc<str>,
+    pre: TransformerPre<PluginState>,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("spec", &self.spec)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    pub(super) fn new(
+        spec: PluginSpec,
+        sha256: String,
+        pre: TransformerPre<PluginState>,
+        engine: Engine,
+    ) -> Self {
+        let label = Arc::from(format!("{}@{}", spec.name, spec.version));
+        Self {
+            spec,
+            sha256,
+            label,
+            pre,
+            engine,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn version(&self) -> &str {
+        &self.spec.version
+    }
+
+    /// The sha256 of the component bytes, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    pub fn spec(&self) -> &PluginSpec {
+        &self.spec
+    }
+
+    /// Creates a fresh instance in a store of its own and calls `init` with the config.
+    pub fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, RuntimeError> {
+        let limits = self.spec.limits;
+        let mut store = Store::new(
+            &self.engine,
+            PluginState::new(Arc::clone(&self.label), &limits),
+        );
+        store.limiter(|state| &mut state.memory_cap);
+        store.set_epoch_deadline(limits.deadline_ticks());
+        store.epoch_deadline_trap();
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| RuntimeError::Instantiate {
+                plugin: self.label.to_string(),
+                detail: describe_trap(&e, None),
+            })?;
+        let mut instance = PluginInstance {
+            plugin: Arc::clone(self),
+            store,
+            bindings,
+        };
+        instance.init()?;
+        Ok(instance)
+    }
+}
+
+/// A live instance of a plugin in its own store. Not shared between threads at once.
+pub struct PluginInstance {
+    plugin: Arc<LoadedPlugin>,
+    store: Store<PluginState>,
+    bindings: Transformer,
+}
+
+impl std::fmt::Debug for PluginInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginInstance")
+            .field("plugin", &self.plugin.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A call that did not return normally: the instance must be discarded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct CallTrapped {
+    pub reason: String,
+}
+
+impl PluginInstance {
+    pub fn plugin(&self) -> &Arc<LoadedPlugin> {
+        &self.plugin
+    }
+
+    fn init(&mut self) -> Result<(), RuntimeError> {
+        self.begin_call();
+        let config = self.plugin.spec.config.clone();
+        match self
+            .bindings
+            .sluice_transform_transform()
+            .call_init(&mut self.store, &config)
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(RuntimeError::InitRejected {
+                plugin: self.plugin.label.to_string(),
+                message,
+            }),
+            Err(e) => Err(RuntimeError::InitTrapped {
+                plugin: self.plugin.label.to_string(),
+                reason: describe_trap(&e, self.store.data_mut().take_last_error()),
+            }),
+        }
+    }
+
+    /// Calls `transform-batch`. On `Err` the instance is unusable and must be dropped.
+    pub fn transform_batch(
+        &mut self,
+        events: &[ChangeEvent],
+    ) -> Result<Vec<EventOutcome>, CallTrapped> {
+        self.begin_call();
+        let result = self
+            .bindings
+            .sluice_transform_transform()
+            .call_transform_batch(&mut self.store, events);
+        match result {
+            Ok(outcomes) if outcomes.len() == events.len() => Ok(outcomes),
+            Ok(outcomes) => Err(CallTrapped {
+                reason: format!(
+                    "contract violation: transform-batch returned {} outcomes for {} events",
+                    outcomes.len(),
+                    events.len()
+                ),
+            }),
+            Err(e) => Err(CallTrapped {
+                reason: describe_trap(&e, self.store.data_mut().take_last_error()),
+            }),
+        }
+    }
+
+    fn begin_call(&mut self) {
+        let limits = self.plugin.spec.limits;
+        self.store.data_mut().begin_call(&limits);
+        self.store.set_epoch_deadline(limits.deadline_ticks());
+    }
+}
+
+/// Turns a call error into the one-line reason that goes to logs and dead-letter headers.
+fn describe_trap(error: &wasmtime::Error, guest_message: Option<String>) -> String {
+    if let Some(exceeded) = error.downcast_ref::<StoreMemoryExceeded>() {
+        return exceeded.to_string();
+    }
+    let trap = error.downcast_ref::<Trap>().copied();
+    let what = match trap {
+        Some(Trap::Interrupt) => "CPU deadline exceeded (interrupted by epoch deadline)".to_owned(),
+        Some(Trap::StackOverflow) => "stack overflow".to_owned(),
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => format!("{error:#}"),
+    };
+    match guest_message {
+        Some(message) => format!("{message} ({what})"),
+        None => what,
+    }
+}

@@ -1,0 +1,97 @@
+//! The per-store state of a plugin instance: its empty WASI context, its limiter, and the
+//! host interface it imports (logging).
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{self, LogLevel};
+use super::limits::{MemoryCap, PluginLimits};
+
+/// What a store of one plugin holds.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) memory_cap: MemoryCap,
+    /// `name@version`, for log lines.
+    plugin: Arc<str>,
+    log_lines_left: u32,
+    log_lines_dropped: u64,
+    /// The last `error` line the guest logged during the current call; the Rust SDK logs
+    /// its panic message there, which names the reason of a trap.
+    last_error: Option<String>,
+}
+
+impl PluginState {
+    pub fn new(plugin: Arc<str>, limits: &PluginLimits) -> Self {
+        Self {
+            wasi: sandboxed_wasi(),
+            table: ResourceTable::new(),
+            memory_cap: MemoryCap::new(limits),
+            plugin,
+            log_lines_left: limits.log_lines_per_call,
+            log_lines_dropped: 0,
+            last_error: None,
+        }
+    }
+
+    /// Resets the per-call budgets before a call into the guest.
+    pub fn begin_call(&mut self, limits: &PluginLimits) {
+        self.log_lines_left = limits.log_lines_per_call;
+        self.last_error = None;
+    }
+
+    /// The last error line logged during the current call (the panic message, for Rust).
+    pub fn take_last_error(&mut self) -> Option<String> {
+        self.last_error.take()
+    }
+
+    /// How many log lines were dropped because a call exceeded its budget.
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.log_lines_dropped
+    }
+}
+
+/// A WASI context that grants nothing: no preopened directories, no environment
+/// variables or arguments, no sockets or name lookups, closed stdin, and stdout/stderr
+/// that discard what is written (plugins log through the host interface instead).
+fn sandboxed_wasi() -> WasiCtx {
+    WasiCtx::builder()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::sluice::transform::types::Host for PluginState {}
+
+impl bindings::sluice::transform::host::Host for PluginState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        if matches!(level, LogLevel::Error) {
+            self.last_error = Some(message.clone());
+        }
+        if self.log_lines_left == 0 {
+            self.log_lines_dropped += 1;
+            return;
+        }
+        self.log_lines_left -= 1;
+        let plugin = &*self.plugin;
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}

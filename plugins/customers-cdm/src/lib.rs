@@ -1,0 +1,219 @@
+//! `customers-cdm`: maps Debezium change events of a SQL Server `dbo.customers` table to
+//! the canonical customer record on `cdm.customer`.
+//!
+//! - columns are renamed to the CDM's camelCase names, first and last name joined;
+//! - the email is masked (`j***@example.com`);
+//! - `credit_limit` (decimal) is decoded from Debezium's encoding into a decimal string,
+//!   whatever `decimal.handling.mode` the connector used (`precise` base64, `string`,
+//!   `double`); the scale comes from the event's schema when it has one, else from config;
+//! - `birth_date` (date, days since epoch), `created_at` (datetime2(3), epoch ms) and
+//!   `updated_at` (datetime2(7), epoch ns) become ISO-8601 strings;
+//! - the key is `{"customerId": <id>}`; creates, updates and snapshot reads publish the new
+//!   state (upsert); deletes publish a tombstone, so `cdm.customer` can be compacted.
+//!
+//! Config:
+//! - `topic` (default `cdm.customer`)
+//! - `decimal.handling.mode`: `precise` (default), `string` or `double`
+//! - `credit_limit.scale`: the scale of `credit_limit` when events carry no schema (default 2)
+
+use serde::{Deserialize, Serialize};
+use sluice_sdk::debezium;
+use sluice_sdk::{ChangeEvent, Op, Record, Reject, SnapshotMarker};
+
+/// A row of `dbo.customers` as Debezium encodes it.
+#[derive(Debug, Deserialize)]
+struct CustomerRow {
+    id: i64,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    credit_limit: Option<serde_json::Value>,
+    birth_date: Option<i64>,
+    created_at: Option<i64>,
+    updated_at: Option<i64>,
+    customer_guid: Option<String>,
+    is_active: Option<bool>,
+}
+
+/// The canonical customer record.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CanonicalCustomer<'a> {
+    customer_id: i64,
+    first_name: Option<&'a str>,
+    last_name: Option<&'a str>,
+    full_name: String,
+    email_masked: Option<String>,
+    credit_limit: Option<String>,
+    birth_date: Option<String>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    external_id: Option<String>,
+    active: bool,
+    source: Lineage<'a>,
+}
+
+/// Where the canonical record came from, for consumers that audit it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Lineage<'a> {
+    table: String,
+    op: &'static str,
+    snapshot: bool,
+    commit_lsn: Option<&'a str>,
+    change_lsn: Option<&'a str>,
+    ts_ms: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CustomerKey {
+    customer_id: i64,
+}
+
+/// Maps one change event of `dbo.customers` to its canonical record (or tombstone).
+#[sluice_sdk::transform(init = check_config)]
+pub fn customers_cdm(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
+    let config = sluice_sdk::config();
+    let topic = config.get("topic").unwrap_or("cdm.customer");
+    let op = event.op();
+    if matches!(op, Op::Truncate | Op::Message) {
+        return Ok(Vec::new());
+    }
+    let row: CustomerRow = event.row()?;
+    let key = CustomerKey {
+        customer_id: row.id,
+    };
+    if op == Op::Delete {
+        return Ok(vec![Record::to(topic).json_key(&key).tombstone()]);
+    }
+
+    let source = event.source();
+    let canonical = CanonicalCustomer {
+        customer_id: row.id,
+        first_name: row.first_name.as_deref(),
+        last_name: row.last_name.as_deref(),
+        full_name: full_name(row.first_name.as_deref(), row.last_name.as_deref()),
+        email_masked: row.email.as_deref().map(mask_email),
+        credit_limit: row
+            .credit_limit
+            .as_ref()
+            .map(|raw| decode_decimal(raw, credit_limit_scale(&event)?))
+            .transpose()?,
+        birth_date: row.birth_date.map(debezium::date_from_epoch_days),
+        created_at: row.created_at.map(debezium::timestamp_from_epoch_millis),
+        updated_at: row.updated_at.map(debezium::timestamp_from_epoch_nanos),
+        external_id: row.customer_guid.map(|guid| guid.to_ascii_lowercase()),
+        active: row.is_active.unwrap_or(true),
+        source: Lineage {
+            table: event.qualified_table(),
+            op: op_code(op),
+            snapshot: !matches!(source.snapshot, SnapshotMarker::None),
+            commit_lsn: source.commit_lsn.as_deref(),
+            change_lsn: source.change_lsn.as_deref(),
+            ts_ms: source.ts_ms,
+        },
+    };
+    Ok(vec![
+        Record::to(topic)
+            .json_key(&key)
+            .json_value(&canonical)
+            .header("cdm.schema", "customer.v1"),
+    ])
+}
+
+/// Refuses configurations the transform cannot honour, once, at `init`.
+fn check_config(config: &sluice_sdk::Config) -> Result<(), String> {
+    match config.get("decimal.handling.mode") {
+        None | Some("precise" | "string" | "double") => {}
+        Some(other) => {
+            return Err(format!(
+                "config `decimal.handling.mode` = {other:?}: expected precise, string or double"
+            ));
+        }
+    }
+    config.parse::<u32>("credit_limit.scale")?;
+    Ok(())
+}
+
+fn credit_limit_scale(event: &ChangeEvent) -> Result<u32, Reject> {
+    if let Some(scale) = event.decimal_scale("credit_limit") {
+        return Ok(scale);
+    }
+    Ok(sluice_sdk::config()
+        .parse::<u32>("credit_limit.scale")
+        .map_err(Reject::new)?
+        .unwrap_or(2))
+}
+
+/// Decodes a decimal column in any of Debezium's `decimal.handling.mode`s.
+fn decode_decimal(raw: &serde_json::Value, scale: u32) -> Result<String, Reject> {
+    let mode = sluice_sdk::config()
+        .get("decimal.handling.mode")
+        .unwrap_or("precise");
+    match (mode, raw) {
+        ("precise", serde_json::Value::String(encoded)) => {
+            Ok(debezium::decimal_from_base64(encoded, scale)?)
+        }
+        ("string", serde_json::Value::String(text)) => Ok(text.clone()),
+        ("double", serde_json::Value::Number(number)) => {
+            let value = number.as_f64().unwrap_or(f64::NAN);
+            Ok(format!("{value:.prec$}", prec = scale as usize))
+        }
+        _ => Err(Reject::new(format!(
+            "credit_limit: {raw} is not a decimal in `{mode}` mode"
+        ))
+        .with_code("bad-decimal")),
+    }
+}
+
+fn full_name(first: Option<&str>, last: Option<&str>) -> String {
+    match (first, last) {
+        (Some(first), Some(last)) => format!("{first} {last}"),
+        (Some(only), None) | (None, Some(only)) => only.to_owned(),
+        (None, None) => String::new(),
+    }
+}
+
+/// `john.doe@example.com` → `j***@example.com`; text without `@` is masked whole.
+fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) if !local.is_empty() => {
+            let first = local.chars().next().unwrap_or('*');
+            format!("{first}***@{domain}")
+        }
+        _ => "***".to_owned(),
+    }
+}
+
+fn op_code(op: Op) -> &'static str {
+    match op {
+        Op::Create => "c",
+        Op::Update => "u",
+        Op::Delete => "d",
+        Op::Read => "r",
+        Op::Truncate => "t",
+        Op::Message => "m",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_the_local_part_of_an_email() {
+        assert_eq!(mask_email("john.doe@example.com"), "j***@example.com");
+        assert_eq!(mask_email("Zoë@example.org"), "Z***@example.org");
+        assert_eq!(mask_email("not-an-email"), "***");
+        assert_eq!(mask_email("@example.org"), "***");
+    }
+
+    #[test]
+    fn decodes_decimals_in_every_mode() {
+        let precise = serde_json::json!("MDk=");
+        assert_eq!(decode_decimal(&precise, 2).expect("decodes"), "123.45");
+        let wrong_kind = serde_json::json!(12.5);
+        assert!(decode_decimal(&wrong_kind, 2).is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! The `#[sluice_sdk::transform]` attribute.
+//!
+//! It turns one plain function `fn(ChangeEvent) -> Result<..., Reject>` into a component
+//! export of `sluice:transform/transform`, hiding `wit_bindgen::generate!` (which lives
+//! in the SDK crate) from the plugin author. Mistakes in the signature are reported as
+//! compile errors pointing at the signature, not deep inside generated code.
+
+use proc_macro::TokenStream;
+use proc_macro2::Span;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Error, FnArg, ItemFn, Path, ReturnType, parse_macro_input};
+
+/// Exports a function as this component's sluice transform.
+///
+/// ```ignore
+/// #[sluice_sdk::transform]
+/// fn cdm(event: ChangeEvent) -> Result<Vec<Record>, Reject> { ... }
+///
+/// #[sluice_sdk::transform(init = check_config)]
+/// fn cdm2(event: ChangeEvent) -> Result<Option<Record>, Reject> { ... }
+/// fn check_config(config: &sluice_sdk::Config) -> Result<(), String> { ... }
+/// ```
+#[proc_macro_attribute]
+pub fn transform(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let init = match parse_init(attr) {
+        Ok(init) => init,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let function = parse_macro_input!(item as ItemFn);
+    if let Err(e) = check_signature(&function) {
+        return e.to_compile_error().into();
+    }
+    expand(&function, init.as_ref()).into()
+}
+
+/// Parses the optional `init = path` argument.
+fn parse_init(attr: TokenStream) -> syn::Result<Option<Path>> {
+    let mut init = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("init") {
+            init = Some(meta.value()?.parse::<Path>()?);
+            Ok(())
+        } else {
+            Err(meta.error("unknown argument: `#[transform]` takes only `init = <function>`"))
+        }
+    });
+    syn::parse::Parser::parse(parser, attr)?;
+    Ok(init)
+}
+
+fn check_signature(function: &ItemFn) -> syn::Result<()> {
+    let sig = &function.sig;
+    if let Some(asyncness) = sig.asyncness {
+        return Err(Error::new(
+            asyncness.span(),
+            "a sluice transform cannot be `async`",
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        return Err(Error::new(
+            sig.generics.span(),
+            "a sluice transform cannot be generic",
+        ));
+    }
+    if sig.inputs.len() != 1 {
+        return Err(Error::new(
+            sig.inputs
+                .span()
+                .join(sig.ident.span())
+                .unwrap_or_else(Span::call_site),
+            "a sluice transform takes exactly one argument: `event: sluice_sdk::ChangeEvent`",
+        ));
+    }
+    if let Some(FnArg::Receiver(receiver)) = sig.inputs.first() {
+        return Err(Error::new(
+            receiver.span(),
+            "a sluice transform is a free function, not a method",
+        ));
+    }
+    if let ReturnType::Default = sig.output {
+        return Err(Error::new(
+            sig.ident.span(),
+            "a sluice transform must return `Result<Vec<Record>, Reject>` (or `Result<Option<Record>, Reject>`, `Result<Record, Reject>`)",
+        ));
+    }
+    Ok(())
+}
+
+fn expand(function: &ItemFn, init: Option<&Path>) -> proc_macro2::TokenStream {
+    let name = &function.sig.ident;
+    let sig_span = function.sig.span();
+    let input_span = function.sig.inputs.span();
+    let output_span = function.sig.output.span();
+    // Type checks spanned at the signature, so a wrong argument or return type is
+    // reported there rather than inside the generated export glue.
+    let arg_check = quote_spanned! {input_span=>
+        let _: fn(::sluice_sdk::ChangeEvent) -> _ = #name;
+    };
+    let output_check = quote_spanned! {output_span=>
+        fn __sluice_assert_outcome<R: ::sluice_sdk::IntoOutcome>(_: fn(::sluice_sdk::ChangeEvent) -> R) {}
+        __sluice_assert_outcome(#name);
+    };
+    let init_arg = match init {
+        Some(path) => quote_spanned! {path.span()=>
+            ::core::option::Option::Some(#path as fn(&::sluice_sdk::Config) -> ::core::result::Result<(), ::std::string::String>)
+        },
+        None => quote! { ::core::option::Option::None },
+    };
+    quote_spanned! {sig_span=>
+        #function
+
+        #[allow(dead_code)]
+        const _: () = {
+            fn __sluice_signature_checks() {
+                #arg_check
+                #output_check
+            }
+        };
+
+        // Exported only when building the component; natively the function stays a plain
+        // function that tests and benchmarks call directly.
+        #[cfg(target_family = "wasm")]
+        const _: () = {
+            struct __SluiceTransform;
+
+            impl ::sluice_sdk::__private::Guest for __SluiceTransform {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    ::sluice_sdk::__private::init(config, #init_arg)
+                }
+
+                fn transform_batch(
+                    events: ::std::vec::Vec<::sluice_sdk::__private::WitChangeEvent>,
+                ) -> ::std::vec::Vec<::sluice_sdk::__private::WitOutcome> {
+                    ::sluice_sdk::__private::transform_batch(events, #name)
+                }
+            }
+
+            ::sluice_sdk::bindings::__export_transformer!(__SluiceTransform with_types_in ::sluice_sdk::bindings);
+        };
+    }
+}

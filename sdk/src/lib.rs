@@ -1,0 +1,174 @@
+//! The sluice plugin SDK for Rust.
+//!
+//! A plugin author writes one plain function and one attribute:
+//!
+//! ```ignore
+//! use sluice_sdk::{ChangeEvent, Record, Reject};
+//!
+//! #[sluice_sdk::transform]
+//! fn route(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
+//!     let customer: Customer = event.after()?;
+//!     Ok(vec![Record::to("cdm.customer").json_key(&customer.id).json_value(&customer)])
+//! }
+//! ```
+//!
+//! The attribute hides the WIT bindings (`wit_bindgen::generate!`): it exports the
+//! `sluice:transform/transform` interface, calls the function once per event of each
+//! batch, turns its `Result` into a per-event outcome, and reports panics to the host
+//! log so the host can name the reason of a trap. A plugin crate depends on this crate
+//! alone and builds with `cargo build --target wasm32-wasip2` (or `sluice plugin build`).
+//!
+//! The function may return `Result<Vec<Record>, Reject>`, `Result<Option<Record>, Reject>`
+//! or `Result<Record, Reject>`; `Ok(vec![])` / `Ok(None)` filter the event out and
+//! `Err(reject)` sends it to the dead-letter topic with the reason.
+//!
+//! Configuration from the plugin's manifest is available through [`config()`]; an optional
+//! `#[sluice_sdk::transform(init = check)]` names a `fn check(&Config) -> Result<(), String>`
+//! that validates it once per instance.
+//!
+//! The same crate compiles natively (for unit tests and benchmarks of plugin logic):
+//! then nothing is exported and [`log`] writes to standard error.
+
+// wit-bindgen's generated glue (the canonical ABI) is unsafe by nature; this crate
+// writes no unsafe code of its own.
+#![allow(unsafe_code)]
+
+// Lets the generated bindings and the macro's expansion name this crate the same way
+// from inside it as from a plugin crate.
+extern crate self as sluice_sdk;
+
+pub mod debezium;
+mod event;
+mod record;
+
+pub use event::{
+    ChangeEvent, Header, Op, Origin, SnapshotMarker, SourceInfo, Span, TransactionInfo,
+};
+pub use record::{IntoOutcome, Record, Reject};
+pub use sluice_sdk_macro::transform;
+
+use std::sync::OnceLock;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "transformer",
+        pub_export_macro: true,
+        export_macro_name: "__export_transformer",
+        default_bindings_module: "::sluice_sdk::bindings",
+        runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+/// Severity of a line written with [`log`].
+pub use bindings::sluice::transform::host::LogLevel;
+
+/// Writes one line to the host's log, tagged with this plugin's name and version.
+///
+/// The host drops lines below its log level and caps how many lines one batch may write.
+pub fn log(level: LogLevel, message: &str) {
+    #[cfg(target_family = "wasm")]
+    bindings::sluice::transform::host::log(level, message);
+    #[cfg(not(target_family = "wasm"))]
+    eprintln!("[plugin {level:?}] {message}");
+}
+
+/// The plugin's configuration: the `config` key/value pairs of its manifest, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    pairs: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Builds a configuration from pairs (what the host passes to `init`).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Self { pairs }
+    }
+
+    /// The value of `key`, if set. When a key is repeated, the last value wins.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parses the value of `key`; `Ok(None)` when the key is absent.
+    pub fn parse<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(None),
+            Some(raw) => raw
+                .parse()
+                .map(Some)
+                .map_err(|e| format!("config `{key}` = {raw:?}: {e}")),
+        }
+    }
+
+    /// All pairs, in manifest order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+
+/// The configuration this instance was initialised with (empty before `init`).
+pub fn config() -> &'static Config {
+    static EMPTY: Config = Config { pairs: Vec::new() };
+    CONFIG.get().unwrap_or(&EMPTY)
+}
+
+/// Support code for the `#[transform]` attribute. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+
+    pub use crate::bindings::exports::sluice::transform::transform::Guest;
+    pub use crate::bindings::sluice::transform::types::{
+        ChangeEvent as WitChangeEvent, EventOutcome as WitOutcome,
+    };
+    use crate::{ChangeEvent, Config, IntoOutcome, LogLevel};
+
+    /// A plugin's optional configuration check (`#[transform(init = check)]`).
+    pub type ConfigCheck = fn(&Config) -> Result<(), String>;
+
+    /// Implements the WIT `init`: stores the configuration, then runs the plugin's check.
+    pub fn init(pairs: Vec<(String, String)>, check: Option<ConfigCheck>) -> Result<(), String> {
+        install_panic_reporter();
+        // An instance is initialised exactly once (see wit/transform.wit); a second
+        // call can only come from a native test, where the first configuration stays.
+        let config = super::CONFIG.get_or_init(|| Config::from_pairs(pairs));
+        match check {
+            Some(check) => check(config),
+            None => Ok(()),
+        }
+    }
+
+    /// Implements the WIT `transform-batch`: one outcome per event, in order.
+    pub fn transform_batch<R: IntoOutcome>(
+        events: Vec<WitChangeEvent>,
+        transform: impl Fn(ChangeEvent) -> R,
+    ) -> Vec<WitOutcome> {
+        events
+            .into_iter()
+            .map(|event| transform(ChangeEvent::from_wit(event)).into_outcome())
+            .collect()
+    }
+
+    /// Sends panic messages to the host log, whose last error line becomes the trap
+    /// reason the host reports (a bare trap would only say "unreachable executed").
+    fn install_panic_reporter() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                crate::log(LogLevel::Error, &format!("plugin panicked: {info}"));
+            }));
+        });
+    }
+}

@@ -1,0 +1,46 @@
+//! Configuration errors as golden files: each `tests/config/<case>.toml` must fail with
+//! exactly the text of `tests/config/<case>.err` (rewrite with `SLUICE_BLESS=1`).
+
+use std::path::Path;
+
+#[test]
+fn every_bad_config_gives_its_golden_error() {
+    let dir = sluice_tests::repo_root().join("tests").join("config");
+    let mut cases = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/config exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_none_or(|ext| ext != "toml") {
+            continue;
+        }
+        cases += 1;
+        let name = path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&path).expect("read case");
+        let error = sluice::config::parse(&text, &name, &dir)
+            .expect_err(&name)
+            .to_string();
+        let golden = path.with_extension("err");
+        if std::env::var_os("SLUICE_BLESS").is_some() {
+            std::fs::write(&golden, format!("{error}\n")).expect("bless");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+        assert_eq!(error.trim_end(), expected.trim_end(), "{}", path.display());
+    }
+    assert!(cases >= 4, "expected the golden cases in {}", dir.display());
+}
+
+#[test]
+fn the_sample_configs_are_valid() {
+    for name in ["customers.toml", "inventory.toml"] {
+        let path = sluice_tests::sample(name);
+        if let Err(e) = sluice::config::load(Path::new(&path)) {
+            // The plugin paths point at built components: tests/build.rs built them.
+            panic!("{e}");
+        }
+    }
+}

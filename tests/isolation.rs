@@ -1,0 +1,208 @@
+//! Per-event isolation: a rejection, a trap (panic), or an output to a forbidden topic
+//! affects only the event that caused it; every other event of the batch is published.
+
+use serde_json::{Value, json};
+use sluice_tests::components;
+
+use crate::support::{config, create_event, header, plugin, run, write_lines};
+
+#[test]
+fn one_bad_event_costs_only_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = [
+        json!({"id": 1}),
+        json!({"id": 2, "reject": "customer 2 is on hold"}),
+        json!({"id": 3}),
+        json!({"id": 4, "panic": true}),
+        json!({"id": 5}),
+        json!({"id": 6, "forbidden": true}),
+        json!({"id": 7}),
+        json!({"id": 8, "panic": true}),
+    ];
+    let input = write_lines(
+        dir.path(),
+        "in.jsonl",
+        &rows.iter().cloned().map(create_event).collect::<Vec<_>>(),
+    );
+    let output = dir.path().join("out.jsonl");
+    // One batch holds all eight events, so the traps happen mid-batch.
+    let poison = plugin("poison", components::POISON, &["in"], &["out"], &[]);
+    let (lines, stats) = run(config(&input, &output, vec![poison], 64));
+
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let summary: Vec<(String, Value)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["topic"].as_str().unwrap_or("").to_owned(),
+                l["key"].clone(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, Value)> = [
+        ("out", json!(1)),
+        ("sluice.dlq", json!({"id": 2})),
+        ("out", json!(3)),
+        ("sluice.dlq", json!({"id": 4})),
+        ("out", json!(5)),
+        ("sluice.dlq", json!({"id": 6})),
+        ("out", json!(7)),
+        ("sluice.dlq", json!({"id": 8})),
+    ]
+    .into_iter()
+    .map(|(topic, key)| (topic.to_owned(), key))
+    .collect();
+    assert_eq!(summary, expected, "every good event is published, in order");
+
+    assert_eq!(
+        header(&lines[1], "sluice.dlq.stage").as_deref(),
+        Some("rejected")
+    );
+    assert_eq!(
+        header(&lines[1], "sluice.dlq.reason").as_deref(),
+        Some("customer 2 is on hold")
+    );
+    assert_eq!(
+        header(&lines[1], "sluice.dlq.code").as_deref(),
+        Some("asked")
+    );
+    assert_eq!(
+        header(&lines[3], "sluice.dlq.stage").as_deref(),
+        Some("trapped")
+    );
+    let trap_reason = header(&lines[3], "sluice.dlq.reason").expect("reason");
+    assert!(
+        trap_reason.contains("poison event 4"),
+        "the panic message names the cause: {trap_reason}"
+    );
+    assert_eq!(
+        header(&lines[5], "sluice.dlq.stage").as_deref(),
+        Some("acl")
+    );
+    assert!(
+        header(&lines[5], "sluice.dlq.reason")
+            .expect("reason")
+            .contains("\"secret.topic\"")
+    );
+    for dead in [&lines[1], &lines[3], &lines[5], &lines[7]] {
+        assert_eq!(
+            dead["value"]["op"], "c",
+            "the dead letter carries the original event"
+        );
+        assert_eq!(header(dead, "sluice.plugin").as_deref(), Some("poison"));
+        assert!(header(dead, "sluice.source.offset").is_some());
+    }
+    assert_eq!(
+        header(&lines[0], "sluice.source.offset").as_deref(),
+        Some("0"),
+        "lineage headers on outputs"
+    );
+    assert_eq!(stats.rejected, 1);
+    assert_eq!(stats.trapped, 2);
+    assert_eq!(stats.acl_violations, 1);
+    assert_eq!(stats.dead_lettered, 4);
+}
+
+#[test]
+fn malformed_records_go_to_the_dead_letter_topic_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines = vec![
+        create_event(json!({"id": 1})),
+        "this is not json".to_owned(),
+        r#"{"key":{"id":9},"value":{"op":"c","source":{"table":"t"}}}"#.to_owned(),
+        create_event(json!({"id": 2})),
+    ];
+    let input = write_lines(dir.path(), "in.jsonl", &lines);
+    let output = dir.path().join("out.jsonl");
+    let poison = plugin("poison", components::POISON, &["*"], &["out"], &[]);
+    let (out, stats) = run(config(&input, &output, vec![poison], 16));
+    let out: Vec<Value> = out
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(out.len(), 4);
+    assert_eq!(out[1]["topic"], "sluice.dlq");
+    assert_eq!(
+        out[1]["value"], "this is not json",
+        "the original bytes are kept"
+    );
+    assert!(
+        header(&out[1], "sluice.dlq.reason")
+            .expect("reason")
+            .starts_with("value is not valid JSON")
+    );
+    assert_eq!(
+        header(&out[1], "sluice.dlq.stage").as_deref(),
+        Some("decode")
+    );
+    assert!(
+        header(&out[2], "sluice.dlq.reason")
+            .expect("reason")
+            .contains("without an `after` row")
+    );
+    assert_eq!(
+        out[3]["key"],
+        json!(2),
+        "the stream goes on after malformed records"
+    );
+    assert_eq!(stats.malformed, 2);
+}
+
+#[test]
+fn a_plugin_that_refuses_its_config_is_not_started_and_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write_lines(dir.path(), "in.jsonl", &[create_event(json!({"id": 1}))]);
+    let output = dir.path().join("out.jsonl");
+    let cdm = plugin(
+        "customers-cdm",
+        components::CUSTOMERS_CDM,
+        &["*"],
+        &["cdm.customer"],
+        &[("decimal.handling.mode", "bogus")],
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let error = runtime
+        .block_on(sluice::app::run(
+            config(&input, &output, vec![cdm], 16),
+            std::future::pending(),
+        ))
+        .expect_err("init refuses the config");
+    let message = error.to_string();
+    assert!(
+        message.contains("plugin customers-cdm@0.1.0: init refused its configuration"),
+        "{message}"
+    );
+    assert!(message.contains("\"bogus\""), "{message}");
+}
+
+#[test]
+fn files_that_are_not_components_are_refused_with_the_file_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let truncated = dir.path().join("truncated.wasm");
+    let bytes = std::fs::read(components::PASSTHROUGH).expect("component");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let text = dir.path().join("text.wasm");
+    std::fs::write(&text, "hello").expect("write");
+    let runtime = sluice::runtime::Runtime::new(Default::default()).expect("runtime");
+    for (path, expected) in [
+        (&truncated, "not a WebAssembly component"),
+        (&text, "too short"),
+    ] {
+        let spec = sluice::runtime::PluginSpec {
+            name: "x".into(),
+            version: "1".into(),
+            config: vec![],
+            limits: Default::default(),
+        };
+        let error = runtime.load_file(spec, path).expect_err("refused");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&path.display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains(expected), "{message}");
+    }
+}

@@ -1,0 +1,129 @@
+//! Helpers shared by the end-to-end test modules.
+
+use std::path::{Path, PathBuf};
+
+use sluice::config::{Config, PluginConfig, SinkConfig, SourceConfig};
+use sluice::pipeline::{PipelineSettings, PipelineStats};
+use sluice::runtime::{PluginSpec, RuntimeOptions};
+use sluice::topics::TopicPattern;
+
+/// A plugin entry for [`config`].
+pub fn plugin(
+    name: &str,
+    component: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    settings: &[(&str, &str)],
+) -> PluginConfig {
+    PluginConfig {
+        spec: PluginSpec {
+            name: name.to_owned(),
+            version: "0.1.0".to_owned(),
+            config: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            limits: Default::default(),
+        },
+        path: PathBuf::from(component),
+        inputs: inputs
+            .iter()
+            .map(|p| TopicPattern::parse(p).expect("valid pattern"))
+            .collect(),
+        outputs: outputs
+            .iter()
+            .map(|p| TopicPattern::parse(p).expect("valid pattern"))
+            .collect(),
+    }
+}
+
+/// A file-to-file configuration with the compile cache off (each test starts cold).
+pub fn config(
+    input: &Path,
+    output: &Path,
+    plugins: Vec<PluginConfig>,
+    batch_size: usize,
+) -> Config {
+    Config {
+        source: SourceConfig::File {
+            path: Some(input.to_owned()),
+            topic: None,
+        },
+        sink: SinkConfig::File {
+            path: Some(output.to_owned()),
+        },
+        pipeline: PipelineSettings {
+            batch_size,
+            ..PipelineSettings::default()
+        },
+        runtime: RuntimeOptions { cache_dir: None },
+        plugins,
+    }
+}
+
+/// Runs `config` to the end of its input; returns the output lines and the counters.
+pub fn run(config: Config) -> (Vec<String>, PipelineStats) {
+    let SinkConfig::File { path: Some(output) } = config.sink.clone() else {
+        panic!("tests write to a file")
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let stats = runtime
+        .block_on(sluice::app::run(config, std::future::pending()))
+        .expect("the pipeline runs");
+    let text = std::fs::read_to_string(&output).expect("output written");
+    (text.lines().map(str::to_owned).collect(), stats)
+}
+
+/// Writes `lines` to a file in `dir` and returns its path.
+pub fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write test input");
+    path
+}
+
+/// The value of header `name` in an output line, as text.
+pub fn header(line: &serde_json::Value, name: &str) -> Option<String> {
+    line["headers"]
+        .as_array()?
+        .iter()
+        .find(|pair| pair[0] == name)
+        .and_then(|pair| pair[1].as_str().map(str::to_owned))
+}
+
+/// A bare Debezium create event of table `t` with the given `after` row.
+pub fn create_event(after: serde_json::Value) -> String {
+    serde_json::json!({
+        "topic": "in",
+        "key": {"id": after["id"]},
+        "value": {
+            "before": null,
+            "after": after,
+            "source": {"connector": "sqlserver", "name": "s", "db": "d", "schema": "dbo", "table": "t", "snapshot": "false"},
+            "op": "c",
+            "ts_ms": 1,
+        }
+    })
+    .to_string()
+}
+
+/// Compares output lines with a golden file; with `SLUICE_BLESS=1` rewrites it instead.
+pub fn assert_golden(actual: &[String], golden: &Path) {
+    if std::env::var_os("SLUICE_BLESS").is_some() {
+        std::fs::write(golden, actual.join("\n") + "\n").expect("bless golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(golden).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with SLUICE_BLESS=1 to create it)",
+            golden.display()
+        )
+    });
+    let expected: Vec<String> = expected.lines().map(str::to_owned).collect();
+    let differences = sluice::plugin_test::compare(actual, &expected);
+    assert!(
+        differences.is_empty(),
+        "output differs from {}:\n{}",
+        golden.display(),
+        differences.join("\n")
+    );
+}

@@ -1,0 +1,8 @@
+//! sluice's end-to-end tests: real components built from source (`build.rs`) running in
+//! the real host, one module per area.
+
+mod config_errors;
+mod golden;
+mod isolation;
+mod plugin_cli;
+mod support;
