@@ -206,3 +206,64 @@ fn files_that_are_not_components_are_refused_with_the_file_named() {
         assert!(message.contains(expected), "{message}");
     }
 }
+
+#[test]
+fn a_runaway_loop_and_a_memory_bomb_trap_only_their_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = [
+        json!({"id": 1}),
+        json!({"id": 2, "spin": true}),
+        json!({"id": 3, "grow_mib": 4}),
+        json!({"id": 4, "grow_mib": 256}),
+        json!({"id": 5}),
+    ];
+    let input = write_lines(
+        dir.path(),
+        "in.jsonl",
+        &rows.iter().cloned().map(create_event).collect::<Vec<_>>(),
+    );
+    let output = dir.path().join("out.jsonl");
+    let mut poison = plugin("poison", components::POISON, &["in"], &["out"], &[]);
+    poison.spec.limits.memory_bytes = 32 << 20;
+    poison.spec.limits.batch_deadline = std::time::Duration::from_millis(300);
+    let (lines, stats) = run(config(&input, &output, vec![poison], 16));
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let topics: Vec<&str> = lines
+        .iter()
+        .map(|l| l["topic"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(topics, ["out", "sluice.dlq", "out", "sluice.dlq", "out"]);
+    let spin = header(&lines[1], "sluice.dlq.reason").expect("reason");
+    assert!(spin.contains("CPU deadline exceeded"), "{spin}");
+    let bomb = header(&lines[3], "sluice.dlq.reason").expect("reason");
+    assert!(
+        bomb.contains("memory cap exceeded") && bomb.contains("33554432"),
+        "{bomb}"
+    );
+    assert_eq!(stats.trapped, 2);
+}
+
+#[test]
+fn a_plugin_sees_no_environment_files_or_network() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write_lines(
+        dir.path(),
+        "in.jsonl",
+        &[create_event(json!({"id": 1, "sandbox": true}))],
+    );
+    let output = dir.path().join("out.jsonl");
+    let poison = plugin("poison", components::POISON, &["in"], &["out"], &[]);
+    let (lines, _) = run(config(&input, &output, vec![poison], 16));
+    let report: Value = serde_json::from_str(&lines[0]).expect("JSON line");
+    let report = &report["value"];
+    assert_eq!(report["env"], 0, "no environment variables: {report}");
+    assert_eq!(report["args"], 0, "no arguments: {report}");
+    for denied in ["read_root", "read_etc_passwd", "write_tmp", "tcp_connect"] {
+        let outcome = report[denied].as_str().expect("text");
+        assert_ne!(outcome, "allowed", "{denied} must be denied: {report}");
+    }
+    assert!(!std::path::Path::new("/tmp/sluice-escape").exists());
+}

@@ -60,3 +60,51 @@ fn a_mismatching_expectation_fails_and_shows_the_difference() {
         "the missing last line is reported: {stdout}"
     );
 }
+
+#[test]
+fn plugin_build_compiles_a_crate_into_a_loadable_component() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(sluice_bin())
+        .args(["plugin", "build"])
+        .arg(repo_root().join("plugins").join("passthrough"))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("run sluice");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let built = out.path().join("passthrough.wasm");
+    assert_eq!(stdout.trim(), built.display().to_string());
+    let runtime = sluice::runtime::Runtime::new(Default::default()).expect("runtime");
+    let spec = sluice::runtime::PluginSpec {
+        name: "passthrough".into(),
+        version: "1".into(),
+        config: vec![],
+        limits: Default::default(),
+    };
+    let plugin = runtime
+        .load_file(spec, &built)
+        .expect("the built file is a sluice component");
+    plugin.instantiate().expect("and it starts");
+}
+
+#[test]
+fn plugin_build_of_a_directory_without_a_crate_fails_clearly() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(sluice_bin())
+        .args(["plugin", "build"])
+        .arg(empty.path())
+        .output()
+        .expect("run sluice");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("the plugin did not compile"), "{stderr}");
+    assert!(
+        stderr.contains(&empty.path().display().to_string()),
+        "{stderr}"
+    );
+}

@@ -5,4 +5,5 @@ mod config_errors;
 mod golden;
 mod isolation;
 mod plugin_cli;
+mod runtime;
 mod support;

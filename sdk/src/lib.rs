@@ -2,14 +2,22 @@
 //!
 //! A plugin author writes one plain function and one attribute:
 //!
-//! ```ignore
+//! ```
+//! use serde::{Deserialize, Serialize};
 //! use sluice_sdk::{ChangeEvent, Record, Reject};
+//!
+//! #[derive(Deserialize, Serialize)]
+//! struct Customer {
+//!     id: i64,
+//!     email: Option<String>,
+//! }
 //!
 //! #[sluice_sdk::transform]
 //! fn route(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
 //!     let customer: Customer = event.after()?;
 //!     Ok(vec![Record::to("cdm.customer").json_key(&customer.id).json_value(&customer)])
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! The attribute hides the WIT bindings (`wit_bindgen::generate!`): it exports the

@@ -8,8 +8,14 @@ use crate::bindings::sluice::transform::types as wit;
 
 /// A record to publish, built with chained calls:
 ///
-/// ```ignore
-/// Record::to("cdm.customer").json_key(&json!({"customerId": 7})).json_value(&cdm)
+/// ```
+/// use sluice_sdk::Record;
+///
+/// let record = Record::to("cdm.customer")
+///     .json_key(&serde_json::json!({"customerId": 7}))
+///     .json_value(&serde_json::json!({"customerId": 7, "active": true}))
+///     .header("cdm.schema", "customer.v1");
+/// assert_eq!(record.key_bytes(), Some(&br#"{"customerId":7}"#[..]));
 /// ```
 ///
 /// Serialising a key or value to JSON cannot fail for plain data types; if it does

@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p sluice-tests --bench runtime` (add `-- --quick` for a smoke run).
 //! Results and how to read them: BENCHMARKS.md.
+//!
+//! A second table compares the two ways row images could cross the boundary (JSON
+//! text, as `wit/types.wit` chose, or typed columns) with the `boundary-probe` component.
 
 use std::time::{Duration, Instant};
 
@@ -49,6 +52,9 @@ fn main() {
     println!("|---|---:|---:|---:|");
 
     let runtime = Runtime::new(RuntimeOptions { cache_dir: None }).expect("runtime");
+    if profile_only(&runtime, &events) {
+        return;
+    }
     let mut native_by_batch = Vec::new();
     for &batch in &BATCH_SIZES {
         let sdk_events: Vec<sdk::ChangeEvent> = events.iter().map(to_sdk).collect();
@@ -78,6 +84,37 @@ fn main() {
             );
         }
     }
+    println!();
+    boundary::compare(&events, rounds);
+}
+
+/// `--profile <plugin>`: only that plugin, batches of 256, many rounds (for `perf record`).
+fn profile_only(runtime: &Runtime, events: &[ChangeEvent]) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(at) = args.iter().position(|a| a == "--profile") else {
+        return false;
+    };
+    let name = args
+        .get(at + 1)
+        .map(String::as_str)
+        .unwrap_or("passthrough");
+    let path = match name {
+        "customers-cdm" => components::CUSTOMERS_CDM,
+        _ => components::PASSTHROUGH,
+    };
+    let spec = PluginSpec {
+        name: name.to_owned(),
+        version: "profile".to_owned(),
+        config: vec![],
+        limits: Default::default(),
+    };
+    let plugin = runtime
+        .load_file(spec, std::path::Path::new(path))
+        .expect("load");
+    let mut worker = PluginWorker::new(plugin.instantiate().expect("instantiate"));
+    let rate = best_of(20, || run_wasm(&mut worker, events, 256));
+    println!("{name}: {rate:.0} events/s");
+    true
 }
 
 fn best_of(rounds: usize, mut measure: impl FnMut() -> Duration) -> f64 {
@@ -222,5 +259,162 @@ fn to_sdk(event: &ChangeEvent) -> sdk::ChangeEvent {
             partition: event.origin.partition,
             offset: event.origin.offset,
         },
+    }
+}
+
+/// JSON text vs typed columns across the boundary, same rows, same guest struct.
+mod boundary {
+    use std::time::{Duration, Instant};
+
+    use sluice::runtime::ChangeEvent;
+    use sluice_tests::components;
+    use wasmtime::component::{Component, Linker, ResourceTable};
+    use wasmtime::{Engine, Store};
+    use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+    wasmtime::component::bindgen!({ path: "plugins/boundary-probe/wit", world: "probe" });
+    use exports::sluice::probe::rows::{Cell, Column};
+
+    struct State {
+        wasi: WasiCtx,
+        table: ResourceTable,
+    }
+
+    impl WasiView for State {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
+        }
+    }
+
+    const BATCH: usize = 256;
+
+    pub fn compare(events: &[ChangeEvent], rounds: usize) {
+        let engine = Engine::default();
+        let component =
+            Component::from_file(&engine, components::BOUNDARY_PROBE).expect("probe component");
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("wasi");
+        let mut store = Store::new(
+            &engine,
+            State {
+                wasi: WasiCtx::builder().build(),
+                table: ResourceTable::new(),
+            },
+        );
+        let probe = Probe::instantiate(&mut store, &component, &linker).expect("instantiate");
+        let rows = probe.sluice_probe_rows();
+
+        let after = |e: &ChangeEvent| {
+            let span = e.after.expect("after");
+            e.value[span.start as usize..(span.start + span.len) as usize].to_vec()
+        };
+        let (mut json_prep, mut json_call, mut typed_prep, mut typed_call) =
+            (Duration::MAX, Duration::MAX, Duration::MAX, Duration::MAX);
+        let (mut json_sum, mut typed_sum) = (0u64, 0u64);
+        let (mut span_prep, mut span_call, mut span_sum) = (Duration::MAX, Duration::MAX, 0u64);
+        for _ in 0..rounds {
+            let (mut prep, mut call) = (Duration::ZERO, Duration::ZERO);
+            let mut sum = 0u64;
+            for chunk in events.chunks(BATCH) {
+                let started = Instant::now();
+                let batch: Vec<Vec<u8>> = chunk.iter().map(after).collect();
+                prep += started.elapsed();
+                let started = Instant::now();
+                sum = sum.wrapping_add(rows.call_json_rows(&mut store, &batch).expect("call"));
+                call += started.elapsed();
+            }
+            json_prep = json_prep.min(prep);
+            json_call = json_call.min(call);
+            json_sum = sum;
+
+            let (mut prep, mut call) = (Duration::ZERO, Duration::ZERO);
+            let mut sum = 0u64;
+            for chunk in events.chunks(BATCH) {
+                let started = Instant::now();
+                let mut data = Vec::new();
+                let mut spans = Vec::with_capacity(chunk.len());
+                for event in chunk {
+                    let row = after(event);
+                    spans.push((data.len() as u32, row.len() as u32));
+                    data.extend_from_slice(&row);
+                }
+                prep += started.elapsed();
+                let started = Instant::now();
+                sum = sum.wrapping_add(
+                    rows.call_span_rows(&mut store, &data, &spans)
+                        .expect("call"),
+                );
+                call += started.elapsed();
+            }
+            span_prep = span_prep.min(prep);
+            span_call = span_call.min(call);
+            span_sum = sum;
+
+            let (mut prep, mut call) = (Duration::ZERO, Duration::ZERO);
+            let mut sum = 0u64;
+            for chunk in events.chunks(BATCH) {
+                let started = Instant::now();
+                let batch: Vec<Vec<Column>> = chunk.iter().map(|e| columns(&after(e))).collect();
+                prep += started.elapsed();
+                let started = Instant::now();
+                sum = sum.wrapping_add(rows.call_typed_rows(&mut store, &batch).expect("call"));
+                call += started.elapsed();
+            }
+            typed_prep = typed_prep.min(prep);
+            typed_call = typed_call.min(call);
+            typed_sum = sum;
+        }
+        assert_eq!(
+            json_sum, typed_sum,
+            "both representations carry the same rows"
+        );
+        assert_eq!(
+            json_sum, span_sum,
+            "both representations carry the same rows"
+        );
+        let per_event = |d: Duration| d.as_nanos() as f64 / events.len() as f64;
+        println!(
+            "row images across the boundary, batches of {BATCH} (ns per event, best of {rounds}):"
+        );
+        println!();
+        println!("| representation | host prepares | boundary + guest maps to struct | total |");
+        println!("|---|---:|---:|---:|");
+        for (name, prep, call) in [
+            ("JSON, one list<u8> per row", json_prep, json_call),
+            ("JSON, spans of one buffer per batch", span_prep, span_call),
+            ("typed columns", typed_prep, typed_call),
+        ] {
+            println!(
+                "| {name} | {:.0} | {:.0} | {:.0} |",
+                per_event(prep),
+                per_event(call),
+                per_event(prep + call)
+            );
+        }
+    }
+
+    /// What a host would do to send typed columns: parse the row (a DOM) and convert.
+    fn columns(row: &[u8]) -> Vec<Column> {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(row).expect("row object");
+        object
+            .into_iter()
+            .map(|(name, value)| Column {
+                name,
+                value: match value {
+                    serde_json::Value::Null => Cell::Null,
+                    serde_json::Value::Bool(b) => Cell::Boolean(b),
+                    serde_json::Value::Number(n) => match n.as_i64() {
+                        Some(i) => Cell::Integer(i),
+                        None => Cell::Float(n.as_f64().unwrap_or(f64::NAN)),
+                    },
+                    serde_json::Value::String(s) => Cell::Text(s),
+                    other => Cell::Text(other.to_string()),
+                },
+            })
+            .collect()
     }
 }

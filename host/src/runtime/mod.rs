@@ -160,6 +160,7 @@ impl Runtime {
         Ok(Arc::new(LoadedPlugin::new(
             spec,
             sha256,
+            cache,
             pre,
             self.engine.clone(),
         )))

@@ -6,6 +6,7 @@ use wasmtime::{Engine, Store, Trap};
 
 use super::RuntimeError;
 use super::bindings::{ChangeEvent, EventOutcome, Transformer, TransformerPre};
+use super::cache::CacheOutcome;
 use super::limits::{PluginLimits, StoreMemoryExceeded};
 use super::state::PluginState;
 
@@ -24,6 +25,8 @@ pub struct PluginSpec {
 pub struct LoadedPlugin {
     spec: PluginSpec,
     sha256: String,
+    /// Whether the compiled code came from the on-disk cache.
+    cache: CacheOutcome,
     /// `name@version`, for logs.
     label: Arc<str>,
     pre: TransformerPre<PluginState>,
@@ -43,6 +46,7 @@ impl LoadedPlugin {
     pub(super) fn new(
         spec: PluginSpec,
         sha256: String,
+        cache: CacheOutcome,
         pre: TransformerPre<PluginState>,
         engine: Engine,
     ) -> Self {
@@ -50,6 +54,7 @@ impl LoadedPlugin {
         Self {
             spec,
             sha256,
+            cache,
             label,
             pre,
             engine,
@@ -71,6 +76,11 @@ impl LoadedPlugin {
 
     pub fn spec(&self) -> &PluginSpec {
         &self.spec
+    }
+
+    /// Whether the compiled code came from the on-disk cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
     }
 
     /// Creates a fresh instance in a store of its own and calls `init` with the config.

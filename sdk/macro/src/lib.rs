@@ -6,14 +6,13 @@
 //! compile errors pointing at the signature, not deep inside generated code.
 
 use proc_macro::TokenStream;
-use proc_macro2::Span;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Error, FnArg, ItemFn, Path, ReturnType, parse_macro_input};
 
 /// Exports a function as this component's sluice transform.
 ///
-/// ```ignore
+/// ```text
 /// #[sluice_sdk::transform]
 /// fn cdm(event: ChangeEvent) -> Result<Vec<Record>, Reject> { ... }
 ///
@@ -64,11 +63,13 @@ fn check_signature(function: &ItemFn) -> syn::Result<()> {
         ));
     }
     if sig.inputs.len() != 1 {
+        // Point at the first extra argument, or at the empty parentheses.
+        let span = match sig.inputs.iter().nth(1) {
+            Some(extra) => extra.span(),
+            None => sig.paren_token.span.join(),
+        };
         return Err(Error::new(
-            sig.inputs
-                .span()
-                .join(sig.ident.span())
-                .unwrap_or_else(Span::call_site),
+            span,
             "a sluice transform takes exactly one argument: `event: sluice_sdk::ChangeEvent`",
         ));
     }
@@ -91,15 +92,19 @@ fn expand(function: &ItemFn, init: Option<&Path>) -> proc_macro2::TokenStream {
     let name = &function.sig.ident;
     let sig_span = function.sig.span();
     let input_span = function.sig.inputs.span();
-    let output_span = function.sig.output.span();
+    let return_type = match &function.sig.output {
+        ReturnType::Type(_, return_type) => quote! { #return_type },
+        // Refused by `check_signature`; `()` keeps the expansion well-formed regardless.
+        ReturnType::Default => quote! { () },
+    };
     // Type checks spanned at the signature, so a wrong argument or return type is
     // reported there rather than inside the generated export glue.
     let arg_check = quote_spanned! {input_span=>
         let _: fn(::sluice_sdk::ChangeEvent) -> _ = #name;
     };
-    let output_check = quote_spanned! {output_span=>
-        fn __sluice_assert_outcome<R: ::sluice_sdk::IntoOutcome>(_: fn(::sluice_sdk::ChangeEvent) -> R) {}
-        __sluice_assert_outcome(#name);
+    let output_check = quote_spanned! {function.sig.output.span()=>
+        fn __sluice_assert_outcome<R: ::sluice_sdk::IntoOutcome>() {}
+        __sluice_assert_outcome::<#return_type>();
     };
     let init_arg = match init {
         Some(path) => quote_spanned! {path.span()=>

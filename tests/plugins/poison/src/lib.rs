@@ -1,7 +1,9 @@
 //! `poison`: a test plugin that behaves per event, as the event's `after` row asks:
 //! `"panic": true` panics (a trap), `"reject": "<reason>"` rejects, `"forbidden": true`
-//! writes to a topic outside its allowed outputs; any other event is published to `out`
-//! as `{"id": <id>}` keyed by the id.
+//! writes to a topic outside its allowed outputs, `"spin": true` loops forever,
+//! `"grow_mib": n` allocates (and touches) n MiB, `"sandbox": true` reports what it can
+//! reach (environment, files, network) as its output; any other event is published to
+//! `out` as `{"id": <id>}` keyed by the id.
 
 use serde::Deserialize;
 use sluice_sdk::{ChangeEvent, Record, Reject};
@@ -15,6 +17,12 @@ struct Row {
     reject: Option<String>,
     #[serde(default)]
     forbidden: bool,
+    #[serde(default)]
+    spin: bool,
+    #[serde(default)]
+    grow_mib: usize,
+    #[serde(default)]
+    sandbox: bool,
 }
 
 #[sluice_sdk::transform]
@@ -23,9 +31,36 @@ fn poison(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
     if row.panic {
         panic!("poison event {}", row.id);
     }
+    if row.spin {
+        let mut n: u64 = 0;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+    }
+    if row.grow_mib > 0 {
+        let block = vec![1u8; row.grow_mib << 20];
+        std::hint::black_box(&block);
+    }
     if let Some(reason) = row.reject {
         return Err(Reject::new(reason).with_code("asked"));
     }
+    if row.sandbox {
+        let report = serde_json::json!({
+            "env": std::env::vars().count(),
+            "args": std::env::args().count(),
+            "read_root": std::fs::read_dir("/").map(|_| "allowed".to_owned()).unwrap_or_else(|e| e.to_string()),
+            "read_etc_passwd": std::fs::read("/etc/passwd").map(|_| "allowed".to_owned()).unwrap_or_else(|e| e.to_string()),
+            "write_tmp": std::fs::write("/tmp/sluice-escape", b"x").map(|_| "allowed".to_owned()).unwrap_or_else(|e| e.to_string()),
+            "tcp_connect": std::net::TcpStream::connect("127.0.0.1:9").map(|_| "allowed".to_owned()).unwrap_or_else(|e| e.to_string()),
+        });
+        return Ok(vec![
+            Record::to("out").json_key(&row.id).json_value(&report),
+        ]);
+    }
     let topic = if row.forbidden { "secret.topic" } else { "out" };
-    Ok(vec![Record::to(topic).json_key(&row.id).json_value(&serde_json::json!({ "id": row.id }))])
+    Ok(vec![
+        Record::to(topic)
+            .json_key(&row.id)
+            .json_value(&serde_json::json!({ "id": row.id })),
+    ])
 }
