@@ -1,5 +1,6 @@
-//! Configuration errors as golden files: each `tests/config/<case>.toml` must fail with
-//! exactly the text of `tests/config/<case>.err` (rewrite with `SLUICE_BLESS=1`).
+//! Configuration and plugin-manifest errors as golden files: each
+//! `tests/config/<case>.toml` and `tests/manifests/<case>.toml` must fail with exactly the
+//! text of the `<case>.err` beside it (rewrite with `SLUICE_BLESS=1`).
 
 use std::path::Path;
 
@@ -32,6 +33,32 @@ fn every_bad_config_gives_its_golden_error() {
         assert_eq!(error.trim_end(), expected.trim_end(), "{}", path.display());
     }
     assert!(cases >= 4, "expected the golden cases in {}", dir.display());
+}
+
+#[test]
+fn every_bad_manifest_gives_its_golden_error() {
+    let dir = sluice_tests::repo_root().join("tests").join("manifests");
+    let mut cases = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/manifests exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_none_or(|ext| ext != "toml") {
+            continue;
+        }
+        cases += 1;
+        let error = sluice::config::load_manifest(&path)
+            .expect_err(&path.display().to_string())
+            .to_string()
+            .replace(&format!("{}/", dir.display()), "");
+        let golden = path.with_extension("err");
+        if std::env::var_os("SLUICE_BLESS").is_some() {
+            std::fs::write(&golden, format!("{error}\n")).expect("bless");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+        assert_eq!(error.trim_end(), expected.trim_end(), "{}", path.display());
+    }
+    assert!(cases >= 3, "expected the golden cases in {}", dir.display());
 }
 
 #[test]

@@ -102,7 +102,7 @@ fn one_bad_event_costs_only_itself() {
     );
     assert_eq!(stats.rejected, 1);
     assert_eq!(stats.trapped, 2);
-    assert_eq!(stats.acl_violations, 1);
+    assert_eq!(stats.output_violations, 1);
     assert_eq!(stats.dead_lettered, 4);
 }
 
@@ -266,4 +266,61 @@ fn a_plugin_sees_no_environment_files_or_network() {
         assert_ne!(outcome, "allowed", "{denied} must be denied: {report}");
     }
     assert!(!std::path::Path::new("/tmp/sluice-escape").exists());
+}
+
+#[test]
+fn deep_recursion_fan_out_bombs_and_huge_records_cost_only_their_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = [
+        json!({"id": 1, "recurse": 100}),
+        json!({"id": 2, "recurse": 10_000_000}),
+        json!({"id": 3, "fan_out": 3}),
+        json!({"id": 4, "fan_out": 5_000}),
+        json!({"id": 5, "huge_mib": 4}),
+        json!({"id": 6}),
+    ];
+    let input = write_lines(
+        dir.path(),
+        "in.jsonl",
+        &rows.iter().cloned().map(create_event).collect::<Vec<_>>(),
+    );
+    let output = dir.path().join("out.jsonl");
+    let poison = plugin("poison", components::POISON, &["in"], &["out"], &[]);
+    let (lines, stats) = run(config(&input, &output, vec![poison], 16));
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let topics: Vec<&str> = lines
+        .iter()
+        .map(|l| l["topic"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        topics,
+        [
+            "out",
+            "sluice.dlq",
+            "out",
+            "out",
+            "out",
+            "sluice.dlq",
+            "sluice.dlq",
+            "out"
+        ]
+    );
+    let overflow = header(&lines[1], "sluice.dlq.reason").expect("reason");
+    assert!(overflow.contains("stack overflow"), "{overflow}");
+    let fan_out = header(&lines[5], "sluice.dlq.reason").expect("reason");
+    assert!(
+        fan_out.contains("5000 records for one event, over its limit of 1000"),
+        "{fan_out}"
+    );
+    let huge = header(&lines[6], "sluice.dlq.reason").expect("reason");
+    assert!(huge.contains("over its limit of 1048576 bytes"), "{huge}");
+    assert_eq!(
+        header(&lines[5], "sluice.dlq.stage").as_deref(),
+        Some("limit")
+    );
+    assert_eq!(lines[7]["key"], json!(6), "the stream goes on");
+    assert_eq!(stats.trapped, 1);
 }

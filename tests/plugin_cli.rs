@@ -108,3 +108,46 @@ fn plugin_build_of_a_directory_without_a_crate_fails_clearly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn plugin_check_validates_a_directory_without_running_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let crm = dir.path().join("crm");
+    std::fs::create_dir(&crm).expect("team dir");
+    std::fs::copy(components::STAMP, crm.join("stamp.wasm")).expect("component");
+    std::fs::write(
+        crm.join("stamp.toml"),
+        "version = \"1.0.0\"\ninputs = [\"in\"]\noutputs = [\"out\"]\n",
+    )
+    .expect("manifest");
+    let check = || {
+        Command::new(sluice_bin())
+            .args(["plugin", "check"])
+            .arg(dir.path())
+            .env("SLUICE_LOG", "error")
+            .output()
+            .expect("run sluice")
+    };
+    let output = check();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ok    ") && stdout.contains("stamp@1.0.0"),
+        "{stdout}"
+    );
+
+    std::fs::write(crm.join("broken.wasm"), b"not wasm at all").expect("broken component");
+    std::fs::write(
+        crm.join("broken.toml"),
+        "inputs = [\"in\"]\noutputs = [\"out\"]\n",
+    )
+    .expect("manifest");
+    let output = check();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("broken.wasm: not a WebAssembly component"),
+        "names the file and the problem: {stdout}"
+    );
+    assert!(stdout.contains("2 plugins, 1 refused"), "{stdout}");
+}

@@ -25,6 +25,7 @@ pub fn plugin(
                 .collect(),
             limits: Default::default(),
         },
+        team: None,
         path: PathBuf::from(component),
         inputs: inputs
             .iter()
@@ -58,6 +59,7 @@ pub fn config(
         },
         runtime: RuntimeOptions { cache_dir: None },
         plugins,
+        plugins_dir: None,
     }
 }
 

@@ -5,5 +5,6 @@ mod config_errors;
 mod golden;
 mod isolation;
 mod plugin_cli;
+mod reload;
 mod runtime;
 mod support;

@@ -5,9 +5,11 @@
 //! pipeline until the source ends or `shutdown` resolves.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::pipeline::{Pipeline, PipelineError, PipelineStats, Route};
+use crate::reload::Reloader;
 use crate::runtime::{PluginThread, PluginWorker, Runtime, RuntimeError};
 use crate::sink::SinkError;
 use crate::sink::file::{FileOutput, FileSink};
@@ -61,7 +63,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<PipelineStats, RunError> {
-    let runtime = Runtime::new(config.runtime.clone())?;
+    let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
     let routes = start_routes(&runtime, &config)?;
     let SourceConfig::File { path, topic } = &config.source;
     let input = path.clone().map_or(FileInput::Stdin, FileInput::Path);
@@ -69,7 +71,36 @@ pub async fn run(
     let SinkConfig::File { path } = &config.sink;
     let output = path.clone().map_or(FileOutput::Stdout, FileOutput::Path);
     let mut sink = FileSink::create(output).await?;
-    let mut pipeline = Pipeline::new(routes, config.pipeline.clone());
-    let stats = pipeline.run(&mut source, &mut sink, shutdown).await?;
-    Ok(stats)
+    let (mut pipeline, watcher) = match &config.plugins_dir {
+        None => (Pipeline::new(routes, config.pipeline.clone()), None),
+        Some(dir) => {
+            let (reloader, table) = {
+                let runtime = Arc::clone(&runtime);
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || Reloader::start(runtime, dir, routes))
+                    .await
+                    .expect("the initial scan does not panic")
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let watcher = tokio::spawn(reloader.watch(async move {
+                let _ = stopped.await;
+            }));
+            (
+                Pipeline::with_route_table(table, config.pipeline.clone()),
+                Some((stop, watcher)),
+            )
+        }
+    };
+    let result = pipeline.run(&mut source, &mut sink, shutdown).await;
+    if let Some((stop, watcher)) = watcher {
+        let _ = stop.send(());
+        match watcher.await {
+            Ok(Ok(reloader)) => {
+                tracing::info!(stats = ?reloader.stats(), "plugin reloader stopped")
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "the plugins directory could not be watched"),
+            Err(e) => tracing::error!(error = %e, "the plugin reloader failed"),
+        }
+    }
+    Ok(result?)
 }

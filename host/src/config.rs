@@ -23,7 +23,11 @@ pub struct Config {
     pub sink: SinkConfig,
     pub pipeline: PipelineSettings,
     pub runtime: RuntimeOptions,
+    /// Plugins listed in the configuration file itself.
     pub plugins: Vec<PluginConfig>,
+    /// A directory of plugin manifests and components, watched and hot-reloaded
+    /// (see [`crate::reload`]).
+    pub plugins_dir: Option<PathBuf>,
 }
 
 /// Where events come from.
@@ -47,6 +51,8 @@ pub enum SinkConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginConfig {
     pub spec: PluginSpec,
+    /// The team that owns the plugin (from its manifest), for logs and metrics.
+    pub team: Option<String>,
     pub path: PathBuf,
     pub inputs: Vec<TopicPattern>,
     pub outputs: Vec<TopicPattern>,
@@ -122,6 +128,7 @@ struct RawPipeline {
 #[serde(deny_unknown_fields)]
 struct RawRuntime {
     cache_dir: Option<String>,
+    plugins_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +136,7 @@ struct RawRuntime {
 struct RawPlugin {
     name: Option<String>,
     version: Option<String>,
+    team: Option<String>,
     path: Option<String>,
     #[serde(default)]
     inputs: Vec<String>,
@@ -146,6 +154,8 @@ struct RawLimits {
     memory: Option<String>,
     batch_deadline: Option<String>,
     log_lines_per_call: Option<i64>,
+    max_records_per_event: Option<i64>,
+    max_record_bytes: Option<String>,
 }
 
 /// Loads and validates the configuration file at `path`.
@@ -255,27 +265,36 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         },
     };
 
-    if raw.plugins.is_empty() {
+    let plugins_dir = raw.runtime.plugins_dir.as_deref().map(|dir| base.join(dir));
+    if let Some(dir) = &plugins_dir
+        && !dir.is_dir()
+    {
+        problems.add(
+            "runtime.plugins_dir",
+            format!("{} is not a directory", dir.display()),
+        );
+    }
+    if raw.plugins.is_empty() && plugins_dir.is_none() {
         problems.add(
             "plugin",
-            "no plugins configured; add at least one [[plugin]] table",
+            "no plugins configured; add at least one [[plugin]] table or set runtime.plugins_dir",
         );
     }
     let mut plugins = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (index, plugin) in raw.plugins.into_iter().enumerate() {
-        let at = format!("plugin[{index}]");
+        let at = format!("plugin[{index}].");
         if let Some(name) = &plugin.name
             && !names.insert(name.clone())
         {
             {
                 problems.add(
-                    format!("{at}.name"),
+                    format!("{at}name"),
                     format!("{name:?} is used by an earlier plugin; names must be unique"),
                 );
             }
         }
-        if let Some(valid) = validate_plugin(plugin, base, &at, problems) {
+        if let Some(valid) = validate_plugin(plugin, base, &at, None, problems) {
             plugins.push(valid);
         }
     }
@@ -285,27 +304,36 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         pipeline,
         runtime,
         plugins,
+        plugins_dir,
     }
 }
 
+/// Validates one plugin table. `at` prefixes problem paths (`plugin[0].` in a config
+/// file, empty in a manifest); `defaults` supplies the name and component path a
+/// manifest implies by its file name.
 fn validate_plugin(
     raw: RawPlugin,
     base: &Path,
     at: &str,
+    defaults: Option<(&str, PathBuf)>,
     problems: &mut Problems,
 ) -> Option<PluginConfig> {
     let before = problems.0.len();
-    let name = match raw.name {
+    let (default_name, default_path) = match defaults {
+        Some((name, path)) => (Some(name.to_owned()), Some(path)),
+        None => (None, None),
+    };
+    let name = match raw.name.or(default_name) {
         Some(name) if is_plugin_name(&name) => name,
         Some(name) => {
             problems.add(
-                format!("{at}.name"),
+                format!("{at}name"),
                 format!("{name:?} is not a plugin name (use a-z, 0-9, '-' and '_')"),
             );
             String::new()
         }
         None => {
-            problems.add(format!("{at}.name"), "missing");
+            problems.add(format!("{at}name"), "missing");
             String::new()
         }
     };
@@ -314,26 +342,36 @@ fn validate_plugin(
             let resolved = base.join(&path);
             if !resolved.is_file() {
                 problems.add(
-                    format!("{at}.path"),
+                    format!("{at}path"),
                     format!("{path} does not exist or is not a file"),
                 );
             }
             resolved
         }
-        None => {
-            problems.add(format!("{at}.path"), "missing (the .wasm component to run)");
-            PathBuf::new()
-        }
+        None => match default_path {
+            Some(path) if path.is_file() => path,
+            Some(path) => {
+                problems.add(
+                    format!("{at}path"),
+                    format!("absent, and the default {} does not exist", path.display()),
+                );
+                path
+            }
+            None => {
+                problems.add(format!("{at}path"), "missing (the .wasm component to run)");
+                PathBuf::new()
+            }
+        },
     };
-    let inputs = patterns(&raw.inputs, &format!("{at}.inputs"), problems);
-    let outputs = patterns(&raw.outputs, &format!("{at}.outputs"), problems);
+    let inputs = patterns(&raw.inputs, &format!("{at}inputs"), problems);
+    let outputs = patterns(&raw.outputs, &format!("{at}outputs"), problems);
     let mut limits = PluginLimits::default();
     if let Some(memory) = raw.limits.memory {
         match parse_size(&memory) {
             Some(bytes) if bytes >= 1 << 20 => limits.memory_bytes = bytes,
-            Some(_) => problems.add(format!("{at}.limits.memory"), format!("{memory:?} is below the minimum of 1MiB")),
+            Some(_) => problems.add(format!("{at}limits.memory"), format!("{memory:?} is below the minimum of 1MiB")),
             None => problems.add(
-                format!("{at}.limits.memory"),
+                format!("{at}limits.memory"),
                 format!("{memory:?} is not a size; use a number with B, KiB, MiB or GiB (e.g. \"64MiB\")"),
             ),
         }
@@ -342,7 +380,7 @@ fn validate_plugin(
         match parse_duration(&deadline) {
             Some(duration) if !duration.is_zero() => limits.batch_deadline = duration,
             _ => problems.add(
-                format!("{at}.limits.batch_deadline"),
+                format!("{at}limits.batch_deadline"),
                 format!("{deadline:?} is not a positive duration; use ms, s or m (e.g. \"5s\")"),
             ),
         }
@@ -351,8 +389,26 @@ fn validate_plugin(
         match u32::try_from(lines) {
             Ok(lines) => limits.log_lines_per_call = lines,
             Err(_) => problems.add(
-                format!("{at}.limits.log_lines_per_call"),
+                format!("{at}limits.log_lines_per_call"),
                 format!("{lines} is out of range"),
+            ),
+        }
+    }
+    if let Some(records) = raw.limits.max_records_per_event {
+        match u32::try_from(records) {
+            Ok(records) if records > 0 => limits.max_records_per_event = records,
+            _ => problems.add(
+                format!("{at}limits.max_records_per_event"),
+                format!("{records} is out of range (1 to 4294967295)"),
+            ),
+        }
+    }
+    if let Some(size) = raw.limits.max_record_bytes {
+        match parse_size(&size) {
+            Some(bytes) if bytes > 0 => limits.max_record_bytes = bytes,
+            _ => problems.add(
+                format!("{at}limits.max_record_bytes"),
+                format!("{size:?} is not a positive size (e.g. \"1MiB\")"),
             ),
         }
     }
@@ -360,7 +416,7 @@ fn validate_plugin(
     flatten_config(
         &raw.config,
         "",
-        &format!("{at}.config"),
+        &format!("{at}config"),
         &mut config,
         problems,
     );
@@ -371,10 +427,41 @@ fn validate_plugin(
             config,
             limits,
         },
+        team: raw.team,
         path,
         inputs,
         outputs,
     })
+}
+
+/// Loads a plugin manifest (`<name>.toml`): the same fields as a `[[plugin]]` table of
+/// the configuration, plus `team`. `name` defaults to the file name and `path` to the
+/// `<name>.wasm` beside the manifest.
+pub fn load_manifest(manifest: &Path) -> Result<PluginConfig, ConfigError> {
+    let file = manifest.display().to_string();
+    let text = std::fs::read_to_string(manifest).map_err(|e| ConfigError::Read {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    let raw: RawPlugin = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        file: file.clone(),
+        reason: e.to_string().trim_end().to_owned(),
+    })?;
+    let base = manifest.parent().unwrap_or(Path::new("."));
+    let stem = manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let default_path = base.join(format!("{stem}.wasm"));
+    let mut problems = Problems::default();
+    let plugin = validate_plugin(raw, base, "", Some((&stem, default_path)), &mut problems);
+    match plugin {
+        Some(plugin) if problems.0.is_empty() => Ok(plugin),
+        _ => Err(ConfigError::Invalid {
+            file,
+            problems: problems.0,
+        }),
+    }
 }
 
 fn is_plugin_name(name: &str) -> bool {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod debezium;
 pub mod pipeline;
 pub mod plugin_test;
+pub mod reload;
 pub mod runtime;
 pub mod sink;
 pub mod source;

@@ -39,6 +39,11 @@ enum PluginCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Validates a plugins directory (manifests, components, init) without running it.
+    Check {
+        /// The plugins directory (`<team>/<name>.toml` + `<name>.wasm`).
+        dir: PathBuf,
+    },
     /// Runs a plugin over events and prints (or checks) what it produces.
     Test {
         /// The plugin component.
@@ -96,6 +101,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let stats = runtime.block_on(sluice::app::run(config, shutdown_signal()))?;
             tracing::info!(?stats, "pipeline finished");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command: PluginCommand::Check { dir },
+        } => {
+            let runtime = sluice::runtime::Runtime::new(Default::default())?;
+            let results = sluice::reload::check_directory(&runtime, &dir)
+                .with_context(|| format!("reading {}", dir.display()))?;
+            if results.is_empty() {
+                bail!(
+                    "{}: no plugin manifests (<team>/<name>.toml) found",
+                    dir.display()
+                );
+            }
+            let mut failed = 0;
+            for result in &results {
+                match &result.outcome {
+                    Ok(summary) => println!("ok    {}: {summary}", result.manifest.display()),
+                    Err(reason) => {
+                        failed += 1;
+                        println!("FAIL  {reason}");
+                    }
+                }
+            }
+            println!("{} plugins, {failed} refused", results.len());
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Plugin {
             command: PluginCommand::Build { crate_dir, out },

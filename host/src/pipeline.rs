@@ -30,7 +30,8 @@ use crate::topics::{TopicPattern, any_matches};
 pub mod headers {
     /// Why an event is in the dead-letter topic.
     pub const DLQ_REASON: &str = "sluice.dlq.reason";
-    /// Where it failed: `decode`, `rejected`, `trapped` or `acl`.
+    /// Where it failed: `decode`, `rejected`, `trapped`, `acl` (a topic outside the
+    /// plugin's outputs) or `limit` (too many or too large output records).
     pub const DLQ_STAGE: &str = "sluice.dlq.stage";
     /// The rejection's code, when the plugin gave one.
     pub const DLQ_CODE: &str = "sluice.dlq.code";
@@ -43,6 +44,11 @@ pub mod headers {
     pub const SOURCE_PARTITION: &str = "sluice.source.partition";
     pub const SOURCE_OFFSET: &str = "sluice.source.offset";
 }
+
+/// The routes in force. The pipeline reads it once per batch, so a new table (a hot
+/// reload) takes effect at the next batch boundary, and a batch in flight finishes on the
+/// routes (plugin versions) it started with.
+pub type Routes = Arc<Vec<Arc<Route>>>;
 
 /// A plugin and the topics it reads and may write.
 #[derive(Debug)]
@@ -86,7 +92,8 @@ pub struct PipelineStats {
     pub malformed: u64,
     pub rejected: u64,
     pub trapped: u64,
-    pub acl_violations: u64,
+    /// Events whose output broke the plugin's allowed topics (`acl`) or limits (`limit`).
+    pub output_violations: u64,
     pub dead_lettered: u64,
 }
 
@@ -104,13 +111,25 @@ pub enum PipelineError {
 /// The pipeline over one source and one sink.
 #[derive(Debug)]
 pub struct Pipeline {
-    routes: Vec<Route>,
+    routes: tokio::sync::watch::Receiver<Routes>,
     settings: PipelineSettings,
     stats: PipelineStats,
 }
 
 impl Pipeline {
+    /// A pipeline over a fixed set of routes.
     pub fn new(routes: Vec<Route>, settings: PipelineSettings) -> Self {
+        let table: Routes = Arc::new(routes.into_iter().map(Arc::new).collect());
+        // With the sender gone the receiver keeps the last (only) table.
+        let (_, receiver) = tokio::sync::watch::channel(table);
+        Self::with_route_table(receiver, settings)
+    }
+
+    /// A pipeline whose routes are replaced while it runs (see [`crate::reload`]).
+    pub fn with_route_table(
+        routes: tokio::sync::watch::Receiver<Routes>,
+        settings: PipelineSettings,
+    ) -> Self {
         Self {
             routes,
             settings,
@@ -196,7 +215,8 @@ impl Pipeline {
             }
         }
         let events = Arc::new(events);
-        let per_route = self.run_plugins(&events).await?;
+        let routes: Routes = self.routes.borrow().clone();
+        let per_route = run_plugins(&routes, &events).await?;
         let mut per_event = self.outcomes_by_event(events.len(), per_route).into_iter();
         let mut output = Vec::with_capacity(slots.len());
         let mut event_index = 0;
@@ -211,39 +231,13 @@ impl Pipeline {
                         self.stats.unrouted += 1;
                     }
                     for (route_index, outcome) in outcomes {
-                        self.assemble_one(event, route_index, outcome, &mut output);
+                        self.assemble_one(event, &routes[route_index], outcome, &mut output);
                     }
                 }
             }
         }
         self.stats.records_out += output.len() as u64;
         Ok(output)
-    }
-
-    /// Runs each route over the events it subscribes to, all routes concurrently.
-    /// Returns, per route, the index of each event it saw and that event's outcome.
-    async fn run_plugins(
-        &self,
-        events: &Arc<Vec<ChangeEvent>>,
-    ) -> Result<Vec<Vec<(usize, Outcome)>>, ThreadGone> {
-        let calls = self.routes.iter().map(|route| {
-            let indices: Vec<usize> = (0..events.len())
-                .filter(|&i| any_matches(&route.inputs, &events[i].origin.topic))
-                .collect();
-            let input = if indices.len() == events.len() {
-                Arc::clone(events)
-            } else {
-                Arc::new(indices.iter().map(|&i| events[i].clone()).collect())
-            };
-            async move {
-                if indices.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let outcomes = route.plugin.transform(input).await?;
-                Ok(indices.into_iter().zip(outcomes).collect())
-            }
-        });
-        futures::future::join_all(calls).await.into_iter().collect()
     }
 
     /// Regroups per-route outcomes into, per event, `(route index, outcome)` in route order.
@@ -264,40 +258,27 @@ impl Pipeline {
     fn assemble_one(
         &mut self,
         event: &ChangeEvent,
-        route_index: usize,
+        route: &Route,
         outcome: Outcome,
         output: &mut Vec<OutputRecord>,
     ) {
-        let route = &self.routes[route_index];
         let plugin = Arc::clone(route.plugin.plugin());
         let (stage, reason, code) = match outcome {
-            Outcome::Records(records) => {
-                match records
-                    .iter()
-                    .find(|r| !any_matches(&route.outputs, &r.topic))
-                {
-                    None => {
-                        for mut record in records {
-                            if self.settings.lineage_headers {
-                                push_lineage(&mut record.headers, &plugin, &event.origin);
-                            }
-                            output.push(record);
+            Outcome::Records(records) => match check_output(route, &records) {
+                Ok(()) => {
+                    for mut record in records {
+                        if self.settings.lineage_headers {
+                            push_lineage(&mut record.headers, &plugin, &event.origin);
                         }
-                        return;
+                        output.push(record);
                     }
-                    Some(forbidden) => {
-                        self.stats.acl_violations += 1;
-                        let allowed: Vec<&str> =
-                            route.outputs.iter().map(TopicPattern::as_str).collect();
-                        let reason = format!(
-                            "plugin wrote to topic {:?}, which is not among its allowed outputs [{}]",
-                            forbidden.topic,
-                            allowed.join(", ")
-                        );
-                        ("acl", reason, None)
-                    }
+                    return;
                 }
-            }
+                Err((stage, reason)) => {
+                    self.stats.output_violations += 1;
+                    (stage, reason, None)
+                }
+            },
             Outcome::Rejected(rejection) => {
                 self.stats.rejected += 1;
                 ("rejected", rejection.reason, rejection.code)
@@ -353,6 +334,78 @@ impl Pipeline {
             headers,
         }
     }
+}
+
+/// Runs each route over the events it subscribes to, all routes concurrently.
+/// Returns, per route, the index of each event it saw and that event's outcome.
+async fn run_plugins(
+    routes: &[Arc<Route>],
+    events: &Arc<Vec<ChangeEvent>>,
+) -> Result<Vec<Vec<(usize, Outcome)>>, ThreadGone> {
+    let calls = routes.iter().map(|route| {
+        let indices: Vec<usize> = (0..events.len())
+            .filter(|&i| any_matches(&route.inputs, &events[i].origin.topic))
+            .collect();
+        let input = if indices.len() == events.len() {
+            Arc::clone(events)
+        } else {
+            Arc::new(indices.iter().map(|&i| events[i].clone()).collect())
+        };
+        async move {
+            if indices.is_empty() {
+                return Ok(Vec::new());
+            }
+            let outcomes = route.plugin.transform(input).await?;
+            Ok(indices.into_iter().zip(outcomes).collect())
+        }
+    });
+    futures::future::join_all(calls).await.into_iter().collect()
+}
+
+/// Checks a plugin's output for one event against its allowed topics and its limits.
+/// The error is the dead-letter reason.
+fn check_output(route: &Route, records: &[OutputRecord]) -> Result<(), (&'static str, String)> {
+    let limits = route.plugin.plugin().spec().limits;
+    if records.len() > limits.max_records_per_event as usize {
+        return Err((
+            "limit",
+            format!(
+                "plugin produced {} records for one event, over its limit of {} (limits.max_records_per_event)",
+                records.len(),
+                limits.max_records_per_event
+            ),
+        ));
+    }
+    for record in records {
+        if !any_matches(&route.outputs, &record.topic) {
+            let allowed: Vec<&str> = route.outputs.iter().map(TopicPattern::as_str).collect();
+            return Err((
+                "acl",
+                format!(
+                    "plugin wrote to topic {:?}, which is not among its allowed outputs [{}]",
+                    record.topic,
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        let size = record.key.as_ref().map_or(0, Vec::len)
+            + record.value.as_ref().map_or(0, Vec::len)
+            + record
+                .headers
+                .iter()
+                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+                .sum::<usize>();
+        if size as u64 > limits.max_record_bytes {
+            return Err((
+                "limit",
+                format!(
+                    "plugin produced a record of {size} bytes for topic {:?}, over its limit of {} bytes (limits.max_record_bytes)",
+                    record.topic, limits.max_record_bytes
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The place of one input record in a batch's output.

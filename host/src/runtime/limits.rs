@@ -25,6 +25,12 @@ pub struct PluginLimits {
     pub batch_deadline: Duration,
     /// The most host log lines one call may write; further lines are dropped and counted.
     pub log_lines_per_call: u32,
+    /// The most output records one event may produce (fan-out); more sends the event to
+    /// the dead-letter topic instead.
+    pub max_records_per_event: u32,
+    /// The largest output record (key + value + headers) in bytes; a larger one sends
+    /// its event to the dead-letter topic instead of failing at the broker.
+    pub max_record_bytes: u64,
 }
 
 impl PluginLimits {
@@ -36,6 +42,12 @@ impl PluginLimits {
     pub const DEFAULT_BATCH_DEADLINE: Duration = Duration::from_secs(5);
     /// Enough for a plugin that logs per event at debug level in small batches.
     pub const DEFAULT_LOG_LINES_PER_CALL: u32 = 1_000;
+    /// Fan-out to a handful of topics is normal; a thousand records from one change
+    /// event is a bug or an attack.
+    pub const DEFAULT_MAX_RECORDS_PER_EVENT: u32 = 1_000;
+    /// Kafka's default `message.max.bytes` (1 MiB): a larger record would be refused by
+    /// a default broker anyway, after sluice had already spent the work on it.
+    pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
 
     /// The deadline in epoch ticks, rounded up, at least one.
     pub fn deadline_ticks(&self) -> u64 {
@@ -53,6 +65,8 @@ impl Default for PluginLimits {
             memory_bytes: Self::DEFAULT_MEMORY_BYTES,
             batch_deadline: Self::DEFAULT_BATCH_DEADLINE,
             log_lines_per_call: Self::DEFAULT_LOG_LINES_PER_CALL,
+            max_records_per_event: Self::DEFAULT_MAX_RECORDS_PER_EVENT,
+            max_record_bytes: Self::DEFAULT_MAX_RECORD_BYTES,
         }
     }
 }

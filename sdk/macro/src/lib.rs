@@ -123,6 +123,10 @@ fn expand(function: &ItemFn, init: Option<&Path>) -> proc_macro2::TokenStream {
             }
         };
 
+        // Type-checks the `init` function and uses it in native builds, where the export
+        // below is compiled out.
+        const _: ::core::option::Option<::sluice_sdk::__private::ConfigCheck> = #init_arg;
+
         // Exported only when building the component; natively the function stays a plain
         // function that tests and benchmarks call directly.
         #[cfg(target_family = "wasm")]

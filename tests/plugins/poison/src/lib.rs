@@ -1,7 +1,8 @@
 //! `poison`: a test plugin that behaves per event, as the event's `after` row asks:
 //! `"panic": true` panics (a trap), `"reject": "<reason>"` rejects, `"forbidden": true`
 //! writes to a topic outside its allowed outputs, `"spin": true` loops forever,
-//! `"grow_mib": n` allocates (and touches) n MiB, `"sandbox": true` reports what it can
+//! `"grow_mib": n` allocates (and touches) n MiB, `"recurse": n` recurses n deep,
+//! `"fan_out": n` returns n records, `"huge_mib": n` returns one n-MiB record, `"sandbox": true` reports what it can
 //! reach (environment, files, network) as its output; any other event is published to
 //! `out` as `{"id": <id>}` keyed by the id.
 
@@ -23,6 +24,21 @@ struct Row {
     grow_mib: usize,
     #[serde(default)]
     sandbox: bool,
+    #[serde(default)]
+    recurse: u64,
+    #[serde(default)]
+    fan_out: usize,
+    #[serde(default)]
+    huge_mib: usize,
+}
+
+/// Recursion that the optimiser cannot turn into a loop.
+fn depth(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let frame = std::hint::black_box([n; 16]);
+    1 + depth(n - 1) + frame[(n % 16) as usize] % 2
 }
 
 #[sluice_sdk::transform]
@@ -43,6 +59,22 @@ fn poison(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
     }
     if let Some(reason) = row.reject {
         return Err(Reject::new(reason).with_code("asked"));
+    }
+    if row.recurse > 0 {
+        let d = depth(row.recurse);
+        return Ok(vec![Record::to("out").json_key(&row.id).json_value(&d)]);
+    }
+    if row.fan_out > 0 {
+        return Ok((0..row.fan_out)
+            .map(|i| Record::to("out").json_key(&i))
+            .collect());
+    }
+    if row.huge_mib > 0 {
+        return Ok(vec![
+            Record::to("out")
+                .json_key(&row.id)
+                .value(vec![b'x'; row.huge_mib << 20]),
+        ]);
     }
     if row.sandbox {
         let report = serde_json::json!({

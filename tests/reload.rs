@@ -1,0 +1,215 @@
+//! Hot reload under a continuous stream: versions swapped 20 times, every event out
+//! exactly once and processed by the version in service when its batch began; broken
+//! drop-ins refused while the old version keeps serving.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sluice::pipeline::{Pipeline, PipelineSettings};
+use sluice::reload::Reloader;
+use sluice::runtime::{OutputRecord, Runtime, RuntimeOptions};
+use sluice::sink::{Sink, SinkError};
+use sluice::source::file::FileSource;
+use sluice_tests::components;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::support::create_event;
+
+/// Forwards every published record to the test as it is published.
+struct ChannelSink(mpsc::UnboundedSender<OutputRecord>);
+
+impl Sink for ChannelSink {
+    async fn send(&mut self, records: Vec<OutputRecord>) -> Result<(), SinkError> {
+        for record in records {
+            let _ = self.0.send(record);
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Writes a manifest for the `stamp` plugin the way a deploy tool should: to a temporary
+/// name, then renamed into place.
+fn deploy_stamp(dir: &Path, stamp: &str) {
+    let manifest = format!(
+        "name = \"stamp\"\nversion = \"1.0.{stamp}\"\nteam = \"crm\"\ninputs = [\"in\"]\noutputs = [\"out\"]\n[config]\nstamp = \"{stamp}\"\n"
+    );
+    let tmp = dir.join(".stamp.toml.tmp");
+    std::fs::write(&tmp, manifest).expect("write manifest");
+    std::fs::rename(&tmp, dir.join("stamp.toml")).expect("rename into place");
+}
+
+fn stamp_of(record: &OutputRecord) -> (i64, String) {
+    let value: Value =
+        serde_json::from_slice(record.value.as_deref().expect("value")).expect("JSON");
+    (
+        value["id"].as_i64().expect("id"),
+        value["stamp"].as_str().expect("stamp").to_owned(),
+    )
+}
+
+#[test]
+fn twenty_swaps_under_a_stream_lose_and_repeat_nothing() {
+    let runtime_tokio = tokio::runtime::Runtime::new().expect("tokio");
+    runtime_tokio.block_on(async {
+        let plugins = tempfile::tempdir().expect("tempdir");
+        let team = plugins.path().join("crm");
+        std::fs::create_dir(&team).expect("team dir");
+        std::fs::copy(components::STAMP, team.join("stamp.wasm")).expect("component");
+        deploy_stamp(&team, "0");
+
+        let cache = tempfile::tempdir().expect("tempdir");
+        let runtime = Arc::new(Runtime::new(RuntimeOptions { cache_dir: Some(cache.path().to_owned()) }).expect("runtime"));
+        let (reloader, table) = {
+            let runtime = Arc::clone(&runtime);
+            let dir = plugins.path().to_owned();
+            tokio::task::spawn_blocking(move || Reloader::start(runtime, dir, Vec::new())).await.expect("start")
+        };
+        assert_eq!(reloader.stats().loaded, 1);
+        let stats = reloader.stats_handle();
+        let (stop_watch, stopped) = tokio::sync::oneshot::channel::<()>();
+        let watcher = tokio::spawn(reloader.watch(async move {
+            let _ = stopped.await;
+        }));
+
+        // The stream: events written into a pipe the file source reads.
+        let (mut writer, reader) = tokio::io::duplex(1 << 20);
+        let mut source = FileSource::from_reader("pipe".into(), Box::new(tokio::io::BufReader::new(reader)), None);
+        let (records, mut published) = mpsc::unbounded_channel();
+        let settings = PipelineSettings { batch_size: 16, ..PipelineSettings::default() };
+        let pipeline = tokio::spawn(async move {
+            let mut pipeline = Pipeline::with_route_table(table, settings);
+            let mut sink = ChannelSink(records);
+            pipeline.run(&mut source, &mut sink, std::future::pending()).await
+        });
+
+        let mut next_id = 0i64;
+        let mut seen: Vec<(i64, String)> = Vec::new();
+        let mut latencies = Vec::new();
+        for swap in 1..=20 {
+            let stamp = swap.to_string();
+            deploy_stamp(&team, &stamp);
+            let deployed = Instant::now();
+            // Keep the stream flowing until the new version serves (bounded wait).
+            loop {
+                for _ in 0..8 {
+                    let line = create_event(json!({"id": next_id})) + "\n";
+                    writer.write_all(line.as_bytes()).await.expect("write event");
+                    next_id += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                while let Ok(record) = published.try_recv() {
+                    seen.push(stamp_of(&record));
+                }
+                if seen.last().is_some_and(|(_, s)| *s == stamp) {
+                    latencies.push(deployed.elapsed());
+                    break;
+                }
+                assert!(deployed.elapsed() < Duration::from_secs(20), "version {stamp} never started serving");
+            }
+        }
+        drop(writer);
+        let pipeline_stats = pipeline.await.expect("pipeline task").expect("pipeline");
+        while let Some(record) = published.recv().await {
+            seen.push(stamp_of(&record));
+        }
+        let _ = stop_watch.send(());
+        watcher.await.expect("watcher task").expect("watcher");
+
+        // Every event exactly once, in order.
+        let ids: Vec<i64> = seen.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, (0..next_id).collect::<Vec<_>>(), "each event exactly once, in order");
+        assert_eq!(pipeline_stats.dead_lettered, 0);
+        // Versions only move forward: each batch ran on the version in service when it began.
+        let stamps: Vec<u32> = seen.iter().map(|(_, s)| s.parse().expect("numeric stamp")).collect();
+        assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "versions never go back: {stamps:?}");
+        // A swap happens at a batch boundary: batches are 16 events from offset 0.
+        for pair in seen.windows(2).filter(|w| w[0].1 != w[1].1) {
+            assert_eq!(pair[1].0 % 16, 0, "version changed inside a batch at event {}", pair[1].0);
+        }
+        assert_eq!(stats.lock().expect("stats").loaded, 21);
+        latencies.sort();
+        println!(
+            "swap latency (manifest renamed into place -> new version serving, incl. {} ms debounce): median {:?}, max {:?} over {} swaps, {} events",
+            sluice::reload::DEBOUNCE.as_millis(),
+            latencies[latencies.len() / 2],
+            latencies[latencies.len() - 1],
+            latencies.len(),
+            next_id
+        );
+    });
+}
+
+#[test]
+fn broken_drop_ins_are_refused_and_the_old_version_keeps_serving() {
+    let plugins = tempfile::tempdir().expect("tempdir");
+    let dir = plugins.path();
+    std::fs::copy(components::STAMP, dir.join("stamp.wasm")).expect("component");
+    deploy_stamp(dir, "good");
+    let runtime = Arc::new(Runtime::new(RuntimeOptions { cache_dir: None }).expect("runtime"));
+    let (mut reloader, table) = Reloader::start(runtime, dir.to_owned(), Vec::new());
+    assert_eq!(reloader.stats().loaded, 1);
+    let serving = || {
+        table
+            .borrow()
+            .iter()
+            .map(|r| r.plugin.plugin().sha256().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let good = serving();
+
+    // Each broken version of `stamp` is refused; the good one keeps serving.
+    let bytes = std::fs::read(components::STAMP).expect("component");
+    let broken: [(&str, Vec<u8>); 3] = [
+        ("truncated component", bytes[..bytes.len() / 3].to_vec()),
+        ("not wasm", b"#!/bin/sh\necho hello\n".to_vec()),
+        (
+            "another world",
+            std::fs::read(components::BOUNDARY_PROBE).expect("probe"),
+        ),
+    ];
+    for (refused, (what, contents)) in broken.into_iter().enumerate() {
+        std::fs::write(dir.join("stamp.wasm"), contents).expect("drop in");
+        reloader.rescan();
+        assert_eq!(
+            reloader.stats().refused,
+            refused as u64 + 1,
+            "{what} is refused"
+        );
+        assert_eq!(serving(), good, "{what}: the old version keeps serving");
+    }
+    // A manifest error and a plugin whose init refuses its configuration.
+    std::fs::copy(components::STAMP, dir.join("stamp.wasm")).expect("restore");
+    std::fs::write(
+        dir.join("stamp.toml"),
+        "name = \"stamp\"\ninputs = [\"in\"]\noutputs = []\n",
+    )
+    .expect("bad manifest");
+    reloader.rescan();
+    assert_eq!(reloader.stats().refused, 4, "manifest error refused");
+    assert_eq!(serving(), good);
+    std::fs::copy(components::CUSTOMERS_CDM, dir.join("cdm.wasm")).expect("component");
+    std::fs::write(
+        dir.join("cdm.toml"),
+        "inputs = [\"in\"]\noutputs = [\"cdm.customer\"]\n[config]\n\"decimal.handling.mode\" = \"bogus\"\n",
+    )
+    .expect("manifest");
+    reloader.rescan();
+    assert_eq!(reloader.stats().refused, 5, "init failure refused");
+    assert_eq!(serving(), good, "and nothing else changed");
+
+    // A fixed manifest is picked up; a removed one is removed.
+    deploy_stamp(dir, "fixed");
+    reloader.rescan();
+    assert_eq!(reloader.stats().loaded, 2);
+    std::fs::remove_file(dir.join("stamp.toml")).expect("remove");
+    reloader.rescan();
+    assert_eq!(reloader.stats().removed, 1);
+    assert!(serving().is_empty());
+}
