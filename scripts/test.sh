@@ -13,6 +13,6 @@ cargo fmt --all --check
 (cd plugins && cargo fmt --all --check)
 (cd tests/plugins && cargo fmt --all --check)
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-# The end-to-end tests run the sluice binary (`plugin test`), so build it first.
-cargo build -p sluice --quiet
+# `cargo test` builds the sluice binary too (host/tests/cli.rs needs it), so the
+# end-to-end tests in tests/ find it in target/debug.
 cargo test --workspace

@@ -21,8 +21,8 @@ pub fn sample(name: &str) -> PathBuf {
     repo_root().join("samples").join(name)
 }
 
-/// The `sluice` binary of this build (`cargo test --workspace` builds it; the README's
-/// test command builds it explicitly first).
+/// The `sluice` binary of this build (`cargo test --workspace` builds it for the host's
+/// own CLI tests; with `cargo test -p sluice-tests` alone, `cargo build -p sluice` first).
 pub fn sluice_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
     // target/<profile>/deps/<test binary> → target/<profile>/sluice
@@ -33,7 +33,7 @@ pub fn sluice_bin() -> PathBuf {
     let bin = profile_dir.join(format!("sluice{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.is_file(),
-        "{} is missing: build it with `cargo build -p sluice` (scripts/test.sh does)",
+        "{} is missing: build it with `cargo build -p sluice` or run `cargo test --workspace`",
         bin.display()
     );
     bin
