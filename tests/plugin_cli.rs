@@ -151,3 +151,47 @@ fn plugin_check_validates_a_directory_without_running_it() {
     );
     assert!(stdout.contains("2 plugins, 1 refused"), "{stdout}");
 }
+
+#[test]
+fn sluice_run_reads_stdin_and_writes_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("stdio.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\ntype = \"file\"\npath = \"-\"\n[sink]\ntype = \"file\"\npath = \"-\"\n[runtime]\ncache_dir = \"\"\n\
+             [[plugin]]\nname = \"customers-cdm\"\nversion = \"0.1.0\"\npath = {:?}\ninputs = [\"server1.testDB.dbo.customers\"]\noutputs = [\"cdm.customer\"]\n",
+            components::CUSTOMERS_CDM
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(sluice_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("SLUICE_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sluice");
+    let input = std::fs::read(sample("customers.jsonl")).expect("sample");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&input).expect("feed stdin");
+    }
+    let output = child
+        .wait_with_output()
+        .expect("sluice exits at the end of its input");
+    assert!(output.status.success());
+    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    crate::support::assert_golden(
+        &lines,
+        &repo_root()
+            .join("tests")
+            .join("golden")
+            .join("customers-cdm.jsonl"),
+    );
+}

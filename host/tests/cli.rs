@@ -24,8 +24,17 @@ fn a_bad_config_is_refused_with_every_problem_named() {
     let output = sluice(&["run", "--config", config.to_str().expect("utf-8 path")]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr.starts_with(&format!("error: {}: invalid configuration:", config.display())), "{stderr}");
-    assert!(stderr.contains("source.path: nope.jsonl does not exist"), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}: invalid configuration:",
+            config.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("source.path: nope.jsonl does not exist"),
+        "{stderr}"
+    );
     assert!(stderr.contains("plugin[0].path: missing"), "{stderr}");
 }
 
@@ -34,7 +43,10 @@ fn a_missing_config_file_is_named() {
     let output = sluice(&["run", "--config", "/definitely/not/here.toml"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr.contains("/definitely/not/here.toml: cannot read"), "{stderr}");
+    assert!(
+        stderr.contains("/definitely/not/here.toml: cannot read"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -42,10 +54,19 @@ fn plugin_test_names_a_missing_component() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, "").expect("write");
-    let output = sluice(&["plugin", "test", "/no/such/plugin.wasm", "--input", input.to_str().expect("utf-8")]);
+    let output = sluice(&[
+        "plugin",
+        "test",
+        "/no/such/plugin.wasm",
+        "--input",
+        input.to_str().expect("utf-8"),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr.contains("/no/such/plugin.wasm: cannot read the plugin file"), "{stderr}");
+    assert!(
+        stderr.contains("/no/such/plugin.wasm: cannot read the plugin file"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -86,6 +86,58 @@ fn main() {
     }
     println!();
     boundary::compare(&events, rounds);
+    println!();
+    swap_cost(rounds);
+}
+
+/// What a hot reload pays before a new version serves: load (compile, or read the
+/// compile cache) + instantiate + `init`. The reload's 300 ms debounce comes on top.
+fn swap_cost(rounds: usize) {
+    println!("plugin load + instantiate + init, the work of a hot swap (ms, best of {rounds}):");
+    println!();
+    println!("| component | size | uncached compile | cached load | instantiate + init |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, path) in [
+        ("passthrough", components::PASSTHROUGH),
+        ("customers-cdm", components::CUSTOMERS_CDM),
+        ("poison", components::POISON),
+    ] {
+        let path = std::path::Path::new(path);
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let spec = || PluginSpec {
+            name: name.to_owned(),
+            version: "bench".to_owned(),
+            config: vec![],
+            limits: Default::default(),
+        };
+        let (mut uncached, mut cached, mut instantiate) =
+            (Duration::MAX, Duration::MAX, Duration::MAX);
+        for _ in 0..rounds {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let options = RuntimeOptions {
+                cache_dir: Some(dir.path().to_owned()),
+            };
+            let runtime = Runtime::new(options.clone()).expect("runtime");
+            let started = Instant::now();
+            runtime.load_file(spec(), path).expect("load");
+            uncached = uncached.min(started.elapsed());
+            let runtime = Runtime::new(options).expect("runtime");
+            let started = Instant::now();
+            let plugin = runtime.load_file(spec(), path).expect("load");
+            cached = cached.min(started.elapsed());
+            let started = Instant::now();
+            plugin.instantiate().expect("instantiate");
+            instantiate = instantiate.min(started.elapsed());
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "| {name} | {} KB | {:.1} | {:.2} | {:.2} |",
+            size / 1024,
+            ms(uncached),
+            ms(cached),
+            ms(instantiate)
+        );
+    }
 }
 
 /// `--profile <plugin>`: only that plugin, batches of 256, many rounds (for `perf record`).
