@@ -93,7 +93,17 @@ def source(table, ts, snapshot, change_lsn=None, commit_lsn=None, serial=None):
 
 
 def envelope(op, before, after, src, ts, tx=None):
-    return {"before": before, "after": after, "source": src, "op": op, "ts_ms": ts + 233, "transaction": tx}
+    """The envelope in Debezium 3.x field order (JsonConverter writes a struct's fields in
+    schema order). `ts` is when the connector processed the event (Instant.now(): µs
+    precision); `tx` is the transaction block (null unless provide.transaction.metadata)."""
+    ts_us = ts * 1000 + 233_417
+    return {"before": before, "after": after, "source": src, "transaction": tx, "op": op,
+            "ts_ms": ts_us // 1000, "ts_us": ts_us, "ts_ns": ts_us * 1000}
+
+
+def tx_block(commit_lsn, total_order=1, data_collection_order=1):
+    """Debezium's SQL Server transaction id is the commit LSN (SqlServerEventMetadataProvider)."""
+    return {"id": commit_lsn, "total_order": total_order, "data_collection_order": data_collection_order}
 
 
 def line(table, key, value):
@@ -113,14 +123,13 @@ def customers_events():
     snap = [(c1001, "first"), (c1002, "true"), (c1003, "last")]
     for i, (row, marker) in enumerate(snap):
         src = source("customers", TS[0], marker, None, snapshot_lsn, None)
-        events.append(line("customers", {"id": row["id"]}, envelope("r", None, row, src, TS[i])))
+        events.append(line("customers", {"id": row["id"]}, envelope("r", None, row, src, TS[0] + 3 * i)))
 
     c1004 = customer(1004, "Anne", "Kretchmar", "annek@noanswer.example.org", "320.00", "1999-12-31",
                      "2026-11-20T08:15:31.250", "2026-11-20T08:15:31.250000", 0, "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", True)
     commit = lsn.commit()
-    tx = {"id": commit(1), "total_order": 1, "data_collection_order": 1}
     events.append(line("customers", {"id": 1004}, envelope(
-        "c", None, c1004, source("customers", TS[4], "false", commit(2), commit(3), 1), TS[4], tx)))
+        "c", None, c1004, source("customers", TS[4], "false", commit(2), commit(3), 1), TS[4], tx_block(commit(3)))))
 
     c1001b = dict(c1001, email="sally.t@example.net", credit_limit=decimal("7500.25"),
                   updated_at=nanos("2026-11-20T08:16:02.123456", 789))
@@ -141,9 +150,8 @@ def customers_events():
     c1005 = customer(1005, "Zoë", "Łukasz-Nowak", "zoe.nowak@example.com", "-250.75", "1961-05-09",
                      "2026-11-20T08:17:00.001", "2026-11-20T08:17:00.001000", 42, "16FD2706-8BAF-433B-82EB-8C7FADA847DA", True)
     commit = lsn.commit()
-    tx = {"id": commit(1), "total_order": 1, "data_collection_order": 1}
     events.append(line("customers", {"id": 1005}, envelope(
-        "c", None, c1005, source("customers", TS[12], "false", commit(2), commit(3), 1), TS[12], tx)))
+        "c", None, c1005, source("customers", TS[12], "false", commit(2), commit(3), 1), TS[12], tx_block(commit(3)))))
 
     c1003b = dict(c1003, first_name="Édouard", last_name="Walker-Ødegård", is_active=True,
                   updated_at=nanos("2026-11-20T08:17:45.500000", 1))
@@ -153,8 +161,10 @@ def customers_events():
     return events
 
 
-# Kafka Connect schemas, as Debezium 3.x's JsonConverter writes them.
-def field(name, type_, optional, logical=None, params=None, version=None):
+# Kafka Connect schemas as Debezium 3.0.0.Final declares them, in the form JsonConverter
+# (schemas.enable=true) writes: keys in asJsonSchema order, struct fields in schema order.
+def field(name, type_, optional, logical=None, params=None, version=None, default=None):
+    """One field's schema, keys in JsonConverter.asJsonSchema's order."""
     f = {"type": type_, "optional": optional}
     if logical:
         f["name"] = logical
@@ -162,6 +172,8 @@ def field(name, type_, optional, logical=None, params=None, version=None):
         f["version"] = version
     if params:
         f["parameters"] = params
+    if default is not None:
+        f["default"] = default
     f["field"] = name
     return f
 
@@ -195,7 +207,8 @@ SOURCE_SCHEMA = {
         field("connector", "string", False),
         field("name", "string", False),
         field("ts_ms", "int64", False),
-        field("snapshot", "string", True, "io.debezium.data.Enum", {"allowed": "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"}, 1),
+        # 3.0.0.Final's schema lists fewer values than it emits (first, ...); fixed in 3.0.x.
+        field("snapshot", "string", True, "io.debezium.data.Enum", {"allowed": "true,last,false,incremental"}, 1, "false"),
         field("db", "string", False),
         field("sequence", "string", True),
         field("ts_us", "int64", True),
@@ -208,7 +221,6 @@ SOURCE_SCHEMA = {
     ],
     "optional": False,
     "name": "io.debezium.connector.sqlserver.Source",
-    "version": 1,
     "field": "source",
 }
 
@@ -231,9 +243,11 @@ ENVELOPE_SCHEMA = {
         customers_row_schema("before"),
         customers_row_schema("after"),
         SOURCE_SCHEMA,
+        TRANSACTION_SCHEMA,
         field("op", "string", False),
         field("ts_ms", "int64", True),
-        TRANSACTION_SCHEMA,
+        field("ts_us", "int64", True),
+        field("ts_ns", "int64", True),
     ],
     "optional": False,
     "name": f"{PREFIX}.{DB}.{SCHEMA}.customers.Envelope",

@@ -4,61 +4,55 @@
 
 use std::path::Path;
 
-#[test]
-fn every_bad_config_gives_its_golden_error() {
-    let dir = sluice_tests::repo_root().join("tests").join("config");
+/// Runs `error_of` on every `<case>.toml` of `tests/<folder>` and compares the text with
+/// `<case>.err`; returns how many cases there were.
+fn check_golden_errors(folder: &str, error_of: impl Fn(&Path, &Path) -> String) -> usize {
+    let dir = sluice_tests::repo_root().join("tests").join(folder);
     let mut cases = 0;
-    for entry in std::fs::read_dir(&dir).expect("tests/config exists") {
+    for entry in std::fs::read_dir(&dir).expect("golden folder exists") {
         let path = entry.expect("dir entry").path();
         if path.extension().is_none_or(|ext| ext != "toml") {
             continue;
         }
         cases += 1;
+        let error = error_of(&dir, &path);
+        let golden = path.with_extension("err");
+        if std::env::var_os("SLUICE_BLESS").is_some() {
+            std::fs::write(&golden, format!("{error}\n")).expect("bless");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+        assert_eq!(error.trim_end(), expected.trim_end(), "{}", path.display());
+    }
+    cases
+}
+
+#[test]
+fn every_bad_config_gives_its_golden_error() {
+    let cases = check_golden_errors("config", |dir, path| {
         let name = path
             .file_name()
             .expect("file name")
             .to_string_lossy()
             .into_owned();
-        let text = std::fs::read_to_string(&path).expect("read case");
-        let error = sluice::config::parse(&text, &name, &dir)
+        let text = std::fs::read_to_string(path).expect("read case");
+        sluice::config::parse(&text, &name, dir)
             .expect_err(&name)
-            .to_string();
-        let golden = path.with_extension("err");
-        if std::env::var_os("SLUICE_BLESS").is_some() {
-            std::fs::write(&golden, format!("{error}\n")).expect("bless");
-            continue;
-        }
-        let expected = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
-        assert_eq!(error.trim_end(), expected.trim_end(), "{}", path.display());
-    }
-    assert!(cases >= 4, "expected the golden cases in {}", dir.display());
+            .to_string()
+    });
+    assert!(cases >= 4, "expected the golden cases in tests/config");
 }
 
 #[test]
 fn every_bad_manifest_gives_its_golden_error() {
-    let dir = sluice_tests::repo_root().join("tests").join("manifests");
-    let mut cases = 0;
-    for entry in std::fs::read_dir(&dir).expect("tests/manifests exists") {
-        let path = entry.expect("dir entry").path();
-        if path.extension().is_none_or(|ext| ext != "toml") {
-            continue;
-        }
-        cases += 1;
-        let error = sluice::config::load_manifest(&path)
+    let cases = check_golden_errors("manifests", |dir, path| {
+        sluice::config::load_manifest(path)
             .expect_err(&path.display().to_string())
             .to_string()
-            .replace(&format!("{}/", dir.display()), "");
-        let golden = path.with_extension("err");
-        if std::env::var_os("SLUICE_BLESS").is_some() {
-            std::fs::write(&golden, format!("{error}\n")).expect("bless");
-            continue;
-        }
-        let expected = std::fs::read_to_string(&golden)
-            .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
-        assert_eq!(error.trim_end(), expected.trim_end(), "{}", path.display());
-    }
-    assert!(cases >= 3, "expected the golden cases in {}", dir.display());
+            .replace(&format!("{}/", dir.display()), "")
+    });
+    assert!(cases >= 3, "expected the golden cases in tests/manifests");
 }
 
 #[test]

@@ -265,12 +265,7 @@ impl Reloader {
                 change = changes.recv() => if change.is_none() { return Ok(self) },
             }
             // Debounce: wait until the directory has been quiet for DEBOUNCE.
-            loop {
-                match tokio::time::timeout(DEBOUNCE, changes.recv()).await {
-                    Ok(Some(())) => continue,
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
             self = tokio::task::spawn_blocking(move || {
                 self.rescan();
                 self

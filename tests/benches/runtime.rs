@@ -66,14 +66,8 @@ fn main() {
         ("customers-cdm", components::CUSTOMERS_CDM),
         ("passthrough", components::PASSTHROUGH),
     ] {
-        let spec = PluginSpec {
-            name: name.to_owned(),
-            version: "bench".to_owned(),
-            config: vec![],
-            limits: Default::default(),
-        };
         let plugin = runtime
-            .load_file(spec, std::path::Path::new(path))
+            .load_file(spec(name), std::path::Path::new(path))
             .expect("load");
         let mut worker = PluginWorker::new(plugin.instantiate().expect("instantiate"));
         for (i, &batch) in BATCH_SIZES.iter().enumerate() {
@@ -104,12 +98,7 @@ fn swap_cost(rounds: usize) {
     ] {
         let path = std::path::Path::new(path);
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let spec = || PluginSpec {
-            name: name.to_owned(),
-            version: "bench".to_owned(),
-            config: vec![],
-            limits: Default::default(),
-        };
+        let spec = || spec(name);
         let (mut uncached, mut cached, mut instantiate) =
             (Duration::MAX, Duration::MAX, Duration::MAX);
         for _ in 0..rounds {
@@ -167,6 +156,16 @@ fn profile_only(runtime: &Runtime, events: &[ChangeEvent]) -> bool {
     let rate = best_of(20, || run_wasm(&mut worker, events, 256));
     println!("{name}: {rate:.0} events/s");
     true
+}
+
+/// A plugin spec with default limits and no config.
+fn spec(name: &str) -> PluginSpec {
+    PluginSpec {
+        name: name.to_owned(),
+        version: "bench".to_owned(),
+        config: vec![],
+        limits: Default::default(),
+    }
 }
 
 fn best_of(rounds: usize, mut measure: impl FnMut() -> Duration) -> f64 {

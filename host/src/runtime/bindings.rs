@@ -6,8 +6,8 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Eq],
 });
 
-pub use sluice::transform::host::LogLevel;
-pub use sluice::transform::types::{
+pub use self::sluice::transform::host::LogLevel;
+pub use self::sluice::transform::types::{
     ChangeEvent, EventOutcome, Header, Operation, Origin, OutputRecord, Rejection, SnapshotMarker,
     SourceInfo, Span, TransactionInfo,
 };
