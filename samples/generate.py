@@ -31,17 +31,25 @@ def decimal(text):
 
 
 def days(iso):
+    """io.debezium.time.Date: days since 1970-01-01 (negative before)."""
     return (datetime.date.fromisoformat(iso) - EPOCH).days
 
 
+def _micros(iso):
+    """Exact microseconds since the epoch of a naive UTC ISO timestamp (integer math)."""
+    delta = datetime.datetime.fromisoformat(iso) - datetime.datetime(1970, 1, 1)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def millis(iso):
-    dt = datetime.datetime.fromisoformat(iso).replace(tzinfo=datetime.timezone.utc)
-    return int(dt.timestamp()) * 1000 + dt.microsecond // 1000
+    """io.debezium.time.Timestamp (datetime2(0-3), datetime): epoch milliseconds."""
+    return _micros(iso) // 1000
 
 
 def nanos(iso, extra_ns):
-    dt = datetime.datetime.fromisoformat(iso).replace(tzinfo=datetime.timezone.utc)
-    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000 + extra_ns
+    """io.debezium.time.NanoTimestamp (datetime2(7)): epoch nanoseconds; `extra_ns` adds
+    the digits below a microsecond that Python's datetime cannot hold."""
+    return _micros(iso) * 1000 + extra_ns
 
 
 def customer(id, first, last, email, credit, birth, created, updated, updated_ns, guid, active):
@@ -66,8 +74,10 @@ class Lsn:
         self.vlf, self.block = 0x2B, 0xAC8
 
     def commit(self):
+        """The next commit; returns slot -> LSN within it (change LSNs, the commit LSN)."""
         self.block += 0x10
-        return lambda slot: f"{self.vlf:08x}:{self.block:08x}:{slot:04x}"
+        vlf, block = self.vlf, self.block
+        return lambda slot: f"{vlf:08x}:{block:08x}:{slot:04x}"
 
 
 TS = [millis("2026-11-20T08:15:30.000") + i * 1375 for i in range(64)]
@@ -131,7 +141,7 @@ def customers_events():
     events.append(line("customers", {"id": 1004}, envelope(
         "c", None, c1004, source("customers", TS[4], "false", commit(2), commit(3), 1), TS[4], tx_block(commit(3)))))
 
-    c1001b = dict(c1001, email="sally.t@example.net", credit_limit=decimal("7500.25"),
+    c1001b = dict(c1001, email="sally.t@example.org", credit_limit=decimal("7500.25"),
                   updated_at=nanos("2026-11-20T08:16:02.123456", 789))
     commit = lsn.commit()
     events.append(line("customers", {"id": 1001}, envelope(
@@ -147,7 +157,7 @@ def customers_events():
         "d", c1002, None, source("customers", TS[10], "false", commit(2), commit(3), 1), TS[10])))
     events.append(line("customers", {"id": 1002}, None))  # Debezium's tombstone
 
-    c1005 = customer(1005, "Zoë", "Łukasz-Nowak", "zoe.nowak@example.com", "-250.75", "1961-05-09",
+    c1005 = customer(1005, "Zoë", "Łukaszewicz", "zoe.lukaszewicz@example.com", "-250.75", "1961-05-09",
                      "2026-11-20T08:17:00.001", "2026-11-20T08:17:00.001000", 42, "16FD2706-8BAF-433B-82EB-8C7FADA847DA", True)
     commit = lsn.commit()
     events.append(line("customers", {"id": 1005}, envelope(
@@ -299,7 +309,7 @@ def inventory_events():
     emit("orders", {"id": 9002}, "c", None, order2)
     emit("orders", {"id": 9002}, "d", order2, None)
     out.append(line("orders", {"id": 9002}, None))  # tombstone
-    cust_b = dict(cust, email="m.garcia@example.net", updated_at=nanos("2026-11-20T09:05:00.000000", 77))
+    cust_b = dict(cust, email="m.garcia@example.org", updated_at=nanos("2026-11-20T09:05:00.000000", 77))
     emit("customers", {"id": 2001}, "u", cust, cust_b, 2)
     return out
 

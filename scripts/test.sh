@@ -13,6 +13,18 @@ cargo fmt --all --check
 (cd plugins && cargo fmt --all --check)
 (cd tests/plugins && cargo fmt --all --check)
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 # `cargo test` builds the sluice binary too (host/tests/cli.rs needs it), so the
 # end-to-end tests in tests/ find it in target/debug.
-cargo test --workspace
+cargo test --workspace 2>&1 | tee "$log"
+# The example plugins' own unit tests, compiled for the host (their workspace builds for
+# wasm32-wasip2 by default).
+host_target=$(rustc -vV | sed -n 's/^host: //p')
+(cd plugins && cargo test --target "$host_target") 2>&1 | tee -a "$log"
+
+# One closing line over every test binary above (cargo's own last line is often a
+# doc-test run of a crate without doc tests, "0 passed").
+passed=$(grep -Eo '^test result: .* [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')
+failed=$(grep -Eo '^test result: .* [0-9]+ failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s += $1} END {print s + 0}')
+echo "sluice: $passed passed, $failed failed"
