@@ -10,29 +10,12 @@ use serde_json::{Value, json};
 use sluice::pipeline::{Pipeline, PipelineSettings};
 use sluice::reload::Reloader;
 use sluice::runtime::{OutputRecord, Runtime, RuntimeOptions};
-use sluice::sink::{Sink, SinkError};
 use sluice::source::file::FileSource;
 use sluice_tests::components;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::support::create_event;
-
-/// Forwards every published record to the test as it is published.
-struct ChannelSink(mpsc::UnboundedSender<OutputRecord>);
-
-impl Sink for ChannelSink {
-    async fn send(&mut self, records: Vec<OutputRecord>) -> Result<(), SinkError> {
-        for record in records {
-            let _ = self.0.send(record);
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
+use crate::support::{ChannelSink, create_event};
 
 /// Writes a manifest for the `stamp` plugin the way a deploy tool should: to a temporary
 /// name, then renamed into place.

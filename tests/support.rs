@@ -7,6 +7,25 @@ use sluice::pipeline::{PipelineSettings, PipelineStats};
 use sluice::runtime::{PluginSpec, RuntimeOptions};
 use sluice::topics::TopicPattern;
 
+/// A sink that forwards every published record to the test as it is published.
+pub struct ChannelSink(pub tokio::sync::mpsc::UnboundedSender<sluice::runtime::OutputRecord>);
+
+impl sluice::sink::Sink for ChannelSink {
+    async fn send(
+        &mut self,
+        records: Vec<sluice::runtime::OutputRecord>,
+    ) -> Result<(), sluice::sink::SinkError> {
+        for record in records {
+            let _ = self.0.send(record);
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), sluice::sink::SinkError> {
+        Ok(())
+    }
+}
+
 /// A plugin entry for [`config`].
 pub fn plugin(
     name: &str,

@@ -7,4 +7,5 @@ mod isolation;
 mod plugin_cli;
 mod reload;
 mod runtime;
+mod shutdown;
 mod support;

@@ -42,12 +42,21 @@ impl std::fmt::Display for FileInput {
     }
 }
 
+/// How long a partial batch waits for more lines from a live stream (standard input, a
+/// pipe, a growing file) before it is processed anyway. Lines of a file on disk arrive
+/// at once, so this only bounds the latency of a slow stream: 50 ms batches bursts
+/// without holding a lone event noticeably.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Reads JSON lines (see the module docs).
 pub struct FileSource {
     name: String,
     lines: tokio::io::Lines<Box<dyn AsyncBufRead + Send + Unpin>>,
     topic: Option<String>,
     next_line: i64,
+    /// Records read for the batch being assembled. Kept here, not in the future of
+    /// `next_batch`, so a cancelled call (shutdown) loses nothing already read.
+    pending: Vec<RawRecord>,
     committed_through: Option<i64>,
 }
 
@@ -90,6 +99,7 @@ impl FileSource {
             lines: reader.lines(),
             topic,
             next_line: 0,
+            pending: Vec::new(),
             committed_through: None,
         }
     }
@@ -102,24 +112,31 @@ impl FileSource {
 
 impl Source for FileSource {
     async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<RawRecord>>, SourceError> {
-        let mut batch = Vec::new();
-        while batch.len() < max.max(1) {
-            let line = self
-                .lines
-                .next_line()
-                .await
-                .map_err(|source| SourceError::Io {
-                    input: self.name.clone(),
-                    source,
-                })?;
+        while self.pending.len() < max.max(1) {
+            // The first record waits as long as it takes; later ones at most LINGER.
+            // `next_line` is cancel-safe, so a timeout loses no partial line.
+            let line = if self.pending.is_empty() {
+                self.lines.next_line().await
+            } else {
+                match tokio::time::timeout(LINGER, self.lines.next_line()).await {
+                    Ok(line) => line,
+                    Err(_) => break,
+                }
+            };
+            let line = line.map_err(|source| SourceError::Io {
+                input: self.name.clone(),
+                source,
+            })?;
             let Some(line) = line else { break };
             let offset = self.next_line;
             self.next_line += 1;
             if line.trim().is_empty() {
                 continue;
             }
-            batch.push(parse_line(line, offset, self.topic.as_deref()));
+            self.pending
+                .push(parse_line(line, offset, self.topic.as_deref()));
         }
+        let batch = std::mem::take(&mut self.pending);
         Ok((!batch.is_empty()).then_some(batch))
     }
 
