@@ -324,3 +324,32 @@ fn deep_recursion_fan_out_bombs_and_huge_records_cost_only_their_events() {
     assert_eq!(lines[7]["key"], json!(6), "the stream goes on");
     assert_eq!(stats.trapped, 1);
 }
+
+#[test]
+fn a_plugin_that_loops_on_every_event_costs_about_one_deadline_per_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows: Vec<String> = (0..16)
+        .map(|id| create_event(json!({"id": id, "spin": true})))
+        .collect();
+    let input = write_lines(dir.path(), "in.jsonl", &rows);
+    let output = dir.path().join("out.jsonl");
+    let mut poison = plugin("poison", components::POISON, &["in"], &["out"], &[]);
+    poison.spec.limits.batch_deadline = std::time::Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    let (lines, stats) = run(config(&input, &output, vec![poison], 16));
+    // Without per-event shares of the deadline this batch would take 16 × 500 ms.
+    println!(
+        "16 looping events in one batch took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(lines.len(), 16);
+    assert_eq!(stats.trapped, 16, "every event is dead-lettered");
+    for line in &lines {
+        let line: Value = serde_json::from_str(line).expect("JSON");
+        assert!(
+            header(&line, "sluice.dlq.reason")
+                .expect("reason")
+                .contains("CPU deadline exceeded")
+        );
+    }
+}

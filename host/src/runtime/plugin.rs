@@ -138,7 +138,7 @@ impl PluginInstance {
     }
 
     fn init(&mut self) -> Result<(), RuntimeError> {
-        self.begin_call();
+        self.begin_call(self.plugin.spec.limits.deadline_ticks());
         let config = self.plugin.spec.config.clone();
         match self
             .bindings
@@ -162,7 +162,18 @@ impl PluginInstance {
         &mut self,
         events: &[ChangeEvent],
     ) -> Result<Vec<EventOutcome>, CallTrapped> {
-        self.begin_call();
+        let ticks = self.plugin.spec.limits.deadline_ticks();
+        self.transform_batch_within(events, ticks)
+    }
+
+    /// Like [`PluginInstance::transform_batch`] with a deadline of `ticks` epoch ticks
+    /// instead of the plugin's batch deadline.
+    pub fn transform_batch_within(
+        &mut self,
+        events: &[ChangeEvent],
+        ticks: u64,
+    ) -> Result<Vec<EventOutcome>, CallTrapped> {
+        self.begin_call(ticks);
         let result = self
             .bindings
             .sluice_transform_transform()
@@ -182,10 +193,10 @@ impl PluginInstance {
         }
     }
 
-    fn begin_call(&mut self) {
+    fn begin_call(&mut self, deadline_ticks: u64) {
         let limits = self.plugin.spec.limits;
         self.store.data_mut().begin_call(&limits);
-        self.store.set_epoch_deadline(limits.deadline_ticks());
+        self.store.set_epoch_deadline(deadline_ticks);
     }
 }
 

@@ -4,11 +4,20 @@
 //! discarded and the batch is retried one event at a time, each on a fresh instance after
 //! a trap, so that every event that does not itself trap still gets its outcome and each
 //! poison event is reported alone with the trap's reason.
+//!
+//! During the retry each event gets its share of the batch deadline (at least
+//! [`MIN_RETRY_TICKS`]), so a plugin that loops on every event costs about one batch
+//! deadline in total, not one deadline per event.
 
 use std::sync::Arc;
 
 use super::bindings::{ChangeEvent, EventOutcome, OutputRecord, Rejection};
 use super::plugin::{LoadedPlugin, PluginInstance};
+
+/// The least deadline of one event's retry, in epoch ticks: the deadline fires on the
+/// `n`th tick after the call starts, which may come at once, so two ticks (10–20 ms)
+/// guarantee a legitimate event (microseconds) at least one full tick.
+pub const MIN_RETRY_TICKS: u64 = 2;
 
 /// What became of one event in one plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +72,8 @@ impl PluginWorker {
         if events.is_empty() {
             return Vec::new();
         }
-        let batch_error = match self.call(events) {
+        let batch_ticks = self.plugin.spec().limits.deadline_ticks();
+        let batch_error = match self.call(events, batch_ticks) {
             Ok(outcomes) => return outcomes.into_iter().map(Outcome::from).collect(),
             Err(reason) => reason,
         };
@@ -77,19 +87,22 @@ impl PluginWorker {
             reason = %batch_error,
             "batch trapped; retrying its events one at a time to isolate the poison event"
         );
+        let event_ticks = (batch_ticks / events.len() as u64).max(MIN_RETRY_TICKS);
         events
             .iter()
-            .map(|event| match self.call(std::slice::from_ref(event)) {
-                Ok(mut outcomes) => outcomes.pop().map(Outcome::from).unwrap_or_else(|| {
-                    Outcome::Trapped("contract violation: no outcome returned".to_owned())
-                }),
-                Err(reason) => Outcome::Trapped(reason),
-            })
+            .map(
+                |event| match self.call(std::slice::from_ref(event), event_ticks) {
+                    Ok(mut outcomes) => outcomes.pop().map(Outcome::from).unwrap_or_else(|| {
+                        Outcome::Trapped("contract violation: no outcome returned".to_owned())
+                    }),
+                    Err(reason) => Outcome::Trapped(reason),
+                },
+            )
             .collect()
     }
 
     /// One call on the current instance (created first if the last one trapped).
-    fn call(&mut self, events: &[ChangeEvent]) -> Result<Vec<EventOutcome>, String> {
+    fn call(&mut self, events: &[ChangeEvent], ticks: u64) -> Result<Vec<EventOutcome>, String> {
         let instance = match &mut self.instance {
             Some(instance) => instance,
             empty => match self.plugin.instantiate() {
@@ -97,7 +110,7 @@ impl PluginWorker {
                 Err(e) => return Err(format!("could not start a fresh instance: {e}")),
             },
         };
-        match instance.transform_batch(events) {
+        match instance.transform_batch_within(events, ticks) {
             Ok(outcomes) => Ok(outcomes),
             Err(trapped) => {
                 self.traps += 1;
