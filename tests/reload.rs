@@ -142,7 +142,13 @@ fn broken_drop_ins_are_refused_and_the_old_version_keeps_serving() {
         table
             .borrow()
             .iter()
-            .map(|r| r.plugin.plugin().sha256().to_owned())
+            .map(|r| {
+                format!(
+                    "{}@{}",
+                    r.plugin.plugin().version(),
+                    r.plugin.plugin().sha256()
+                )
+            })
             .collect::<Vec<_>>()
     };
     let good = serving();
@@ -187,10 +193,23 @@ fn broken_drop_ins_are_refused_and_the_old_version_keeps_serving() {
     assert_eq!(reloader.stats().refused, 5, "init failure refused");
     assert_eq!(serving(), good, "and nothing else changed");
 
-    // A fixed manifest is picked up; a removed one is removed.
+    // A fixed manifest is picked up; the version it replaced can be rolled back to.
     deploy_stamp(dir, "fixed");
     reloader.rescan();
     assert_eq!(reloader.stats().loaded, 2);
+    let fixed = serving();
+    let restored = sluice::reload::rollback(dir, "stamp").expect("rollback");
+    assert_eq!(restored.len(), 2, "component and manifest: {restored:?}");
+    reloader.rescan();
+    assert_eq!(reloader.stats().loaded, 3);
+    let manifest = std::fs::read_to_string(dir.join("stamp.toml")).expect("manifest");
+    assert!(
+        manifest.contains("stamp = \"good\""),
+        "the previous manifest is back: {manifest}"
+    );
+    assert_ne!(fixed, good);
+    assert_eq!(serving(), good, "the previous version serves again");
+    // A removed manifest removes its plugin.
     std::fs::remove_file(dir.join("stamp.toml")).expect("remove");
     reloader.rescan();
     assert_eq!(reloader.stats().removed, 1);

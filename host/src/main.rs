@@ -44,6 +44,13 @@ enum PluginCommand {
         /// The plugins directory (`<team>/<name>.toml` + `<name>.wasm`).
         dir: PathBuf,
     },
+    /// Restores the version of a plugin that the last hot reload replaced.
+    Rollback {
+        /// The plugins directory a running `sluice run` watches.
+        dir: PathBuf,
+        /// The plugin's name.
+        name: String,
+    },
     /// Runs a plugin over events and prints (or checks) what it produces.
     Test {
         /// The plugin component.
@@ -130,6 +137,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Plugin {
+            command: PluginCommand::Rollback { dir, name },
+        } => {
+            let restored = sluice::reload::rollback(&dir, &name).map_err(anyhow::Error::msg)?;
+            for path in restored {
+                println!("restored {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {
             command: PluginCommand::Build { crate_dir, out },

@@ -58,7 +58,20 @@ pub struct ReloadStats {
 struct Active {
     fingerprint: String,
     route: Arc<Route>,
+    files: VersionFiles,
 }
+
+/// The exact bytes a version was loaded from, kept so that replacing it can save them
+/// for `sluice plugin rollback`.
+#[derive(Debug, Clone)]
+struct VersionFiles {
+    manifest: (PathBuf, Vec<u8>),
+    component: (PathBuf, Vec<u8>),
+}
+
+/// Where the version a reload replaced is saved, inside the plugins directory (hidden,
+/// so it is never loaded): `.previous/<team>/<name>.toml` and its component.
+pub const PREVIOUS_DIR: &str = ".previous";
 
 /// Owns the route table of a plugins directory.
 #[derive(Debug)]
@@ -169,7 +182,7 @@ impl Reloader {
             }
             let started = Instant::now();
             match self.load(&manifest) {
-                Ok(route) => {
+                Ok((route, files)) => {
                     let plugin = route.plugin.plugin();
                     tracing::info!(
                         plugin = %plugin.name(),
@@ -180,13 +193,17 @@ impl Reloader {
                         "plugin version loaded; it serves from the next batch"
                     );
                     self.refused.remove(&manifest);
-                    self.active.insert(
+                    let replaced = self.active.insert(
                         manifest,
                         Active {
                             fingerprint,
                             route: Arc::new(route),
+                            files,
                         },
                     );
+                    if let Some(old) = replaced {
+                        self.save_previous(&old.files);
+                    }
                     self.count(|s| s.loaded += 1);
                     changed = true;
                 }
@@ -207,7 +224,9 @@ impl Reloader {
     }
 
     /// Loads one manifest and its component into a ready route.
-    fn load(&self, manifest: &Path) -> Result<Route, String> {
+    fn load(&self, manifest: &Path) -> Result<(Route, VersionFiles), String> {
+        let manifest_bytes =
+            std::fs::read(manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
         let config: PluginConfig = load_manifest(manifest).map_err(|e| e.to_string())?;
         let duplicate = self.active.iter().any(|(path, active)| {
             path != manifest && active.route.plugin.plugin().name() == config.spec.name
@@ -219,9 +238,20 @@ impl Reloader {
                 config.spec.name
             ));
         }
+        // Read once: the bytes compiled are the bytes kept for a rollback.
+        let component = std::fs::read(&config.path).map_err(|e| {
+            format!(
+                "{}: cannot read the plugin file: {e}",
+                config.path.display()
+            )
+        })?;
         let loaded = self
             .runtime
-            .load_file(config.spec.clone(), &config.path)
+            .load_bytes(
+                config.spec.clone(),
+                &component,
+                &config.path.display().to_string(),
+            )
             .map_err(|e| e.to_string())?;
         let instance = loaded.instantiate().map_err(|e| e.to_string())?;
         let thread = PluginThread::spawn(PluginWorker::new(instance)).map_err(|e| {
@@ -231,11 +261,35 @@ impl Reloader {
             }
             .to_string()
         })?;
-        Ok(Route {
+        let files = VersionFiles {
+            manifest: (manifest.to_owned(), manifest_bytes),
+            component: (config.path.clone(), component),
+        };
+        let route = Route {
             plugin: thread,
             inputs: config.inputs,
             outputs: config.outputs,
-        })
+        };
+        Ok((route, files))
+    }
+
+    /// Saves a replaced version under [`PREVIOUS_DIR`] (best effort: a failure is logged,
+    /// the reload itself already succeeded).
+    fn save_previous(&self, files: &VersionFiles) {
+        let previous = self.dir.join(PREVIOUS_DIR);
+        for (path, bytes) in [&files.manifest, &files.component] {
+            let Ok(relative) = path.strip_prefix(&self.dir) else {
+                continue;
+            };
+            let target = previous.join(relative);
+            let saved = target
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&target, bytes));
+            if let Err(e) = saved {
+                tracing::warn!(path = %target.display(), error = %e, "could not save the previous plugin version");
+            }
+        }
     }
 
     fn publish(&self) {
@@ -281,7 +335,7 @@ pub fn find_manifests(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut manifests = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.is_dir() {
+        if path.is_dir() && !is_hidden(&path) {
             for inner in std::fs::read_dir(&path)? {
                 let inner = inner?.path();
                 if is_manifest(&inner) {
@@ -297,10 +351,61 @@ pub fn find_manifests(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 fn is_manifest(path: &Path) -> bool {
-    let hidden = path
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-    path.is_file() && !hidden && path.extension().is_some_and(|e| e == "toml")
+    path.is_file() && !is_hidden(path) && path.extension().is_some_and(|e| e == "toml")
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// Restores the version of plugin `name` that the last reload replaced (saved under
+/// [`PREVIOUS_DIR`]) by writing its component and then its manifest back into place,
+/// each to a temporary name and renamed. A running sluice picks it up like any deploy;
+/// its compiled code is still in the compile cache, so the swap costs no compilation.
+/// Returns the files restored.
+pub fn rollback(dir: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
+    let previous = dir.join(PREVIOUS_DIR);
+    let manifests =
+        find_manifests(&previous).map_err(|e| format!("{}: {e}", previous.display()))?;
+    let manifest = manifests
+        .into_iter()
+        .find(|m| {
+            load_manifest(m).is_ok_and(|c| c.spec.name == name)
+                || m.file_stem().is_some_and(|s| s == name)
+        })
+        .ok_or_else(|| {
+            format!(
+                "no previous version of plugin {name:?} under {}",
+                previous.display()
+            )
+        })?;
+    let relative = manifest
+        .strip_prefix(&previous)
+        .map_err(|e| e.to_string())?
+        .to_owned();
+    let component = load_manifest(&manifest)
+        .map(|c| c.path)
+        .unwrap_or_else(|_| manifest.with_extension("wasm"));
+    let component_relative = component
+        .strip_prefix(&previous)
+        .map_err(|e| e.to_string())?
+        .to_owned();
+    let mut restored = Vec::new();
+    for (from, to) in [
+        (component, dir.join(component_relative)),
+        (manifest, dir.join(relative)),
+    ] {
+        let file_name = to
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = to.with_file_name(format!(".{file_name}.rollback"));
+        std::fs::copy(&from, &tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &to).map_err(|e| format!("{}: {e}", to.display()))?;
+        restored.push(to);
+    }
+    Ok(restored)
 }
 
 /// sha256 over the manifest and the component it names by default (`<stem>.wasm`), so a
