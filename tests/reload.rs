@@ -48,7 +48,10 @@ fn twenty_swaps_under_a_stream_lose_and_repeat_nothing() {
         deploy_stamp(&team, "0");
 
         let cache = tempfile::tempdir().expect("tempdir");
-        let runtime = Arc::new(Runtime::new(RuntimeOptions { cache_dir: Some(cache.path().to_owned()) }).expect("runtime"));
+        let runtime = Arc::new(Runtime::new(RuntimeOptions {
+ cache_dir: Some(cache.path().to_owned()),
+ ..RuntimeOptions::default()
+ }).expect("runtime"));
         let (reloader, table) = {
             let runtime = Arc::clone(&runtime);
             let dir = plugins.path().to_owned();
@@ -135,7 +138,7 @@ fn broken_drop_ins_are_refused_and_the_old_version_keeps_serving() {
     let dir = plugins.path();
     std::fs::copy(components::STAMP, dir.join("stamp.wasm")).expect("component");
     deploy_stamp(dir, "good");
-    let runtime = Arc::new(Runtime::new(RuntimeOptions { cache_dir: None }).expect("runtime"));
+    let runtime = Arc::new(Runtime::new(RuntimeOptions::default()).expect("runtime"));
     let (mut reloader, table) = Reloader::start(runtime, dir.to_owned(), Vec::new());
     assert_eq!(reloader.stats().loaded, 1);
     let serving = || {

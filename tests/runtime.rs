@@ -17,6 +17,7 @@ fn components_are_compiled_once_per_content_and_reloaded_from_the_cache() {
     let cache = tempfile::tempdir().expect("tempdir");
     let options = RuntimeOptions {
         cache_dir: Some(cache.path().to_owned()),
+        ..RuntimeOptions::default()
     };
     let path = std::path::Path::new(components::PASSTHROUGH);
     let first = Runtime::new(options.clone())
@@ -52,7 +53,7 @@ fn components_are_compiled_once_per_content_and_reloaded_from_the_cache() {
 
 #[test]
 fn a_component_of_another_world_is_refused_with_the_reason() {
-    let runtime = Runtime::new(RuntimeOptions { cache_dir: None }).expect("runtime");
+    let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");
     let path = std::path::Path::new(components::BOUNDARY_PROBE);
     let error = runtime
         .load_file(spec(), path)

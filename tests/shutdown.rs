@@ -17,7 +17,7 @@ use crate::support::{ChannelSink, create_event, plugin};
 fn shutdown_publishes_and_commits_what_was_read_then_stops() {
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     tokio.block_on(async {
-        let runtime = Runtime::new(RuntimeOptions { cache_dir: None }).expect("runtime");
+        let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");
         let config = plugin(
             "stamp",
             components::STAMP,

@@ -76,7 +76,7 @@ pub fn config(
             batch_size,
             ..PipelineSettings::default()
         },
-        runtime: RuntimeOptions { cache_dir: None },
+        runtime: RuntimeOptions::default(),
         plugins,
         plugins_dir: None,
     }

@@ -263,6 +263,7 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
             Some(dir) => Some(base.join(dir)),
             None => default_cache_dir(),
         },
+        ..RuntimeOptions::default()
     };
 
     let plugins_dir = raw.runtime.plugins_dir.as_deref().map(|dir| base.join(dir));

@@ -40,6 +40,7 @@ pub struct PluginTestRun {
 pub async fn run(test: &PluginTest) -> Result<PluginTestRun, RunError> {
     let runtime = Runtime::new(RuntimeOptions {
         cache_dir: test.cache_dir.clone(),
+        ..RuntimeOptions::default()
     })?;
     let name = test
         .plugin

@@ -60,10 +60,22 @@ pub enum RuntimeError {
 }
 
 /// Settings of the runtime as a whole.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeOptions {
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Whether calls have CPU deadlines (epoch interruption). Always on in `sluice run`;
+    /// off only to measure what deadlines cost (the runtime benchmark).
+    pub cpu_deadlines: bool,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            cpu_deadlines: true,
+        }
+    }
 }
 
 /// The process's WebAssembly runtime. Cheap to share behind an `Arc`.
@@ -84,8 +96,8 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
-        let engine =
-            Engine::new(&engine_config()).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let engine = Engine::new(&engine_config(options.cpu_deadlines))
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| RuntimeError::Engine(format!("linking WASI: {e:#}")))?;
@@ -168,11 +180,11 @@ impl Runtime {
 }
 
 /// One engine configuration for the whole process.
-fn engine_config() -> Config {
+fn engine_config(cpu_deadlines: bool) -> Config {
     let mut config = Config::new();
-    // Deadlines: a cheap counter check in loops and function entries (~10% of a tight
-    // loop, measured in BENCHMARKS.md), unlike fuel which counts every instruction.
-    config.epoch_interruption(true);
+    // Deadlines: a cheap counter check in loops and function entries (its cost is
+    // measured in BENCHMARKS.md), unlike fuel which counts every instruction.
+    config.epoch_interruption(cpu_deadlines);
     // Guest stack overflow is a trap. 512 KiB is wasmtime's default and ample for
     // plugins; deep recursion past it traps the instance, never the host thread.
     config.max_wasm_stack(512 * 1024);
