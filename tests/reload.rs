@@ -55,7 +55,7 @@ fn twenty_swaps_under_a_stream_lose_and_repeat_nothing() {
         let (reloader, table) = {
             let runtime = Arc::clone(&runtime);
             let dir = plugins.path().to_owned();
-            tokio::task::spawn_blocking(move || Reloader::start(runtime, dir, Vec::new())).await.expect("start")
+            tokio::task::spawn_blocking(move || Reloader::start(runtime, dir, Vec::new(), None)).await.expect("start")
         };
         assert_eq!(reloader.stats().loaded, 1);
         let stats = reloader.stats_handle();
@@ -139,7 +139,7 @@ fn broken_drop_ins_are_refused_and_the_old_version_keeps_serving() {
     std::fs::copy(components::STAMP, dir.join("stamp.wasm")).expect("component");
     deploy_stamp(dir, "good");
     let runtime = Arc::new(Runtime::new(RuntimeOptions::default()).expect("runtime"));
-    let (mut reloader, table) = Reloader::start(runtime, dir.to_owned(), Vec::new());
+    let (mut reloader, table) = Reloader::start(runtime, dir.to_owned(), Vec::new(), None);
     assert_eq!(reloader.stats().loaded, 1);
     let serving = || {
         table

@@ -79,6 +79,7 @@ pub fn config(
         runtime: RuntimeOptions::default(),
         plugins,
         plugins_dir: None,
+        admin_listen: None,
     }
 }
 

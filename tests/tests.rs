@@ -1,6 +1,7 @@
 //! sluice's end-to-end tests: real components built from source (`build.rs`) running in
 //! the real host, one module per area.
 
+mod admin;
 mod config_errors;
 mod golden;
 mod isolation;

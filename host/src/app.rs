@@ -15,6 +15,7 @@ use crate::sink::SinkError;
 use crate::sink::file::{FileOutput, FileSink};
 use crate::source::SourceError;
 use crate::source::file::{FileInput, FileSource};
+use crate::telemetry::Telemetry;
 
 /// Why `sluice run` could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,12 @@ pub enum RunError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error("admin server: cannot listen on {address}: {source}")]
+    Admin {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Loads every configured plugin, compiles it, and starts one worker thread per plugin.
@@ -64,6 +71,25 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<PipelineStats, RunError> {
     let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
+    let telemetry = Arc::new(Telemetry::default());
+    let admin = match config.admin_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| RunError::Admin { address, source })?;
+            tracing::info!(%address, "admin server listening (/health, /ready, /plugins, /metrics)");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(crate::admin::serve(
+                listener,
+                Arc::clone(&telemetry),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            Some((stop, server))
+        }
+        None => None,
+    };
     let routes = start_routes(&runtime, &config)?;
     let SourceConfig::File { path, topic } = &config.source;
     let input = path.clone().map_or(FileInput::Stdin, FileInput::Path);
@@ -71,15 +97,21 @@ pub async fn run(
     let SinkConfig::File { path } = &config.sink;
     let output = path.clone().map_or(FileOutput::Stdout, FileOutput::Path);
     let mut sink = FileSink::create(output).await?;
-    let (mut pipeline, watcher) = match &config.plugins_dir {
-        None => (Pipeline::new(routes, config.pipeline.clone()), None),
+    let (pipeline, watcher) = match &config.plugins_dir {
+        None => {
+            telemetry.set_plugins(routes.iter().map(Route::info).collect());
+            (Pipeline::new(routes, config.pipeline.clone()), None)
+        }
         Some(dir) => {
             let (reloader, table) = {
                 let runtime = Arc::clone(&runtime);
                 let dir = dir.clone();
-                tokio::task::spawn_blocking(move || Reloader::start(runtime, dir, routes))
-                    .await
-                    .expect("the initial scan does not panic")
+                let telemetry = Some(Arc::clone(&telemetry));
+                tokio::task::spawn_blocking(move || {
+                    Reloader::start(runtime, dir, routes, telemetry)
+                })
+                .await
+                .expect("the initial scan does not panic")
             };
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let watcher = tokio::spawn(reloader.watch(async move {
@@ -91,7 +123,10 @@ pub async fn run(
             )
         }
     };
+    let mut pipeline = pipeline.with_telemetry(Arc::clone(&telemetry));
+    telemetry.set_ready(true);
     let result = pipeline.run(&mut source, &mut sink, shutdown).await;
+    telemetry.set_ready(false);
     if let Some((stop, watcher)) = watcher {
         let _ = stop.send(());
         match watcher.await {
@@ -101,6 +136,10 @@ pub async fn run(
             Ok(Err(e)) => tracing::error!(error = %e, "the plugins directory could not be watched"),
             Err(e) => tracing::error!(error = %e, "the plugin reloader failed"),
         }
+    }
+    if let Some((stop, server)) = admin {
+        let _ = stop.send(());
+        let _ = server.await;
     }
     Ok(result?)
 }

@@ -28,6 +28,8 @@ pub struct Config {
     /// A directory of plugin manifests and components, watched and hot-reloaded
     /// (see [`crate::reload`]).
     pub plugins_dir: Option<PathBuf>,
+    /// Where the admin HTTP server (`/health`, `/ready`, `/plugins`, `/metrics`) listens.
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 /// Where events come from.
@@ -97,6 +99,14 @@ struct RawConfig {
     runtime: RawRuntime,
     #[serde(default, rename = "plugin")]
     plugins: Vec<RawPlugin>,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,6 +309,20 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
             plugins.push(valid);
         }
     }
+    let admin_listen = raw
+        .admin
+        .listen
+        .as_deref()
+        .and_then(|text| match text.parse() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                problems.add(
+                    "admin.listen",
+                    format!("{text:?} is not an address:port (e.g. \"127.0.0.1:9464\")"),
+                );
+                None
+            }
+        });
     Config {
         source,
         sink,
@@ -306,6 +330,7 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         runtime,
         plugins,
         plugins_dir,
+        admin_listen,
     }
 }
 

@@ -6,6 +6,7 @@
 //! events to the dead-letter topic, and hands everything to a [`sink`] before it commits
 //! the source position.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod debezium;
@@ -15,4 +16,5 @@ pub mod reload;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod telemetry;
 pub mod topics;

@@ -24,6 +24,7 @@ use crate::runtime::{
 };
 use crate::sink::{Sink, SinkError};
 use crate::source::{Source, SourceError};
+use crate::telemetry::Telemetry;
 use crate::topics::{TopicPattern, any_matches};
 
 /// Header names sluice writes. Public so consumers and tests name them the same way.
@@ -56,6 +57,20 @@ pub struct Route {
     pub plugin: PluginThread,
     pub inputs: Vec<TopicPattern>,
     pub outputs: Vec<TopicPattern>,
+}
+
+impl Route {
+    /// What telemetry reports about this route's plugin.
+    pub fn info(&self) -> crate::telemetry::PluginInfo {
+        let plugin = self.plugin.plugin();
+        crate::telemetry::PluginInfo {
+            name: plugin.name().to_owned(),
+            version: plugin.version().to_owned(),
+            sha256: plugin.sha256().to_owned(),
+            inputs: self.inputs.iter().map(|p| p.as_str().to_owned()).collect(),
+            outputs: self.outputs.iter().map(|p| p.as_str().to_owned()).collect(),
+        }
+    }
 }
 
 /// How the pipeline batches and where dead letters go.
@@ -114,6 +129,7 @@ pub struct Pipeline {
     routes: tokio::sync::watch::Receiver<Routes>,
     settings: PipelineSettings,
     stats: PipelineStats,
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 impl Pipeline {
@@ -134,7 +150,14 @@ impl Pipeline {
             routes,
             settings,
             stats: PipelineStats::default(),
+            telemetry: None,
         }
+    }
+
+    /// Reports counters and batch latency to `telemetry` after every batch.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     pub fn stats(&self) -> PipelineStats {
@@ -163,8 +186,12 @@ impl Pipeline {
             let Some(last) = batch.last().map(|r| r.origin.clone()) else {
                 continue;
             };
+            let started = std::time::Instant::now();
             let output = self.process(batch).await?;
             sink.send(output).await?;
+            if let Some(telemetry) = &self.telemetry {
+                telemetry.record_batch(self.stats, started.elapsed());
+            }
             source.commit(&last).await?;
         }
         sink.flush().await?;

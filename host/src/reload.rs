@@ -35,6 +35,7 @@ use crate::app::RunError;
 use crate::config::{PluginConfig, load_manifest};
 use crate::pipeline::{Route, Routes};
 use crate::runtime::{PluginThread, PluginWorker, Runtime};
+use crate::telemetry::Telemetry;
 
 /// How long the directory must be quiet before a rescan. Copy tools and editors write a
 /// file in several steps (create, write in chunks, rename, chmod); 300 ms covers a
@@ -87,6 +88,7 @@ pub struct Reloader {
     refused: BTreeMap<PathBuf, String>,
     table: watch::Sender<Routes>,
     stats: Arc<std::sync::Mutex<ReloadStats>>,
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 impl Reloader {
@@ -97,6 +99,7 @@ impl Reloader {
         runtime: Arc<Runtime>,
         dir: PathBuf,
         fixed: Vec<Route>,
+        telemetry: Option<Arc<Telemetry>>,
     ) -> (Self, watch::Receiver<Routes>) {
         let fixed: Vec<Arc<Route>> = fixed.into_iter().map(Arc::new).collect();
         let (table, receiver) = watch::channel(Arc::new(fixed.clone()));
@@ -108,8 +111,10 @@ impl Reloader {
             refused: BTreeMap::new(),
             table,
             stats: Arc::default(),
+            telemetry,
         };
         reloader.rescan();
+        reloader.report();
         (reloader, receiver)
     }
 
@@ -220,6 +225,16 @@ impl Reloader {
         }
         if changed {
             self.publish();
+        }
+        self.report();
+    }
+
+    /// Tells telemetry which plugins serve and how reloads went.
+    fn report(&self) {
+        if let Some(telemetry) = &self.telemetry {
+            let table = self.table.borrow().clone();
+            telemetry.set_plugins(table.iter().map(|route| route.info()).collect());
+            telemetry.set_reload_stats(self.stats());
         }
     }
 

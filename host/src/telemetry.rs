@@ -1,0 +1,237 @@
+//! What sluice reports about itself: readiness, pipeline counters, batch latency, the
+//! plugins in service and reload outcomes, rendered as Prometheus text and JSON by the
+//! admin server ([`crate::admin`]).
+//!
+//! One [`Telemetry`] per process, shared behind an `Arc`; writers (the pipeline after
+//! each batch, the reloader after each rescan) take a short lock.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::pipeline::PipelineStats;
+use crate::reload::ReloadStats;
+
+/// Upper bounds of the batch-latency histogram, in seconds: from a sub-millisecond
+/// passthrough batch to a batch that hit a multi-second deadline.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A plugin version in service.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Latency {
+    counts: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum_seconds: f64,
+}
+
+/// The process's telemetry (see the module docs).
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    ready: AtomicBool,
+    pipeline: Mutex<PipelineStats>,
+    latency: Mutex<Latency>,
+    plugins: Mutex<Vec<PluginInfo>>,
+    reload: Mutex<ReloadStats>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the counters inconsistent
+    // in a way that matters more than losing telemetry; keep serving.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Telemetry {
+    /// Marks the process ready (plugins loaded, pipeline running) or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Records one finished batch: the pipeline's counters so far and how long it took.
+    pub fn record_batch(&self, stats: PipelineStats, elapsed: Duration) {
+        *lock(&self.pipeline) = stats;
+        let seconds = elapsed.as_secs_f64();
+        let mut latency = lock(&self.latency);
+        latency.count += 1;
+        latency.sum_seconds += seconds;
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(latency.counts.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+    }
+
+    /// Replaces the list of plugins in service.
+    pub fn set_plugins(&self, plugins: Vec<PluginInfo>) {
+        *lock(&self.plugins) = plugins;
+    }
+
+    pub fn plugins(&self) -> Vec<PluginInfo> {
+        lock(&self.plugins).clone()
+    }
+
+    pub fn set_reload_stats(&self, stats: ReloadStats) {
+        *lock(&self.reload) = stats;
+    }
+
+    /// The Prometheus text exposition of everything above.
+    pub fn prometheus(&self) -> String {
+        let stats = *lock(&self.pipeline);
+        let reload = *lock(&self.reload);
+        let mut out = String::new();
+        let counters: [(&str, &str, u64); 10] = [
+            ("sluice_batches_total", "Batches processed.", stats.batches),
+            (
+                "sluice_records_in_total",
+                "Records read from the source.",
+                stats.records_in,
+            ),
+            (
+                "sluice_records_out_total",
+                "Records handed to the sink (outputs and dead letters).",
+                stats.records_out,
+            ),
+            (
+                "sluice_tombstones_skipped_total",
+                "Debezium tombstones not passed to plugins.",
+                stats.tombstones_skipped,
+            ),
+            (
+                "sluice_events_unrouted_total",
+                "Events no plugin subscribes to.",
+                stats.unrouted,
+            ),
+            (
+                "sluice_events_malformed_total",
+                "Records that were not Debezium change events.",
+                stats.malformed,
+            ),
+            (
+                "sluice_events_rejected_total",
+                "Events a plugin rejected.",
+                stats.rejected,
+            ),
+            (
+                "sluice_events_trapped_total",
+                "Events a plugin trapped on.",
+                stats.trapped,
+            ),
+            (
+                "sluice_output_violations_total",
+                "Events whose output broke the plugin's allowed topics or limits.",
+                stats.output_violations,
+            ),
+            (
+                "sluice_dead_letters_total",
+                "Records sent to the dead-letter topic.",
+                stats.dead_lettered,
+            ),
+        ];
+        for (name, help, value) in counters {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            ));
+        }
+        out.push_str("# HELP sluice_plugin_reloads_total Plugin versions loaded, refused and removed by hot reload.\n");
+        out.push_str("# TYPE sluice_plugin_reloads_total counter\n");
+        for (result, value) in [
+            ("loaded", reload.loaded),
+            ("refused", reload.refused),
+            ("removed", reload.removed),
+        ] {
+            out.push_str(&format!(
+                "sluice_plugin_reloads_total{{result=\"{result}\"}} {value}\n"
+            ));
+        }
+        out.push_str("# HELP sluice_plugin_info The plugin versions in service.\n# TYPE sluice_plugin_info gauge\n");
+        for plugin in self.plugins() {
+            out.push_str(&format!(
+                "sluice_plugin_info{{plugin=\"{}\",version=\"{}\",sha256=\"{}\"}} 1\n",
+                escape(&plugin.name),
+                escape(&plugin.version),
+                plugin.sha256
+            ));
+        }
+        let latency = lock(&self.latency);
+        out.push_str("# HELP sluice_batch_duration_seconds Time from a batch read to its output handed to the sink.\n");
+        out.push_str("# TYPE sluice_batch_duration_seconds histogram\n");
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(latency.counts.iter()) {
+            out.push_str(&format!(
+                "sluice_batch_duration_seconds_bucket{{le=\"{bound}\"}} {count}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "sluice_batch_duration_seconds_bucket{{le=\"+Inf\"}} {}\nsluice_batch_duration_seconds_sum {}\nsluice_batch_duration_seconds_count {}\n",
+            latency.count, latency.sum_seconds, latency.count
+        ));
+        out.push_str(&format!(
+            "# HELP sluice_ready Whether sluice is ready.\n# TYPE sluice_ready gauge\nsluice_ready {}\n",
+            u8::from(self.is_ready())
+        ));
+        out
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histogram_and_plugins() {
+        let telemetry = Telemetry::default();
+        let stats = PipelineStats {
+            batches: 2,
+            records_in: 10,
+            dead_lettered: 1,
+            ..PipelineStats::default()
+        };
+        telemetry.record_batch(stats, Duration::from_millis(3));
+        telemetry.record_batch(stats, Duration::from_secs(2));
+        telemetry.set_plugins(vec![PluginInfo {
+            name: "cdm".into(),
+            version: "1\"2".into(),
+            sha256: "ab".into(),
+            inputs: vec![],
+            outputs: vec![],
+        }]);
+        let text = telemetry.prometheus();
+        assert!(text.contains("sluice_records_in_total 10\n"), "{text}");
+        assert!(text.contains("sluice_dead_letters_total 1\n"));
+        assert!(
+            text.contains("sluice_batch_duration_seconds_bucket{le=\"0.005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_batch_duration_seconds_bucket{le=\"5\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("sluice_batch_duration_seconds_count 2\n"));
+        assert!(
+            text.contains(r#"sluice_plugin_info{plugin="cdm",version="1\"2",sha256="ab"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("sluice_ready 0\n"));
+    }
+}
