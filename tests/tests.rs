@@ -5,6 +5,7 @@ mod admin;
 mod config_errors;
 mod golden;
 mod isolation;
+mod kafka;
 mod plugin_cli;
 mod reload;
 mod runtime;

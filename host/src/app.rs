@@ -8,13 +8,17 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::debezium::RawRecord;
 use crate::pipeline::{Pipeline, PipelineError, PipelineStats, Route};
 use crate::reload::Reloader;
+use crate::runtime::{Origin, OutputRecord};
 use crate::runtime::{PluginThread, PluginWorker, Runtime, RuntimeError};
-use crate::sink::SinkError;
 use crate::sink::file::{FileOutput, FileSink};
-use crate::source::SourceError;
+use crate::sink::kafka::KafkaSink;
+use crate::sink::{Sink, SinkError};
 use crate::source::file::{FileInput, FileSource};
+use crate::source::kafka::KafkaSource;
+use crate::source::{Source, SourceError};
 use crate::telemetry::Telemetry;
 
 /// Why `sluice run` could not start or stopped.
@@ -91,12 +95,20 @@ pub async fn run(
         None => None,
     };
     let routes = start_routes(&runtime, &config)?;
-    let SourceConfig::File { path, topic } = &config.source;
-    let input = path.clone().map_or(FileInput::Stdin, FileInput::Path);
-    let mut source = FileSource::open(input, topic.clone()).await?;
-    let SinkConfig::File { path } = &config.sink;
-    let output = path.clone().map_or(FileOutput::Stdout, FileOutput::Path);
-    let mut sink = FileSink::create(output).await?;
+    let mut source = match &config.source {
+        SourceConfig::File { path, topic } => {
+            let input = path.clone().map_or(FileInput::Stdin, FileInput::Path);
+            AnySource::File(FileSource::open(input, topic.clone()).await?)
+        }
+        SourceConfig::Kafka(settings) => AnySource::Kafka(KafkaSource::new(settings)?),
+    };
+    let mut sink = match &config.sink {
+        SinkConfig::File { path } => {
+            let output = path.clone().map_or(FileOutput::Stdout, FileOutput::Path);
+            AnySink::File(FileSink::create(output).await?)
+        }
+        SinkConfig::Kafka { properties } => AnySink::Kafka(KafkaSink::new(properties)?),
+    };
     let (pipeline, watcher) = match &config.plugins_dir {
         None => {
             telemetry.set_plugins(routes.iter().map(Route::info).collect());
@@ -142,4 +154,48 @@ pub async fn run(
         let _ = server.await;
     }
     Ok(result?)
+}
+
+/// The configured source, whichever kind it is.
+enum AnySource {
+    File(FileSource),
+    Kafka(KafkaSource),
+}
+
+impl Source for AnySource {
+    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<RawRecord>>, SourceError> {
+        match self {
+            AnySource::File(source) => source.next_batch(max).await,
+            AnySource::Kafka(source) => source.next_batch(max).await,
+        }
+    }
+
+    async fn commit(&mut self, last: &[Origin]) -> Result<(), SourceError> {
+        match self {
+            AnySource::File(source) => source.commit(last).await,
+            AnySource::Kafka(source) => source.commit(last).await,
+        }
+    }
+}
+
+/// The configured sink, whichever kind it is.
+enum AnySink {
+    File(FileSink),
+    Kafka(KafkaSink),
+}
+
+impl Sink for AnySink {
+    async fn send(&mut self, records: Vec<OutputRecord>) -> Result<(), SinkError> {
+        match self {
+            AnySink::File(sink) => sink.send(records).await,
+            AnySink::Kafka(sink) => sink.send(records).await,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        match self {
+            AnySink::File(sink) => sink.flush().await,
+            AnySink::Kafka(sink) => sink.flush().await,
+        }
+    }
 }

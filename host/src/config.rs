@@ -40,6 +40,8 @@ pub enum SourceConfig {
         path: Option<PathBuf>,
         topic: Option<String>,
     },
+    /// Debezium change topics in Kafka.
+    Kafka(crate::source::kafka::KafkaSourceSettings),
 }
 
 /// Where results go.
@@ -47,6 +49,8 @@ pub enum SourceConfig {
 pub enum SinkConfig {
     /// JSON lines to a file (`None`: standard output).
     File { path: Option<PathBuf> },
+    /// Kafka topics; librdkafka producer properties, verbatim.
+    Kafka { properties: Vec<(String, String)> },
 }
 
 /// One plugin to run.
@@ -116,6 +120,11 @@ struct RawSource {
     kind: String,
     path: Option<String>,
     topic: Option<String>,
+    #[serde(default)]
+    topics: Vec<String>,
+    linger: Option<String>,
+    #[serde(default)]
+    properties: toml::Table,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +133,8 @@ struct RawSink {
     #[serde(rename = "type")]
     kind: String,
     path: Option<String>,
+    #[serde(default)]
+    properties: toml::Table,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +178,10 @@ struct RawLimits {
     max_records_per_event: Option<i64>,
     max_record_bytes: Option<String>,
 }
+
+/// How long a Kafka batch waits for more records after its first: long enough to fill
+/// batches under load, short enough to add little latency at low rates.
+pub const DEFAULT_KAFKA_LINGER: Duration = Duration::from_millis(20);
 
 /// Loads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -221,10 +236,44 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
             ),
             topic: raw.source.topic,
         },
+        "kafka" => {
+            let mut properties = Vec::new();
+            flatten_config(
+                &raw.source.properties,
+                "",
+                "source.properties",
+                &mut properties,
+                problems,
+            );
+            for required in ["bootstrap.servers", "group.id"] {
+                if !properties.iter().any(|(k, _)| k == required) {
+                    problems.add("source.properties", format!("missing {required:?}"));
+                }
+            }
+            if raw.source.topics.is_empty() {
+                problems.add("source.topics", "list at least one topic (or a ^regex)");
+            }
+            let linger = match raw.source.linger.as_deref().map(parse_duration) {
+                None => DEFAULT_KAFKA_LINGER,
+                Some(Some(linger)) => linger,
+                Some(None) => {
+                    problems.add(
+                        "source.linger",
+                        "not a duration; use ms, s or m (e.g. \"20ms\")",
+                    );
+                    DEFAULT_KAFKA_LINGER
+                }
+            };
+            SourceConfig::Kafka(crate::source::kafka::KafkaSourceSettings {
+                topics: raw.source.topics,
+                properties,
+                linger,
+            })
+        }
         other => {
             problems.add(
                 "source.type",
-                format!("unknown source type {other:?} (expected \"file\")"),
+                format!("unknown source type {other:?} (expected \"file\" or \"kafka\")"),
             );
             SourceConfig::File {
                 path: None,
@@ -236,10 +285,24 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         "file" => SinkConfig::File {
             path: optional_path(raw.sink.path.as_deref(), base, "sink.path", problems, false),
         },
+        "kafka" => {
+            let mut properties = Vec::new();
+            flatten_config(
+                &raw.sink.properties,
+                "",
+                "sink.properties",
+                &mut properties,
+                problems,
+            );
+            if !properties.iter().any(|(k, _)| k == "bootstrap.servers") {
+                problems.add("sink.properties", "missing \"bootstrap.servers\"");
+            }
+            SinkConfig::Kafka { properties }
+        }
         other => {
             problems.add(
                 "sink.type",
-                format!("unknown sink type {other:?} (expected \"file\")"),
+                format!("unknown sink type {other:?} (expected \"file\" or \"kafka\")"),
             );
             SinkConfig::File { path: None }
         }

@@ -183,9 +183,7 @@ impl Pipeline {
                 batch = source.next_batch(self.settings.batch_size) => batch?,
             };
             let Some(batch) = batch else { break };
-            let Some(last) = batch.last().map(|r| r.origin.clone()) else {
-                continue;
-            };
+            let last = last_per_partition(&batch);
             let started = std::time::Instant::now();
             let output = self.process(batch).await?;
             sink.send(output).await?;
@@ -387,6 +385,23 @@ async fn run_plugins(
         }
     });
     futures::future::join_all(calls).await.into_iter().collect()
+}
+
+/// The last record's origin of each topic-partition in `batch`: what to commit.
+fn last_per_partition(batch: &[RawRecord]) -> Vec<Origin> {
+    let mut last: Vec<Origin> = Vec::new();
+    for record in batch {
+        let origin = &record.origin;
+        match last
+            .iter_mut()
+            .find(|o| o.topic == origin.topic && o.partition == origin.partition)
+        {
+            Some(known) if known.offset < origin.offset => *known = origin.clone(),
+            Some(_) => {}
+            None => last.push(origin.clone()),
+        }
+    }
+    last
 }
 
 /// Checks a plugin's output for one event against its allowed topics and its limits.

@@ -3,6 +3,7 @@
 //! by the broker), so the pipeline may then commit the source position.
 
 pub mod file;
+pub mod kafka;
 pub mod memory;
 
 use std::future::Future;
@@ -18,6 +19,8 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
+    #[error("kafka: {reason}")]
+    Kafka { reason: String },
 }
 
 /// A consumer of output records.

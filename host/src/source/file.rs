@@ -140,8 +140,10 @@ impl Source for FileSource {
         Ok((!batch.is_empty()).then_some(batch))
     }
 
-    async fn commit(&mut self, last: &Origin) -> Result<(), SourceError> {
-        self.committed_through = Some(last.offset);
+    async fn commit(&mut self, last: &[Origin]) -> Result<(), SourceError> {
+        if let Some(offset) = last.iter().map(|origin| origin.offset).max() {
+            self.committed_through = Some(offset);
+        }
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
-//! Where change events come from. A source yields batches of raw records of one
-//! partition in offset order, and is told when a batch is safely published so it can
-//! commit that position.
+//! Where change events come from. A source yields batches of raw records, in offset
+//! order within each partition, and is told when a batch is safely published so it can
+//! commit those positions.
 
 pub mod file;
+pub mod kafka;
 
 use std::future::Future;
 
@@ -18,23 +19,20 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{input} line {line}: {reason}")]
-    BadLine {
-        input: String,
-        line: u64,
-        reason: String,
-    },
+    #[error("{input}: {reason}")]
+    Kafka { input: String, reason: String },
 }
 
 /// A producer of raw records.
 pub trait Source: Send {
-    /// The next batch of at most `max` records (all from one partition, in offset order),
+    /// The next batch of at most `max` records (in offset order within each partition),
     /// or `None` when the source is exhausted. Waits while nothing is available.
     fn next_batch(
         &mut self,
         max: usize,
     ) -> impl Future<Output = Result<Option<Vec<RawRecord>>, SourceError>> + Send;
 
-    /// Records that every record of the partition up to and including `last` is published.
-    fn commit(&mut self, last: &Origin) -> impl Future<Output = Result<(), SourceError>> + Send;
+    /// Records that, for each partition of `last` (one entry per topic-partition of the
+    /// batch, its last record), every record up to and including it is published.
+    fn commit(&mut self, last: &[Origin]) -> impl Future<Output = Result<(), SourceError>> + Send;
 }

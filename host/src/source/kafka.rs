@@ -1,0 +1,167 @@
+//! A source consuming Debezium change topics from Kafka (or any Kafka-protocol broker).
+//!
+//! - A consumer group over topic names or regex patterns (`^...`, librdkafka's syntax).
+//! - Offsets are committed by sluice, never automatically: `enable.auto.commit` and
+//!   `enable.auto.offset.store` are forced off, and a position is committed only after
+//!   the pipeline reports the batch's outputs acknowledged by the sink (at-least-once).
+//! - Batches are cut by count and by linger time: the first record is awaited as long as
+//!   it takes, the rest of the batch at most `linger` more.
+//! - On a rebalance, revoked partitions' in-flight records are still published by the
+//!   pipeline; their commit then fails (the partition is gone) and is logged, so the new
+//!   owner re-reads them: duplicates are possible, loss is not.
+//!
+//! Every other librdkafka consumer property (`bootstrap.servers`, SASL/SSL for MSK, ...)
+//! is passed through verbatim.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::{Source, SourceError};
+use crate::debezium::RawRecord;
+use crate::runtime::{Header, Origin};
+
+/// How a Kafka source is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSourceSettings {
+    /// Topic names, or regex patterns starting with `^`.
+    pub topics: Vec<String>,
+    /// librdkafka consumer properties, verbatim (must include `bootstrap.servers` and
+    /// `group.id`).
+    pub properties: Vec<(String, String)>,
+    /// How long a partial batch waits for more records.
+    pub linger: Duration,
+}
+
+/// Consumes change topics (see the module docs).
+pub struct KafkaSource {
+    consumer: StreamConsumer,
+    linger: Duration,
+    name: String,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    pub fn new(settings: &KafkaSourceSettings) -> Result<Self, SourceError> {
+        let name = format!("kafka topics {:?}", settings.topics);
+        let error = |reason: String| SourceError::Kafka {
+            input: name.clone(),
+            reason,
+        };
+        let mut config = ClientConfig::new();
+        for (key, value) in &settings.properties {
+            config.set(key, value);
+        }
+        config.set("enable.auto.commit", "false");
+        config.set("enable.auto.offset.store", "false");
+        let consumer: StreamConsumer = config
+            .create()
+            .map_err(|e| error(format!("creating the consumer: {e}")))?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| error(format!("subscribing: {e}")))?;
+        Ok(Self {
+            consumer,
+            linger: settings.linger,
+            name,
+        })
+    }
+
+    fn error(&self, reason: String) -> SourceError {
+        SourceError::Kafka {
+            input: self.name.clone(),
+            reason,
+        }
+    }
+}
+
+fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| Header {
+                    key: h.key.to_owned(),
+                    value: h.value.map(<[u8]>::to_vec),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    RawRecord {
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+        origin: Origin {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+    }
+}
+
+impl Source for KafkaSource {
+    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<RawRecord>>, SourceError> {
+        let mut batch = Vec::new();
+        // `recv` is cancel-safe: a message is only taken from the queue when returned.
+        let first = self
+            .consumer
+            .recv()
+            .await
+            .map_err(|e| self.error(format!("consuming: {e}")))?;
+        batch.push(to_raw(&first));
+        drop(first);
+        let deadline = tokio::time::Instant::now() + self.linger;
+        while batch.len() < max.max(1) {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(message)) => batch.push(to_raw(&message)),
+                Ok(Err(e)) => return Err(self.error(format!("consuming: {e}"))),
+                Err(_) => break,
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    async fn commit(&mut self, last: &[Origin]) -> Result<(), SourceError> {
+        let mut positions = TopicPartitionList::new();
+        for origin in last {
+            positions
+                .add_partition_offset(
+                    &origin.topic,
+                    origin.partition,
+                    Offset::Offset(origin.offset + 1),
+                )
+                .map_err(|e| {
+                    self.error(format!(
+                        "committing {}/{}: {e}",
+                        origin.topic, origin.partition
+                    ))
+                })?;
+        }
+        if let Err(e) = self.consumer.commit(&positions, CommitMode::Async) {
+            // A revoked partition cannot be committed; its new owner re-reads it.
+            tracing::warn!(error = %e, "offset commit failed; those records will be read again");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        // Leave the group cleanly so the partitions move at once, not after a timeout.
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %e, "final commit on shutdown");
+        }
+        self.consumer.unsubscribe();
+    }
+}
