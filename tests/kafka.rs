@@ -12,7 +12,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice::config::{Config, SinkConfig, SourceConfig};
 use sluice::pipeline::PipelineSettings;
-use sluice::runtime::{Header, OutputRecord, RuntimeOptions};
+use sluice::runtime::{OutputRecord, RuntimeOptions};
 use sluice::source::kafka::KafkaSourceSettings;
 use sluice_tests::{Broker, components, repo_root, sample};
 
@@ -27,10 +27,15 @@ fn client(bootstrap: &str) -> ClientConfig {
 }
 
 async fn create_topics(bootstrap: &str, topics: &[&str]) {
+    let topics: Vec<(&str, i32)> = topics.iter().map(|t| (*t, 1)).collect();
+    create_partitioned_topics(bootstrap, &topics).await;
+}
+
+async fn create_partitioned_topics(bootstrap: &str, topics: &[(&str, i32)]) {
     let admin: AdminClient<_> = client(bootstrap).create().expect("admin client");
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)))
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
         .collect();
     for result in admin
         .create_topics(&new, &AdminOptions::new())
@@ -123,22 +128,12 @@ fn customers_cdm_from_kafka_to_kafka_matches_the_golden_file() {
                 .await
                 .expect("all CDM records within the time limit")
                 .expect("consume");
+            let raw = sluice::source::kafka::to_raw(&message);
             let record = OutputRecord {
-                topic: message.topic().to_owned(),
-                key: message.key().map(<[u8]>::to_vec),
-                value: message.payload().map(<[u8]>::to_vec),
-                headers: message
-                    .headers()
-                    .map(|headers| {
-                        headers
-                            .iter()
-                            .map(|h| Header {
-                                key: h.key.to_owned(),
-                                value: h.value.map(<[u8]>::to_vec),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                topic: raw.origin.topic,
+                key: raw.key,
+                value: raw.value,
+                headers: raw.headers,
             };
             lines.push(sluice::sink::file::record_to_json_line(&record));
         }
@@ -276,19 +271,11 @@ fn kill_dash_nine_at_random_points_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     tokio.block_on(async {
-        let admin: AdminClient<_> = client(&broker.bootstrap).create().expect("admin");
-        let topics = [
-            NewTopic::new("numbers", 3, TopicReplication::Fixed(1)),
-            NewTopic::new("out", 3, TopicReplication::Fixed(1)),
-            NewTopic::new("sluice.dlq", 1, TopicReplication::Fixed(1)),
-        ];
-        for result in admin
-            .create_topics(&topics, &AdminOptions::new())
-            .await
-            .expect("create")
-        {
-            result.expect("topic created");
-        }
+        create_partitioned_topics(
+            &broker.bootstrap,
+            &[("numbers", 3), ("out", 3), ("sluice.dlq", 1)],
+        )
+        .await;
         produce_numbers(&broker.bootstrap, EVENTS).await;
     });
     let config = write_numbers_config(dir.path(), &broker.bootstrap, "crash");
@@ -474,19 +461,11 @@ fn two_processes_share_a_group_and_the_survivor_takes_over() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     tokio.block_on(async {
-        let admin: AdminClient<_> = client(&broker.bootstrap).create().expect("admin");
-        let topics = [
-            NewTopic::new("numbers", 4, TopicReplication::Fixed(1)),
-            NewTopic::new("out", 4, TopicReplication::Fixed(1)),
-            NewTopic::new("sluice.dlq", 1, TopicReplication::Fixed(1)),
-        ];
-        for result in admin
-            .create_topics(&topics, &AdminOptions::new())
-            .await
-            .expect("create")
-        {
-            result.expect("topic created");
-        }
+        create_partitioned_topics(
+            &broker.bootstrap,
+            &[("numbers", 4), ("out", 4), ("sluice.dlq", 1)],
+        )
+        .await;
         produce_numbers(&broker.bootstrap, EVENTS).await;
     });
     let config = write_numbers_config(dir.path(), &broker.bootstrap, "pair");

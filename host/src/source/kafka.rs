@@ -85,7 +85,8 @@ impl KafkaSource {
     }
 }
 
-fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
+/// A consumed Kafka message as a raw record (key, value, headers, origin).
+pub fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
     let headers = message
         .headers()
         .map(|headers| {
