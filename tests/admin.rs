@@ -87,6 +87,7 @@ fn health_ready_plugins_and_metrics() {
             .await
             .expect("source");
         let mut pipeline = Pipeline::with_route_table(table, PipelineSettings::default())
+            .with_lane("stamp")
             .with_telemetry(Arc::clone(&telemetry));
         telemetry.set_ready(true);
         pipeline
@@ -111,9 +112,12 @@ fn health_ready_plugins_and_metrics() {
 
         let (status, metrics) = request(address, "GET", "/metrics").await;
         assert_eq!(status, 200);
-        assert!(metrics.contains("sluice_records_in_total 3\n"), "{metrics}");
         assert!(
-            metrics.contains("sluice_records_out_total 3\n"),
+            metrics.contains("sluice_records_in_total{lane=\"stamp\"} 3\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("sluice_records_out_total{lane=\"stamp\"} 3\n"),
             "{metrics}"
         );
         assert!(
@@ -125,7 +129,7 @@ fn health_ready_plugins_and_metrics() {
             "{metrics}"
         );
         assert!(
-            metrics.contains("sluice_batch_duration_seconds_count 1\n"),
+            metrics.contains("sluice_batch_duration_seconds_count{lane=\"stamp\"} 1\n"),
             "{metrics}"
         );
 

@@ -247,7 +247,7 @@ fn a_runaway_loop_and_a_memory_bomb_trap_only_their_events() {
 }
 
 #[test]
-fn a_plugin_sees_no_environment_files_or_network() {
+fn a_plugin_sees_no_environment_files_network_or_clock() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = write_lines(
         dir.path(),
@@ -266,6 +266,14 @@ fn a_plugin_sees_no_environment_files_or_network() {
         assert_ne!(outcome, "allowed", "{denied} must be denied: {report}");
     }
     assert!(!std::path::Path::new("/tmp/sluice-escape").exists());
+    assert_eq!(
+        report["wall_clock_ns"], 0,
+        "the wall clock is stopped at the epoch: {report}"
+    );
+    assert_eq!(
+        report["monotonic_moved"], 0,
+        "the monotonic clock does not move: {report}"
+    );
 }
 
 #[test]

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -21,9 +20,7 @@ use crate::support::{assert_golden, plugin};
 const CDC_TOPIC: &str = "server1.testDB.dbo.customers";
 
 fn client(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap);
-    config
+    sluice_tests::kafka_client(bootstrap)
 }
 
 async fn create_topics(bootstrap: &str, topics: &[&str]) {
@@ -31,19 +28,8 @@ async fn create_topics(bootstrap: &str, topics: &[&str]) {
     create_partitioned_topics(bootstrap, &topics).await;
 }
 
-async fn create_partitioned_topics(bootstrap: &str, topics: &[(&str, i32)]) {
-    let admin: AdminClient<_> = client(bootstrap).create().expect("admin client");
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
-        .collect();
-    for result in admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .expect("create topics")
-    {
-        result.expect("topic created");
-    }
+pub(crate) async fn create_partitioned_topics(bootstrap: &str, topics: &[(&str, i32)]) {
+    sluice_tests::create_topics(bootstrap, topics).await;
 }
 
 /// Produces the sample file's lines (key, value, tombstones) in order.
@@ -98,6 +84,8 @@ fn customers_cdm_from_kafka_to_kafka_matches_the_golden_file() {
                 batch_size: 4,
                 ..PipelineSettings::default()
             },
+            isolation: Default::default(),
+            instance: None,
             runtime: RuntimeOptions::default(),
             plugins: vec![plugin(
                 "customers-cdm",
@@ -160,8 +148,14 @@ struct ExternalBroker {
     bootstrap: String,
 }
 
-/// A sluice configuration file reading `numbers` and writing `out` through `stamp`.
-fn write_numbers_config(dir: &std::path::Path, bootstrap: &str, group: &str) -> std::path::PathBuf {
+/// A sluice configuration file reading `numbers` and writing `out` through `stamp`,
+/// with `delivery` "at-least-once" or "exactly-once".
+pub(crate) fn write_numbers_config(
+    dir: &std::path::Path,
+    bootstrap: &str,
+    group: &str,
+    delivery: &str,
+) -> std::path::PathBuf {
     let config = dir.join(format!("{group}.toml"));
     std::fs::write(
         &config,
@@ -169,7 +163,7 @@ fn write_numbers_config(dir: &std::path::Path, bootstrap: &str, group: &str) -> 
             "[source]\ntype = \"kafka\"\ntopics = [\"numbers\"]\n[source.properties]\n\"bootstrap.servers\" = \"{bootstrap}\"\n\
              \"group.id\" = \"{group}\"\n\"auto.offset.reset\" = \"earliest\"\n\"session.timeout.ms\" = \"6000\"\n\
              [sink]\ntype = \"kafka\"\n[sink.properties]\n\"bootstrap.servers\" = \"{bootstrap}\"\n\
-             [pipeline]\nbatch_size = 500\n[runtime]\ncache_dir = {:?}\n\
+             [pipeline]\nbatch_size = 500\ndelivery = \"{delivery}\"\ninstance = \"{group}-test\"\n[runtime]\ncache_dir = {:?}\n\
              [[plugin]]\nname = \"stamp\"\npath = {:?}\ninputs = [\"numbers\"]\noutputs = [\"out\"]\n",
             dir.join("cache").display().to_string(),
             components::STAMP,
@@ -180,7 +174,7 @@ fn write_numbers_config(dir: &std::path::Path, bootstrap: &str, group: &str) -> 
 }
 
 /// Produces `count` numbered change events to `numbers`, keyed by number.
-async fn produce_numbers(bootstrap: &str, count: usize) {
+pub(crate) async fn produce_numbers(bootstrap: &str, count: usize) {
     let producer: FutureProducer = client(bootstrap)
         .set("linger.ms", "5")
         .create()
@@ -207,7 +201,7 @@ async fn produce_numbers(bootstrap: &str, count: usize) {
     }
 }
 
-fn spawn_sluice(config: &std::path::Path) -> std::process::Child {
+pub(crate) fn spawn_sluice(config: &std::path::Path) -> std::process::Child {
     std::process::Command::new(sluice_tests::sluice_bin())
         .args(["run", "--config"])
         .arg(config)
@@ -217,23 +211,39 @@ fn spawn_sluice(config: &std::path::Path) -> std::process::Child {
         .expect("start sluice")
 }
 
-/// Reads `out` until every id below `count` was seen or the time is up; returns how
-/// many records were read and the ids seen.
-async fn read_out(
+/// Reads `out` until every id below `count` was seen or the time is up, then `linger`
+/// longer (to catch late duplicates); `isolation.level` is `read_committed` if
+/// `committed`. Returns how many records were read and the ids seen.
+pub(crate) async fn read_out(
     bootstrap: &str,
     count: usize,
     limit: Duration,
+    committed: bool,
+    linger: Duration,
 ) -> (usize, std::collections::BTreeSet<i64>) {
     let consumer: StreamConsumer = client(bootstrap)
         .set("group.id", "crash-reader")
         .set("auto.offset.reset", "earliest")
+        .set(
+            "isolation.level",
+            if committed {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
+        )
         .create()
         .expect("consumer");
     consumer.subscribe(&["out"]).expect("subscribe");
     let mut seen = std::collections::BTreeSet::new();
     let mut records = 0;
-    let deadline = tokio::time::Instant::now() + limit;
-    while seen.len() < count {
+    let mut deadline = tokio::time::Instant::now() + limit;
+    let mut lingering = false;
+    loop {
+        if seen.len() >= count && !lingering {
+            lingering = true;
+            deadline = tokio::time::Instant::now() + linger;
+        }
         let Ok(message) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
             break;
         };
@@ -247,7 +257,7 @@ async fn read_out(
 }
 
 /// How many records a topic holds (the sum of its partitions' high watermarks).
-fn published(bootstrap: &str, topic: &str) -> i64 {
+pub(crate) fn published(bootstrap: &str, topic: &str) -> i64 {
     let consumer: rdkafka::consumer::BaseConsumer = client(bootstrap).create().expect("consumer");
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -264,21 +274,32 @@ fn published(bootstrap: &str, topic: &str) -> i64 {
         .sum()
 }
 
-#[test]
-fn kill_dash_nine_at_random_points_loses_nothing() {
-    const EVENTS: usize = 100_000;
-    let broker = Broker::start();
+/// Events of the crash-safety tests.
+pub(crate) const CRASH_EVENTS: usize = 100_000;
+
+/// Topics of the crash-safety tests and their partitions.
+pub(crate) const CRASH_TOPICS: [(&str, i32); 3] = [("numbers", 3), ("out", 3), ("sluice.dlq", 1)];
+
+/// Creates the topics (unless `topics_exist`: librdkafka's mock cluster has no
+/// CreateTopics), produces [`CRASH_EVENTS`] numbered events, runs sluice (`delivery`) as a child process
+/// and kills it with SIGKILL three times mid-stream, then runs it once more until `out`
+/// holds every event and stops it with SIGTERM. Returns how many records a consumer
+/// (`read_committed` if `committed`) read and the distinct ids among them.
+pub(crate) fn kill_dash_nine_three_times(
+    bootstrap: &str,
+    delivery: &str,
+    committed: bool,
+    topics_exist: bool,
+) -> (usize, std::collections::BTreeSet<i64>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     tokio.block_on(async {
-        create_partitioned_topics(
-            &broker.bootstrap,
-            &[("numbers", 3), ("out", 3), ("sluice.dlq", 1)],
-        )
-        .await;
-        produce_numbers(&broker.bootstrap, EVENTS).await;
+        if !topics_exist {
+            create_partitioned_topics(bootstrap, &CRASH_TOPICS).await;
+        }
+        produce_numbers(bootstrap, CRASH_EVENTS).await;
     });
-    let config = write_numbers_config(dir.path(), &broker.bootstrap, "crash");
+    let config = write_numbers_config(dir.path(), bootstrap, "crash", delivery);
     // Each kill lands mid-stream: once the output has passed 20k, 40k and 60k records,
     // after a further delay from a fixed seed (reproducible, not aligned with batches).
     let mut seed: u64 = 0x5eed_cafe;
@@ -289,7 +310,7 @@ fn kill_dash_nine_at_random_points_loses_nothing() {
             .wrapping_add(1442695040888963407);
         let mut child = spawn_sluice(&config);
         let started = std::time::Instant::now();
-        while published(&broker.bootstrap, "out") < (round + 1) * 20_000 {
+        while published(bootstrap, "out") < (round + 1) * 20_000 {
             assert!(
                 started.elapsed() < Duration::from_secs(120),
                 "round {round}: no progress"
@@ -303,20 +324,22 @@ fn kill_dash_nine_at_random_points_loses_nothing() {
             !status.success(),
             "round {round}: sluice was killed, not finished"
         );
-        published_at_kills.push(published(&broker.bootstrap, "out"));
+        published_at_kills.push(published(bootstrap, "out"));
     }
-    println!("records in `out` after each kill: {published_at_kills:?}");
+    println!("records in `out` (high watermarks) after each kill: {published_at_kills:?}");
     assert!(
         published_at_kills
             .iter()
-            .any(|&n| n > 0 && n < EVENTS as i64),
+            .any(|&n| n > 0 && n < CRASH_EVENTS as i64),
         "at least one kill must land mid-stream for this test to mean anything: {published_at_kills:?}"
     );
     let mut last = spawn_sluice(&config);
     let (records, seen) = tokio.block_on(read_out(
-        &broker.bootstrap,
-        EVENTS,
+        bootstrap,
+        CRASH_EVENTS,
         Duration::from_secs(240),
+        committed,
+        Duration::from_secs(3),
     ));
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
@@ -324,17 +347,25 @@ fn kill_dash_nine_at_random_points_loses_nothing() {
         .status();
     let status = last.wait().expect("wait");
     assert!(status.success(), "SIGTERM stops sluice cleanly: {status}");
-    let missing: Vec<i64> = (0..EVENTS as i64)
+    let missing: Vec<i64> = (0..CRASH_EVENTS as i64)
         .filter(|id| !seen.contains(id))
         .take(10)
         .collect();
     assert!(
         missing.is_empty(),
-        "at-least-once lost events, e.g. {missing:?} ({} of {EVENTS} seen)",
+        "{delivery} lost events, e.g. {missing:?} ({} of {CRASH_EVENTS} seen)",
         seen.len()
     );
+    (records, seen)
+}
+
+#[test]
+fn kill_dash_nine_at_random_points_loses_nothing() {
+    let broker = Broker::start();
+    let (records, seen) =
+        kill_dash_nine_three_times(&broker.bootstrap, "at-least-once", false, false);
     println!(
-        "kill -9 three times over {EVENTS} events: all {EVENTS} published; {} duplicates read before the last id appeared (at-least-once)",
+        "kill -9 three times over {CRASH_EVENTS} events: all {CRASH_EVENTS} published; {} duplicates read (at-least-once)",
         records - seen.len()
     );
 }
@@ -382,6 +413,8 @@ fn poison_events_and_a_trapping_plugin_go_to_the_dead_letter_topic_and_the_strea
                 properties: vec![("bootstrap.servers".into(), broker.bootstrap.clone())],
             },
             pipeline: PipelineSettings::default(),
+            isolation: Default::default(),
+            instance: None,
             runtime: RuntimeOptions::default(),
             plugins: vec![plugin(
                 "poison",
@@ -468,7 +501,7 @@ fn two_processes_share_a_group_and_the_survivor_takes_over() {
         .await;
         produce_numbers(&broker.bootstrap, EVENTS).await;
     });
-    let config = write_numbers_config(dir.path(), &broker.bootstrap, "pair");
+    let config = write_numbers_config(dir.path(), &broker.bootstrap, "pair", "at-least-once");
     let mut first = spawn_sluice(&config);
     let mut second = spawn_sluice(&config);
     // Let both join and work, then stop one cleanly: it leaves the group and the other
@@ -486,6 +519,8 @@ fn two_processes_share_a_group_and_the_survivor_takes_over() {
         &broker.bootstrap,
         EVENTS,
         Duration::from_secs(180),
+        false,
+        Duration::ZERO,
     ));
     let _ = std::process::Command::new("kill")
         .arg("-TERM")

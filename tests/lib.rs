@@ -114,3 +114,69 @@ fn tansu_binary() -> PathBuf {
         ),
     }
 }
+
+/// `count` distinct Debezium update events of the `customers` table (~1 KB each, both row
+/// images), on `server1.testDB.dbo.customers` partition 0 at offsets 0.., as the
+/// benchmarks feed them to the runtime and the pipeline.
+pub fn synthetic_customer_events(count: usize) -> Vec<sluice::debezium::RawRecord> {
+    (0..count)
+        .map(|i| {
+            let id = 100_000 + i as i64;
+            let row = |email: &str| {
+                serde_json::json!({
+                    "id": id, "first_name": format!("Firstname{i}"), "last_name": "Lastname-Example",
+                    "email": email, "credit_limit": "AYag", "birth_date": 5000 + (i % 9000) as i64,
+                    "created_at": 1_763_000_000_000i64 + i as i64, "updated_at": 1_763_900_000_123_456_789i64 + i as i64,
+                    "customer_guid": "6F9619FF-8B86-D011-B42D-00C04FC964FF", "is_active": i % 7 != 0,
+                })
+            };
+            let value = serde_json::json!({
+                "before": row(&format!("old.address.{i}@example.com")),
+                "after": row(&format!("new.address.{i}@example.org")),
+                "source": {
+                    "version": "3.0.0.Final", "connector": "sqlserver", "name": "server1",
+                    "ts_ms": 1_763_900_000_000i64, "snapshot": "false", "db": "testDB", "sequence": null,
+                    "ts_us": 1_763_900_000_000_000i64, "ts_ns": 1_763_900_000_000_000_000i64,
+                    "schema": "dbo", "table": "customers",
+                    "change_lsn": format!("0000002b:{:08x}:0002", i), "commit_lsn": format!("0000002b:{:08x}:0003", i),
+                    "event_serial_no": 1
+                },
+                "op": "u", "ts_ms": 1_763_900_000_500i64, "transaction": null,
+            });
+            sluice::debezium::RawRecord {
+                key: Some(format!(r#"{{"id":{id}}}"#).into_bytes()),
+                value: Some(value.to_string().into_bytes()),
+                headers: vec![],
+                origin: sluice::runtime::Origin {
+                    topic: "server1.testDB.dbo.customers".into(),
+                    partition: 0,
+                    offset: i as i64,
+                },
+            }
+        })
+        .collect()
+}
+
+/// A librdkafka client configuration for `bootstrap`.
+pub fn kafka_client(bootstrap: &str) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    config
+}
+
+/// Creates `topics` (name, partitions) with replication 1; panics naming a failure.
+pub async fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<_> = kafka_client(bootstrap).create().expect("admin client");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    for result in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .expect("create topics")
+    {
+        result.expect("topic created");
+    }
+}

@@ -76,6 +76,8 @@ pub fn config(
             batch_size,
             ..PipelineSettings::default()
         },
+        isolation: Default::default(),
+        instance: None,
         runtime: RuntimeOptions::default(),
         plugins,
         plugins_dir: None,

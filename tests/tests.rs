@@ -3,9 +3,11 @@
 
 mod admin;
 mod config_errors;
+mod exactly_once;
 mod golden;
 mod isolation;
 mod kafka;
+mod lanes;
 mod plugin_cli;
 mod reload;
 mod runtime;

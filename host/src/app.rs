@@ -9,15 +9,17 @@ use std::sync::Arc;
 
 use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::debezium::RawRecord;
-use crate::pipeline::{Pipeline, PipelineError, PipelineStats, Route};
+use crate::lanes::{self, Endpoints, Isolation, LaneError, SHARED_LANE};
+use crate::pipeline::{Delivery, PipelineStats, Route, Routes};
 use crate::reload::Reloader;
 use crate::runtime::{Origin, OutputRecord};
 use crate::runtime::{PluginThread, PluginWorker, Runtime, RuntimeError};
 use crate::sink::file::{FileOutput, FileSink};
 use crate::sink::kafka::KafkaSink;
+use crate::sink::transactional::{TransactionalKafkaSink, host_name, transactional_id};
 use crate::sink::{Sink, SinkError};
 use crate::source::file::{FileInput, FileSource};
-use crate::source::kafka::KafkaSource;
+use crate::source::kafka::{KafkaSource, KafkaSourceSettings};
 use crate::source::{Source, SourceError};
 use crate::telemetry::Telemetry;
 
@@ -37,7 +39,9 @@ pub enum RunError {
     #[error("opening the sink: {0}")]
     Sink(#[from] SinkError),
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error(transparent)]
+    Lane(#[from] LaneError),
     #[error("admin server: cannot listen on {address}: {source}")]
     Admin {
         address: std::net::SocketAddr,
@@ -95,24 +99,18 @@ pub async fn run(
         None => None,
     };
     let routes = start_routes(&runtime, &config)?;
-    let mut source = match &config.source {
-        SourceConfig::File { path, topic } => {
-            let input = path.clone().map_or(FileInput::Stdin, FileInput::Path);
-            AnySource::File(FileSource::open(input, topic.clone()).await?)
-        }
-        SourceConfig::Kafka(settings) => AnySource::Kafka(KafkaSource::new(settings)?),
+    // Standard input can be read only once: one shared lane.
+    let isolation = match &config.source {
+        SourceConfig::File { path: None, .. } => Isolation::Shared,
+        _ => config.isolation,
     };
-    let mut sink = match &config.sink {
-        SinkConfig::File { path } => {
-            let output = path.clone().map_or(FileOutput::Stdout, FileOutput::Path);
-            AnySink::File(FileSink::create(output).await?)
-        }
-        SinkConfig::Kafka { properties } => AnySink::Kafka(KafkaSink::new(properties)?),
-    };
-    let (pipeline, watcher) = match &config.plugins_dir {
+    let endpoints = Arc::new(ConfiguredEndpoints::new(&config, Arc::clone(&telemetry)).await?);
+    let (table, watcher) = match &config.plugins_dir {
         None => {
             telemetry.set_plugins(routes.iter().map(Route::info).collect());
-            (Pipeline::new(routes, config.pipeline.clone()), None)
+            let table: Routes = Arc::new(routes.into_iter().map(Arc::new).collect());
+            // With the sender gone the receiver keeps the last (only) table.
+            (tokio::sync::watch::channel(table).1, None)
         }
         Some(dir) => {
             let (reloader, table) = {
@@ -129,15 +127,19 @@ pub async fn run(
             let watcher = tokio::spawn(reloader.watch(async move {
                 let _ = stopped.await;
             }));
-            (
-                Pipeline::with_route_table(table, config.pipeline.clone()),
-                Some((stop, watcher)),
-            )
+            (table, Some((stop, watcher)))
         }
     };
-    let mut pipeline = pipeline.with_telemetry(Arc::clone(&telemetry));
     telemetry.set_ready(true);
-    let result = pipeline.run(&mut source, &mut sink, shutdown).await;
+    let result = lanes::run(
+        endpoints,
+        table,
+        isolation,
+        config.pipeline.clone(),
+        Some(Arc::clone(&telemetry)),
+        shutdown,
+    )
+    .await;
     telemetry.set_ready(false);
     if let Some((stop, watcher)) = watcher {
         let _ = stop.send(());
@@ -154,6 +156,127 @@ pub async fn run(
         let _ = server.await;
     }
     Ok(result?)
+}
+
+/// Opens each lane's source and sink from the configuration.
+struct ConfiguredEndpoints {
+    source: SourceConfig,
+    sink: SharedSink,
+    telemetry: Arc<Telemetry>,
+}
+
+/// What exactly-once lanes need to open their own transactional producers.
+struct Transactions {
+    properties: Vec<(String, String)>,
+    /// The `transactional.id` prefix: the sink's `transactional.id` if set, else "sluice".
+    prefix: String,
+    instance: String,
+}
+
+/// The sink all lanes write to: one file (written a whole batch at a time), or one
+/// Kafka producer (thread-safe; lanes share its connections and batching).
+enum SharedSink {
+    File(Arc<tokio::sync::Mutex<FileSink>>),
+    Kafka(KafkaSink),
+    /// Exactly-once: a transactional producer per lane (one transaction at a time each).
+    Transactional(Transactions),
+}
+
+impl ConfiguredEndpoints {
+    async fn new(config: &Config, telemetry: Arc<Telemetry>) -> Result<Self, RunError> {
+        let sink = match &config.sink {
+            SinkConfig::File { path } => {
+                let output = path.clone().map_or(FileOutput::Stdout, FileOutput::Path);
+                SharedSink::File(Arc::new(tokio::sync::Mutex::new(
+                    FileSink::create(output).await?,
+                )))
+            }
+            SinkConfig::Kafka { properties }
+                if config.pipeline.delivery == Delivery::ExactlyOnce =>
+            {
+                let mut properties = properties.clone();
+                let prefix = match properties.iter().position(|(k, _)| k == "transactional.id") {
+                    Some(index) => properties.remove(index).1,
+                    None => "sluice".to_owned(),
+                };
+                SharedSink::Transactional(Transactions {
+                    properties,
+                    prefix,
+                    instance: config.instance.clone().unwrap_or_else(host_name),
+                })
+            }
+            SinkConfig::Kafka { properties } => SharedSink::Kafka(KafkaSink::new(properties)?),
+        };
+        Ok(Self {
+            source: config.source.clone(),
+            sink,
+            telemetry,
+        })
+    }
+}
+
+impl Endpoints for ConfiguredEndpoints {
+    type Source = AnySource;
+    type Sink = AnySink;
+
+    async fn open(&self, lane: &str) -> Result<(AnySource, AnySink), LaneError> {
+        let failed = |reason: String| LaneError::Open {
+            lane: lane.to_owned(),
+            reason,
+        };
+        let mut group = lane.to_owned();
+        let source = match &self.source {
+            SourceConfig::File { path, topic } => {
+                let input = path.clone().map_or(FileInput::Stdin, FileInput::Path);
+                AnySource::File(
+                    FileSource::open(input, topic.clone())
+                        .await
+                        .map_err(|e| failed(e.to_string()))?,
+                )
+            }
+            SourceConfig::Kafka(settings) => {
+                let settings = lane_settings(settings, lane);
+                if let Some((_, id)) = settings.properties.iter().find(|(k, _)| k == "group.id") {
+                    group.clone_from(id);
+                }
+                AnySource::Kafka(
+                    KafkaSource::new(&settings, lane, Some(Arc::clone(&self.telemetry)))
+                        .map_err(|e| failed(e.to_string()))?,
+                )
+            }
+        };
+        let sink = match &self.sink {
+            SharedSink::File(file) => AnySink::SharedFile(Arc::clone(file)),
+            SharedSink::Kafka(producer) => AnySink::Kafka(producer.clone()),
+            SharedSink::Transactional(transactions) => {
+                let id = transactional_id(&transactions.prefix, &group, &transactions.instance);
+                let properties = transactions.properties.clone();
+                // `init_transactions` blocks until the coordinator answers.
+                let sink = tokio::task::spawn_blocking(move || {
+                    TransactionalKafkaSink::new(&properties, &id)
+                })
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .map_err(|e| failed(e.to_string()))?;
+                AnySink::Transactional(sink)
+            }
+        };
+        Ok((source, sink))
+    }
+}
+
+/// A lane's consumer settings: its own group, `<group.id>.<plugin>`, so each plugin
+/// commits its own offsets (the shared lane keeps `group.id` as configured).
+pub fn lane_settings(settings: &KafkaSourceSettings, lane: &str) -> KafkaSourceSettings {
+    let mut settings = settings.clone();
+    if lane != SHARED_LANE {
+        for (key, value) in &mut settings.properties {
+            if key == "group.id" {
+                *value = format!("{value}.{lane}");
+            }
+        }
+    }
+    settings
 }
 
 /// The configured source, whichever kind it is.
@@ -176,26 +299,61 @@ impl Source for AnySource {
             AnySource::Kafka(source) => source.commit(last).await,
         }
     }
+
+    fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        match self {
+            AnySource::File(source) => source.group_metadata(),
+            AnySource::Kafka(source) => source.group_metadata(),
+        }
+    }
+
+    async fn rewind(&mut self, first: &[Origin]) -> Result<(), SourceError> {
+        match self {
+            AnySource::File(source) => source.rewind(first).await,
+            AnySource::Kafka(source) => source.rewind(first).await,
+        }
+    }
 }
 
 /// The configured sink, whichever kind it is.
 enum AnySink {
-    File(FileSink),
+    SharedFile(Arc<tokio::sync::Mutex<FileSink>>),
     Kafka(KafkaSink),
+    Transactional(TransactionalKafkaSink),
 }
 
 impl Sink for AnySink {
     async fn send(&mut self, records: Vec<OutputRecord>) -> Result<(), SinkError> {
         match self {
-            AnySink::File(sink) => sink.send(records).await,
+            AnySink::SharedFile(sink) => sink.lock().await.send(records).await,
             AnySink::Kafka(sink) => sink.send(records).await,
+            AnySink::Transactional(sink) => sink.send(records).await,
+        }
+    }
+
+    async fn send_transaction(
+        &mut self,
+        records: Vec<OutputRecord>,
+        positions: &[Origin],
+        group: rdkafka::consumer::ConsumerGroupMetadata,
+    ) -> Result<(), SinkError> {
+        match self {
+            AnySink::SharedFile(sink) => {
+                sink.lock()
+                    .await
+                    .send_transaction(records, positions, group)
+                    .await
+            }
+            AnySink::Kafka(sink) => sink.send_transaction(records, positions, group).await,
+            AnySink::Transactional(sink) => sink.send_transaction(records, positions, group).await,
         }
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
         match self {
-            AnySink::File(sink) => sink.flush().await,
+            AnySink::SharedFile(sink) => sink.lock().await.flush().await,
             AnySink::Kafka(sink) => sink.flush().await,
+            AnySink::Transactional(sink) => sink.flush().await,
         }
     }
 }

@@ -22,6 +22,11 @@ pub struct Config {
     pub source: SourceConfig,
     pub sink: SinkConfig,
     pub pipeline: PipelineSettings,
+    /// Whether each plugin runs in a lane (pipeline, consumer group) of its own.
+    pub isolation: crate::lanes::Isolation,
+    /// This process's name among its peers, part of every exactly-once
+    /// `transactional.id` (`None`: the host name).
+    pub instance: Option<String>,
     pub runtime: RuntimeOptions,
     /// Plugins listed in the configuration file itself.
     pub plugins: Vec<PluginConfig>,
@@ -143,6 +148,9 @@ struct RawPipeline {
     batch_size: Option<i64>,
     dead_letter_topic: Option<String>,
     lineage_headers: Option<bool>,
+    isolation: Option<String>,
+    delivery: Option<String>,
+    instance: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -329,6 +337,47 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
     if let Some(lineage) = raw.pipeline.lineage_headers {
         pipeline.lineage_headers = lineage;
     }
+    match raw.pipeline.delivery.as_deref() {
+        None | Some("at-least-once") => {}
+        Some("exactly-once") => {
+            pipeline.delivery = crate::pipeline::Delivery::ExactlyOnce;
+            if !matches!(source, SourceConfig::Kafka(_))
+                || !matches!(sink, SinkConfig::Kafka { .. })
+            {
+                problems.add(
+                    "pipeline.delivery",
+                    "exactly-once needs a kafka source and a kafka sink (Kafka transactions)",
+                );
+            }
+        }
+        Some(other) => problems.add(
+            "pipeline.delivery",
+            format!("unknown delivery {other:?} (expected \"at-least-once\" or \"exactly-once\")"),
+        ),
+    }
+    let instance = raw.pipeline.instance;
+    if let Some(name) = &instance
+        && (name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        problems.add(
+            "pipeline.instance",
+            format!("{name:?} must be letters, digits, '.', '_' or '-' (it is part of a transactional.id)"),
+        );
+    }
+    let isolation = match raw.pipeline.isolation.as_deref() {
+        None | Some("per-plugin") => crate::lanes::Isolation::PerPlugin,
+        Some("shared") => crate::lanes::Isolation::Shared,
+        Some(other) => {
+            problems.add(
+                "pipeline.isolation",
+                format!("unknown isolation {other:?} (expected \"per-plugin\" or \"shared\")"),
+            );
+            crate::lanes::Isolation::PerPlugin
+        }
+    };
 
     let runtime = RuntimeOptions {
         cache_dir: match raw.runtime.cache_dir.as_deref() {
@@ -390,6 +439,8 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         source,
         sink,
         pipeline,
+        isolation,
+        instance,
         runtime,
         plugins,
         plugins_dir,

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod debezium;
+pub mod lanes;
 pub mod pipeline;
 pub mod plugin_test;
 pub mod reload;

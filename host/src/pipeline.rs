@@ -81,6 +81,20 @@ pub struct PipelineSettings {
     pub dead_letter_topic: String,
     /// Whether output records get the `sluice.plugin*` and `sluice.source.*` headers.
     pub lineage_headers: bool,
+    /// When source positions are committed.
+    pub delivery: Delivery,
+}
+
+/// When the pipeline commits source positions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// After the sink acknowledged the batch's records: a crash between the two repeats
+    /// the batch (duplicates possible, loss not).
+    #[default]
+    AtLeastOnce,
+    /// In the same Kafka transaction as the batch's records (Kafka source and sink
+    /// only): a `read_committed` consumer sees every event's output exactly once.
+    ExactlyOnce,
 }
 
 impl Default for PipelineSettings {
@@ -91,6 +105,7 @@ impl Default for PipelineSettings {
             batch_size: 256,
             dead_letter_topic: "sluice.dlq".to_owned(),
             lineage_headers: true,
+            delivery: Delivery::AtLeastOnce,
         }
     }
 }
@@ -110,6 +125,8 @@ pub struct PipelineStats {
     /// Events whose output broke the plugin's allowed topics (`acl`) or limits (`limit`).
     pub output_violations: u64,
     pub dead_lettered: u64,
+    /// Exactly-once transactions aborted (their batches were processed again).
+    pub transactions_aborted: u64,
 }
 
 /// Why the pipeline stopped with an error (never because of one bad event).
@@ -130,7 +147,26 @@ pub struct Pipeline {
     settings: PipelineSettings,
     stats: PipelineStats,
     telemetry: Option<Arc<Telemetry>>,
+    /// The lane this pipeline runs (see [`crate::lanes`]), for logs and metrics.
+    lane: String,
+    /// Whether the pipeline rests after batches with traps ([`TRAP_REST_FACTOR`]): true
+    /// in a plugin's own lane, false in a shared pipeline, where resting would slow
+    /// every plugin for one plugin's traps.
+    rest_after_traps: bool,
 }
+
+/// After a batch in which its plugin trapped, a plugin's lane rests for this many times
+/// the batch's duration, scaled by the share of the batch's events that trapped. A trap
+/// costs far more than a normal event (the poison event is found by retrying event by
+/// event, each trap throws the instance away and instantiates a fresh one), so a plugin
+/// that traps on every event would otherwise keep cores busy that other teams' plugins
+/// need: resting bounds a failing lane to about 1/(1 + 4) = 20% of the time it would
+/// use, and the events still reach the dead-letter topic, only later. Measured in
+/// BENCHMARKS.md (isolation between teams).
+pub const TRAP_REST_FACTOR: u32 = 4;
+
+/// The longest rest after one batch, so a failing lane still drains its input.
+pub const MAX_TRAP_REST: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Pipeline {
     /// A pipeline over a fixed set of routes.
@@ -151,7 +187,17 @@ impl Pipeline {
             settings,
             stats: PipelineStats::default(),
             telemetry: None,
+            lane: crate::lanes::SHARED_LANE.to_owned(),
+            rest_after_traps: false,
         }
+    }
+
+    /// Names the lane this pipeline runs (a plugin name, or
+    /// [`crate::lanes::SHARED_LANE`]); a plugin's own lane rests after traps.
+    pub fn with_lane(mut self, lane: &str) -> Self {
+        self.lane = lane.to_owned();
+        self.rest_after_traps = lane != crate::lanes::SHARED_LANE;
+        self
     }
 
     /// Reports counters and batch latency to `telemetry` after every batch.
@@ -185,15 +231,68 @@ impl Pipeline {
             let Some(batch) = batch else { break };
             let last = last_per_partition(&batch);
             let started = std::time::Instant::now();
-            let output = self.process(batch).await?;
-            sink.send(output).await?;
-            if let Some(telemetry) = &self.telemetry {
-                telemetry.record_batch(self.stats, started.elapsed());
+            let before = self.stats;
+            match self.settings.delivery {
+                Delivery::AtLeastOnce => {
+                    let output = self.process(batch).await?;
+                    sink.send(output).await?;
+                    source.commit(&last).await?;
+                }
+                Delivery::ExactlyOnce => {
+                    let first = first_per_partition(&batch);
+                    let group = source.group_metadata().ok_or_else(|| SourceError::Kafka {
+                        input: "source".to_owned(),
+                        reason: "exactly-once needs the consumer's group metadata (a kafka source in a consumer group)".to_owned(),
+                    })?;
+                    let output = self.process(batch).await?;
+                    match sink.send_transaction(output, &last, group).await {
+                        Ok(()) => {}
+                        Err(SinkError::Aborted { reason }) => {
+                            // Nothing of the batch took effect: count it once, when it
+                            // is committed, and read it again.
+                            self.stats = before;
+                            self.stats.transactions_aborted += 1;
+                            tracing::warn!(lane = %self.lane, %reason, "transaction aborted; processing the batch again");
+                            source.rewind(&first).await?;
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
-            source.commit(&last).await?;
+            let elapsed = started.elapsed();
+            if let Some(telemetry) = &self.telemetry {
+                telemetry.record_batch(&self.lane, self.stats, elapsed);
+            }
+            let rest = self.rest_after(&before, elapsed);
+            if !rest.is_zero() {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(rest) => {}
+                }
+            }
         }
         sink.flush().await?;
         Ok(self.stats)
+    }
+
+    /// How long to rest after a batch that took `elapsed` (see [`TRAP_REST_FACTOR`]);
+    /// `before` are the counters before the batch.
+    fn rest_after(
+        &self,
+        before: &PipelineStats,
+        elapsed: std::time::Duration,
+    ) -> std::time::Duration {
+        let trapped = self.stats.trapped - before.trapped;
+        let events = self.stats.records_in - before.records_in;
+        if !self.rest_after_traps || trapped == 0 || events == 0 {
+            return std::time::Duration::ZERO;
+        }
+        let share = trapped as f64 / events as f64;
+        elapsed
+            .mul_f64(share * f64::from(TRAP_REST_FACTOR))
+            .min(MAX_TRAP_REST)
     }
 
     /// Turns one batch of raw records into the records to publish, in order.
@@ -389,19 +488,29 @@ async fn run_plugins(
 
 /// The last record's origin of each topic-partition in `batch`: what to commit.
 fn last_per_partition(batch: &[RawRecord]) -> Vec<Origin> {
-    let mut last: Vec<Origin> = Vec::new();
+    per_partition(batch, |known, new| known < new)
+}
+
+/// The first record's origin of each topic-partition in `batch`: where to rewind to.
+fn first_per_partition(batch: &[RawRecord]) -> Vec<Origin> {
+    per_partition(batch, |known, new| known > new)
+}
+
+/// One origin per topic-partition of `batch`: the one whose offset `replaces` every other.
+fn per_partition(batch: &[RawRecord], replaces: impl Fn(i64, i64) -> bool) -> Vec<Origin> {
+    let mut chosen: Vec<Origin> = Vec::new();
     for record in batch {
         let origin = &record.origin;
-        match last
+        match chosen
             .iter_mut()
             .find(|o| o.topic == origin.topic && o.partition == origin.partition)
         {
-            Some(known) if known.offset < origin.offset => *known = origin.clone(),
+            Some(known) if replaces(known.offset, origin.offset) => *known = origin.clone(),
             Some(_) => {}
-            None => last.push(origin.clone()),
+            None => chosen.push(origin.clone()),
         }
     }
-    last
+    chosen
 }
 
 /// Checks a plugin's output for one event against its allowed topics and its limits.

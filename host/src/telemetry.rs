@@ -5,6 +5,7 @@
 //! One [`Telemetry`] per process, shared behind an `Arc`; writers (the pipeline after
 //! each batch, the reloader after each rescan) take a short lock.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,6 +18,13 @@ use crate::reload::ReloadStats;
 const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
+
+/// A consumer's lag on one partition: (topic, partition, records behind the high
+/// watermark).
+pub type PartitionLag = (String, i32, i64);
+
+/// A pipeline counter: metric name, help text, and how to read it from the counters.
+type Counter = (&'static str, &'static str, fn(&PipelineStats) -> u64);
 
 /// A plugin version in service.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -39,10 +47,13 @@ struct Latency {
 #[derive(Debug, Default)]
 pub struct Telemetry {
     ready: AtomicBool,
-    pipeline: Mutex<PipelineStats>,
-    latency: Mutex<Latency>,
+    /// Counters per lane (a plugin name, or `*` for the shared lane).
+    pipeline: Mutex<BTreeMap<String, PipelineStats>>,
+    latency: Mutex<BTreeMap<String, Latency>>,
     plugins: Mutex<Vec<PluginInfo>>,
     reload: Mutex<ReloadStats>,
+    /// Per lane: (topic, partition, records behind the high watermark).
+    consumer_lag: Mutex<BTreeMap<String, Vec<PartitionLag>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -61,11 +72,13 @@ impl Telemetry {
         self.ready.load(Ordering::Relaxed)
     }
 
-    /// Records one finished batch: the pipeline's counters so far and how long it took.
-    pub fn record_batch(&self, stats: PipelineStats, elapsed: Duration) {
-        *lock(&self.pipeline) = stats;
+    /// Records one finished batch of `lane`: the lane's counters so far and how long the
+    /// batch took.
+    pub fn record_batch(&self, lane: &str, stats: PipelineStats, elapsed: Duration) {
+        lock(&self.pipeline).insert(lane.to_owned(), stats);
         let seconds = elapsed.as_secs_f64();
-        let mut latency = lock(&self.latency);
+        let mut latencies = lock(&self.latency);
+        let latency = latencies.entry(lane.to_owned()).or_default();
         latency.count += 1;
         latency.sum_seconds += seconds;
         for (bound, count) in LATENCY_BUCKETS.iter().zip(latency.counts.iter_mut()) {
@@ -84,67 +97,83 @@ impl Telemetry {
         lock(&self.plugins).clone()
     }
 
+    /// Replaces a lane's consumer lag per topic-partition.
+    pub fn set_consumer_lag(&self, lane: &str, mut lags: Vec<PartitionLag>) {
+        lags.sort();
+        lock(&self.consumer_lag).insert(lane.to_owned(), lags);
+    }
+
     pub fn set_reload_stats(&self, stats: ReloadStats) {
         *lock(&self.reload) = stats;
     }
 
     /// The Prometheus text exposition of everything above.
     pub fn prometheus(&self) -> String {
-        let stats = *lock(&self.pipeline);
+        let lanes = lock(&self.pipeline).clone();
         let reload = *lock(&self.reload);
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 10] = [
-            ("sluice_batches_total", "Batches processed.", stats.batches),
+        let counters: [Counter; 11] = [
+            ("sluice_batches_total", "Batches processed.", |s| s.batches),
             (
                 "sluice_records_in_total",
                 "Records read from the source.",
-                stats.records_in,
+                |s| s.records_in,
             ),
             (
                 "sluice_records_out_total",
                 "Records handed to the sink (outputs and dead letters).",
-                stats.records_out,
+                |s| s.records_out,
             ),
             (
                 "sluice_tombstones_skipped_total",
                 "Debezium tombstones not passed to plugins.",
-                stats.tombstones_skipped,
+                |s| s.tombstones_skipped,
             ),
             (
                 "sluice_events_unrouted_total",
-                "Events no plugin subscribes to.",
-                stats.unrouted,
+                "Events the lane's plugins do not subscribe to.",
+                |s| s.unrouted,
             ),
             (
                 "sluice_events_malformed_total",
                 "Records that were not Debezium change events.",
-                stats.malformed,
+                |s| s.malformed,
             ),
             (
                 "sluice_events_rejected_total",
                 "Events a plugin rejected.",
-                stats.rejected,
+                |s| s.rejected,
             ),
             (
                 "sluice_events_trapped_total",
                 "Events a plugin trapped on.",
-                stats.trapped,
+                |s| s.trapped,
             ),
             (
                 "sluice_output_violations_total",
                 "Events whose output broke the plugin's allowed topics or limits.",
-                stats.output_violations,
+                |s| s.output_violations,
             ),
             (
                 "sluice_dead_letters_total",
                 "Records sent to the dead-letter topic.",
-                stats.dead_lettered,
+                |s| s.dead_lettered,
+            ),
+            (
+                "sluice_transactions_aborted_total",
+                "Exactly-once transactions aborted (their batches were processed again).",
+                |s| s.transactions_aborted,
             ),
         ];
         for (name, help, value) in counters {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-            ));
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (lane, stats) in &lanes {
+                out.push_str(&format!(
+                    "{name}{{lane=\"{}\"}} {}\n",
+                    escape(lane),
+                    value(stats)
+                ));
+            }
         }
         out.push_str("# HELP sluice_plugin_reloads_total Plugin versions loaded, refused and removed by hot reload.\n");
         out.push_str("# TYPE sluice_plugin_reloads_total counter\n");
@@ -166,18 +195,32 @@ impl Telemetry {
                 plugin.sha256
             ));
         }
-        let latency = lock(&self.latency);
+        let latencies = lock(&self.latency);
         out.push_str("# HELP sluice_batch_duration_seconds Time from a batch read to its output handed to the sink.\n");
         out.push_str("# TYPE sluice_batch_duration_seconds histogram\n");
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(latency.counts.iter()) {
+        for (lane, latency) in latencies.iter() {
+            let lane = escape(lane);
+            for (bound, count) in LATENCY_BUCKETS.iter().zip(latency.counts.iter()) {
+                out.push_str(&format!(
+                    "sluice_batch_duration_seconds_bucket{{lane=\"{lane}\",le=\"{bound}\"}} {count}\n"
+                ));
+            }
             out.push_str(&format!(
-                "sluice_batch_duration_seconds_bucket{{le=\"{bound}\"}} {count}\n"
+                "sluice_batch_duration_seconds_bucket{{lane=\"{lane}\",le=\"+Inf\"}} {}\nsluice_batch_duration_seconds_sum{{lane=\"{lane}\"}} {}\nsluice_batch_duration_seconds_count{{lane=\"{lane}\"}} {}\n",
+                latency.count, latency.sum_seconds, latency.count
             ));
         }
-        out.push_str(&format!(
-            "sluice_batch_duration_seconds_bucket{{le=\"+Inf\"}} {}\nsluice_batch_duration_seconds_sum {}\nsluice_batch_duration_seconds_count {}\n",
-            latency.count, latency.sum_seconds, latency.count
-        ));
+        drop(latencies);
+        out.push_str("# HELP sluice_consumer_lag Records between a lane's consumer position and the partition's high watermark.\n# TYPE sluice_consumer_lag gauge\n");
+        for (lane, lags) in lock(&self.consumer_lag).iter() {
+            for (topic, partition, lag) in lags {
+                out.push_str(&format!(
+                    "sluice_consumer_lag{{lane=\"{}\",topic=\"{}\",partition=\"{partition}\"}} {lag}\n",
+                    escape(lane),
+                    escape(topic)
+                ));
+            }
+        }
         out.push_str(&format!(
             "# HELP sluice_ready Whether sluice is ready.\n# TYPE sluice_ready gauge\nsluice_ready {}\n",
             u8::from(self.is_ready())
@@ -207,8 +250,9 @@ mod tests {
             dead_lettered: 1,
             ..PipelineStats::default()
         };
-        telemetry.record_batch(stats, Duration::from_millis(3));
-        telemetry.record_batch(stats, Duration::from_secs(2));
+        telemetry.record_batch("cdm", stats, Duration::from_millis(3));
+        telemetry.record_batch("cdm", stats, Duration::from_secs(2));
+        telemetry.record_batch("audit", PipelineStats::default(), Duration::from_secs(2));
         telemetry.set_plugins(vec![PluginInfo {
             name: "cdm".into(),
             version: "1\"2".into(),
@@ -217,21 +261,34 @@ mod tests {
             outputs: vec![],
         }]);
         let text = telemetry.prometheus();
-        assert!(text.contains("sluice_records_in_total 10\n"), "{text}");
-        assert!(text.contains("sluice_dead_letters_total 1\n"));
         assert!(
-            text.contains("sluice_batch_duration_seconds_bucket{le=\"0.005\"} 1\n"),
+            text.contains("sluice_records_in_total{lane=\"cdm\"} 10\n"),
+            "{text}"
+        );
+        assert!(text.contains("sluice_records_in_total{lane=\"audit\"} 0\n"));
+        assert!(text.contains("sluice_dead_letters_total{lane=\"cdm\"} 1\n"));
+        assert!(
+            text.contains("sluice_batch_duration_seconds_bucket{lane=\"cdm\",le=\"0.005\"} 1\n"),
             "{text}"
         );
         assert!(
-            text.contains("sluice_batch_duration_seconds_bucket{le=\"5\"} 2\n"),
+            text.contains("sluice_batch_duration_seconds_bucket{lane=\"cdm\",le=\"5\"} 2\n"),
             "{text}"
         );
-        assert!(text.contains("sluice_batch_duration_seconds_count 2\n"));
+        assert!(text.contains("sluice_batch_duration_seconds_count{lane=\"cdm\"} 2\n"));
+        assert!(text.contains("sluice_batch_duration_seconds_count{lane=\"audit\"} 1\n"));
         assert!(
             text.contains(r#"sluice_plugin_info{plugin="cdm",version="1\"2",sha256="ab"} 1"#),
             "{text}"
         );
         assert!(text.contains("sluice_ready 0\n"));
+        telemetry.set_consumer_lag("cdm", vec![("in".into(), 1, 7), ("in".into(), 0, 3)]);
+        let text = telemetry.prometheus();
+        assert!(
+            text.contains(
+                "sluice_consumer_lag{lane=\"cdm\",topic=\"in\",partition=\"0\"} 3\nsluice_consumer_lag{lane=\"cdm\",topic=\"in\",partition=\"1\"} 7\n"
+            ),
+            "{text}"
+        );
     }
 }

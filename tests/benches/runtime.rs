@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use sluice::debezium::{Decoded, RawRecord, decode};
-use sluice::runtime::{ChangeEvent, Origin, PluginSpec, PluginWorker, Runtime, RuntimeOptions};
+use sluice::debezium::{Decoded, decode};
+use sluice::runtime::{ChangeEvent, PluginSpec, PluginWorker, Runtime, RuntimeOptions};
 use sluice_sdk::IntoOutcome;
 use sluice_sdk::bindings::sluice::transform::types as sdk;
 use sluice_tests::components;
@@ -22,7 +22,7 @@ const BATCH_SIZES: [usize; 4] = [1, 16, 256, 1024];
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let rounds = if quick { 1 } else { 5 };
-    let raw = synthetic_events(EVENTS);
+    let raw = sluice_tests::synthetic_customer_events(EVENTS);
     let avg_bytes = raw
         .iter()
         .map(|r| r.value.as_ref().map_or(0, Vec::len))
@@ -250,46 +250,6 @@ fn run_native(events: &[sdk::ChangeEvent], batch: usize) -> Duration {
     let elapsed = started.elapsed();
     assert_eq!(outputs, events.len());
     elapsed
-}
-
-/// ~1 KB Debezium SQL Server events of `dbo.customers`, updates with before and after.
-fn synthetic_events(count: usize) -> Vec<RawRecord> {
-    (0..count)
-        .map(|i| {
-            let id = 100_000 + i as i64;
-            let row = |email: &str| {
-                serde_json::json!({
-                    "id": id, "first_name": format!("Firstname{i}"), "last_name": "Lastname-Example",
-                    "email": email, "credit_limit": "AYag", "birth_date": 5000 + (i % 9000) as i64,
-                    "created_at": 1_763_000_000_000i64 + i as i64, "updated_at": 1_763_900_000_123_456_789i64 + i as i64,
-                    "customer_guid": "6F9619FF-8B86-D011-B42D-00C04FC964FF", "is_active": i % 7 != 0,
-                })
-            };
-            let value = serde_json::json!({
-                "before": row(&format!("old.address.{i}@example.com")),
-                "after": row(&format!("new.address.{i}@example.org")),
-                "source": {
-                    "version": "3.0.0.Final", "connector": "sqlserver", "name": "server1",
-                    "ts_ms": 1_763_900_000_000i64, "snapshot": "false", "db": "testDB", "sequence": null,
-                    "ts_us": 1_763_900_000_000_000i64, "ts_ns": 1_763_900_000_000_000_000i64,
-                    "schema": "dbo", "table": "customers",
-                    "change_lsn": format!("0000002b:{:08x}:0002", i), "commit_lsn": format!("0000002b:{:08x}:0003", i),
-                    "event_serial_no": 1
-                },
-                "op": "u", "ts_ms": 1_763_900_000_500i64, "transaction": null,
-            });
-            RawRecord {
-                key: Some(format!(r#"{{"id":{id}}}"#).into_bytes()),
-                value: Some(value.to_string().into_bytes()),
-                headers: vec![],
-                origin: Origin {
-                    topic: "server1.testDB.dbo.customers".into(),
-                    partition: 0,
-                    offset: i as i64,
-                },
-            }
-        })
-        .collect()
 }
 
 /// The host's event as the SDK's (guest-side) type, field by field.

@@ -54,14 +54,47 @@ impl PluginState {
 }
 
 /// A WASI context that grants nothing: no preopened directories, no environment
-/// variables or arguments, no sockets or name lookups, closed stdin, and stdout/stderr
-/// that discard what is written (plugins log through the host interface instead).
+/// variables or arguments, no sockets or name lookups, closed stdin, stdout/stderr that
+/// discard what is written (plugins log through the host interface instead), and
+/// stopped clocks.
+///
+/// The WIT contract grants no clock, so the WASI clocks a guest's standard library links
+/// read a fixed instant: the wall clock says 1970-01-01T00:00:00Z and the monotonic clock
+/// says 0. A transform is then a function of its events and config alone: replaying a
+/// partition (after a crash, a rewind or an aborted transaction) yields the same records,
+/// and no plugin can time the host or its neighbours. Event time is in every event
+/// (`ts_ms`, the source timestamps).
 fn sandboxed_wasi() -> WasiCtx {
     WasiCtx::builder()
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
+        .wall_clock(StoppedClock)
+        .monotonic_clock(StoppedClock)
         .build()
+}
+
+/// A clock that never moves (see [`sandboxed_wasi`]).
+struct StoppedClock;
+
+impl wasmtime_wasi::HostWallClock for StoppedClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for StoppedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
 }
 
 impl WasiView for PluginState {

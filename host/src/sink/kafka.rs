@@ -13,7 +13,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use super::{Sink, SinkError};
 use crate::runtime::OutputRecord;
 
-/// Publishes records (see the module docs).
+/// Publishes records (see the module docs). Clones share one producer.
+#[derive(Clone)]
 pub struct KafkaSink {
     producer: FutureProducer,
 }
@@ -24,7 +25,7 @@ impl std::fmt::Debug for KafkaSink {
     }
 }
 
-fn error(reason: String) -> SinkError {
+pub(crate) fn error(reason: String) -> SinkError {
     SinkError::Kafka { reason }
 }
 
@@ -45,55 +46,62 @@ impl KafkaSink {
     }
 }
 
+/// Enqueues every record of `records` on `producer` (librdkafka batches them) and waits
+/// for every acknowledgement. Waits while the local queue is full.
+pub(crate) async fn publish(
+    producer: &FutureProducer,
+    records: &[OutputRecord],
+) -> Result<(), SinkError> {
+    let mut deliveries = Vec::with_capacity(records.len());
+    for record in records {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for header in &record.headers {
+            headers = headers.insert(KafkaHeader {
+                key: &header.key,
+                value: header.value.as_deref(),
+            });
+        }
+        let mut message = FutureRecord::<[u8], [u8]>::to(&record.topic).headers(headers);
+        if let Some(key) = &record.key {
+            message = message.key(key.as_slice());
+        }
+        if let Some(value) = &record.value {
+            message = message.payload(value.as_slice());
+        }
+        // Enqueue everything first (librdkafka batches), then await the acknowledgements.
+        let delivery = loop {
+            match producer.send_result(message) {
+                Ok(delivery) => break delivery,
+                Err((e, returned)) => {
+                    if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) {
+                        // Local queue full: wait for acknowledgements to make room.
+                        message = returned;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    return Err(error(format!("producing to {}: {e}", record.topic)));
+                }
+            }
+        };
+        deliveries.push((record.topic.as_str(), delivery));
+    }
+    for (topic, delivery) in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(error(format!("publishing to {topic}: {e}"))),
+            Err(_) => {
+                return Err(error(format!(
+                    "publishing to {topic}: the producer was dropped"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Sink for KafkaSink {
     async fn send(&mut self, records: Vec<OutputRecord>) -> Result<(), SinkError> {
-        let mut deliveries = Vec::with_capacity(records.len());
-        for record in &records {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for header in &record.headers {
-                headers = headers.insert(KafkaHeader {
-                    key: &header.key,
-                    value: header.value.as_deref(),
-                });
-            }
-            let mut message = FutureRecord::<[u8], [u8]>::to(&record.topic).headers(headers);
-            if let Some(key) = &record.key {
-                message = message.key(key.as_slice());
-            }
-            if let Some(value) = &record.value {
-                message = message.payload(value.as_slice());
-            }
-            // Enqueue everything first (librdkafka batches), then await the acknowledgements.
-            let delivery = loop {
-                match self.producer.send_result(message) {
-                    Ok(delivery) => break delivery,
-                    Err((e, returned)) => {
-                        if e.rdkafka_error_code()
-                            == Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                        {
-                            // Local queue full: wait for acknowledgements to make room.
-                            message = returned;
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                            continue;
-                        }
-                        return Err(error(format!("producing to {}: {e}", record.topic)));
-                    }
-                }
-            };
-            deliveries.push((record.topic.as_str(), delivery));
-        }
-        for (topic, delivery) in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(error(format!("publishing to {topic}: {e}"))),
-                Err(_) => {
-                    return Err(error(format!(
-                        "publishing to {topic}: the producer was dropped"
-                    )));
-                }
-            }
-        }
-        Ok(())
+        publish(&self.producer, &records).await
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {

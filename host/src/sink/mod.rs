@@ -5,10 +5,13 @@
 pub mod file;
 pub mod kafka;
 pub mod memory;
+pub mod transactional;
 
 use std::future::Future;
 
-use crate::runtime::OutputRecord;
+use rdkafka::consumer::ConsumerGroupMetadata;
+
+use crate::runtime::{Origin, OutputRecord};
 
 /// Why a sink failed. Names the output it was writing.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +24,10 @@ pub enum SinkError {
     },
     #[error("kafka: {reason}")]
     Kafka { reason: String },
+    /// An exactly-once transaction was aborted (nothing of it is visible to
+    /// `read_committed` consumers); the batch must be processed again.
+    #[error("kafka transaction aborted: {reason}")]
+    Aborted { reason: String },
 }
 
 /// A consumer of output records.
@@ -30,6 +37,25 @@ pub trait Sink: Send {
         &mut self,
         records: Vec<OutputRecord>,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Exactly-once: publishes `records` and commits the source `positions` (per
+    /// topic-partition, the last record consumed) for the consumer group `group`, all in
+    /// one transaction. [`SinkError::Aborted`] means nothing of it took effect.
+    fn send_transaction(
+        &mut self,
+        records: Vec<OutputRecord>,
+        positions: &[Origin],
+        group: ConsumerGroupMetadata,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let _ = (records, positions, group);
+        async {
+            Err(SinkError::Kafka {
+                reason:
+                    "this sink cannot publish in transactions (exactly-once needs a kafka sink)"
+                        .to_owned(),
+            })
+        }
+    }
 
     /// Flushes anything buffered (called before shutdown).
     fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;

@@ -15,13 +15,17 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use std::sync::Arc;
+
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::{Source, SourceError};
 use crate::debezium::RawRecord;
 use crate::runtime::{Header, Origin};
+use crate::telemetry::Telemetry;
 
 /// How a Kafka source is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +41,7 @@ pub struct KafkaSourceSettings {
 
 /// Consumes change topics (see the module docs).
 pub struct KafkaSource {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagReporter>,
     linger: Duration,
     name: String,
 }
@@ -51,7 +55,14 @@ impl std::fmt::Debug for KafkaSource {
 }
 
 impl KafkaSource {
-    pub fn new(settings: &KafkaSourceSettings) -> Result<Self, SourceError> {
+    /// A consumer subscribed to `settings.topics`. With `telemetry`, its consumer lag per
+    /// partition is reported as lane `lane` from librdkafka's statistics (every 5 s
+    /// unless `statistics.interval.ms` is set).
+    pub fn new(
+        settings: &KafkaSourceSettings,
+        lane: &str,
+        telemetry: Option<Arc<Telemetry>>,
+    ) -> Result<Self, SourceError> {
         let name = format!("kafka topics {:?}", settings.topics);
         let error = |reason: String| SourceError::Kafka {
             input: name.clone(),
@@ -63,8 +74,20 @@ impl KafkaSource {
         }
         config.set("enable.auto.commit", "false");
         config.set("enable.auto.offset.store", "false");
-        let consumer: StreamConsumer = config
-            .create()
+        if telemetry.is_some()
+            && !settings
+                .properties
+                .iter()
+                .any(|(k, _)| k == "statistics.interval.ms")
+        {
+            config.set("statistics.interval.ms", "5000");
+        }
+        let reporter = LagReporter {
+            lane: lane.to_owned(),
+            telemetry,
+        };
+        let consumer: StreamConsumer<LagReporter> = config
+            .create_with_context(reporter)
             .map_err(|e| error(format!("creating the consumer: {e}")))?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer
@@ -84,6 +107,33 @@ impl KafkaSource {
         }
     }
 }
+
+/// Reports consumer lag from librdkafka's statistics to telemetry.
+pub struct LagReporter {
+    lane: String,
+    telemetry: Option<Arc<Telemetry>>,
+}
+
+impl rdkafka::ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        let Some(telemetry) = &self.telemetry else {
+            return;
+        };
+        let mut lags = Vec::new();
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                // librdkafka lists an internal partition -1 and reports -1 for
+                // partitions this consumer does not fetch.
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    lags.push((topic.clone(), *partition, stats.consumer_lag));
+                }
+            }
+        }
+        telemetry.set_consumer_lag(&self.lane, lags);
+    }
+}
+
+impl ConsumerContext for LagReporter {}
 
 /// A consumed Kafka message as a raw record (key, value, headers, origin).
 pub fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
@@ -152,6 +202,32 @@ impl Source for KafkaSource {
         if let Err(e) = self.consumer.commit(&positions, CommitMode::Async) {
             // A revoked partition cannot be committed; its new owner re-reads it.
             tracing::warn!(error = %e, "offset commit failed; those records will be read again");
+        }
+        Ok(())
+    }
+
+    fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.consumer.group_metadata()
+    }
+
+    async fn rewind(&mut self, first: &[Origin]) -> Result<(), SourceError> {
+        for origin in first {
+            // A partition revoked meanwhile cannot be sought; its new owner reads it from
+            // the last committed position anyway.
+            if let Err(e) = self.consumer.seek(
+                &origin.topic,
+                origin.partition,
+                Offset::Offset(origin.offset),
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!(
+                    topic = %origin.topic,
+                    partition = origin.partition,
+                    offset = origin.offset,
+                    error = %e,
+                    "could not rewind after an aborted transaction"
+                );
+            }
         }
         Ok(())
     }

@@ -7,6 +7,8 @@ pub mod kafka;
 
 use std::future::Future;
 
+use rdkafka::consumer::ConsumerGroupMetadata;
+
 use crate::debezium::RawRecord;
 use crate::runtime::Origin;
 
@@ -35,4 +37,22 @@ pub trait Source: Send {
     /// Records that, for each partition of `last` (one entry per topic-partition of the
     /// batch, its last record), every record up to and including it is published.
     fn commit(&mut self, last: &[Origin]) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// Exactly-once: the consumer group metadata a transactional sink commits this
+    /// source's positions with (`None`: this source cannot take part in transactions).
+    fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        None
+    }
+
+    /// Makes the source yield again, per topic-partition of `first`, from that record on
+    /// (the first records of a batch whose transaction was aborted).
+    fn rewind(&mut self, first: &[Origin]) -> impl Future<Output = Result<(), SourceError>> + Send {
+        let _ = first;
+        async {
+            Err(SourceError::Kafka {
+                input: "source".to_owned(),
+                reason: "this source cannot rewind (exactly-once needs a kafka source)".to_owned(),
+            })
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! writes to a topic outside its allowed outputs, `"spin": true` loops forever,
 //! `"grow_mib": n` allocates (and touches) n MiB, `"recurse": n` recurses n deep,
 //! `"fan_out": n` returns n records, `"huge_mib": n` returns one n-MiB record, `"sandbox": true` reports what it can
-//! reach (environment, files, network) as its output; any other event is published to
+//! reach (environment, files, network, clocks) as its output; any other event is published to
 //! `out` as `{"id": <id>}` keyed by the id.
 
 use serde::Deserialize;
@@ -84,6 +84,8 @@ fn poison(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
             "read_etc_passwd": std::fs::read("/etc/passwd").map(|_| "allowed".to_owned()).unwrap_or_else(|e| e.to_string()),
             "write_tmp": std::fs::write("/tmp/sluice-escape", b"x").map(|_| "allowed".to_owned()).unwrap_or_else(|e| e.to_string()),
             "tcp_connect": std::net::TcpStream::connect("127.0.0.1:9").map(|_| "allowed".to_owned()).unwrap_or_else(|e| e.to_string()),
+            "wall_clock_ns": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(u64::MAX),
+            "monotonic_moved": monotonic_moved(),
         });
         return Ok(vec![
             Record::to("out").json_key(&row.id).json_value(&report),
@@ -95,4 +97,15 @@ fn poison(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
             .json_key(&row.id)
             .json_value(&serde_json::json!({ "id": row.id })),
     ])
+}
+
+/// How far the monotonic clock moves over a million loop iterations.
+fn monotonic_moved() -> u64 {
+    let start = std::time::Instant::now();
+    let mut sum = 0u64;
+    for i in 0..1_000_000u64 {
+        sum = sum.wrapping_add(std::hint::black_box(i));
+    }
+    std::hint::black_box(sum);
+    start.elapsed().as_nanos() as u64
 }
