@@ -537,3 +537,133 @@ fn two_processes_share_a_group_and_the_survivor_takes_over() {
         seen.len()
     );
 }
+
+/// A sink that stalls on its second batch until the test opens the gate.
+struct StallingSink {
+    batches: usize,
+    gate: tokio::sync::watch::Receiver<bool>,
+    published: tokio::sync::mpsc::UnboundedSender<OutputRecord>,
+}
+
+impl sluice::sink::Sink for StallingSink {
+    async fn send(&mut self, records: Vec<OutputRecord>) -> Result<(), sluice::sink::SinkError> {
+        self.batches += 1;
+        if self.batches == 2 {
+            let _ = self.gate.wait_for(|open| *open).await;
+        }
+        for record in records {
+            let _ = self.published.send(record);
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), sluice::sink::SinkError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stalled_output_pauses_the_source_and_work_resumes_without_duplicates() {
+    const EVENTS: usize = 2_000;
+    let broker = Broker::start();
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    tokio.block_on(async {
+        create_partitioned_topics(&broker.bootstrap, &[("numbers", 1)]).await;
+        produce_numbers(&broker.bootstrap, EVENTS).await;
+        let settings = KafkaSourceSettings {
+            topics: vec!["numbers".to_owned()],
+            properties: vec![
+                ("bootstrap.servers".into(), broker.bootstrap.clone()),
+                ("group.id".into(), "stall".into()),
+                ("auto.offset.reset".into(), "earliest".into()),
+                ("session.timeout.ms".into(), "6000".into()),
+                // The stall below lasts longer than this: a consumer that stopped
+                // polling would be dropped from its group and re-read what it published.
+                ("max.poll.interval.ms".into(), "7000".into()),
+                // A small prefetch, so the pause is what bounds memory.
+                ("queued.max.messages.kbytes".into(), "256".into()),
+            ],
+            linger: Duration::from_millis(20),
+        };
+        let mut source =
+            sluice::source::kafka::KafkaSource::new(&settings, "stamp", None).expect("source");
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let (published, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let mut sink = StallingSink {
+            batches: 0,
+            gate,
+            published,
+        };
+        let runtime = sluice::runtime::Runtime::new(RuntimeOptions::default()).expect("runtime");
+        let stamp = plugin("stamp", components::STAMP, &["numbers"], &["out"], &[]);
+        let config = crate::support::config(
+            std::path::Path::new("unused"),
+            std::path::Path::new("unused"),
+            vec![stamp],
+            100,
+        );
+        let routes = sluice::app::start_routes(&runtime, &config).expect("plugin loads");
+        let mut pipeline = sluice::pipeline::Pipeline::new(
+            routes,
+            PipelineSettings {
+                batch_size: 100,
+                ..PipelineSettings::default()
+            },
+        )
+        .with_lane("stamp");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = async {
+            pipeline
+                .run(&mut source, &mut sink, async move {
+                    let _ = stopped.await;
+                })
+                .await
+        };
+        let test = async {
+            // The first batch goes through; the second stalls for longer than
+            // max.poll.interval.ms.
+            let first = tokio::time::timeout(Duration::from_secs(120), received.recv())
+                .await
+                .expect("the first batch within 2 minutes");
+            assert!(first.is_some());
+            tokio::time::sleep(Duration::from_secs(12)).await;
+            open.send(true).expect("sink waiting");
+            let mut ids = vec![];
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            // Everything, then a few seconds more to catch re-reads.
+            let mut extra = None;
+            loop {
+                let limit = extra.unwrap_or(deadline);
+                match tokio::time::timeout_at(limit, received.recv()).await {
+                    Ok(Some(record)) => {
+                        let value: serde_json::Value =
+                            serde_json::from_slice(record.value.as_deref().expect("value"))
+                                .expect("JSON");
+                        ids.push(value["id"].as_i64().expect("id"));
+                    }
+                    _ => break,
+                }
+                if ids.len() + 1 >= EVENTS && extra.is_none() {
+                    extra = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+                }
+            }
+            stop.send(()).expect("pipeline running");
+            ids
+        };
+        let (stats, ids) = tokio::join!(run, test);
+        let stats = stats.expect("pipeline");
+        let mut distinct = ids.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len() + 1,
+            EVENTS,
+            "every event after the first batch's first record is published"
+        );
+        assert_eq!(
+            ids.len(),
+            distinct.len(),
+            "the held consumer kept its partitions: nothing was read twice ({stats:?})"
+        );
+    });
+}

@@ -300,6 +300,20 @@ impl Source for AnySource {
         }
     }
 
+    async fn hold(&mut self) -> Result<(), SourceError> {
+        match self {
+            AnySource::File(source) => source.hold().await,
+            AnySource::Kafka(source) => source.hold().await,
+        }
+    }
+
+    async fn release(&mut self) -> Result<(), SourceError> {
+        match self {
+            AnySource::File(source) => source.release().await,
+            AnySource::Kafka(source) => source.release().await,
+        }
+    }
+
     fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
         match self {
             AnySource::File(source) => source.group_metadata(),

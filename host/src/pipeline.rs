@@ -235,7 +235,7 @@ impl Pipeline {
             match self.settings.delivery {
                 Delivery::AtLeastOnce => {
                     let output = self.process(batch).await?;
-                    sink.send(output).await?;
+                    holding(source, sink.send(output)).await??;
                     source.commit(&last).await?;
                 }
                 Delivery::ExactlyOnce => {
@@ -245,7 +245,7 @@ impl Pipeline {
                         reason: "exactly-once needs the consumer's group metadata (a kafka source in a consumer group)".to_owned(),
                     })?;
                     let output = self.process(batch).await?;
-                    match sink.send_transaction(output, &last, group).await {
+                    match holding(source, sink.send_transaction(output, &last, group)).await? {
                         Ok(()) => {}
                         Err(SinkError::Aborted { reason }) => {
                             // Nothing of the batch took effect: count it once, when it
@@ -458,6 +458,34 @@ impl Pipeline {
             headers,
         }
     }
+}
+
+/// How long the sink may take with a batch before the source is held (paused; see
+/// [`Source::hold`]). Long enough that a healthy broker never triggers it.
+pub const HOLD_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Awaits `sending` (the sink publishing a batch); if it takes longer than [`HOLD_AFTER`],
+/// holds the source meanwhile (every [`HOLD_AFTER`]) and releases it once done. The
+/// outer error is the source's, the inner result the sink's.
+async fn holding<S: Source, T>(
+    source: &mut S,
+    sending: impl Future<Output = Result<T, SinkError>>,
+) -> Result<Result<T, SinkError>, SourceError> {
+    tokio::pin!(sending);
+    let mut held = false;
+    let result = loop {
+        tokio::select! {
+            result = &mut sending => break result,
+            () = tokio::time::sleep(HOLD_AFTER) => {
+                source.hold().await?;
+                held = true;
+            }
+        }
+    };
+    if held {
+        source.release().await?;
+    }
+    Ok(result)
 }
 
 /// Runs each route over the events it subscribes to, all routes concurrently.

@@ -44,6 +44,10 @@ pub struct KafkaSource {
     consumer: StreamConsumer<LagReporter>,
     linger: Duration,
     name: String,
+    /// Records that arrived while the source was held (fetched before the pause took
+    /// effect); the next batch starts with them.
+    held: std::collections::VecDeque<RawRecord>,
+    paused: bool,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -97,7 +101,24 @@ impl KafkaSource {
             consumer,
             linger: settings.linger,
             name,
+            held: std::collections::VecDeque::new(),
+            paused: false,
         })
+    }
+
+    /// librdkafka reports transient conditions (a broker connection lost, the poll
+    /// interval exceeded, a rebalance in progress) as consume errors and recovers from
+    /// them itself: log and go on. Only fatal errors stop the source.
+    fn consumer_error(&self, error: rdkafka::error::KafkaError) -> Result<(), SourceError> {
+        match error {
+            rdkafka::error::KafkaError::MessageConsumptionFatal(_) => {
+                Err(self.error(format!("consuming: {error}")))
+            }
+            other => {
+                tracing::warn!(source = %self.name, error = %other, "consumer reported an error; librdkafka recovers");
+                Ok(())
+            }
+        }
     }
 
     fn error(&self, reason: String) -> SourceError {
@@ -163,20 +184,26 @@ pub fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
 
 impl Source for KafkaSource {
     async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<RawRecord>>, SourceError> {
-        let mut batch = Vec::new();
-        // `recv` is cancel-safe: a message is only taken from the queue when returned.
-        let first = self
-            .consumer
-            .recv()
-            .await
-            .map_err(|e| self.error(format!("consuming: {e}")))?;
-        batch.push(to_raw(&first));
-        drop(first);
+        let max = max.max(1);
+        let mut batch: Vec<RawRecord> = Vec::new();
+        while batch.len() < max {
+            match self.held.pop_front() {
+                Some(record) => batch.push(record),
+                None => break,
+            }
+        }
+        while batch.is_empty() {
+            // `recv` is cancel-safe: a message is only taken from the queue when returned.
+            match self.consumer.recv().await {
+                Ok(message) => batch.push(to_raw(&message)),
+                Err(e) => self.consumer_error(e)?,
+            }
+        }
         let deadline = tokio::time::Instant::now() + self.linger;
-        while batch.len() < max.max(1) {
+        while batch.len() < max {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Ok(Ok(message)) => batch.push(to_raw(&message)),
-                Ok(Err(e)) => return Err(self.error(format!("consuming: {e}"))),
+                Ok(Err(e)) => self.consumer_error(e)?,
                 Err(_) => break,
             }
         }
@@ -208,6 +235,50 @@ impl Source for KafkaSource {
 
     fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
         self.consumer.group_metadata()
+    }
+
+    async fn hold(&mut self) -> Result<(), SourceError> {
+        // Pause every assigned partition (again after a rebalance, which resets it), so
+        // nothing more is fetched, then serve the poll loop: librdkafka counts a consumer
+        // that stops polling for `max.poll.interval.ms` as dead and takes its partitions.
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| self.error(format!("reading the assignment: {e}")))?;
+        if assignment.count() > 0 {
+            self.consumer
+                .pause(&assignment)
+                .map_err(|e| self.error(format!("pausing: {e}")))?;
+            if !self.paused {
+                tracing::info!(source = %self.name, "output is slow: partitions paused");
+            }
+            self.paused = true;
+        }
+        while let Ok(message) =
+            tokio::time::timeout(Duration::from_millis(10), self.consumer.recv()).await
+        {
+            match message {
+                Ok(message) => self.held.push_back(to_raw(&message)),
+                Err(e) => self.consumer_error(e)?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&mut self) -> Result<(), SourceError> {
+        if !self.paused {
+            return Ok(());
+        }
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| self.error(format!("reading the assignment: {e}")))?;
+        self.consumer
+            .resume(&assignment)
+            .map_err(|e| self.error(format!("resuming: {e}")))?;
+        self.paused = false;
+        tracing::info!(source = %self.name, held = self.held.len(), "output caught up: partitions resumed");
+        Ok(())
     }
 
     async fn rewind(&mut self, first: &[Origin]) -> Result<(), SourceError> {

@@ -38,6 +38,19 @@ pub trait Source: Send {
     /// batch, its last record), every record up to and including it is published.
     fn commit(&mut self, last: &[Origin]) -> impl Future<Output = Result<(), SourceError>> + Send;
 
+    /// Called now and then while the sink is still busy with a batch: stop fetching
+    /// (pause) so memory stays bounded however long the output is slow, but stay alive
+    /// (a Kafka consumer keeps its group membership). Records that still arrive are kept
+    /// for the next batch, in order.
+    fn hold(&mut self) -> impl Future<Output = Result<(), SourceError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Called once the sink has caught up after [`Source::hold`]: fetch again.
+    fn release(&mut self) -> impl Future<Output = Result<(), SourceError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Exactly-once: the consumer group metadata a transactional sink commits this
     /// source's positions with (`None`: this source cannot take part in transactions).
     fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
