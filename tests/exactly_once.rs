@@ -190,13 +190,15 @@ fn a_restarted_producer_fences_its_zombie_on_apache_kafka() {
     };
     let id = "sluice.fencing.stamp.host-a";
     tokio.block_on(async {
-        let mut zombie = TransactionalKafkaSink::new(&properties, id).expect("first producer");
+        let mut zombie =
+            TransactionalKafkaSink::new(&properties, id, None).expect("first producer");
         zombie
             .send_transaction(vec![record(0)], &[position(0)], group())
             .await
             .expect("the only producer commits");
         // The same instance restarts (same transactional.id) while the old one lives on.
-        let mut restarted = TransactionalKafkaSink::new(&properties, id).expect("second producer");
+        let mut restarted =
+            TransactionalKafkaSink::new(&properties, id, None).expect("second producer");
         match zombie
             .send_transaction(vec![record(1)], &[position(1)], group())
             .await

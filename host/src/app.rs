@@ -205,7 +205,9 @@ impl ConfiguredEndpoints {
                     instance: config.instance.clone().unwrap_or_else(host_name),
                 })
             }
-            SinkConfig::Kafka { properties } => SharedSink::Kafka(KafkaSink::new(properties)?),
+            SinkConfig::Kafka { properties } => {
+                SharedSink::Kafka(KafkaSink::new(properties, Some(Arc::clone(&telemetry)))?)
+            }
         };
         Ok(Self {
             source: config.source.clone(),
@@ -252,8 +254,9 @@ impl Endpoints for ConfiguredEndpoints {
                 let id = transactional_id(&transactions.prefix, &group, &transactions.instance);
                 let properties = transactions.properties.clone();
                 // `init_transactions` blocks until the coordinator answers.
+                let telemetry = Some(Arc::clone(&self.telemetry));
                 let sink = tokio::task::spawn_blocking(move || {
-                    TransactionalKafkaSink::new(&properties, &id)
+                    TransactionalKafkaSink::new(&properties, &id, telemetry)
                 })
                 .await
                 .map_err(|e| failed(e.to_string()))?

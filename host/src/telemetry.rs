@@ -52,6 +52,7 @@ pub struct Telemetry {
     latency: Mutex<BTreeMap<String, Latency>>,
     plugins: Mutex<Vec<PluginInfo>>,
     reload: Mutex<ReloadStats>,
+    producer_errors: std::sync::atomic::AtomicU64,
     /// Per lane: (topic, partition, records behind the high watermark).
     consumer_lag: Mutex<BTreeMap<String, Vec<PartitionLag>>>,
 }
@@ -95,6 +96,11 @@ impl Telemetry {
 
     pub fn plugins(&self) -> Vec<PluginInfo> {
         lock(&self.plugins).clone()
+    }
+
+    /// Counts one error librdkafka reported about a producer.
+    pub fn count_producer_error(&self) {
+        self.producer_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Replaces a lane's consumer lag per topic-partition.
@@ -211,6 +217,10 @@ impl Telemetry {
             ));
         }
         drop(latencies);
+        out.push_str(&format!(
+            "# HELP sluice_producer_errors_total Errors librdkafka reported about the producers (brokers unreachable, authentication, ...).\n# TYPE sluice_producer_errors_total counter\nsluice_producer_errors_total {}\n",
+            self.producer_errors.load(Ordering::Relaxed)
+        ));
         out.push_str("# HELP sluice_consumer_lag Records between a lane's consumer position and the partition's high watermark.\n# TYPE sluice_consumer_lag gauge\n");
         for (lane, lags) in lock(&self.consumer_lag).iter() {
             for (topic, partition, lag) in lags {
@@ -283,6 +293,7 @@ mod tests {
         );
         assert!(text.contains("sluice_ready 0\n"));
         telemetry.set_consumer_lag("cdm", vec![("in".into(), 1, 7), ("in".into(), 0, 3)]);
+        telemetry.count_producer_error();
         let text = telemetry.prometheus();
         assert!(
             text.contains(
@@ -290,5 +301,6 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(text.contains("sluice_producer_errors_total 1\n"), "{text}");
     }
 }

@@ -4,6 +4,7 @@
 //! (`acks=all` and idempotence by default), so the pipeline commits source offsets only
 //! after publication. Every librdkafka producer property is passed through verbatim.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -12,11 +13,33 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::{Sink, SinkError};
 use crate::runtime::OutputRecord;
+use crate::telemetry::Telemetry;
 
 /// Publishes records (see the module docs). Clones share one producer.
 #[derive(Clone)]
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: FutureProducer<ErrorCounter>,
+}
+
+/// Counts (and logs) the errors librdkafka reports about a producer's client: brokers
+/// unreachable, authentication failures, ... (`sluice_producer_errors_total`).
+pub struct ErrorCounter {
+    telemetry: Option<Arc<Telemetry>>,
+}
+
+impl ErrorCounter {
+    pub fn new(telemetry: Option<Arc<Telemetry>>) -> Self {
+        Self { telemetry }
+    }
+}
+
+impl rdkafka::ClientContext for ErrorCounter {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::error!(%error, reason, "kafka producer error");
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.count_producer_error();
+        }
+    }
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -30,8 +53,12 @@ pub(crate) fn error(reason: String) -> SinkError {
 }
 
 impl KafkaSink {
-    /// `properties` are librdkafka producer properties (must include `bootstrap.servers`).
-    pub fn new(properties: &[(String, String)]) -> Result<Self, SinkError> {
+    /// `properties` are librdkafka producer properties (must include `bootstrap.servers`);
+    /// client errors are counted in `telemetry`.
+    pub fn new(
+        properties: &[(String, String)],
+        telemetry: Option<Arc<Telemetry>>,
+    ) -> Result<Self, SinkError> {
         let mut config = ClientConfig::new();
         // Safe defaults a user can override: no loss, no duplicates from retries.
         config.set("acks", "all");
@@ -40,7 +67,7 @@ impl KafkaSink {
             config.set(key, value);
         }
         let producer = config
-            .create()
+            .create_with_context(ErrorCounter::new(telemetry))
             .map_err(|e| error(format!("creating the producer: {e}")))?;
         Ok(Self { producer })
     }
@@ -48,8 +75,8 @@ impl KafkaSink {
 
 /// Enqueues every record of `records` on `producer` (librdkafka batches them) and waits
 /// for every acknowledgement. Waits while the local queue is full.
-pub(crate) async fn publish(
-    producer: &FutureProducer,
+pub(crate) async fn publish<C: rdkafka::ClientContext + 'static>(
+    producer: &FutureProducer<C>,
     records: &[OutputRecord],
 ) -> Result<(), SinkError> {
     let mut deliveries = Vec::with_capacity(records.len());

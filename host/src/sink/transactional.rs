@@ -25,7 +25,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::kafka::{error, publish};
+use super::kafka::{ErrorCounter, error, publish};
 use super::{Sink, SinkError};
 use crate::runtime::{Origin, OutputRecord};
 
@@ -56,7 +56,7 @@ pub fn host_name() -> String {
 
 /// Publishes batches in transactions (see the module docs).
 pub struct TransactionalKafkaSink {
-    producer: FutureProducer,
+    producer: FutureProducer<ErrorCounter>,
     transactional_id: String,
 }
 
@@ -71,7 +71,11 @@ impl std::fmt::Debug for TransactionalKafkaSink {
 impl TransactionalKafkaSink {
     /// A producer with `transactional.id` set, initialised for transactions (this fences
     /// any older producer with the same id). Blocks for up to [`CALL_TIMEOUT`].
-    pub fn new(properties: &[(String, String)], transactional_id: &str) -> Result<Self, SinkError> {
+    pub fn new(
+        properties: &[(String, String)],
+        transactional_id: &str,
+        telemetry: Option<std::sync::Arc<crate::telemetry::Telemetry>>,
+    ) -> Result<Self, SinkError> {
         let mut config = ClientConfig::new();
         config.set("acks", "all");
         config.set("enable.idempotence", "true");
@@ -79,11 +83,13 @@ impl TransactionalKafkaSink {
             config.set(key, value);
         }
         config.set("transactional.id", transactional_id);
-        let producer: FutureProducer = config.create().map_err(|e| {
-            error(format!(
-                "creating the transactional producer {transactional_id}: {e}"
-            ))
-        })?;
+        let producer: FutureProducer<ErrorCounter> = config
+            .create_with_context(ErrorCounter::new(telemetry))
+            .map_err(|e| {
+                error(format!(
+                    "creating the transactional producer {transactional_id}: {e}"
+                ))
+            })?;
         producer.init_transactions(CALL_TIMEOUT).map_err(|e| {
             error(format!(
                 "initialising transactions for {transactional_id}: {e}"
@@ -100,7 +106,7 @@ impl TransactionalKafkaSink {
     async fn call(
         &self,
         what: &'static str,
-        call: impl Fn(&FutureProducer) -> Result<(), KafkaError> + Send + Sync + 'static,
+        call: impl Fn(&FutureProducer<ErrorCounter>) -> Result<(), KafkaError> + Send + Sync + 'static,
     ) -> Result<(), KafkaError> {
         let call = std::sync::Arc::new(call);
         let mut attempt = 0;
