@@ -95,23 +95,31 @@ fn main() {
 /// memory limiter is consulted only when a memory grows, so it is not measured here.
 fn deadline_cost(events: &[ChangeEvent], rounds: usize) {
     println!(
-        "the cost of CPU deadlines (epoch interruption), batches of 256 (events/s, best of {rounds}):"
+        "the cost of the limits: CPU deadlines (epoch interruption) and the memory limiter, batches of 256 (events/s, best of {rounds}):"
     );
     println!();
-    println!("| plugin | deadlines on | deadlines off | on / off |");
-    println!("|---|---:|---:|---:|");
-    let with = Runtime::new(RuntimeOptions::default()).expect("runtime");
-    let without = Runtime::new(RuntimeOptions {
-        cpu_deadlines: false,
-        ..RuntimeOptions::default()
-    })
-    .expect("runtime");
+    println!("| plugin | both on | deadlines off | limiter off | both off | both on / both off |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let runtime = |cpu_deadlines: bool, memory_limits: bool| {
+        Runtime::new(RuntimeOptions {
+            cpu_deadlines,
+            memory_limits,
+            ..RuntimeOptions::default()
+        })
+        .expect("runtime")
+    };
+    let runtimes = [
+        runtime(true, true),
+        runtime(false, true),
+        runtime(true, false),
+        runtime(false, false),
+    ];
     for (name, path) in [
         ("customers-cdm", components::CUSTOMERS_CDM),
         ("passthrough", components::PASSTHROUGH),
     ] {
         let mut rates = Vec::new();
-        for runtime in [&with, &without] {
+        for runtime in &runtimes {
             let plugin = runtime
                 .load_file(spec(name), std::path::Path::new(path))
                 .expect("load");
@@ -119,10 +127,12 @@ fn deadline_cost(events: &[ChangeEvent], rounds: usize) {
             rates.push(best_of(rounds, || run_wasm(&mut worker, events, 256)));
         }
         println!(
-            "| {name} | {:.0} | {:.0} | {:.2} |",
+            "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
             rates[0],
             rates[1],
-            rates[0] / rates[1]
+            rates[2],
+            rates[3],
+            rates[0] / rates[3]
         );
     }
 }

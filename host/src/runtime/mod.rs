@@ -67,6 +67,9 @@ pub struct RuntimeOptions {
     /// Whether calls have CPU deadlines (epoch interruption). Always on in `sluice run`;
     /// off only to measure what deadlines cost (the runtime benchmark).
     pub cpu_deadlines: bool,
+    /// Whether stores have the memory limiter. Always on in `sluice run`; off only to
+    /// measure what it costs (the runtime benchmark).
+    pub memory_limits: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -74,6 +77,7 @@ impl Default for RuntimeOptions {
         Self {
             cache_dir: None,
             cpu_deadlines: true,
+            memory_limits: true,
         }
     }
 }
@@ -83,6 +87,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<PluginState>,
     cache: ComponentCache,
+    memory_limits: bool,
     _ticker: EpochTicker,
 }
 
@@ -109,6 +114,7 @@ impl Runtime {
             engine,
             linker,
             cache: ComponentCache::new(options.cache_dir),
+            memory_limits: options.memory_limits,
             _ticker: ticker,
         })
     }
@@ -175,6 +181,7 @@ impl Runtime {
             cache,
             pre,
             self.engine.clone(),
+            self.memory_limits,
         )))
     }
 }

@@ -31,6 +31,8 @@ pub struct LoadedPlugin {
     label: Arc<str>,
     pre: TransformerPre<PluginState>,
     engine: Engine,
+    /// Whether stores get the memory limiter ([`super::RuntimeOptions::memory_limits`]).
+    memory_limits: bool,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -49,6 +51,7 @@ impl LoadedPlugin {
         cache: CacheOutcome,
         pre: TransformerPre<PluginState>,
         engine: Engine,
+        memory_limits: bool,
     ) -> Self {
         let label = Arc::from(format!("{}@{}", spec.name, spec.version));
         Self {
@@ -58,6 +61,7 @@ impl LoadedPlugin {
             label,
             pre,
             engine,
+            memory_limits,
         }
     }
 
@@ -90,7 +94,9 @@ impl LoadedPlugin {
             &self.engine,
             PluginState::new(Arc::clone(&self.label), &limits),
         );
-        store.limiter(|state| &mut state.memory_cap);
+        if self.memory_limits {
+            store.limiter(|state| &mut state.memory_cap);
+        }
         store.set_epoch_deadline(limits.deadline_ticks());
         store.epoch_deadline_trap();
         let bindings = self
