@@ -93,6 +93,7 @@ fn transactions_commit_on_the_mock_cluster_and_aborted_batches_are_processed_aga
                     ("auto.offset.reset".into(), "earliest".into()),
                 ],
                 linger: Duration::from_millis(20),
+                consumers: 1,
             }),
             sink: SinkConfig::Kafka {
                 properties: vec![("bootstrap.servers".into(), bootstrap.clone())],

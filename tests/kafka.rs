@@ -76,6 +76,7 @@ fn customers_cdm_from_kafka_to_kafka_matches_the_golden_file() {
                     ("auto.offset.reset".into(), "earliest".into()),
                 ],
                 linger: Duration::from_millis(20),
+                consumers: 1,
             }),
             sink: SinkConfig::Kafka {
                 properties: vec![("bootstrap.servers".into(), broker.bootstrap.clone())],
@@ -408,6 +409,7 @@ fn poison_events_and_a_trapping_plugin_go_to_the_dead_letter_topic_and_the_strea
                     ("auto.offset.reset".into(), "earliest".into()),
                 ],
                 linger: Duration::from_millis(20),
+                consumers: 1,
             }),
             sink: SinkConfig::Kafka {
                 properties: vec![("bootstrap.servers".into(), broker.bootstrap.clone())],
@@ -584,6 +586,7 @@ fn a_stalled_output_pauses_the_source_and_work_resumes_without_duplicates() {
                 ("queued.max.messages.kbytes".into(), "256".into()),
             ],
             linger: Duration::from_millis(20),
+            consumers: 1,
         };
         let mut source =
             sluice::source::kafka::KafkaSource::new(&settings, "stamp", None).expect("source");
@@ -665,5 +668,115 @@ fn a_stalled_output_pauses_the_source_and_work_resumes_without_duplicates() {
             distinct.len(),
             "the held consumer kept its partitions: nothing was read twice ({stats:?})"
         );
+    });
+}
+
+#[test]
+fn three_consumers_split_the_partitions_and_keep_each_partitions_order() {
+    const EVENTS: usize = 3_000;
+    let broker = Broker::start();
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    tokio.block_on(async {
+        create_partitioned_topics(&broker.bootstrap, &[("numbers", 3), ("out", 3)]).await;
+        produce_numbers(&broker.bootstrap, EVENTS).await;
+        let config = Config {
+            source: SourceConfig::Kafka(KafkaSourceSettings {
+                topics: vec!["numbers".to_owned()],
+                properties: vec![
+                    ("bootstrap.servers".into(), broker.bootstrap.clone()),
+                    ("group.id".into(), "parallel".into()),
+                    ("auto.offset.reset".into(), "earliest".into()),
+                ],
+                linger: Duration::from_millis(20),
+                consumers: 3,
+            }),
+            sink: SinkConfig::Kafka {
+                properties: vec![("bootstrap.servers".into(), broker.bootstrap.clone())],
+            },
+            pipeline: PipelineSettings {
+                batch_size: 50,
+                ..PipelineSettings::default()
+            },
+            isolation: Default::default(),
+            instance: None,
+            runtime: RuntimeOptions::default(),
+            plugins: vec![plugin(
+                "stamp",
+                components::STAMP,
+                &["numbers"],
+                &["out"],
+                &[],
+            )],
+            plugins_dir: None,
+            admin_listen: None,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let sluice = tokio::spawn(sluice::app::run(config, async move {
+            let _ = stopped.await;
+        }));
+        // The plugin's consumer group has three members, one per consumer.
+        let admin: rdkafka::consumer::BaseConsumer =
+            client(&broker.bootstrap).create().expect("admin consumer");
+        let started = std::time::Instant::now();
+        let members = loop {
+            let members = admin
+                .fetch_group_list(Some("parallel.stamp"), Duration::from_secs(5))
+                .ok()
+                .and_then(|list| list.groups().first().map(|g| g.members().len()))
+                .unwrap_or(0);
+            if members == 3 || started.elapsed() > Duration::from_secs(90) {
+                break members;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert_eq!(members, 3, "one group member per consumer");
+
+        let consumer: StreamConsumer = client(&broker.bootstrap)
+            .set("group.id", "parallel-reader")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&["out"]).expect("subscribe");
+        let mut ids = std::collections::BTreeSet::new();
+        let mut records = 0;
+        // Per (output partition, source partition): the source offsets in the order read.
+        let mut order: std::collections::BTreeMap<(i32, String), Vec<i64>> = Default::default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while ids.len() < EVENTS {
+            let message = tokio::time::timeout_at(deadline, consumer.recv())
+                .await
+                .expect("every event within 2 minutes")
+                .expect("consume");
+            let raw = sluice::source::kafka::to_raw(&message);
+            let header = |name: &str| {
+                raw.headers
+                    .iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| h.value.as_deref())
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .expect("lineage header")
+            };
+            let value: serde_json::Value =
+                serde_json::from_slice(raw.value.as_deref().expect("value")).expect("JSON");
+            ids.insert(value["id"].as_i64().expect("id"));
+            records += 1;
+            order
+                .entry((raw.origin.partition, header("sluice.source.partition")))
+                .or_default()
+                .push(header("sluice.source.offset").parse().expect("offset"));
+        }
+        stop.send(()).expect("sluice running");
+        tokio::time::timeout(Duration::from_secs(60), sluice)
+            .await
+            .expect("sluice stops")
+            .expect("task")
+            .expect("sluice ran cleanly");
+        assert_eq!(records, EVENTS, "each event once");
+        for ((out, source), offsets) in &order {
+            assert!(
+                offsets.windows(2).all(|w| w[0] < w[1]),
+                "source partition {source} reached output partition {out} out of order"
+            );
+        }
     });
 }

@@ -50,27 +50,36 @@ pub enum RunError {
     },
 }
 
-/// Loads every configured plugin, compiles it, and starts one worker thread per plugin.
+/// Loads every configured plugin, compiles it, and starts its worker threads: one
+/// instance and thread per consumer of its lane ([`Config::consumers`]).
 pub fn start_routes(runtime: &Runtime, config: &Config) -> Result<Vec<Route>, RunError> {
     config
         .plugins
         .iter()
         .map(|plugin| {
             let loaded = runtime.load_file(plugin.spec.clone(), &plugin.path)?;
-            let instance = loaded.instantiate()?;
-            let thread = PluginThread::spawn(PluginWorker::new(instance)).map_err(|source| {
-                RunError::Thread {
-                    plugin: plugin.spec.name.clone(),
-                    source,
-                }
-            })?;
             Ok(Route {
-                plugin: thread,
+                plugin: start_plugin(&loaded, config.consumers())?,
                 inputs: plugin.inputs.clone(),
                 outputs: plugin.outputs.clone(),
             })
         })
         .collect()
+}
+
+/// Instantiates `loaded` `workers` times (each calls `init`) and starts a thread per
+/// instance.
+pub fn start_plugin(
+    loaded: &Arc<crate::runtime::LoadedPlugin>,
+    workers: usize,
+) -> Result<PluginThread, RunError> {
+    let workers = (0..workers.max(1))
+        .map(|_| loaded.instantiate().map(PluginWorker::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    PluginThread::spawn_pool(workers).map_err(|source| RunError::Thread {
+        plugin: loaded.name().to_owned(),
+        source,
+    })
 }
 
 /// Runs the configured pipeline to completion (or until `shutdown`).
@@ -163,6 +172,7 @@ struct ConfiguredEndpoints {
     source: SourceConfig,
     sink: SharedSink,
     telemetry: Arc<Telemetry>,
+    consumers: usize,
 }
 
 /// What exactly-once lanes need to open their own transactional producers.
@@ -213,6 +223,7 @@ impl ConfiguredEndpoints {
             source: config.source.clone(),
             sink,
             telemetry,
+            consumers: config.consumers(),
         })
     }
 }
@@ -220,6 +231,10 @@ impl ConfiguredEndpoints {
 impl Endpoints for ConfiguredEndpoints {
     type Source = AnySource;
     type Sink = AnySink;
+
+    fn consumers(&self) -> usize {
+        self.consumers
+    }
 
     async fn open(&self, lane: &str) -> Result<(AnySource, AnySink), LaneError> {
         let failed = |reason: String| LaneError::Open {

@@ -37,6 +37,17 @@ pub struct Config {
     pub admin_listen: Option<std::net::SocketAddr>,
 }
 
+impl Config {
+    /// Consumers (pipelines, plugin instances) per plugin: `source.consumers` for Kafka,
+    /// one otherwise.
+    pub fn consumers(&self) -> usize {
+        match &self.source {
+            SourceConfig::Kafka(settings) => settings.consumers,
+            SourceConfig::File { .. } => 1,
+        }
+    }
+}
+
 /// Where events come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceConfig {
@@ -128,6 +139,7 @@ struct RawSource {
     #[serde(default)]
     topics: Vec<String>,
     linger: Option<String>,
+    consumers: Option<i64>,
     #[serde(default)]
     properties: toml::Table,
 }
@@ -234,16 +246,24 @@ impl Problems {
 
 fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
     let source = match raw.source.kind.as_str() {
-        "file" => SourceConfig::File {
-            path: optional_path(
-                raw.source.path.as_deref(),
-                base,
-                "source.path",
-                problems,
-                true,
-            ),
-            topic: raw.source.topic,
-        },
+        "file" => {
+            if raw.source.consumers.is_some_and(|n| n != 1) {
+                problems.add(
+                    "source.consumers",
+                    "a file is read by one consumer per plugin (consumers is for kafka)",
+                );
+            }
+            SourceConfig::File {
+                path: optional_path(
+                    raw.source.path.as_deref(),
+                    base,
+                    "source.path",
+                    problems,
+                    true,
+                ),
+                topic: raw.source.topic,
+            }
+        }
         "kafka" => {
             let mut properties = Vec::new();
             flatten_config(
@@ -272,10 +292,19 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
                     DEFAULT_KAFKA_LINGER
                 }
             };
+            let consumers = match raw.source.consumers {
+                None => 1,
+                Some(n) if (1..=64).contains(&n) => n as usize,
+                Some(n) => {
+                    problems.add("source.consumers", format!("{n} is out of range (1 to 64)"));
+                    1
+                }
+            };
             SourceConfig::Kafka(crate::source::kafka::KafkaSourceSettings {
                 topics: raw.source.topics,
                 properties,
                 linger,
+                consumers,
             })
         }
         other => {

@@ -5,7 +5,9 @@
 //! group (`<group.id>.<plugin>`), so each plugin commits its own offsets, exactly as each
 //! Flink job or Kafka Streams application has its own group: a plugin that loops to its
 //! CPU deadline on every batch falls behind alone, and every other plugin keeps its pace.
-//! With a file source every lane reads the file from the start.
+//! With a file source every lane reads the file from the start. A lane may run several
+//! consumers ([`Endpoints::consumers`]), each with its own pipeline over a source of the
+//! same consumer group, so the group spreads the partitions over them.
 //!
 //! The supervisor here follows the route table the reloader publishes
 //! ([`crate::reload`]): a new plugin starts a lane, a new version of a plugin is handed to
@@ -23,7 +25,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::pipeline::{Pipeline, PipelineError, PipelineSettings, PipelineStats, Routes};
@@ -64,18 +66,27 @@ pub trait Endpoints: Send + Sync + 'static {
     type Source: Source + 'static;
     type Sink: Sink + 'static;
 
-    /// The source and sink for the lane named `lane` (a plugin name, or [`SHARED_LANE`]).
+    /// The source and sink for the lane named `lane` (a plugin name, or [`SHARED_LANE`]);
+    /// called once per consumer of the lane.
     fn open(
         &self,
         lane: &str,
     ) -> impl Future<Output = Result<(Self::Source, Self::Sink), LaneError>> + Send;
+
+    /// Consumers per lane: pipelines over sources of one consumer group, so partitions
+    /// are processed in parallel (each by one consumer, in order).
+    fn consumers(&self) -> usize {
+        1
+    }
 }
 
 /// A running lane.
 struct Lane {
     id: u64,
     routes: watch::Sender<Routes>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: watch::Sender<bool>,
+    /// Its consumers still running.
+    running: usize,
 }
 
 /// Runs the routes of `table` in lanes (per plugin, or one shared lane) until every lane's
@@ -189,11 +200,9 @@ impl<E: Endpoints> Supervisor<E> {
             .cloned()
             .collect();
         for name in removed {
-            if let Some(mut lane) = self.lanes.remove(&name) {
+            if let Some(lane) = self.lanes.remove(&name) {
                 tracing::info!(lane = %name, "plugin removed: its lane stops after its batch in flight; its committed position is kept");
-                if let Some(stop) = lane.stop.take() {
-                    let _ = stop.send(());
-                }
+                let _ = lane.stop.send(true);
             }
         }
     }
@@ -207,33 +216,38 @@ impl<E: Endpoints> Supervisor<E> {
         let id = self.next_id;
         self.next_id += 1;
         self.started_any = true;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let endpoints = Arc::clone(&self.endpoints);
-        let settings = self.settings.clone();
-        let telemetry = self.telemetry.clone();
-        let lane_name = name.clone();
-        tracing::info!(lane = %name, "lane starting");
-        self.tasks.spawn(async move {
-            let result = async {
-                let (mut source, mut sink) = endpoints.open(&lane_name).await?;
-                let mut pipeline =
-                    Pipeline::with_route_table(receiver, settings).with_lane(&lane_name);
-                if let Some(telemetry) = telemetry {
-                    pipeline = pipeline.with_telemetry(telemetry);
+        let (stop, stopped) = watch::channel(false);
+        let consumers = self.endpoints.consumers().max(1);
+        tracing::info!(lane = %name, consumers, "lane starting");
+        for _ in 0..consumers {
+            let endpoints = Arc::clone(&self.endpoints);
+            let settings = self.settings.clone();
+            let telemetry = self.telemetry.clone();
+            let lane_name = name.clone();
+            let receiver = receiver.clone();
+            let mut stopped = stopped.clone();
+            self.tasks.spawn(async move {
+                let result = async {
+                    let (mut source, mut sink) = endpoints.open(&lane_name).await?;
+                    let mut pipeline =
+                        Pipeline::with_route_table(receiver, settings).with_lane(&lane_name);
+                    if let Some(telemetry) = telemetry {
+                        pipeline = pipeline.with_telemetry(telemetry);
+                    }
+                    pipeline
+                        .run(&mut source, &mut sink, async move {
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        })
+                        .await
+                        .map_err(|source| LaneError::Pipeline {
+                            lane: lane_name.clone(),
+                            source,
+                        })
                 }
-                pipeline
-                    .run(&mut source, &mut sink, async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .map_err(|source| LaneError::Pipeline {
-                        lane: lane_name.clone(),
-                        source,
-                    })
-            }
-            .await;
-            (lane_name, id, result)
-        });
+                .await;
+                (lane_name, id, result)
+            });
+        }
         // The shared lane's routes come straight from the reloader's table.
         let routes = sender.unwrap_or_else(|| watch::channel(Arc::new(Vec::new())).0);
         self.lanes.insert(
@@ -241,7 +255,8 @@ impl<E: Endpoints> Supervisor<E> {
             Lane {
                 id,
                 routes,
-                stop: Some(stop),
+                stop,
+                running: consumers,
             },
         );
     }
@@ -255,8 +270,13 @@ impl<E: Endpoints> Supervisor<E> {
             lane: "?".to_owned(),
             reason: e.to_string(),
         })?;
-        if self.lanes.get(&name).is_some_and(|lane| lane.id == id) {
-            self.lanes.remove(&name);
+        if let Some(lane) = self.lanes.get_mut(&name)
+            && lane.id == id
+        {
+            lane.running -= 1;
+            if lane.running == 0 {
+                self.lanes.remove(&name);
+            }
         }
         let stats = result?;
         tracing::info!(lane = %name, ?stats, "lane finished");
@@ -266,10 +286,8 @@ impl<E: Endpoints> Supervisor<E> {
 
     /// Asks every lane to stop after its batch in flight and waits for all of them.
     async fn stop_all(&mut self) -> Result<(), LaneError> {
-        for lane in self.lanes.values_mut() {
-            if let Some(stop) = lane.stop.take() {
-                let _ = stop.send(());
-            }
+        for lane in self.lanes.values() {
+            let _ = lane.stop.send(true);
         }
         let mut first_error = None;
         while let Some(done) = self.tasks.join_next().await {

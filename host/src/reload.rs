@@ -31,10 +31,9 @@ use notify::Watcher as _;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
-use crate::app::RunError;
 use crate::config::{PluginConfig, load_manifest};
 use crate::pipeline::{Route, Routes};
-use crate::runtime::{PluginThread, PluginWorker, Runtime};
+use crate::runtime::Runtime;
 use crate::telemetry::Telemetry;
 
 /// How long the directory must be quiet before a rescan. Copy tools and editors write a
@@ -89,6 +88,8 @@ pub struct Reloader {
     table: watch::Sender<Routes>,
     stats: Arc<std::sync::Mutex<ReloadStats>>,
     telemetry: Option<Arc<Telemetry>>,
+    /// Instances (and threads) started per plugin: one per consumer of its lane.
+    workers: usize,
 }
 
 impl Reloader {
@@ -101,6 +102,17 @@ impl Reloader {
         fixed: Vec<Route>,
         telemetry: Option<Arc<Telemetry>>,
     ) -> (Self, watch::Receiver<Routes>) {
+        Self::start_with_workers(runtime, dir, fixed, telemetry, 1)
+    }
+
+    /// [`Reloader::start`], starting `workers` instances of every plugin it loads.
+    pub fn start_with_workers(
+        runtime: Arc<Runtime>,
+        dir: PathBuf,
+        fixed: Vec<Route>,
+        telemetry: Option<Arc<Telemetry>>,
+        workers: usize,
+    ) -> (Self, watch::Receiver<Routes>) {
         let fixed: Vec<Arc<Route>> = fixed.into_iter().map(Arc::new).collect();
         let (table, receiver) = watch::channel(Arc::new(fixed.clone()));
         let mut reloader = Self {
@@ -112,6 +124,7 @@ impl Reloader {
             table,
             stats: Arc::default(),
             telemetry,
+            workers: workers.max(1),
         };
         reloader.rescan();
         reloader.report();
@@ -268,14 +281,7 @@ impl Reloader {
                 &config.path.display().to_string(),
             )
             .map_err(|e| e.to_string())?;
-        let instance = loaded.instantiate().map_err(|e| e.to_string())?;
-        let thread = PluginThread::spawn(PluginWorker::new(instance)).map_err(|e| {
-            RunError::Thread {
-                plugin: config.spec.name.clone(),
-                source: e,
-            }
-            .to_string()
-        })?;
+        let thread = crate::app::start_plugin(&loaded, self.workers).map_err(|e| e.to_string())?;
         let files = VersionFiles {
             manifest: (manifest.to_owned(), manifest_bytes),
             component: (config.path.clone(), component),

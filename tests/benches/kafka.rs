@@ -196,6 +196,7 @@ impl Contender {
                             ("fetch.wait.max.ms".into(), fetch_wait_ms.to_owned()),
                         ],
                         linger,
+                        consumers: 1,
                     }),
                     sink: SinkConfig::Kafka {
                         properties: vec![

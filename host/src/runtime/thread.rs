@@ -1,9 +1,10 @@
-//! Runs a [`PluginWorker`] on an OS thread of its own.
+//! Runs a plugin's [`PluginWorker`]s on OS threads of their own.
 //!
-//! Plugin calls are synchronous CPU work. Giving each plugin its own thread means a plugin
-//! that loops until its deadline, or is just slow, occupies only its own thread: other
-//! plugins and the async I/O runtime keep going. The pipeline talks to the thread over a
-//! channel and awaits the reply.
+//! Plugin calls are synchronous CPU work. Giving each plugin its own threads means a
+//! plugin that loops until its deadline, or is just slow, occupies only its own threads:
+//! other plugins and the async I/O runtime keep going. The pipeline talks to the threads
+//! over a channel and awaits the reply. A plugin has one worker (instance, thread) per
+//! consumer of its lane, so batches of different partitions run in parallel.
 
 use std::sync::Arc;
 
@@ -33,19 +34,40 @@ pub struct ThreadGone(pub String);
 impl PluginThread {
     /// Starts a thread that owns `worker`.
     pub fn spawn(worker: PluginWorker) -> std::io::Result<Self> {
-        let plugin = Arc::clone(worker.plugin());
-        // One batch queued behind the one running: the pipeline awaits each batch, so
-        // more would only hold memory.
-        let (jobs, mut queue) = mpsc::channel::<Job>(1);
-        std::thread::Builder::new()
-            .name(format!("plugin-{}", plugin.name()))
-            .spawn(move || {
-                let mut worker = worker;
-                while let Some(job) = queue.blocking_recv() {
-                    let outcomes = worker.transform(&job.events);
-                    let _ = job.reply.send(outcomes);
-                }
-            })?;
+        Self::spawn_pool(vec![worker])
+    }
+
+    /// Starts a thread per worker (instances of one plugin version); each batch runs on
+    /// whichever thread is free.
+    ///
+    /// # Panics
+    /// If `workers` is empty.
+    pub fn spawn_pool(workers: Vec<PluginWorker>) -> std::io::Result<Self> {
+        let plugin = Arc::clone(workers.first().expect("at least one worker").plugin());
+        // One batch queued per worker: each pipeline awaits its batch, so more would
+        // only hold memory.
+        let (jobs, queue) = mpsc::channel::<Job>(workers.len());
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for (index, worker) in workers.into_iter().enumerate() {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("plugin-{}-{index}", plugin.name()))
+                .spawn(move || {
+                    let mut worker = worker;
+                    loop {
+                        // One idle thread waits on the queue at a time; the others wait
+                        // for the lock. A poisoned lock means another worker thread
+                        // panicked while waiting, which cannot corrupt a receiver.
+                        let job = queue
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .blocking_recv();
+                        let Some(job) = job else { break };
+                        let outcomes = worker.transform(&job.events);
+                        let _ = job.reply.send(outcomes);
+                    }
+                })?;
+        }
         Ok(Self { plugin, jobs })
     }
 

@@ -37,6 +37,10 @@ pub struct KafkaSourceSettings {
     pub properties: Vec<(String, String)>,
     /// How long a partial batch waits for more records.
     pub linger: Duration,
+    /// Consumers per plugin, each a member of the plugin's consumer group with its own
+    /// pipeline and plugin instance: up to this many partitions are processed in
+    /// parallel (each partition by one consumer, in order).
+    pub consumers: usize,
 }
 
 /// Consumes change topics (see the module docs).
