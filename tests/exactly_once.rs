@@ -94,6 +94,7 @@ fn transactions_commit_on_the_mock_cluster_and_aborted_batches_are_processed_aga
                 ],
                 linger: Duration::from_millis(20),
                 consumers: 1,
+                batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
             }),
             sink: SinkConfig::Kafka {
                 properties: vec![("bootstrap.servers".into(), bootstrap.clone())],

@@ -77,6 +77,7 @@ fn customers_cdm_from_kafka_to_kafka_matches_the_golden_file() {
                 ],
                 linger: Duration::from_millis(20),
                 consumers: 1,
+                batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
             }),
             sink: SinkConfig::Kafka {
                 properties: vec![("bootstrap.servers".into(), broker.bootstrap.clone())],
@@ -410,6 +411,7 @@ fn poison_events_and_a_trapping_plugin_go_to_the_dead_letter_topic_and_the_strea
                 ],
                 linger: Duration::from_millis(20),
                 consumers: 1,
+                batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
             }),
             sink: SinkConfig::Kafka {
                 properties: vec![("bootstrap.servers".into(), broker.bootstrap.clone())],
@@ -587,6 +589,7 @@ fn a_stalled_output_pauses_the_source_and_work_resumes_without_duplicates() {
             ],
             linger: Duration::from_millis(20),
             consumers: 1,
+            batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
         };
         let mut source =
             sluice::source::kafka::KafkaSource::new(&settings, "stamp", None).expect("source");
@@ -689,6 +692,7 @@ fn three_consumers_split_the_partitions_and_keep_each_partitions_order() {
                 ],
                 linger: Duration::from_millis(20),
                 consumers: 3,
+                batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
             }),
             sink: SinkConfig::Kafka {
                 properties: vec![("bootstrap.servers".into(), broker.bootstrap.clone())],
@@ -778,5 +782,61 @@ fn three_consumers_split_the_partitions_and_keep_each_partitions_order() {
                 "source partition {source} reached output partition {out} out of order"
             );
         }
+    });
+}
+
+#[test]
+fn kafka_batches_are_cut_by_bytes() {
+    const EVENTS: usize = 200;
+    let broker = Broker::start();
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    tokio.block_on(async {
+        create_partitioned_topics(&broker.bootstrap, &[("numbers", 1)]).await;
+        produce_numbers(&broker.bootstrap, EVENTS).await;
+        let settings = KafkaSourceSettings {
+            topics: vec!["numbers".to_owned()],
+            properties: vec![
+                ("bootstrap.servers".into(), broker.bootstrap.clone()),
+                ("group.id".into(), "bytes".into()),
+                ("auto.offset.reset".into(), "earliest".into()),
+            ],
+            // Far longer than the test: batches end by bytes, not by time.
+            linger: Duration::from_secs(30),
+            consumers: 1,
+            batch_bytes: 2048,
+        };
+        let mut source =
+            sluice::source::kafka::KafkaSource::new(&settings, "stamp", None).expect("source");
+        let mut batches = Vec::new();
+        let mut total = 0;
+        while total < EVENTS {
+            let batch = tokio::time::timeout(
+                Duration::from_secs(120),
+                sluice::source::Source::next_batch(&mut source, 1000),
+            )
+            .await
+            .expect("a batch within 2 minutes")
+            .expect("consume")
+            .expect("kafka never ends");
+            let bytes: usize = batch
+                .iter()
+                .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len))
+                .sum();
+            total += batch.len();
+            batches.push((batch.len(), bytes));
+        }
+        let (first_len, _) = batches[0];
+        let record_bytes = batches[0].1 / first_len;
+        for (len, bytes) in &batches {
+            // A batch stops at the first record that reaches the cap.
+            assert!(
+                *bytes < 2048 + record_bytes,
+                "a batch of {len} records holds {bytes} bytes, past the 2 KiB cap: {batches:?}"
+            );
+        }
+        assert!(
+            batches.len() >= EVENTS * record_bytes / (2048 + record_bytes),
+            "{batches:?}"
+        );
     });
 }

@@ -140,6 +140,7 @@ struct RawSource {
     topics: Vec<String>,
     linger: Option<String>,
     consumers: Option<i64>,
+    batch_bytes: Option<String>,
     #[serde(default)]
     properties: toml::Table,
 }
@@ -202,6 +203,10 @@ struct RawLimits {
 /// How long a Kafka batch waits for more records after its first: long enough to fill
 /// batches under load, short enough to add little latency at low rates.
 pub const DEFAULT_KAFKA_LINGER: Duration = Duration::from_millis(20);
+
+/// Default cap on the key and value bytes of one Kafka batch: 256 events of ~1 KB fit
+/// four times over, and a batch of large events still stays a few MiB in flight.
+pub const DEFAULT_KAFKA_BATCH_BYTES: u64 = 4 << 20;
 
 /// Loads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -300,11 +305,23 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
                     1
                 }
             };
+            let batch_bytes = match raw.source.batch_bytes.as_deref().map(parse_size) {
+                None => DEFAULT_KAFKA_BATCH_BYTES,
+                Some(Some(bytes)) if bytes > 0 => bytes,
+                Some(_) => {
+                    problems.add(
+                        "source.batch_bytes",
+                        "not a size; use a number with B, KiB, MiB or GiB (e.g. \"4MiB\")",
+                    );
+                    DEFAULT_KAFKA_BATCH_BYTES
+                }
+            };
             SourceConfig::Kafka(crate::source::kafka::KafkaSourceSettings {
                 topics: raw.source.topics,
                 properties,
                 linger,
                 consumers,
+                batch_bytes,
             })
         }
         other => {

@@ -232,9 +232,11 @@ impl Pipeline {
             let last = last_per_partition(&batch);
             let started = std::time::Instant::now();
             let before = self.stats;
+            let by_topic;
             match self.settings.delivery {
                 Delivery::AtLeastOnce => {
                     let output = self.process(batch).await?;
+                    by_topic = count_by_topic(&output);
                     holding(source, sink.send(output)).await??;
                     source.commit(&last).await?;
                 }
@@ -245,6 +247,7 @@ impl Pipeline {
                         reason: "exactly-once needs the consumer's group metadata (a kafka source in a consumer group)".to_owned(),
                     })?;
                     let output = self.process(batch).await?;
+                    by_topic = count_by_topic(&output);
                     match holding(source, sink.send_transaction(output, &last, group)).await? {
                         Ok(()) => {}
                         Err(SinkError::Aborted { reason }) => {
@@ -263,6 +266,7 @@ impl Pipeline {
             let elapsed = started.elapsed();
             if let Some(telemetry) = &self.telemetry {
                 telemetry.record_batch(&self.lane, self.stats, elapsed);
+                telemetry.count_published(&self.lane, by_topic);
             }
             let rest = self.rest_after(&before, elapsed);
             if !rest.is_zero() {
@@ -512,6 +516,18 @@ async fn run_plugins(
         }
     });
     futures::future::join_all(calls).await.into_iter().collect()
+}
+
+/// How many records of `output` go to each topic.
+fn count_by_topic(output: &[OutputRecord]) -> Vec<(String, u64)> {
+    let mut counts: Vec<(String, u64)> = Vec::new();
+    for record in output {
+        match counts.iter_mut().find(|(topic, _)| *topic == record.topic) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((record.topic.clone(), 1)),
+        }
+    }
+    counts
 }
 
 /// The last record's origin of each topic-partition in `batch`: what to commit.

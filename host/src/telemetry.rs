@@ -53,6 +53,8 @@ pub struct Telemetry {
     plugins: Mutex<Vec<PluginInfo>>,
     reload: Mutex<ReloadStats>,
     producer_errors: std::sync::atomic::AtomicU64,
+    /// Records published per (lane, topic), dead letters included.
+    published: Mutex<BTreeMap<(String, String), u64>>,
     /// Per lane: (topic, partition, records behind the high watermark).
     consumer_lag: Mutex<BTreeMap<String, Vec<PartitionLag>>>,
 }
@@ -96,6 +98,14 @@ impl Telemetry {
 
     pub fn plugins(&self) -> Vec<PluginInfo> {
         lock(&self.plugins).clone()
+    }
+
+    /// Adds a committed batch's records per topic to lane `lane`'s counts.
+    pub fn count_published(&self, lane: &str, by_topic: Vec<(String, u64)>) {
+        let mut published = lock(&self.published);
+        for (topic, count) in by_topic {
+            *published.entry((lane.to_owned(), topic)).or_default() += count;
+        }
     }
 
     /// Counts one error librdkafka reported about a producer.
@@ -217,6 +227,14 @@ impl Telemetry {
             ));
         }
         drop(latencies);
+        out.push_str("# HELP sluice_records_published_total Records published (committed), per lane and output topic; dead letters included.\n# TYPE sluice_records_published_total counter\n");
+        for ((lane, topic), count) in lock(&self.published).iter() {
+            out.push_str(&format!(
+                "sluice_records_published_total{{lane=\"{}\",topic=\"{}\"}} {count}\n",
+                escape(lane),
+                escape(topic)
+            ));
+        }
         out.push_str(&format!(
             "# HELP sluice_producer_errors_total Errors librdkafka reported about the producers (brokers unreachable, authentication, ...).\n# TYPE sluice_producer_errors_total counter\nsluice_producer_errors_total {}\n",
             self.producer_errors.load(Ordering::Relaxed)
@@ -294,6 +312,11 @@ mod tests {
         assert!(text.contains("sluice_ready 0\n"));
         telemetry.set_consumer_lag("cdm", vec![("in".into(), 1, 7), ("in".into(), 0, 3)]);
         telemetry.count_producer_error();
+        telemetry.count_published("cdm", vec![("cdm.customer".into(), 2)]);
+        telemetry.count_published(
+            "cdm",
+            vec![("cdm.customer".into(), 1), ("sluice.dlq".into(), 1)],
+        );
         let text = telemetry.prometheus();
         assert!(
             text.contains(
@@ -302,5 +325,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sluice_producer_errors_total 1\n"), "{text}");
+        assert!(
+            text.contains("sluice_records_published_total{lane=\"cdm\",topic=\"cdm.customer\"} 3\nsluice_records_published_total{lane=\"cdm\",topic=\"sluice.dlq\"} 1\n"),
+            "{text}"
+        );
     }
 }

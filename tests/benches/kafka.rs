@@ -197,6 +197,7 @@ impl Contender {
                         ],
                         linger,
                         consumers: 1,
+                        batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
                     }),
                     sink: SinkConfig::Kafka {
                         properties: vec![

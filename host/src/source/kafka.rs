@@ -41,12 +41,16 @@ pub struct KafkaSourceSettings {
     /// pipeline and plugin instance: up to this many partitions are processed in
     /// parallel (each partition by one consumer, in order).
     pub consumers: usize,
+    /// A batch ends once its keys and values hold this many bytes (or `max` records, or
+    /// the linger ran out), whichever comes first.
+    pub batch_bytes: u64,
 }
 
 /// Consumes change topics (see the module docs).
 pub struct KafkaSource {
     consumer: StreamConsumer<LagReporter>,
     linger: Duration,
+    batch_bytes: u64,
     name: String,
     /// Records that arrived while the source was held (fetched before the pause took
     /// effect); the next batch starts with them.
@@ -104,6 +108,7 @@ impl KafkaSource {
         Ok(Self {
             consumer,
             linger: settings.linger,
+            batch_bytes: settings.batch_bytes,
             name,
             held: std::collections::VecDeque::new(),
             paused: false,
@@ -203,10 +208,19 @@ impl Source for KafkaSource {
                 Err(e) => self.consumer_error(e)?,
             }
         }
+        let size = |record: &RawRecord| {
+            (record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len))
+                as u64
+        };
+        let mut bytes: u64 = batch.iter().map(size).sum();
         let deadline = tokio::time::Instant::now() + self.linger;
-        while batch.len() < max {
+        while batch.len() < max && bytes < self.batch_bytes {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(to_raw(&message)),
+                Ok(Ok(message)) => {
+                    let record = to_raw(&message);
+                    bytes += size(&record);
+                    batch.push(record);
+                }
                 Ok(Err(e)) => self.consumer_error(e)?,
                 Err(_) => break,
             }
