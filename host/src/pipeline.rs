@@ -155,8 +155,9 @@ pub struct Pipeline {
     rest_after_traps: bool,
 }
 
-/// After a batch in which its plugin trapped, a plugin's lane rests for this many times
-/// the batch's duration, scaled by the share of the batch's events that trapped. A trap
+/// After a batch in which its plugin trapped (or broke its output limits or ACL), a
+/// plugin's lane rests for this many times the batch's duration, scaled by the share of
+/// the batch's events that did. A trap
 /// costs far more than a normal event (the poison event is found by retrying event by
 /// event, each trap throws the instance away and instantiates a fresh one), so a plugin
 /// that traps on every event would otherwise keep cores busy that other teams' plugins
@@ -288,7 +289,10 @@ impl Pipeline {
         before: &PipelineStats,
         elapsed: std::time::Duration,
     ) -> std::time::Duration {
-        let trapped = self.stats.trapped - before.trapped;
+        // Output violations (a forbidden topic, a record past the size cap) cost like
+        // traps: the plugin did all the work, and it is thrown away.
+        let trapped = self.stats.trapped - before.trapped + self.stats.output_violations
+            - before.output_violations;
         let events = self.stats.records_in - before.records_in;
         if !self.rest_after_traps || trapped == 0 || events == 0 {
             return std::time::Duration::ZERO;
