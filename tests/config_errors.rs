@@ -6,7 +6,10 @@ use std::path::Path;
 
 /// Runs `error_of` on every `<case>.toml` of `tests/<folder>` and compares the text with
 /// `<case>.err`; returns how many cases there were.
-fn check_golden_errors(folder: &str, error_of: impl Fn(&Path, &Path) -> String) -> usize {
+pub(crate) fn check_golden_errors(
+    folder: &str,
+    error_of: impl Fn(&Path, &Path) -> String,
+) -> usize {
     let dir = sluice_tests::repo_root().join("tests").join(folder);
     let mut cases = 0;
     for entry in std::fs::read_dir(&dir).expect("golden folder exists") {

@@ -102,7 +102,10 @@ fn plugin_build_of_a_directory_without_a_crate_fails_clearly() {
         .expect("run sluice");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("the plugin did not compile"), "{stderr}");
+    assert!(
+        stderr.contains("not a plugin project: no Cargo.toml (Rust), package.json (JavaScript) or pyproject.toml (Python)"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains(&empty.path().display().to_string()),
         "{stderr}"

@@ -2,6 +2,7 @@
 //! the real host, one module per area.
 
 mod admin;
+mod capture;
 mod config_errors;
 mod exactly_once;
 mod golden;
@@ -9,7 +10,9 @@ mod isolation;
 mod kafka;
 mod lanes;
 mod plugin_cli;
+mod plugin_new;
 mod reload;
 mod runtime;
+mod sdk_ports;
 mod shutdown;
 mod support;

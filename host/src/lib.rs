@@ -8,10 +8,12 @@
 
 pub mod admin;
 pub mod app;
+pub mod capture;
 pub mod config;
 pub mod debezium;
 pub mod lanes;
 pub mod pipeline;
+pub mod plugin_new;
 pub mod plugin_test;
 pub mod reload;
 pub mod runtime;

@@ -22,6 +22,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Captures SQL Server CDC changes into Kafka as Debezium change events.
+    Capture {
+        /// The TOML configuration (see README, SQL Server capture).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Tools for plugin authors.
     Plugin {
         #[command(subcommand)]
@@ -31,13 +37,30 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
-    /// Compiles a Rust plugin crate into a component (`wasm32-wasip2`, release).
+    /// Compiles a plugin project into a component: Rust (`Cargo.toml`, `wasm32-wasip2`,
+    /// release), JavaScript (`package.json`, componentize-js) or Python (`pyproject.toml`,
+    /// componentize-py).
     Build {
-        /// The plugin crate's directory (or a workspace of plugins).
+        /// The plugin project's directory (or a Cargo workspace of plugins).
         crate_dir: PathBuf,
         /// Copy the components into this directory (created if missing).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Where the build writes (Rust: cargo's target directory; JavaScript and Python:
+        /// `<dir>/js`, `<dir>/python`). Default: cargo's configuration, else `<project>/dist`.
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+    },
+    /// Creates a plugin project from a template, ready to build and test.
+    New {
+        /// The plugin's name (a-z, 0-9, - and _): the directory and the component's name.
+        name: String,
+        /// The language of the project.
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
+        /// The directory to create the project in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// Validates a plugins directory (manifests, components, init) without running it.
     Check {
@@ -71,6 +94,14 @@ enum PluginCommand {
         #[arg(long, default_value_t = 256)]
         batch_size: usize,
     },
+}
+
+/// The languages `sluice plugin new` has templates for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Lang {
+    Rust,
+    Js,
+    Python,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -107,6 +138,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let stats = runtime.block_on(sluice::app::run(config, shutdown_signal()))?;
             tracing::info!(?stats, "pipeline finished");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Capture { config } => {
+            let config = sluice::capture::config::load(&config)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime
+                .block_on(sluice::capture::run_config(&config, shutdown_signal()))
+                .context("sluice capture")?;
+            tracing::info!("capture stopped");
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {
@@ -148,9 +188,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {
-            command: PluginCommand::Build { crate_dir, out },
+            command: PluginCommand::New { name, lang, dir },
         } => {
-            let components = sluice_plugin_build::build(&crate_dir, None)?;
+            let language = match lang {
+                Lang::Rust => sluice_plugin_build::Language::Rust,
+                Lang::Js => sluice_plugin_build::Language::JavaScript,
+                Lang::Python => sluice_plugin_build::Language::Python,
+            };
+            let project = sluice::plugin_new::create(&dir, &name, language)?;
+            println!("{}", project.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Build {
+                    crate_dir,
+                    out,
+                    target_dir,
+                },
+        } => {
+            let components = sluice_plugin_build::build_plugin(&crate_dir, target_dir.as_deref())?;
             for component in components {
                 let path = match &out {
                     Some(dir) => {

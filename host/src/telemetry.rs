@@ -26,6 +26,15 @@ pub type PartitionLag = (String, i32, i64);
 /// A pipeline counter: metric name, help text, and how to read it from the counters.
 type Counter = (&'static str, &'static str, fn(&PipelineStats) -> u64);
 
+/// Renders a component's own metrics as Prometheus text.
+struct Collector(Box<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Collector")
+    }
+}
+
 /// A plugin version in service.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PluginInfo {
@@ -55,6 +64,8 @@ pub struct Telemetry {
     producer_errors: std::sync::atomic::AtomicU64,
     /// Records published per (lane, topic), dead letters included.
     published: Mutex<BTreeMap<(String, String), u64>>,
+    /// Other components' metrics, rendered after sluice's own (e.g. capture progress).
+    collectors: Mutex<Vec<Collector>>,
     /// Per lane: (topic, partition, records behind the high watermark).
     consumer_lag: Mutex<BTreeMap<String, Vec<PartitionLag>>>,
 }
@@ -106,6 +117,11 @@ impl Telemetry {
         for (topic, count) in by_topic {
             *published.entry((lane.to_owned(), topic)).or_default() += count;
         }
+    }
+
+    /// Adds metrics rendered by `collector` (Prometheus text) to every scrape.
+    pub fn add_collector(&self, collector: impl Fn() -> String + Send + Sync + 'static) {
+        lock(&self.collectors).push(Collector(Box::new(collector)));
     }
 
     /// Counts one error librdkafka reported about a producer.
@@ -249,6 +265,9 @@ impl Telemetry {
                 ));
             }
         }
+        for collector in lock(&self.collectors).iter() {
+            out.push_str(&(collector.0)());
+        }
         out.push_str(&format!(
             "# HELP sluice_ready Whether sluice is ready.\n# TYPE sluice_ready gauge\nsluice_ready {}\n",
             u8::from(self.is_ready())
@@ -312,6 +331,9 @@ mod tests {
         assert!(text.contains("sluice_ready 0\n"));
         telemetry.set_consumer_lag("cdm", vec![("in".into(), 1, 7), ("in".into(), 0, 3)]);
         telemetry.count_producer_error();
+        telemetry.add_collector(|| {
+            "sluice_capture_snapshot_rows{table=\"t\",state=\"done\"} 4\n".to_owned()
+        });
         telemetry.count_published("cdm", vec![("cdm.customer".into(), 2)]);
         telemetry.count_published(
             "cdm",
@@ -325,6 +347,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sluice_producer_errors_total 1\n"), "{text}");
+        assert!(
+            text.contains("sluice_capture_snapshot_rows{table=\"t\",state=\"done\"} 4\n"),
+            "{text}"
+        );
         assert!(
             text.contains("sluice_records_published_total{lane=\"cdm\",topic=\"cdm.customer\"} 3\nsluice_records_published_total{lane=\"cdm\",topic=\"sluice.dlq\"} 1\n"),
             "{text}"

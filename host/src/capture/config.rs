@@ -1,0 +1,448 @@
+//! The `sluice capture` configuration, loaded in two stages like `sluice run`'s
+//! ([`crate::config`]): raw structs refusing unknown fields, then validation reporting
+//! every problem with its path (`capture.snapshot_mode`).
+//!
+//! ```toml
+//! [capture]
+//! connection = "server=tcp:127.0.0.1,1433;database=testDB;user=sa;password=...;TrustServerCertificate=true"
+//! topic_prefix = "server1"                 # Debezium's topic.prefix
+//! tables = ["dbo.customers", "dbo.orders"]
+//!
+//! [kafka]
+//! offsets_topic = "sluice.capture.offsets"
+//! properties = { "bootstrap.servers" = "127.0.0.1:9092" }
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::types::DecimalMode;
+use super::{CaptureSettings, GapPolicy, SnapshotMode};
+use crate::config::{ConfigError, Problem, parse_duration};
+
+/// A validated `sluice capture` configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// The ADO.NET connection string.
+    pub connection: String,
+    pub settings: CaptureSettings,
+    /// librdkafka producer properties, verbatim.
+    pub kafka: Vec<(String, String)>,
+    pub offsets_topic: String,
+    /// Events and offsets in one Kafka transaction (exactly-once); `false` for brokers
+    /// without transactions (at-least-once).
+    pub transactions: bool,
+    /// Where the admin HTTP server (`/health`, `/ready`, `/metrics` with the snapshot
+    /// progress) listens.
+    pub admin_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    capture: RawCapture,
+    kafka: RawKafka,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    connection: Option<String>,
+    topic_prefix: Option<String>,
+    database: Option<String>,
+    #[serde(default)]
+    tables: Vec<String>,
+    snapshot_mode: Option<String>,
+    decimal_handling_mode: Option<String>,
+    schemas_enable: Option<bool>,
+    tombstones_on_delete: Option<bool>,
+    provide_transaction_metadata: Option<bool>,
+    heartbeat_interval: Option<String>,
+    poll_interval: Option<String>,
+    max_transactions_per_pass: Option<i64>,
+    batch_size: Option<i64>,
+    snapshot_progress_rows: Option<i64>,
+    on_cleanup_gap: Option<String>,
+    source_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    offsets_topic: Option<String>,
+    transactions: Option<bool>,
+    #[serde(default)]
+    properties: toml::Table,
+}
+
+/// Loads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<CaptureConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    parse(&text, &file)
+}
+
+/// Parses configuration text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<CaptureConfig, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: file.to_owned(),
+        reason: e.to_string().trim_end().to_owned(),
+    })?;
+    let mut problems = Vec::new();
+    let config = validate(raw, &mut problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid {
+            file: file.to_owned(),
+            problems,
+        })
+    }
+}
+
+fn add(problems: &mut Vec<Problem>, path: &str, message: impl Into<String>) {
+    problems.push(Problem {
+        path: path.to_owned(),
+        message: message.into(),
+    });
+}
+
+/// The `database=` of an ADO.NET connection string.
+fn database_of(connection: &str) -> Option<String> {
+    connection.split(';').find_map(|part| {
+        let (key, value) = part.split_once('=')?;
+        matches!(
+            key.trim().to_ascii_lowercase().as_str(),
+            "database" | "initial catalog"
+        )
+        .then(|| value.trim().to_owned())
+    })
+}
+
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn count(
+    value: Option<i64>,
+    path: &str,
+    range: std::ops::RangeInclusive<i64>,
+    default: i64,
+    problems: &mut Vec<Problem>,
+) -> i64 {
+    match value {
+        None => default,
+        Some(n) if range.contains(&n) => n,
+        Some(n) => {
+            add(
+                problems,
+                path,
+                format!("{n} is out of range ({} to {})", range.start(), range.end()),
+            );
+            default
+        }
+    }
+}
+
+fn duration(value: Option<&str>, path: &str, problems: &mut Vec<Problem>) -> Option<Duration> {
+    let text = value?;
+    match parse_duration(text) {
+        Some(d) if !d.is_zero() => Some(d),
+        _ => {
+            add(
+                problems,
+                path,
+                format!("{text:?} is not a positive duration; use ms, s or m (e.g. \"500ms\")"),
+            );
+            None
+        }
+    }
+}
+
+fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureConfig {
+    let c = raw.capture;
+    let connection = c.connection.unwrap_or_default();
+    if connection.is_empty() {
+        add(
+            problems,
+            "capture.connection",
+            "missing (an ADO.NET connection string: \"server=tcp:host,1433;database=...;user=...;password=...\")",
+        );
+    } else if connection
+        .to_ascii_lowercase()
+        .contains("integrated security")
+    {
+        add(
+            problems,
+            "capture.connection",
+            "integrated security is not supported by this build (tiberius without GSSAPI); use a SQL login (user=...;password=...)",
+        );
+    }
+    let database = match (c.database, database_of(&connection)) {
+        (Some(db), Some(in_connection)) if db != in_connection => {
+            add(
+                problems,
+                "capture.database",
+                format!("{db:?} differs from the connection string's database {in_connection:?}"),
+            );
+            db
+        }
+        (Some(db), _) | (None, Some(db)) => db,
+        (None, None) => {
+            if !connection.is_empty() {
+                add(
+                    problems,
+                    "capture.database",
+                    "missing: set it, or database=... in the connection string",
+                );
+            }
+            String::new()
+        }
+    };
+    let prefix = c.topic_prefix.unwrap_or_default();
+    if !is_name(&prefix) {
+        add(
+            problems,
+            "capture.topic_prefix",
+            format!(
+                "{prefix:?} must be letters, digits, '_', '-' or '.' (it starts every topic name)"
+            ),
+        );
+    }
+    if c.tables.is_empty() {
+        add(
+            problems,
+            "capture.tables",
+            "list at least one table as \"schema.table\"",
+        );
+    }
+    for (i, table) in c.tables.iter().enumerate() {
+        let parts: Vec<&str> = table.split('.').collect();
+        if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+            add(
+                problems,
+                &format!("capture.tables[{i}]"),
+                format!("{table:?} is not \"schema.table\""),
+            );
+        }
+    }
+    let mut settings = CaptureSettings::new(&prefix, &database, c.tables);
+    settings.snapshot = match c.snapshot_mode.as_deref() {
+        None | Some("initial") => SnapshotMode::Initial,
+        Some("no_data") => SnapshotMode::NoData,
+        Some("always") => SnapshotMode::Always,
+        Some("when_needed") => SnapshotMode::WhenNeeded,
+        Some(other) => {
+            add(
+                problems,
+                "capture.snapshot_mode",
+                format!(
+                    "unknown mode {other:?} (expected \"initial\", \"no_data\", \"always\" or \"when_needed\")"
+                ),
+            );
+            SnapshotMode::Initial
+        }
+    };
+    settings.events.decimal_mode = match c.decimal_handling_mode.as_deref() {
+        None | Some("precise") => DecimalMode::Precise,
+        Some("double") => DecimalMode::Double,
+        Some("string") => DecimalMode::String,
+        Some(other) => {
+            add(
+                problems,
+                "capture.decimal_handling_mode",
+                format!("unknown mode {other:?} (expected \"precise\", \"double\" or \"string\")"),
+            );
+            DecimalMode::Precise
+        }
+    };
+    settings.on_gap = match c.on_cleanup_gap.as_deref() {
+        None | Some("fail") => GapPolicy::Fail,
+        Some("snapshot") => GapPolicy::Snapshot,
+        Some(other) => {
+            add(
+                problems,
+                "capture.on_cleanup_gap",
+                format!("unknown policy {other:?} (expected \"fail\" or \"snapshot\")"),
+            );
+            GapPolicy::Fail
+        }
+    };
+    settings.events.schemas = c.schemas_enable.unwrap_or(false);
+    settings.tombstones = c.tombstones_on_delete.unwrap_or(true);
+    settings.transaction_metadata = c.provide_transaction_metadata.unwrap_or(false);
+    if let Some(version) = c.source_version {
+        settings.events.version = version;
+    }
+    settings.heartbeat = duration(
+        c.heartbeat_interval.as_deref(),
+        "capture.heartbeat_interval",
+        problems,
+    );
+    if let Some(poll) = duration(
+        c.poll_interval.as_deref(),
+        "capture.poll_interval",
+        problems,
+    ) {
+        settings.poll_interval = poll;
+    }
+    settings.max_transactions = count(
+        c.max_transactions_per_pass,
+        "capture.max_transactions_per_pass",
+        1..=100_000,
+        500,
+        problems,
+    ) as u32;
+    settings.batch_size = count(
+        c.batch_size,
+        "capture.batch_size",
+        1..=1_000_000,
+        10_000,
+        problems,
+    ) as usize;
+    settings.snapshot_progress_rows = count(
+        c.snapshot_progress_rows,
+        "capture.snapshot_progress_rows",
+        1..=100_000_000,
+        10_000,
+        problems,
+    ) as usize;
+
+    let k = raw.kafka;
+    let mut kafka = Vec::new();
+    for (key, value) in &k.properties {
+        match value {
+            toml::Value::String(s) => kafka.push((key.clone(), s.clone())),
+            toml::Value::Integer(n) => kafka.push((key.clone(), n.to_string())),
+            toml::Value::Boolean(b) => kafka.push((key.clone(), b.to_string())),
+            _ => add(
+                problems,
+                &format!("kafka.properties.{key}"),
+                "must be a string, integer or boolean",
+            ),
+        }
+    }
+    if !kafka.iter().any(|(key, _)| key == "bootstrap.servers") {
+        add(
+            problems,
+            "kafka.properties",
+            "missing \"bootstrap.servers\"",
+        );
+    }
+    if kafka.iter().any(|(key, _)| key == "transactional.id") {
+        add(
+            problems,
+            "kafka.properties.transactional.id",
+            "set by sluice (sluice-capture.<topic_prefix>.<database>, so a second capture of the database is fenced)",
+        );
+    }
+    let offsets_topic = k
+        .offsets_topic
+        .unwrap_or_else(|| "sluice.capture.offsets".to_owned());
+    if !is_name(&offsets_topic) {
+        add(
+            problems,
+            "kafka.offsets_topic",
+            format!("{offsets_topic:?} is not a valid topic name"),
+        );
+    }
+    let admin_listen = raw
+        .admin
+        .listen
+        .as_deref()
+        .and_then(|text| match text.parse() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                add(
+                    problems,
+                    "admin.listen",
+                    format!("{text:?} is not an address:port (e.g. \"127.0.0.1:9465\")"),
+                );
+                None
+            }
+        });
+    CaptureConfig {
+        connection,
+        settings,
+        kafka,
+        offsets_topic,
+        transactions: k.transactions.unwrap_or(true),
+        admin_listen,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_config_takes_debezium_defaults() {
+        let config = parse(
+            r#"
+            [capture]
+            connection = "server=tcp:db,1433;database=testDB;user=sa;password=x"
+            topic_prefix = "server1"
+            tables = ["dbo.customers"]
+            [kafka]
+            properties = { "bootstrap.servers" = "k:9092" }
+            "#,
+            "c.toml",
+        )
+        .expect("valid");
+        assert_eq!(config.settings.events.database, "testDB");
+        assert_eq!(config.settings.snapshot, SnapshotMode::Initial);
+        assert_eq!(config.settings.max_transactions, 500);
+        assert!(config.transactions && config.settings.tombstones);
+        assert_eq!(config.offsets_topic, "sluice.capture.offsets");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let error = parse(
+            r#"
+            [capture]
+            connection = "server=tcp:db,1433;user=sa;password=x"
+            topic_prefix = "server 1"
+            tables = ["customers"]
+            snapshot_mode = "sometimes"
+            decimal_handling_mode = "float"
+            poll_interval = "soon"
+            max_transactions_per_pass = 0
+            [kafka]
+            properties = { "transactional.id" = "x" }
+            "#,
+            "c.toml",
+        )
+        .expect_err("invalid")
+        .to_string();
+        for path in [
+            "capture.database",
+            "capture.topic_prefix",
+            "capture.tables[0]",
+            "capture.snapshot_mode",
+            "capture.decimal_handling_mode",
+            "capture.poll_interval",
+            "capture.max_transactions_per_pass",
+            "kafka.properties:",
+            "kafka.properties.transactional.id",
+        ] {
+            assert!(error.contains(&format!("  - {path}")), "{path} in {error}");
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! `sluice capture`: SQL Server CDC into Kafka, as Debezium's SQL Server connector does
+//! it, without a Kafka Connect cluster.
+//!
+//! - [`tables`]: what the loop needs from the CDC tables (a trait), [`sqlserver`] its
+//!   tiberius implementation;
+//! - [`snapshot`]: the initial read (`op: r`), [`stream`]: the pass loop over
+//!   `cdc.lsn_time_mapping` windows, [`plan`]: capture-instance switches;
+//! - [`types`], [`envelope`]: Debezium's values, schemas and envelopes, byte for byte;
+//! - [`offsets`]: the offset, its encoding and the resume skip rule; [`writer`]: events
+//!   and the offset record in one Kafka transaction;
+//! - [`config`]: the `sluice capture` configuration.
+
+pub mod config;
+pub mod envelope;
+pub mod lsn;
+pub mod offsets;
+pub mod plan;
+pub mod snapshot;
+pub mod sqlserver;
+pub mod stream;
+pub mod tables;
+pub mod types;
+pub mod writer;
+
+use std::future::Future;
+use std::time::Duration;
+
+use envelope::{EventSettings, RowError};
+use lsn::Lsn;
+use offsets::Offset;
+use tables::TablesError;
+
+/// A record for Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    /// `None`: a tombstone.
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Where events and offsets go: both in one atomic step (a Kafka transaction).
+pub trait EventWriter: Send {
+    /// Publishes `records` and stores `offset`, atomically where the writer can.
+    fn commit(
+        &mut self,
+        records: Vec<OutRecord>,
+        offset: Offset,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+}
+
+/// A failed publication.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error(
+        "fenced: another `sluice capture` of this database took over transactional.id {0}; this one stops"
+    )]
+    Fenced(String),
+}
+
+/// `snapshot.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotMode {
+    /// Snapshot when there is no offset (or the last snapshot did not finish), then stream.
+    #[default]
+    Initial,
+    /// No data snapshot: stream from the current max LSN.
+    NoData,
+    /// Snapshot at every start.
+    Always,
+    /// Like `initial`, and also when the stored offset is gone from the change tables.
+    WhenNeeded,
+}
+
+/// What to do when the stored offset is older than the change tables' minimum LSN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GapPolicy {
+    #[default]
+    Fail,
+    Snapshot,
+}
+
+/// How capture runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureSettings {
+    pub events: EventSettings,
+    /// Captured tables, `schema.table`.
+    pub tables: Vec<String>,
+    pub snapshot: SnapshotMode,
+    pub on_gap: GapPolicy,
+    /// Transactions per pass (Debezium's `max.iteration.transactions`, default 500).
+    pub max_transactions: u32,
+    /// Events per Kafka transaction (a pass or snapshot page larger than this is
+    /// committed in parts; the skip rule makes a restart between parts exact).
+    pub batch_size: usize,
+    /// Snapshot rows between two progress reports.
+    pub snapshot_progress_rows: usize,
+    /// A tombstone after every delete.
+    pub tombstones: bool,
+    /// `provide.transaction.metadata`.
+    pub transaction_metadata: bool,
+    /// `heartbeat.interval.ms` (`None`: off).
+    pub heartbeat: Option<Duration>,
+    /// How long to wait when a pass found nothing.
+    pub poll_interval: Duration,
+}
+
+impl CaptureSettings {
+    /// Defaults for `prefix` and `database`.
+    pub fn new(prefix: &str, database: &str, tables: Vec<String>) -> Self {
+        Self {
+            events: EventSettings {
+                prefix: prefix.to_owned(),
+                database: database.to_owned(),
+                version: envelope::DEBEZIUM_VERSION.to_owned(),
+                decimal_mode: types::DecimalMode::Precise,
+                schemas: false,
+            },
+            tables,
+            snapshot: SnapshotMode::Initial,
+            on_gap: GapPolicy::Fail,
+            max_transactions: 500,
+            batch_size: 10_000,
+            snapshot_progress_rows: 10_000,
+            tombstones: true,
+            transaction_metadata: false,
+            heartbeat: None,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why capture stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Tables(#[from] TablesError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Row(#[from] RowError),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error(
+        "{table}: the update before-image (__$operation 3) at LSN {lsn} is not followed by its after-image (4)"
+    )]
+    UnpairedUpdate { table: String, lsn: Lsn },
+    #[error(
+        "the stored offset (commit LSN {offset}) is older than the oldest change left in {table} (min LSN {min}): CDC cleanup removed changes that were never published. Set `on_cleanup_gap = \"snapshot\"` (or snapshot.mode = \"when_needed\") to re-snapshot, or remove the offset"
+    )]
+    CleanupGap {
+        table: String,
+        offset: Lsn,
+        min: Lsn,
+    },
+    #[error("admin server: {0}")]
+    Admin(String),
+}
+
+/// The processing clock: epoch µs (the envelope's `ts_*`). Injected so tests are exact.
+pub type Clock = std::sync::Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// Runs capture until `shutdown` resolves: snapshot as `settings.snapshot` says given
+/// `stored` (the offset read back from the offsets topic), then passes. Finishes the pass
+/// in flight before it returns.
+pub async fn run<T: tables::CdcTables, W: EventWriter>(
+    tables: &mut T,
+    writer: &mut W,
+    settings: &CaptureSettings,
+    stored: Option<Offset>,
+    clock: Clock,
+    progress: &snapshot::Progress,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
+    let mut streamer = stream::Streamer::new(settings.clone(), clock.clone());
+    let mut start = stored;
+    if let Some(Offset::Stream(position)) = stored
+        && let Err(gap) = streamer.check_gap(tables, position.commit).await
+    {
+        let resnapshot =
+            settings.on_gap == GapPolicy::Snapshot || settings.snapshot == SnapshotMode::WhenNeeded;
+        if !resnapshot {
+            return Err(gap);
+        }
+        tracing::warn!(error = %gap, "re-snapshotting: the stored offset is gone from the change tables");
+        start = None;
+    }
+    let needs_snapshot = match (settings.snapshot, start) {
+        (SnapshotMode::Always, _) => true,
+        (
+            _,
+            Some(Offset::Snapshot {
+                completed: false, ..
+            }),
+        ) => settings.snapshot != SnapshotMode::NoData,
+        (_, Some(_)) => false,
+        (SnapshotMode::NoData, None) => false,
+        (_, None) => true,
+    };
+    let position = if needs_snapshot {
+        snapshot::run(tables, writer, settings, &clock, progress).await?
+    } else if let Some(offset) = start {
+        offset
+    } else {
+        let max = tables
+            .max_lsn()
+            .await?
+            .ok_or_else(|| TablesError::AgentNotRunning {
+                database: settings.events.database.clone(),
+            })?;
+        let offset = Offset::Snapshot {
+            commit: max,
+            completed: true,
+        };
+        writer.commit(Vec::new(), offset).await?;
+        offset
+    };
+    streamer.resume_from(position);
+    tokio::pin!(shutdown);
+    loop {
+        // Between passes only: a pass in flight is finished and committed first.
+        if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
+            return Ok(());
+        }
+        if streamer.pass(tables, writer).await? {
+            continue;
+        }
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(settings.poll_interval) => {}
+        }
+    }
+}
+
+/// `sluice capture`: connects to SQL Server and Kafka as `config` says, reads the stored
+/// offset back from the offsets topic, and runs [`run`] until `shutdown`.
+pub async fn run_config(
+    config: &config::CaptureConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
+    let settings = &config.settings;
+    let mut tables =
+        sqlserver::SqlServerTables::connect(&config.connection, settings.tables.clone()).await?;
+    tracing::info!(database = %tables.database(), tables = ?settings.tables, "connected to SQL Server");
+    let (kafka, topic, prefix, database, transactions) = (
+        config.kafka.clone(),
+        config.offsets_topic.clone(),
+        settings.events.prefix.clone(),
+        settings.events.database.clone(),
+        config.transactions,
+    );
+    let stored = writer::read_offset(&kafka, &topic, &prefix, &database).await?;
+    tracing::info!(offset = ?stored, offsets_topic = %topic, "stored offset");
+    let mut writer = tokio::task::spawn_blocking(move || {
+        writer::KafkaWriter::new(&kafka, &topic, &prefix, &database, transactions)
+    })
+    .await
+    .map_err(|e| WriteError::Kafka(format!("creating the producer: {e}")))??;
+    let progress = std::sync::Arc::new(snapshot::Progress::default());
+    let telemetry = std::sync::Arc::new(crate::telemetry::Telemetry::default());
+    {
+        let progress = std::sync::Arc::clone(&progress);
+        telemetry.add_collector(move || progress.prometheus());
+    }
+    let admin = match config.admin_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| CaptureError::Admin(format!("cannot listen on {address}: {e}")))?;
+            tracing::info!(%address, "admin server listening (/health, /ready, /metrics)");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(crate::admin::serve(
+                listener,
+                std::sync::Arc::clone(&telemetry),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            Some((stop, server))
+        }
+        None => None,
+    };
+    telemetry.set_ready(true);
+    let result = run(
+        &mut tables,
+        &mut writer,
+        settings,
+        stored,
+        system_clock(),
+        &progress,
+        shutdown,
+    )
+    .await;
+    telemetry.set_ready(false);
+    if let Some((stop, server)) = admin {
+        let _ = stop.send(());
+        let _ = server.await;
+    }
+    result
+}
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod scripted;

@@ -1,0 +1,518 @@
+//! SQL Server column types → Debezium's values and Kafka Connect schemas, with Debezium's
+//! defaults: `time.precision.mode=adaptive`, `decimal.handling.mode=precise` (or
+//! `double` / `string`), `binary.handling.mode=bytes` (base64 in JSON).
+//!
+//! Values arrive as [`SqlValue`], shaped like tiberius's `ColumnData` (raw TDS
+//! representations: days since 0001-01-01, time increments at a scale, unscaled
+//! decimals), so the mapping is tested without a server. JSON is written by hand, in
+//! order, because byte-for-byte equality with Debezium's `JsonConverter` is the point.
+
+use base64::Engine as _;
+
+/// A column value as read from SQL Server (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Bit(bool),
+    U8(u8),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    String(String),
+    /// A `uniqueidentifier` in its textual byte order (as `uuid::Uuid` prints it).
+    Guid(String),
+    Binary(Vec<u8>),
+    /// `decimal`/`numeric` (and `money` when read as such): `value / 10^scale`.
+    Numeric {
+        value: i128,
+        scale: u8,
+    },
+    /// `datetime`: days since 1900-01-01 and 1/300 s since midnight.
+    DateTime {
+        days: i32,
+        fragments: u32,
+    },
+    /// `smalldatetime`: days since 1900-01-01 and minutes since midnight.
+    SmallDateTime {
+        days: u16,
+        minutes: u16,
+    },
+    /// `date`: days since 0001-01-01.
+    Date {
+        days: u32,
+    },
+    /// `time(n)`: `increments` of 10^-scale s since midnight.
+    Time {
+        increments: u64,
+        scale: u8,
+    },
+    /// `datetime2(n)`.
+    DateTime2 {
+        days: u32,
+        increments: u64,
+        scale: u8,
+    },
+    /// `datetimeoffset(n)`: the UTC date and time, and the offset in minutes.
+    DateTimeOffset {
+        days: u32,
+        increments: u64,
+        scale: u8,
+        offset_minutes: i16,
+    },
+    Xml(String),
+}
+
+/// A SQL Server data type as `sys.columns` / `INFORMATION_SCHEMA.COLUMNS` describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlType {
+    Bit,
+    TinyInt,
+    SmallInt,
+    Int,
+    BigInt,
+    Real,
+    Float,
+    /// char, varchar, nchar, nvarchar, text, ntext, sysname.
+    Text,
+    Xml,
+    UniqueIdentifier,
+    /// binary, varbinary, image, rowversion/timestamp.
+    Binary,
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
+    Money,
+    SmallMoney,
+    Date,
+    Time {
+        scale: u8,
+    },
+    DateTime,
+    SmallDateTime,
+    DateTime2 {
+        scale: u8,
+    },
+    DateTimeOffset {
+        scale: u8,
+    },
+}
+
+impl SqlType {
+    /// From a type name and its precision and scale (`sys.types.name`,
+    /// `sys.columns.precision/scale`); `None` for types capture does not map
+    /// (sql_variant, geography, hierarchyid, ...).
+    pub fn from_catalog(name: &str, precision: u8, scale: u8) -> Option<SqlType> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "bit" => SqlType::Bit,
+            "tinyint" => SqlType::TinyInt,
+            "smallint" => SqlType::SmallInt,
+            "int" => SqlType::Int,
+            "bigint" => SqlType::BigInt,
+            "real" => SqlType::Real,
+            "float" => SqlType::Float,
+            "char" | "varchar" | "nchar" | "nvarchar" | "text" | "ntext" | "sysname" => {
+                SqlType::Text
+            }
+            "xml" => SqlType::Xml,
+            "uniqueidentifier" => SqlType::UniqueIdentifier,
+            "binary" | "varbinary" | "image" | "timestamp" | "rowversion" => SqlType::Binary,
+            "decimal" | "numeric" => SqlType::Decimal { precision, scale },
+            "money" => SqlType::Money,
+            "smallmoney" => SqlType::SmallMoney,
+            "date" => SqlType::Date,
+            "time" => SqlType::Time { scale },
+            "datetime" => SqlType::DateTime,
+            "smalldatetime" => SqlType::SmallDateTime,
+            "datetime2" => SqlType::DateTime2 { scale },
+            "datetimeoffset" => SqlType::DateTimeOffset { scale },
+            _ => return None,
+        })
+    }
+}
+
+/// `decimal.handling.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecimalMode {
+    /// base64 of the unscaled two's-complement integer, scale in the schema.
+    #[default]
+    Precise,
+    Double,
+    String,
+}
+
+/// One captured column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub sql_type: SqlType,
+    pub optional: bool,
+}
+
+/// A value the mapper cannot turn into its column's Debezium form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: {reason}")]
+pub struct MapError {
+    pub column: String,
+    pub reason: String,
+}
+
+/// Days between 0001-01-01 and 1970-01-01.
+const DAYS_0001_TO_1970: i64 = 719_162;
+/// Days between 1900-01-01 and 1970-01-01.
+const DAYS_1900_TO_1970: i64 = 25_567;
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Appends `text` as a JSON string (serde_json escapes exactly like Jackson for the
+/// characters SQL Server text holds: control characters, `"` and `\`; non-ASCII as is).
+pub fn push_json_string(out: &mut String, text: &str) {
+    out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned()));
+}
+
+/// Java's `Double.toString`/`Float.toString` (what Jackson writes for float64/float32):
+/// the shortest digits that round-trip, `1.0` not `1`, and `1.0E7` / `1.0E-4` outside
+/// [10^-3, 10^7).
+pub fn java_float(value: f64, shortest: &str) -> String {
+    if value.is_nan() {
+        return "NaN".into();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() {
+            "-0.0"
+        } else {
+            "0.0"
+        }
+        .into();
+    }
+    // `shortest` is Rust's `{:e}`: `[-]d[.ddd]e[-]n`.
+    let (mantissa, exponent) = shortest.split_once('e').unwrap_or((shortest, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let negative = mantissa.starts_with('-');
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let sign = if negative { "-" } else { "" };
+    let abs = value.abs();
+    if (1e-3..1e7).contains(&abs) {
+        let point = exponent + 1; // digits before the decimal point
+        if point <= 0 {
+            let zeros = "0".repeat((-point) as usize);
+            format!("{sign}0.{zeros}{digits}")
+        } else {
+            let point = point as usize;
+            let padded = if digits.len() < point {
+                format!("{digits}{}", "0".repeat(point - digits.len()))
+            } else {
+                digits.clone()
+            };
+            let (int, frac) = padded.split_at(point);
+            let frac = if frac.is_empty() { "0" } else { frac };
+            format!("{sign}{int}.{frac}")
+        }
+    } else {
+        let (first, rest) = digits.split_at(1);
+        let rest = if rest.is_empty() { "0" } else { rest };
+        format!("{sign}{first}.{rest}E{exponent}")
+    }
+}
+
+/// Java's `BigInteger.toByteArray`: minimal big-endian two's complement.
+pub fn unscaled_bytes(value: i128) -> Vec<u8> {
+    let bytes = value.to_be_bytes();
+    let mut start = 0;
+    while start < 15 {
+        let (b, next) = (bytes[start], bytes[start + 1]);
+        let redundant = (b == 0x00 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0);
+        if !redundant {
+            break;
+        }
+        start += 1;
+    }
+    bytes[start..].to_vec()
+}
+
+/// `BigDecimal.toPlainString` of `value / 10^scale`.
+pub fn plain_decimal(value: i128, scale: u8) -> String {
+    let negative = value < 0;
+    let digits = value.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let text = if scale == 0 {
+        digits
+    } else if digits.len() <= scale {
+        format!("0.{}{digits}", "0".repeat(scale - digits.len()))
+    } else {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        format!("{int}.{frac}")
+    };
+    if negative { format!("-{text}") } else { text }
+}
+
+fn pow10(n: u8) -> u64 {
+    10u64.pow(n as u32)
+}
+
+/// Nanoseconds since midnight of `increments` at `scale`.
+fn time_nanos(increments: u64, scale: u8) -> Option<i64> {
+    if scale > 9 {
+        return None;
+    }
+    i64::try_from(increments.checked_mul(pow10(9 - scale))?).ok()
+}
+
+/// Adaptive precision of `time(n)` / `datetime2(n)`: 0-3 ms, 4-6 µs, 7 ns.
+fn adaptive_divisor(scale: u8) -> i64 {
+    match scale {
+        0..=3 => 1_000_000,
+        4..=6 => 1_000,
+        _ => 1,
+    }
+}
+
+/// The Kafka Connect schema of a column, as JsonConverter writes it (keys in its order),
+/// with `field` last.
+pub fn field_schema(column: &Column, mode: DecimalMode) -> String {
+    let (kind, logical, params): (&str, Option<&str>, Option<String>) = match column.sql_type {
+        SqlType::Bit => ("boolean", None, None),
+        SqlType::TinyInt | SqlType::SmallInt => ("int16", None, None),
+        SqlType::Int => ("int32", None, None),
+        SqlType::BigInt => ("int64", None, None),
+        SqlType::Real => ("float32", None, None),
+        SqlType::Float => ("float64", None, None),
+        SqlType::Text | SqlType::UniqueIdentifier => ("string", None, None),
+        SqlType::Xml => ("string", Some("io.debezium.data.Xml"), None),
+        SqlType::Binary => ("bytes", None, None),
+        SqlType::Decimal { .. } | SqlType::Money | SqlType::SmallMoney => {
+            let (precision, scale) = decimal_shape(column.sql_type);
+            match mode {
+                DecimalMode::Precise => (
+                    "bytes",
+                    Some("org.apache.kafka.connect.data.Decimal"),
+                    Some(format!(
+                        r#"{{"scale":"{scale}","connect.decimal.precision":"{precision}"}}"#
+                    )),
+                ),
+                DecimalMode::Double => ("float64", None, None),
+                DecimalMode::String => ("string", None, None),
+            }
+        }
+        SqlType::Date => ("int32", Some("io.debezium.time.Date"), None),
+        SqlType::Time { scale } => match scale {
+            0..=3 => ("int32", Some("io.debezium.time.Time"), None),
+            4..=6 => ("int64", Some("io.debezium.time.MicroTime"), None),
+            _ => ("int64", Some("io.debezium.time.NanoTime"), None),
+        },
+        SqlType::DateTime | SqlType::SmallDateTime => {
+            ("int64", Some("io.debezium.time.Timestamp"), None)
+        }
+        SqlType::DateTime2 { scale } => match scale {
+            0..=3 => ("int64", Some("io.debezium.time.Timestamp"), None),
+            4..=6 => ("int64", Some("io.debezium.time.MicroTimestamp"), None),
+            _ => ("int64", Some("io.debezium.time.NanoTimestamp"), None),
+        },
+        SqlType::DateTimeOffset { .. } => ("string", Some("io.debezium.time.ZonedTimestamp"), None),
+    };
+    let mut out = format!(r#"{{"type":"{kind}","optional":{}"#, column.optional);
+    if let Some(name) = logical {
+        out.push_str(&format!(r#","name":"{name}","version":1"#));
+    }
+    if let Some(params) = params {
+        out.push_str(&format!(r#","parameters":{params}"#));
+    }
+    out.push_str(",\"field\":");
+    push_json_string(&mut out, &column.name);
+    out.push('}');
+    out
+}
+
+fn decimal_shape(sql_type: SqlType) -> (u8, u8) {
+    match sql_type {
+        SqlType::Decimal { precision, scale } => (precision, scale),
+        SqlType::Money => (19, 4),
+        SqlType::SmallMoney => (10, 4),
+        _ => (0, 0),
+    }
+}
+
+/// Appends the JSON value of `value` in `column`'s Debezium form.
+pub fn push_value(
+    out: &mut String,
+    column: &Column,
+    value: &SqlValue,
+    mode: DecimalMode,
+) -> Result<(), MapError> {
+    let fail = |reason: String| MapError {
+        column: column.name.clone(),
+        reason,
+    };
+    let mismatch = || fail(format!("a {value:?} in a {:?} column", column.sql_type));
+    use SqlType as T;
+    use SqlValue as V;
+    match (column.sql_type, value) {
+        (_, V::Null) if column.optional => out.push_str("null"),
+        (_, V::Null) => return Err(fail("NULL in a NOT NULL column".into())),
+        (T::Bit, V::Bit(b)) => out.push_str(if *b { "true" } else { "false" }),
+        (T::TinyInt, V::U8(n)) => out.push_str(&n.to_string()),
+        (T::SmallInt, V::I16(n)) => out.push_str(&n.to_string()),
+        (T::Int, V::I32(n)) => out.push_str(&n.to_string()),
+        (T::BigInt, V::I64(n)) => out.push_str(&n.to_string()),
+        (T::Real, V::F32(x)) => out.push_str(&java_float(*x as f64, &format!("{x:e}"))),
+        (T::Float, V::F64(x)) => out.push_str(&java_float(*x, &format!("{x:e}"))),
+        (T::Text | T::Xml, V::String(s) | V::Xml(s)) => push_json_string(out, s),
+        (T::UniqueIdentifier, V::Guid(g) | V::String(g)) => {
+            push_json_string(out, &g.to_ascii_uppercase())
+        }
+        (T::Binary, V::Binary(bytes)) => push_json_string(
+            out,
+            &base64::engine::general_purpose::STANDARD.encode(bytes),
+        ),
+        (T::Decimal { .. } | T::Money | T::SmallMoney, V::Numeric { value, scale }) => {
+            let (_, column_scale) = decimal_shape(column.sql_type);
+            let unscaled = rescale(*value, *scale, column_scale)
+                .ok_or_else(|| fail(format!("{value} at scale {scale} does not fit")))?;
+            push_decimal(out, unscaled, column_scale, mode);
+        }
+        // tiberius reads money and smallmoney as f64 (the wire value is an exact count
+        // of 1/10000): rounding back to 1/10000 is exact below 2^53/10^4 (~9e11).
+        (T::Money | T::SmallMoney, V::F64(x)) => {
+            let unscaled = (x * 10_000.0).round();
+            if unscaled.abs() >= 9.007_199_254_740_992e15 {
+                return Err(fail(format!("money {x} beyond exact f64 range")));
+            }
+            push_decimal(out, unscaled as i128, 4, mode);
+        }
+        (T::Date, V::Date { days }) => {
+            out.push_str(&(*days as i64 - DAYS_0001_TO_1970).to_string())
+        }
+        (
+            T::Time { scale },
+            V::Time {
+                increments,
+                scale: s,
+            },
+        ) => {
+            let nanos = time_nanos(*increments, *s).ok_or_else(mismatch)?;
+            out.push_str(&(nanos / adaptive_divisor(scale)).to_string());
+        }
+        (T::DateTime, V::DateTime { days, fragments }) => {
+            // 1/300 s → ms, rounded like SQL Server shows it (.000, .003, .007).
+            let ms = (*fragments as i64 * 10 + 1) / 3;
+            let epoch = (*days as i64 - DAYS_1900_TO_1970) * MS_PER_DAY + ms;
+            out.push_str(&epoch.to_string());
+        }
+        (T::SmallDateTime, V::SmallDateTime { days, minutes }) => {
+            let epoch = (*days as i64 - DAYS_1900_TO_1970) * MS_PER_DAY + *minutes as i64 * 60_000;
+            out.push_str(&epoch.to_string());
+        }
+        (
+            T::DateTime2 { scale },
+            V::DateTime2 {
+                days,
+                increments,
+                scale: s,
+            },
+        ) => {
+            let nanos = time_nanos(*increments, *s).ok_or_else(mismatch)?;
+            let days = *days as i64 - DAYS_0001_TO_1970;
+            let divisor = adaptive_divisor(scale);
+            let per_day = 86_400_000_000_000 / divisor;
+            let value = days
+                .checked_mul(per_day)
+                .and_then(|d| d.checked_add(nanos / divisor))
+                .ok_or_else(|| fail(format!("{value:?} is out of range")))?;
+            out.push_str(&value.to_string());
+        }
+        (
+            T::DateTimeOffset { .. },
+            V::DateTimeOffset {
+                days,
+                increments,
+                scale,
+                offset_minutes,
+            },
+        ) => {
+            let nanos = time_nanos(*increments, *scale).ok_or_else(mismatch)?;
+            push_json_string(out, &zoned_timestamp(*days, nanos, *offset_minutes));
+        }
+        _ => return Err(mismatch()),
+    }
+    Ok(())
+}
+
+fn rescale(value: i128, from: u8, to: u8) -> Option<i128> {
+    match from.cmp(&to) {
+        std::cmp::Ordering::Equal => Some(value),
+        std::cmp::Ordering::Less => value.checked_mul(10i128.checked_pow((to - from) as u32)?),
+        std::cmp::Ordering::Greater => {
+            let factor = 10i128.checked_pow((from - to) as u32)?;
+            (value % factor == 0).then(|| value / factor)
+        }
+    }
+}
+
+fn push_decimal(out: &mut String, unscaled: i128, scale: u8, mode: DecimalMode) {
+    match mode {
+        DecimalMode::Precise => push_json_string(
+            out,
+            &base64::engine::general_purpose::STANDARD.encode(unscaled_bytes(unscaled)),
+        ),
+        DecimalMode::String => push_json_string(out, &plain_decimal(unscaled, scale)),
+        DecimalMode::Double => {
+            // BigDecimal.doubleValue: parse the exact decimal text (correctly rounded).
+            let x: f64 = plain_decimal(unscaled, scale).parse().unwrap_or(f64::NAN);
+            out.push_str(&java_float(x, &format!("{x:e}")));
+        }
+    }
+}
+
+/// `io.debezium.time.ZonedTimestamp`: ISO-8601 in the value's own offset, the fraction
+/// without trailing zeros, `Z` for a zero offset (`DateTimeFormatter.ISO_OFFSET_DATE_TIME`).
+fn zoned_timestamp(utc_days: u32, utc_nanos: i64, offset_minutes: i16) -> String {
+    let total = (utc_days as i64 - DAYS_0001_TO_1970) * 86_400_000_000_000
+        + utc_nanos
+        + offset_minutes as i64 * 60_000_000_000;
+    let days = total.div_euclid(86_400_000_000_000);
+    let nanos = total.rem_euclid(86_400_000_000_000);
+    let (y, m, d) = civil_from_days(days);
+    let secs = nanos / 1_000_000_000;
+    let frac = nanos % 1_000_000_000;
+    let mut text = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    if frac != 0 {
+        let digits = format!("{frac:09}");
+        text.push('.');
+        text.push_str(digits.trim_end_matches('0'));
+    }
+    if offset_minutes == 0 {
+        text.push('Z');
+    } else {
+        let sign = if offset_minutes < 0 { '-' } else { '+' };
+        let abs = offset_minutes.unsigned_abs();
+        text.push_str(&format!("{sign}{:02}:{:02}", abs / 60, abs % 60));
+    }
+    text
+}
+
+/// Proleptic Gregorian (year, month, day) of days since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests;

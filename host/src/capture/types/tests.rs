@@ -1,0 +1,371 @@
+//! Every SQL Server type of the mapping table, from values shaped like tiberius's
+//! `ColumnData`, against the values and schemas Debezium emits.
+
+use super::*;
+
+fn column(sql_type: SqlType) -> Column {
+    Column {
+        name: "c".into(),
+        sql_type,
+        optional: true,
+    }
+}
+
+fn json(sql_type: SqlType, value: SqlValue, mode: DecimalMode) -> String {
+    let mut out = String::new();
+    push_value(&mut out, &column(sql_type), &value, mode).expect("maps");
+    out
+}
+
+fn precise(sql_type: SqlType, value: SqlValue) -> String {
+    json(sql_type, value, DecimalMode::Precise)
+}
+
+/// 2024-01-05 as days since 0001-01-01 and since 1900-01-01.
+const DAY_0001: u32 = 738_889;
+const DAY_1900: i32 = 45_294;
+/// 09:30:00 in ms.
+const NINE_THIRTY_MS: u64 = 34_200_000;
+
+#[test]
+fn integers_booleans_and_text() {
+    assert_eq!(precise(SqlType::Bit, SqlValue::Bit(true)), "true");
+    assert_eq!(precise(SqlType::TinyInt, SqlValue::U8(255)), "255");
+    assert_eq!(precise(SqlType::SmallInt, SqlValue::I16(-32768)), "-32768");
+    assert_eq!(precise(SqlType::Int, SqlValue::I32(1001)), "1001");
+    assert_eq!(
+        precise(SqlType::BigInt, SqlValue::I64(i64::MAX)),
+        "9223372036854775807"
+    );
+    assert_eq!(
+        precise(SqlType::Text, SqlValue::String("Zoë \"q\"\n".into())),
+        r#""Zoë \"q\"\n""#
+    );
+    assert_eq!(
+        precise(SqlType::Xml, SqlValue::Xml("<a/>".into())),
+        r#""<a/>""#
+    );
+    assert_eq!(
+        precise(
+            SqlType::UniqueIdentifier,
+            SqlValue::Guid("6f9619ff-8b86-d011-b42d-00c04fc964ff".into())
+        ),
+        r#""6F9619FF-8B86-D011-B42D-00C04FC964FF""#
+    );
+    assert_eq!(
+        precise(SqlType::Binary, SqlValue::Binary(vec![0, 1, 2, 255])),
+        r#""AAEC/w==""#
+    );
+    assert_eq!(precise(SqlType::Int, SqlValue::Null), "null");
+}
+
+#[test]
+fn floats_print_like_java() {
+    let cases = [
+        (1.0, "1.0"),
+        (1.5, "1.5"),
+        (0.1, "0.1"),
+        (100.0, "100.0"),
+        (123456.789, "123456.789"),
+        (1e7, "1.0E7"),
+        (1.2345e10, "1.2345E10"),
+        (0.001, "0.001"),
+        (1e-4, "1.0E-4"),
+        (-2.5e-5, "-2.5E-5"),
+        (0.0, "0.0"),
+    ];
+    for (x, expected) in cases {
+        assert_eq!(precise(SqlType::Float, SqlValue::F64(x)), expected, "{x}");
+    }
+    assert_eq!(precise(SqlType::Real, SqlValue::F32(0.1)), "0.1");
+    assert_eq!(precise(SqlType::Real, SqlValue::F32(3.0)), "3.0");
+}
+
+#[test]
+fn decimals_in_the_three_modes() {
+    let decimal = SqlType::Decimal {
+        precision: 12,
+        scale: 2,
+    };
+    let value = |v: i128| SqlValue::Numeric { value: v, scale: 2 };
+    // The samples' credit limits: 5000.00, 1250.50, 0.00, -250.75.
+    assert_eq!(precise(decimal, value(500_000)), r#""B6Eg""#);
+    assert_eq!(precise(decimal, value(125_050)), r#""Aeh6""#);
+    assert_eq!(precise(decimal, value(0)), r#""AA==""#);
+    assert_eq!(precise(decimal, value(-25_075)), r#""ng0=""#);
+    assert_eq!(
+        json(decimal, value(500_000), DecimalMode::String),
+        r#""5000.00""#
+    );
+    assert_eq!(json(decimal, value(-5), DecimalMode::String), r#""-0.05""#);
+    assert_eq!(json(decimal, value(500_000), DecimalMode::Double), "5000.0");
+    assert_eq!(
+        json(decimal, value(-25_075), DecimalMode::Double),
+        "-250.75"
+    );
+    // A value read at another scale is brought to the column's.
+    assert_eq!(
+        precise(decimal, SqlValue::Numeric { value: 5, scale: 0 }),
+        r#""AfQ=""#
+    );
+    // Minimal two's complement, like BigInteger.toByteArray.
+    assert_eq!(unscaled_bytes(128), vec![0x00, 0x80]);
+    assert_eq!(unscaled_bytes(-129), vec![0xff, 0x7f]);
+    assert_eq!(unscaled_bytes(-1), vec![0xff]);
+    // money: tiberius reads it as f64.
+    assert_eq!(
+        precise(SqlType::Money, SqlValue::F64(1234.5678)),
+        r#""ALxhTg==""#
+    );
+    assert_eq!(
+        json(
+            SqlType::SmallMoney,
+            SqlValue::F64(1234.5678),
+            DecimalMode::String
+        ),
+        r#""1234.5678""#
+    );
+    assert_eq!(
+        field_schema(&column(decimal), DecimalMode::Precise),
+        r#"{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2","connect.decimal.precision":"12"},"field":"c"}"#
+    );
+    assert_eq!(
+        field_schema(&column(SqlType::Money), DecimalMode::Precise),
+        r#"{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"4","connect.decimal.precision":"19"},"field":"c"}"#
+    );
+    assert_eq!(
+        field_schema(&column(decimal), DecimalMode::Double),
+        r#"{"type":"float64","optional":true,"field":"c"}"#
+    );
+    assert_eq!(
+        field_schema(&column(decimal), DecimalMode::String),
+        r#"{"type":"string","optional":true,"field":"c"}"#
+    );
+}
+
+#[test]
+fn dates_and_times_with_adaptive_precision() {
+    // date: days since the epoch (the sample's 1985-03-14 is 5551).
+    assert_eq!(
+        precise(SqlType::Date, SqlValue::Date { days: 724_713 }),
+        "5551"
+    );
+    assert_eq!(
+        precise(
+            SqlType::Date,
+            SqlValue::Date {
+                days: 719_162 - 3159
+            }
+        ),
+        "-3159"
+    );
+    // time(3) ms, time(6) µs, time(7) ns.
+    let t = |scale, increments| SqlValue::Time { increments, scale };
+    assert_eq!(
+        precise(SqlType::Time { scale: 3 }, t(3, NINE_THIRTY_MS + 125)),
+        "34200125"
+    );
+    assert_eq!(
+        precise(SqlType::Time { scale: 0 }, t(0, 34_200)),
+        "34200000"
+    );
+    assert_eq!(
+        precise(SqlType::Time { scale: 6 }, t(6, 34_200_123_456)),
+        "34200123456"
+    );
+    assert_eq!(
+        precise(SqlType::Time { scale: 7 }, t(7, 342_001_234_567)),
+        "34200123456700"
+    );
+    // datetime: 1/300 s rounded to .000/.003/.007 ms; smalldatetime: minutes.
+    let dt = |fragments| SqlValue::DateTime {
+        days: DAY_1900,
+        fragments,
+    };
+    assert_eq!(
+        precise(SqlType::DateTime, dt(34_200 * 300 + 1)),
+        "1704447000003"
+    );
+    assert_eq!(
+        precise(SqlType::DateTime, dt(34_200 * 300 + 2)),
+        "1704447000007"
+    );
+    assert_eq!(
+        precise(SqlType::DateTime, dt(34_200 * 300 + 300)),
+        "1704447001000"
+    );
+    assert_eq!(
+        precise(
+            SqlType::SmallDateTime,
+            SqlValue::SmallDateTime {
+                days: DAY_1900 as u16,
+                minutes: 570
+            }
+        ),
+        "1704447000000"
+    );
+    // datetime2(3) → Timestamp (the sample's created_at), (6) → MicroTimestamp,
+    // (7) → NanoTimestamp (the sample's updated_at).
+    let dt2 = |days, increments, scale| SqlValue::DateTime2 {
+        days,
+        increments,
+        scale,
+    };
+    assert_eq!(
+        precise(
+            SqlType::DateTime2 { scale: 3 },
+            dt2(DAY_0001, NINE_THIRTY_MS + 125, 3)
+        ),
+        "1704447000125"
+    );
+    assert_eq!(
+        precise(
+            SqlType::DateTime2 { scale: 6 },
+            dt2(DAY_0001, 34_200_000_001, 6)
+        ),
+        "1704447000000001"
+    );
+    assert_eq!(
+        precise(
+            SqlType::DateTime2 { scale: 7 },
+            dt2(739_920, 432_001_234_567, 7)
+        ),
+        "1793534400123456700"
+    );
+    // datetimeoffset: ISO-8601 in its own offset.
+    let dto = |offset_minutes, increments| SqlValue::DateTimeOffset {
+        days: 739_920,
+        increments,
+        scale: 7,
+        offset_minutes,
+    };
+    assert_eq!(
+        precise(
+            SqlType::DateTimeOffset { scale: 7 },
+            dto(120, 432_001_234_567)
+        ),
+        r#""2026-11-01T14:00:00.1234567+02:00""#
+    );
+    assert_eq!(
+        precise(
+            SqlType::DateTimeOffset { scale: 7 },
+            dto(0, 432_000_000_000)
+        ),
+        r#""2026-11-01T12:00:00Z""#
+    );
+    assert_eq!(
+        precise(SqlType::DateTimeOffset { scale: 7 }, dto(-330, 0)),
+        r#""2026-10-31T18:30:00-05:30""#
+    );
+}
+
+#[test]
+fn schemas_name_the_logical_types() {
+    let cases = [
+        (
+            SqlType::Bit,
+            r#"{"type":"boolean","optional":true,"field":"c"}"#,
+        ),
+        (
+            SqlType::TinyInt,
+            r#"{"type":"int16","optional":true,"field":"c"}"#,
+        ),
+        (
+            SqlType::Int,
+            r#"{"type":"int32","optional":true,"field":"c"}"#,
+        ),
+        (
+            SqlType::Real,
+            r#"{"type":"float32","optional":true,"field":"c"}"#,
+        ),
+        (
+            SqlType::Binary,
+            r#"{"type":"bytes","optional":true,"field":"c"}"#,
+        ),
+        (
+            SqlType::Date,
+            r#"{"type":"int32","optional":true,"name":"io.debezium.time.Date","version":1,"field":"c"}"#,
+        ),
+        (
+            SqlType::Time { scale: 3 },
+            r#"{"type":"int32","optional":true,"name":"io.debezium.time.Time","version":1,"field":"c"}"#,
+        ),
+        (
+            SqlType::Time { scale: 5 },
+            r#"{"type":"int64","optional":true,"name":"io.debezium.time.MicroTime","version":1,"field":"c"}"#,
+        ),
+        (
+            SqlType::Time { scale: 7 },
+            r#"{"type":"int64","optional":true,"name":"io.debezium.time.NanoTime","version":1,"field":"c"}"#,
+        ),
+        (
+            SqlType::DateTime,
+            r#"{"type":"int64","optional":true,"name":"io.debezium.time.Timestamp","version":1,"field":"c"}"#,
+        ),
+        (
+            SqlType::DateTime2 { scale: 6 },
+            r#"{"type":"int64","optional":true,"name":"io.debezium.time.MicroTimestamp","version":1,"field":"c"}"#,
+        ),
+        (
+            SqlType::DateTime2 { scale: 7 },
+            r#"{"type":"int64","optional":true,"name":"io.debezium.time.NanoTimestamp","version":1,"field":"c"}"#,
+        ),
+        (
+            SqlType::DateTimeOffset { scale: 7 },
+            r#"{"type":"string","optional":true,"name":"io.debezium.time.ZonedTimestamp","version":1,"field":"c"}"#,
+        ),
+    ];
+    for (sql_type, expected) in cases {
+        assert_eq!(
+            field_schema(&column(sql_type), DecimalMode::Precise),
+            expected,
+            "{sql_type:?}"
+        );
+    }
+    assert_eq!(SqlType::from_catalog("nvarchar", 0, 0), Some(SqlType::Text));
+    assert_eq!(
+        SqlType::from_catalog("datetime2", 27, 7),
+        Some(SqlType::DateTime2 { scale: 7 })
+    );
+    assert_eq!(SqlType::from_catalog("geography", 0, 0), None);
+}
+
+#[test]
+fn a_value_that_does_not_fit_its_column_is_an_error_naming_the_column() {
+    let mut out = String::new();
+    let not_null = Column {
+        name: "id".into(),
+        sql_type: SqlType::Int,
+        optional: false,
+    };
+    let error =
+        push_value(&mut out, &not_null, &SqlValue::Null, DecimalMode::Precise).expect_err("null");
+    assert_eq!(error.to_string(), "column id: NULL in a NOT NULL column");
+    let error = push_value(
+        &mut out,
+        &not_null,
+        &SqlValue::String("x".into()),
+        DecimalMode::Precise,
+    )
+    .expect_err("text");
+    assert!(
+        error.to_string().starts_with("column id: a String"),
+        "{error}"
+    );
+    let decimal = column(SqlType::Decimal {
+        precision: 5,
+        scale: 0,
+    });
+    assert!(
+        push_value(
+            &mut out,
+            &decimal,
+            &SqlValue::Numeric {
+                value: 15,
+                scale: 1
+            },
+            DecimalMode::Precise
+        )
+        .is_err()
+    );
+}

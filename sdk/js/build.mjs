@@ -1,0 +1,47 @@
+/**
+ * Builds a JavaScript sluice plugin into a component; run by `sluice plugin build` (the
+ * crate `sluice-plugin-build`), not by hand:
+ *
+ *   node build.mjs <entry.js> <sdk dir> <wit dir> <node_modules dir> <out.wasm>
+ *
+ * Two steps: rolldown bundles the plugin and its imports into one ES module, with the bare
+ * specifier `sluice` resolved to the SDK (so plugins `import * as sluice from "sluice"` in
+ * any directory) and the WIT imports left external; componentize-js then embeds it in
+ * StarlingMonkey for the `transformer` world. Only the WASI features a plugin may use are
+ * kept: the host grants no HTTP, so `http` and `fetch-event` are left out.
+ */
+
+import { writeFile } from "node:fs/promises";
+import { join, dirname, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+
+const args = process.argv.slice(2);
+if (args.length !== 5) {
+  console.error("usage: node build.mjs <entry.js> <sdk dir> <wit dir> <node_modules dir> <out.wasm>");
+  process.exit(2);
+}
+const [entry, sdkDir, witDir, nodeModules, out] = args.map((arg) => resolve(arg));
+
+const load = (path) => import(pathToFileURL(join(nodeModules, path)).href);
+const { rolldown } = await load("rolldown/dist/index.mjs");
+const { componentize } = await load("@bytecodealliance/componentize-js/src/componentize.js");
+
+const bundle = await rolldown({
+  input: entry,
+  external: [/^sluice:/, /^wasi:/],
+  resolve: { alias: { sluice: join(sdkDir, "sluice.js") } },
+  logLevel: "warn",
+});
+const { output } = await bundle.generate({ format: "esm" });
+await bundle.close();
+// Beside the staged SDK (the build's scratch directory), not beside the component.
+const bundled = join(dirname(sdkDir), "plugin.bundle.js");
+await writeFile(bundled, output[0].code);
+
+const { component } = await componentize({
+  sourcePath: bundled,
+  witPath: witDir,
+  worldName: "transformer",
+  disableFeatures: ["http", "fetch-event"],
+});
+await writeFile(out, component);

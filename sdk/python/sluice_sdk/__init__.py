@@ -1,0 +1,438 @@
+"""The sluice plugin SDK for Python: the Rust SDK's ergonomics for plugins built into
+components with componentize-py (``sluice plugin build``).
+
+A plugin author writes one function and one decorator::
+
+    from dataclasses import dataclass
+    from typing import Optional
+    import sluice_sdk
+    from sluice_sdk import Record
+
+    @dataclass
+    class Customer:
+        id: int
+        email: Optional[str] = None
+
+    @sluice_sdk.transform
+    def route(event):
+        customer = event.after(Customer)
+        return Record.to("cdm.customer").json_key({"id": customer.id}).json_value({"id": customer.id})
+
+The decorator registers the function; the build wraps it into the
+``sluice:transform/transform`` export, which calls it once per event of each batch with a
+``ChangeEvent`` and turns what it returns (a list of ``Record``s, one ``Record``, or
+``None`` to filter the event out) into the event's outcome, and a raised ``Reject`` into a
+rejection (the event goes to the dead-letter topic). Any other exception is logged at
+``error`` and traps the instance, like a Rust panic. ``@sluice_sdk.transform(init=check)``
+names a ``check(config)`` that validates the configuration once per instance; a raised
+exception's message refuses it.
+
+The module also runs natively (``python3 -m unittest`` on plugin logic): then ``log``
+writes to standard error.
+"""
+
+import dataclasses
+import json
+import sys
+import typing
+
+from . import debezium
+
+__all__ = [
+    "ChangeEvent",
+    "Config",
+    "Record",
+    "Reject",
+    "config",
+    "debezium",
+    "log",
+    "to_json",
+    "transform",
+]
+
+
+def log(level: str, message: str) -> None:
+    """Writes one line to the host's log at ``level`` (``trace``, ``debug``, ``info``,
+    ``warn``, ``error``), tagged with the plugin's name and version. The host drops lines
+    below its log level and caps how many lines one batch may write."""
+    try:
+        from wit_world.imports import host
+    except ImportError:
+        print(f"[plugin {level}] {message}", file=sys.stderr)
+        return
+    host.log(host.LogLevel[level.upper()], str(message))
+
+
+class Reject(Exception):
+    """Why a plugin refuses an event: raise one, and the event goes to the dead-letter
+    topic with ``reason`` (and ``code`` when set) in its headers."""
+
+    def __init__(self, reason: str, code: typing.Optional[str] = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class Config:
+    """The plugin's configuration: the manifest's ``config`` pairs, in order."""
+
+    def __init__(self, pairs):
+        self.pairs = [tuple(pair) for pair in pairs]
+
+    def get(self, key: str, default=None):
+        """The value of ``key``, else ``default``. When a key is repeated, the last wins."""
+        for k, v in reversed(self.pairs):
+            if k == key:
+                return v
+        return default
+
+    def u32(self, key: str) -> typing.Optional[int]:
+        """The value of ``key`` as an unsigned 32-bit integer, ``None`` when absent; raises
+        ``ValueError`` with the message the Rust SDK's ``config.parse::<u32>(key)`` gives."""
+        raw = self.get(key)
+        if raw is None:
+            return None
+        problem = _u32_problem(raw)
+        if problem:
+            raise ValueError(f"config `{key}` = {json.dumps(raw, ensure_ascii=False)}: {problem}")
+        return int(raw)
+
+
+def _u32_problem(raw: str) -> typing.Optional[str]:
+    """Rust's ``u32::from_str`` error for ``raw``, or ``None`` when it parses."""
+    if raw == "":
+        return "cannot parse integer from empty string"
+    digits = raw[1:] if raw.startswith("+") else raw
+    if not digits or not all("0" <= c <= "9" for c in digits):
+        return "invalid digit found in string"
+    if int(digits) > 0xFFFF_FFFF:
+        return "number too large to fit in target type"
+    return None
+
+
+_config = Config([])
+
+
+def config() -> Config:
+    """The configuration this instance was initialised with (empty before ``init``)."""
+    return _config
+
+
+def to_json(value) -> bytes:
+    """JSON bytes of ``value`` as the Rust SDK (serde_json) writes them: compact, keys in
+    insertion order, non-ASCII text unescaped."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_SNAPSHOT_NONE = "NONE"
+OP_CODES = {"CREATE": "c", "UPDATE": "u", "DELETE": "d", "READ": "r", "TRUNCATE": "t", "MESSAGE": "m"}
+
+
+class ChangeEvent:
+    """One change event, decoded from its Debezium envelope by the host. Row images arrive
+    as JSON text and are parsed only when asked for, into a dataclass the plugin names:
+    ``event.after(Customer)``."""
+
+    def __init__(self, wit):
+        self.wit = wit
+
+    @property
+    def op(self) -> str:
+        """``create``, ``update``, ``delete``, ``read``, ``truncate`` or ``message``."""
+        return self.wit.op.name.lower()
+
+    @property
+    def op_code(self) -> str:
+        """Debezium's one-letter code of the operation (``c``, ``u``, ``d``, ...)."""
+        return OP_CODES[self.wit.op.name]
+
+    @property
+    def source(self):
+        """The source block (``connector``, ``name``, ``db``, ``schema``, ``table``,
+        ``change_lsn``, ``commit_lsn``, ``event_serial_no``, ``snapshot``, ``ts_ms``)."""
+        return self.wit.source
+
+    @property
+    def is_snapshot(self) -> bool:
+        """Whether the event belongs to a snapshot (any marker but ``none``)."""
+        return self.wit.source.snapshot.name != _SNAPSHOT_NONE
+
+    def qualified_table(self) -> str:
+        """``schema.table`` (or just ``table`` when the database has no schemas)."""
+        source = self.wit.source
+        return source.table if source.schema is None else f"{source.schema}.{source.table}"
+
+    @property
+    def ts_ms(self) -> typing.Optional[int]:
+        """When the connector processed the event (envelope ``ts_ms``)."""
+        return self.wit.ts_ms
+
+    @property
+    def transaction(self):
+        """The transaction block (``id``, ``total_order``, ``data_collection_order``)."""
+        return self.wit.transaction
+
+    @property
+    def origin(self):
+        """Where the event was read from (``topic``, ``partition``, ``offset``)."""
+        return self.wit.origin
+
+    @property
+    def value(self) -> bytes:
+        """The record value exactly as received (the whole Debezium envelope)."""
+        return self.wit.value
+
+    @property
+    def key_bytes(self) -> typing.Optional[bytes]:
+        """The record key bytes as received."""
+        return self.wit.key
+
+    @property
+    def headers(self):
+        """The headers as received (``key``, ``value`` bytes or ``None``)."""
+        return self.wit.headers
+
+    def header(self, key: str) -> typing.Optional[bytes]:
+        """The value of the first header named ``key``."""
+        for h in self.wit.headers:
+            if h.key == key:
+                return h.value
+        return None
+
+    def _slice(self, span) -> typing.Optional[str]:
+        if span is None:
+            return None
+        return self.wit.value[span.start : span.start + span.len].decode()
+
+    def before_json(self) -> typing.Optional[str]:
+        """The ``before`` image as JSON text."""
+        return self._slice(self.wit.before)
+
+    def after_json(self) -> typing.Optional[str]:
+        """The ``after`` image as JSON text."""
+        return self._slice(self.wit.after)
+
+    def value_schema(self) -> typing.Optional[str]:
+        """The Kafka Connect value schema as JSON text, when the event carried one."""
+        return self._slice(self.wit.value_schema)
+
+    def before(self, row_type=None):
+        """The ``before`` image parsed (into ``row_type``, a dataclass, when given); raises a
+        ``Reject`` when absent or not of that type."""
+        return _parse_row("before", self.before_json(), row_type)
+
+    def after(self, row_type=None):
+        """The ``after`` image, parsed like ``before``."""
+        return _parse_row("after", self.after_json(), row_type)
+
+    def row(self, row_type=None):
+        """The row as it is now: ``after`` for creates, updates and reads, ``before`` for
+        deletes."""
+        return self.before(row_type) if self.wit.op.name == "DELETE" else self.after(row_type)
+
+    def key(self):
+        """The key, parsed. Accepts both Debezium key forms: the bare primary-key object
+        and ``{"schema": ..., "payload": ...}``."""
+        if self.wit.key is None:
+            raise Reject("the event has no key", "missing-key")
+        try:
+            value = json.loads(self.wit.key)
+        except ValueError as e:
+            raise Reject(f"key is not JSON: {e}", "bad-key") from None
+        if isinstance(value, dict) and len(value) == 2 and "schema" in value and "payload" in value:
+            return value["payload"]
+        return value
+
+    def decimal_scale(self, column: str) -> typing.Optional[int]:
+        """The decimal scale of ``column``, read from the value schema (``parameters.scale``
+        of an ``org.apache.kafka.connect.data.Decimal`` field); ``None`` without a schema or
+        when the column is not a decimal."""
+        text = self.value_schema()
+        if text is None:
+            return None
+        try:
+            schema = json.loads(text)
+            row = next(f for f in schema["fields"] if f.get("field") in ("after", "before"))
+            field = next(f for f in row["fields"] if f.get("field") == column)
+        except (ValueError, KeyError, TypeError, StopIteration):
+            return None
+        if field.get("name") != "org.apache.kafka.connect.data.Decimal":
+            return None
+        scale = (field.get("parameters") or {}).get("scale")
+        return int(scale) if isinstance(scale, str) and _u32_problem(scale) is None else None
+
+
+def _parse_row(image: str, text: typing.Optional[str], row_type):
+    if text is None:
+        raise Reject(f"the event has no `{image}` image", "missing-image")
+    try:
+        row = json.loads(text)
+    except ValueError as e:
+        raise Reject(f"{image}: {e}", "bad-row") from None
+    if row_type is None:
+        return row
+    try:
+        return _build(row_type, row)
+    except ValueError as e:
+        raise Reject(f"{image}: {e}", "bad-row") from None
+
+
+_ROW_FIELDS = {}
+
+
+def _fields(row_type):
+    """(name, checker, required) of each field of a dataclass, computed once per class."""
+    fields = _ROW_FIELDS.get(row_type)
+    if fields is None:
+        hints = typing.get_type_hints(row_type)
+        fields = []
+        for field in dataclasses.fields(row_type):
+            hint = hints[field.name]
+            optional = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
+            if optional:
+                hint = next(a for a in typing.get_args(hint) if a is not type(None))
+            required = not optional and field.default is dataclasses.MISSING
+            fields.append((field.name, hint, required))
+        _ROW_FIELDS[row_type] = fields
+    return fields
+
+
+def _matches(hint, value) -> bool:
+    if hint is typing.Any or hint is object:
+        return True
+    if hint is int:
+        return type(value) is int
+    if hint is float:
+        return type(value) in (int, float)
+    if hint is bool:
+        return type(value) is bool
+    return isinstance(value, hint)
+
+
+def _build(row_type, row):
+    """``row_type(**row)`` with each present column checked against its annotation
+    (``int``, ``float``, ``str``, ``bool``, ``Any``, optionally ``Optional[...]``)."""
+    if not isinstance(row, dict):
+        raise ValueError(f"expected an object, found {to_json(row).decode()}")
+    values = {}
+    for name, hint, required in _fields(row_type):
+        value = row.get(name)
+        if value is None:
+            if required:
+                raise ValueError(f"missing field `{name}`")
+            continue
+        if not _matches(hint, value):
+            expected = getattr(hint, "__name__", str(hint))
+            raise ValueError(f"`{name}`: expected {expected}, found {to_json(value).decode()}")
+        values[name] = value
+    return row_type(**values)
+
+
+class Record:
+    """A record to publish, built with chained calls:
+    ``Record.to("cdm.customer").json_key({"id": 7}).json_value(row).header("cdm.schema", "v1")``.
+    Without a value it is a tombstone."""
+
+    __slots__ = ("topic", "key", "value", "headers", "error")
+
+    def __init__(self, topic: str):
+        self.topic = topic
+        self.key = None
+        self.value = None
+        self.headers = []
+        self.error = None
+
+    @classmethod
+    def to(cls, topic: str) -> "Record":
+        """A record for ``topic`` with no key, no value and no headers."""
+        return cls(topic)
+
+    def raw_key(self, key) -> "Record":
+        """Sets the key to raw bytes or text; ``None`` clears it."""
+        self.key = key.encode() if isinstance(key, str) else key
+        return self
+
+    def json_key(self, key) -> "Record":
+        """Sets the key to ``key`` serialised as JSON."""
+        self.key = self._serialise("key", key)
+        return self
+
+    def raw_value(self, value) -> "Record":
+        """Sets the value to raw bytes or text."""
+        self.value = value.encode() if isinstance(value, str) else value
+        return self
+
+    def json_value(self, value) -> "Record":
+        """Sets the value to ``value`` serialised as JSON."""
+        self.value = self._serialise("value", value)
+        return self
+
+    def tombstone(self) -> "Record":
+        """Makes the record a tombstone (no value), for deletes on compacted topics."""
+        self.value = None
+        return self
+
+    def header(self, key: str, value) -> "Record":
+        """Appends a header (value text or bytes)."""
+        self.headers.append((key, value.encode() if isinstance(value, str) else value))
+        return self
+
+    def _serialise(self, what, value):
+        try:
+            return to_json(value)
+        except (TypeError, ValueError) as e:
+            if self.error is None:
+                self.error = f"{what} of record for {self.topic}: {e}"
+            return None
+
+
+def transform(function=None, *, init=None):
+    """Registers the plugin's transform function (``@transform`` or
+    ``@transform(init=check)``); the build exports it as the component's ``transform``."""
+
+    def register(f):
+        global _plugin
+        _plugin = (f, init)
+        return f
+
+    return register(function) if function is not None else register
+
+
+_plugin = None
+
+
+def _init(pairs) -> None:
+    """The WIT ``init``: stores the configuration, then runs the plugin's check."""
+    global _config
+    _config = Config(pairs)
+    if _plugin is None:
+        raise RuntimeError("no function is registered with @sluice_sdk.transform")
+    check = _plugin[1]
+    if check is not None:
+        check(_config)
+
+
+def _outcomes(events, records_outcome, rejected_outcome):
+    """One outcome per event, in order, built by the two constructors given."""
+    function = _plugin[0]
+    outcomes = []
+    for wit in events:
+        try:
+            result = function(ChangeEvent(wit))
+            if result is None:
+                result = []
+            elif isinstance(result, Record):
+                result = [result]
+            for record in result:
+                if record.error is not None:
+                    raise Reject(record.error, "serialize")
+            outcomes.append(records_outcome(result))
+        except Reject as reject:
+            outcomes.append(rejected_outcome(reject))
+        except Exception:
+            import traceback
+
+            # Like a Rust panic: the host names the last error line as the trap's reason.
+            log("error", "plugin raised: " + traceback.format_exc())
+            raise
+    return outcomes
