@@ -9,9 +9,9 @@
 //!   event, the time from the producer's send to a consumer receiving its output record.
 //!   Batching is tuned for latency here (source linger 2 ms, producer linger 1 ms,
 //!   consumers' `fetch.wait.max.ms` 5), for every contender alike.
-//! - Delivery modes: tansu (the test broker) does not implement transactions, so
-//!   at-least-once and exactly-once are compared on librdkafka's mock cluster, as a ratio
-//!   within that run.
+//! - Delivery modes: only at-least-once. tansu (the test broker) does not implement
+//!   transactions, and a comparison on librdkafka's mock cluster did not complete (its
+//!   phase stalled; see BENCHMARKS.md), so exactly-once is not measured here.
 //!
 //! `cargo bench -p sluice-tests --bench kafka` (add `-- --quick` for a smoke run).
 //! Results and how to read them: BENCHMARKS.md.
@@ -88,40 +88,6 @@ fn main() {
         );
     }
     drop(broker);
-
-    println!();
-    println!(
-        "delivery modes on librdkafka's mock cluster (3 brokers in this process), sluice(passthrough), {events} events:"
-    );
-    println!();
-    println!("| delivery | events/s | vs at-least-once |");
-    println!("|---|---:|---:|");
-    let mut baseline = 0.0;
-    for (index, delivery) in [Delivery::AtLeastOnce, Delivery::ExactlyOnce]
-        .into_iter()
-        .enumerate()
-    {
-        let cluster = rdkafka::mocking::MockCluster::new(3).expect("mock cluster");
-        let mock = cluster.bootstrap_servers();
-        let prefix = format!("m{index}");
-        for topic in [format!("{prefix}.in"), format!("passthrough.{prefix}.in")] {
-            cluster
-                .create_topic(&topic, PARTITIONS, 1)
-                .expect("mock topic");
-        }
-        let rate = tokio.block_on(throughput(
-            &mock,
-            &Contender::Sluice("passthrough"),
-            &records,
-            &prefix,
-            delivery,
-            false,
-        ));
-        if delivery == Delivery::AtLeastOnce {
-            baseline = rate;
-        }
-        println!("| {delivery:?} | {rate:.0} | {:.2}× |", rate / baseline);
-    }
 }
 
 enum Contender {
