@@ -21,12 +21,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use sluice::config::{Config, SinkConfig, SourceConfig};
-use sluice::pipeline::{Delivery, PipelineSettings};
-use sluice::runtime::{Origin, OutputRecord, RuntimeOptions};
+use sluice::pipeline::Delivery;
+use sluice::runtime::{Origin, OutputRecord};
 use sluice::sink::transactional::TransactionalKafkaSink;
 use sluice::sink::{Sink, SinkError};
-use sluice::source::kafka::KafkaSourceSettings;
 use sluice_tests::components;
 
 use crate::kafka::{CRASH_EVENTS, CRASH_TOPICS, kill_dash_nine_three_times, produce_numbers};
@@ -84,39 +82,15 @@ fn transactions_commit_on_the_mock_cluster_and_aborted_batches_are_processed_aga
                 RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
             ],
         );
-        let config = Config {
-            source: SourceConfig::Kafka(KafkaSourceSettings {
-                topics: vec!["numbers".to_owned()],
-                properties: vec![
-                    ("bootstrap.servers".into(), bootstrap.clone()),
-                    ("group.id".into(), "eos".into()),
-                    ("auto.offset.reset".into(), "earliest".into()),
-                ],
-                linger: Duration::from_millis(20),
-                consumers: 1,
-                batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
-            }),
-            sink: SinkConfig::Kafka {
-                properties: vec![("bootstrap.servers".into(), bootstrap.clone())],
-            },
-            pipeline: PipelineSettings {
-                batch_size: 200,
-                delivery: Delivery::ExactlyOnce,
-                ..PipelineSettings::default()
-            },
-            isolation: Default::default(),
-            instance: Some("abort-test".to_owned()),
-            runtime: RuntimeOptions::default(),
-            plugins: vec![plugin(
-                "stamp",
-                components::STAMP,
-                &["numbers"],
-                &["out"],
-                &[],
-            )],
-            plugins_dir: None,
-            admin_listen: None,
-        };
+        let mut config = crate::support::kafka_config(
+            &bootstrap,
+            "eos",
+            "numbers",
+            plugin("stamp", components::STAMP, &["numbers"], &["out"], &[]),
+            200,
+        );
+        config.pipeline.delivery = Delivery::ExactlyOnce;
+        config.instance = Some("abort-test".to_owned());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let sluice = tokio::spawn(sluice::app::run(config, async move {
             let _ = stopped.await;

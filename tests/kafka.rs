@@ -9,7 +9,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sluice::config::{Config, SinkConfig, SourceConfig};
+use sluice::config::SourceConfig;
 use sluice::pipeline::PipelineSettings;
 use sluice::runtime::{OutputRecord, RuntimeOptions};
 use sluice::source::kafka::KafkaSourceSettings;
@@ -67,38 +67,19 @@ fn customers_cdm_from_kafka_to_kafka_matches_the_golden_file() {
         assert_eq!(produce_samples(&broker.bootstrap).await, 10);
 
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config {
-            source: SourceConfig::Kafka(KafkaSourceSettings {
-                topics: vec![CDC_TOPIC.to_owned()],
-                properties: vec![
-                    ("bootstrap.servers".into(), broker.bootstrap.clone()),
-                    ("group.id".into(), "sluice-e2e".into()),
-                    ("auto.offset.reset".into(), "earliest".into()),
-                ],
-                linger: Duration::from_millis(20),
-                consumers: 1,
-                batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
-            }),
-            sink: SinkConfig::Kafka {
-                properties: vec![("bootstrap.servers".into(), broker.bootstrap.clone())],
-            },
-            pipeline: PipelineSettings {
-                batch_size: 4,
-                ..PipelineSettings::default()
-            },
-            isolation: Default::default(),
-            instance: None,
-            runtime: RuntimeOptions::default(),
-            plugins: vec![plugin(
+        let config = crate::support::kafka_config(
+            &broker.bootstrap,
+            "sluice-e2e",
+            CDC_TOPIC,
+            plugin(
                 "customers-cdm",
                 components::CUSTOMERS_CDM,
                 &[CDC_TOPIC],
                 &["cdm.customer"],
                 &[],
-            )],
-            plugins_dir: None,
-            admin_listen: None,
-        };
+            ),
+            4,
+        );
         let _ = dir;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let sluice = tokio::spawn(sluice::app::run(config, async move {
@@ -401,35 +382,13 @@ fn poison_events_and_a_trapping_plugin_go_to_the_dead_letter_topic_and_the_strea
                 .await
                 .expect("produced");
         }
-        let config = Config {
-            source: SourceConfig::Kafka(KafkaSourceSettings {
-                topics: vec!["mixed".to_owned()],
-                properties: vec![
-                    ("bootstrap.servers".into(), broker.bootstrap.clone()),
-                    ("group.id".into(), "sluice-poison".into()),
-                    ("auto.offset.reset".into(), "earliest".into()),
-                ],
-                linger: Duration::from_millis(20),
-                consumers: 1,
-                batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
-            }),
-            sink: SinkConfig::Kafka {
-                properties: vec![("bootstrap.servers".into(), broker.bootstrap.clone())],
-            },
-            pipeline: PipelineSettings::default(),
-            isolation: Default::default(),
-            instance: None,
-            runtime: RuntimeOptions::default(),
-            plugins: vec![plugin(
-                "poison",
-                components::POISON,
-                &["mixed"],
-                &["out"],
-                &[],
-            )],
-            plugins_dir: None,
-            admin_listen: None,
-        };
+        let config = crate::support::kafka_config(
+            &broker.bootstrap,
+            "sluice-poison",
+            "mixed",
+            plugin("poison", components::POISON, &["mixed"], &["out"], &[]),
+            PipelineSettings::default().batch_size,
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let sluice = tokio::spawn(sluice::app::run(config, async move {
             let _ = stopped.await;
@@ -682,38 +641,16 @@ fn three_consumers_split_the_partitions_and_keep_each_partitions_order() {
     tokio.block_on(async {
         create_partitioned_topics(&broker.bootstrap, &[("numbers", 3), ("out", 3)]).await;
         produce_numbers(&broker.bootstrap, EVENTS).await;
-        let config = Config {
-            source: SourceConfig::Kafka(KafkaSourceSettings {
-                topics: vec!["numbers".to_owned()],
-                properties: vec![
-                    ("bootstrap.servers".into(), broker.bootstrap.clone()),
-                    ("group.id".into(), "parallel".into()),
-                    ("auto.offset.reset".into(), "earliest".into()),
-                ],
-                linger: Duration::from_millis(20),
-                consumers: 3,
-                batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
-            }),
-            sink: SinkConfig::Kafka {
-                properties: vec![("bootstrap.servers".into(), broker.bootstrap.clone())],
-            },
-            pipeline: PipelineSettings {
-                batch_size: 50,
-                ..PipelineSettings::default()
-            },
-            isolation: Default::default(),
-            instance: None,
-            runtime: RuntimeOptions::default(),
-            plugins: vec![plugin(
-                "stamp",
-                components::STAMP,
-                &["numbers"],
-                &["out"],
-                &[],
-            )],
-            plugins_dir: None,
-            admin_listen: None,
-        };
+        let mut config = crate::support::kafka_config(
+            &broker.bootstrap,
+            "parallel",
+            "numbers",
+            plugin("stamp", components::STAMP, &["numbers"], &["out"], &[]),
+            50,
+        );
+        if let SourceConfig::Kafka(settings) = &mut config.source {
+            settings.consumers = 3;
+        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let sluice = tokio::spawn(sluice::app::run(config, async move {
             let _ = stopped.await;

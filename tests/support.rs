@@ -151,3 +151,41 @@ pub fn assert_golden(actual: &[String], golden: &Path) {
         differences.join("\n")
     );
 }
+
+/// A Kafka-to-Kafka configuration on `bootstrap`: consumer group `group` reads `topic`
+/// from the earliest offset through `plugin`, in batches of `batch_size`. Tests adjust
+/// the rest (consumers, delivery, instance) on the result.
+pub fn kafka_config(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    plugin: PluginConfig,
+    batch_size: usize,
+) -> Config {
+    Config {
+        source: SourceConfig::Kafka(sluice::source::kafka::KafkaSourceSettings {
+            topics: vec![topic.to_owned()],
+            properties: vec![
+                ("bootstrap.servers".into(), bootstrap.to_owned()),
+                ("group.id".into(), group.to_owned()),
+                ("auto.offset.reset".into(), "earliest".into()),
+            ],
+            linger: std::time::Duration::from_millis(20),
+            consumers: 1,
+            batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
+        }),
+        sink: SinkConfig::Kafka {
+            properties: vec![("bootstrap.servers".into(), bootstrap.to_owned())],
+        },
+        pipeline: PipelineSettings {
+            batch_size,
+            ..PipelineSettings::default()
+        },
+        isolation: Default::default(),
+        instance: None,
+        runtime: RuntimeOptions::default(),
+        plugins: vec![plugin],
+        plugins_dir: None,
+        admin_listen: None,
+    }
+}
