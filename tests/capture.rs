@@ -349,3 +349,76 @@ fn capture_from_a_real_sql_server() {
         run(format!("EXEC sys.sp_cdc_disable_table @source_schema = N'dbo', @source_name = N'{table}', @capture_instance = N'all'; DROP TABLE dbo.{table};"), db_url).await;
     });
 }
+
+/// `[capture]` in `sluice run`: when capture cannot start (here: no SQL Server at the
+/// address), the run stops with an error naming capture and the address, instead of
+/// running lanes whose input will never come.
+#[test]
+fn sluice_run_stops_when_its_capture_cannot_reach_sql_server() {
+    let broker = Broker::start();
+    // A loopback port nobody listens on (the listener is dropped at once).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        r#"
+        [source]
+        type = "kafka"
+        topics = ["{TOPIC}"]
+        [source.properties]
+        "bootstrap.servers" = "{bootstrap}"
+        "group.id" = "capture-unreachable"
+        [sink]
+        type = "kafka"
+        [sink.properties]
+        "bootstrap.servers" = "{bootstrap}"
+        [runtime]
+        cache_dir = ""
+        [capture]
+        connection = "server=tcp:127.0.0.1,{port};database=testDB;user=sa;password=x;TrustServerCertificate=true"
+        topic_prefix = "server1"
+        tables = ["dbo.customers"]
+        [[plugin]]
+        name = "customers-cdm"
+        path = "{plugin}"
+        inputs = ["{TOPIC}"]
+        outputs = ["cdm.customer"]
+        "#,
+        bootstrap = broker.bootstrap,
+        port = closed.port(),
+        plugin = sluice_tests::components::CUSTOMERS_CDM,
+    );
+    let config = sluice::config::parse(&text, "run.toml", dir.path()).expect("valid config");
+    let capture = config.capture.as_ref().expect("[capture] parsed");
+    assert_eq!(
+        capture.kafka,
+        properties(&broker.bootstrap),
+        "the producer takes the source's cluster, not its group.id"
+    );
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    let result = tokio.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            sluice::app::run(config, std::future::pending()),
+        )
+        .await
+    });
+    let error = result
+        .expect("the run stopped by itself (no shutdown was sent)")
+        .expect_err("capture could not connect");
+    assert!(
+        matches!(
+            &error,
+            sluice::app::RunError::Capture(sluice::capture::CaptureError::Tables(
+                sluice::capture::tables::TablesError::Connect(_)
+            ))
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("capture") && message.contains(&format!("127.0.0.1:{}", closed.port())),
+        "{message}"
+    );
+}

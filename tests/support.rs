@@ -82,6 +82,7 @@ pub fn config(
         plugins,
         plugins_dir: None,
         admin_listen: None,
+        capture: None,
     }
 }
 
@@ -187,5 +188,6 @@ pub fn kafka_config(
         plugins: vec![plugin],
         plugins_dir: None,
         admin_listen: None,
+        capture: None,
     }
 }

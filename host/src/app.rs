@@ -48,6 +48,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error("capture ([capture]) stopped, and the pipeline with it: {0}")]
+    Capture(#[from] crate::capture::CaptureError),
 }
 
 /// Loads every configured plugin, compiles it, and starts its worker threads: one
@@ -140,15 +142,51 @@ pub async fn run(
         }
     };
     telemetry.set_ready(true);
-    let result = lanes::run(
+    // One stop for the lanes and the capture task: the caller's shutdown, or capture
+    // failing (a pipeline whose input has stopped should not look healthy).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stopping = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let mut capture = config.capture.clone().map(|capture| {
+        let telemetry = Arc::clone(&telemetry);
+        let stopped = stopping(stopped.clone());
+        tokio::spawn(
+            async move { crate::capture::run_embedded(&capture, &telemetry, stopped).await },
+        )
+    });
+    let lanes = lanes::run(
         endpoints,
         table,
         isolation,
         config.pipeline.clone(),
         Some(Arc::clone(&telemetry)),
-        shutdown,
-    )
-    .await;
+        stopping(stopped),
+    );
+    tokio::pin!(lanes, shutdown);
+    let mut capture_error = None;
+    let result = loop {
+        tokio::select! {
+            result = &mut lanes => break result,
+            _ = &mut shutdown, if !*stop.borrow() => {
+                let _ = stop.send(true);
+            }
+            joined = async { capture.as_mut().expect("guarded").await }, if capture.is_some() => {
+                capture = None;
+                if let Some(error) = capture_outcome(joined) {
+                    tracing::error!(%error, "capture stopped; stopping the pipeline");
+                    capture_error = Some(error);
+                }
+                let _ = stop.send(true);
+            }
+        }
+    };
+    let _ = stop.send(true);
+    if let Some(task) = capture
+        && let Some(error) = capture_outcome(task.await)
+    {
+        capture_error = Some(error);
+    }
     telemetry.set_ready(false);
     if let Some((stop, watcher)) = watcher {
         let _ = stop.send(());
@@ -164,7 +202,21 @@ pub async fn run(
         let _ = stop.send(());
         let _ = server.await;
     }
+    if let Some(error) = capture_error {
+        return Err(RunError::Capture(error));
+    }
     Ok(result?)
+}
+
+/// The error a finished capture task ended with, if any (a panic becomes one too).
+fn capture_outcome(
+    joined: Result<Result<(), crate::capture::CaptureError>, tokio::task::JoinError>,
+) -> Option<crate::capture::CaptureError> {
+    match joined {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error),
+        Err(error) => Some(crate::capture::CaptureError::Task(error.to_string())),
+    }
 }
 
 /// Opens each lane's source and sink from the configuration.

@@ -35,6 +35,9 @@ pub struct Config {
     pub plugins_dir: Option<PathBuf>,
     /// Where the admin HTTP server (`/health`, `/ready`, `/plugins`, `/metrics`) listens.
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// SQL Server CDC capture in the same process (`[capture]`): it writes the Debezium
+    /// topics that the Kafka source reads.
+    pub capture: Option<crate::capture::config::CaptureConfig>,
 }
 
 impl Config {
@@ -121,6 +124,7 @@ struct RawConfig {
     plugins: Vec<RawPlugin>,
     #[serde(default)]
     admin: RawAdmin,
+    capture: Option<crate::capture::config::RawCapture>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -481,6 +485,9 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
                 None
             }
         });
+    let capture = raw
+        .capture
+        .map(|capture| validate_capture(capture, &source, problems));
     Config {
         source,
         sink,
@@ -491,7 +498,42 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         plugins,
         plugins_dir,
         admin_listen,
+        capture,
     }
+}
+
+/// `[capture]`: capture writes Kafka topics, so the run must read them from Kafka, and
+/// every captured table's topic must be one the source subscribes to (else its events
+/// would pile up unread). A `^regex` subscription is librdkafka's to match; it is not
+/// checked here.
+fn validate_capture(
+    raw: crate::capture::config::RawCapture,
+    source: &SourceConfig,
+    problems: &mut Problems,
+) -> crate::capture::config::CaptureConfig {
+    let properties = match source {
+        SourceConfig::Kafka(settings) => settings.properties.as_slice(),
+        SourceConfig::File { .. } => {
+            problems.add(
+                "capture",
+                "capture writes to Kafka: set source.type = \"kafka\" to read what it captures",
+            );
+            &[]
+        }
+    };
+    let capture = crate::capture::config::validate_embedded(raw, properties, &mut problems.0);
+    if let SourceConfig::Kafka(settings) = source {
+        let regex = settings.topics.iter().any(|topic| topic.starts_with('^'));
+        for topic in capture.topics() {
+            if !regex && !settings.topics.contains(&topic) {
+                problems.add(
+                    "capture.tables",
+                    format!("captured into {topic:?}, which source.topics does not read"),
+                );
+            }
+        }
+    }
+    capture
 }
 
 /// Validates one plugin table. `at` prefixes problem paths (`plugin[0].` in a config

@@ -193,6 +193,7 @@ impl Contender {
                     }],
                     plugins_dir: None,
                     admin_listen: None,
+                    capture: None,
                 };
                 tokio::spawn(async move {
                     sluice::app::run(config, stopped)

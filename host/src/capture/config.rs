@@ -39,11 +39,24 @@ pub struct CaptureConfig {
     pub admin_listen: Option<std::net::SocketAddr>,
 }
 
+impl CaptureConfig {
+    /// The data topics capture writes, one per captured table
+    /// (`<topic_prefix>.<database>.<schema>.<table>`).
+    pub fn topics(&self) -> Vec<String> {
+        let events = &self.settings.events;
+        self.settings
+            .tables
+            .iter()
+            .map(|table| format!("{}.{}.{table}", events.prefix, events.database))
+            .collect()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     capture: RawCapture,
-    kafka: RawKafka,
+    kafka: Option<RawKafka>,
     #[serde(default)]
     admin: RawAdmin,
 }
@@ -54,9 +67,10 @@ struct RawAdmin {
     listen: Option<String>,
 }
 
+/// The `[capture]` table, in a `sluice capture` file or embedded in `sluice run`'s.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawCapture {
+pub(crate) struct RawCapture {
     connection: Option<String>,
     topic_prefix: Option<String>,
     database: Option<String>,
@@ -67,6 +81,7 @@ struct RawCapture {
     schemas_enable: Option<bool>,
     tombstones_on_delete: Option<bool>,
     provide_transaction_metadata: Option<bool>,
+    include_schema_changes: Option<bool>,
     heartbeat_interval: Option<String>,
     poll_interval: Option<String>,
     max_transactions_per_pass: Option<i64>,
@@ -74,9 +89,12 @@ struct RawCapture {
     snapshot_progress_rows: Option<i64>,
     on_cleanup_gap: Option<String>,
     source_version: Option<String>,
+    /// Where capture writes (`[capture.kafka]`); in a `sluice capture` file `[kafka]`
+    /// says the same.
+    kafka: Option<RawKafka>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKafka {
     offsets_topic: Option<String>,
@@ -175,8 +193,71 @@ fn duration(value: Option<&str>, path: &str, problems: &mut Vec<Problem>) -> Opt
     }
 }
 
-fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureConfig {
-    let c = raw.capture;
+fn validate(mut raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureConfig {
+    let kafka = match (raw.kafka, raw.capture.kafka.take()) {
+        (Some(kafka), Some(_)) => {
+            add(
+                problems,
+                "capture.kafka",
+                "set either [kafka] or [capture.kafka], not both",
+            );
+            (kafka, "kafka")
+        }
+        (Some(kafka), None) => (kafka, "kafka"),
+        (None, Some(kafka)) => (kafka, "capture.kafka"),
+        // Reported as `kafka.properties: missing "bootstrap.servers"`.
+        (None, None) => (RawKafka::default(), "kafka"),
+    };
+    let mut config = validate_capture(raw.capture, kafka, &[], problems);
+    let admin_listen = raw
+        .admin
+        .listen
+        .as_deref()
+        .and_then(|text| match text.parse() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                add(
+                    problems,
+                    "admin.listen",
+                    format!("{text:?} is not an address:port (e.g. \"127.0.0.1:9465\")"),
+                );
+                None
+            }
+        });
+    config.admin_listen = admin_listen;
+    config
+}
+
+/// Producer properties that `[capture]` in `sluice run` takes from the run's Kafka
+/// source when `[capture.kafka]` does not set them: where the cluster is and how to
+/// authenticate (consumer-only properties such as `group.id` stay behind).
+fn inherited(key: &str) -> bool {
+    key == "bootstrap.servers"
+        || key == "client.dns.lookup"
+        || ["security.", "sasl.", "ssl."]
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+}
+
+/// Validates `sluice run`'s `[capture]` table: `source` is the run's Kafka source
+/// properties, which supply the cluster when `[capture.kafka]` leaves it out.
+pub(crate) fn validate_embedded(
+    mut raw: RawCapture,
+    source: &[(String, String)],
+    problems: &mut Vec<Problem>,
+) -> CaptureConfig {
+    let kafka = raw.kafka.take().unwrap_or_default();
+    validate_capture(raw, (kafka, "capture.kafka"), source, problems)
+}
+
+/// `kafka` is the Kafka table and the path it was found at; `source` supplies
+/// properties it does not set (see [`inherited`]).
+fn validate_capture(
+    c: RawCapture,
+    (k, kafka_path): (RawKafka, &str),
+    source: &[(String, String)],
+    problems: &mut Vec<Problem>,
+) -> CaptureConfig {
     let connection = c.connection.unwrap_or_default();
     if connection.is_empty() {
         add(
@@ -287,6 +368,7 @@ fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureConfig {
     settings.events.schemas = c.schemas_enable.unwrap_or(false);
     settings.tombstones = c.tombstones_on_delete.unwrap_or(true);
     settings.transaction_metadata = c.provide_transaction_metadata.unwrap_or(false);
+    settings.schema_changes = c.include_schema_changes.unwrap_or(true);
     if let Some(version) = c.source_version {
         settings.events.version = version;
     }
@@ -324,7 +406,6 @@ fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureConfig {
         problems,
     ) as usize;
 
-    let k = raw.kafka;
     let mut kafka = Vec::new();
     for (key, value) in &k.properties {
         match value {
@@ -333,22 +414,27 @@ fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureConfig {
             toml::Value::Boolean(b) => kafka.push((key.clone(), b.to_string())),
             _ => add(
                 problems,
-                &format!("kafka.properties.{key}"),
+                &format!("{kafka_path}.properties.{key}"),
                 "must be a string, integer or boolean",
             ),
+        }
+    }
+    for (key, value) in source {
+        if inherited(key) && !kafka.iter().any(|(k, _)| k == key) {
+            kafka.push((key.clone(), value.clone()));
         }
     }
     if !kafka.iter().any(|(key, _)| key == "bootstrap.servers") {
         add(
             problems,
-            "kafka.properties",
+            &format!("{kafka_path}.properties"),
             "missing \"bootstrap.servers\"",
         );
     }
     if kafka.iter().any(|(key, _)| key == "transactional.id") {
         add(
             problems,
-            "kafka.properties.transactional.id",
+            &format!("{kafka_path}.properties.transactional.id"),
             "set by sluice (sluice-capture.<topic_prefix>.<database>, so a second capture of the database is fenced)",
         );
     }
@@ -358,32 +444,17 @@ fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureConfig {
     if !is_name(&offsets_topic) {
         add(
             problems,
-            "kafka.offsets_topic",
+            &format!("{kafka_path}.offsets_topic"),
             format!("{offsets_topic:?} is not a valid topic name"),
         );
     }
-    let admin_listen = raw
-        .admin
-        .listen
-        .as_deref()
-        .and_then(|text| match text.parse() {
-            Ok(address) => Some(address),
-            Err(_) => {
-                add(
-                    problems,
-                    "admin.listen",
-                    format!("{text:?} is not an address:port (e.g. \"127.0.0.1:9465\")"),
-                );
-                None
-            }
-        });
     CaptureConfig {
         connection,
         settings,
         kafka,
         offsets_topic,
         transactions: k.transactions.unwrap_or(true),
-        admin_listen,
+        admin_listen: None,
     }
 }
 
@@ -444,5 +515,46 @@ mod tests {
         ] {
             assert!(error.contains(&format!("  - {path}")), "{path} in {error}");
         }
+    }
+
+    #[test]
+    fn embedded_capture_takes_the_cluster_and_credentials_of_the_run_source() {
+        let raw: RawCapture = toml::from_str(
+            r#"
+            connection = "server=tcp:db,1433;database=testDB;user=sa;password=x"
+            topic_prefix = "server1"
+            tables = ["dbo.customers"]
+            [kafka.properties]
+            "linger.ms" = 5
+            "#,
+        )
+        .expect("raw");
+        let source: Vec<(String, String)> = [
+            ("bootstrap.servers", "k:9092"),
+            ("group.id", "sluice"),
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "PLAIN"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut problems = Vec::new();
+        let config = validate_embedded(raw, &source, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let keys: Vec<&str> = config.kafka.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "linger.ms",
+                "bootstrap.servers",
+                "security.protocol",
+                "sasl.mechanism"
+            ]
+        );
+        assert_eq!(config.topics(), ["server1.testDB.dbo.customers"]);
+        assert_eq!(
+            config.admin_listen, None,
+            "the run's admin server serves it"
+        );
     }
 }

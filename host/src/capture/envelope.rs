@@ -222,17 +222,7 @@ pub fn key(
     let mut payload = String::new();
     push_row(&mut payload, table, &table.key, row, settings.decimal_mode)
         .map_err(|e| row_error(table, source, e))?;
-    Ok(Some(
-        if settings.schemas {
-            format!(
-                r#"{{"schema":{},"payload":{payload}}}"#,
-                table.key_schema(settings)
-            )
-        } else {
-            payload
-        }
-        .into_bytes(),
-    ))
+    Ok(Some(wrap(settings, || table.key_schema(settings), payload)))
 }
 
 /// One change event's value.
@@ -267,33 +257,8 @@ pub fn value(
         Some(row) => push_row(&mut p, table, &all, row, mode).map_err(fail)?,
         None => p.push_str("null"),
     }
-    let s = &change.source;
-    p.push_str(",\"source\":{\"version\":");
-    push_json_string(&mut p, &settings.version);
-    p.push_str(",\"connector\":\"sqlserver\",\"name\":");
-    push_json_string(&mut p, &settings.prefix);
-    p.push_str(&format!(
-        ",\"ts_ms\":{},\"snapshot\":\"{}\",\"db\":",
-        s.ts_ms,
-        s.snapshot.as_str()
-    ));
-    push_json_string(&mut p, &settings.database);
-    p.push_str(&format!(
-        ",\"sequence\":null,\"ts_us\":{},\"ts_ns\":{},\"schema\":",
-        s.ts_ms * 1_000,
-        s.ts_ms * 1_000_000
-    ));
-    push_json_string(&mut p, &table.schema);
-    p.push_str(",\"table\":");
-    push_json_string(&mut p, &table.table);
-    p.push_str(&format!(
-        ",\"change_lsn\":{},\"commit_lsn\":{},\"event_serial_no\":{}}}",
-        optional_lsn(s.change_lsn),
-        optional_lsn(s.commit_lsn),
-        s.event_serial_no
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "null".into())
-    ));
+    p.push_str(",\"source\":");
+    push_source(&mut p, settings, table, &change.source);
     p.push_str(",\"transaction\":");
     match change.transaction {
         Some(tx) => {
@@ -313,15 +278,49 @@ pub fn value(
         change.now_us,
         change.now_us * 1_000
     ));
-    Ok(if settings.schemas {
-        format!(
-            r#"{{"schema":{},"payload":{p}}}"#,
-            table.envelope_schema(settings)
-        )
+    Ok(wrap(settings, || table.envelope_schema(settings), p))
+}
+
+/// `payload` as the JSON converter writes it: bare, or with `schemas.enable=true` as
+/// `{"schema":...,"payload":...}` (`schema` is only built then).
+fn wrap(settings: &EventSettings, schema: impl FnOnce() -> String, payload: String) -> Vec<u8> {
+    if settings.schemas {
+        format!(r#"{{"schema":{},"payload":{payload}}}"#, schema())
     } else {
-        p
+        payload
     }
-    .into_bytes())
+    .into_bytes()
+}
+
+/// The `source` block (`io.debezium.connector.sqlserver.Source`) of an event about
+/// `table`.
+fn push_source(p: &mut String, settings: &EventSettings, table: &TableSchema, s: &Source) {
+    p.push_str("{\"version\":");
+    push_json_string(p, &settings.version);
+    p.push_str(",\"connector\":\"sqlserver\",\"name\":");
+    push_json_string(p, &settings.prefix);
+    p.push_str(&format!(
+        ",\"ts_ms\":{},\"snapshot\":\"{}\",\"db\":",
+        s.ts_ms,
+        s.snapshot.as_str()
+    ));
+    push_json_string(p, &settings.database);
+    p.push_str(&format!(
+        ",\"sequence\":null,\"ts_us\":{},\"ts_ns\":{},\"schema\":",
+        s.ts_ms * 1_000,
+        s.ts_ms * 1_000_000
+    ));
+    push_json_string(p, &table.schema);
+    p.push_str(",\"table\":");
+    push_json_string(p, &table.table);
+    p.push_str(&format!(
+        ",\"change_lsn\":{},\"commit_lsn\":{},\"event_serial_no\":{}}}",
+        optional_lsn(s.change_lsn),
+        optional_lsn(s.commit_lsn),
+        s.event_serial_no
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "null".into())
+    ));
 }
 
 fn optional_lsn(lsn: Option<Lsn>) -> String {
@@ -329,9 +328,31 @@ fn optional_lsn(lsn: Option<Lsn>) -> String {
         .unwrap_or_else(|| "null".into())
 }
 
-/// A transaction boundary event on `<prefix>.transaction` (bare form):
-/// `{"status":"BEGIN"|"END","id":...,"event_count":...,"data_collections":[...],"ts_ms":...}`.
+/// `io.debezium.connector.common.TransactionMetadataKey`.
+const TRANSACTION_KEY_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"}],"optional":false,"name":"io.debezium.connector.common.TransactionMetadataKey","version":1}"#;
+
+/// `io.debezium.connector.common.TransactionMetadataValue`.
+const TRANSACTION_VALUE_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"status"},{"type":"string","optional":false,"field":"id"},{"type":"int64","optional":true,"field":"event_count"},{"type":"array","items":{"type":"struct","fields":[{"type":"string","optional":false,"field":"data_collection"},{"type":"int64","optional":false,"field":"event_count"}],"optional":true,"name":"event.collection","version":1},"optional":true,"field":"data_collections"},{"type":"int64","optional":false,"field":"ts_ms"}],"optional":false,"name":"io.debezium.connector.common.TransactionMetadataValue","version":1}"#;
+
+/// `io.debezium.connector.common.ServerNameKey` and `...Heartbeat`.
+const HEARTBEAT_KEY_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"serverName"}],"optional":false,"name":"io.debezium.connector.common.ServerNameKey","version":1}"#;
+const HEARTBEAT_VALUE_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"int64","optional":false,"field":"ts_ms"}],"optional":false,"name":"io.debezium.connector.common.Heartbeat","version":1}"#;
+
+/// `io.debezium.connector.sqlserver.SchemaChangeKey`.
+const SCHEMA_CHANGE_KEY_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"databaseName"}],"optional":false,"name":"io.debezium.connector.sqlserver.SchemaChangeKey","version":1}"#;
+
+/// `io.debezium.connector.sqlserver.SchemaChangeValue` after its `source` field: the
+/// `tableChanges` array of `io.debezium.connector.schema.Change` (Debezium 3.0's
+/// `SchemaFactory`: a table has no `attributes` yet).
+const SCHEMA_CHANGE_VALUE_SCHEMA_REST: &str = r#"{"type":"int64","optional":false,"field":"ts_ms"},{"type":"string","optional":true,"field":"databaseName"},{"type":"string","optional":true,"field":"schemaName"},{"type":"string","optional":true,"field":"ddl"},{"type":"array","items":{"type":"struct","fields":[{"type":"string","optional":false,"field":"type"},{"type":"string","optional":false,"field":"id"},{"type":"struct","fields":[{"type":"string","optional":true,"field":"defaultCharsetName"},{"type":"array","items":{"type":"string","optional":false},"optional":true,"field":"primaryKeyColumnNames"},{"type":"array","items":{"type":"struct","fields":[{"type":"string","optional":false,"field":"name"},{"type":"int32","optional":false,"field":"jdbcType"},{"type":"int32","optional":true,"field":"nativeType"},{"type":"string","optional":false,"field":"typeName"},{"type":"string","optional":true,"field":"typeExpression"},{"type":"string","optional":true,"field":"charsetName"},{"type":"int32","optional":true,"field":"length"},{"type":"int32","optional":true,"field":"scale"},{"type":"int32","optional":false,"field":"position"},{"type":"boolean","optional":true,"field":"optional"},{"type":"boolean","optional":true,"field":"autoIncremented"},{"type":"boolean","optional":true,"field":"generated"},{"type":"string","optional":true,"field":"comment"},{"type":"string","optional":true,"field":"defaultValueExpression"},{"type":"array","items":{"type":"string","optional":false},"optional":true,"field":"enumValues"}],"optional":false,"name":"io.debezium.connector.schema.Column","version":1},"optional":false,"field":"columns"},{"type":"string","optional":true,"field":"comment"}],"optional":true,"name":"io.debezium.connector.schema.Table","version":1,"field":"table"}],"optional":false,"name":"io.debezium.connector.schema.Change","version":1},"optional":false,"field":"tableChanges"}],"optional":false,"name":"io.debezium.connector.sqlserver.SchemaChangeValue","version":1}"#;
+
+/// A transaction boundary on `<prefix>.transaction`: key `{"id":...}`, value
+/// `{"status":"BEGIN"|"END","id":...,"event_count":...,"data_collections":[...],"ts_ms":...}`
+/// in the schema's field order. `counts` (END only) are the events per table, named
+/// `<db>.<schema>.<table>` as Debezium's `TableId` prints them; `ts_ms` is the commit
+/// time.
 pub fn transaction_event(
+    settings: &EventSettings,
     status: &str,
     id: &str,
     counts: Option<&[(String, i64)]>,
@@ -359,63 +380,72 @@ pub fn transaction_event(
     let mut k = String::from("{\"id\":");
     push_json_string(&mut k, id);
     k.push('}');
-    (k.into_bytes(), v.into_bytes())
+    (
+        wrap(settings, || TRANSACTION_KEY_SCHEMA.to_owned(), k),
+        wrap(settings, || TRANSACTION_VALUE_SCHEMA.to_owned(), v),
+    )
 }
 
 /// A heartbeat on `__debezium-heartbeat.<prefix>`: key `{"serverName":...}`, value
-/// `{"ts_ms":...}`.
+/// `{"ts_ms":...}` (the wall clock, as Debezium's).
 pub fn heartbeat_event(settings: &EventSettings, ts_ms: i64) -> (Vec<u8>, Vec<u8>) {
     let mut k = String::from("{\"serverName\":");
     push_json_string(&mut k, &settings.prefix);
     k.push('}');
     (
-        k.into_bytes(),
-        format!("{{\"ts_ms\":{ts_ms}}}").into_bytes(),
+        wrap(settings, || HEARTBEAT_KEY_SCHEMA.to_owned(), k),
+        wrap(
+            settings,
+            || HEARTBEAT_VALUE_SCHEMA.to_owned(),
+            format!("{{\"ts_ms\":{ts_ms}}}"),
+        ),
     )
 }
 
-/// A schema-change event on `<prefix>` (bare form), as Debezium's
-/// `SchemaChangeEvent` value: the database, the capture-instance switch as `ddl` text,
-/// and the table's new columns.
+/// `tableChanges[].type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableChange {
+    /// A table first seen: at the snapshot (`ddl` null), or when streaming starts with
+    /// no snapshot.
+    Create,
+    /// A new capture instance with other columns replaced the table's old one (`ddl`
+    /// "N/A": SQL Server's CDC tables do not record the DDL).
+    Alter,
+}
+
+/// A schema-change event on `<prefix>`, as Debezium's `SchemaChangeEvent` for SQL
+/// Server: key `{"databaseName":...}`; value `source`, `ts_ms` (`now_ms`, when the
+/// change was seen), `databaseName`, `schemaName`, `ddl`, and the table with its
+/// columns as the JDBC driver describes them ([`super::catalog`]).
 pub fn schema_change_event(
     settings: &EventSettings,
     table: &TableSchema,
-    ddl: &str,
-    ts_ms: i64,
-    commit_lsn: Lsn,
+    change: TableChange,
+    source: &Source,
+    now_ms: i64,
 ) -> (Vec<u8>, Vec<u8>) {
     let mut k = String::from("{\"databaseName\":");
     push_json_string(&mut k, &settings.database);
     k.push('}');
-    let mut v = String::from("{\"source\":{\"version\":");
-    push_json_string(&mut v, &settings.version);
-    v.push_str(",\"connector\":\"sqlserver\",\"name\":");
-    push_json_string(&mut v, &settings.prefix);
-    v.push_str(&format!(
-        ",\"ts_ms\":{ts_ms},\"snapshot\":\"false\",\"db\":"
-    ));
-    push_json_string(&mut v, &settings.database);
-    v.push_str(",\"schema\":");
-    push_json_string(&mut v, &table.schema);
-    v.push_str(",\"table\":");
-    push_json_string(&mut v, &table.table);
-    v.push_str(&format!(
-        ",\"change_lsn\":null,\"commit_lsn\":\"{commit_lsn}\",\"event_serial_no\":null}},\"ts_ms\":{ts_ms},\"databaseName\":"
-    ));
+    let mut v = String::from("{\"source\":");
+    push_source(&mut v, settings, table, source);
+    v.push_str(&format!(",\"ts_ms\":{now_ms},\"databaseName\":"));
     push_json_string(&mut v, &settings.database);
     v.push_str(",\"schemaName\":");
     push_json_string(&mut v, &table.schema);
-    v.push_str(",\"ddl\":");
-    push_json_string(&mut v, ddl);
-    v.push_str(",\"tableChanges\":[{\"type\":\"ALTER\",\"id\":");
-    push_json_string(
-        &mut v,
-        &format!(
-            "\"{}\".\"{}\".\"{}\"",
-            settings.database, table.schema, table.table
-        ),
-    );
-    v.push_str(",\"table\":{\"primaryKeyColumnNames\":[");
+    let (kind, ddl) = match change {
+        TableChange::Create => ("CREATE", "null"),
+        TableChange::Alter => ("ALTER", "\"N/A\""),
+    };
+    v.push_str(&format!(
+        ",\"ddl\":{ddl},\"tableChanges\":[{{\"type\":\"{kind}\",\"id\":"
+    ));
+    let quoted: Vec<String> = [&settings.database, &table.schema, &table.table]
+        .iter()
+        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+        .collect();
+    push_json_string(&mut v, &quoted.join("."));
+    v.push_str(",\"table\":{\"defaultCharsetName\":null,\"primaryKeyColumnNames\":[");
     for (n, &i) in table.key.iter().enumerate() {
         if n > 0 {
             v.push(',');
@@ -427,17 +457,46 @@ pub fn schema_change_event(
         if n > 0 {
             v.push(',');
         }
+        let type_name = column.jdbc_type_name();
         v.push_str("{\"name\":");
         push_json_string(&mut v, &column.name);
         v.push_str(&format!(
-            ",\"typeName\":\"{:?}\",\"position\":{},\"optional\":{}}}",
-            column.sql_type,
-            n + 1,
-            column.optional
+            ",\"jdbcType\":{},\"nativeType\":null,\"typeName\":",
+            column.jdbc_type()
         ));
+        push_json_string(&mut v, &type_name);
+        v.push_str(",\"typeExpression\":");
+        push_json_string(&mut v, &type_name);
+        v.push_str(&format!(
+            ",\"charsetName\":null,\"length\":{},\"scale\":{},\"position\":{},\"optional\":{},\"autoIncremented\":{},\"generated\":{},\"comment\":null,\"defaultValueExpression\":",
+            column.jdbc_length(),
+            column
+                .jdbc_scale()
+                .map_or_else(|| "null".to_owned(), |s| s.to_string()),
+            n + 1,
+            column.optional,
+            column.catalog.identity,
+            column.catalog.computed,
+        ));
+        match &column.catalog.default {
+            Some(default) => push_json_string(&mut v, default),
+            None => v.push_str("null"),
+        }
+        v.push_str(",\"enumValues\":null}");
     }
-    v.push_str("]}}]}");
-    (k.into_bytes(), v.into_bytes())
+    v.push_str("],\"comment\":null}}]}");
+    (
+        wrap(settings, || SCHEMA_CHANGE_KEY_SCHEMA.to_owned(), k),
+        wrap(
+            settings,
+            || {
+                format!(
+                    r#"{{"type":"struct","fields":[{SOURCE_SCHEMA},{SCHEMA_CHANGE_VALUE_SCHEMA_REST}"#
+                )
+            },
+            v,
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ fn column(name: &str, sql_type: SqlType, optional: bool) -> Column {
         name: name.into(),
         sql_type,
         optional,
+        catalog: Default::default(),
     }
 }
 

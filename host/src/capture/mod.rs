@@ -10,6 +10,7 @@
 //!   and the offset record in one Kafka transaction;
 //! - [`config`]: the `sluice capture` configuration.
 
+pub mod catalog;
 pub mod config;
 pub mod envelope;
 pub mod lsn;
@@ -102,6 +103,9 @@ pub struct CaptureSettings {
     pub tombstones: bool,
     /// `provide.transaction.metadata`.
     pub transaction_metadata: bool,
+    /// `include.schema.changes`: schema-change events on `<prefix>` (a CREATE per table
+    /// at the snapshot, an ALTER at each capture-instance switch).
+    pub schema_changes: bool,
     /// `heartbeat.interval.ms` (`None`: off).
     pub heartbeat: Option<Duration>,
     /// How long to wait when a pass found nothing.
@@ -127,6 +131,7 @@ impl CaptureSettings {
             snapshot_progress_rows: 10_000,
             tombstones: true,
             transaction_metadata: false,
+            schema_changes: true,
             heartbeat: None,
             poll_interval: Duration::from_millis(500),
         }
@@ -158,6 +163,8 @@ pub enum CaptureError {
     },
     #[error("admin server: {0}")]
     Admin(String),
+    #[error("the capture task failed: {0}")]
+    Task(String),
 }
 
 /// The processing clock: epoch µs (the envelope's `ts_*`). Injected so tests are exact.
@@ -245,10 +252,48 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
     }
 }
 
-/// `sluice capture`: connects to SQL Server and Kafka as `config` says, reads the stored
-/// offset back from the offsets topic, and runs [`run`] until `shutdown`.
+/// `sluice capture`: connects to SQL Server and Kafka as `config` says, serves the admin
+/// endpoints if configured, and runs [`run_embedded`] until `shutdown`.
 pub async fn run_config(
     config: &config::CaptureConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
+    let telemetry = std::sync::Arc::new(crate::telemetry::Telemetry::default());
+    let admin = match config.admin_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|e| CaptureError::Admin(format!("cannot listen on {address}: {e}")))?;
+            tracing::info!(%address, "admin server listening (/health, /ready, /metrics)");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(crate::admin::serve(
+                listener,
+                std::sync::Arc::clone(&telemetry),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            Some((stop, server))
+        }
+        None => None,
+    };
+    telemetry.set_ready(true);
+    let result = run_embedded(config, &telemetry, shutdown).await;
+    telemetry.set_ready(false);
+    if let Some((stop, server)) = admin {
+        let _ = stop.send(());
+        let _ = server.await;
+    }
+    result
+}
+
+/// Capture as part of a process that has its own telemetry (`sluice run` with a
+/// `[capture]` table, or [`run_config`]): connects to SQL Server and Kafka, reads the
+/// stored offset back from the offsets topic, reports snapshot progress on `telemetry`,
+/// and runs [`run`] until `shutdown`.
+pub async fn run_embedded(
+    config: &config::CaptureConfig,
+    telemetry: &std::sync::Arc<crate::telemetry::Telemetry>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CaptureError> {
     let settings = &config.settings;
@@ -270,31 +315,11 @@ pub async fn run_config(
     .await
     .map_err(|e| WriteError::Kafka(format!("creating the producer: {e}")))??;
     let progress = std::sync::Arc::new(snapshot::Progress::default());
-    let telemetry = std::sync::Arc::new(crate::telemetry::Telemetry::default());
     {
         let progress = std::sync::Arc::clone(&progress);
         telemetry.add_collector(move || progress.prometheus());
     }
-    let admin = match config.admin_listen {
-        Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|e| CaptureError::Admin(format!("cannot listen on {address}: {e}")))?;
-            tracing::info!(%address, "admin server listening (/health, /ready, /metrics)");
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let server = tokio::spawn(crate::admin::serve(
-                listener,
-                std::sync::Arc::clone(&telemetry),
-                async move {
-                    let _ = stopped.await;
-                },
-            ));
-            Some((stop, server))
-        }
-        None => None,
-    };
-    telemetry.set_ready(true);
-    let result = run(
+    run(
         &mut tables,
         &mut writer,
         settings,
@@ -303,13 +328,7 @@ pub async fn run_config(
         &progress,
         shutdown,
     )
-    .await;
-    telemetry.set_ready(false);
-    if let Some((stop, server)) = admin {
-        let _ = stop.send(());
-        let _ = server.await;
-    }
-    result
+    .await
 }
 
 #[cfg(test)]

@@ -380,6 +380,53 @@ async fn a_restart_in_the_middle_of_a_transaction_neither_loses_nor_duplicates()
     }
 }
 
+/// Two events at one change position (a delete and an insert sharing `__$seqval`):
+/// `event_serial_no` counts on (1, then 2) as Debezium's does, so a restart between them
+/// skips exactly the first.
+#[tokio::test]
+async fn events_sharing_a_position_count_on_and_resume_exactly() {
+    let expected = pairs(&[("d", 1002), ("-", 1002), ("c", 1004)]);
+    // Commits: the delete (+ tombstone), the insert, the pass's end.
+    for crash_at in 1..=3 {
+        let mut script = Script::with_customers();
+        script.row("dbo_customers", 7, 1, Operation::Delete, george());
+        script.row("dbo_customers", 7, 1, Operation::Insert, anne());
+        let settings = CaptureSettings {
+            batch_size: 1,
+            ..settings()
+        };
+        let start = Offset::Snapshot {
+            commit: lsn(2),
+            completed: true,
+        };
+        let mut first = Memory {
+            crash_at: Some(crash_at),
+            ..Memory::default()
+        };
+        let mut streamer = Streamer::new(settings.clone(), clock());
+        streamer.resume_from(start);
+        assert!(drain(&mut streamer, &mut script, &mut first).await.is_err());
+        let mut published = first.events();
+        let mut second = Memory::default();
+        let mut restarted = Streamer::new(settings, clock());
+        restarted.resume_from(first.offset().unwrap_or(start));
+        drain(&mut restarted, &mut script, &mut second)
+            .await
+            .expect("resumed");
+        published.extend(second.events());
+        assert_eq!(published, expected, "crash at commit {crash_at}");
+        let serials: Vec<serde_json::Value> = first
+            .records()
+            .into_iter()
+            .chain(second.records())
+            .filter_map(|r| r.value.as_ref())
+            .map(|v| serde_json::from_slice::<serde_json::Value>(v).expect("JSON"))
+            .map(|v| v["source"]["event_serial_no"].clone())
+            .collect();
+        assert_eq!(serials, [1, 2], "crash at commit {crash_at}");
+    }
+}
+
 #[tokio::test]
 async fn an_update_before_image_without_its_after_image_is_an_error() {
     let mut script = Script::with_customers();
@@ -441,6 +488,7 @@ async fn a_second_capture_instance_is_switched_to_at_its_start_lsn() {
         name: "tier".into(),
         sql_type: SqlType::Text,
         optional: true,
+        catalog: Default::default(),
     });
     script.instances.push(CaptureInstance {
         name: "dbo_customers_v2".into(),
@@ -479,11 +527,17 @@ async fn a_second_capture_instance_is_switched_to_at_its_start_lsn() {
         schema_change["tableChanges"][0]["table"]["columns"][10]["name"],
         "tier"
     );
-    assert!(
-        schema_change["ddl"]
-            .as_str()
-            .expect("ddl")
-            .contains("dbo_customers_v2")
+    // Debezium's streaming ALTER: CDC tables keep no DDL text.
+    assert_eq!(schema_change["ddl"], "N/A");
+    assert_eq!(schema_change["tableChanges"][0]["type"], "ALTER");
+    assert_eq!(
+        schema_change["tableChanges"][0]["id"],
+        r#""testDB"."dbo"."customers""#
+    );
+    assert_eq!(schema_change["source"]["commit_lsn"], lsn(10).to_string());
+    assert_eq!(
+        writer.records()[1].key.as_deref(),
+        Some(&br#"{"databaseName":"testDB"}"#[..])
     );
     let delete: serde_json::Value =
         serde_json::from_slice(writer.records()[2].value.as_ref().expect("value")).expect("JSON");
@@ -619,12 +673,18 @@ async fn transaction_metadata_and_heartbeats_when_enabled() {
         serde_json::from_slice(writer.records()[i].value.as_ref().expect("value")).expect("JSON")
     };
     assert_eq!(value(0)["status"], "BEGIN");
+    assert_eq!(
+        value(0)["ts_ms"],
+        value(1)["source"]["ts_ms"],
+        "BEGIN carries the commit time"
+    );
     assert_eq!(value(2)["transaction"]["total_order"], 2);
     assert_eq!(value(2)["transaction"]["id"], lsn(5).to_string());
     assert_eq!(value(3)["event_count"], 2);
     assert_eq!(
         value(3)["data_collections"][0]["data_collection"],
-        "server1.testDB.dbo.customers"
+        "testDB.dbo.customers",
+        "Debezium names the table <db>.<schema>.<table>"
     );
 }
 
@@ -639,11 +699,13 @@ async fn a_snapshot_of_several_tables_marks_each_table_and_decodes() {
                 name: "id".into(),
                 sql_type: SqlType::Int,
                 optional: false,
+                catalog: Default::default(),
             },
             Column {
                 name: "status".into(),
                 sql_type: SqlType::Text,
                 optional: false,
+                catalog: Default::default(),
             },
         ],
         key: vec![0],
@@ -674,8 +736,33 @@ async fn a_snapshot_of_several_tables_marks_each_table_and_decodes() {
     snapshot::run(&mut script, &mut writer, &settings, &clock(), &progress)
         .await
         .expect("snapshot");
+    // The schema snapshot first: a CREATE per table on `<prefix>`.
+    let (schema_changes, rows): (Vec<&OutRecord>, Vec<&OutRecord>) =
+        writer.records().into_iter().partition(|r| r.topic == "server1");
+    assert!(
+        writer.records()[..2].iter().all(|r| r.topic == "server1"),
+        "before the rows"
+    );
+    let created: Vec<(String, String)> = schema_changes
+        .iter()
+        .map(|record| {
+            let value: serde_json::Value =
+                serde_json::from_slice(record.value.as_ref().expect("value")).expect("JSON");
+            (
+                value["tableChanges"][0]["type"].as_str().unwrap_or_default().to_owned(),
+                value["tableChanges"][0]["id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        created,
+        [
+            ("CREATE".into(), r#""testDB"."dbo"."customers""#.into()),
+            ("CREATE".into(), r#""testDB"."dbo"."orders""#.into())
+        ]
+    );
     let mut markers = Vec::new();
-    for record in writer.records() {
+    for record in rows {
         // sluice's own Debezium decoder reads what capture writes.
         let raw = crate::debezium::RawRecord {
             key: record.key.clone(),
@@ -744,6 +831,7 @@ async fn the_change_tables_of_a_pass_are_merged_in_log_order() {
             name: "id".into(),
             sql_type: SqlType::Int,
             optional: false,
+            catalog: Default::default(),
         }],
         key: vec![0],
     };

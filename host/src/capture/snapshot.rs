@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use futures::StreamExt;
 
-use super::envelope::{self, Change, Op, Snapshot, Source, TableSchema};
+use super::envelope::{self, Change, Op, Snapshot, Source, TableChange, TableSchema};
 use super::offsets::Offset;
 use super::tables::{CdcTables, TablesError};
 use super::types::SqlValue;
@@ -69,27 +69,59 @@ pub async fn run<T: CdcTables, W: EventWriter>(
     progress: &Progress,
 ) -> Result<Offset, CaptureError> {
     let database = settings.events.database.clone();
+    // The position is read inside the snapshot transaction: under SNAPSHOT isolation
+    // its first read fixes the version every table is then read at, so a change the
+    // tables already show is at or before the position (the CDC job may lag, so some
+    // changes at or before the snapshot can still be streamed again: duplicates,
+    // never a loss).
+    tables.begin_snapshot().await?;
     let position = tables
         .max_lsn()
         .await?
         .ok_or(TablesError::AgentNotRunning { database })?;
     let instances = tables.capture_instances().await?;
-    // The newest instance of each table has its current columns.
+    // Each table's columns as of the position: its newest instance that started at or
+    // before it (streaming continues from there with that instance), else its oldest.
     let mut schemas: Vec<TableSchema> = Vec::new();
     for table in &settings.tables {
-        let newest = instances
-            .iter()
-            .filter(|i| &i.table.id() == table)
+        let of_table = || instances.iter().filter(|i| &i.table.id() == table);
+        let instance = of_table()
+            .filter(|i| i.start_lsn <= position)
             .max_by_key(|i| i.start_lsn)
+            .or_else(|| of_table().min_by_key(|i| i.start_lsn))
             .ok_or_else(|| TablesError::CdcNotEnabledOnTable {
                 table: table.clone(),
             })?;
-        schemas.push(newest.table.clone());
+        schemas.push(instance.table.clone());
     }
-    tables.begin_snapshot().await?;
     let ts_ms = tables.now_ms().await?;
     tracing::info!(%position, tables = schemas.len(), "snapshot started");
     let mut batch: Vec<OutRecord> = Vec::new();
+    if settings.schema_changes {
+        // Debezium's schema snapshot: a CREATE per table on `<prefix>`, before the rows.
+        for schema in &schemas {
+            let source = Source {
+                ts_ms,
+                snapshot: Snapshot::True,
+                change_lsn: None,
+                commit_lsn: Some(position),
+                event_serial_no: None,
+            };
+            let (key, value) = envelope::schema_change_event(
+                &settings.events,
+                schema,
+                TableChange::Create,
+                &source,
+                clock() / 1_000,
+            );
+            batch.push(OutRecord {
+                topic: settings.events.prefix.clone(),
+                key: Some(key),
+                value: Some(value),
+                headers: Vec::new(),
+            });
+        }
+    }
     let mut pending: Option<Pending> = None;
     let mut first_overall = true;
     let emit = |pending: Pending,

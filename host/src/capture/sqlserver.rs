@@ -13,6 +13,7 @@ use tiberius::{Client, ColumnData, Config, Row, ToSql};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
+use super::catalog::ColumnCatalog;
 use super::envelope::TableSchema;
 use super::lsn::Lsn;
 use super::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, TablesError};
@@ -154,8 +155,17 @@ impl SqlServerTables {
     ) -> Result<(Vec<Column>, Vec<usize>), TablesError> {
         let rows = self
             .rows(
-                "SELECT cc.column_name, cc.column_type, CAST(c.precision AS int), CAST(c.scale AS int), CAST(c.is_nullable AS int) \
-                 FROM cdc.captured_columns cc JOIN sys.columns c ON c.object_id = @P2 AND c.name = cc.column_name \
+                // Types as the change table has them (DDL on the source after the
+                // instance was created does not reach it); nullability, identity,
+                // computed and default as the source table declares them (the change
+                // table's columns are all nullable), as Debezium reads them.
+                "SELECT cc.column_name, COALESCE(TYPE_NAME(ctc.system_type_id), TYPE_NAME(ctc.user_type_id)), \
+                 CAST(ctc.precision AS int), CAST(ctc.scale AS int), CAST(COALESCE(src.is_nullable, 1) AS int), \
+                 CAST(ctc.max_length AS int), CAST(COALESCE(src.is_identity, 0) AS int), CAST(COALESCE(src.is_computed, 0) AS int), dc.definition \
+                 FROM cdc.captured_columns cc \
+                 JOIN sys.columns ctc ON ctc.object_id = @P1 AND ctc.name = cc.column_name \
+                 LEFT JOIN sys.columns src ON src.object_id = @P2 AND src.column_id = cc.column_id AND src.name = cc.column_name \
+                 LEFT JOIN sys.default_constraints dc ON dc.object_id = src.default_object_id \
                  WHERE cc.object_id = @P1 ORDER BY cc.column_ordinal",
                 &[&change_table, &source],
             )
@@ -178,14 +188,27 @@ impl SqlServerTables {
                 name,
                 sql_type,
                 optional: row.get::<i32, _>(4) == Some(1),
+                catalog: ColumnCatalog {
+                    type_name: type_name.to_ascii_lowercase(),
+                    max_length: row.get::<i32, _>(5).unwrap_or(0) as i16,
+                    identity: row.get::<i32, _>(6) == Some(1),
+                    computed: row.get::<i32, _>(7) == Some(1),
+                    default: row.get::<&str, _>(8).map(str::to_owned),
+                },
             });
         }
         let keys = self
             .rows(
-                "SELECT c.name FROM sys.indexes i \
-                 JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id \
+                // The primary key, else the first unique index (clustered first), as
+                // Debezium's `readPrimaryKeyOrUniqueIndexNames`; included columns are not
+                // key columns.
+                "SELECT c.name FROM sys.index_columns ic \
                  JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id \
-                 WHERE i.object_id = @P1 AND i.is_primary_key = 1 ORDER BY ic.key_ordinal",
+                 WHERE ic.object_id = @P1 AND ic.key_ordinal > 0 AND ic.index_id = ( \
+                 SELECT TOP (1) i.index_id FROM sys.indexes i \
+                 WHERE i.object_id = @P1 AND (i.is_primary_key = 1 OR i.is_unique = 1) AND i.is_hypothetical = 0 \
+                 ORDER BY i.is_primary_key DESC, CASE WHEN i.type = 1 THEN 0 ELSE 1 END, i.name) \
+                 ORDER BY ic.key_ordinal",
                 &[&source],
             )
             .await?;
@@ -253,11 +276,21 @@ fn quote(name: &str) -> String {
     format!("[{}]", name.replace(']', "]]"))
 }
 
-fn column_list(table: &TableSchema) -> String {
+/// The columns of `table` to select, each prefixed (`ct.`): money and smallmoney are
+/// cast to exact decimals, since tiberius decodes them through an f64, which cannot
+/// hold every money value exactly (Debezium reads them with `getBigDecimal`).
+fn select_list(table: &TableSchema, prefix: &str) -> String {
     table
         .columns
         .iter()
-        .map(|c| quote(&c.name))
+        .map(|c| {
+            let column = format!("{prefix}{}", quote(&c.name));
+            match c.sql_type {
+                SqlType::Money => format!("CAST({column} AS decimal(19,4))"),
+                SqlType::SmallMoney => format!("CAST({column} AS decimal(10,4))"),
+                _ => column,
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -276,7 +309,8 @@ impl CdcTables for SqlServerTables {
             .rows(
                 "SELECT ct.capture_instance, s.name, t.name, ct.start_lsn, ct.object_id, ct.source_object_id \
                  FROM cdc.change_tables ct JOIN sys.tables t ON t.object_id = ct.source_object_id \
-                 JOIN sys.schemas s ON s.schema_id = t.schema_id ORDER BY ct.start_lsn",
+                 JOIN sys.schemas s ON s.schema_id = t.schema_id \
+                 ORDER BY CASE WHEN ct.start_lsn IS NULL THEN 1 ELSE 0 END, ct.start_lsn, ct.create_date",
                 &[],
             )
             .await?;
@@ -292,7 +326,9 @@ impl CdcTables for SqlServerTables {
                 row.get::<&str, _>(0).unwrap_or_default().to_owned(),
                 schema,
                 table,
-                lsn_of(row, 3).unwrap_or(Lsn::ZERO),
+                // NULL: the instance's low endpoint is not established yet; it is never
+                // switched to before it is.
+                lsn_of(row, 3).unwrap_or(Lsn::MAX),
                 row.get::<i32, _>(4).unwrap_or(0),
                 row.get::<i32, _>(5).unwrap_or(0),
             ));
@@ -345,19 +381,17 @@ impl CdcTables for SqlServerTables {
         from: Lsn,
         to: Lsn,
     ) -> Result<Vec<ChangeRow>, TablesError> {
+        // The commit time as Debezium reads it: `fn_cdc_map_lsn_to_time` (the server's
+        // local `tran_end_time`) at the server's current UTC offset, rounded to ms as a
+        // `datetimeoffset(3)` is (DATEDIFF on the raw `datetime` could count .xx7 as .xx6).
         let sql = format!(
             "SELECT ct.__$start_lsn, ct.__$seqval, CAST(ct.__$operation AS int), CAST(ct.__$command_id AS int), \
-             DATEDIFF_BIG(ms, '1970-01-01', DATEADD(minute, -DATEPART(TZOFFSET, SYSDATETIMEOFFSET()), m.tran_end_time)), {} \
-             FROM cdc.{} ct JOIN cdc.lsn_time_mapping m ON m.start_lsn = ct.__$start_lsn \
+             DATEDIFF_BIG(millisecond, CAST('19700101' AS datetime2(3)), DATEADD(minute, -DATEPART(TZOFFSET, SYSDATETIMEOFFSET()), \
+             CAST(sys.fn_cdc_map_lsn_to_time(ct.__$start_lsn) AS datetime2(3)))), {} \
+             FROM cdc.{} ct \
              WHERE ct.__$start_lsn >= @P1 AND ct.__$start_lsn <= @P2 \
              ORDER BY ct.__$start_lsn, ct.__$command_id, ct.__$seqval, ct.__$operation",
-            instance
-                .table
-                .columns
-                .iter()
-                .map(|c| format!("ct.{}", quote(&c.name)))
-                .collect::<Vec<_>>()
-                .join(", "),
+            select_list(&instance.table, "ct."),
             quote(&format!("{}_CT", instance.name))
         );
         let (from, to) = (from.0.to_vec(), to.0.to_vec());
@@ -373,7 +407,11 @@ impl CdcTables for SqlServerTables {
                 code,
             })?;
             let command_id = row.get::<i32, _>(3).unwrap_or(0);
-            let commit_ts_ms = row.get::<i64, _>(4).unwrap_or(0);
+            let commit_ts_ms = row.get::<i64, _>(4).ok_or_else(|| {
+                TablesError::Query(format!(
+                    "{id}: no commit time for LSN {start_lsn} in cdc.lsn_time_mapping"
+                ))
+            })?;
             let values = row.into_iter().skip(5).map(sql_value).collect();
             changes.push(ChangeRow {
                 start_lsn,
@@ -401,12 +439,16 @@ impl CdcTables for SqlServerTables {
     }
 
     async fn count_rows(&mut self, table: &TableSchema) -> Result<u64, TablesError> {
-        let sql = format!(
-            "SELECT COUNT_BIG(*) FROM {}.{}",
-            quote(&table.schema),
-            quote(&table.table)
-        );
-        let row = self.one_row(&sql, &[]).await?;
+        // From the catalog, without scanning (or, under REPEATABLE READ, locking) the
+        // table: it is only a progress figure.
+        let name = format!("{}.{}", quote(&table.schema), quote(&table.table));
+        let row = self
+            .one_row(
+                "SELECT CAST(SUM(p.rows) AS bigint) FROM sys.partitions p \
+                 WHERE p.object_id = OBJECT_ID(@P1) AND p.index_id IN (0, 1)",
+                &[&name.as_str()],
+            )
+            .await?;
         Ok(row.and_then(|r| r.get::<i64, _>(0)).unwrap_or(0).max(0) as u64)
     }
 
@@ -414,19 +456,21 @@ impl CdcTables for SqlServerTables {
         &'a mut self,
         table: &'a TableSchema,
     ) -> Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError> {
+        // In key order; a table without a key unordered, as Debezium reads it (text,
+        // ntext, image and xml columns cannot be sorted).
         let order = if table.key.is_empty() {
-            column_list(table)
+            String::new()
         } else {
-            table
+            let key: Vec<String> = table
                 .key
                 .iter()
                 .map(|&i| quote(&table.columns[i].name))
-                .collect::<Vec<_>>()
-                .join(", ")
+                .collect();
+            format!(" ORDER BY {}", key.join(", "))
         };
         let sql = format!(
-            "SELECT {} FROM {}.{} ORDER BY {order}",
-            column_list(table),
+            "SELECT {} FROM {}.{}{order}",
+            select_list(table, ""),
             quote(&table.schema),
             quote(&table.table)
         );
@@ -476,6 +520,7 @@ mod tests {
             name: "c".into(),
             sql_type,
             optional: true,
+            catalog: Default::default(),
         };
         let mut out = String::new();
         push_value(&mut out, &column, &sql_value(data), DecimalMode::Precise).expect("maps");

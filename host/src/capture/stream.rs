@@ -14,7 +14,9 @@
 
 use std::collections::BTreeMap;
 
-use super::envelope::{self, Change, Op, Snapshot, Source, TableSchema, TransactionBlock};
+use super::envelope::{
+    self, Change, Op, Snapshot, Source, TableChange, TableSchema, TransactionBlock,
+};
 use super::lsn::Lsn;
 use super::offsets::{Offset, Position, SkipRule};
 use super::plan;
@@ -35,6 +37,9 @@ pub struct Streamer {
     current: BTreeMap<String, String>,
     /// When the last heartbeat was sent, epoch ms.
     last_heartbeat_ms: i64,
+    /// The position of the last event assembled: the next event at the same
+    /// `(commit, change)` continues its `event_serial_no`.
+    last_assembled: Option<Position>,
 }
 
 impl std::fmt::Debug for Streamer {
@@ -50,7 +55,10 @@ impl std::fmt::Debug for Streamer {
 struct Event {
     records: Vec<OutRecord>,
     position: Position,
+    /// `<db>.<schema>.<table>` (Debezium's `data_collection`); empty for a schema change.
     table: String,
+    /// The commit time (the transaction events' `ts_ms`).
+    commit_ts_ms: i64,
 }
 
 impl Streamer {
@@ -63,6 +71,7 @@ impl Streamer {
             skip: None,
             current: BTreeMap::new(),
             last_heartbeat_ms: 0,
+            last_assembled: None,
         }
     }
 
@@ -77,6 +86,7 @@ impl Streamer {
             Offset::Stream(position) => {
                 self.last_commit = position.commit;
                 self.position = Some(position);
+                self.last_assembled = Some(position);
                 self.skip = Some(SkipRule::new(position));
             }
         }
@@ -178,7 +188,10 @@ impl Streamer {
         let mut iter = rows.into_iter().peekable();
         while let Some((row, index)) = iter.next() {
             while let Some(switch) = switches.next_if(|s| s.at <= row.start_lsn) {
-                events.push(self.schema_change(&switch, &row));
+                let event = self.schema_change(&switch, &row);
+                if self.settings.schema_changes {
+                    events.push(event);
+                }
             }
             let instance = &read_instances[index];
             let table = &instance.table;
@@ -226,7 +239,10 @@ impl Streamer {
                 commit_ts_ms: (self.clock)() / 1_000,
                 values: Vec::new(),
             };
-            events.push(self.schema_change(&switch, &marker));
+            let event = self.schema_change(&switch, &marker);
+            if self.settings.schema_changes {
+                events.push(event);
+            }
         }
         self.skip = None;
         self.last_commit = to;
@@ -241,6 +257,26 @@ impl Streamer {
             Some(rule) => rule.skip_row(row.start_lsn, row.seqval),
             None => false,
         }
+    }
+
+    /// The position of an event made of `rows` change rows at `row`: as Debezium's
+    /// `SqlServerOffsetContext`, `event_serial_no` counts rows at one `(commit, change)`
+    /// position (1 for an insert or delete, 2 for an update, more when several events
+    /// share a position), which is what the skip rule counts on restart.
+    fn next_position(&mut self, row: &ChangeRow, rows: i64) -> Position {
+        let serial = match self.last_assembled {
+            Some(last) if (last.commit, last.change) == (row.start_lsn, row.seqval) => {
+                last.serial + rows
+            }
+            _ => rows,
+        };
+        let position = Position {
+            commit: row.start_lsn,
+            change: row.seqval,
+            serial,
+        };
+        self.last_assembled = Some(position);
+        position
     }
 
     fn source(row: &ChangeRow, serial: i64) -> Source {
@@ -289,8 +325,9 @@ impl Streamer {
         Ok(envelope::value(table, &change, &self.settings.events)?)
     }
 
-    fn single(&self, table: &TableSchema, row: &ChangeRow) -> Result<Event, CaptureError> {
-        let source = Self::source(row, 1);
+    fn single(&mut self, table: &TableSchema, row: &ChangeRow) -> Result<Event, CaptureError> {
+        let position = self.next_position(row, 1);
+        let source = Self::source(row, position.serial);
         let key = envelope::key(table, &row.values, &self.settings.events, &source)?;
         let mut records = Vec::new();
         let (op, before, after) = match row.operation {
@@ -304,22 +341,20 @@ impl Streamer {
         }
         Ok(Event {
             records,
-            position: Position {
-                commit: row.start_lsn,
-                change: row.seqval,
-                serial: 1,
-            },
-            table: table.id(),
+            position,
+            table: self.data_collection(table),
+            commit_ts_ms: row.commit_ts_ms,
         })
     }
 
     fn update(
-        &self,
+        &mut self,
         table: &TableSchema,
         before: &ChangeRow,
         after: &ChangeRow,
     ) -> Result<Event, CaptureError> {
-        let source = Self::source(after, 2);
+        let position = self.next_position(after, 2);
+        let source = Self::source(after, position.serial);
         let old_key = envelope::key(table, &before.values, &self.settings.events, &source)?;
         let new_key = envelope::key(table, &after.values, &self.settings.events, &source)?;
         let mut records = Vec::new();
@@ -357,27 +392,34 @@ impl Streamer {
         }
         Ok(Event {
             records,
-            position: Position {
-                commit: after.start_lsn,
-                change: after.seqval,
-                serial: 2,
-            },
-            table: table.id(),
+            position,
+            table: self.data_collection(table),
+            commit_ts_ms: after.commit_ts_ms,
         })
     }
 
+    /// `<db>.<schema>.<table>`: how Debezium names a table in transaction metadata.
+    fn data_collection(&self, table: &TableSchema) -> String {
+        format!("{}.{}", self.settings.events.database, table.id())
+    }
+
+    /// The schema-change event (`ALTER`) of an instance switch, at the first row read
+    /// through the new instance (or the switch LSN when no row follows in the window).
     fn schema_change(&self, switch: &plan::Switch, row: &ChangeRow) -> Event {
-        let ddl = format!(
-            "capture instance {} replaced by {} at LSN {}",
-            switch.from, switch.to.name, switch.at
-        );
         tracing::info!(table = %switch.table, from = %switch.from, to = %switch.to.name, at = %switch.at, "capture instance switch");
+        let source = Source {
+            ts_ms: row.commit_ts_ms,
+            snapshot: Snapshot::False,
+            change_lsn: self.last_assembled.map(|p| p.change),
+            commit_lsn: Some(switch.at),
+            event_serial_no: self.last_assembled.map(|p| p.serial),
+        };
         let (key, value) = envelope::schema_change_event(
             &self.settings.events,
             &switch.to.table,
-            &ddl,
-            row.commit_ts_ms,
-            switch.at,
+            TableChange::Alter,
+            &source,
+            (self.clock)() / 1_000,
         );
         Event {
             records: vec![OutRecord {
@@ -393,6 +435,7 @@ impl Streamer {
                 serial: 0,
             },
             table: String::new(),
+            commit_ts_ms: row.commit_ts_ms,
         }
     }
 
@@ -422,10 +465,16 @@ impl Streamer {
                         .count()
             };
             let metadata = self.settings.transaction_metadata && !commit.is_zero();
-            let ts_ms = (self.clock)() / 1_000;
+            // Debezium's BEGIN and END carry the commit time of the transaction's events.
+            let ts_ms = events[index].commit_ts_ms;
             if metadata {
-                let (key, value) =
-                    envelope::transaction_event("BEGIN", &commit.to_string(), None, ts_ms);
+                let (key, value) = envelope::transaction_event(
+                    &self.settings.events,
+                    "BEGIN",
+                    &commit.to_string(),
+                    None,
+                    ts_ms,
+                );
                 part.push(OutRecord {
                     topic: tx_topic.clone(),
                     key: Some(key),
@@ -437,11 +486,10 @@ impl Streamer {
             for (order, event) in events[index..end].iter().enumerate() {
                 let mut records = event.records.clone();
                 if metadata {
-                    let topic = records.first().map(|r| r.topic.clone()).unwrap_or_default();
-                    let slot = match per_table.iter().position(|(t, _)| *t == topic) {
+                    let slot = match per_table.iter().position(|(t, _)| *t == event.table) {
                         Some(slot) => slot,
                         None => {
-                            per_table.push((topic, 0));
+                            per_table.push((event.table.clone(), 0));
                             per_table.len() - 1
                         }
                     };
@@ -473,6 +521,7 @@ impl Streamer {
             }
             if metadata {
                 let (key, value) = envelope::transaction_event(
+                    &self.settings.events,
                     "END",
                     &commit.to_string(),
                     Some(&per_table),

@@ -149,6 +149,8 @@ pub struct Column {
     pub name: String,
     pub sql_type: SqlType,
     pub optional: bool,
+    /// What schema-change events report of it ([`super::catalog`]).
+    pub catalog: super::catalog::ColumnCatalog,
 }
 
 /// A value the mapper cannot turn into its column's Debezium form.
@@ -352,7 +354,10 @@ pub fn push_value(
     use SqlValue as V;
     match (column.sql_type, value) {
         (_, V::Null) if column.optional => out.push_str("null"),
-        (_, V::Null) => return Err(fail("NULL in a NOT NULL column".into())),
+        // CDC writes NULL into NOT NULL columns: unchanged (max) columns of an update's
+        // before-image, text/ntext/image of deletes, computed columns. Debezium then
+        // writes the type's zero (`JdbcValueConverters`' fallback); so does capture.
+        (_, V::Null) => push_fallback(out, column.sql_type, mode),
         (T::Bit, V::Bit(b)) => out.push_str(if *b { "true" } else { "false" }),
         (T::TinyInt, V::U8(n)) => out.push_str(&n.to_string()),
         (T::SmallInt, V::I16(n)) => out.push_str(&n.to_string()),
@@ -374,11 +379,13 @@ pub fn push_value(
                 .ok_or_else(|| fail(format!("{value} at scale {scale} does not fit")))?;
             push_decimal(out, unscaled, column_scale, mode);
         }
-        // tiberius reads money and smallmoney as f64 (the wire value is an exact count
-        // of 1/10000): rounding back to 1/10000 is exact below 2^53/10^4 (~9e11).
+        // tiberius reads money and smallmoney as f64 (capture's queries cast them to
+        // decimals, so this is for other readers): rounding back to 1/10000 is exact
+        // only below 2^51 units (x * 10^4 adds an error of up to ulp/2 that must stay
+        // under 0.5), ~2.25e11; beyond, refuse rather than publish a wrong amount.
         (T::Money | T::SmallMoney, V::F64(x)) => {
             let unscaled = (x * 10_000.0).round();
-            if unscaled.abs() >= 9.007_199_254_740_992e15 {
+            if unscaled.abs() >= 2_251_799_813_685_248.0 {
                 return Err(fail(format!("money {x} beyond exact f64 range")));
             }
             push_decimal(out, unscaled as i128, 4, mode);
@@ -439,6 +446,30 @@ pub fn push_value(
         _ => return Err(mismatch()),
     }
     Ok(())
+}
+
+/// The value Debezium writes for NULL in a NOT NULL column: zero, false, "", epoch.
+fn push_fallback(out: &mut String, sql_type: SqlType, mode: DecimalMode) {
+    use SqlType as T;
+    match sql_type {
+        T::Bit => out.push_str("false"),
+        T::TinyInt
+        | T::SmallInt
+        | T::Int
+        | T::BigInt
+        | T::Date
+        | T::Time { .. }
+        | T::DateTime
+        | T::SmallDateTime
+        | T::DateTime2 { .. } => out.push('0'),
+        T::Real | T::Float => out.push_str("0.0"),
+        T::Text | T::Xml | T::UniqueIdentifier | T::Binary => out.push_str("\"\""),
+        T::Decimal { .. } | T::Money | T::SmallMoney => {
+            let (_, scale) = decimal_shape(sql_type);
+            push_decimal(out, 0, scale, mode);
+        }
+        T::DateTimeOffset { .. } => out.push_str("\"1970-01-01T00:00:00Z\""),
+    }
 }
 
 fn rescale(value: i128, from: u8, to: u8) -> Option<i128> {

@@ -8,6 +8,7 @@ fn column(sql_type: SqlType) -> Column {
         name: "c".into(),
         sql_type,
         optional: true,
+        catalog: Default::default(),
     }
 }
 
@@ -337,10 +338,8 @@ fn a_value_that_does_not_fit_its_column_is_an_error_naming_the_column() {
         name: "id".into(),
         sql_type: SqlType::Int,
         optional: false,
+        catalog: Default::default(),
     };
-    let error =
-        push_value(&mut out, &not_null, &SqlValue::Null, DecimalMode::Precise).expect_err("null");
-    assert_eq!(error.to_string(), "column id: NULL in a NOT NULL column");
     let error = push_value(
         &mut out,
         &not_null,
@@ -368,4 +367,69 @@ fn a_value_that_does_not_fit_its_column_is_an_error_naming_the_column() {
         )
         .is_err()
     );
+}
+
+/// CDC leaves NOT NULL columns NULL in some rows (an update's before-image of an
+/// unchanged `nvarchar(max)`, a delete's `text`, computed columns): Debezium writes the
+/// type's zero, and so does capture.
+#[test]
+fn null_in_a_not_null_column_is_written_as_debeziums_fallback() {
+    let fallback = |sql_type: SqlType, mode: DecimalMode| {
+        let not_null = Column {
+            name: "c".into(),
+            sql_type,
+            optional: false,
+            catalog: Default::default(),
+        };
+        let mut out = String::new();
+        push_value(&mut out, &not_null, &SqlValue::Null, mode).expect("a fallback");
+        out
+    };
+    let precise = DecimalMode::Precise;
+    assert_eq!(fallback(SqlType::Int, precise), "0");
+    assert_eq!(fallback(SqlType::Bit, precise), "false");
+    assert_eq!(fallback(SqlType::Float, precise), "0.0");
+    assert_eq!(fallback(SqlType::Text, precise), r#""""#);
+    assert_eq!(fallback(SqlType::DateTime2 { scale: 7 }, precise), "0");
+    assert_eq!(
+        fallback(SqlType::DateTimeOffset { scale: 7 }, precise),
+        r#""1970-01-01T00:00:00Z""#
+    );
+    // BigDecimal.ZERO: one zero byte.
+    assert_eq!(fallback(SqlType::Money, precise), r#""AA==""#);
+    assert_eq!(fallback(SqlType::Money, DecimalMode::String), r#""0.0000""#);
+}
+
+/// Money read as f64 (what tiberius gives without capture's cast to decimal) is exact
+/// only below 2^51 units; beyond that it is refused, never rounded to a wrong amount.
+#[test]
+fn money_through_f64_is_exact_or_refused() {
+    let money = Column {
+        name: "m".into(),
+        sql_type: SqlType::Money,
+        optional: true,
+        catalog: Default::default(),
+    };
+    let as_string = |x: f64| {
+        let mut out = String::new();
+        push_value(&mut out, &money, &SqlValue::F64(x), DecimalMode::String).map(|_| out)
+    };
+    assert_eq!(as_string(1234.5678).expect("small"), r#""1234.5678""#);
+    assert!(
+        as_string(274_880_111_431.9899).is_err(),
+        "f64 cannot tell .9899 from .9900 here"
+    );
+    // Exact through the decimal cast capture selects.
+    let mut out = String::new();
+    push_value(
+        &mut out,
+        &money,
+        &SqlValue::Numeric {
+            value: 2_748_801_114_319_899,
+            scale: 4,
+        },
+        DecimalMode::String,
+    )
+    .expect("numeric");
+    assert_eq!(out, r#""274880111431.9899""#);
 }
