@@ -211,11 +211,17 @@ mod tests {
             (3, "decimal".into(), 12, Some(2))
         );
         assert_eq!(
-            described(&column(SqlType::DateTime2 { scale: 7 }, named("datetime2", 8))),
+            described(&column(
+                SqlType::DateTime2 { scale: 7 },
+                named("datetime2", 8)
+            )),
             (93, "datetime2".into(), 27, Some(7))
         );
         assert_eq!(
-            described(&column(SqlType::DateTime2 { scale: 0 }, named("datetime2", 6))),
+            described(&column(
+                SqlType::DateTime2 { scale: 0 },
+                named("datetime2", 6)
+            )),
             (93, "datetime2".into(), 19, Some(0))
         );
         assert_eq!(
@@ -230,7 +236,10 @@ mod tests {
             (92, "time".into(), 12, Some(3))
         );
         assert_eq!(
-            described(&column(SqlType::UniqueIdentifier, named("uniqueidentifier", 16))),
+            described(&column(
+                SqlType::UniqueIdentifier,
+                named("uniqueidentifier", 16)
+            )),
             (1, "uniqueidentifier".into(), 36, None)
         );
         assert_eq!(

@@ -737,8 +737,10 @@ async fn a_snapshot_of_several_tables_marks_each_table_and_decodes() {
         .await
         .expect("snapshot");
     // The schema snapshot first: a CREATE per table on `<prefix>`.
-    let (schema_changes, rows): (Vec<&OutRecord>, Vec<&OutRecord>) =
-        writer.records().into_iter().partition(|r| r.topic == "server1");
+    let (schema_changes, rows): (Vec<&OutRecord>, Vec<&OutRecord>) = writer
+        .records()
+        .into_iter()
+        .partition(|r| r.topic == "server1");
     assert!(
         writer.records()[..2].iter().all(|r| r.topic == "server1"),
         "before the rows"
@@ -749,8 +751,14 @@ async fn a_snapshot_of_several_tables_marks_each_table_and_decodes() {
             let value: serde_json::Value =
                 serde_json::from_slice(record.value.as_ref().expect("value")).expect("JSON");
             (
-                value["tableChanges"][0]["type"].as_str().unwrap_or_default().to_owned(),
-                value["tableChanges"][0]["id"].as_str().unwrap_or_default().to_owned(),
+                value["tableChanges"][0]["type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                value["tableChanges"][0]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
             )
         })
         .collect();
