@@ -905,13 +905,9 @@ async fn the_change_tables_of_a_pass_are_merged_in_log_order() {
         .map(|(t, id)| (t.to_string(), format!("{{\"id\":{id}}}")))
         .collect();
     assert_eq!(order, expected);
-    // Windows of at most two transactions (max_transactions + 1, as Debezium's query):
-    // more than one pass, each committed with its offset.
-    assert!(
-        writer.commits.len() >= 2,
-        "{} commits",
-        writer.commits.len()
-    );
+    // Windows of one new transaction each (max_transactions = 1): a pass, committed with
+    // its offset, per commit 5, 6 and 7.
+    assert_eq!(writer.commits.len(), 3, "one pass per transaction");
     assert_eq!(
         writer.offset(),
         Some(Offset::Stream(Position {

@@ -139,10 +139,14 @@ impl Streamer {
             self.heartbeat(writer).await?;
             return Ok(false);
         }
-        let Some(to) = tables
-            .window_end(from, self.settings.max_transactions)
-            .await?
-        else {
+        // Debezium's window query counts `max_transactions + 1` commits from the last one
+        // read (which is in the window again); from past it, one fewer is the same window.
+        let beyond = if self.skip.is_some() {
+            self.settings.max_transactions
+        } else {
+            self.settings.max_transactions - 1
+        };
+        let Some(to) = tables.window_end(from, beyond).await? else {
             self.heartbeat(writer).await?;
             return Ok(false);
         };
