@@ -471,20 +471,11 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
             plugins.push(valid);
         }
     }
-    let admin_listen = raw
-        .admin
-        .listen
-        .as_deref()
-        .and_then(|text| match text.parse() {
-            Ok(address) => Some(address),
-            Err(_) => {
-                problems.add(
-                    "admin.listen",
-                    format!("{text:?} is not an address:port (e.g. \"127.0.0.1:9464\")"),
-                );
-                None
-            }
-        });
+    let admin_listen = raw.admin.listen.as_deref().and_then(|text| {
+        listen_address(text, "127.0.0.1:9464")
+            .map_err(|message| problems.add("admin.listen", message))
+            .ok()
+    });
     let capture = raw
         .capture
         .map(|capture| validate_capture(capture, &source, problems));
@@ -534,6 +525,12 @@ fn validate_capture(
         }
     }
     capture
+}
+
+/// An admin server's `listen` address (`host:port`); the error names `example`.
+pub(crate) fn listen_address(text: &str, example: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an address:port (e.g. \"{example}\")"))
 }
 
 /// Validates one plugin table. `at` prefixes problem paths (`plugin[0].` in a config

@@ -209,22 +209,11 @@ fn validate(mut raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureConfig {
         (None, None) => (RawKafka::default(), "kafka"),
     };
     let mut config = validate_capture(raw.capture, kafka, &[], problems);
-    let admin_listen = raw
-        .admin
-        .listen
-        .as_deref()
-        .and_then(|text| match text.parse() {
-            Ok(address) => Some(address),
-            Err(_) => {
-                add(
-                    problems,
-                    "admin.listen",
-                    format!("{text:?} is not an address:port (e.g. \"127.0.0.1:9465\")"),
-                );
-                None
-            }
-        });
-    config.admin_listen = admin_listen;
+    config.admin_listen = raw.admin.listen.as_deref().and_then(|text| {
+        crate::config::listen_address(text, "127.0.0.1:9465")
+            .map_err(|message| add(problems, "admin.listen", message))
+            .ok()
+    });
     config
 }
 

@@ -332,6 +332,35 @@ async fn snapshot_then_streaming_emits_debezium_events_and_offsets() {
     assert_eq!(value["after"]["email"], "sally.t@example.org");
 }
 
+/// Streams `script` from the snapshot at LSN 2, one event per commit, crashing at commit
+/// `crash_at`; then restarts from the offset stored by then and streams to the end.
+/// Returns what each run committed.
+async fn crash_then_resume(script: &mut Script, crash_at: usize) -> (Memory, Memory) {
+    let settings = CaptureSettings {
+        batch_size: 1,
+        ..settings()
+    };
+    let start = Offset::Snapshot {
+        commit: lsn(2),
+        completed: true,
+    };
+    let mut first = Memory {
+        crash_at: Some(crash_at),
+        ..Memory::default()
+    };
+    let mut streamer = Streamer::new(settings.clone(), clock());
+    streamer.resume_from(start);
+    let crashed = drain(&mut streamer, script, &mut first).await;
+    assert!(crashed.is_err(), "crash at commit {crash_at}");
+    let mut second = Memory::default();
+    let mut restarted = Streamer::new(settings, clock());
+    restarted.resume_from(first.offset().unwrap_or(start));
+    drain(&mut restarted, script, &mut second)
+        .await
+        .expect("resumed");
+    (first, second)
+}
+
 /// One transaction (commit 7): insert 1004, update 1001, delete 1002; a crash after each
 /// possible event, then a restart from the stored offset: every event exactly once.
 #[tokio::test]
@@ -349,32 +378,9 @@ async fn a_restart_in_the_middle_of_a_transaction_neither_loses_nor_duplicates()
             sally_updated(),
         );
         script.row("dbo_customers", 7, 3, Operation::Delete, george());
-        let settings = CaptureSettings {
-            batch_size: 1,
-            ..settings()
-        };
-        let start = Offset::Snapshot {
-            commit: lsn(2),
-            completed: true,
-        };
-
-        let mut first = Memory {
-            crash_at: Some(crash_at),
-            ..Memory::default()
-        };
-        let mut streamer = Streamer::new(settings.clone(), clock());
-        streamer.resume_from(start);
-        let crashed = drain(&mut streamer, &mut script, &mut first).await;
-        assert!(crashed.is_err(), "crash {crash_at}");
-
-        // What a read_committed consumer saw, and the offset stored with it.
+        let (first, second) = crash_then_resume(&mut script, crash_at).await;
+        // What a read_committed consumer saw, across the crash.
         let mut published = first.events();
-        let mut second = Memory::default();
-        let mut restarted = Streamer::new(settings, clock());
-        restarted.resume_from(first.offset().unwrap_or(start));
-        drain(&mut restarted, &mut script, &mut second)
-            .await
-            .expect("resumed");
         published.extend(second.events());
         assert_eq!(published, expected, "crash at commit {crash_at}");
     }
@@ -391,28 +397,8 @@ async fn events_sharing_a_position_count_on_and_resume_exactly() {
         let mut script = Script::with_customers();
         script.row("dbo_customers", 7, 1, Operation::Delete, george());
         script.row("dbo_customers", 7, 1, Operation::Insert, anne());
-        let settings = CaptureSettings {
-            batch_size: 1,
-            ..settings()
-        };
-        let start = Offset::Snapshot {
-            commit: lsn(2),
-            completed: true,
-        };
-        let mut first = Memory {
-            crash_at: Some(crash_at),
-            ..Memory::default()
-        };
-        let mut streamer = Streamer::new(settings.clone(), clock());
-        streamer.resume_from(start);
-        assert!(drain(&mut streamer, &mut script, &mut first).await.is_err());
+        let (first, second) = crash_then_resume(&mut script, crash_at).await;
         let mut published = first.events();
-        let mut second = Memory::default();
-        let mut restarted = Streamer::new(settings, clock());
-        restarted.resume_from(first.offset().unwrap_or(start));
-        drain(&mut restarted, &mut script, &mut second)
-            .await
-            .expect("resumed");
         published.extend(second.events());
         assert_eq!(published, expected, "crash at commit {crash_at}");
         let serials: Vec<serde_json::Value> = first
