@@ -346,6 +346,18 @@ fn capture_from_a_real_sql_server() {
         assert_eq!(values[3]["before"]["email"], "sally@example.com");
         assert_eq!(values[3]["after"]["email"], "sally.t@example.org");
         assert_eq!(values[3]["source"]["event_serial_no"], 2);
+        // The schema snapshot: one CREATE for the table, its columns as the catalog says.
+        let created: Vec<serde_json::Value> = collected.0.lock().expect("lock").iter()
+            .flat_map(|(r, _)| r.iter()).filter(|r| r.topic == "server1").filter_map(|r| r.value.as_ref())
+            .map(|v| serde_json::from_slice(v).expect("JSON")).collect();
+        assert_eq!(created.len(), 1, "{created:?}");
+        let change = &created[0]["tableChanges"][0];
+        assert_eq!(change["type"], "CREATE");
+        assert_eq!(change["table"]["primaryKeyColumnNames"], serde_json::json!(["id"]));
+        let columns = &change["table"]["columns"];
+        assert_eq!((columns[0]["jdbcType"].clone(), columns[0]["optional"].clone()), (4.into(), false.into()));
+        assert_eq!((columns[1]["typeName"].clone(), columns[1]["length"].clone()), ("nvarchar".into(), 255.into()));
+        assert_eq!((columns[4]["length"].clone(), columns[4]["scale"].clone()), (27.into(), 7.into()));
         run(format!("EXEC sys.sp_cdc_disable_table @source_schema = N'dbo', @source_name = N'{table}', @capture_instance = N'all'; DROP TABLE dbo.{table};"), db_url).await;
     });
 }
