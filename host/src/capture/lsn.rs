@@ -48,7 +48,10 @@ impl Lsn {
     }
 
     /// The next LSN, as `sys.fn_cdc_increment_lsn` returns it: the 10 bytes as one
-    /// big-endian integer plus one (saturating at the maximum).
+    /// big-endian integer plus one (saturating at the maximum). Computed here rather than
+    /// asked of the server (Debezium asks): it is the smallest value above `self` in the
+    /// order the window queries compare LSNs in (`>=` on `binary(10)`), so a window
+    /// starting there can skip no change, and a pass saves a round trip.
     pub fn increment(self) -> Lsn {
         let mut bytes = self.0;
         for byte in bytes.iter_mut().rev() {
