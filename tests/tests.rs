@@ -3,6 +3,7 @@
 
 mod admin;
 mod capture;
+mod capture_pipeline;
 mod config_errors;
 mod exactly_once;
 mod golden;

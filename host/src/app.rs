@@ -7,6 +7,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::debezium::RawRecord;
 use crate::lanes::{self, Endpoints, Isolation, LaneError, SHARED_LANE};
@@ -84,9 +86,34 @@ pub fn start_plugin(
     })
 }
 
-/// Runs the configured pipeline to completion (or until `shutdown`).
+/// Starts the `[capture]` task: given its configuration, the run's telemetry and the
+/// run's stop signal, the task's future.
+pub type CaptureStarter = Box<
+    dyn FnOnce(
+            crate::capture::config::CaptureConfig,
+            Arc<Telemetry>,
+            BoxFuture<'static, ()>,
+        ) -> BoxFuture<'static, Result<(), crate::capture::CaptureError>>
+        + Send,
+>;
+
+/// Runs the configured pipeline to completion (or until `shutdown`); `[capture]` reads
+/// the SQL Server its connection string names.
 pub async fn run(
     config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<PipelineStats, RunError> {
+    let sql_server: CaptureStarter = Box::new(|capture, telemetry, stopped| {
+        Box::pin(async move { crate::capture::run_embedded(&capture, &telemetry, stopped).await })
+    });
+    run_with(config, sql_server, shutdown).await
+}
+
+/// [`run`], with `[capture]` started by `start_capture` (tests give it scripted CDC
+/// tables through [`crate::capture::run_on`]).
+pub async fn run_with(
+    config: Config,
+    start_capture: CaptureStarter,
     shutdown: impl Future<Output = ()>,
 ) -> Result<PipelineStats, RunError> {
     let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
@@ -149,11 +176,11 @@ pub async fn run(
         let _ = stopped.wait_for(|stop| *stop).await;
     };
     let mut capture = config.capture.clone().map(|capture| {
-        let telemetry = Arc::clone(&telemetry);
-        let stopped = stopping(stopped.clone());
-        tokio::spawn(
-            async move { crate::capture::run_embedded(&capture, &telemetry, stopped).await },
-        )
+        tokio::spawn(start_capture(
+            capture,
+            Arc::clone(&telemetry),
+            Box::pin(stopping(stopped.clone())),
+        ))
     });
     let lanes = lanes::run(
         endpoints,

@@ -288,18 +288,29 @@ pub async fn run_config(
 }
 
 /// Capture as part of a process that has its own telemetry (`sluice run` with a
-/// `[capture]` table, or [`run_config`]): connects to SQL Server and Kafka, reads the
-/// stored offset back from the offsets topic, reports snapshot progress on `telemetry`,
-/// and runs [`run`] until `shutdown`.
+/// `[capture]` table, or [`run_config`]): connects to SQL Server, then [`run_on`].
 pub async fn run_embedded(
     config: &config::CaptureConfig,
     telemetry: &std::sync::Arc<crate::telemetry::Telemetry>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CaptureError> {
-    let settings = &config.settings;
     let mut tables =
-        sqlserver::SqlServerTables::connect(&config.connection, settings.tables.clone()).await?;
-    tracing::info!(database = %tables.database(), tables = ?settings.tables, "connected to SQL Server");
+        sqlserver::SqlServerTables::connect(&config.connection, config.settings.tables.clone())
+            .await?;
+    tracing::info!(database = %tables.database(), tables = ?config.settings.tables, "connected to SQL Server");
+    run_on(&mut tables, config, telemetry, shutdown).await
+}
+
+/// Capture from `tables` into Kafka as `config` says: reads the stored offset back from
+/// the offsets topic, reports snapshot progress on `telemetry`, and runs [`run`] until
+/// `shutdown`. [`run_embedded`] gives it SQL Server's tables; tests give it scripted ones.
+pub async fn run_on<T: tables::CdcTables>(
+    tables: &mut T,
+    config: &config::CaptureConfig,
+    telemetry: &std::sync::Arc<crate::telemetry::Telemetry>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
+    let settings = &config.settings;
     let (kafka, topic, prefix, database, transactions) = (
         config.kafka.clone(),
         config.offsets_topic.clone(),
@@ -320,7 +331,7 @@ pub async fn run_embedded(
         telemetry.add_collector(move || progress.prometheus());
     }
     run(
-        &mut tables,
+        tables,
         &mut writer,
         settings,
         stored,
