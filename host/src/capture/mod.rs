@@ -232,7 +232,11 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
             commit: max,
             completed: true,
         };
-        writer.commit(Vec::new(), offset).await?;
+        // No data, but the schema snapshot all the same (as Debezium's `no_data`).
+        let schemas = snapshot::table_schemas(tables, settings, max).await?;
+        let ts_ms = tables.now_ms().await?;
+        let records = snapshot::schema_snapshot(settings, &schemas, max, ts_ms, &clock, true);
+        writer.commit(records, offset).await?;
         offset
     };
     streamer.resume_from(position);

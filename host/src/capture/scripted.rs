@@ -332,6 +332,51 @@ async fn snapshot_then_streaming_emits_debezium_events_and_offsets() {
     assert_eq!(value["after"]["email"], "sally.t@example.org");
 }
 
+/// `snapshot_mode = "no_data"`: no rows are read, but the schema snapshot is written (a
+/// CREATE marked `last`, as Debezium's), and streaming starts after the max LSN.
+#[tokio::test]
+async fn no_data_writes_the_schema_snapshot_and_streams_from_the_max_lsn() {
+    let mut script = Script::with_customers();
+    script
+        .snapshot
+        .insert("dbo.customers".into(), vec![sally(), george()]);
+    // History before the max LSN (2): neither snapshotted nor streamed.
+    script.row("dbo_customers", 1, 1, Operation::Insert, anne());
+    script.max = Some(lsn(2));
+    let settings = CaptureSettings {
+        snapshot: SnapshotMode::NoData,
+        poll_interval: std::time::Duration::from_millis(1),
+        ..settings()
+    };
+    let mut writer = Memory::default();
+    let shutdown = tokio::time::sleep(std::time::Duration::from_millis(100));
+    run(
+        &mut script,
+        &mut writer,
+        &settings,
+        None,
+        clock(),
+        &Progress::default(),
+        shutdown,
+    )
+    .await
+    .expect("capture");
+    let (schema, offset) = &writer.commits[0];
+    assert_eq!(
+        *offset,
+        Offset::Snapshot {
+            commit: lsn(2),
+            completed: true
+        }
+    );
+    assert_eq!(schema.len(), 1);
+    let value: serde_json::Value =
+        serde_json::from_slice(schema[0].value.as_ref().expect("value")).expect("JSON");
+    assert_eq!(value["tableChanges"][0]["type"], "CREATE");
+    assert_eq!(value["source"]["snapshot"], "last");
+    assert_eq!(writer.events(), pairs(&[]), "no rows read, no history streamed");
+}
+
 /// Streams `script` from the snapshot at LSN 2, one event per commit, crashing at commit
 /// `crash_at`; then restarts from the offset stored by then and streams to the end.
 /// Returns what each run committed.

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use futures::StreamExt;
 
 use super::envelope::{self, Change, Op, Snapshot, Source, TableChange, TableSchema};
+use super::lsn::Lsn;
 use super::offsets::Offset;
 use super::tables::{CdcTables, TablesError};
 use super::types::SqlValue;
@@ -60,6 +61,73 @@ struct Pending {
     last_in_table: bool,
 }
 
+/// Each captured table's columns as of `position`: its newest capture instance that
+/// started at or before it (streaming continues from there with that instance), else
+/// its oldest.
+pub async fn table_schemas<T: CdcTables>(
+    tables: &mut T,
+    settings: &CaptureSettings,
+    position: Lsn,
+) -> Result<Vec<TableSchema>, CaptureError> {
+    let instances = tables.capture_instances().await?;
+    let mut schemas = Vec::new();
+    for table in &settings.tables {
+        let of_table = || instances.iter().filter(|i| &i.table.id() == table);
+        let instance = of_table()
+            .filter(|i| i.start_lsn <= position)
+            .max_by_key(|i| i.start_lsn)
+            .or_else(|| of_table().min_by_key(|i| i.start_lsn))
+            .ok_or_else(|| TablesError::CdcNotEnabledOnTable {
+                table: table.clone(),
+            })?;
+        schemas.push(instance.table.clone());
+    }
+    Ok(schemas)
+}
+
+/// Debezium's schema snapshot: a CREATE per table on `<prefix>`, before any row (none
+/// when `include_schema_changes` is off). `source.snapshot` is `true`, and `last` for the
+/// last table when no rows follow (`snapshot_mode = "no_data"`), as Debezium marks them.
+pub fn schema_snapshot(
+    settings: &CaptureSettings,
+    schemas: &[TableSchema],
+    position: Lsn,
+    ts_ms: i64,
+    clock: &Clock,
+    no_data: bool,
+) -> Vec<OutRecord> {
+    if !settings.schema_changes {
+        return Vec::new();
+    }
+    schemas
+        .iter()
+        .enumerate()
+        .map(|(n, schema)| {
+            let last = no_data && n + 1 == schemas.len();
+            let source = Source {
+                ts_ms,
+                snapshot: if last { Snapshot::Last } else { Snapshot::True },
+                change_lsn: None,
+                commit_lsn: Some(position),
+                event_serial_no: None,
+            };
+            let (key, value) = envelope::schema_change_event(
+                &settings.events,
+                schema,
+                TableChange::Create,
+                &source,
+                clock() / 1_000,
+            );
+            OutRecord {
+                topic: settings.events.prefix.clone(),
+                key: Some(key),
+                value: Some(value),
+                headers: Vec::new(),
+            }
+        })
+        .collect()
+}
+
 /// Runs the snapshot; returns the offset streaming starts from.
 pub async fn run<T: CdcTables, W: EventWriter>(
     tables: &mut T,
@@ -79,49 +147,10 @@ pub async fn run<T: CdcTables, W: EventWriter>(
         .max_lsn()
         .await?
         .ok_or(TablesError::AgentNotRunning { database })?;
-    let instances = tables.capture_instances().await?;
-    // Each table's columns as of the position: its newest instance that started at or
-    // before it (streaming continues from there with that instance), else its oldest.
-    let mut schemas: Vec<TableSchema> = Vec::new();
-    for table in &settings.tables {
-        let of_table = || instances.iter().filter(|i| &i.table.id() == table);
-        let instance = of_table()
-            .filter(|i| i.start_lsn <= position)
-            .max_by_key(|i| i.start_lsn)
-            .or_else(|| of_table().min_by_key(|i| i.start_lsn))
-            .ok_or_else(|| TablesError::CdcNotEnabledOnTable {
-                table: table.clone(),
-            })?;
-        schemas.push(instance.table.clone());
-    }
+    let schemas = table_schemas(tables, settings, position).await?;
     let ts_ms = tables.now_ms().await?;
     tracing::info!(%position, tables = schemas.len(), "snapshot started");
-    let mut batch: Vec<OutRecord> = Vec::new();
-    if settings.schema_changes {
-        // Debezium's schema snapshot: a CREATE per table on `<prefix>`, before the rows.
-        for schema in &schemas {
-            let source = Source {
-                ts_ms,
-                snapshot: Snapshot::True,
-                change_lsn: None,
-                commit_lsn: Some(position),
-                event_serial_no: None,
-            };
-            let (key, value) = envelope::schema_change_event(
-                &settings.events,
-                schema,
-                TableChange::Create,
-                &source,
-                clock() / 1_000,
-            );
-            batch.push(OutRecord {
-                topic: settings.events.prefix.clone(),
-                key: Some(key),
-                value: Some(value),
-                headers: Vec::new(),
-            });
-        }
-    }
+    let mut batch = schema_snapshot(settings, &schemas, position, ts_ms, clock, false);
     let mut pending: Option<Pending> = None;
     let mut first_overall = true;
     let emit = |pending: Pending,
