@@ -95,7 +95,8 @@ pub struct CaptureSettings {
     /// Transactions per pass (Debezium's `max.iteration.transactions`, default 500).
     pub max_transactions: u32,
     /// Events per Kafka transaction (a pass or snapshot page larger than this is
-    /// committed in parts; the skip rule makes a restart between parts exact).
+    /// committed in parts; the skip rule makes a restart between parts exact). With
+    /// transaction metadata, parts end only at SQL transaction boundaries.
     pub batch_size: usize,
     /// Snapshot rows between two progress reports.
     pub snapshot_progress_rows: usize,

@@ -374,7 +374,54 @@ async fn no_data_writes_the_schema_snapshot_and_streams_from_the_max_lsn() {
         serde_json::from_slice(schema[0].value.as_ref().expect("value")).expect("JSON");
     assert_eq!(value["tableChanges"][0]["type"], "CREATE");
     assert_eq!(value["source"]["snapshot"], "last");
-    assert_eq!(writer.events(), pairs(&[]), "no rows read, no history streamed");
+    assert_eq!(
+        writer.events(),
+        pairs(&[]),
+        "no rows read, no history streamed"
+    );
+}
+
+/// With transaction metadata, a Kafka transaction ends only where a SQL transaction
+/// does: however small the batch, BEGIN, the events and END commit together, so a crash
+/// never splits them and every transaction's metadata is published exactly once.
+#[tokio::test]
+async fn transaction_metadata_commits_whole_transactions_across_crashes() {
+    let expected = [
+        "server1.transaction",
+        "server1.testDB.dbo.customers",
+        "server1.testDB.dbo.customers",
+        "server1.transaction",
+        "server1.transaction",
+        "server1.testDB.dbo.customers",
+        "server1.transaction",
+    ];
+    for crash_at in 1..=2 {
+        let mut script = Script::with_customers();
+        script.row("dbo_customers", 5, 1, Operation::Insert, anne());
+        script.row("dbo_customers", 5, 2, Operation::Insert, sally());
+        script.row("dbo_customers", 6, 1, Operation::Insert, george());
+        let settings = CaptureSettings {
+            batch_size: 1,
+            transaction_metadata: true,
+            ..settings()
+        };
+        let (first, second) = crash_then_resume_with(&mut script, crash_at, settings).await;
+        assert!(
+            first
+                .commits
+                .iter()
+                .chain(&second.commits)
+                .all(|(records, _)| records.is_empty() || records.len() == 4 || records.len() == 3),
+            "whole transactions per commit (crash at {crash_at})"
+        );
+        let topics: Vec<&str> = first
+            .records()
+            .into_iter()
+            .chain(second.records())
+            .map(|r| r.topic.as_str())
+            .collect();
+        assert_eq!(topics, expected, "crash at commit {crash_at}");
+    }
 }
 
 /// Streams `script` from the snapshot at LSN 2, one event per commit, crashing at commit
@@ -385,6 +432,15 @@ async fn crash_then_resume(script: &mut Script, crash_at: usize) -> (Memory, Mem
         batch_size: 1,
         ..settings()
     };
+    crash_then_resume_with(script, crash_at, settings).await
+}
+
+/// [`crash_then_resume`] with other settings.
+async fn crash_then_resume_with(
+    script: &mut Script,
+    crash_at: usize,
+    settings: CaptureSettings,
+) -> (Memory, Memory) {
     let start = Offset::Snapshot {
         commit: lsn(2),
         completed: true,

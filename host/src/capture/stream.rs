@@ -513,14 +513,11 @@ impl Streamer {
                 if !event.table.is_empty() {
                     self.position = Some(event.position);
                 }
-                let last_of_tx = order + 1 == end - index;
-                if part.len() >= self.settings.batch_size && !(metadata && last_of_tx) {
-                    let offset = Offset::Stream(self.position.unwrap_or(Position {
-                        commit: to,
-                        change: to,
-                        serial: 0,
-                    }));
-                    writer.commit(std::mem::take(&mut part), offset).await?;
+                // With transaction metadata a Kafka transaction ends only at a SQL
+                // transaction's end (below), so BEGIN, the blocks' order and END always
+                // travel together and a restart never resumes inside a transaction.
+                if !metadata && part.len() >= self.settings.batch_size {
+                    self.commit_part(&mut part, to, writer).await?;
                 }
             }
             if metadata {
@@ -537,6 +534,9 @@ impl Streamer {
                     value: Some(value),
                     headers: Vec::new(),
                 });
+                if part.len() >= self.settings.batch_size {
+                    self.commit_part(&mut part, to, writer).await?;
+                }
             }
             index = end;
         }
@@ -561,6 +561,23 @@ impl Streamer {
         }
         writer.commit(part, Offset::Stream(position)).await?;
         Ok(count)
+    }
+
+    /// Commits `part` with the position of its last event (the window's end if it has
+    /// none yet).
+    async fn commit_part<W: EventWriter>(
+        &self,
+        part: &mut Vec<OutRecord>,
+        to: Lsn,
+        writer: &mut W,
+    ) -> Result<(), CaptureError> {
+        let offset = Offset::Stream(self.position.unwrap_or(Position {
+            commit: to,
+            change: to,
+            serial: 0,
+        }));
+        writer.commit(std::mem::take(part), offset).await?;
+        Ok(())
     }
 
     fn heartbeat_record(&self, now_ms: i64) -> OutRecord {
