@@ -18,6 +18,9 @@ trap 'rm -f "$log"' EXIT
 # `cargo test` builds the sluice binary too (host/tests/cli.rs needs it), so the
 # end-to-end tests in tests/ find it in target/debug.
 cargo test --workspace 2>&1 | tee "$log"
+# The `kerberos` build (tiberius with GSSAPI; libkrb5-dev and libclang-dev, which
+# .ci/run installs) still compiles and accepts integrated security.
+cargo test -p sluice --features kerberos --lib kerberos 2>&1 | tee -a "$log"
 # The example plugins' own unit tests, compiled for the host (their workspace builds for
 # wasm32-wasip2 by default).
 host_target=$(rustc -vV | sed -n 's/^host: //p')

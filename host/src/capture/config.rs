@@ -254,14 +254,14 @@ fn validate_capture(
             "capture.connection",
             "missing (an ADO.NET connection string: \"server=tcp:host,1433;database=...;user=...;password=...\")",
         );
-    } else if connection
-        .to_ascii_lowercase()
-        .contains("integrated security")
-    {
+    } else if !cfg!(feature = "kerberos") && {
+        let lower = connection.to_ascii_lowercase();
+        lower.contains("integrated security") || lower.contains("integratedsecurity")
+    } {
         add(
             problems,
             "capture.connection",
-            "integrated security is not supported by this build (tiberius without GSSAPI); use a SQL login (user=...;password=...)",
+            "integrated security (Kerberos) needs sluice built with `--features kerberos` (tiberius with GSSAPI); or use a SQL login (user=...;password=...)",
         );
     }
     let database = match (c.database, database_of(&connection)) {
@@ -544,6 +544,29 @@ mod tests {
         assert_eq!(
             config.admin_listen, None,
             "the run's admin server serves it"
+        );
+    }
+
+    /// With the `kerberos` feature the connection string may ask for integrated security
+    /// (`./scripts/test.sh` runs this with the feature on).
+    #[cfg(feature = "kerberos")]
+    #[test]
+    fn kerberos_builds_accept_integrated_security() {
+        let config = parse(
+            r#"
+            [capture]
+            connection = "server=tcp:db.example.com,1433;database=testDB;Integrated Security=true"
+            topic_prefix = "server1"
+            tables = ["dbo.customers"]
+            [kafka]
+            properties = { "bootstrap.servers" = "k:9092" }
+            "#,
+            "c.toml",
+        )
+        .expect("integrated security is accepted");
+        assert!(
+            tiberius::Config::from_ado_string(&config.connection).is_ok(),
+            "tiberius takes the connection string"
         );
     }
 }

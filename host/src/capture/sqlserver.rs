@@ -3,9 +3,11 @@
 //! conversion of tiberius's `ColumnData` into [`SqlValue`].
 //!
 //! Authentication is what tiberius supports on this build: SQL logins
-//! (`user=...;password=...`) everywhere; integrated (Kerberos) authentication needs
-//! tiberius's `integrated-auth-gssapi` feature (libgssapi), not compiled in. TLS follows
-//! the connection string (`encrypt=true|false|strict`, `TrustServerCertificate=true`).
+//! (`user=...;password=...`) everywhere; integrated (Kerberos) logins
+//! (`Integrated Security=true`, no user or password) with the `kerberos` cargo feature,
+//! which compiles tiberius's GSSAPI support (libgssapi; a ticket from `kinit` or a
+//! keytab at run time). TLS follows the connection string (`encrypt=true|false|strict`,
+//! `TrustServerCertificate=true`).
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
