@@ -27,6 +27,10 @@ pub struct SqlServerTables {
     database: String,
     tables: Vec<String>,
     snapshot_isolation: bool,
+    /// Columns and key per change table (`object_id`): a capture instance's columns never
+    /// change, so a pass lists `cdc.change_tables` (one query) and reads the catalog only
+    /// for an instance it has not seen (a re-created instance has a new change table).
+    described: std::collections::HashMap<i32, (Vec<Column>, Vec<usize>)>,
 }
 
 impl std::fmt::Debug for SqlServerTables {
@@ -85,6 +89,7 @@ impl SqlServerTables {
             database: String::new(),
             tables,
             snapshot_isolation: false,
+            described: std::collections::HashMap::new(),
         };
         let row = this
             .one_row(
@@ -336,9 +341,18 @@ impl CdcTables for SqlServerTables {
             ));
         }
         let mut instances = Vec::new();
+        self.described
+            .retain(|change_table, _| found.iter().any(|f| f.4 == *change_table));
         for (name, schema, table, start_lsn, change_table, source) in found {
-            let id = format!("{schema}.{table}");
-            let (columns, key) = self.columns(change_table, source, &id).await?;
+            let (columns, key) = match self.described.get(&change_table) {
+                Some(described) => described.clone(),
+                None => {
+                    let id = format!("{schema}.{table}");
+                    let described = self.columns(change_table, source, &id).await?;
+                    self.described.insert(change_table, described.clone());
+                    described
+                }
+            };
             instances.push(CaptureInstance {
                 name,
                 table: TableSchema {
