@@ -454,23 +454,20 @@ impl Streamer {
         let count = events.len();
         let tx_topic = format!("{}.transaction", self.settings.events.prefix);
         let mut part: Vec<OutRecord> = Vec::new();
-        let mut index = 0;
-        while index < events.len() {
-            let commit = events[index].position.commit;
+        let mut events = events.into_iter().peekable();
+        while let Some(first) = events.next() {
+            let commit = first.position.commit;
+            let ts_ms = first.commit_ts_ms;
             // One SQL Server transaction: the events with this commit LSN (schema changes
             // belong to none).
-            let end = if commit.is_zero() {
-                index + 1
-            } else {
-                index
-                    + events[index..]
-                        .iter()
-                        .take_while(|e| e.position.commit == commit)
-                        .count()
-            };
+            let mut transaction = vec![first];
+            if !commit.is_zero() {
+                while let Some(event) = events.next_if(|e| e.position.commit == commit) {
+                    transaction.push(event);
+                }
+            }
             let metadata = self.settings.transaction_metadata && !commit.is_zero();
             // Debezium's BEGIN and END carry the commit time of the transaction's events.
-            let ts_ms = events[index].commit_ts_ms;
             if metadata {
                 let (key, value) = envelope::transaction_event(
                     &self.settings.events,
@@ -487,8 +484,8 @@ impl Streamer {
                 });
             }
             let mut per_table: Vec<(String, i64)> = Vec::new();
-            for (order, event) in events[index..end].iter().enumerate() {
-                let mut records = event.records.clone();
+            for (order, event) in transaction.into_iter().enumerate() {
+                let mut records = event.records;
                 if metadata {
                     let slot = match per_table.iter().position(|(t, _)| *t == event.table) {
                         Some(slot) => slot,
@@ -538,7 +535,6 @@ impl Streamer {
                     self.commit_part(&mut part, to, writer).await?;
                 }
             }
-            index = end;
         }
         // The window is read to `to`: whatever the last event was, nothing up to `to`
         // is left, so the offset moves to the window's end (a restart skips the whole

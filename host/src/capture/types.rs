@@ -167,10 +167,40 @@ const DAYS_0001_TO_1970: i64 = 719_162;
 const DAYS_1900_TO_1970: i64 = 25_567;
 const MS_PER_DAY: i64 = 86_400_000;
 
-/// Appends `text` as a JSON string (serde_json escapes exactly like Jackson for the
-/// characters SQL Server text holds: control characters, `"` and `\`; non-ASCII as is).
+/// Appends `text` as a JSON string, escaped as Jackson (Kafka's `JsonConverter`) escapes
+/// it: `"` and `\`, `\b \f \n \r \t`, other control characters as `\u00XX` in upper-case
+/// hex (`WRITE_HEX_UPPER_CASE`, Jackson's default; serde_json writes lower case), and
+/// everything else, non-ASCII included, as is. Written in place: it runs for every field
+/// of every event.
 pub fn push_json_string(out: &mut String, text: &str) {
-    out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned()));
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(text.len() + 2);
+    out.push('"');
+    let mut plain = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&text[plain..at]);
+        plain = at + 1;
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(HEX[(byte >> 4) as usize] as char);
+            out.push(HEX[(byte & 0xf) as usize] as char);
+        } else {
+            out.push_str(escape);
+        }
+    }
+    out.push_str(&text[plain..]);
+    out.push('"');
 }
 
 /// Java's `Double.toString`/`Float.toString` (what Jackson writes for float64/float32):

@@ -433,3 +433,24 @@ fn money_through_f64_is_exact_or_refused() {
     .expect("numeric");
     assert_eq!(out, r#""274880111431.9899""#);
 }
+
+#[test]
+fn strings_are_escaped_as_jackson_escapes_them() {
+    let escaped = |text: &str| {
+        let mut out = String::new();
+        push_json_string(&mut out, text);
+        out
+    };
+    assert_eq!(escaped("plain Zoë ✓"), r#""plain Zoë ✓""#);
+    assert_eq!(escaped("a\"b\\c"), r#""a\"b\\c""#);
+    assert_eq!(escaped("\n\r\t\u{8}\u{c}"), r#""\n\r\t\b\f""#);
+    // Jackson writes upper-case hex (serde_json would write \u001f).
+    assert_eq!(escaped("\u{1f}\u{0}x"), r#""\u001F\u0000x""#);
+    assert_eq!(escaped(""), r#""""#);
+    // Whatever it escapes, it is JSON that reads back as the text.
+    let all: String = (0u8..0x80).map(char::from).chain("é€𝄞".chars()).collect();
+    assert_eq!(
+        serde_json::from_str::<String>(&escaped(&all)).expect("valid JSON"),
+        all
+    );
+}

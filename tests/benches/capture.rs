@@ -1,0 +1,417 @@
+//! What capture costs on top of the SQL Server reads, measured against baselines in the
+//! same run. The CDC tables are in memory (a synthetic stream of update pairs of
+//! `dbo.customers`, ten changes per transaction), so the figures are capture's own work:
+//! merging, pairing, the Debezium envelope, offsets and Kafka, not SQL Server's.
+//!
+//! 1. Encoding: capture's loop into a writer that only counts, against the same events
+//!    built as `serde_json::Value`s and serialized (a generic JSON encoder doing the same
+//!    job): events/s and the ratio.
+//! 2. Publishing: capture into Kafka (the test broker, at-least-once: events, then the
+//!    offset record) against a bare rdkafka producer sending the same number of records of
+//!    the same size: events/s and the ratio.
+//!
+//! `cargo bench -p sluice-tests --bench capture` (add `-- --quick` for a smoke run).
+//! Results and how to read them: BENCHMARKS.md.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+use sluice::capture::catalog::ColumnCatalog;
+use sluice::capture::envelope::TableSchema;
+use sluice::capture::lsn::Lsn;
+use sluice::capture::offsets::Offset;
+use sluice::capture::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, TablesError};
+use sluice::capture::types::{Column, SqlType, SqlValue};
+use sluice::capture::{CaptureSettings, EventWriter, OutRecord, WriteError};
+use sluice_tests::Broker;
+
+/// Changes per SQL transaction.
+const PER_TRANSACTION: usize = 10;
+const TOPIC: &str = "server1.testDB.dbo.customers";
+
+fn table() -> TableSchema {
+    let column = |name: &str, sql_type, optional| Column {
+        name: name.into(),
+        sql_type,
+        optional,
+        catalog: ColumnCatalog::default(),
+    };
+    TableSchema {
+        schema: "dbo".into(),
+        table: "customers".into(),
+        columns: vec![
+            column("id", SqlType::Int, false),
+            column("first_name", SqlType::Text, false),
+            column("last_name", SqlType::Text, false),
+            column("email", SqlType::Text, true),
+            column(
+                "credit_limit",
+                SqlType::Decimal {
+                    precision: 12,
+                    scale: 2,
+                },
+                true,
+            ),
+            column("birth_date", SqlType::Date, true),
+            column("created_at", SqlType::DateTime2 { scale: 3 }, false),
+            column("updated_at", SqlType::DateTime2 { scale: 7 }, false),
+            column("customer_guid", SqlType::UniqueIdentifier, false),
+            column("is_active", SqlType::Bit, false),
+        ],
+        key: vec![0],
+    }
+}
+
+fn row(i: usize, email: &str) -> Vec<SqlValue> {
+    vec![
+        SqlValue::I32(100_000 + i as i32),
+        SqlValue::String(format!("Firstname{i}")),
+        SqlValue::String("Lastname-Example".into()),
+        SqlValue::String(email.into()),
+        SqlValue::Numeric {
+            value: 100_000 + i as i128,
+            scale: 2,
+        },
+        SqlValue::Date {
+            days: 724_000 + (i % 9000) as u32,
+        },
+        SqlValue::DateTime2 {
+            days: 739_900,
+            increments: 34_200_125,
+            scale: 3,
+        },
+        SqlValue::DateTime2 {
+            days: 739_920,
+            increments: 432_001_234_567,
+            scale: 7,
+        },
+        SqlValue::Guid("6f9619ff-8b86-d011-b42d-00c04fc964ff".into()),
+        SqlValue::Bit(i % 7 != 0),
+    ]
+}
+
+fn lsn(n: u64, slot: u16) -> Lsn {
+    let mut bytes = [0u8; 10];
+    bytes[..8].copy_from_slice(&n.to_be_bytes());
+    bytes[8..].copy_from_slice(&slot.to_be_bytes());
+    Lsn(bytes)
+}
+
+/// `events` updates (a before and an after row each), `PER_TRANSACTION` per commit.
+struct Synthetic {
+    instance: CaptureInstance,
+    rows: Vec<ChangeRow>,
+}
+
+impl Synthetic {
+    fn new(events: usize) -> Self {
+        let mut rows = Vec::with_capacity(events * 2);
+        for i in 0..events {
+            let commit = lsn(1 + (i / PER_TRANSACTION) as u64, 0xffff);
+            let change = lsn(
+                1 + (i / PER_TRANSACTION) as u64,
+                (i % PER_TRANSACTION) as u16,
+            );
+            for (operation, email) in [
+                (
+                    Operation::UpdateBefore,
+                    format!("old.address.{i}@example.com"),
+                ),
+                (
+                    Operation::UpdateAfter,
+                    format!("new.address.{i}@example.org"),
+                ),
+            ] {
+                rows.push(ChangeRow {
+                    start_lsn: commit,
+                    seqval: change,
+                    operation,
+                    command_id: (i % PER_TRANSACTION) as i32,
+                    commit_ts_ms: 1_763_900_000_000,
+                    values: row(i, &email),
+                });
+            }
+        }
+        Self {
+            instance: CaptureInstance {
+                name: "dbo_customers".into(),
+                table: table(),
+                start_lsn: lsn(0, 1),
+            },
+            rows,
+        }
+    }
+}
+
+impl CdcTables for Synthetic {
+    async fn max_lsn(&mut self) -> Result<Option<Lsn>, TablesError> {
+        Ok(self.rows.last().map(|r| r.start_lsn))
+    }
+    async fn capture_instances(&mut self) -> Result<Vec<CaptureInstance>, TablesError> {
+        Ok(vec![self.instance.clone()])
+    }
+    async fn min_lsn(&mut self, _instance: &str) -> Result<Lsn, TablesError> {
+        Ok(Lsn::ZERO)
+    }
+    async fn window_end(&mut self, from: Lsn, max: u32) -> Result<Option<Lsn>, TablesError> {
+        let first = self.rows.partition_point(|r| r.start_lsn < from);
+        let rows = (max as usize + 1) * PER_TRANSACTION * 2;
+        Ok(self.rows[first..]
+            .iter()
+            .take(rows)
+            .map(|r| r.start_lsn)
+            .max())
+    }
+    async fn changes(
+        &mut self,
+        _instance: &CaptureInstance,
+        from: Lsn,
+        to: Lsn,
+    ) -> Result<Vec<ChangeRow>, TablesError> {
+        let first = self.rows.partition_point(|r| r.start_lsn < from);
+        let end = self.rows.partition_point(|r| r.start_lsn <= to);
+        Ok(self.rows[first..end].to_vec())
+    }
+    async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
+        Ok(())
+    }
+    async fn count_rows(&mut self, _table: &TableSchema) -> Result<u64, TablesError> {
+        Ok(0)
+    }
+    async fn snapshot_rows<'a>(
+        &'a mut self,
+        _table: &'a TableSchema,
+    ) -> Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError> {
+        Ok(futures::stream::empty().boxed())
+    }
+    async fn end_snapshot(&mut self) -> Result<(), TablesError> {
+        Ok(())
+    }
+    async fn now_ms(&mut self) -> Result<i64, TablesError> {
+        Ok(1_763_900_000_000)
+    }
+}
+
+/// Counts the data events it is given (and their bytes), then drops them.
+#[derive(Clone, Default)]
+struct Counting {
+    events: Arc<AtomicUsize>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl EventWriter for Counting {
+    async fn commit(&mut self, records: Vec<OutRecord>, _offset: Offset) -> Result<(), WriteError> {
+        let data: Vec<&OutRecord> = records.iter().filter(|r| r.topic == TOPIC).collect();
+        let bytes: usize = data
+            .iter()
+            .map(|r| r.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.events.fetch_add(data.len(), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Runs capture over `events` synthetic updates into `writer` until `done()` says all
+/// arrived; returns the elapsed time.
+async fn capture<W: EventWriter>(
+    events: usize,
+    writer: &mut W,
+    done: impl Fn() -> bool,
+) -> Duration {
+    let mut tables = Synthetic::new(events);
+    let settings = CaptureSettings {
+        poll_interval: Duration::from_millis(1),
+        ..CaptureSettings::new("server1", "testDB", vec!["dbo.customers".into()])
+    };
+    let progress = sluice::capture::snapshot::Progress::default();
+    let start = Instant::now();
+    let shutdown = async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    sluice::capture::run(
+        &mut tables,
+        writer,
+        &settings,
+        Some(Offset::Snapshot {
+            commit: lsn(0, 1),
+            completed: true,
+        }),
+        sluice::capture::system_clock(),
+        &progress,
+        shutdown,
+    )
+    .await
+    .expect("capture");
+    start.elapsed()
+}
+
+/// The same events as `serde_json::Value`s, serialized: the generic-encoder baseline.
+fn serde_baseline(events: usize) -> (Duration, usize) {
+    let start = Instant::now();
+    let mut bytes = 0;
+    for i in 0..events {
+        let image = |email: String| {
+            json!({
+                "id": 100_000 + i, "first_name": format!("Firstname{i}"),
+                "last_name": "Lastname-Example", "email": email, "credit_limit": "AYag",
+                "birth_date": 5000 + i % 9000, "created_at": 1_763_000_000_000i64,
+                "updated_at": 1_763_900_000_123_456_700i64,
+                "customer_guid": "6F9619FF-8B86-D011-B42D-00C04FC964FF", "is_active": i % 7 != 0,
+            })
+        };
+        let value = json!({
+            "before": image(format!("old.address.{i}@example.com")),
+            "after": image(format!("new.address.{i}@example.org")),
+            "source": {
+                "version": "3.0.0.Final", "connector": "sqlserver", "name": "server1",
+                "ts_ms": 1_763_900_000_000i64, "snapshot": "false", "db": "testDB",
+                "sequence": null, "ts_us": 1_763_900_000_000_000i64,
+                "ts_ns": 1_763_900_000_000_000_000i64, "schema": "dbo", "table": "customers",
+                "change_lsn": format!("00000000:{:08x}:{:04x}", i / PER_TRANSACTION, i % PER_TRANSACTION),
+                "commit_lsn": format!("00000000:{:08x}:ffff", i / PER_TRANSACTION),
+                "event_serial_no": 2
+            },
+            "transaction": null, "op": "u", "ts_ms": 1_763_900_000_500i64,
+            "ts_us": 1_763_900_000_500_000i64, "ts_ns": 1_763_900_000_500_000_000i64,
+        });
+        let key = serde_json::to_vec(&json!({ "id": 100_000 + i })).expect("key");
+        let value = serde_json::to_vec(&value).expect("value");
+        bytes += value.len();
+        std::hint::black_box((key, value));
+    }
+    (start.elapsed(), bytes / events)
+}
+
+/// A bare producer sending `events` records of `size` bytes, waiting for every delivery.
+async fn bare_producer(bootstrap: &str, topic: &str, events: usize, size: usize) -> Duration {
+    let producer: FutureProducer = sluice_tests::kafka_client(bootstrap)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        // Every record is queued before the first delivery is awaited.
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let payload = vec![b'x'; size];
+    let start = Instant::now();
+    let mut deliveries = Vec::with_capacity(events);
+    for i in 0..events {
+        let key = format!("{{\"id\":{}}}", 100_000 + i);
+        deliveries.push(
+            producer
+                .send_result(FutureRecord::to(topic).key(&key).payload(&payload))
+                .expect("queued"),
+        );
+    }
+    for delivery in deliveries {
+        delivery.await.expect("delivery").expect("produced");
+    }
+    start.elapsed()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let events = if quick { 20_000 } else { 200_000 };
+    let rounds = if quick { 1 } else { 3 };
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+
+    // 1. Encoding, best of `rounds`.
+    let mut capture_best = Duration::MAX;
+    let mut serde_best = Duration::MAX;
+    let mut size = 0;
+    for _ in 0..rounds {
+        let counting = Counting::default();
+        let mut writer = counting.clone();
+        let elapsed = tokio.block_on(capture(events, &mut writer, || {
+            counting.events.load(Ordering::Relaxed) >= events
+        }));
+        assert_eq!(counting.events.load(Ordering::Relaxed), events);
+        size = counting.bytes.load(Ordering::Relaxed) / events;
+        capture_best = capture_best.min(elapsed);
+        let (elapsed, _) = serde_baseline(events);
+        serde_best = serde_best.min(elapsed);
+    }
+    let rate = |d: Duration| events as f64 / d.as_secs_f64();
+    println!(
+        "{events} update events of {size} B (value), {PER_TRANSACTION} per transaction; best of {rounds}"
+    );
+    println!();
+    println!("| encoding | events/s | vs serde_json |");
+    println!("|---|---:|---:|");
+    println!(
+        "| serde_json::Value + to_vec (baseline) | {:.0} | 1.00× |",
+        rate(serde_best)
+    );
+    println!(
+        "| capture loop (pairing, envelope, offsets), no Kafka | {:.0} | {:.2}× |",
+        rate(capture_best),
+        rate(capture_best) / rate(serde_best)
+    );
+
+    // 2. Publishing to the test broker.
+    let broker = Broker::start();
+    tokio.block_on(async {
+        sluice_tests::create_topics(
+            &broker.bootstrap,
+            &[(TOPIC, 1), ("bare", 1), ("sluice.capture.offsets", 1)],
+        )
+        .await;
+    });
+    let bare = tokio.block_on(bare_producer(&broker.bootstrap, "bare", events, size));
+    let properties = vec![
+        ("bootstrap.servers".to_owned(), broker.bootstrap.clone()),
+        ("linger.ms".to_owned(), "5".to_owned()),
+    ];
+    let mut writer = sluice::capture::writer::KafkaWriter::new(
+        &properties,
+        "sluice.capture.offsets",
+        "server1",
+        "testDB",
+        false,
+    )
+    .expect("writer");
+    let published = Counting::default();
+    let elapsed = {
+        let mut counted = CountingKafka {
+            inner: &mut writer,
+            count: published.clone(),
+        };
+        tokio.block_on(capture(events, &mut counted, || {
+            published.events.load(Ordering::Relaxed) >= events
+        }))
+    };
+    println!();
+    println!("| to Kafka (tansu, at-least-once) | events/s | vs bare producer |");
+    println!("|---|---:|---:|");
+    println!(
+        "| bare rdkafka producer, {size} B records (baseline) | {:.0} | 1.00× |",
+        rate(bare)
+    );
+    println!(
+        "| capture → KafkaWriter (events, then the offset) | {:.0} | {:.2}× |",
+        rate(elapsed),
+        rate(elapsed) / rate(bare)
+    );
+}
+
+/// The Kafka writer, counting what it has published (acknowledged) so far.
+struct CountingKafka<'a> {
+    inner: &'a mut sluice::capture::writer::KafkaWriter,
+    count: Counting,
+}
+
+impl EventWriter for CountingKafka<'_> {
+    async fn commit(&mut self, records: Vec<OutRecord>, offset: Offset) -> Result<(), WriteError> {
+        let data = records.iter().filter(|r| r.topic == TOPIC).count();
+        self.inner.commit(records, offset).await?;
+        self.count.events.fetch_add(data, Ordering::Relaxed);
+        Ok(())
+    }
+}
