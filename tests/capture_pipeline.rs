@@ -14,53 +14,16 @@ use std::time::Duration;
 use base64::Engine as _;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use serde_json::Value;
-use sluice::capture::catalog::ColumnCatalog;
 use sluice::capture::envelope::TableSchema;
 use sluice::capture::lsn::Lsn;
 use sluice::capture::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, TablesError};
-use sluice::capture::types::{Column, SqlType, SqlValue};
-use sluice::runtime::OutputRecord;
+use sluice::capture::types::SqlValue;
 use sluice_tests::{Broker, components, repo_root, sample};
 
 use crate::support::{kafka_config, plugin};
 
 const TOPIC: &str = "server1.testDB.dbo.customers";
-
-/// `dbo.customers` as `samples/README.md` describes it.
-fn customers() -> TableSchema {
-    let column = |name: &str, sql_type, optional| Column {
-        name: name.into(),
-        sql_type,
-        optional,
-        catalog: ColumnCatalog::default(),
-    };
-    TableSchema {
-        schema: "dbo".into(),
-        table: "customers".into(),
-        columns: vec![
-            column("id", SqlType::Int, false),
-            column("first_name", SqlType::Text, false),
-            column("last_name", SqlType::Text, false),
-            column("email", SqlType::Text, true),
-            column(
-                "credit_limit",
-                SqlType::Decimal {
-                    precision: 12,
-                    scale: 2,
-                },
-                true,
-            ),
-            column("birth_date", SqlType::Date, true),
-            column("created_at", SqlType::DateTime2 { scale: 3 }, false),
-            column("updated_at", SqlType::DateTime2 { scale: 7 }, false),
-            column("customer_guid", SqlType::UniqueIdentifier, false),
-            column("is_active", SqlType::Bit, false),
-        ],
-        key: vec![0],
-    }
-}
 
 /// Days between 0001-01-01 (SQL Server's day 0) and 1970-01-01.
 const DAYS_0001_TO_1970: i64 = 719_162;
@@ -135,7 +98,7 @@ impl SampleTables {
         let mut tables = SampleTables {
             instance: CaptureInstance {
                 name: "dbo_customers".into(),
-                table: customers(),
+                table: sluice_tests::customers_table(),
                 start_lsn: Lsn::ZERO.increment(),
             },
             snapshot_at: Lsn::ZERO,
@@ -336,12 +299,6 @@ fn capture_in_sluice_run_feeds_customers_cdm_through_kafka() {
             let _ = stopped.await;
         }));
 
-        let consumer: StreamConsumer = sluice_tests::kafka_client(&broker.bootstrap)
-            .set("group.id", "seed-reader")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .expect("consumer");
-        consumer.subscribe(&["cdm.customer"]).expect("subscribe");
         let golden = std::fs::read_to_string(
             repo_root()
                 .join("tests")
@@ -350,22 +307,16 @@ fn capture_in_sluice_run_feeds_customers_cdm_through_kafka() {
         )
         .expect("golden");
         let expected: Vec<Value> = golden.lines().map(to_100ns).collect();
-        let mut actual = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while actual.len() < expected.len() {
-            let message = tokio::time::timeout_at(deadline, consumer.recv())
-                .await
-                .expect("every CDM record within the time limit")
-                .expect("consume");
-            let raw = sluice::source::kafka::to_raw(&message);
-            let record = OutputRecord {
-                topic: raw.origin.topic,
-                key: raw.key,
-                value: raw.value,
-                headers: raw.headers,
-            };
-            actual.push(to_100ns(&sluice::sink::file::record_to_json_line(&record)));
-        }
+        let actual: Vec<Value> = crate::support::read_json_lines(
+            &broker.bootstrap,
+            "cdm.customer",
+            expected.len(),
+            Duration::from_secs(120),
+        )
+        .await
+        .iter()
+        .map(|line| to_100ns(line))
+        .collect();
         stop.send(()).expect("sluice still running");
         let stats = tokio::time::timeout(Duration::from_secs(60), sluice)
             .await

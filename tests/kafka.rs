@@ -86,28 +86,13 @@ fn customers_cdm_from_kafka_to_kafka_matches_the_golden_file() {
             let _ = stopped.await;
         }));
 
-        let consumer: StreamConsumer = client(&broker.bootstrap)
-            .set("group.id", "e2e-reader")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .expect("consumer");
-        consumer.subscribe(&["cdm.customer"]).expect("subscribe");
-        let mut lines = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while lines.len() < 9 {
-            let message = tokio::time::timeout_at(deadline, consumer.recv())
-                .await
-                .expect("all CDM records within the time limit")
-                .expect("consume");
-            let raw = sluice::source::kafka::to_raw(&message);
-            let record = OutputRecord {
-                topic: raw.origin.topic,
-                key: raw.key,
-                value: raw.value,
-                headers: raw.headers,
-            };
-            lines.push(sluice::sink::file::record_to_json_line(&record));
-        }
+        let lines = crate::support::read_json_lines(
+            &broker.bootstrap,
+            "cdm.customer",
+            9,
+            Duration::from_secs(120),
+        )
+        .await;
         stop.send(()).expect("sluice still running");
         let stats = tokio::time::timeout(Duration::from_secs(60), sluice)
             .await

@@ -191,3 +191,37 @@ pub fn kafka_config(
         capture: None,
     }
 }
+
+/// Reads `count` records from `topic` (from the start, in a group of its own) as the JSON
+/// lines the file sink writes; panics if they do not all arrive within `limit`.
+pub async fn read_json_lines(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    limit: std::time::Duration,
+) -> Vec<String> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let consumer: StreamConsumer = sluice_tests::kafka_client(bootstrap)
+        .set("group.id", format!("{topic}-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut lines = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    while lines.len() < count {
+        let message = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{count} records on {topic} within {limit:?}"))
+            .expect("consume");
+        let raw = sluice::source::kafka::to_raw(&message);
+        let record = sluice::runtime::OutputRecord {
+            topic: raw.origin.topic,
+            key: raw.key,
+            value: raw.value,
+            headers: raw.headers,
+        };
+        lines.push(sluice::sink::file::record_to_json_line(&record));
+    }
+    lines
+}

@@ -21,51 +21,17 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
-use sluice::capture::catalog::ColumnCatalog;
 use sluice::capture::envelope::TableSchema;
 use sluice::capture::lsn::Lsn;
 use sluice::capture::offsets::Offset;
 use sluice::capture::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, TablesError};
-use sluice::capture::types::{Column, SqlType, SqlValue};
+use sluice::capture::types::SqlValue;
 use sluice::capture::{CaptureSettings, EventWriter, OutRecord, WriteError};
 use sluice_tests::Broker;
 
 /// Changes per SQL transaction.
 const PER_TRANSACTION: usize = 10;
 const TOPIC: &str = "server1.testDB.dbo.customers";
-
-fn table() -> TableSchema {
-    let column = |name: &str, sql_type, optional| Column {
-        name: name.into(),
-        sql_type,
-        optional,
-        catalog: ColumnCatalog::default(),
-    };
-    TableSchema {
-        schema: "dbo".into(),
-        table: "customers".into(),
-        columns: vec![
-            column("id", SqlType::Int, false),
-            column("first_name", SqlType::Text, false),
-            column("last_name", SqlType::Text, false),
-            column("email", SqlType::Text, true),
-            column(
-                "credit_limit",
-                SqlType::Decimal {
-                    precision: 12,
-                    scale: 2,
-                },
-                true,
-            ),
-            column("birth_date", SqlType::Date, true),
-            column("created_at", SqlType::DateTime2 { scale: 3 }, false),
-            column("updated_at", SqlType::DateTime2 { scale: 7 }, false),
-            column("customer_guid", SqlType::UniqueIdentifier, false),
-            column("is_active", SqlType::Bit, false),
-        ],
-        key: vec![0],
-    }
-}
 
 fn row(i: usize, email: &str) -> Vec<SqlValue> {
     vec![
@@ -91,7 +57,7 @@ fn row(i: usize, email: &str) -> Vec<SqlValue> {
             scale: 7,
         },
         SqlValue::Guid("6f9619ff-8b86-d011-b42d-00c04fc964ff".into()),
-        SqlValue::Bit(i % 7 != 0),
+        SqlValue::Bit(!i.is_multiple_of(7)),
     ]
 }
 
@@ -140,7 +106,7 @@ impl Synthetic {
         Self {
             instance: CaptureInstance {
                 name: "dbo_customers".into(),
-                table: table(),
+                table: sluice_tests::customers_table(),
                 start_lsn: lsn(0, 1),
             },
             rows,
@@ -264,7 +230,7 @@ fn serde_baseline(events: usize) -> (Duration, usize) {
                 "last_name": "Lastname-Example", "email": email, "credit_limit": "AYag",
                 "birth_date": 5000 + i % 9000, "created_at": 1_763_000_000_000i64,
                 "updated_at": 1_763_900_000_123_456_700i64,
-                "customer_guid": "6F9619FF-8B86-D011-B42D-00C04FC964FF", "is_active": i % 7 != 0,
+                "customer_guid": "6F9619FF-8B86-D011-B42D-00C04FC964FF", "is_active": !i.is_multiple_of(7),
             })
         };
         let value = json!({
