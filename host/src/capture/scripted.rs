@@ -332,6 +332,45 @@ async fn snapshot_then_streaming_emits_debezium_events_and_offsets() {
     assert_eq!(value["after"]["email"], "sally.t@example.org");
 }
 
+/// `run` publishes a part while it reads the next: commits still reach the writer one at
+/// a time and in order, and a failed commit stops `run` with the writer's own error.
+#[tokio::test]
+async fn run_publishes_in_order_and_stops_with_the_writers_error() {
+    let mut script = Script::with_customers();
+    script
+        .snapshot
+        .insert("dbo.customers".into(), vec![sally(), george(), anne()]);
+    let settings = CaptureSettings {
+        batch_size: 1,
+        ..settings()
+    };
+    let mut writer = Memory {
+        crash_at: Some(3),
+        ..Memory::default()
+    };
+    let result = run(
+        &mut script,
+        &mut writer,
+        &settings,
+        None,
+        clock(),
+        &Progress::default(),
+        std::future::pending(),
+    )
+    .await;
+    assert_eq!(
+        result,
+        Err(CaptureError::Write(WriteError::Kafka("crash".into())))
+    );
+    assert_eq!(writer.attempts, 3, "nothing was committed past the failure");
+    let all = pairs(&[("r", 1001), ("r", 1002), ("r", 1004)]);
+    let committed = writer.events();
+    assert!(
+        committed.len() < all.len() && all.starts_with(&committed),
+        "in order, up to the failure: {committed:?}"
+    );
+}
+
 /// `snapshot_mode = "no_data"`: no rows are read, but the schema snapshot is written (a
 /// CREATE marked `last`, as Debezium's), and streaming starts after the max LSN.
 #[tokio::test]
