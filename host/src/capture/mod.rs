@@ -193,49 +193,6 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
     progress: &snapshot::Progress,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CaptureError> {
-    // The loop hands its commits to `writer` through a queue of one, so a part is read
-    // and encoded while the one before it is being published and acknowledged; `writer`
-    // still commits them one at a time, in order. A failed commit ends both at once (the
-    // restart resumes from the last stored offset); at shutdown the queue is drained.
-    let (queue, mut queued) = tokio::sync::mpsc::channel::<(Vec<OutRecord>, Offset)>(1);
-    let publish = async move {
-        while let Some((records, offset)) = queued.recv().await {
-            writer.commit(records, offset).await?;
-        }
-        Ok::<(), CaptureError>(())
-    };
-    let read = async move {
-        let mut queue = Queued(queue);
-        capture_loop(
-            tables, &mut queue, settings, stored, clock, progress, shutdown,
-        )
-        .await
-    };
-    tokio::try_join!(read, publish).map(|_| ())
-}
-
-/// Commits handed to [`run`]'s publishing half, in order.
-struct Queued(tokio::sync::mpsc::Sender<(Vec<OutRecord>, Offset)>);
-
-impl EventWriter for Queued {
-    async fn commit(&mut self, records: Vec<OutRecord>, offset: Offset) -> Result<(), WriteError> {
-        self.0
-            .send((records, offset))
-            .await
-            .map_err(|_| WriteError::Kafka("the publishing side stopped".into()))
-    }
-}
-
-/// [`run`]'s reading half: snapshot, then passes, committing through `writer`.
-async fn capture_loop<T: tables::CdcTables, W: EventWriter>(
-    tables: &mut T,
-    writer: &mut W,
-    settings: &CaptureSettings,
-    stored: Option<Offset>,
-    clock: Clock,
-    progress: &snapshot::Progress,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), CaptureError> {
     let mut streamer = stream::Streamer::new(settings.clone(), clock.clone());
     let mut start = stored;
     if let Some(Offset::Stream(position)) = stored

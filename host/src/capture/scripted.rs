@@ -332,8 +332,8 @@ async fn snapshot_then_streaming_emits_debezium_events_and_offsets() {
     assert_eq!(value["after"]["email"], "sally.t@example.org");
 }
 
-/// `run` publishes a part while it reads the next: commits still reach the writer one at
-/// a time and in order, and a failed commit stops `run` with the writer's own error.
+/// `run` commits one part at a time, in order, and a failed commit stops it with the
+/// writer's own error, committing nothing after it.
 #[tokio::test]
 async fn run_publishes_in_order_and_stops_with_the_writers_error() {
     let mut script = Script::with_customers();
