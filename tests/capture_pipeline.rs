@@ -174,7 +174,7 @@ impl CdcTables for SampleTables {
     async fn window_end(
         &mut self,
         from: Lsn,
-        max_transactions: u32,
+        transactions: u32,
     ) -> Result<Option<Lsn>, TablesError> {
         let mut commits: Vec<Lsn> = self
             .changes
@@ -183,10 +183,7 @@ impl CdcTables for SampleTables {
             .filter(|c| *c >= from)
             .collect();
         commits.dedup();
-        Ok(commits
-            .into_iter()
-            .take(max_transactions as usize + 1)
-            .max())
+        Ok(commits.into_iter().take(transactions as usize).max())
     }
 
     async fn changes(

@@ -124,9 +124,13 @@ impl CdcTables for Synthetic {
     async fn min_lsn(&mut self, _instance: &str) -> Result<Lsn, TablesError> {
         Ok(Lsn::ZERO)
     }
-    async fn window_end(&mut self, from: Lsn, max: u32) -> Result<Option<Lsn>, TablesError> {
+    async fn window_end(
+        &mut self,
+        from: Lsn,
+        transactions: u32,
+    ) -> Result<Option<Lsn>, TablesError> {
         let first = self.rows.partition_point(|r| r.start_lsn < from);
-        let rows = (max as usize + 1) * PER_TRANSACTION * 2;
+        let rows = transactions as usize * PER_TRANSACTION * 2;
         Ok(self.rows[first..]
             .iter()
             .take(rows)

@@ -102,13 +102,13 @@ impl CdcTables for Script {
     async fn window_end(
         &mut self,
         from: Lsn,
-        max_transactions: u32,
+        transactions: u32,
     ) -> Result<Option<Lsn>, TablesError> {
         Ok(self
             .commits()
             .into_iter()
             .filter(|c| *c >= from)
-            .take(max_transactions as usize + 1)
+            .take(transactions as usize)
             .max())
     }
     async fn changes(

@@ -377,10 +377,10 @@ impl CdcTables for SqlServerTables {
     async fn window_end(
         &mut self,
         from: Lsn,
-        max_transactions: u32,
+        transactions: u32,
     ) -> Result<Option<Lsn>, TablesError> {
         let from = from.0.to_vec();
-        let top = i64::from(max_transactions) + 1;
+        let top = i64::from(transactions);
         let row = self
             .one_row(
                 "SELECT MAX(start_lsn) FROM (SELECT TOP (@P2) start_lsn FROM cdc.lsn_time_mapping \

@@ -139,14 +139,14 @@ impl Streamer {
             self.heartbeat(writer).await?;
             return Ok(false);
         }
-        // Debezium's window query counts `max_transactions + 1` commits from the last one
-        // read (which is in the window again); from past it, one fewer is the same window.
-        let beyond = if self.skip.is_some() {
-            self.settings.max_transactions
+        // `max_transactions` new transactions: after a restart the window starts at the
+        // stored commit, read again, so it holds one more (as Debezium's window does).
+        let transactions = if self.skip.is_some() {
+            self.settings.max_transactions + 1
         } else {
-            self.settings.max_transactions - 1
+            self.settings.max_transactions
         };
-        let Some(to) = tables.window_end(from, beyond).await? else {
+        let Some(to) = tables.window_end(from, transactions).await? else {
             self.heartbeat(writer).await?;
             return Ok(false);
         };
@@ -192,10 +192,7 @@ impl Streamer {
         let mut iter = rows.into_iter().peekable();
         while let Some((row, index)) = iter.next() {
             while let Some(switch) = switches.next_if(|s| s.at <= row.start_lsn) {
-                let event = self.schema_change(&switch, &row);
-                if self.settings.schema_changes {
-                    events.push(event);
-                }
+                events.extend(self.schema_change(&switch, &row));
             }
             let instance = &read_instances[index];
             let table = &instance.table;
@@ -243,10 +240,7 @@ impl Streamer {
                 commit_ts_ms: (self.clock)() / 1_000,
                 values: Vec::new(),
             };
-            let event = self.schema_change(&switch, &marker);
-            if self.settings.schema_changes {
-                events.push(event);
-            }
+            events.extend(self.schema_change(&switch, &marker));
         }
         self.skip = None;
         self.last_commit = to;
@@ -408,9 +402,13 @@ impl Streamer {
     }
 
     /// The schema-change event (`ALTER`) of an instance switch, at the first row read
-    /// through the new instance (or the switch LSN when no row follows in the window).
-    fn schema_change(&self, switch: &plan::Switch, row: &ChangeRow) -> Event {
+    /// through the new instance (or the switch LSN when no row follows in the window);
+    /// `None` with `include_schema_changes` off (the switch is logged either way).
+    fn schema_change(&self, switch: &plan::Switch, row: &ChangeRow) -> Option<Event> {
         tracing::info!(table = %switch.table, from = %switch.from, to = %switch.to.name, at = %switch.at, "capture instance switch");
+        if !self.settings.schema_changes {
+            return None;
+        }
         let source = Source {
             ts_ms: row.commit_ts_ms,
             snapshot: Snapshot::False,
@@ -425,7 +423,7 @@ impl Streamer {
             &source,
             (self.clock)() / 1_000,
         );
-        Event {
+        Some(Event {
             records: vec![OutRecord {
                 topic: self.settings.events.prefix.clone(),
                 key: Some(key),
@@ -440,7 +438,7 @@ impl Streamer {
             },
             table: String::new(),
             commit_ts_ms: row.commit_ts_ms,
-        }
+        })
     }
 
     /// Adds transaction metadata, then commits the events in parts of `batch_size`

@@ -110,12 +110,12 @@ pub trait CdcTables: Send {
     fn min_lsn(&mut self, instance: &str) -> impl Future<Output = Result<Lsn, TablesError>> + Send;
 
     /// The upper bound of the next pass: the largest commit LSN among the first
-    /// `max_transactions + 1` transactions at or after `from` in `cdc.lsn_time_mapping`
+    /// `transactions` transactions at or after `from` in `cdc.lsn_time_mapping`
     /// (`None`: nothing committed there yet).
     fn window_end(
         &mut self,
         from: Lsn,
-        max_transactions: u32,
+        transactions: u32,
     ) -> impl Future<Output = Result<Option<Lsn>, TablesError>> + Send;
 
     /// The rows of `instance` with `from <= __$start_lsn <= to`, ordered by
