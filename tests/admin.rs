@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use sluice::pipeline::{Pipeline, PipelineSettings};
-use sluice::reload::Reloader;
-use sluice::runtime::{Runtime, RuntimeOptions};
-use sluice::sink::memory::MemorySink;
-use sluice::source::file::{FileInput, FileSource};
-use sluice::telemetry::Telemetry;
+use sluice_core::telemetry::Telemetry;
+use sluice_pipeline::pipeline::{Pipeline, PipelineSettings};
+use sluice_pipeline::reload::Reloader;
+use sluice_pipeline::sink::memory::MemorySink;
+use sluice_pipeline::source::file::{FileInput, FileSource};
+use sluice_runtime::{Runtime, RuntimeOptions};
 use sluice_tests::components;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -62,7 +62,7 @@ fn health_ready_plugins_and_metrics() {
             .expect("bind loopback");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(sluice::admin::serve(
+        let server = tokio::spawn(sluice_core::admin::serve(
             listener,
             Arc::clone(&telemetry),
             async move {

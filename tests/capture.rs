@@ -13,9 +13,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sluice::capture::offsets::{Offset, Position};
-use sluice::capture::writer::{KafkaWriter, read_offset};
-use sluice::capture::{EventWriter, OutRecord, WriteError};
+use sluice_capture::offsets::{Offset, Position};
+use sluice_capture::writer::{KafkaWriter, read_offset};
+use sluice_capture::{EventWriter, OutRecord, WriteError};
 use sluice_tests::Broker;
 
 const TOPIC: &str = "server1.testDB.dbo.customers";
@@ -30,7 +30,7 @@ fn every_bad_capture_config_gives_its_golden_error() {
             .to_string_lossy()
             .into_owned();
         let text = std::fs::read_to_string(path).expect("read case");
-        sluice::capture::config::parse(&text, &name)
+        sluice_capture::config::parse(&text, &name)
             .expect_err(&name)
             .to_string()
     });
@@ -45,7 +45,7 @@ fn the_compose_capture_config_is_valid() {
     let path = sluice_tests::repo_root()
         .join("docker")
         .join("capture.toml");
-    if let Err(e) = sluice::capture::config::load(&path) {
+    if let Err(e) = sluice_capture::config::load(&path) {
         panic!("{e}");
     }
 }
@@ -63,8 +63,8 @@ fn offset(commit: u8, serial: i64) -> Offset {
     let mut bytes = [0; 10];
     bytes[9] = commit;
     Offset::Stream(Position {
-        commit: sluice::capture::lsn::Lsn(bytes),
-        change: sluice::capture::lsn::Lsn(bytes),
+        commit: sluice_capture::sqlserver::lsn::Lsn(bytes),
+        change: sluice_capture::sqlserver::lsn::Lsn(bytes),
         serial,
     })
 }
@@ -268,7 +268,7 @@ fn capture_from_a_real_sql_server() {
     };
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     tokio.block_on(async {
-        use sluice::capture::sqlserver::{SqlServerTables, client};
+        use sluice_capture::sqlserver::{SqlServerTables, client};
         let run = |sql: String, url: String| async move {
             let mut client = client(&url).await.expect("connect");
             client
@@ -291,13 +291,13 @@ fn capture_from_a_real_sql_server() {
              EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'{table}', @role_name = NULL;"
         ), db_url.clone()).await;
 
-        let mut settings = sluice::capture::CaptureSettings::new("server1", "sluice_test", vec![format!("dbo.{table}")]);
+        let mut settings = sluice_capture::CaptureSettings::new("server1", "sluice_test", vec![format!("dbo.{table}")]);
         settings.poll_interval = Duration::from_millis(200);
         let topic = format!("server1.sluice_test.dbo.{table}");
         let mut tables = SqlServerTables::connect(&db_url, settings.tables.clone()).await.expect("CDC tables");
         // CDC's capture job must have run once (a max LSN) before capture starts.
         {
-            use sluice::capture::tables::CdcTables;
+            use sluice_capture::sqlserver::tables::CdcTables;
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while tables.max_lsn().await.expect("max LSN").is_none() {
                 assert!(std::time::Instant::now() < deadline, "no max LSN: is SQL Server Agent running?");
@@ -308,8 +308,8 @@ fn capture_from_a_real_sql_server() {
         let mut writer = collected.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let capture = tokio::spawn(async move {
-            let progress = sluice::capture::snapshot::Progress::default();
-            sluice::capture::run(&mut tables, &mut writer, &settings, None, sluice::capture::system_clock(), &progress, async {
+            let progress = sluice_capture::sqlserver::snapshot::Progress::default();
+            sluice_capture::run(&mut tables, &mut writer, &settings, None, sluice_capture::system_clock(), &progress, async {
                 let _ = stopped.await;
             })
             .await
@@ -422,8 +422,8 @@ fn sluice_run_stops_when_its_capture_cannot_reach_sql_server() {
     assert!(
         matches!(
             &error,
-            sluice::app::RunError::Capture(sluice::capture::CaptureError::Tables(
-                sluice::capture::tables::TablesError::Connect(_)
+            sluice::app::RunError::Capture(sluice_capture::CaptureError::Tables(
+                sluice_capture::sqlserver::tables::TablesError::Connect(_)
             ))
         ),
         "{error:?}"

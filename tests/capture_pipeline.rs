@@ -15,10 +15,12 @@ use base64::Engine as _;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde_json::Value;
-use sluice::capture::envelope::TableSchema;
-use sluice::capture::lsn::Lsn;
-use sluice::capture::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, TablesError};
-use sluice::capture::types::SqlValue;
+use sluice_capture::envelope::TableSchema;
+use sluice_capture::sqlserver::lsn::Lsn;
+use sluice_capture::sqlserver::tables::{
+    CaptureInstance, CdcTables, ChangeRow, Operation, TablesError,
+};
+use sluice_capture::sqlserver::types::SqlValue;
 use sluice_tests::{Broker, components, repo_root, sample};
 
 use crate::support::{kafka_config, plugin};
@@ -269,7 +271,7 @@ fn capture_in_sluice_run_feeds_customers_cdm_through_kafka() {
             4,
         );
         // tansu has no transactions (README, Tests): at-least-once capture here.
-        let capture = sluice::capture::config::parse(
+        let capture = sluice_capture::config::parse(
             &format!(
                 r#"
                 [capture]
@@ -290,7 +292,7 @@ fn capture_in_sluice_run_feeds_customers_cdm_through_kafka() {
         let start: sluice::app::CaptureStarter = Box::new(|capture, telemetry, stopped| {
             Box::pin(async move {
                 let mut tables = SampleTables::from_samples();
-                sluice::capture::run_on(&mut tables, &capture, &telemetry, stopped).await
+                sluice_capture::run_on(&mut tables, &capture, &telemetry, stopped).await
             })
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

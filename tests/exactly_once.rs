@@ -21,10 +21,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use sluice::pipeline::Delivery;
-use sluice::runtime::{Origin, OutputRecord};
-use sluice::sink::transactional::TransactionalKafkaSink;
-use sluice::sink::{Sink, SinkError};
+use sluice::config::Delivery;
+use sluice_core::sink::{Sink, SinkError};
+use sluice_core::{Origin, OutputRecord};
+use sluice_kafka::transactional::ConsumerGroup;
+use sluice_kafka::transactional::TransactionalKafkaSink;
 use sluice_tests::components;
 
 use crate::kafka::{CRASH_EVENTS, CRASH_TOPICS, kill_dash_nine_three_times, produce_numbers};
@@ -89,7 +90,7 @@ fn transactions_commit_on_the_mock_cluster_and_aborted_batches_are_processed_aga
             plugin("stamp", components::STAMP, &["numbers"], &["out"], &[]),
             200,
         );
-        config.pipeline.delivery = Delivery::ExactlyOnce;
+        config.delivery = Delivery::ExactlyOnce;
         config.instance = Some("abort-test".to_owned());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let sluice = tokio::spawn(sluice::app::run(config, async move {
@@ -151,7 +152,7 @@ fn a_restarted_producer_fences_its_zombie_on_apache_kafka() {
             .set("group.id", "fencing")
             .create()
             .expect("consumer");
-        consumer.group_metadata().expect("group metadata")
+        ConsumerGroup::fixed(consumer.group_metadata().expect("group metadata"))
     };
     let record = |id: i64| OutputRecord {
         topic: "fencing.out".to_owned(),
@@ -167,18 +168,15 @@ fn a_restarted_producer_fences_its_zombie_on_apache_kafka() {
     let id = "sluice.fencing.stamp.host-a";
     tokio.block_on(async {
         let mut zombie =
-            TransactionalKafkaSink::new(&properties, id, None).expect("first producer");
+            TransactionalKafkaSink::new(&properties, id, group(), None).expect("first producer");
         zombie
-            .send_transaction(vec![record(0)], &[position(0)], group())
+            .send_batch(vec![record(0)], &[position(0)])
             .await
             .expect("the only producer commits");
         // The same instance restarts (same transactional.id) while the old one lives on.
         let mut restarted =
-            TransactionalKafkaSink::new(&properties, id, None).expect("second producer");
-        match zombie
-            .send_transaction(vec![record(1)], &[position(1)], group())
-            .await
-        {
+            TransactionalKafkaSink::new(&properties, id, group(), None).expect("second producer");
+        match zombie.send_batch(vec![record(1)], &[position(1)]).await {
             Err(SinkError::Kafka { reason }) => assert!(
                 reason.to_lowercase().contains("fenced"),
                 "the zombie learns it was fenced: {reason}"
@@ -186,7 +184,7 @@ fn a_restarted_producer_fences_its_zombie_on_apache_kafka() {
             other => panic!("the zombie must be fenced, got {other:?}"),
         }
         restarted
-            .send_transaction(vec![record(2)], &[position(1)], group())
+            .send_batch(vec![record(2)], &[position(1)])
             .await
             .expect("the new producer commits");
 

@@ -186,12 +186,12 @@ fn files_that_are_not_components_are_refused_with_the_file_named() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
     let text = dir.path().join("text.wasm");
     std::fs::write(&text, "hello").expect("write");
-    let runtime = sluice::runtime::Runtime::new(Default::default()).expect("runtime");
+    let runtime = sluice_runtime::Runtime::new(Default::default()).expect("runtime");
     for (path, expected) in [
         (&truncated, "not a WebAssembly component"),
         (&text, "too short"),
     ] {
-        let spec = sluice::runtime::PluginSpec {
+        let spec = sluice_runtime::PluginSpec {
             name: "x".into(),
             version: "1".into(),
             config: vec![],

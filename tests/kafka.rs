@@ -10,9 +10,10 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice::config::SourceConfig;
-use sluice::pipeline::PipelineSettings;
-use sluice::runtime::{OutputRecord, RuntimeOptions};
-use sluice::source::kafka::KafkaSourceSettings;
+use sluice_core::OutputRecord;
+use sluice_kafka::source::KafkaSourceSettings;
+use sluice_pipeline::pipeline::PipelineSettings;
+use sluice_runtime::RuntimeOptions;
 use sluice_tests::{Broker, components, repo_root, sample};
 
 use crate::support::{assert_golden, plugin};
@@ -493,8 +494,11 @@ struct StallingSink {
     published: tokio::sync::mpsc::UnboundedSender<OutputRecord>,
 }
 
-impl sluice::sink::Sink for StallingSink {
-    async fn send(&mut self, records: Vec<OutputRecord>) -> Result<(), sluice::sink::SinkError> {
+impl sluice_core::sink::Sink for StallingSink {
+    async fn send(
+        &mut self,
+        records: Vec<OutputRecord>,
+    ) -> Result<(), sluice_core::sink::SinkError> {
         self.batches += 1;
         if self.batches == 2 {
             let _ = self.gate.wait_for(|open| *open).await;
@@ -505,7 +509,7 @@ impl sluice::sink::Sink for StallingSink {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), sluice::sink::SinkError> {
+    async fn flush(&mut self) -> Result<(), sluice_core::sink::SinkError> {
         Ok(())
     }
 }
@@ -536,7 +540,7 @@ fn a_stalled_output_pauses_the_source_and_work_resumes_without_duplicates() {
             batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
         };
         let mut source =
-            sluice::source::kafka::KafkaSource::new(&settings, "stamp", None).expect("source");
+            sluice_kafka::source::KafkaSource::new(&settings, "stamp", None).expect("source");
         let (open, gate) = tokio::sync::watch::channel(false);
         let (published, mut received) = tokio::sync::mpsc::unbounded_channel();
         let mut sink = StallingSink {
@@ -544,7 +548,7 @@ fn a_stalled_output_pauses_the_source_and_work_resumes_without_duplicates() {
             gate,
             published,
         };
-        let runtime = sluice::runtime::Runtime::new(RuntimeOptions::default()).expect("runtime");
+        let runtime = sluice_runtime::Runtime::new(RuntimeOptions::default()).expect("runtime");
         let stamp = plugin("stamp", components::STAMP, &["numbers"], &["out"], &[]);
         let config = crate::support::config(
             std::path::Path::new("unused"),
@@ -553,7 +557,7 @@ fn a_stalled_output_pauses_the_source_and_work_resumes_without_duplicates() {
             100,
         );
         let routes = sluice::app::start_routes(&runtime, &config).expect("plugin loads");
-        let mut pipeline = sluice::pipeline::Pipeline::new(
+        let mut pipeline = sluice_pipeline::pipeline::Pipeline::new(
             routes,
             PipelineSettings {
                 batch_size: 100,
@@ -673,7 +677,7 @@ fn three_consumers_split_the_partitions_and_keep_each_partitions_order() {
                 .await
                 .expect("every event within 2 minutes")
                 .expect("consume");
-            let raw = sluice::source::kafka::to_raw(&message);
+            let raw = sluice_kafka::source::to_raw(&message);
             let header = |name: &str| {
                 raw.headers
                     .iter()
@@ -728,13 +732,13 @@ fn kafka_batches_are_cut_by_bytes() {
             batch_bytes: 2048,
         };
         let mut source =
-            sluice::source::kafka::KafkaSource::new(&settings, "stamp", None).expect("source");
+            sluice_kafka::source::KafkaSource::new(&settings, "stamp", None).expect("source");
         let mut batches = Vec::new();
         let mut total = 0;
         while total < EVENTS {
             let batch = tokio::time::timeout(
                 Duration::from_secs(120),
-                sluice::source::Source::next_batch(&mut source, 1000),
+                sluice_core::source::Source::next_batch(&mut source, 1000),
             )
             .await
             .expect("a batch within 2 minutes")

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use sluice::debezium::RawRecord;
-use sluice::lanes::{self, Endpoints, Isolation, LaneError};
-use sluice::pipeline::{PipelineSettings, Routes};
-use sluice::runtime::{Origin, OutputRecord, Runtime, RuntimeOptions};
-use sluice::sink::{Sink, SinkError};
-use sluice::source::file::{FileInput, FileSource};
-use sluice::source::{Source, SourceError};
+use sluice_core::RawRecord;
+use sluice_core::sink::{Sink, SinkError};
+use sluice_core::source::{Source, SourceError};
+use sluice_core::{Origin, OutputRecord};
+use sluice_pipeline::lanes::{self, Endpoints, Isolation, LaneError};
+use sluice_pipeline::pipeline::{PipelineSettings, Routes};
+use sluice_pipeline::source::file::{FileInput, FileSource};
+use sluice_runtime::{Runtime, RuntimeOptions};
 use sluice_tests::components;
 use tokio::sync::mpsc;
 

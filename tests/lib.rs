@@ -118,7 +118,7 @@ fn tansu_binary() -> PathBuf {
 /// `count` distinct Debezium update events of the `customers` table (~1 KB each, both row
 /// images), on `server1.testDB.dbo.customers` partition 0 at offsets 0.., as the
 /// benchmarks feed them to the runtime and the pipeline.
-pub fn synthetic_customer_events(count: usize) -> Vec<sluice::debezium::RawRecord> {
+pub fn synthetic_customer_events(count: usize) -> Vec<sluice_core::RawRecord> {
     (0..count)
         .map(|i| {
             let id = 100_000 + i as i64;
@@ -143,11 +143,11 @@ pub fn synthetic_customer_events(count: usize) -> Vec<sluice::debezium::RawRecor
                 },
                 "op": "u", "ts_ms": 1_763_900_000_500i64, "transaction": null,
             });
-            sluice::debezium::RawRecord {
+            sluice_core::RawRecord {
                 key: Some(format!(r#"{{"id":{id}}}"#).into_bytes()),
                 value: Some(value.to_string().into_bytes()),
                 headers: vec![],
-                origin: sluice::runtime::Origin {
+                origin: sluice_core::Origin {
                     topic: "server1.testDB.dbo.customers".into(),
                     partition: 0,
                     offset: i as i64,
@@ -159,15 +159,15 @@ pub fn synthetic_customer_events(count: usize) -> Vec<sluice::debezium::RawRecor
 
 /// `dbo.customers` as `samples/README.md` describes it, as capture sees it (the capture
 /// tests and the capture benchmark feed it rows).
-pub fn customers_table() -> sluice::capture::envelope::TableSchema {
-    use sluice::capture::types::{Column, SqlType};
+pub fn customers_table() -> sluice_capture::envelope::TableSchema {
+    use sluice_capture::sqlserver::types::{Column, SqlType};
     let column = |name: &str, sql_type, optional| Column {
         name: name.into(),
         sql_type,
         optional,
         catalog: Default::default(),
     };
-    sluice::capture::envelope::TableSchema {
+    sluice_capture::envelope::TableSchema {
         schema: "dbo".into(),
         table: "customers".into(),
         columns: vec![

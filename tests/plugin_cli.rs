@@ -79,8 +79,8 @@ fn plugin_build_compiles_a_crate_into_a_loadable_component() {
     );
     let built = out.path().join("passthrough.wasm");
     assert_eq!(stdout.trim(), built.display().to_string());
-    let runtime = sluice::runtime::Runtime::new(Default::default()).expect("runtime");
-    let spec = sluice::runtime::PluginSpec {
+    let runtime = sluice_runtime::Runtime::new(Default::default()).expect("runtime");
+    let spec = sluice_runtime::PluginSpec {
         name: "passthrough".into(),
         version: "1".into(),
         config: vec![],

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sluice::pipeline::{Pipeline, PipelineSettings};
-use sluice::reload::Reloader;
-use sluice::runtime::{OutputRecord, Runtime, RuntimeOptions};
-use sluice::source::file::FileSource;
+use sluice_core::OutputRecord;
+use sluice_pipeline::pipeline::{Pipeline, PipelineSettings};
+use sluice_pipeline::reload::Reloader;
+use sluice_pipeline::source::file::FileSource;
+use sluice_runtime::{Runtime, RuntimeOptions};
 use sluice_tests::components;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -123,7 +124,7 @@ fn twenty_swaps_under_a_stream_lose_and_repeat_nothing() {
         latencies.sort();
         println!(
             "swap latency (manifest renamed into place -> new version serving, incl. {} ms debounce): median {:?}, max {:?} over {} swaps, {} events",
-            sluice::reload::DEBOUNCE.as_millis(),
+            sluice_pipeline::reload::DEBOUNCE.as_millis(),
             latencies[latencies.len() / 2],
             latencies[latencies.len() - 1],
             latencies.len(),
@@ -201,7 +202,7 @@ fn broken_drop_ins_are_refused_and_the_old_version_keeps_serving() {
     reloader.rescan();
     assert_eq!(reloader.stats().loaded, 2);
     let fixed = serving();
-    let restored = sluice::reload::rollback(dir, "stamp").expect("rollback");
+    let restored = sluice_pipeline::reload::rollback(dir, "stamp").expect("rollback");
     assert_eq!(restored.len(), 2, "component and manifest: {restored:?}");
     reloader.rescan();
     assert_eq!(reloader.stats().loaded, 3);

@@ -1,6 +1,6 @@
 //! The runtime on its own: the compile cache keyed on content, and what it refuses.
 
-use sluice::runtime::{CacheOutcome, PluginSpec, Runtime, RuntimeOptions};
+use sluice_runtime::{CacheOutcome, PluginSpec, Runtime, RuntimeOptions};
 use sluice_tests::components;
 
 fn spec() -> PluginSpec {

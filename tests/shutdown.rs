@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice::pipeline::{Pipeline, PipelineSettings};
-use sluice::runtime::{PluginThread, PluginWorker, Runtime, RuntimeOptions};
-use sluice::source::file::FileSource;
+use sluice_pipeline::pipeline::{Pipeline, PipelineSettings};
+use sluice_pipeline::source::file::FileSource;
+use sluice_runtime::{PluginThread, PluginWorker, Runtime, RuntimeOptions};
 use sluice_tests::components;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -28,7 +28,7 @@ fn shutdown_publishes_and_commits_what_was_read_then_stops() {
         let loaded = runtime.load_file(config.spec, &config.path).expect("load");
         let thread = PluginThread::spawn(PluginWorker::new(loaded.instantiate().expect("start")))
             .expect("thread");
-        let route = sluice::pipeline::Route {
+        let route = sluice_pipeline::pipeline::Route {
             plugin: thread,
             inputs: config.inputs,
             outputs: config.outputs,

@@ -3,25 +3,25 @@
 use std::path::{Path, PathBuf};
 
 use sluice::config::{Config, PluginConfig, SinkConfig, SourceConfig};
-use sluice::pipeline::{PipelineSettings, PipelineStats};
-use sluice::runtime::{PluginSpec, RuntimeOptions};
-use sluice::topics::TopicPattern;
+use sluice_core::topics::TopicPattern;
+use sluice_pipeline::pipeline::{PipelineSettings, PipelineStats};
+use sluice_runtime::{PluginSpec, RuntimeOptions};
 
 /// A sink that forwards every published record to the test as it is published.
-pub struct ChannelSink(pub tokio::sync::mpsc::UnboundedSender<sluice::runtime::OutputRecord>);
+pub struct ChannelSink(pub tokio::sync::mpsc::UnboundedSender<sluice_core::OutputRecord>);
 
-impl sluice::sink::Sink for ChannelSink {
+impl sluice_core::sink::Sink for ChannelSink {
     async fn send(
         &mut self,
-        records: Vec<sluice::runtime::OutputRecord>,
-    ) -> Result<(), sluice::sink::SinkError> {
+        records: Vec<sluice_core::OutputRecord>,
+    ) -> Result<(), sluice_core::sink::SinkError> {
         for record in records {
             let _ = self.0.send(record);
         }
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), sluice::sink::SinkError> {
+    async fn flush(&mut self) -> Result<(), sluice_core::sink::SinkError> {
         Ok(())
     }
 }
@@ -72,6 +72,7 @@ pub fn config(
         sink: SinkConfig::File {
             path: Some(output.to_owned()),
         },
+        delivery: Default::default(),
         pipeline: PipelineSettings {
             batch_size,
             ..PipelineSettings::default()
@@ -164,7 +165,7 @@ pub fn kafka_config(
     batch_size: usize,
 ) -> Config {
     Config {
-        source: SourceConfig::Kafka(sluice::source::kafka::KafkaSourceSettings {
+        source: SourceConfig::Kafka(sluice_kafka::source::KafkaSourceSettings {
             topics: vec![topic.to_owned()],
             properties: vec![
                 ("bootstrap.servers".into(), bootstrap.to_owned()),
@@ -178,6 +179,7 @@ pub fn kafka_config(
         sink: SinkConfig::Kafka {
             properties: vec![("bootstrap.servers".into(), bootstrap.to_owned())],
         },
+        delivery: Default::default(),
         pipeline: PipelineSettings {
             batch_size,
             ..PipelineSettings::default()
@@ -214,14 +216,14 @@ pub async fn read_json_lines(
             .await
             .unwrap_or_else(|_| panic!("{count} records on {topic} within {limit:?}"))
             .expect("consume");
-        let raw = sluice::source::kafka::to_raw(&message);
-        let record = sluice::runtime::OutputRecord {
+        let raw = sluice_kafka::source::to_raw(&message);
+        let record = sluice_core::OutputRecord {
             topic: raw.origin.topic,
             key: raw.key,
             value: raw.value,
             headers: raw.headers,
         };
-        lines.push(sluice::sink::file::record_to_json_line(&record));
+        lines.push(sluice_pipeline::sink::file::record_to_json_line(&record));
     }
     lines
 }

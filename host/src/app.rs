@@ -9,21 +9,25 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::config::{Config, SinkConfig, SourceConfig};
-use crate::debezium::RawRecord;
-use crate::lanes::{self, Endpoints, Isolation, LaneError, SHARED_LANE};
-use crate::pipeline::{Delivery, PipelineStats, Route, Routes};
-use crate::reload::Reloader;
-use crate::runtime::{Origin, OutputRecord};
-use crate::runtime::{PluginThread, PluginWorker, Runtime, RuntimeError};
-use crate::sink::file::{FileOutput, FileSink};
-use crate::sink::kafka::KafkaSink;
-use crate::sink::transactional::{TransactionalKafkaSink, host_name, transactional_id};
-use crate::sink::{Sink, SinkError};
-use crate::source::file::{FileInput, FileSource};
-use crate::source::kafka::{KafkaSource, KafkaSourceSettings};
-use crate::source::{Source, SourceError};
-use crate::telemetry::Telemetry;
+use sluice_capture::CaptureError;
+use sluice_capture::config::CaptureConfig;
+use sluice_core::admin::{AdminError, AdminServer};
+use sluice_core::sink::{Positions, Sink, SinkError};
+use sluice_core::source::{Source, SourceError};
+use sluice_core::telemetry::Telemetry;
+use sluice_core::{Origin, OutputRecord, RawRecord};
+use sluice_kafka::producer::{host_name, transactional_id};
+use sluice_kafka::sink::KafkaSink;
+use sluice_kafka::source::{KafkaSource, KafkaSourceSettings};
+use sluice_kafka::transactional::TransactionalKafkaSink;
+use sluice_pipeline::lanes::{self, Endpoints, Isolation, LaneError, SHARED_LANE};
+use sluice_pipeline::pipeline::{PipelineError, PipelineStats, Route, Routes};
+use sluice_pipeline::reload::Reloader;
+use sluice_pipeline::sink::file::{FileOutput, FileSink};
+use sluice_pipeline::source::file::{FileInput, FileSource};
+use sluice_runtime::{PluginThread, Runtime, RuntimeError, start_plugin};
+
+use crate::config::{Config, Delivery, SinkConfig, SourceConfig};
 
 /// Why `sluice run` could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -41,17 +45,13 @@ pub enum RunError {
     #[error("opening the sink: {0}")]
     Sink(#[from] SinkError),
     #[error(transparent)]
-    Pipeline(#[from] crate::pipeline::PipelineError),
+    Pipeline(#[from] PipelineError),
     #[error(transparent)]
     Lane(#[from] LaneError),
-    #[error("admin server: cannot listen on {address}: {source}")]
-    Admin {
-        address: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error("capture ([capture]) stopped, and the pipeline with it: {0}")]
-    Capture(#[from] crate::capture::CaptureError),
+    Capture(#[from] CaptureError),
 }
 
 /// Loads every configured plugin, compiles it, and starts its worker threads: one
@@ -63,7 +63,7 @@ pub fn start_routes(runtime: &Runtime, config: &Config) -> Result<Vec<Route>, Ru
         .map(|plugin| {
             let loaded = runtime.load_file(plugin.spec.clone(), &plugin.path)?;
             Ok(Route {
-                plugin: start_plugin(&loaded, config.consumers())?,
+                plugin: start(&loaded, config.consumers())?,
                 inputs: plugin.inputs.clone(),
                 outputs: plugin.outputs.clone(),
             })
@@ -71,18 +71,14 @@ pub fn start_routes(runtime: &Runtime, config: &Config) -> Result<Vec<Route>, Ru
         .collect()
 }
 
-/// Instantiates `loaded` `workers` times (each calls `init`) and starts a thread per
-/// instance.
-pub fn start_plugin(
-    loaded: &Arc<crate::runtime::LoadedPlugin>,
+/// [`start_plugin`], with a thread that cannot start reported as [`RunError::Thread`].
+fn start(
+    loaded: &Arc<sluice_runtime::LoadedPlugin>,
     workers: usize,
 ) -> Result<PluginThread, RunError> {
-    let workers = (0..workers.max(1))
-        .map(|_| loaded.instantiate().map(PluginWorker::new))
-        .collect::<Result<Vec<_>, _>>()?;
-    PluginThread::spawn_pool(workers).map_err(|source| RunError::Thread {
-        plugin: loaded.name().to_owned(),
-        source,
+    start_plugin(loaded, workers).map_err(|e| match e {
+        RuntimeError::Thread { plugin, source } => RunError::Thread { plugin, source },
+        other => RunError::Runtime(other),
     })
 }
 
@@ -90,10 +86,10 @@ pub fn start_plugin(
 /// run's stop signal, the task's future.
 pub type CaptureStarter = Box<
     dyn FnOnce(
-            crate::capture::config::CaptureConfig,
+            CaptureConfig,
             Arc<Telemetry>,
             BoxFuture<'static, ()>,
-        ) -> BoxFuture<'static, Result<(), crate::capture::CaptureError>>
+        ) -> BoxFuture<'static, Result<(), CaptureError>>
         + Send,
 >;
 
@@ -104,13 +100,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<PipelineStats, RunError> {
     let sql_server: CaptureStarter = Box::new(|capture, telemetry, stopped| {
-        Box::pin(async move { crate::capture::run_embedded(&capture, &telemetry, stopped).await })
+        Box::pin(async move { sluice_capture::run_embedded(&capture, &telemetry, stopped).await })
     });
     run_with(config, sql_server, shutdown).await
 }
 
 /// [`run`], with `[capture]` started by `start_capture` (tests give it scripted CDC
-/// tables through [`crate::capture::run_on`]).
+/// tables through [`sluice_capture::run_on`]).
 pub async fn run_with(
     config: Config,
     start_capture: CaptureStarter,
@@ -118,24 +114,7 @@ pub async fn run_with(
 ) -> Result<PipelineStats, RunError> {
     let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
     let telemetry = Arc::new(Telemetry::default());
-    let admin = match config.admin_listen {
-        Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|source| RunError::Admin { address, source })?;
-            tracing::info!(%address, "admin server listening (/health, /ready, /plugins, /metrics)");
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let server = tokio::spawn(crate::admin::serve(
-                listener,
-                Arc::clone(&telemetry),
-                async move {
-                    let _ = stopped.await;
-                },
-            ));
-            Some((stop, server))
-        }
-        None => None,
-    };
+    let admin = AdminServer::start(config.admin_listen, &telemetry).await?;
     let routes = start_routes(&runtime, &config)?;
     // Standard input can be read only once: one shared lane.
     let isolation = match &config.source {
@@ -225,9 +204,8 @@ pub async fn run_with(
             Err(e) => tracing::error!(error = %e, "the plugin reloader failed"),
         }
     }
-    if let Some((stop, server)) = admin {
-        let _ = stop.send(());
-        let _ = server.await;
+    if let Some(admin) = admin {
+        admin.stop().await;
     }
     if let Some(error) = capture_error {
         return Err(RunError::Capture(error));
@@ -237,12 +215,12 @@ pub async fn run_with(
 
 /// The error a finished capture task ended with, if any (a panic becomes one too).
 fn capture_outcome(
-    joined: Result<Result<(), crate::capture::CaptureError>, tokio::task::JoinError>,
-) -> Option<crate::capture::CaptureError> {
+    joined: Result<Result<(), CaptureError>, tokio::task::JoinError>,
+) -> Option<CaptureError> {
     match joined {
         Ok(Ok(())) => None,
         Ok(Err(error)) => Some(error),
-        Err(error) => Some(crate::capture::CaptureError::Task(error.to_string())),
+        Err(error) => Some(CaptureError::Task(error.to_string())),
     }
 }
 
@@ -280,9 +258,7 @@ impl ConfiguredEndpoints {
                     FileSink::create(output).await?,
                 )))
             }
-            SinkConfig::Kafka { properties }
-                if config.pipeline.delivery == Delivery::ExactlyOnce =>
-            {
+            SinkConfig::Kafka { properties } if config.delivery == Delivery::ExactlyOnce => {
                 let mut properties = properties.clone();
                 let prefix = match properties.iter().position(|(k, _)| k == "transactional.id") {
                     Some(index) => properties.remove(index).1,
@@ -345,12 +321,21 @@ impl Endpoints for ConfiguredEndpoints {
             SharedSink::File(file) => AnySink::SharedFile(Arc::clone(file)),
             SharedSink::Kafka(producer) => AnySink::Kafka(producer.clone()),
             SharedSink::Transactional(transactions) => {
-                let id = transactional_id(&transactions.prefix, &group, &transactions.instance);
+                // Exactly-once is the endpoints' business: the lane's sink commits the
+                // positions of the lane's own consumer.
+                let AnySource::Kafka(consumer) = &source else {
+                    return Err(failed(
+                        "exactly-once needs a kafka source (validated with the configuration)"
+                            .to_owned(),
+                    ));
+                };
+                let group_handle = consumer.group();
+                let id = transactional_id(&[&transactions.prefix, &group, &transactions.instance]);
                 let properties = transactions.properties.clone();
                 // `init_transactions` blocks until the coordinator answers.
                 let telemetry = Some(Arc::clone(&self.telemetry));
                 let sink = tokio::task::spawn_blocking(move || {
-                    TransactionalKafkaSink::new(&properties, &id, telemetry)
+                    TransactionalKafkaSink::new(&properties, &id, group_handle, telemetry)
                 })
                 .await
                 .map_err(|e| failed(e.to_string()))?
@@ -411,13 +396,6 @@ impl Source for AnySource {
         }
     }
 
-    fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
-        match self {
-            AnySource::File(source) => source.group_metadata(),
-            AnySource::Kafka(source) => source.group_metadata(),
-        }
-    }
-
     async fn rewind(&mut self, first: &[Origin]) -> Result<(), SourceError> {
         match self {
             AnySource::File(source) => source.rewind(first).await,
@@ -442,21 +420,15 @@ impl Sink for AnySink {
         }
     }
 
-    async fn send_transaction(
+    async fn send_batch(
         &mut self,
         records: Vec<OutputRecord>,
         positions: &[Origin],
-        group: rdkafka::consumer::ConsumerGroupMetadata,
-    ) -> Result<(), SinkError> {
+    ) -> Result<Positions, SinkError> {
         match self {
-            AnySink::SharedFile(sink) => {
-                sink.lock()
-                    .await
-                    .send_transaction(records, positions, group)
-                    .await
-            }
-            AnySink::Kafka(sink) => sink.send_transaction(records, positions, group).await,
-            AnySink::Transactional(sink) => sink.send_transaction(records, positions, group).await,
+            AnySink::SharedFile(sink) => sink.lock().await.send_batch(records, positions).await,
+            AnySink::Kafka(sink) => sink.send_batch(records, positions).await,
+            AnySink::Transactional(sink) => sink.send_batch(records, positions).await,
         }
     }
 

@@ -12,9 +12,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::pipeline::PipelineSettings;
-use crate::runtime::{PluginLimits, PluginSpec, RuntimeOptions};
-use crate::topics::TopicPattern;
+use sluice_capture::config::{CaptureConfig, RawCapture};
+use sluice_core::admin::RawAdmin;
+pub use sluice_core::settings::{ConfigError, Problem};
+use sluice_core::settings::{Problems, flatten_config, parse_duration, parse_size};
+use sluice_core::topics::TopicPattern;
+use sluice_kafka::source::KafkaSourceSettings;
+use sluice_pipeline::lanes::Isolation;
+pub use sluice_pipeline::manifest::{PluginConfig, load_manifest};
+use sluice_pipeline::manifest::{RawPlugin, validate_plugin};
+use sluice_pipeline::pipeline::PipelineSettings;
+use sluice_runtime::RuntimeOptions;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,8 +30,10 @@ pub struct Config {
     pub source: SourceConfig,
     pub sink: SinkConfig,
     pub pipeline: PipelineSettings,
+    /// When source positions are committed.
+    pub delivery: Delivery,
     /// Whether each plugin runs in a lane (pipeline, consumer group) of its own.
-    pub isolation: crate::lanes::Isolation,
+    pub isolation: Isolation,
     /// This process's name among its peers, part of every exactly-once
     /// `transactional.id` (`None`: the host name).
     pub instance: Option<String>,
@@ -31,13 +41,26 @@ pub struct Config {
     /// Plugins listed in the configuration file itself.
     pub plugins: Vec<PluginConfig>,
     /// A directory of plugin manifests and components, watched and hot-reloaded
-    /// (see [`crate::reload`]).
+    /// (see [`sluice_pipeline::reload`]).
     pub plugins_dir: Option<PathBuf>,
     /// Where the admin HTTP server (`/health`, `/ready`, `/plugins`, `/metrics`) listens.
     pub admin_listen: Option<std::net::SocketAddr>,
     /// SQL Server CDC capture in the same process (`[capture]`): it writes the Debezium
     /// topics that the Kafka source reads.
-    pub capture: Option<crate::capture::config::CaptureConfig>,
+    pub capture: Option<CaptureConfig>,
+}
+
+/// When source positions are committed: the lanes' endpoints decide how (the pipeline
+/// itself only reacts to what the sink did, see [`sluice_core::sink::Positions`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// After the sink acknowledged the batch's records: a crash between the two repeats
+    /// the batch (duplicates possible, loss not).
+    #[default]
+    AtLeastOnce,
+    /// In the same Kafka transaction as the batch's records (Kafka source and sink
+    /// only): a `read_committed` consumer sees every event's output exactly once.
+    ExactlyOnce,
 }
 
 impl Config {
@@ -60,7 +83,7 @@ pub enum SourceConfig {
         topic: Option<String>,
     },
     /// Debezium change topics in Kafka.
-    Kafka(crate::source::kafka::KafkaSourceSettings),
+    Kafka(KafkaSourceSettings),
 }
 
 /// Where results go.
@@ -70,45 +93,6 @@ pub enum SinkConfig {
     File { path: Option<PathBuf> },
     /// Kafka topics; librdkafka producer properties, verbatim.
     Kafka { properties: Vec<(String, String)> },
-}
-
-/// One plugin to run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PluginConfig {
-    pub spec: PluginSpec,
-    /// The team that owns the plugin (from its manifest), for logs and metrics.
-    pub team: Option<String>,
-    pub path: PathBuf,
-    pub inputs: Vec<TopicPattern>,
-    pub outputs: Vec<TopicPattern>,
-}
-
-/// A configuration that could not be loaded: every problem found, with its path.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{file}: cannot read: {reason}")]
-    Read { file: String, reason: String },
-    #[error("{file}: not valid sluice TOML: {reason}")]
-    Syntax { file: String, reason: String },
-    #[error("{file}: invalid configuration:{}", format_problems(.problems))]
-    Invalid {
-        file: String,
-        problems: Vec<Problem>,
-    },
-}
-
-/// One problem: where (`plugin[0].limits.memory`) and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub path: String,
-    pub message: String,
-}
-
-fn format_problems(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("\n  - {}: {}", p.path, p.message))
-        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,13 +108,7 @@ struct RawConfig {
     plugins: Vec<RawPlugin>,
     #[serde(default)]
     admin: RawAdmin,
-    capture: Option<crate::capture::config::RawCapture>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAdmin {
-    listen: Option<String>,
+    capture: Option<RawCapture>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,33 +155,6 @@ struct RawRuntime {
     plugins_dir: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPlugin {
-    name: Option<String>,
-    version: Option<String>,
-    team: Option<String>,
-    path: Option<String>,
-    #[serde(default)]
-    inputs: Vec<String>,
-    #[serde(default)]
-    outputs: Vec<String>,
-    #[serde(default)]
-    config: toml::Table,
-    #[serde(default)]
-    limits: RawLimits,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    memory: Option<String>,
-    batch_deadline: Option<String>,
-    log_lines_per_call: Option<i64>,
-    max_records_per_event: Option<i64>,
-    max_record_bytes: Option<String>,
-}
-
 /// How long a Kafka batch waits for more records after its first: long enough to fill
 /// batches under load, short enough to add little latency at low rates.
 pub const DEFAULT_KAFKA_LINGER: Duration = Duration::from_millis(20);
@@ -238,18 +189,6 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError>
             file: file.to_owned(),
             problems: problems.0,
         })
-    }
-}
-
-#[derive(Default)]
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
     }
 }
 
@@ -320,7 +259,7 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
                     DEFAULT_KAFKA_BATCH_BYTES
                 }
             };
-            SourceConfig::Kafka(crate::source::kafka::KafkaSourceSettings {
+            SourceConfig::Kafka(KafkaSourceSettings {
                 topics: raw.source.topics,
                 properties,
                 linger,
@@ -387,10 +326,11 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
     if let Some(lineage) = raw.pipeline.lineage_headers {
         pipeline.lineage_headers = lineage;
     }
+    let mut delivery = Delivery::AtLeastOnce;
     match raw.pipeline.delivery.as_deref() {
         None | Some("at-least-once") => {}
         Some("exactly-once") => {
-            pipeline.delivery = crate::pipeline::Delivery::ExactlyOnce;
+            delivery = Delivery::ExactlyOnce;
             if !matches!(source, SourceConfig::Kafka(_))
                 || !matches!(sink, SinkConfig::Kafka { .. })
             {
@@ -418,14 +358,14 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         );
     }
     let isolation = match raw.pipeline.isolation.as_deref() {
-        None | Some("per-plugin") => crate::lanes::Isolation::PerPlugin,
-        Some("shared") => crate::lanes::Isolation::Shared,
+        None | Some("per-plugin") => Isolation::PerPlugin,
+        Some("shared") => Isolation::Shared,
         Some(other) => {
             problems.add(
                 "pipeline.isolation",
                 format!("unknown isolation {other:?} (expected \"per-plugin\" or \"shared\")"),
             );
-            crate::lanes::Isolation::PerPlugin
+            Isolation::PerPlugin
         }
     };
 
@@ -471,11 +411,13 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
             plugins.push(valid);
         }
     }
-    let admin_listen = raw.admin.listen.as_deref().and_then(|text| {
-        listen_address(text, "127.0.0.1:9464")
-            .map_err(|message| problems.add("admin.listen", message))
-            .ok()
-    });
+    let admin_listen = raw
+        .admin
+        .validate("127.0.0.1:9464")
+        .unwrap_or_else(|problem| {
+            problems.0.push(problem);
+            None
+        });
     let capture = raw
         .capture
         .map(|capture| validate_capture(capture, &source, problems));
@@ -483,6 +425,7 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         source,
         sink,
         pipeline,
+        delivery,
         isolation,
         instance,
         runtime,
@@ -498,10 +441,10 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
 /// would pile up unread). A `^regex` subscription is librdkafka's to match; it is not
 /// checked here.
 fn validate_capture(
-    raw: crate::capture::config::RawCapture,
+    raw: RawCapture,
     source: &SourceConfig,
     problems: &mut Problems,
-) -> crate::capture::config::CaptureConfig {
+) -> CaptureConfig {
     let properties = match source {
         SourceConfig::Kafka(settings) => settings.properties.as_slice(),
         SourceConfig::File { .. } => {
@@ -512,7 +455,7 @@ fn validate_capture(
             &[]
         }
     };
-    let capture = crate::capture::config::validate_embedded(raw, properties, &mut problems.0);
+    let capture = sluice_capture::config::validate_embedded(raw, properties, &mut problems.0);
     if let SourceConfig::Kafka(settings) = source {
         let regex = settings.topics.iter().any(|topic| topic.starts_with('^'));
         for topic in capture.topics() {
@@ -525,220 +468,6 @@ fn validate_capture(
         }
     }
     capture
-}
-
-/// An admin server's `listen` address (`host:port`); the error names `example`.
-pub(crate) fn listen_address(text: &str, example: &str) -> Result<std::net::SocketAddr, String> {
-    text.parse()
-        .map_err(|_| format!("{text:?} is not an address:port (e.g. \"{example}\")"))
-}
-
-/// Validates one plugin table. `at` prefixes problem paths (`plugin[0].` in a config
-/// file, empty in a manifest); `defaults` supplies the name and component path a
-/// manifest implies by its file name.
-fn validate_plugin(
-    raw: RawPlugin,
-    base: &Path,
-    at: &str,
-    defaults: Option<(&str, PathBuf)>,
-    problems: &mut Problems,
-) -> Option<PluginConfig> {
-    let before = problems.0.len();
-    let (default_name, default_path) = match defaults {
-        Some((name, path)) => (Some(name.to_owned()), Some(path)),
-        None => (None, None),
-    };
-    let name = match raw.name.or(default_name) {
-        Some(name) if is_plugin_name(&name) => name,
-        Some(name) => {
-            problems.add(
-                format!("{at}name"),
-                format!("{name:?} is not a plugin name (use a-z, 0-9, '-' and '_')"),
-            );
-            String::new()
-        }
-        None => {
-            problems.add(format!("{at}name"), "missing");
-            String::new()
-        }
-    };
-    let path = match raw.path {
-        Some(path) => {
-            let resolved = base.join(&path);
-            if !resolved.is_file() {
-                problems.add(
-                    format!("{at}path"),
-                    format!("{path} does not exist or is not a file"),
-                );
-            }
-            resolved
-        }
-        None => match default_path {
-            Some(path) if path.is_file() => path,
-            Some(path) => {
-                problems.add(
-                    format!("{at}path"),
-                    format!("absent, and the default {} does not exist", path.display()),
-                );
-                path
-            }
-            None => {
-                problems.add(format!("{at}path"), "missing (the .wasm component to run)");
-                PathBuf::new()
-            }
-        },
-    };
-    let inputs = patterns(&raw.inputs, &format!("{at}inputs"), problems);
-    let outputs = patterns(&raw.outputs, &format!("{at}outputs"), problems);
-    let mut limits = PluginLimits::default();
-    if let Some(memory) = raw.limits.memory {
-        match parse_size(&memory) {
-            Some(bytes) if bytes >= 1 << 20 => limits.memory_bytes = bytes,
-            Some(_) => problems.add(format!("{at}limits.memory"), format!("{memory:?} is below the minimum of 1MiB")),
-            None => problems.add(
-                format!("{at}limits.memory"),
-                format!("{memory:?} is not a size; use a number with B, KiB, MiB or GiB (e.g. \"64MiB\")"),
-            ),
-        }
-    }
-    if let Some(deadline) = raw.limits.batch_deadline {
-        match parse_duration(&deadline) {
-            Some(duration) if !duration.is_zero() => limits.batch_deadline = duration,
-            _ => problems.add(
-                format!("{at}limits.batch_deadline"),
-                format!("{deadline:?} is not a positive duration; use ms, s or m (e.g. \"5s\")"),
-            ),
-        }
-    }
-    if let Some(lines) = raw.limits.log_lines_per_call {
-        match u32::try_from(lines) {
-            Ok(lines) => limits.log_lines_per_call = lines,
-            Err(_) => problems.add(
-                format!("{at}limits.log_lines_per_call"),
-                format!("{lines} is out of range"),
-            ),
-        }
-    }
-    if let Some(records) = raw.limits.max_records_per_event {
-        match u32::try_from(records) {
-            Ok(records) if records > 0 => limits.max_records_per_event = records,
-            _ => problems.add(
-                format!("{at}limits.max_records_per_event"),
-                format!("{records} is out of range (1 to 4294967295)"),
-            ),
-        }
-    }
-    if let Some(size) = raw.limits.max_record_bytes {
-        match parse_size(&size) {
-            Some(bytes) if bytes > 0 => limits.max_record_bytes = bytes,
-            _ => problems.add(
-                format!("{at}limits.max_record_bytes"),
-                format!("{size:?} is not a positive size (e.g. \"1MiB\")"),
-            ),
-        }
-    }
-    let mut config = Vec::new();
-    flatten_config(
-        &raw.config,
-        "",
-        &format!("{at}config"),
-        &mut config,
-        problems,
-    );
-    (problems.0.len() == before).then(|| PluginConfig {
-        spec: PluginSpec {
-            name,
-            version: raw.version.unwrap_or_else(|| "0.0.0".to_owned()),
-            config,
-            limits,
-        },
-        team: raw.team,
-        path,
-        inputs,
-        outputs,
-    })
-}
-
-/// Loads a plugin manifest (`<name>.toml`): the same fields as a `[[plugin]]` table of
-/// the configuration, plus `team`. `name` defaults to the file name and `path` to the
-/// `<name>.wasm` beside the manifest.
-pub fn load_manifest(manifest: &Path) -> Result<PluginConfig, ConfigError> {
-    let file = manifest.display().to_string();
-    let text = std::fs::read_to_string(manifest).map_err(|e| ConfigError::Read {
-        file: file.clone(),
-        reason: e.to_string(),
-    })?;
-    let raw: RawPlugin = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
-        file: file.clone(),
-        reason: e.to_string().trim_end().to_owned(),
-    })?;
-    let base = manifest.parent().unwrap_or(Path::new("."));
-    let stem = manifest
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let default_path = base.join(format!("{stem}.wasm"));
-    let mut problems = Problems::default();
-    let plugin = validate_plugin(raw, base, "", Some((&stem, default_path)), &mut problems);
-    match plugin {
-        Some(plugin) if problems.0.is_empty() => Ok(plugin),
-        _ => Err(ConfigError::Invalid {
-            file,
-            problems: problems.0,
-        }),
-    }
-}
-
-fn is_plugin_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
-fn patterns(raw: &[String], at: &str, problems: &mut Problems) -> Vec<TopicPattern> {
-    if raw.is_empty() {
-        problems.add(at, "must list at least one topic or pattern");
-    }
-    raw.iter()
-        .enumerate()
-        .filter_map(|(i, text)| match TopicPattern::parse(text) {
-            Ok(pattern) => Some(pattern),
-            Err(e) => {
-                problems.add(format!("{at}[{i}]"), e.to_string());
-                None
-            }
-        })
-        .collect()
-}
-
-/// Flattens nested tables into dotted keys, so `decimal.handling.mode = "precise"` (which
-/// TOML reads as nested tables) reaches the plugin as the key `decimal.handling.mode`.
-fn flatten_config(
-    table: &toml::Table,
-    prefix: &str,
-    at: &str,
-    out: &mut Vec<(String, String)>,
-    problems: &mut Problems,
-) {
-    for (key, value) in table {
-        let key = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match value {
-            toml::Value::String(text) => out.push((key, text.clone())),
-            toml::Value::Integer(n) => out.push((key, n.to_string())),
-            toml::Value::Float(x) => out.push((key, x.to_string())),
-            toml::Value::Boolean(b) => out.push((key, b.to_string())),
-            toml::Value::Table(inner) => flatten_config(inner, &key, at, out, problems),
-            toml::Value::Datetime(_) | toml::Value::Array(_) => problems.add(
-                format!("{at}.{key}"),
-                "plugin config values must be strings, numbers or booleans",
-            ),
-        }
-    }
 }
 
 fn optional_path(
@@ -768,59 +497,9 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("sluice").join("components"))
 }
 
-/// Parses `64MiB`, `512KiB`, `1GiB`, `1000000B`, `64MB` (decimal), or plain bytes.
-pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let multiplier: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    number.checked_mul(multiplier)
-}
-
-/// Parses `500ms`, `5s`, `2m`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    match unit.trim() {
-        "ms" => Some(Duration::from_millis(number)),
-        "s" => Some(Duration::from_secs(number)),
-        "m" => Some(Duration::from_secs(number.checked_mul(60)?)),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_size("64MiB"), Some(64 << 20));
-        assert_eq!(parse_size("1GiB"), Some(1 << 30));
-        assert_eq!(parse_size("10MB"), Some(10_000_000));
-        assert_eq!(parse_size("123"), Some(123));
-        assert_eq!(parse_size("64XB"), None);
-        assert_eq!(parse_size("MiB"), None);
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("5"), None);
-    }
 
     #[test]
     fn dotted_plugin_config_keys_reach_the_plugin_in_order() {

@@ -1,23 +1,15 @@
-//! sluice: a WebAssembly transformation host for change-data-capture streams.
+//! sluice: the `sluice` binary's library: CLI commands, configuration composition and
+//! wiring of the crates below.
 //!
-//! Data path: a [`source`] yields batches of raw records; the [`pipeline`] decodes each
-//! Debezium envelope ([`debezium`]), runs the events through the plugins that subscribe
-//! to them ([`runtime`]), checks and stamps their output, sends rejected and malformed
-//! events to the dead-letter topic, and hands everything to a [`sink`] before it commits
-//! the source position.
+//! - [`config`]: `sluice run`'s configuration, composed of each connector's own table;
+//! - [`app`]: from a validated configuration to running lanes (and `[capture]`);
+//! - [`plugin_new`], [`plugin_test`]: the `sluice plugin` commands.
+//!
+//! The data path lives in the crates it wires: sluice-core (records, traits, telemetry),
+//! sluice-runtime (wasmtime), sluice-pipeline (pipeline, lanes, reload, file endpoints),
+//! sluice-kafka and sluice-capture. Nothing below depends on this crate.
 
-pub mod admin;
 pub mod app;
-pub mod capture;
 pub mod config;
-pub mod debezium;
-pub mod lanes;
-pub mod pipeline;
 pub mod plugin_new;
 pub mod plugin_test;
-pub mod reload;
-pub mod runtime;
-pub mod sink;
-pub mod source;
-pub mod telemetry;
-pub mod topics;

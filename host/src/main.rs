@@ -141,10 +141,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Capture { config } => {
-            let config = sluice::capture::config::load(&config)?;
+            let config = sluice_capture::config::load(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime
-                .block_on(sluice::capture::run_config(&config, shutdown_signal()))
+                .block_on(sluice_capture::run_config(&config, shutdown_signal()))
                 .context("sluice capture")?;
             tracing::info!("capture stopped");
             Ok(ExitCode::SUCCESS)
@@ -152,8 +152,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin {
             command: PluginCommand::Check { dir },
         } => {
-            let runtime = sluice::runtime::Runtime::new(Default::default())?;
-            let results = sluice::reload::check_directory(&runtime, &dir)
+            let runtime = sluice_runtime::Runtime::new(Default::default())?;
+            let results = sluice_pipeline::reload::check_directory(&runtime, &dir)
                 .with_context(|| format!("reading {}", dir.display()))?;
             if results.is_empty() {
                 bail!(
@@ -181,7 +181,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin {
             command: PluginCommand::Rollback { dir, name },
         } => {
-            let restored = sluice::reload::rollback(&dir, &name).map_err(anyhow::Error::msg)?;
+            let restored =
+                sluice_pipeline::reload::rollback(&dir, &name).map_err(anyhow::Error::msg)?;
             for path in restored {
                 println!("restored {}", path.display());
             }

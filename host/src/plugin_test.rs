@@ -1,20 +1,21 @@
 //! `sluice plugin test`: runs a plugin over a file of events, exactly as `sluice run`
 //! would, and compares the records it produces with an expectation.
 //!
-//! Output and expectation use the file sink's JSON lines (see [`crate::sink::file`]);
+//! Output and expectation use the file sink's JSON lines (see [`sluice_pipeline::sink::file`]);
 //! rejected and trapping events appear as dead-letter records with their reason in the
 //! headers. Lines are compared as JSON values, one by one, ignoring the
 //! `sluice.plugin.sha256` header (it changes with every build of the plugin).
 
 use std::path::PathBuf;
 
+use sluice_core::topics::TopicPattern;
+use sluice_pipeline::pipeline::{Pipeline, PipelineSettings, PipelineStats, Route, headers};
+use sluice_pipeline::sink::file::record_to_json_line;
+use sluice_pipeline::sink::memory::MemorySink;
+use sluice_pipeline::source::file::{FileInput, FileSource};
+use sluice_runtime::{PluginSpec, PluginThread, PluginWorker, Runtime, RuntimeOptions};
+
 use crate::app::RunError;
-use crate::pipeline::{Pipeline, PipelineSettings, PipelineStats, Route, headers};
-use crate::runtime::{PluginSpec, PluginThread, PluginWorker, Runtime, RuntimeOptions};
-use crate::sink::file::record_to_json_line;
-use crate::sink::memory::MemorySink;
-use crate::source::file::{FileInput, FileSource};
-use crate::topics::TopicPattern;
 
 /// What to test.
 #[derive(Debug, Clone)]

@@ -21,12 +21,14 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
-use sluice::capture::envelope::TableSchema;
-use sluice::capture::lsn::Lsn;
-use sluice::capture::offsets::Offset;
-use sluice::capture::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, TablesError};
-use sluice::capture::types::SqlValue;
-use sluice::capture::{CaptureSettings, EventWriter, OutRecord, WriteError};
+use sluice_capture::envelope::TableSchema;
+use sluice_capture::offsets::Offset;
+use sluice_capture::sqlserver::lsn::Lsn;
+use sluice_capture::sqlserver::tables::{
+    CaptureInstance, CdcTables, ChangeRow, Operation, TablesError,
+};
+use sluice_capture::sqlserver::types::SqlValue;
+use sluice_capture::{CaptureSettings, EventWriter, OutRecord, WriteError};
 use sluice_tests::Broker;
 
 /// Changes per SQL transaction.
@@ -199,14 +201,14 @@ async fn capture<W: EventWriter>(
         poll_interval: Duration::from_millis(1),
         ..CaptureSettings::new("server1", "testDB", vec!["dbo.customers".into()])
     };
-    let progress = sluice::capture::snapshot::Progress::default();
+    let progress = sluice_capture::sqlserver::snapshot::Progress::default();
     let start = Instant::now();
     let shutdown = async {
         while !done() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };
-    sluice::capture::run(
+    sluice_capture::run(
         &mut tables,
         writer,
         &settings,
@@ -214,7 +216,7 @@ async fn capture<W: EventWriter>(
             commit: lsn(0, 1),
             completed: true,
         }),
-        sluice::capture::system_clock(),
+        sluice_capture::system_clock(),
         &progress,
         shutdown,
     )
@@ -339,7 +341,7 @@ fn main() {
         ("bootstrap.servers".to_owned(), broker.bootstrap.clone()),
         ("linger.ms".to_owned(), "5".to_owned()),
     ];
-    let mut writer = sluice::capture::writer::KafkaWriter::new(
+    let mut writer = sluice_capture::writer::KafkaWriter::new(
         &properties,
         "sluice.capture.offsets",
         "server1",
@@ -373,7 +375,7 @@ fn main() {
 
 /// The Kafka writer, counting what it has published (acknowledged) so far.
 struct CountingKafka<'a> {
-    inner: &'a mut sluice::capture::writer::KafkaWriter,
+    inner: &'a mut sluice_capture::writer::KafkaWriter,
     count: Counting,
 }
 

@@ -12,15 +12,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice::debezium::RawRecord;
-use sluice::lanes::{self, Endpoints, Isolation, LaneError};
-use sluice::pipeline::{PipelineSettings, Route, Routes};
-use sluice::runtime::{
-    Origin, OutputRecord, PluginSpec, PluginThread, PluginWorker, Runtime, RuntimeOptions,
-};
-use sluice::sink::{Sink, SinkError};
-use sluice::source::{Source, SourceError};
-use sluice::topics::TopicPattern;
+use sluice_core::RawRecord;
+use sluice_core::sink::{Sink, SinkError};
+use sluice_core::source::{Source, SourceError};
+use sluice_core::topics::TopicPattern;
+use sluice_core::{Origin, OutputRecord};
+use sluice_pipeline::lanes::{self, Endpoints, Isolation, LaneError};
+use sluice_pipeline::pipeline::{PipelineSettings, Route, Routes};
+use sluice_runtime::{PluginSpec, PluginThread, PluginWorker, Runtime, RuntimeOptions};
 use sluice_tests::components;
 
 const GOOD: &str = "customers-cdm";

@@ -23,12 +23,13 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sluice::config::Delivery;
 use sluice::config::{Config, SinkConfig, SourceConfig};
-use sluice::debezium::RawRecord;
-use sluice::pipeline::{Delivery, PipelineSettings};
-use sluice::runtime::{PluginSpec, RuntimeOptions};
-use sluice::source::kafka::KafkaSourceSettings;
-use sluice::topics::TopicPattern;
+use sluice_core::RawRecord;
+use sluice_core::topics::TopicPattern;
+use sluice_kafka::source::KafkaSourceSettings;
+use sluice_pipeline::pipeline::PipelineSettings;
+use sluice_runtime::{PluginSpec, RuntimeOptions};
 use sluice_tests::{Broker, components};
 
 const BATCH: usize = 256;
@@ -173,9 +174,9 @@ impl Contender {
                     },
                     pipeline: PipelineSettings {
                         batch_size: BATCH,
-                        delivery,
                         ..PipelineSettings::default()
                     },
+                    delivery,
                     isolation: Default::default(),
                     instance: Some("bench".to_owned()),
                     runtime: RuntimeOptions::default(),

@@ -14,8 +14,8 @@
 
 use std::time::{Duration, Instant};
 
-use sluice::debezium::{Decoded, decode};
-use sluice::runtime::{ChangeEvent, Operation, PluginSpec, PluginWorker, Runtime, RuntimeOptions};
+use sluice_runtime::debezium::{Decoded, decode};
+use sluice_runtime::{ChangeEvent, Operation, PluginSpec, PluginWorker, Runtime, RuntimeOptions};
 use sluice_sdk::IntoOutcome;
 use sluice_sdk::bindings::sluice::transform::types as sdk;
 use sluice_tests::components;
@@ -143,7 +143,7 @@ fn run_wasm(
     for chunk in events.chunks(BATCH) {
         for outcome in worker.transform(chunk) {
             match outcome {
-                sluice::runtime::Outcome::Records(r) => records += r.len(),
+                sluice_runtime::Outcome::Records(r) => records += r.len(),
                 other => panic!("every event maps: {other:?}"),
             }
         }
@@ -173,7 +173,7 @@ fn run_native(events: &[ChangeEvent]) -> Duration {
 /// The host's event as the SDK's (guest-side) type; the synthetic events carry no
 /// transaction, headers or schema, and are all updates.
 fn to_sdk(event: &ChangeEvent) -> sdk::ChangeEvent {
-    let span = |s: Option<sluice::runtime::Span>| {
+    let span = |s: Option<sluice_runtime::Span>| {
         s.map(|s| sdk::Span {
             start: s.start,
             len: s.len,

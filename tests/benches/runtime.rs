@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use sluice::debezium::{Decoded, decode};
-use sluice::runtime::{ChangeEvent, PluginSpec, PluginWorker, Runtime, RuntimeOptions};
+use sluice_runtime::debezium::{Decoded, decode};
+use sluice_runtime::{ChangeEvent, PluginSpec, PluginWorker, Runtime, RuntimeOptions};
 use sluice_sdk::IntoOutcome;
 use sluice_sdk::bindings::sluice::transform::types as sdk;
 use sluice_tests::components;
@@ -264,8 +264,8 @@ fn run_native(events: &[sdk::ChangeEvent], batch: usize) -> Duration {
 
 /// The host's event as the SDK's (guest-side) type, field by field.
 fn to_sdk(event: &ChangeEvent) -> sdk::ChangeEvent {
-    use sluice::runtime::{Operation as HostOp, SnapshotMarker as HostSnap};
-    let span = |s: Option<sluice::runtime::Span>| {
+    use sluice_runtime::{Operation as HostOp, SnapshotMarker as HostSnap};
+    let span = |s: Option<sluice_runtime::Span>| {
         s.map(|s| sdk::Span {
             start: s.start,
             len: s.len,
@@ -331,7 +331,7 @@ fn to_sdk(event: &ChangeEvent) -> sdk::ChangeEvent {
 mod boundary {
     use std::time::{Duration, Instant};
 
-    use sluice::runtime::ChangeEvent;
+    use sluice_runtime::ChangeEvent;
     use sluice_tests::components;
     use wasmtime::component::{Component, Linker, ResourceTable};
     use wasmtime::{Engine, Store};

@@ -1,0 +1,570 @@
+//! The `sluice capture` configuration, loaded in two stages like `sluice run`'s
+//! ([`crate::config`]): raw structs refusing unknown fields, then validation reporting
+//! every problem with its path (`capture.snapshot_mode`).
+//!
+//! ```toml
+//! [capture]
+//! connection = "server=tcp:127.0.0.1,1433;database=testDB;user=sa;password=...;TrustServerCertificate=true"
+//! topic_prefix = "server1"                 # Debezium's topic.prefix
+//! tables = ["dbo.customers", "dbo.orders"]
+//!
+//! [kafka]
+//! offsets_topic = "sluice.capture.offsets"
+//! properties = { "bootstrap.servers" = "127.0.0.1:9092" }
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use sluice_core::admin::RawAdmin;
+use sluice_core::settings::{ConfigError, Problem, parse_duration};
+
+use crate::sqlserver::types::DecimalMode;
+use crate::{CaptureSettings, GapPolicy, SnapshotMode};
+
+/// A validated `sluice capture` configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// The ADO.NET connection string.
+    pub connection: String,
+    pub settings: CaptureSettings,
+    /// librdkafka producer properties, verbatim.
+    pub kafka: Vec<(String, String)>,
+    pub offsets_topic: String,
+    /// Events and offsets in one Kafka transaction (exactly-once); `false` for brokers
+    /// without transactions (at-least-once).
+    pub transactions: bool,
+    /// Where the admin HTTP server (`/health`, `/ready`, `/metrics` with the snapshot
+    /// progress) listens.
+    pub admin_listen: Option<std::net::SocketAddr>,
+}
+
+impl CaptureConfig {
+    /// The data topics capture writes, one per captured table
+    /// (`<topic_prefix>.<database>.<schema>.<table>`).
+    pub fn topics(&self) -> Vec<String> {
+        let events = &self.settings.events;
+        self.settings
+            .tables
+            .iter()
+            .map(|table| format!("{}.{}.{table}", events.prefix, events.database))
+            .collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    capture: RawCapture,
+    kafka: Option<RawKafka>,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+/// The `[capture]` table, in a `sluice capture` file or embedded in `sluice run`'s.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapture {
+    connection: Option<String>,
+    topic_prefix: Option<String>,
+    database: Option<String>,
+    #[serde(default)]
+    tables: Vec<String>,
+    snapshot_mode: Option<String>,
+    decimal_handling_mode: Option<String>,
+    schemas_enable: Option<bool>,
+    tombstones_on_delete: Option<bool>,
+    provide_transaction_metadata: Option<bool>,
+    include_schema_changes: Option<bool>,
+    heartbeat_interval: Option<String>,
+    poll_interval: Option<String>,
+    max_transactions_per_pass: Option<i64>,
+    batch_size: Option<i64>,
+    snapshot_progress_rows: Option<i64>,
+    on_cleanup_gap: Option<String>,
+    source_version: Option<String>,
+    /// Where capture writes (`[capture.kafka]`); in a `sluice capture` file `[kafka]`
+    /// says the same.
+    kafka: Option<RawKafka>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    offsets_topic: Option<String>,
+    transactions: Option<bool>,
+    #[serde(default)]
+    properties: toml::Table,
+}
+
+/// Loads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<CaptureConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    parse(&text, &file)
+}
+
+/// Parses configuration text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<CaptureConfig, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: file.to_owned(),
+        reason: e.to_string().trim_end().to_owned(),
+    })?;
+    let mut problems = Vec::new();
+    let config = validate(raw, &mut problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid {
+            file: file.to_owned(),
+            problems,
+        })
+    }
+}
+
+fn add(problems: &mut Vec<Problem>, path: &str, message: impl Into<String>) {
+    problems.push(Problem {
+        path: path.to_owned(),
+        message: message.into(),
+    });
+}
+
+/// The `database=` of an ADO.NET connection string.
+fn database_of(connection: &str) -> Option<String> {
+    connection.split(';').find_map(|part| {
+        let (key, value) = part.split_once('=')?;
+        matches!(
+            key.trim().to_ascii_lowercase().as_str(),
+            "database" | "initial catalog"
+        )
+        .then(|| value.trim().to_owned())
+    })
+}
+
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn count(
+    value: Option<i64>,
+    path: &str,
+    range: std::ops::RangeInclusive<i64>,
+    default: i64,
+    problems: &mut Vec<Problem>,
+) -> i64 {
+    match value {
+        None => default,
+        Some(n) if range.contains(&n) => n,
+        Some(n) => {
+            add(
+                problems,
+                path,
+                format!("{n} is out of range ({} to {})", range.start(), range.end()),
+            );
+            default
+        }
+    }
+}
+
+fn duration(value: Option<&str>, path: &str, problems: &mut Vec<Problem>) -> Option<Duration> {
+    let text = value?;
+    match parse_duration(text) {
+        Some(d) if !d.is_zero() => Some(d),
+        _ => {
+            add(
+                problems,
+                path,
+                format!("{text:?} is not a positive duration; use ms, s or m (e.g. \"500ms\")"),
+            );
+            None
+        }
+    }
+}
+
+fn validate(mut raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureConfig {
+    let kafka = match (raw.kafka, raw.capture.kafka.take()) {
+        (Some(kafka), Some(_)) => {
+            add(
+                problems,
+                "capture.kafka",
+                "set either [kafka] or [capture.kafka], not both",
+            );
+            (kafka, "kafka")
+        }
+        (Some(kafka), None) => (kafka, "kafka"),
+        (None, Some(kafka)) => (kafka, "capture.kafka"),
+        // Reported as `kafka.properties: missing "bootstrap.servers"`.
+        (None, None) => (RawKafka::default(), "kafka"),
+    };
+    let mut config = validate_capture(raw.capture, kafka, &[], problems);
+    config.admin_listen = raw
+        .admin
+        .validate("127.0.0.1:9465")
+        .unwrap_or_else(|problem| {
+            problems.push(problem);
+            None
+        });
+    config
+}
+
+/// Producer properties that `[capture]` in `sluice run` takes from the run's Kafka
+/// source when `[capture.kafka]` does not set them: where the cluster is and how to
+/// authenticate (consumer-only properties such as `group.id` stay behind).
+fn inherited(key: &str) -> bool {
+    key == "bootstrap.servers"
+        || key == "client.dns.lookup"
+        || ["security.", "sasl.", "ssl."]
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+}
+
+/// Validates `sluice run`'s `[capture]` table: `source` is the run's Kafka source
+/// properties, which supply the cluster when `[capture.kafka]` leaves it out.
+pub fn validate_embedded(
+    mut raw: RawCapture,
+    source: &[(String, String)],
+    problems: &mut Vec<Problem>,
+) -> CaptureConfig {
+    let kafka = raw.kafka.take().unwrap_or_default();
+    validate_capture(raw, (kafka, "capture.kafka"), source, problems)
+}
+
+/// `kafka` is the Kafka table and the path it was found at; `source` supplies
+/// properties it does not set (see [`inherited`]).
+fn validate_capture(
+    c: RawCapture,
+    (k, kafka_path): (RawKafka, &str),
+    source: &[(String, String)],
+    problems: &mut Vec<Problem>,
+) -> CaptureConfig {
+    let connection = c.connection.unwrap_or_default();
+    if connection.is_empty() {
+        add(
+            problems,
+            "capture.connection",
+            "missing (an ADO.NET connection string: \"server=tcp:host,1433;database=...;user=...;password=...\")",
+        );
+    } else if !cfg!(feature = "kerberos") && {
+        let lower = connection.to_ascii_lowercase();
+        lower.contains("integrated security") || lower.contains("integratedsecurity")
+    } {
+        add(
+            problems,
+            "capture.connection",
+            "integrated security (Kerberos) needs sluice built with `--features kerberos` (tiberius with GSSAPI); or use a SQL login (user=...;password=...)",
+        );
+    }
+    let database = match (c.database, database_of(&connection)) {
+        (Some(db), Some(in_connection)) if db != in_connection => {
+            add(
+                problems,
+                "capture.database",
+                format!("{db:?} differs from the connection string's database {in_connection:?}"),
+            );
+            db
+        }
+        (Some(db), _) | (None, Some(db)) => db,
+        (None, None) => {
+            if !connection.is_empty() {
+                add(
+                    problems,
+                    "capture.database",
+                    "missing: set it, or database=... in the connection string",
+                );
+            }
+            String::new()
+        }
+    };
+    let prefix = c.topic_prefix.unwrap_or_default();
+    if !is_name(&prefix) {
+        add(
+            problems,
+            "capture.topic_prefix",
+            format!(
+                "{prefix:?} must be letters, digits, '_', '-' or '.' (it starts every topic name)"
+            ),
+        );
+    }
+    if c.tables.is_empty() {
+        add(
+            problems,
+            "capture.tables",
+            "list at least one table as \"schema.table\"",
+        );
+    }
+    for (i, table) in c.tables.iter().enumerate() {
+        let parts: Vec<&str> = table.split('.').collect();
+        if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+            add(
+                problems,
+                &format!("capture.tables[{i}]"),
+                format!("{table:?} is not \"schema.table\""),
+            );
+        }
+    }
+    let mut settings = CaptureSettings::new(&prefix, &database, c.tables);
+    settings.snapshot = match c.snapshot_mode.as_deref() {
+        None | Some("initial") => SnapshotMode::Initial,
+        Some("no_data") => SnapshotMode::NoData,
+        Some("always") => SnapshotMode::Always,
+        Some("when_needed") => SnapshotMode::WhenNeeded,
+        Some(other) => {
+            add(
+                problems,
+                "capture.snapshot_mode",
+                format!(
+                    "unknown mode {other:?} (expected \"initial\", \"no_data\", \"always\" or \"when_needed\")"
+                ),
+            );
+            SnapshotMode::Initial
+        }
+    };
+    settings.events.decimal_mode = match c.decimal_handling_mode.as_deref() {
+        None | Some("precise") => DecimalMode::Precise,
+        Some("double") => DecimalMode::Double,
+        Some("string") => DecimalMode::String,
+        Some(other) => {
+            add(
+                problems,
+                "capture.decimal_handling_mode",
+                format!("unknown mode {other:?} (expected \"precise\", \"double\" or \"string\")"),
+            );
+            DecimalMode::Precise
+        }
+    };
+    settings.on_gap = match c.on_cleanup_gap.as_deref() {
+        None | Some("fail") => GapPolicy::Fail,
+        Some("snapshot") => GapPolicy::Snapshot,
+        Some(other) => {
+            add(
+                problems,
+                "capture.on_cleanup_gap",
+                format!("unknown policy {other:?} (expected \"fail\" or \"snapshot\")"),
+            );
+            GapPolicy::Fail
+        }
+    };
+    settings.events.schemas = c.schemas_enable.unwrap_or(false);
+    settings.tombstones = c.tombstones_on_delete.unwrap_or(true);
+    settings.transaction_metadata = c.provide_transaction_metadata.unwrap_or(false);
+    settings.schema_changes = c.include_schema_changes.unwrap_or(true);
+    if let Some(version) = c.source_version {
+        settings.events.version = version;
+    }
+    settings.heartbeat = duration(
+        c.heartbeat_interval.as_deref(),
+        "capture.heartbeat_interval",
+        problems,
+    );
+    if let Some(poll) = duration(
+        c.poll_interval.as_deref(),
+        "capture.poll_interval",
+        problems,
+    ) {
+        settings.poll_interval = poll;
+    }
+    settings.max_transactions = count(
+        c.max_transactions_per_pass,
+        "capture.max_transactions_per_pass",
+        1..=100_000,
+        500,
+        problems,
+    ) as u32;
+    settings.batch_size = count(
+        c.batch_size,
+        "capture.batch_size",
+        1..=1_000_000,
+        10_000,
+        problems,
+    ) as usize;
+    settings.snapshot_progress_rows = count(
+        c.snapshot_progress_rows,
+        "capture.snapshot_progress_rows",
+        1..=100_000_000,
+        10_000,
+        problems,
+    ) as usize;
+
+    let mut kafka = Vec::new();
+    for (key, value) in &k.properties {
+        match value {
+            toml::Value::String(s) => kafka.push((key.clone(), s.clone())),
+            toml::Value::Integer(n) => kafka.push((key.clone(), n.to_string())),
+            toml::Value::Boolean(b) => kafka.push((key.clone(), b.to_string())),
+            _ => add(
+                problems,
+                &format!("{kafka_path}.properties.{key}"),
+                "must be a string, integer or boolean",
+            ),
+        }
+    }
+    for (key, value) in source {
+        if inherited(key) && !kafka.iter().any(|(k, _)| k == key) {
+            kafka.push((key.clone(), value.clone()));
+        }
+    }
+    if !kafka.iter().any(|(key, _)| key == "bootstrap.servers") {
+        add(
+            problems,
+            &format!("{kafka_path}.properties"),
+            "missing \"bootstrap.servers\"",
+        );
+    }
+    if kafka.iter().any(|(key, _)| key == "transactional.id") {
+        add(
+            problems,
+            &format!("{kafka_path}.properties.transactional.id"),
+            "set by sluice (sluice-capture.<topic_prefix>.<database>, so a second capture of the database is fenced)",
+        );
+    }
+    let offsets_topic = k
+        .offsets_topic
+        .unwrap_or_else(|| "sluice.capture.offsets".to_owned());
+    if !is_name(&offsets_topic) {
+        add(
+            problems,
+            &format!("{kafka_path}.offsets_topic"),
+            format!("{offsets_topic:?} is not a valid topic name"),
+        );
+    }
+    CaptureConfig {
+        connection,
+        settings,
+        kafka,
+        offsets_topic,
+        transactions: k.transactions.unwrap_or(true),
+        admin_listen: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_config_takes_debezium_defaults() {
+        let config = parse(
+            r#"
+            [capture]
+            connection = "server=tcp:db,1433;database=testDB;user=sa;password=x"
+            topic_prefix = "server1"
+            tables = ["dbo.customers"]
+            [kafka]
+            properties = { "bootstrap.servers" = "k:9092" }
+            "#,
+            "c.toml",
+        )
+        .expect("valid");
+        assert_eq!(config.settings.events.database, "testDB");
+        assert_eq!(config.settings.snapshot, SnapshotMode::Initial);
+        assert_eq!(config.settings.max_transactions, 500);
+        assert!(config.transactions && config.settings.tombstones);
+        assert_eq!(config.offsets_topic, "sluice.capture.offsets");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let error = parse(
+            r#"
+            [capture]
+            connection = "server=tcp:db,1433;user=sa;password=x"
+            topic_prefix = "server 1"
+            tables = ["customers"]
+            snapshot_mode = "sometimes"
+            decimal_handling_mode = "float"
+            poll_interval = "soon"
+            max_transactions_per_pass = 0
+            [kafka]
+            properties = { "transactional.id" = "x" }
+            "#,
+            "c.toml",
+        )
+        .expect_err("invalid")
+        .to_string();
+        for path in [
+            "capture.database",
+            "capture.topic_prefix",
+            "capture.tables[0]",
+            "capture.snapshot_mode",
+            "capture.decimal_handling_mode",
+            "capture.poll_interval",
+            "capture.max_transactions_per_pass",
+            "kafka.properties:",
+            "kafka.properties.transactional.id",
+        ] {
+            assert!(error.contains(&format!("  - {path}")), "{path} in {error}");
+        }
+    }
+
+    #[test]
+    fn embedded_capture_takes_the_cluster_and_credentials_of_the_run_source() {
+        let raw: RawCapture = toml::from_str(
+            r#"
+            connection = "server=tcp:db,1433;database=testDB;user=sa;password=x"
+            topic_prefix = "server1"
+            tables = ["dbo.customers"]
+            [kafka.properties]
+            "linger.ms" = 5
+            "#,
+        )
+        .expect("raw");
+        let source: Vec<(String, String)> = [
+            ("bootstrap.servers", "k:9092"),
+            ("group.id", "sluice"),
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "PLAIN"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut problems = Vec::new();
+        let config = validate_embedded(raw, &source, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let keys: Vec<&str> = config.kafka.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "linger.ms",
+                "bootstrap.servers",
+                "security.protocol",
+                "sasl.mechanism"
+            ]
+        );
+        assert_eq!(config.topics(), ["server1.testDB.dbo.customers"]);
+        assert_eq!(
+            config.admin_listen, None,
+            "the run's admin server serves it"
+        );
+    }
+
+    /// With the `kerberos` feature the connection string may ask for integrated security
+    /// (`./scripts/test.sh` runs this with the feature on).
+    #[cfg(feature = "kerberos")]
+    #[test]
+    fn kerberos_builds_accept_integrated_security() {
+        let config = parse(
+            r#"
+            [capture]
+            connection = "server=tcp:db.example.com,1433;database=testDB;Integrated Security=true"
+            topic_prefix = "server1"
+            tables = ["dbo.customers"]
+            [kafka]
+            properties = { "bootstrap.servers" = "k:9092" }
+            "#,
+            "c.toml",
+        )
+        .expect("integrated security is accepted");
+        assert!(
+            tiberius::Config::from_ado_string(&config.connection).is_ok(),
+            "tiberius takes the connection string"
+        );
+    }
+}

@@ -1,0 +1,337 @@
+//! sluice-capture: change-data capture into Kafka, as Debezium's connectors do it, without
+//! a Kafka Connect cluster (`sluice capture`, or `[capture]` in `sluice run`).
+//!
+//! The capture core every database shares:
+//! - [`envelope`]: Debezium's values, schemas and envelopes, byte for byte;
+//! - [`offsets`]: the offset, its encoding and the resume skip rule; [`writer`]: events
+//!   and the offset record in one Kafka transaction (through sluice-kafka);
+//! - [`config`]: the `sluice capture` configuration;
+//! - [`run`]: snapshot, then stream, until shut down.
+//!
+//! [`sqlserver`] is the SQL Server source (CDC tables). The scripted SQL Server fake and
+//! the envelope fixtures are compiled for this crate's tests only.
+//!
+//! It depends on sluice-core and sluice-kafka. It must NOT depend on the WebAssembly
+//! runtime or the pipeline: what it writes is read back by `sluice run` through Kafka.
+
+pub mod config;
+pub mod envelope;
+pub mod offsets;
+pub mod sqlserver;
+pub mod writer;
+
+#[cfg(test)]
+pub mod fixtures;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envelope::{EventSettings, RowError};
+use offsets::Offset;
+use sluice_core::admin::AdminServer;
+use sluice_core::telemetry::Telemetry;
+use sqlserver::lsn::Lsn;
+use sqlserver::tables::{self, TablesError};
+use sqlserver::{plan, snapshot, stream, types};
+
+/// A record for Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    /// `None`: a tombstone.
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Where events and offsets go: both in one atomic step (a Kafka transaction).
+pub trait EventWriter: Send {
+    /// Publishes `records` and stores `offset`, atomically where the writer can.
+    fn commit(
+        &mut self,
+        records: Vec<OutRecord>,
+        offset: Offset,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+}
+
+/// A failed publication.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error(
+        "fenced: another `sluice capture` of this database took over transactional.id {0}; this one stops"
+    )]
+    Fenced(String),
+}
+
+/// `snapshot.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotMode {
+    /// Snapshot when there is no offset (or the last snapshot did not finish), then stream.
+    #[default]
+    Initial,
+    /// No data snapshot: stream from the current max LSN.
+    NoData,
+    /// Snapshot at every start.
+    Always,
+    /// Like `initial`, and also when the stored offset is gone from the change tables.
+    WhenNeeded,
+}
+
+/// What to do when the stored offset is older than the change tables' minimum LSN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GapPolicy {
+    #[default]
+    Fail,
+    Snapshot,
+}
+
+/// How capture runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureSettings {
+    pub events: EventSettings,
+    /// Captured tables, `schema.table`.
+    pub tables: Vec<String>,
+    pub snapshot: SnapshotMode,
+    pub on_gap: GapPolicy,
+    /// Transactions per pass (Debezium's `max.iteration.transactions`, default 500).
+    pub max_transactions: u32,
+    /// Events per Kafka transaction (a pass or snapshot page larger than this is
+    /// committed in parts; the skip rule makes a restart between parts exact). With
+    /// transaction metadata, parts end only at SQL transaction boundaries.
+    pub batch_size: usize,
+    /// Snapshot rows between two progress reports.
+    pub snapshot_progress_rows: usize,
+    /// A tombstone after every delete.
+    pub tombstones: bool,
+    /// `provide.transaction.metadata`.
+    pub transaction_metadata: bool,
+    /// `include.schema.changes`: schema-change events on `<prefix>` (a CREATE per table
+    /// at the snapshot, an ALTER at each capture-instance switch).
+    pub schema_changes: bool,
+    /// `heartbeat.interval.ms` (`None`: off).
+    pub heartbeat: Option<Duration>,
+    /// How long to wait when a pass found nothing.
+    pub poll_interval: Duration,
+}
+
+impl CaptureSettings {
+    /// Defaults for `prefix` and `database`.
+    pub fn new(prefix: &str, database: &str, tables: Vec<String>) -> Self {
+        Self {
+            events: EventSettings {
+                prefix: prefix.to_owned(),
+                database: database.to_owned(),
+                version: envelope::DEBEZIUM_VERSION.to_owned(),
+                decimal_mode: types::DecimalMode::Precise,
+                schemas: false,
+            },
+            tables,
+            snapshot: SnapshotMode::Initial,
+            on_gap: GapPolicy::Fail,
+            max_transactions: 500,
+            batch_size: 10_000,
+            snapshot_progress_rows: 10_000,
+            tombstones: true,
+            transaction_metadata: false,
+            schema_changes: true,
+            heartbeat: None,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why capture stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaptureError {
+    #[error(transparent)]
+    Tables(#[from] TablesError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Row(#[from] RowError),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error(
+        "{table}: the update before-image (__$operation 3) at LSN {lsn} is not followed by its after-image (4)"
+    )]
+    UnpairedUpdate { table: String, lsn: Lsn },
+    #[error(
+        "the stored offset (commit LSN {offset}) is older than the oldest change left in {table} (min LSN {min}): CDC cleanup removed changes that were never published. Set `on_cleanup_gap = \"snapshot\"` (or snapshot.mode = \"when_needed\") to re-snapshot, or remove the offset"
+    )]
+    CleanupGap {
+        table: String,
+        offset: Lsn,
+        min: Lsn,
+    },
+    /// The admin server could not start (its message names the address).
+    #[error("{0}")]
+    Admin(String),
+    #[error("the capture task failed: {0}")]
+    Task(String),
+}
+
+/// The processing clock: epoch µs (the envelope's `ts_*`). Injected so tests are exact.
+pub type Clock = std::sync::Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    std::sync::Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// Runs capture until `shutdown` resolves: snapshot as `settings.snapshot` says given
+/// `stored` (the offset read back from the offsets topic), then passes. Finishes the pass
+/// in flight before it returns.
+pub async fn run<T: tables::CdcTables, W: EventWriter>(
+    tables: &mut T,
+    writer: &mut W,
+    settings: &CaptureSettings,
+    stored: Option<Offset>,
+    clock: Clock,
+    progress: &snapshot::Progress,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
+    let mut streamer = stream::Streamer::new(settings.clone(), clock.clone());
+    let mut start = stored;
+    if let Some(Offset::Stream(position)) = stored
+        && let Err(gap) = streamer.check_gap(tables, position.commit).await
+    {
+        let resnapshot =
+            settings.on_gap == GapPolicy::Snapshot || settings.snapshot == SnapshotMode::WhenNeeded;
+        if !resnapshot {
+            return Err(gap);
+        }
+        tracing::warn!(error = %gap, "re-snapshotting: the stored offset is gone from the change tables");
+        start = None;
+    }
+    let needs_snapshot = match (settings.snapshot, start) {
+        (SnapshotMode::Always, _) => true,
+        (
+            _,
+            Some(Offset::Snapshot {
+                completed: false, ..
+            }),
+        ) => settings.snapshot != SnapshotMode::NoData,
+        (_, Some(_)) => false,
+        (SnapshotMode::NoData, None) => false,
+        (_, None) => true,
+    };
+    let position = if needs_snapshot {
+        snapshot::run(tables, writer, settings, &clock, progress).await?
+    } else if let Some(offset) = start {
+        offset
+    } else {
+        let max = tables
+            .max_lsn()
+            .await?
+            .ok_or_else(|| TablesError::AgentNotRunning {
+                database: settings.events.database.clone(),
+            })?;
+        let offset = Offset::Snapshot {
+            commit: max,
+            completed: true,
+        };
+        // No data, but the schema snapshot all the same (as Debezium's `no_data`).
+        let schemas = snapshot::table_schemas(tables, settings, max).await?;
+        let ts_ms = tables.now_ms().await?;
+        let records = snapshot::schema_snapshot(settings, &schemas, max, ts_ms, &clock, true);
+        writer.commit(records, offset).await?;
+        offset
+    };
+    streamer.resume_from(position);
+    tokio::pin!(shutdown);
+    loop {
+        // Between passes only: a pass in flight is finished and committed first.
+        if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
+            return Ok(());
+        }
+        if streamer.pass(tables, writer).await? {
+            continue;
+        }
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(settings.poll_interval) => {}
+        }
+    }
+}
+
+/// `sluice capture`: connects to SQL Server and Kafka as `config` says, serves the admin
+/// endpoints if configured, and runs [`run_embedded`] until `shutdown`.
+pub async fn run_config(
+    config: &config::CaptureConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
+    let telemetry = Arc::new(Telemetry::default());
+    let admin = AdminServer::start(config.admin_listen, &telemetry)
+        .await
+        .map_err(|e| CaptureError::Admin(e.to_string()))?;
+    telemetry.set_ready(true);
+    let result = run_embedded(config, &telemetry, shutdown).await;
+    telemetry.set_ready(false);
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
+    result
+}
+
+/// Capture as part of a process that has its own telemetry (`sluice run` with a
+/// `[capture]` table, or [`run_config`]): connects to SQL Server, then [`run_on`].
+pub async fn run_embedded(
+    config: &config::CaptureConfig,
+    telemetry: &Arc<Telemetry>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
+    let mut tables =
+        sqlserver::SqlServerTables::connect(&config.connection, config.settings.tables.clone())
+            .await?;
+    tracing::info!(database = %tables.database(), tables = ?config.settings.tables, "connected to SQL Server");
+    run_on(&mut tables, config, telemetry, shutdown).await
+}
+
+/// Capture from `tables` into Kafka as `config` says: reads the stored offset back from
+/// the offsets topic, reports snapshot progress on `telemetry`, and runs [`run`] until
+/// `shutdown`. [`run_embedded`] gives it SQL Server's tables; tests give it scripted ones.
+pub async fn run_on<T: tables::CdcTables>(
+    tables: &mut T,
+    config: &config::CaptureConfig,
+    telemetry: &Arc<Telemetry>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
+    let settings = &config.settings;
+    let (kafka, topic, prefix, database, transactions) = (
+        config.kafka.clone(),
+        config.offsets_topic.clone(),
+        settings.events.prefix.clone(),
+        settings.events.database.clone(),
+        config.transactions,
+    );
+    let stored = writer::read_offset(&kafka, &topic, &prefix, &database).await?;
+    tracing::info!(offset = ?stored, offsets_topic = %topic, "stored offset");
+    let mut writer = tokio::task::spawn_blocking(move || {
+        writer::KafkaWriter::new(&kafka, &topic, &prefix, &database, transactions)
+    })
+    .await
+    .map_err(|e| WriteError::Kafka(format!("creating the producer: {e}")))??;
+    let progress = std::sync::Arc::new(snapshot::Progress::default());
+    {
+        let progress = std::sync::Arc::clone(&progress);
+        telemetry.add_collector(move || progress.prometheus());
+    }
+    run(
+        tables,
+        &mut writer,
+        settings,
+        stored,
+        system_clock(),
+        &progress,
+        shutdown,
+    )
+    .await
+}

@@ -1,0 +1,252 @@
+//! The initial snapshot: the position is `sys.fn_cdc_get_max_lsn()`, then every captured
+//! table is read page by page (never held in memory) inside one snapshot-isolation
+//! transaction and emitted as `op: "r"` events with Debezium's snapshot markers
+//! (`first`, `first_in_data_collection`, `true`, `last_in_data_collection`, `last`).
+//! Rows are streamed from one query per table; every `batch_size` events are committed
+//! with a `snapshot_completed: false` offset, the last with `true`. A snapshot interrupted before its end is started again.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use futures::StreamExt;
+
+use super::lsn::Lsn;
+use super::tables::{CdcTables, TablesError};
+use super::types::SqlValue;
+use crate::envelope::{self, Change, Op, Snapshot, Source, TableChange, TableSchema};
+use crate::offsets::Offset;
+use crate::{CaptureError, CaptureSettings, Clock, EventWriter, OutRecord};
+
+/// Rows done and total per table, for the terminal and the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Progress {
+    tables: Mutex<BTreeMap<String, (u64, u64)>>,
+}
+
+impl Progress {
+    fn set(&self, table: &str, done: u64, total: u64) {
+        if let Ok(mut tables) = self.tables.lock() {
+            tables.insert(table.to_owned(), (done, total));
+        }
+    }
+
+    /// `(table, rows done, rows total)` for every table started.
+    pub fn snapshot(&self) -> Vec<(String, u64, u64)> {
+        self.tables
+            .lock()
+            .map(|t| t.iter().map(|(k, (d, n))| (k.clone(), *d, *n)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Prometheus text: `sluice_capture_snapshot_rows{table,state="done"|"total"}`.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::from(
+            "# HELP sluice_capture_snapshot_rows Snapshot rows read and to read, per table.\n# TYPE sluice_capture_snapshot_rows gauge\n",
+        );
+        for (table, done, total) in self.snapshot() {
+            out.push_str(&format!(
+                "sluice_capture_snapshot_rows{{table=\"{table}\",state=\"done\"}} {done}\nsluice_capture_snapshot_rows{{table=\"{table}\",state=\"total\"}} {total}\n"
+            ));
+        }
+        out
+    }
+}
+
+/// One row waiting for its marker (known only once the next row, or the end, is seen).
+struct Pending {
+    table: usize,
+    row: Vec<SqlValue>,
+    first_in_table: bool,
+    /// Set when its table ended after it.
+    last_in_table: bool,
+}
+
+/// Each captured table's columns as of `position`: its newest capture instance that
+/// started at or before it (streaming continues from there with that instance), else
+/// its oldest.
+pub async fn table_schemas<T: CdcTables>(
+    tables: &mut T,
+    settings: &CaptureSettings,
+    position: Lsn,
+) -> Result<Vec<TableSchema>, CaptureError> {
+    let instances = tables.capture_instances().await?;
+    let mut schemas = Vec::new();
+    for table in &settings.tables {
+        let of_table = || instances.iter().filter(|i| &i.table.id() == table);
+        let instance = of_table()
+            .filter(|i| i.start_lsn <= position)
+            .max_by_key(|i| i.start_lsn)
+            .or_else(|| of_table().min_by_key(|i| i.start_lsn))
+            .ok_or_else(|| TablesError::CdcNotEnabledOnTable {
+                table: table.clone(),
+            })?;
+        schemas.push(instance.table.clone());
+    }
+    Ok(schemas)
+}
+
+/// Debezium's schema snapshot: a CREATE per table on `<prefix>`, before any row (none
+/// when `include_schema_changes` is off). `source.snapshot` is `true`, and `last` for the
+/// last table when no rows follow (`snapshot_mode = "no_data"`), as Debezium marks them.
+pub fn schema_snapshot(
+    settings: &CaptureSettings,
+    schemas: &[TableSchema],
+    position: Lsn,
+    ts_ms: i64,
+    clock: &Clock,
+    no_data: bool,
+) -> Vec<OutRecord> {
+    if !settings.schema_changes {
+        return Vec::new();
+    }
+    schemas
+        .iter()
+        .enumerate()
+        .map(|(n, schema)| {
+            let last = no_data && n + 1 == schemas.len();
+            let source = Source {
+                ts_ms,
+                snapshot: if last { Snapshot::Last } else { Snapshot::True },
+                change_lsn: None,
+                commit_lsn: Some(position),
+                event_serial_no: None,
+            };
+            let (key, value) = envelope::schema_change_event(
+                &settings.events,
+                schema,
+                TableChange::Create,
+                &source,
+                clock() / 1_000,
+            );
+            OutRecord {
+                topic: settings.events.prefix.clone(),
+                key: Some(key),
+                value: Some(value),
+                headers: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// Runs the snapshot; returns the offset streaming starts from.
+pub async fn run<T: CdcTables, W: EventWriter>(
+    tables: &mut T,
+    writer: &mut W,
+    settings: &CaptureSettings,
+    clock: &Clock,
+    progress: &Progress,
+) -> Result<Offset, CaptureError> {
+    let database = settings.events.database.clone();
+    // The position is read inside the snapshot transaction: under SNAPSHOT isolation
+    // its first read fixes the version every table is then read at, so a change the
+    // tables already show is at or before the position (the CDC job may lag, so some
+    // changes at or before the snapshot can still be streamed again: duplicates,
+    // never a loss).
+    tables.begin_snapshot().await?;
+    let position = tables
+        .max_lsn()
+        .await?
+        .ok_or(TablesError::AgentNotRunning { database })?;
+    let schemas = table_schemas(tables, settings, position).await?;
+    let ts_ms = tables.now_ms().await?;
+    tracing::info!(%position, tables = schemas.len(), "snapshot started");
+    let mut batch = schema_snapshot(settings, &schemas, position, ts_ms, clock, false);
+    let mut pending: Option<Pending> = None;
+    let mut first_overall = true;
+    let emit = |pending: Pending,
+                last: bool,
+                batch: &mut Vec<OutRecord>,
+                first: &mut bool|
+     -> Result<(), CaptureError> {
+        let last_in_table = pending.last_in_table;
+        let marker = if *first {
+            Snapshot::First
+        } else if last {
+            Snapshot::Last
+        } else if pending.first_in_table {
+            Snapshot::FirstInDataCollection
+        } else if last_in_table {
+            Snapshot::LastInDataCollection
+        } else {
+            Snapshot::True
+        };
+        *first = false;
+        let schema = &schemas[pending.table];
+        let source = Source {
+            ts_ms,
+            snapshot: marker,
+            change_lsn: None,
+            commit_lsn: Some(position),
+            event_serial_no: None,
+        };
+        let change = Change {
+            op: Op::Read,
+            before: None,
+            after: Some(&pending.row),
+            source,
+            transaction: None,
+            now_us: clock(),
+        };
+        batch.push(OutRecord {
+            topic: schema.topic(&settings.events),
+            key: envelope::key(schema, &pending.row, &settings.events, &source)?,
+            value: Some(envelope::value(schema, &change, &settings.events)?),
+            headers: Vec::new(),
+        });
+        Ok(())
+    };
+    for (index, schema) in schemas.iter().enumerate() {
+        let id = schema.id();
+        let total = tables.count_rows(schema).await?;
+        progress.set(&id, 0, total);
+        let mut done = 0u64;
+        let mut first_in_table = true;
+        let mut rows = tables.snapshot_rows(schema).await?;
+        while let Some(row) = rows.next().await {
+            let row = row?;
+            if let Some(previous) = pending.take() {
+                emit(previous, false, &mut batch, &mut first_overall)?;
+            }
+            pending = Some(Pending {
+                table: index,
+                row,
+                first_in_table,
+                last_in_table: false,
+            });
+            first_in_table = false;
+            done += 1;
+            if done.is_multiple_of(settings.snapshot_progress_rows as u64) {
+                progress.set(&id, done, total.max(done));
+                tracing::info!(table = %id, done, total, "snapshot progress");
+            }
+            if batch.len() >= settings.batch_size {
+                let offset = Offset::Snapshot {
+                    commit: position,
+                    completed: false,
+                };
+                writer.commit(std::mem::take(&mut batch), offset).await?;
+            }
+        }
+        drop(rows);
+        progress.set(&id, done, total.max(done));
+        tracing::info!(table = %id, done, total, "snapshot of the table read");
+        // The table's last row; it is the snapshot's last only if every later table is
+        // empty, so it stays held until the next row (or the end) settles that.
+        if let Some(held) = &mut pending
+            && held.table == index
+        {
+            held.last_in_table = true;
+        }
+    }
+    if let Some(previous) = pending.take() {
+        emit(previous, true, &mut batch, &mut first_overall)?;
+    }
+    tables.end_snapshot().await?;
+    let offset = Offset::Snapshot {
+        commit: position,
+        completed: true,
+    };
+    writer.commit(batch, offset).await?;
+    tracing::info!(%position, "snapshot completed");
+    Ok(offset)
+}

@@ -1,0 +1,631 @@
+//! The streaming pass loop, as Debezium's `SqlServerStreamingChangeEventSource` runs it:
+//!
+//! 1. the window: from `fn_cdc_increment_lsn(last commit)` (the stored commit itself on
+//!    the first pass after a restart, with the skip rule dropping what was published) up
+//!    to the last commit of the next `max_transactions` transactions in
+//!    `cdc.lsn_time_mapping`, capped at `fn_cdc_get_max_lsn()`;
+//! 2. the plan: which capture instance of each table covers which part of the window;
+//! 3. the rows of every change table, merged in log order (`__$start_lsn,
+//!    __$command_id, __$seqval, __$operation`);
+//! 4. events: 1 → `d` (+ tombstone), 2 → `c`, 3 followed by 4 → one `u` (or, when the
+//!    key changed, `d` + tombstone + `c`), transaction BEGIN/END and blocks when enabled,
+//!    schema-change events at instance switches, heartbeats when configured;
+//! 5. events and the new offset committed together, in parts of `batch_size` events.
+
+use std::collections::BTreeMap;
+
+use super::lsn::Lsn;
+use super::plan;
+use super::tables::{CaptureInstance, CdcTables, ChangeRow, Operation};
+use crate::envelope::{
+    self, Change, Op, Snapshot, Source, TableChange, TableSchema, TransactionBlock,
+};
+use crate::offsets::{Offset, Position, SkipRule};
+use crate::{CaptureError, CaptureSettings, Clock, EventWriter, OutRecord};
+
+/// The streaming state between passes.
+pub struct Streamer {
+    settings: CaptureSettings,
+    clock: Clock,
+    /// The last commit LSN fully read.
+    last_commit: Lsn,
+    /// The position of the last published event (what the offset says).
+    position: Option<Position>,
+    /// Set after a restart from a streaming offset, for the first pass.
+    skip: Option<SkipRule>,
+    /// The capture instance in use per table.
+    current: BTreeMap<String, String>,
+    /// When the last heartbeat was sent, epoch ms.
+    last_heartbeat_ms: i64,
+    /// The position of the last event assembled: the next event at the same
+    /// `(commit, change)` continues its `event_serial_no`.
+    last_assembled: Option<Position>,
+}
+
+impl std::fmt::Debug for Streamer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streamer")
+            .field("last_commit", &self.last_commit)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One change event being assembled, with what its offset and transaction need.
+struct Event {
+    records: Vec<OutRecord>,
+    position: Position,
+    /// `<db>.<schema>.<table>` (Debezium's `data_collection`); empty for a schema change.
+    table: String,
+    /// The commit time (the transaction events' `ts_ms`).
+    commit_ts_ms: i64,
+}
+
+impl Streamer {
+    pub fn new(settings: CaptureSettings, clock: Clock) -> Self {
+        Self {
+            settings,
+            clock,
+            last_commit: Lsn::ZERO,
+            position: None,
+            skip: None,
+            current: BTreeMap::new(),
+            last_heartbeat_ms: 0,
+            last_assembled: None,
+        }
+    }
+
+    /// Continues after `offset`: a snapshot's position (stream from the next commit) or
+    /// a streaming position (re-read its commit with the skip rule).
+    pub fn resume_from(&mut self, offset: Offset) {
+        match offset {
+            Offset::Snapshot { commit, .. } => {
+                self.last_commit = commit;
+                self.skip = None;
+            }
+            Offset::Stream(position) => {
+                self.last_commit = position.commit;
+                self.position = Some(position);
+                self.last_assembled = Some(position);
+                self.skip = Some(SkipRule::new(position));
+            }
+        }
+    }
+
+    /// An error if the change tables no longer hold the changes after `commit` (the
+    /// cleanup job removed them).
+    pub async fn check_gap<T: CdcTables>(
+        &mut self,
+        tables: &mut T,
+        commit: Lsn,
+    ) -> Result<(), CaptureError> {
+        let instances = tables.capture_instances().await?;
+        for instance in instances
+            .iter()
+            .filter(|i| self.settings.tables.contains(&i.table.id()))
+        {
+            // A newer instance legitimately starts after the offset.
+            if instance.start_lsn > commit {
+                continue;
+            }
+            let min = tables.min_lsn(&instance.name).await?;
+            if min > commit {
+                return Err(CaptureError::CleanupGap {
+                    table: instance.table.id(),
+                    offset: commit,
+                    min,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one pass; `true` when it read a window (call again at once), `false` when
+    /// there was nothing new (wait before the next).
+    pub async fn pass<T: CdcTables, W: EventWriter>(
+        &mut self,
+        tables: &mut T,
+        writer: &mut W,
+    ) -> Result<bool, CaptureError> {
+        let from = if self.skip.is_some() {
+            self.last_commit
+        } else {
+            self.last_commit.increment()
+        };
+        let Some(max) = tables.max_lsn().await? else {
+            return Ok(false);
+        };
+        if max < from {
+            self.heartbeat(writer).await?;
+            return Ok(false);
+        }
+        // `max_transactions` new transactions: after a restart the window starts at the
+        // stored commit, read again, so it holds one more (as Debezium's window does).
+        let transactions = if self.skip.is_some() {
+            self.settings.max_transactions + 1
+        } else {
+            self.settings.max_transactions
+        };
+        let Some(to) = tables.window_end(from, transactions).await? else {
+            self.heartbeat(writer).await?;
+            return Ok(false);
+        };
+        let to = to.min(max);
+        if to < from {
+            self.heartbeat(writer).await?;
+            return Ok(false);
+        }
+        let instances = tables.capture_instances().await?;
+        let plan = plan::plan(
+            &self.settings.tables,
+            &instances,
+            &mut self.current,
+            from,
+            to,
+        )?;
+        let mut rows: Vec<(ChangeRow, usize)> = Vec::new();
+        let mut read_instances: Vec<CaptureInstance> = Vec::new();
+        for read in &plan.reads {
+            let index = read_instances.len();
+            read_instances.push(read.instance.clone());
+            rows.extend(
+                tables
+                    .changes(&read.instance, read.from, read.to)
+                    .await?
+                    .into_iter()
+                    .map(|row| (row, index)),
+            );
+        }
+        rows.sort_by(|(a, _), (b, _)| {
+            (a.start_lsn, a.command_id, a.seqval, a.operation).cmp(&(
+                b.start_lsn,
+                b.command_id,
+                b.seqval,
+                b.operation,
+            ))
+        });
+        let mut switches = plan.switches.clone();
+        switches.sort_by_key(|s| s.at);
+        let mut switches = switches.into_iter().peekable();
+
+        let mut events: Vec<Event> = Vec::new();
+        let mut iter = rows.into_iter().peekable();
+        while let Some((row, index)) = iter.next() {
+            while let Some(switch) = switches.next_if(|s| s.at <= row.start_lsn) {
+                events.extend(self.schema_change(&switch, &row));
+            }
+            let instance = &read_instances[index];
+            let table = &instance.table;
+            let skip_first = self.skip_row(&row);
+            match row.operation {
+                Operation::UpdateBefore => {
+                    let after = match iter.next_if(|(next, i)| {
+                        *i == index
+                            && next.operation == Operation::UpdateAfter
+                            && next.seqval == row.seqval
+                    }) {
+                        Some((after, _)) => after,
+                        None => {
+                            return Err(CaptureError::UnpairedUpdate {
+                                table: table.id(),
+                                lsn: row.seqval,
+                            });
+                        }
+                    };
+                    let skip_second = self.skip_row(&after);
+                    if skip_first && skip_second {
+                        continue;
+                    }
+                    events.push(self.update(table, &row, &after)?);
+                }
+                Operation::UpdateAfter => {
+                    return Err(CaptureError::UnpairedUpdate {
+                        table: table.id(),
+                        lsn: row.seqval,
+                    });
+                }
+                Operation::Insert | Operation::Delete if !skip_first => {
+                    events.push(self.single(table, &row)?);
+                }
+                _ => {}
+            }
+        }
+        for switch in switches {
+            // A switch with no row after it in this window still takes effect.
+            let marker = ChangeRow {
+                start_lsn: switch.at,
+                seqval: switch.at,
+                operation: Operation::Insert,
+                command_id: 0,
+                commit_ts_ms: (self.clock)() / 1_000,
+                values: Vec::new(),
+            };
+            events.extend(self.schema_change(&switch, &marker));
+        }
+        self.skip = None;
+        self.last_commit = to;
+        let records_offset = self.publish(events, to, writer).await?;
+        tracing::debug!(%from, %to, events = records_offset, "pass done");
+        Ok(true)
+    }
+
+    /// Applies the skip rule of the first pass after a restart.
+    fn skip_row(&mut self, row: &ChangeRow) -> bool {
+        match &mut self.skip {
+            Some(rule) => rule.skip_row(row.start_lsn, row.seqval),
+            None => false,
+        }
+    }
+
+    /// The position of an event made of `rows` change rows at `row`: as Debezium's
+    /// `SqlServerOffsetContext`, `event_serial_no` counts rows at one `(commit, change)`
+    /// position (1 for an insert or delete, 2 for an update, more when several events
+    /// share a position), which is what the skip rule counts on restart.
+    fn next_position(&mut self, row: &ChangeRow, rows: i64) -> Position {
+        let serial = match self.last_assembled {
+            Some(last) if (last.commit, last.change) == (row.start_lsn, row.seqval) => {
+                last.serial + rows
+            }
+            _ => rows,
+        };
+        let position = Position {
+            commit: row.start_lsn,
+            change: row.seqval,
+            serial,
+        };
+        self.last_assembled = Some(position);
+        position
+    }
+
+    fn source(row: &ChangeRow, serial: i64) -> Source {
+        Source {
+            ts_ms: row.commit_ts_ms,
+            snapshot: Snapshot::False,
+            change_lsn: Some(row.seqval),
+            commit_lsn: Some(row.start_lsn),
+            event_serial_no: Some(serial),
+        }
+    }
+
+    fn record(
+        &self,
+        table: &TableSchema,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    ) -> OutRecord {
+        OutRecord {
+            topic: table.topic(&self.settings.events),
+            key,
+            value,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A value without its transaction block (added in `publish` once the
+    /// transaction's order is known).
+    fn change_value(
+        &self,
+        table: &TableSchema,
+        op: Op,
+        before: Option<&[super::types::SqlValue]>,
+        after: Option<&[super::types::SqlValue]>,
+        source: Source,
+        tx: Option<&TransactionBlock>,
+    ) -> Result<Vec<u8>, CaptureError> {
+        let change = Change {
+            op,
+            before,
+            after,
+            source,
+            transaction: tx,
+            now_us: (self.clock)(),
+        };
+        Ok(envelope::value(table, &change, &self.settings.events)?)
+    }
+
+    fn single(&mut self, table: &TableSchema, row: &ChangeRow) -> Result<Event, CaptureError> {
+        let position = self.next_position(row, 1);
+        let source = Self::source(row, position.serial);
+        let key = envelope::key(table, &row.values, &self.settings.events, &source)?;
+        let mut records = Vec::new();
+        let (op, before, after) = match row.operation {
+            Operation::Delete => (Op::Delete, Some(row.values.as_slice()), None),
+            _ => (Op::Create, None, Some(row.values.as_slice())),
+        };
+        let value = self.change_value(table, op, before, after, source, None)?;
+        records.push(self.record(table, key.clone(), Some(value)));
+        if op == Op::Delete && self.settings.tombstones {
+            records.push(self.record(table, key, None));
+        }
+        Ok(Event {
+            records,
+            position,
+            table: self.data_collection(table),
+            commit_ts_ms: row.commit_ts_ms,
+        })
+    }
+
+    fn update(
+        &mut self,
+        table: &TableSchema,
+        before: &ChangeRow,
+        after: &ChangeRow,
+    ) -> Result<Event, CaptureError> {
+        let position = self.next_position(after, 2);
+        let source = Self::source(after, position.serial);
+        let old_key = envelope::key(table, &before.values, &self.settings.events, &source)?;
+        let new_key = envelope::key(table, &after.values, &self.settings.events, &source)?;
+        let mut records = Vec::new();
+        if old_key == new_key {
+            let value = self.change_value(
+                table,
+                Op::Update,
+                Some(&before.values),
+                Some(&after.values),
+                source,
+                None,
+            )?;
+            records.push(self.record(table, new_key, Some(value)));
+        } else {
+            // A primary-key update: delete (+ tombstone) under the old key, create under
+            // the new, with Debezium's headers linking the two.
+            let delete =
+                self.change_value(table, Op::Delete, Some(&before.values), None, source, None)?;
+            let mut record = self.record(table, old_key.clone(), Some(delete));
+            record.headers.push((
+                "__debezium.newkey".into(),
+                new_key.clone().unwrap_or_default(),
+            ));
+            records.push(record);
+            if self.settings.tombstones {
+                records.push(self.record(table, old_key.clone(), None));
+            }
+            let create =
+                self.change_value(table, Op::Create, None, Some(&after.values), source, None)?;
+            let mut record = self.record(table, new_key, Some(create));
+            record
+                .headers
+                .push(("__debezium.oldkey".into(), old_key.unwrap_or_default()));
+            records.push(record);
+        }
+        Ok(Event {
+            records,
+            position,
+            table: self.data_collection(table),
+            commit_ts_ms: after.commit_ts_ms,
+        })
+    }
+
+    /// `<db>.<schema>.<table>`: how Debezium names a table in transaction metadata.
+    fn data_collection(&self, table: &TableSchema) -> String {
+        format!("{}.{}", self.settings.events.database, table.id())
+    }
+
+    /// The schema-change event (`ALTER`) of an instance switch, at the first row read
+    /// through the new instance (or the switch LSN when no row follows in the window);
+    /// `None` with `include_schema_changes` off (the switch is logged either way).
+    fn schema_change(&self, switch: &plan::Switch, row: &ChangeRow) -> Option<Event> {
+        tracing::info!(table = %switch.table, from = %switch.from, to = %switch.to.name, at = %switch.at, "capture instance switch");
+        if !self.settings.schema_changes {
+            return None;
+        }
+        let source = Source {
+            ts_ms: row.commit_ts_ms,
+            snapshot: Snapshot::False,
+            change_lsn: self.last_assembled.map(|p| p.change),
+            commit_lsn: Some(switch.at),
+            event_serial_no: self.last_assembled.map(|p| p.serial),
+        };
+        let (key, value) = envelope::schema_change_event(
+            &self.settings.events,
+            &switch.to.table,
+            TableChange::Alter,
+            &source,
+            (self.clock)() / 1_000,
+        );
+        Some(Event {
+            records: vec![OutRecord {
+                topic: self.settings.events.prefix.clone(),
+                key: Some(key),
+                value: Some(value),
+                headers: Vec::new(),
+            }],
+            // Not a change position: `publish` keeps the previous one.
+            position: Position {
+                commit: Lsn::ZERO,
+                change: Lsn::ZERO,
+                serial: 0,
+            },
+            table: String::new(),
+            commit_ts_ms: row.commit_ts_ms,
+        })
+    }
+
+    /// Adds transaction metadata, then commits the events in parts of `batch_size`
+    /// records, each with the offset of its last event. Returns how many events.
+    async fn publish<W: EventWriter>(
+        &mut self,
+        events: Vec<Event>,
+        to: Lsn,
+        writer: &mut W,
+    ) -> Result<usize, CaptureError> {
+        let count = events.len();
+        let tx_topic = format!("{}.transaction", self.settings.events.prefix);
+        let mut part: Vec<OutRecord> = Vec::new();
+        let mut events = events.into_iter().peekable();
+        while let Some(first) = events.next() {
+            let commit = first.position.commit;
+            let ts_ms = first.commit_ts_ms;
+            // One SQL Server transaction: the events with this commit LSN (schema changes
+            // belong to none).
+            let mut transaction = vec![first];
+            if !commit.is_zero() {
+                while let Some(event) = events.next_if(|e| e.position.commit == commit) {
+                    transaction.push(event);
+                }
+            }
+            let metadata = self.settings.transaction_metadata && !commit.is_zero();
+            // Debezium's BEGIN and END carry the commit time of the transaction's events.
+            if metadata {
+                let (key, value) = envelope::transaction_event(
+                    &self.settings.events,
+                    "BEGIN",
+                    &commit.to_string(),
+                    None,
+                    ts_ms,
+                );
+                part.push(OutRecord {
+                    topic: tx_topic.clone(),
+                    key: Some(key),
+                    value: Some(value),
+                    headers: Vec::new(),
+                });
+            }
+            let mut per_table: Vec<(String, i64)> = Vec::new();
+            for (order, event) in transaction.into_iter().enumerate() {
+                let mut records = event.records;
+                if metadata {
+                    let slot = match per_table.iter().position(|(t, _)| *t == event.table) {
+                        Some(slot) => slot,
+                        None => {
+                            per_table.push((event.table.clone(), 0));
+                            per_table.len() - 1
+                        }
+                    };
+                    per_table[slot].1 += 1;
+                    let block = TransactionBlock {
+                        id: commit.to_string(),
+                        total_order: order as i64 + 1,
+                        data_collection_order: per_table[slot].1,
+                    };
+                    for record in &mut records {
+                        if let Some(value) = &record.value {
+                            record.value = Some(with_transaction(value, &block));
+                        }
+                    }
+                }
+                part.extend(records);
+                if !event.table.is_empty() {
+                    self.position = Some(event.position);
+                }
+                // With transaction metadata a Kafka transaction ends only at a SQL
+                // transaction's end (below), so BEGIN, the blocks' order and END always
+                // travel together and a restart never resumes inside a transaction.
+                if !metadata && part.len() >= self.settings.batch_size {
+                    self.commit_part(&mut part, to, writer).await?;
+                }
+            }
+            if metadata {
+                let (key, value) = envelope::transaction_event(
+                    &self.settings.events,
+                    "END",
+                    &commit.to_string(),
+                    Some(&per_table),
+                    ts_ms,
+                );
+                part.push(OutRecord {
+                    topic: tx_topic.clone(),
+                    key: Some(key),
+                    value: Some(value),
+                    headers: Vec::new(),
+                });
+                if part.len() >= self.settings.batch_size {
+                    self.commit_part(&mut part, to, writer).await?;
+                }
+            }
+        }
+        // The window is read to `to`: whatever the last event was, nothing up to `to`
+        // is left, so the offset moves to the window's end (a restart skips the whole
+        // commit `to`: its changes all precede its commit record).
+        let position = match self.position {
+            Some(p) if p.commit == to => p,
+            _ => Position {
+                commit: to,
+                change: to,
+                serial: 0,
+            },
+        };
+        self.position = Some(position);
+        if let Some(interval) = self.settings.heartbeat {
+            let now_ms = (self.clock)() / 1_000;
+            if now_ms - self.last_heartbeat_ms >= interval.as_millis() as i64 {
+                part.push(self.heartbeat_record(now_ms));
+                self.last_heartbeat_ms = now_ms;
+            }
+        }
+        writer.commit(part, Offset::Stream(position)).await?;
+        Ok(count)
+    }
+
+    /// Commits `part` with the position of its last event (the window's end if it has
+    /// none yet).
+    async fn commit_part<W: EventWriter>(
+        &self,
+        part: &mut Vec<OutRecord>,
+        to: Lsn,
+        writer: &mut W,
+    ) -> Result<(), CaptureError> {
+        let offset = Offset::Stream(self.position.unwrap_or(Position {
+            commit: to,
+            change: to,
+            serial: 0,
+        }));
+        writer.commit(std::mem::take(part), offset).await?;
+        Ok(())
+    }
+
+    fn heartbeat_record(&self, now_ms: i64) -> OutRecord {
+        let (key, value) = envelope::heartbeat_event(&self.settings.events, now_ms);
+        OutRecord {
+            topic: format!("__debezium-heartbeat.{}", self.settings.events.prefix),
+            key: Some(key),
+            value: Some(value),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Sends a heartbeat (with the unchanged offset) if one is due.
+    async fn heartbeat<W: EventWriter>(&mut self, writer: &mut W) -> Result<(), CaptureError> {
+        let Some(interval) = self.settings.heartbeat else {
+            return Ok(());
+        };
+        let now_ms = (self.clock)() / 1_000;
+        if now_ms - self.last_heartbeat_ms < interval.as_millis() as i64 {
+            return Ok(());
+        }
+        self.last_heartbeat_ms = now_ms;
+        let offset = match self.position {
+            Some(p) => Offset::Stream(p),
+            None => Offset::Snapshot {
+                commit: self.last_commit,
+                completed: true,
+            },
+        };
+        writer
+            .commit(vec![self.heartbeat_record(now_ms)], offset)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Replaces the envelope's `"transaction":null` with `block` (the value was built
+/// without one; the block's order is known only once the transaction is complete).
+fn with_transaction(value: &[u8], block: &TransactionBlock) -> Vec<u8> {
+    let text = String::from_utf8_lossy(value);
+    let mut replacement = String::from(",\"transaction\":{\"id\":");
+    super::types::push_json_string(&mut replacement, &block.id);
+    replacement.push_str(&format!(
+        ",\"total_order\":{},\"data_collection_order\":{}}},\"op\":",
+        block.total_order, block.data_collection_order
+    ));
+    // The last occurrence: row values cannot contain this byte sequence unescaped.
+    match text.rfind(",\"transaction\":null,\"op\":") {
+        Some(at) => {
+            let mut out = text[..at].to_owned();
+            out.push_str(&replacement);
+            out.push_str(&text[at + ",\"transaction\":null,\"op\":".len()..]);
+            out.into_bytes()
+        }
+        None => value.to_vec(),
+    }
+}

@@ -1,0 +1,191 @@
+//! The admin HTTP server: `/health`, `/ready`, `/plugins` and `/metrics` on a local port.
+//!
+//! A deliberately small HTTP/1.1 responder (GET only, one request per connection, no
+//! bodies) so that liveness probes and Prometheus can scrape sluice without a web
+//! framework in the binary. Like mini-redis's `run`, [`serve`] takes a listener that is
+//! already bound (tests bind port 0) and a shutdown future; [`AdminServer::start`] binds
+//! the configured address and serves until stopped (`sluice run` and `sluice capture`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::settings::{Problem, listen_address};
+use crate::telemetry::Telemetry;
+
+/// A request line and headers larger than this are refused: probes and scrapers send
+/// a few hundred bytes.
+const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// A client that does not finish its request within this is dropped, so a stuck client
+/// cannot hold a task forever.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `[admin]` table: where the admin server listens (absent: no server).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    listen: Option<String>,
+}
+
+impl RawAdmin {
+    /// The validated listen address (`None`: no admin server); the problem names
+    /// `example` as a valid address.
+    pub fn validate(&self, example: &str) -> Result<Option<SocketAddr>, Problem> {
+        let Some(text) = self.listen.as_deref() else {
+            return Ok(None);
+        };
+        listen_address(text, example)
+            .map(Some)
+            .map_err(|message| Problem {
+                path: "admin.listen".to_owned(),
+                message,
+            })
+    }
+}
+
+/// Why the admin server could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("admin server: cannot listen on {address}: {source}")]
+pub struct AdminError {
+    pub address: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A running admin server; [`AdminServer::stop`] stops it.
+#[derive(Debug)]
+pub struct AdminServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// Listens on `address` and serves `telemetry` until stopped. `None`: no server.
+    pub async fn start(
+        address: Option<SocketAddr>,
+        telemetry: &Arc<Telemetry>,
+    ) -> Result<Option<Self>, AdminError> {
+        let Some(address) = address else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| AdminError { address, source })?;
+        tracing::info!(%address, "admin server listening (/health, /ready, /plugins, /metrics)");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, Arc::clone(telemetry), async move {
+            let _ = stopped.await;
+        }));
+        Ok(Some(Self { stop, task }))
+    }
+
+    /// Stops serving and waits for the server task.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    telemetry: Arc<Telemetry>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let telemetry = Arc::clone(&telemetry);
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        tokio::time::timeout(REQUEST_TIMEOUT, respond(stream, &telemetry)).await
+                    {
+                        tracing::debug!(error = %e, "admin request timed out");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin server could not accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn respond(mut stream: TcpStream, telemetry: &Telemetry) {
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buffer[..n]),
+        }
+        if request.len() > MAX_REQUEST_BYTES {
+            let _ = write(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "request too large\n",
+            )
+            .await;
+            return;
+        }
+    }
+    let line = String::from_utf8_lossy(&request);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/health") => ("200 OK", "text/plain", "ok\n".to_owned()),
+        ("GET", "/ready") if telemetry.is_ready() => ("200 OK", "text/plain", "ready\n".to_owned()),
+        ("GET", "/ready") => (
+            "503 Service Unavailable",
+            "text/plain",
+            "not ready\n".to_owned(),
+        ),
+        ("GET", "/plugins") => (
+            "200 OK",
+            "application/json",
+            serde_json::to_string_pretty(&telemetry.plugins()).unwrap_or_else(|_| "[]".to_owned())
+                + "\n",
+        ),
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            telemetry.prometheus(),
+        ),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "try /health, /ready, /plugins or /metrics\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_owned(),
+        ),
+    };
+    let _ = write(&mut stream, status, content_type, &body).await;
+}
+
+async fn write(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}

@@ -1,0 +1,22 @@
+//! sluice-core: what every part of sluice shares, and nothing that ties it to one
+//! technology.
+//!
+//! - [`record`]: the plain records that flow between sources, the pipeline and sinks;
+//! - [`source`] and [`sink`]: the traits every endpoint implements (file, Kafka, HTTP, ...);
+//! - [`topics`]: topic patterns and Kafka's topic-name rules;
+//! - [`settings`]: sizes, durations, listen addresses and configuration problems;
+//! - [`telemetry`]: the registry components push their reports to, and [`admin`], the
+//!   HTTP server that renders it.
+//!
+//! It must NOT depend on wasmtime, rdkafka, tiberius, notify or any other sluice crate:
+//! everything else depends on it, so what it imports every build pays for.
+
+pub mod admin;
+pub mod record;
+pub mod settings;
+pub mod sink;
+pub mod source;
+pub mod telemetry;
+pub mod topics;
+
+pub use record::{Header, Origin, OutputRecord, RawRecord};

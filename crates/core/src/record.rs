@@ -1,0 +1,53 @@
+//! The records that flow through sluice, as plain data.
+//!
+//! A source yields [`RawRecord`]s; plugins and capture produce [`OutputRecord`]s that a
+//! sink publishes. They mirror the WIT types of the plugin contract field for field (the
+//! runtime converts at the boundary by moving the fields, without copying bytes), so
+//! that sources, sinks and capture never see the WebAssembly runtime.
+
+/// One Kafka-style record header. Kafka allows null header values and repeated keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+impl Header {
+    /// A header with a text value.
+    pub fn text(key: &str, value: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            value: Some(value.as_bytes().to_vec()),
+        }
+    }
+}
+
+/// Where a record was read from: for Kafka the real topic, partition and offset; for a
+/// file the configured or derived topic, partition 0 and the line number (0-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A record as a source read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+    pub origin: Origin,
+}
+
+/// A record to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputRecord {
+    /// Destination topic.
+    pub topic: String,
+    /// `None`: a record without key.
+    pub key: Option<Vec<u8>>,
+    /// `None`: a tombstone (for compacted topics).
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+}

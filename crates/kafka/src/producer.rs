@@ -1,0 +1,88 @@
+//! The one way sluice sets up a Kafka producer: the pipeline's sink, its exactly-once
+//! sink and capture's writer all start from [`producer_config`].
+
+use std::sync::Arc;
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::FutureProducer;
+use sluice_core::telemetry::Telemetry;
+
+use crate::sink::ErrorCounter;
+
+/// librdkafka producer settings: safe defaults a user can override (`acks=all` and
+/// idempotence: no loss, no duplicates from retries), then `properties` verbatim, then
+/// `transactional.id` when given (it names this producer's transactions, so it is never
+/// taken from `properties`).
+pub fn producer_config(
+    properties: &[(String, String)],
+    transactional_id: Option<&str>,
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("acks", "all");
+    config.set("enable.idempotence", "true");
+    for (key, value) in properties {
+        config.set(key, value);
+    }
+    if let Some(id) = transactional_id {
+        config.set("transactional.id", id);
+    }
+    config
+}
+
+/// A producer for `config` whose client errors are logged and counted in `telemetry`
+/// (`sluice_producer_errors_total`).
+pub fn create_producer(
+    config: &ClientConfig,
+    telemetry: Option<Arc<Telemetry>>,
+) -> Result<FutureProducer<ErrorCounter>, rdkafka::error::KafkaError> {
+    config.create_with_context(ErrorCounter::new(telemetry))
+}
+
+/// The `transactional.id` made of `parts` joined by dots. The pipeline's exactly-once
+/// lanes use `<prefix>.<group>.<instance>`; capture uses
+/// `sluice-capture.<server>.<database>`. Only one live producer may own an id: a new one
+/// fences the old (its `init_transactions` aborts what the old one left open).
+pub fn transactional_id(parts: &[&str]) -> String {
+    parts.join(".")
+}
+
+/// The name of this machine, the default instance of an exactly-once lane's
+/// [`transactional_id`].
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "sluice".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transactional_ids_join_their_parts() {
+        assert_eq!(
+            transactional_id(&["sluice", "cdc.customers-cdm", "host-a"]),
+            "sluice.cdc.customers-cdm.host-a"
+        );
+        assert_eq!(
+            transactional_id(&["sluice-capture", "server1", "testDB"]),
+            "sluice-capture.server1.testDB"
+        );
+        assert!(!host_name().is_empty());
+    }
+
+    #[test]
+    fn user_properties_override_the_defaults_but_not_the_transactional_id() {
+        let properties = vec![
+            ("acks".to_owned(), "1".to_owned()),
+            ("transactional.id".to_owned(), "theirs".to_owned()),
+        ];
+        let config = producer_config(&properties, Some("ours"));
+        assert_eq!(config.get("acks"), Some("1"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("transactional.id"), Some("ours"));
+    }
+}

@@ -1,0 +1,341 @@
+//! A source consuming Debezium change topics from Kafka (or any Kafka-protocol broker).
+//!
+//! - A consumer group over topic names or regex patterns (`^...`, librdkafka's syntax).
+//! - Offsets are committed by sluice, never automatically: `enable.auto.commit` and
+//!   `enable.auto.offset.store` are forced off, and a position is committed only after
+//!   the pipeline reports the batch's outputs acknowledged by the sink (at-least-once).
+//! - Batches are cut by count and by linger time: the first record is awaited as long as
+//!   it takes, the rest of the batch at most `linger` more.
+//! - On a rebalance, revoked partitions' in-flight records are still published by the
+//!   pipeline; their commit then fails (the partition is gone) and is logged, so the new
+//!   owner re-reads them: duplicates are possible, loss is not.
+//!
+//! Every other librdkafka consumer property (`bootstrap.servers`, SASL/SSL for MSK, ...)
+//! is passed through verbatim.
+
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use sluice_core::source::{Source, SourceError};
+use sluice_core::telemetry::Telemetry;
+use sluice_core::{Header, Origin, RawRecord};
+
+use crate::metrics::KafkaMetrics;
+use crate::transactional::ConsumerGroup;
+
+/// How a Kafka source is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSourceSettings {
+    /// Topic names, or regex patterns starting with `^`.
+    pub topics: Vec<String>,
+    /// librdkafka consumer properties, verbatim (must include `bootstrap.servers` and
+    /// `group.id`).
+    pub properties: Vec<(String, String)>,
+    /// How long a partial batch waits for more records.
+    pub linger: Duration,
+    /// Consumers per plugin, each a member of the plugin's consumer group with its own
+    /// pipeline and plugin instance: up to this many partitions are processed in
+    /// parallel (each partition by one consumer, in order).
+    pub consumers: usize,
+    /// A batch ends once its keys and values hold this many bytes (or `max` records, or
+    /// the linger ran out), whichever comes first.
+    pub batch_bytes: u64,
+}
+
+/// Consumes change topics (see the module docs).
+pub struct KafkaSource {
+    /// Shared with the lane's exactly-once sink, which reads its group metadata.
+    consumer: Arc<StreamConsumer<LagReporter>>,
+    linger: Duration,
+    batch_bytes: u64,
+    name: String,
+    /// Records that arrived while the source was held (fetched before the pause took
+    /// effect); the next batch starts with them.
+    held: std::collections::VecDeque<RawRecord>,
+    paused: bool,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    /// A consumer subscribed to `settings.topics`. With `telemetry`, its consumer lag per
+    /// partition is reported as lane `lane` from librdkafka's statistics (every 5 s
+    /// unless `statistics.interval.ms` is set).
+    pub fn new(
+        settings: &KafkaSourceSettings,
+        lane: &str,
+        telemetry: Option<Arc<Telemetry>>,
+    ) -> Result<Self, SourceError> {
+        let name = format!("kafka topics {:?}", settings.topics);
+        let error = |reason: String| SourceError::Kafka {
+            input: name.clone(),
+            reason,
+        };
+        let mut config = ClientConfig::new();
+        for (key, value) in &settings.properties {
+            config.set(key, value);
+        }
+        config.set("enable.auto.commit", "false");
+        config.set("enable.auto.offset.store", "false");
+        if telemetry.is_some()
+            && !settings
+                .properties
+                .iter()
+                .any(|(k, _)| k == "statistics.interval.ms")
+        {
+            config.set("statistics.interval.ms", "5000");
+        }
+        let reporter = LagReporter {
+            lane: lane.to_owned(),
+            metrics: telemetry.map(|telemetry| telemetry.report::<KafkaMetrics>()),
+        };
+        let consumer: StreamConsumer<LagReporter> = config
+            .create_with_context(reporter)
+            .map_err(|e| error(format!("creating the consumer: {e}")))?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| error(format!("subscribing: {e}")))?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            linger: settings.linger,
+            batch_bytes: settings.batch_bytes,
+            name,
+            held: std::collections::VecDeque::new(),
+            paused: false,
+        })
+    }
+
+    /// This consumer's group, for a transactional sink that commits its positions
+    /// ([`crate::transactional::TransactionalKafkaSink`]).
+    pub fn group(&self) -> ConsumerGroup {
+        let consumer = Arc::clone(&self.consumer);
+        ConsumerGroup::of(move || consumer.group_metadata())
+    }
+
+    /// librdkafka reports transient conditions (a broker connection lost, the poll
+    /// interval exceeded, a rebalance in progress) as consume errors and recovers from
+    /// them itself: log and go on. Only fatal errors stop the source.
+    fn consumer_error(&self, error: rdkafka::error::KafkaError) -> Result<(), SourceError> {
+        match error {
+            rdkafka::error::KafkaError::MessageConsumptionFatal(_) => {
+                Err(self.error(format!("consuming: {error}")))
+            }
+            other => {
+                tracing::warn!(source = %self.name, error = %other, "consumer reported an error; librdkafka recovers");
+                Ok(())
+            }
+        }
+    }
+
+    fn error(&self, reason: String) -> SourceError {
+        SourceError::Kafka {
+            input: self.name.clone(),
+            reason,
+        }
+    }
+}
+
+/// Reports consumer lag from librdkafka's statistics to telemetry.
+pub struct LagReporter {
+    lane: String,
+    metrics: Option<Arc<KafkaMetrics>>,
+}
+
+impl rdkafka::ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let mut lags = Vec::new();
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                // librdkafka lists an internal partition -1 and reports -1 for
+                // partitions this consumer does not fetch.
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    lags.push((topic.clone(), *partition, stats.consumer_lag));
+                }
+            }
+        }
+        metrics.set_consumer_lag(&self.lane, lags);
+    }
+}
+
+impl ConsumerContext for LagReporter {}
+
+/// The consumer positions that follow `last` (per topic-partition, the last record
+/// consumed): what to commit. The error names the topic-partition.
+pub fn offsets_after(last: &[Origin]) -> Result<TopicPartitionList, String> {
+    let mut positions = TopicPartitionList::new();
+    for origin in last {
+        positions
+            .add_partition_offset(
+                &origin.topic,
+                origin.partition,
+                Offset::Offset(origin.offset + 1),
+            )
+            .map_err(|e| format!("{}/{}: {e}", origin.topic, origin.partition))?;
+    }
+    Ok(positions)
+}
+
+/// A consumed Kafka message as a raw record (key, value, headers, origin).
+pub fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| Header {
+                    key: h.key.to_owned(),
+                    value: h.value.map(<[u8]>::to_vec),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    RawRecord {
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+        origin: Origin {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+    }
+}
+
+impl Source for KafkaSource {
+    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<RawRecord>>, SourceError> {
+        let max = max.max(1);
+        let mut batch: Vec<RawRecord> = Vec::new();
+        while batch.len() < max {
+            match self.held.pop_front() {
+                Some(record) => batch.push(record),
+                None => break,
+            }
+        }
+        while batch.is_empty() {
+            // `recv` is cancel-safe: a message is only taken from the queue when returned.
+            match self.consumer.recv().await {
+                Ok(message) => batch.push(to_raw(&message)),
+                Err(e) => self.consumer_error(e)?,
+            }
+        }
+        let size = |record: &RawRecord| {
+            (record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len))
+                as u64
+        };
+        let mut bytes: u64 = batch.iter().map(size).sum();
+        let deadline = tokio::time::Instant::now() + self.linger;
+        while batch.len() < max && bytes < self.batch_bytes {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(message)) => {
+                    let record = to_raw(&message);
+                    bytes += size(&record);
+                    batch.push(record);
+                }
+                Ok(Err(e)) => self.consumer_error(e)?,
+                Err(_) => break,
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    async fn commit(&mut self, last: &[Origin]) -> Result<(), SourceError> {
+        let positions = offsets_after(last).map_err(|e| self.error(format!("committing {e}")))?;
+        if let Err(e) = self.consumer.commit(&positions, CommitMode::Async) {
+            // A revoked partition cannot be committed; its new owner re-reads it.
+            tracing::warn!(error = %e, "offset commit failed; those records will be read again");
+        }
+        Ok(())
+    }
+
+    async fn hold(&mut self) -> Result<(), SourceError> {
+        // Pause every assigned partition (again after a rebalance, which resets it), so
+        // nothing more is fetched, then serve the poll loop: librdkafka counts a consumer
+        // that stops polling for `max.poll.interval.ms` as dead and takes its partitions.
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| self.error(format!("reading the assignment: {e}")))?;
+        if assignment.count() > 0 {
+            self.consumer
+                .pause(&assignment)
+                .map_err(|e| self.error(format!("pausing: {e}")))?;
+            if !self.paused {
+                tracing::info!(source = %self.name, "output is slow: partitions paused");
+            }
+            self.paused = true;
+        }
+        while let Ok(message) =
+            tokio::time::timeout(Duration::from_millis(10), self.consumer.recv()).await
+        {
+            match message {
+                Ok(message) => self.held.push_back(to_raw(&message)),
+                Err(e) => self.consumer_error(e)?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&mut self) -> Result<(), SourceError> {
+        if !self.paused {
+            return Ok(());
+        }
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| self.error(format!("reading the assignment: {e}")))?;
+        self.consumer
+            .resume(&assignment)
+            .map_err(|e| self.error(format!("resuming: {e}")))?;
+        self.paused = false;
+        tracing::info!(source = %self.name, held = self.held.len(), "output caught up: partitions resumed");
+        Ok(())
+    }
+
+    async fn rewind(&mut self, first: &[Origin]) -> Result<(), SourceError> {
+        for origin in first {
+            // A partition revoked meanwhile cannot be sought; its new owner reads it from
+            // the last committed position anyway.
+            if let Err(e) = self.consumer.seek(
+                &origin.topic,
+                origin.partition,
+                Offset::Offset(origin.offset),
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!(
+                    topic = %origin.topic,
+                    partition = origin.partition,
+                    offset = origin.offset,
+                    error = %e,
+                    "could not rewind after an aborted transaction"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        // Leave the group cleanly so the partitions move at once, not after a timeout.
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(error = %e, "final commit on shutdown");
+        }
+        self.consumer.unsubscribe();
+    }
+}

@@ -1,0 +1,230 @@
+//! A plugin's manifest: which component to run, the topics it reads and may write, its
+//! configuration and its limits. The same table is a `[[plugin]]` of `sluice run`'s
+//! configuration and a `<name>.toml` file of a plugins directory ([`crate::reload`]).
+//!
+//! Two stages like every sluice configuration: [`RawPlugin`] refuses unknown fields,
+//! [`validate_plugin`] reports every problem with its path.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sluice_core::settings::{ConfigError, Problems, flatten_config, parse_duration, parse_size};
+use sluice_core::topics::TopicPattern;
+use sluice_runtime::{PluginLimits, PluginSpec};
+
+/// One plugin to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginConfig {
+    pub spec: PluginSpec,
+    /// The team that owns the plugin (from its manifest), for logs and metrics.
+    pub team: Option<String>,
+    pub path: PathBuf,
+    pub inputs: Vec<TopicPattern>,
+    pub outputs: Vec<TopicPattern>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlugin {
+    pub name: Option<String>,
+    version: Option<String>,
+    team: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    inputs: Vec<String>,
+    #[serde(default)]
+    outputs: Vec<String>,
+    #[serde(default)]
+    config: toml::Table,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory: Option<String>,
+    batch_deadline: Option<String>,
+    log_lines_per_call: Option<i64>,
+    max_records_per_event: Option<i64>,
+    max_record_bytes: Option<String>,
+}
+
+/// Validates one plugin table. `at` prefixes problem paths (`plugin[0].` in a config
+/// file, empty in a manifest); `defaults` supplies the name and component path a
+/// manifest implies by its file name.
+pub fn validate_plugin(
+    raw: RawPlugin,
+    base: &Path,
+    at: &str,
+    defaults: Option<(&str, PathBuf)>,
+    problems: &mut Problems,
+) -> Option<PluginConfig> {
+    let before = problems.0.len();
+    let (default_name, default_path) = match defaults {
+        Some((name, path)) => (Some(name.to_owned()), Some(path)),
+        None => (None, None),
+    };
+    let name = match raw.name.or(default_name) {
+        Some(name) if is_plugin_name(&name) => name,
+        Some(name) => {
+            problems.add(
+                format!("{at}name"),
+                format!("{name:?} is not a plugin name (use a-z, 0-9, '-' and '_')"),
+            );
+            String::new()
+        }
+        None => {
+            problems.add(format!("{at}name"), "missing");
+            String::new()
+        }
+    };
+    let path = match raw.path {
+        Some(path) => {
+            let resolved = base.join(&path);
+            if !resolved.is_file() {
+                problems.add(
+                    format!("{at}path"),
+                    format!("{path} does not exist or is not a file"),
+                );
+            }
+            resolved
+        }
+        None => match default_path {
+            Some(path) if path.is_file() => path,
+            Some(path) => {
+                problems.add(
+                    format!("{at}path"),
+                    format!("absent, and the default {} does not exist", path.display()),
+                );
+                path
+            }
+            None => {
+                problems.add(format!("{at}path"), "missing (the .wasm component to run)");
+                PathBuf::new()
+            }
+        },
+    };
+    let inputs = patterns(&raw.inputs, &format!("{at}inputs"), problems);
+    let outputs = patterns(&raw.outputs, &format!("{at}outputs"), problems);
+    let mut limits = PluginLimits::default();
+    if let Some(memory) = raw.limits.memory {
+        match parse_size(&memory) {
+            Some(bytes) if bytes >= 1 << 20 => limits.memory_bytes = bytes,
+            Some(_) => problems.add(format!("{at}limits.memory"), format!("{memory:?} is below the minimum of 1MiB")),
+            None => problems.add(
+                format!("{at}limits.memory"),
+                format!("{memory:?} is not a size; use a number with B, KiB, MiB or GiB (e.g. \"64MiB\")"),
+            ),
+        }
+    }
+    if let Some(deadline) = raw.limits.batch_deadline {
+        match parse_duration(&deadline) {
+            Some(duration) if !duration.is_zero() => limits.batch_deadline = duration,
+            _ => problems.add(
+                format!("{at}limits.batch_deadline"),
+                format!("{deadline:?} is not a positive duration; use ms, s or m (e.g. \"5s\")"),
+            ),
+        }
+    }
+    if let Some(lines) = raw.limits.log_lines_per_call {
+        match u32::try_from(lines) {
+            Ok(lines) => limits.log_lines_per_call = lines,
+            Err(_) => problems.add(
+                format!("{at}limits.log_lines_per_call"),
+                format!("{lines} is out of range"),
+            ),
+        }
+    }
+    if let Some(records) = raw.limits.max_records_per_event {
+        match u32::try_from(records) {
+            Ok(records) if records > 0 => limits.max_records_per_event = records,
+            _ => problems.add(
+                format!("{at}limits.max_records_per_event"),
+                format!("{records} is out of range (1 to 4294967295)"),
+            ),
+        }
+    }
+    if let Some(size) = raw.limits.max_record_bytes {
+        match parse_size(&size) {
+            Some(bytes) if bytes > 0 => limits.max_record_bytes = bytes,
+            _ => problems.add(
+                format!("{at}limits.max_record_bytes"),
+                format!("{size:?} is not a positive size (e.g. \"1MiB\")"),
+            ),
+        }
+    }
+    let mut config = Vec::new();
+    flatten_config(
+        &raw.config,
+        "",
+        &format!("{at}config"),
+        &mut config,
+        problems,
+    );
+    (problems.0.len() == before).then(|| PluginConfig {
+        spec: PluginSpec {
+            name,
+            version: raw.version.unwrap_or_else(|| "0.0.0".to_owned()),
+            config,
+            limits,
+        },
+        team: raw.team,
+        path,
+        inputs,
+        outputs,
+    })
+}
+
+/// Loads a plugin manifest (`<name>.toml`): the same fields as a `[[plugin]]` table of
+/// the configuration, plus `team`. `name` defaults to the file name and `path` to the
+/// `<name>.wasm` beside the manifest.
+pub fn load_manifest(manifest: &Path) -> Result<PluginConfig, ConfigError> {
+    let file = manifest.display().to_string();
+    let text = std::fs::read_to_string(manifest).map_err(|e| ConfigError::Read {
+        file: file.clone(),
+        reason: e.to_string(),
+    })?;
+    let raw: RawPlugin = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        file: file.clone(),
+        reason: e.to_string().trim_end().to_owned(),
+    })?;
+    let base = manifest.parent().unwrap_or(Path::new("."));
+    let stem = manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let default_path = base.join(format!("{stem}.wasm"));
+    let mut problems = Problems::default();
+    let plugin = validate_plugin(raw, base, "", Some((&stem, default_path)), &mut problems);
+    match plugin {
+        Some(plugin) if problems.0.is_empty() => Ok(plugin),
+        _ => Err(ConfigError::Invalid {
+            file,
+            problems: problems.0,
+        }),
+    }
+}
+
+fn is_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn patterns(raw: &[String], at: &str, problems: &mut Problems) -> Vec<TopicPattern> {
+    if raw.is_empty() {
+        problems.add(at, "must list at least one topic or pattern");
+    }
+    raw.iter()
+        .enumerate()
+        .filter_map(|(i, text)| match TopicPattern::parse(text) {
+            Ok(pattern) => Some(pattern),
+            Err(e) => {
+                problems.add(format!("{at}[{i}]"), e.to_string());
+                None
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,414 @@
+//! Decoding Debezium change-event envelopes into the [`ChangeEvent`]s plugins receive.
+//!
+//! Accepts both JSON converter forms (`schemas.enable=false`: the bare envelope;
+//! `schemas.enable=true`: `{"schema": ..., "payload": <envelope>}`). The value bytes are
+//! kept as they are; the decoder scans them once and records where `before`, `after` and
+//! the schema lie (byte spans), without building a DOM of the rows.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+pub use sluice_core::RawRecord;
+
+use crate::bindings::{ChangeEvent, Operation, SnapshotMarker, SourceInfo, Span, TransactionInfo};
+use crate::boundary;
+
+/// Why a record is not a change event. The text goes to the dead-letter headers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("value is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("not a Debezium envelope: {0}")]
+    NotAnEnvelope(String),
+    #[error("value is larger than 4 GiB")]
+    TooLarge,
+}
+
+/// What a raw record decodes to.
+// Events are the common case and are moved once into the batch; boxing them would cost an
+// allocation per event for the sake of the rare tombstone.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    Event(ChangeEvent),
+    /// A Debezium tombstone (null value): not passed to plugins.
+    Tombstone,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    schema: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    before: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    after: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    op: Option<Cow<'a, str>>,
+    #[serde(default)]
+    ts_ms: Option<i64>,
+    #[serde(borrow, default)]
+    source: Option<Source<'a>>,
+    #[serde(borrow, default)]
+    transaction: Option<Transaction<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Source<'a> {
+    #[serde(borrow, default)]
+    connector: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    db: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    schema: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    table: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    change_lsn: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    commit_lsn: Option<Cow<'a, str>>,
+    /// Postgres: a number; others may send text.
+    #[serde(borrow, default)]
+    lsn: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    file: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pos: Option<i64>,
+    #[serde(borrow, default)]
+    event_serial_no: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    snapshot: Option<&'a RawValue>,
+    #[serde(default)]
+    ts_ms: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Transaction<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(default)]
+    total_order: i64,
+    #[serde(default)]
+    data_collection_order: i64,
+}
+
+/// A record that is not a change event, returned whole for the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    pub error: DecodeError,
+    pub record: RawRecord,
+}
+
+/// Decodes one raw record. The record's value is moved into the event; a malformed
+/// record comes back whole (boxed: the error path is rare, the `Ok` path is hot).
+pub fn decode(record: RawRecord) -> Result<Decoded, Box<Malformed>> {
+    let Some(value) = record.value.as_deref() else {
+        return Ok(Decoded::Tombstone);
+    };
+    match scan(value) {
+        Ok(parts) => {
+            let RawRecord {
+                key,
+                value,
+                headers,
+                origin,
+            } = record;
+            Ok(Decoded::Event(ChangeEvent {
+                op: parts.op,
+                value: value.unwrap_or_default(),
+                before: parts.before,
+                after: parts.after,
+                source: parts.source,
+                ts_ms: parts.ts_ms,
+                transaction: parts.transaction,
+                value_schema: parts.value_schema,
+                key,
+                headers: boundary::headers_in(headers),
+                origin: origin.into(),
+            }))
+        }
+        Err(error) => Err(Box::new(Malformed { error, record })),
+    }
+}
+
+/// The decoded parts of an envelope, with spans into the value bytes.
+struct Parts {
+    op: Operation,
+    before: Option<Span>,
+    after: Option<Span>,
+    value_schema: Option<Span>,
+    source: SourceInfo,
+    ts_ms: Option<i64>,
+    transaction: Option<TransactionInfo>,
+}
+
+fn scan(value: &[u8]) -> Result<Parts, DecodeError> {
+    if u32::try_from(value.len()).is_err() {
+        return Err(DecodeError::TooLarge);
+    }
+    let outer: Envelope<'_> =
+        serde_json::from_slice(value).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let (envelope, value_schema) = match (outer.payload, outer.op.is_some()) {
+        (Some(payload), false) => {
+            let inner: Envelope<'_> = serde_json::from_str(payload.get())
+                .map_err(|e| DecodeError::NotAnEnvelope(format!("payload: {e}")))?;
+            (inner, outer.schema.filter(|s| s.get() != "null"))
+        }
+        _ => (outer, None),
+    };
+    let op = match envelope.op.as_deref() {
+        Some("c") => Operation::Create,
+        Some("u") => Operation::Update,
+        Some("d") => Operation::Delete,
+        Some("r") => Operation::Read,
+        Some("t") => Operation::Truncate,
+        Some("m") => Operation::Message,
+        Some(other) => {
+            return Err(DecodeError::NotAnEnvelope(format!("unknown op {other:?}")));
+        }
+        None => return Err(DecodeError::NotAnEnvelope("missing `op`".into())),
+    };
+    let source = envelope
+        .source
+        .ok_or_else(|| DecodeError::NotAnEnvelope("missing `source`".into()))?;
+    let before = row_span(value, "before", envelope.before)?;
+    let after = row_span(value, "after", envelope.after)?;
+    match op {
+        Operation::Create | Operation::Update | Operation::Read if after.is_none() => {
+            return Err(DecodeError::NotAnEnvelope(format!(
+                "op {:?} without an `after` row",
+                envelope.op.as_deref().unwrap_or_default()
+            )));
+        }
+        Operation::Delete if before.is_none() => {
+            return Err(DecodeError::NotAnEnvelope(
+                "op \"d\" without a `before` row".into(),
+            ));
+        }
+        _ => {}
+    }
+    Ok(Parts {
+        op,
+        before,
+        after,
+        value_schema: value_schema.map(|raw| span_of(value, raw)),
+        source: source_info(source)?,
+        ts_ms: envelope.ts_ms,
+        transaction: envelope.transaction.map(|t| TransactionInfo {
+            id: t.id.into_owned(),
+            total_order: t.total_order,
+            data_collection_order: t.data_collection_order,
+        }),
+    })
+}
+
+/// The span of a row image, `None` when absent or `null`; an error when not an object.
+fn row_span(
+    value: &[u8],
+    field: &str,
+    raw: Option<&RawValue>,
+) -> Result<Option<Span>, DecodeError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) if raw.get().starts_with('{') => Ok(Some(span_of(value, raw))),
+        Some(_) => Err(DecodeError::NotAnEnvelope(format!(
+            "`{field}` is not an object"
+        ))),
+    }
+}
+
+/// Where `raw` (borrowed from `value`) lies in `value`.
+fn span_of(value: &[u8], raw: &RawValue) -> Span {
+    let text = raw.get();
+    // `raw` borrows from `value` (serde_json's borrowed RawValue), so the pointer
+    // difference is its offset; `scan` checked that `value` fits in u32.
+    let start = text.as_ptr() as usize - value.as_ptr() as usize;
+    debug_assert!(start + text.len() <= value.len());
+    Span {
+        start: start as u32,
+        len: text.len() as u32,
+    }
+}
+
+fn source_info(source: Source<'_>) -> Result<SourceInfo, DecodeError> {
+    let change_lsn = match (&source.change_lsn, source.lsn, &source.file) {
+        (Some(lsn), _, _) => Some(lsn.to_string()),
+        (None, Some(lsn), _) if lsn.get() != "null" => Some(lsn.get().trim_matches('"').to_owned()),
+        (None, _, Some(file)) => Some(format!("{file}:{}", source.pos.unwrap_or(0))),
+        _ => None,
+    };
+    let event_serial_no = match source.event_serial_no.map(RawValue::get) {
+        None | Some("null") => None,
+        Some(raw) => Some(raw.trim_matches('"').parse::<i64>().map_err(|_| {
+            DecodeError::NotAnEnvelope(format!("source.event_serial_no {raw} is not an integer"))
+        })?),
+    };
+    let snapshot = match source.snapshot.map(RawValue::get) {
+        None | Some("null" | "false" | "\"false\"") => SnapshotMarker::None,
+        Some("true" | "\"true\"") => SnapshotMarker::InProgress,
+        Some("\"first\"") => SnapshotMarker::First,
+        Some("\"first_in_data_collection\"") => SnapshotMarker::FirstInDataCollection,
+        Some("\"last_in_data_collection\"") => SnapshotMarker::LastInDataCollection,
+        Some("\"last\"") => SnapshotMarker::Last,
+        Some("\"incremental\"") => SnapshotMarker::Incremental,
+        Some(other) => {
+            return Err(DecodeError::NotAnEnvelope(format!(
+                "source.snapshot {other} is not a known snapshot marker"
+            )));
+        }
+    };
+    Ok(SourceInfo {
+        connector: source.connector.map(Cow::into_owned).unwrap_or_default(),
+        name: source.name.map(Cow::into_owned).unwrap_or_default(),
+        db: source.db.map(Cow::into_owned).unwrap_or_default(),
+        schema: source.schema.map(Cow::into_owned),
+        table: source
+            .table
+            .map(Cow::into_owned)
+            .ok_or_else(|| DecodeError::NotAnEnvelope("missing `source.table`".into()))?,
+        change_lsn,
+        commit_lsn: source.commit_lsn.map(Cow::into_owned),
+        event_serial_no,
+        snapshot,
+        ts_ms: source.ts_ms,
+    })
+}
+
+/// The topic Debezium writes a table's events to: `<prefix>.<db>.<schema>.<table>`
+/// (without the schema part for databases without schemas).
+pub fn debezium_topic(source: &SourceInfo) -> String {
+    match &source.schema {
+        Some(schema) => format!("{}.{}.{}.{}", source.name, source.db, schema, source.table),
+        None => format!("{}.{}.{}", source.name, source.db, source.table),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::Origin;
+
+    fn record(value: &str) -> RawRecord {
+        RawRecord {
+            key: Some(br#"{"id":1}"#.to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: Vec::new(),
+            origin: Origin {
+                topic: "t".into(),
+                partition: 0,
+                offset: 7,
+            },
+        }
+    }
+
+    fn event(value: &str) -> ChangeEvent {
+        match decode(record(value)) {
+            Ok(Decoded::Event(event)) => event,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    fn slice(event: &ChangeEvent, span: Option<Span>) -> &str {
+        let span = span.expect("span");
+        std::str::from_utf8(&event.value[span.start as usize..(span.start + span.len) as usize])
+            .expect("utf8")
+    }
+
+    const BARE: &str = r#"{"before":null,"after":{"id":1,"email":"a@b.c"},"source":{"version":"3.0.0.Final","connector":"sqlserver","name":"server1","ts_ms":1559729995937,"snapshot":"false","db":"testDB","sequence":null,"schema":"dbo","table":"customers","change_lsn":"00000027:00000758:0003","commit_lsn":"00000027:00000758:0005","event_serial_no":"1"},"op":"c","ts_ms":1559729998706,"transaction":null}"#;
+
+    #[test]
+    fn decodes_the_bare_form_with_spans_into_the_original_bytes() {
+        let event = event(BARE);
+        assert_eq!(event.op, Operation::Create);
+        assert_eq!(event.before, None);
+        assert_eq!(slice(&event, event.after), r#"{"id":1,"email":"a@b.c"}"#);
+        assert_eq!(
+            event.value,
+            BARE.as_bytes(),
+            "the value is kept byte for byte"
+        );
+        assert_eq!(event.source.table, "customers");
+        assert_eq!(event.source.schema.as_deref(), Some("dbo"));
+        assert_eq!(
+            event.source.event_serial_no,
+            Some(1),
+            "string serial numbers are accepted"
+        );
+        assert_eq!(event.source.snapshot, SnapshotMarker::None);
+        assert_eq!(event.ts_ms, Some(1559729998706));
+        assert_eq!(event.origin.offset, 7);
+        assert_eq!(
+            debezium_topic(&event.source),
+            "server1.testDB.dbo.customers"
+        );
+    }
+
+    #[test]
+    fn decodes_the_schema_and_payload_form() {
+        let value = format!(
+            r#"{{"schema":{{"type":"struct","name":"x.Envelope"}},"payload":{}}}"#,
+            BARE.replace(r#""snapshot":"false""#, r#""snapshot":true"#)
+        );
+        let event = event(&value);
+        assert_eq!(
+            slice(&event, event.value_schema),
+            r#"{"type":"struct","name":"x.Envelope"}"#
+        );
+        assert_eq!(slice(&event, event.after), r#"{"id":1,"email":"a@b.c"}"#);
+        assert_eq!(
+            event.source.snapshot,
+            SnapshotMarker::InProgress,
+            "boolean markers are accepted"
+        );
+    }
+
+    #[test]
+    fn a_null_value_is_a_tombstone() {
+        let mut tombstone = record("");
+        tombstone.value = None;
+        assert_eq!(decode(tombstone), Ok(Decoded::Tombstone));
+    }
+
+    #[test]
+    fn malformed_values_are_refused_with_a_reason_and_returned_whole() {
+        let cases = [
+            ("not json", "value is not valid JSON"),
+            (r#"{"after":{}}"#, "missing `op`"),
+            (r#"{"op":"x","source":{"table":"t"}}"#, "unknown op \"x\""),
+            (r#"{"op":"c","after":{"id":1}}"#, "missing `source`"),
+            (
+                r#"{"op":"c","source":{"table":"t"}}"#,
+                "without an `after` row",
+            ),
+            (
+                r#"{"op":"d","source":{"table":"t"},"after":null}"#,
+                "without a `before` row",
+            ),
+            (
+                r#"{"op":"c","source":{"table":"t"},"after":[1]}"#,
+                "`after` is not an object",
+            ),
+            (
+                r#"{"op":"c","source":{},"after":{}}"#,
+                "missing `source.table`",
+            ),
+        ];
+        for (value, expected) in cases {
+            let malformed = decode(record(value)).expect_err(value);
+            let error = &malformed.error;
+            assert!(error.to_string().contains(expected), "{value}: {error}");
+            assert_eq!(
+                malformed.record.value.as_deref(),
+                Some(value.as_bytes()),
+                "the record comes back intact"
+            );
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Runs batches through a plugin and isolates poison events.
+//!
+//! A batch goes through one `transform-batch` call. If the call traps, the instance is
+//! discarded and the batch is retried one event at a time, each on a fresh instance after
+//! a trap, so that every event that does not itself trap still gets its outcome and each
+//! poison event is reported alone with the trap's reason.
+//!
+//! During the retry each event gets its share of the batch deadline (at least
+//! [`MIN_RETRY_TICKS`]), so a plugin that loops on every event costs about one batch
+//! deadline in total, not one deadline per event.
+
+use std::sync::Arc;
+
+use sluice_core::OutputRecord;
+
+use super::bindings::{ChangeEvent, EventOutcome, Rejection};
+use super::plugin::{LoadedPlugin, PluginInstance};
+
+/// The least deadline of one event's retry, in epoch ticks: the deadline fires on the
+/// `n`th tick after the call starts, which may come at once, so two ticks (10–20 ms)
+/// guarantee a legitimate event (microseconds) at least one full tick.
+pub const MIN_RETRY_TICKS: u64 = 2;
+
+/// What became of one event in one plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Records to publish (empty: filtered out), moved out of the plugin's result.
+    Records(Vec<OutputRecord>),
+    /// The plugin refused the event.
+    Rejected(Rejection),
+    /// The plugin trapped on this event alone (or could not be started): the reason.
+    Trapped(String),
+}
+
+impl From<EventOutcome> for Outcome {
+    fn from(outcome: EventOutcome) -> Self {
+        match outcome {
+            EventOutcome::Records(records) => Outcome::Records(crate::records_out(records)),
+            EventOutcome::Rejected(rejection) => Outcome::Rejected(rejection),
+        }
+    }
+}
+
+/// One worker of one plugin version: owns at most one live instance at a time.
+#[derive(Debug)]
+pub struct PluginWorker {
+    plugin: Arc<LoadedPlugin>,
+    instance: Option<PluginInstance>,
+    traps: u64,
+}
+
+impl PluginWorker {
+    /// A worker for `plugin`, with `instance` already initialised (so that a plugin whose
+    /// `init` fails is refused before it gets a worker).
+    pub fn new(instance: PluginInstance) -> Self {
+        Self {
+            plugin: Arc::clone(instance.plugin()),
+            instance: Some(instance),
+            traps: 0,
+        }
+    }
+
+    pub fn plugin(&self) -> &Arc<LoadedPlugin> {
+        &self.plugin
+    }
+
+    /// How many calls have trapped so far.
+    pub fn traps(&self) -> u64 {
+        self.traps
+    }
+
+    /// One outcome per event, in order. Never fails: traps become [`Outcome::Trapped`].
+    pub fn transform(&mut self, events: &[ChangeEvent]) -> Vec<Outcome> {
+        if events.is_empty() {
+            return Vec::new();
+        }
+        let batch_ticks = self.plugin.spec().limits.deadline_ticks();
+        let batch_error = match self.call(events, batch_ticks) {
+            Ok(outcomes) => return outcomes.into_iter().map(Outcome::from).collect(),
+            Err(reason) => reason,
+        };
+        if events.len() == 1 {
+            return vec![Outcome::Trapped(batch_error)];
+        }
+        tracing::warn!(
+            plugin = %self.plugin.name(),
+            version = %self.plugin.version(),
+            events = events.len(),
+            reason = %batch_error,
+            "batch trapped; retrying its events one at a time to isolate the poison event"
+        );
+        let event_ticks = (batch_ticks / events.len() as u64).max(MIN_RETRY_TICKS);
+        events
+            .iter()
+            .map(
+                |event| match self.call(std::slice::from_ref(event), event_ticks) {
+                    Ok(mut outcomes) => outcomes.pop().map(Outcome::from).unwrap_or_else(|| {
+                        Outcome::Trapped("contract violation: no outcome returned".to_owned())
+                    }),
+                    Err(reason) => Outcome::Trapped(reason),
+                },
+            )
+            .collect()
+    }
+
+    /// One call on the current instance (created first if the last one trapped).
+    fn call(&mut self, events: &[ChangeEvent], ticks: u64) -> Result<Vec<EventOutcome>, String> {
+        let instance = match &mut self.instance {
+            Some(instance) => instance,
+            empty => match self.plugin.instantiate() {
+                Ok(instance) => empty.insert(instance),
+                Err(e) => return Err(format!("could not start a fresh instance: {e}")),
+            },
+        };
+        match instance.transform_batch_within(events, ticks) {
+            Ok(outcomes) => Ok(outcomes),
+            Err(trapped) => {
+                self.traps += 1;
+                self.instance = None;
+                Err(trapped.reason)
+            }
+        }
+    }
+}
