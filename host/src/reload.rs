@@ -31,9 +31,11 @@ use notify::Watcher as _;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{PluginConfig, load_manifest};
+use crate::config::{PluginConfig, load_manifest, parse_manifest};
 use crate::pipeline::{Route, Routes};
-use crate::runtime::Runtime;
+use crate::runtime::file::{self, FileRule, PluginFileError};
+use crate::runtime::log::{printable, printable_path};
+use crate::runtime::{Runtime, RuntimeError};
 use crate::telemetry::Telemetry;
 
 /// How long the directory must be quiet before a rescan. Copy tools and editors write a
@@ -51,6 +53,46 @@ pub struct ReloadStats {
     pub refused: u64,
     /// Plugins removed because their manifest disappeared.
     pub removed: u64,
+    /// Of `refused`, those refused for their files (type, size, place; see
+    /// [`crate::runtime::file`]).
+    pub refused_files: u64,
+    /// Times the reloader recovered from a failure of its own (a rescan that panicked,
+    /// a directory watch that could not be set up) and carried on.
+    pub restarts: u64,
+}
+
+/// Why a version was refused: the rule (a [`FileRule`] name, or `manifest`,
+/// `component`, `init`, `duplicate`, `panic`) and the message naming the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+impl Refusal {
+    fn new(rule: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            rule,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<PluginFileError> for Refusal {
+    fn from(e: PluginFileError) -> Self {
+        Self::new(e.rule.as_str(), e.to_string())
+    }
+}
+
+impl From<RuntimeError> for Refusal {
+    fn from(e: RuntimeError) -> Self {
+        let rule = match &e {
+            RuntimeError::File(file) => file.rule.as_str(),
+            RuntimeError::InitRejected { .. } | RuntimeError::InitTrapped { .. } => "init",
+            _ => "component",
+        };
+        Self::new(rule, e.to_string())
+    }
 }
 
 /// A plugin version in service.
@@ -69,9 +111,29 @@ struct VersionFiles {
     component: (PathBuf, Vec<u8>),
 }
 
+/// A version read from disk (files checked, manifest valid), not yet compiled.
+#[derive(Debug)]
+struct Candidate {
+    config: PluginConfig,
+    files: VersionFiles,
+    fingerprint: String,
+}
+
+/// A load that ran on its own thread, reported back to the reloader.
+struct Finished {
+    manifest: PathBuf,
+    fingerprint: String,
+    started: Instant,
+    result: Result<(Route, VersionFiles), Refusal>,
+}
+
 /// Where the version a reload replaced is saved, inside the plugins directory (hidden,
 /// so it is never loaded): `.previous/<team>/<name>.toml` and its component.
 pub const PREVIOUS_DIR: &str = ".previous";
+
+/// How long the watch waits before trying again to watch the directory after that
+/// failed (inotify limits reached, directory briefly gone).
+const WATCH_RETRY: Duration = Duration::from_secs(1);
 
 /// Owns the route table of a plugins directory.
 #[derive(Debug)]
@@ -85,6 +147,13 @@ pub struct Reloader {
     /// Fingerprints last refused, so an unchanged broken file is not retried (and
     /// logged) on every rescan.
     refused: BTreeMap<PathBuf, String>,
+    /// Loads in flight, by manifest: the fingerprint being loaded. A result whose
+    /// fingerprint is no longer here (a newer version started loading, or the manifest
+    /// was removed) is dropped.
+    loading: BTreeMap<PathBuf, String>,
+    finished: mpsc::UnboundedSender<Finished>,
+    /// Taken by [`Reloader::watch`] while it runs.
+    results: Option<mpsc::UnboundedReceiver<Finished>>,
     table: watch::Sender<Routes>,
     stats: Arc<std::sync::Mutex<ReloadStats>>,
     telemetry: Option<Arc<Telemetry>>,
@@ -92,10 +161,19 @@ pub struct Reloader {
     workers: usize,
 }
 
+impl std::fmt::Debug for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Finished")
+            .field("manifest", &self.manifest)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Reloader {
     /// Loads every plugin of `dir` and returns the reloader and the route table the
     /// pipeline should read. Plugins that fail to load are refused and logged; the rest
-    /// start.
+    /// start. Blocking: plugins load concurrently, each on a thread of its own, and this
+    /// returns when all have loaded or been refused.
     pub fn start(
         runtime: Arc<Runtime>,
         dir: PathBuf,
@@ -115,19 +193,22 @@ impl Reloader {
     ) -> (Self, watch::Receiver<Routes>) {
         let fixed: Vec<Arc<Route>> = fixed.into_iter().map(Arc::new).collect();
         let (table, receiver) = watch::channel(Arc::new(fixed.clone()));
+        let (finished, results) = mpsc::unbounded_channel();
         let mut reloader = Self {
             runtime,
             dir,
             fixed,
             active: BTreeMap::new(),
             refused: BTreeMap::new(),
+            loading: BTreeMap::new(),
+            finished,
+            results: Some(results),
             table,
             stats: Arc::default(),
             telemetry,
             workers: workers.max(1),
         };
         reloader.rescan();
-        reloader.report();
         (reloader, receiver)
     }
 
@@ -159,14 +240,34 @@ impl Reloader {
             .collect()
     }
 
-    /// Compares the directory with what is in service, loads what changed, and publishes
-    /// a new route table if anything did. Blocking (it compiles): call it off the async
-    /// runtime's worker threads.
+    /// Compares the directory with what is in service, loads what changed and waits for
+    /// those loads, publishing the route table as each one lands. Blocking: call it off
+    /// the async runtime's worker threads.
     pub fn rescan(&mut self) {
+        self.scan();
+        let Some(mut results) = self.results.take() else {
+            return;
+        };
+        while !self.loading.is_empty() {
+            match results.blocking_recv() {
+                Some(finished) => self.finish(finished),
+                None => break,
+            }
+        }
+        self.results = Some(results);
+        self.report();
+    }
+
+    /// Compares the directory with what is in service: removes the plugins whose
+    /// manifest is gone, and starts a load (on a thread of its own) for every manifest
+    /// whose files changed. Returns without waiting for the loads; each reports to
+    /// [`Reloader::finish`]. Reads files (bounded by the size cap), so call it off the
+    /// async runtime's worker threads.
+    fn scan(&mut self) {
         let manifests = match find_manifests(&self.dir) {
             Ok(manifests) => manifests,
             Err(e) => {
-                tracing::error!(dir = %self.dir.display(), error = %e, "cannot read the plugins directory; keeping the plugins in service");
+                tracing::error!(dir = %printable_path(&self.dir), error = %e, "cannot read the plugins directory; keeping the plugins in service");
                 return;
             }
         };
@@ -174,72 +275,167 @@ impl Reloader {
         let gone: Vec<PathBuf> = self
             .active
             .keys()
+            .chain(self.loading.keys())
             .filter(|p| !manifests.contains(p))
             .cloned()
             .collect();
         for manifest in gone {
+            self.loading.remove(&manifest);
             if let Some(active) = self.active.remove(&manifest) {
-                tracing::info!(plugin = %active.route.plugin.plugin().name(), manifest = %manifest.display(), "plugin removed");
+                tracing::info!(plugin = %active.route.plugin.plugin().name(), manifest = %printable_path(&manifest), "plugin removed");
                 self.count(|s| s.removed += 1);
                 changed = true;
             }
         }
         for manifest in manifests {
-            let fingerprint = match fingerprint(&manifest) {
-                Ok(fingerprint) => fingerprint,
-                // Vanished between listing and reading: the next event rescans.
-                Err(_) => continue,
+            let candidate = read_version(&self.runtime, &self.dir, &manifest);
+            let fingerprint = match &candidate {
+                Ok(candidate) => candidate.fingerprint.clone(),
+                // A refusal is fingerprinted by its reason: the same broken file is
+                // logged once, a different problem again.
+                Err(refusal) => hex::encode(Sha256::digest(refusal.reason.as_bytes())),
             };
             let unchanged = self
                 .active
                 .get(&manifest)
                 .is_some_and(|a| a.fingerprint == fingerprint)
-                || self.refused.get(&manifest) == Some(&fingerprint);
+                || self.refused.get(&manifest) == Some(&fingerprint)
+                || self.loading.get(&manifest) == Some(&fingerprint);
             if unchanged {
                 continue;
             }
-            let started = Instant::now();
-            match self.load(&manifest) {
-                Ok((route, files)) => {
-                    let plugin = route.plugin.plugin();
-                    tracing::info!(
-                        plugin = %plugin.name(),
-                        version = %plugin.version(),
-                        sha256 = %&plugin.sha256()[..12],
-                        manifest = %manifest.display(),
-                        load_ms = started.elapsed().as_millis() as u64,
-                        "plugin version loaded; it serves from the next batch"
-                    );
-                    self.refused.remove(&manifest);
-                    let replaced = self.active.insert(
-                        manifest,
-                        Active {
-                            fingerprint,
-                            route: Arc::new(route),
-                            files,
-                        },
-                    );
-                    if let Some(old) = replaced {
-                        self.save_previous(&old.files);
-                    }
-                    self.count(|s| s.loaded += 1);
-                    changed = true;
-                }
-                Err(reason) => {
-                    tracing::error!(
-                        manifest = %manifest.display(),
-                        %reason,
-                        "plugin refused; the version in service (if any) keeps running"
-                    );
-                    self.refused.insert(manifest, fingerprint);
-                    self.count(|s| s.refused += 1);
-                }
+            match candidate {
+                Ok(candidate) => self.start_load(manifest, candidate),
+                Err(refusal) => self.refuse(manifest, fingerprint, &refusal),
             }
         }
         if changed {
             self.publish();
         }
         self.report();
+    }
+
+    /// Loads `candidate` on a thread of its own, so a slow compile or `init` delays
+    /// only this plugin, never another team's deploy or the shutdown.
+    fn start_load(&mut self, manifest: PathBuf, candidate: Candidate) {
+        self.loading
+            .insert(manifest.clone(), candidate.fingerprint.clone());
+        let runtime = Arc::clone(&self.runtime);
+        let workers = self.workers;
+        let finished = self.finished.clone();
+        let thread = std::thread::Builder::new()
+            .name("sluice-load".into())
+            .spawn({
+                let manifest = manifest.clone();
+                move || {
+                    let started = Instant::now();
+                    let fingerprint = candidate.fingerprint.clone();
+                    // A panic while loading (a bug, never the plugin's doing) refuses
+                    // this version instead of killing the reloader.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        load(&runtime, candidate, workers)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        Err(Refusal::new(
+                            "panic",
+                            format!(
+                                "{}: loading panicked: {}",
+                                printable_path(&manifest),
+                                panic_message(&panic)
+                            ),
+                        ))
+                    });
+                    let _ = finished.send(Finished {
+                        manifest,
+                        fingerprint,
+                        started,
+                        result,
+                    });
+                }
+            });
+        if let Err(e) = thread {
+            let fingerprint = self.loading.remove(&manifest).unwrap_or_default();
+            let refusal = Refusal::new("thread", format!("starting a load thread: {e}"));
+            self.refuse(manifest, fingerprint, &refusal);
+        }
+    }
+
+    /// Applies a load that finished: swaps the version in, or refuses it.
+    fn finish(&mut self, finished: Finished) {
+        let Finished {
+            manifest,
+            fingerprint,
+            started,
+            result,
+        } = finished;
+        if self.loading.get(&manifest) != Some(&fingerprint) {
+            // Superseded by a newer version, or removed, while it loaded.
+            return;
+        }
+        self.loading.remove(&manifest);
+        let result = result.and_then(|(route, files)| {
+            let name = route.plugin.plugin().name();
+            let duplicate = self.active.iter().any(|(path, active)| {
+                path != &manifest && active.route.plugin.plugin().name() == name
+            });
+            if duplicate {
+                return Err(Refusal::new(
+                    "duplicate",
+                    format!(
+                        "{}: another manifest already provides plugin {:?}",
+                        printable_path(&manifest),
+                        name
+                    ),
+                ));
+            }
+            Ok((route, files))
+        });
+        match result {
+            Ok((route, files)) => {
+                let plugin = route.plugin.plugin();
+                tracing::info!(
+                    plugin = %printable(plugin.name()),
+                    version = %printable(plugin.version()),
+                    sha256 = %&plugin.sha256()[..12],
+                    manifest = %printable_path(&manifest),
+                    load_ms = started.elapsed().as_millis() as u64,
+                    "plugin version loaded; it serves from the next batch"
+                );
+                self.refused.remove(&manifest);
+                let replaced = self.active.insert(
+                    manifest,
+                    Active {
+                        fingerprint,
+                        route: Arc::new(route),
+                        files,
+                    },
+                );
+                if let Some(old) = replaced {
+                    self.save_previous(&old.files);
+                }
+                self.count(|s| s.loaded += 1);
+                self.publish();
+            }
+            Err(refusal) => self.refuse(manifest, fingerprint, &refusal),
+        }
+        self.report();
+    }
+
+    /// Refuses a version: one log line naming the file and the rule, the counters, and
+    /// the version in service (if any) keeps running.
+    fn refuse(&mut self, manifest: PathBuf, fingerprint: String, refusal: &Refusal) {
+        tracing::error!(
+            manifest = %printable_path(&manifest),
+            rule = refusal.rule,
+            reason = %printable(&refusal.reason),
+            "plugin refused; the version in service (if any) keeps running"
+        );
+        let file_rule = FILE_RULES.contains(&refusal.rule);
+        self.refused.insert(manifest, fingerprint);
+        self.count(|s| {
+            s.refused += 1;
+            s.refused_files += u64::from(file_rule);
+        });
     }
 
     /// Tells telemetry which plugins serve and how reloads went.
@@ -249,49 +445,6 @@ impl Reloader {
             telemetry.set_plugins(table.iter().map(|route| route.info()).collect());
             telemetry.set_reload_stats(self.stats());
         }
-    }
-
-    /// Loads one manifest and its component into a ready route.
-    fn load(&self, manifest: &Path) -> Result<(Route, VersionFiles), String> {
-        let manifest_bytes =
-            std::fs::read(manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
-        let config: PluginConfig = load_manifest(manifest).map_err(|e| e.to_string())?;
-        let duplicate = self.active.iter().any(|(path, active)| {
-            path != manifest && active.route.plugin.plugin().name() == config.spec.name
-        });
-        if duplicate {
-            return Err(format!(
-                "{}: another manifest already provides plugin {:?}",
-                manifest.display(),
-                config.spec.name
-            ));
-        }
-        // Read once: the bytes compiled are the bytes kept for a rollback.
-        let component = std::fs::read(&config.path).map_err(|e| {
-            format!(
-                "{}: cannot read the plugin file: {e}",
-                config.path.display()
-            )
-        })?;
-        let loaded = self
-            .runtime
-            .load_bytes(
-                config.spec.clone(),
-                &component,
-                &config.path.display().to_string(),
-            )
-            .map_err(|e| e.to_string())?;
-        let thread = crate::app::start_plugin(&loaded, self.workers).map_err(|e| e.to_string())?;
-        let files = VersionFiles {
-            manifest: (manifest.to_owned(), manifest_bytes),
-            component: (config.path.clone(), component),
-        };
-        let route = Route {
-            plugin: thread,
-            inputs: config.inputs,
-            outputs: config.outputs,
-        };
-        Ok((route, files))
     }
 
     /// Saves a replaced version under [`PREVIOUS_DIR`] (best effort: a failure is logged,
@@ -308,7 +461,7 @@ impl Reloader {
                 .map_or(Ok(()), std::fs::create_dir_all)
                 .and_then(|()| std::fs::write(&target, bytes));
             if let Err(e) = saved {
-                tracing::warn!(path = %target.display(), error = %e, "could not save the previous plugin version");
+                tracing::warn!(path = %printable_path(&target), error = %e, "could not save the previous plugin version");
             }
         }
     }
@@ -320,35 +473,191 @@ impl Reloader {
     }
 
     /// Watches the directory until `shutdown` resolves, rescanning after each burst of
-    /// changes (see [`DEBOUNCE`]). Returns the reloader so its state can be inspected.
+    /// changes (see [`DEBOUNCE`]) and swapping each loaded version in as soon as its
+    /// load finishes. Returns the reloader so its state can be inspected; loads still in
+    /// flight at shutdown are abandoned (their threads end on their own).
+    ///
+    /// The watch supervises itself: a rescan that panics, or a directory watch that
+    /// cannot be set up, is logged, counted in [`ReloadStats::restarts`] and retried, so
+    /// the reloader never dies silently while the pipeline runs on.
     pub async fn watch(
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<Self, notify::Error> {
-        let (events, mut changes) = mpsc::unbounded_channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = events.send(());
-                }
-            })?;
-        watcher.watch(&self.dir, notify::RecursiveMode::Recursive)?;
         tokio::pin!(shutdown);
+        let Some(mut results) = self.results.take() else {
+            return Ok(self);
+        };
+        let (events, mut changes) = mpsc::unbounded_channel::<()>();
+        let mut watcher = None;
         loop {
+            if watcher.is_none() {
+                match watch_dir(&self.dir, events.clone()) {
+                    Ok(w) => {
+                        watcher = Some(w);
+                        // Changes made while the watch was down are picked up now.
+                        let _ = events.send(());
+                    }
+                    Err(e) => {
+                        tracing::error!(dir = %printable_path(&self.dir), error = %e, "cannot watch the plugins directory; retrying");
+                        self.count(|s| s.restarts += 1);
+                        self.report();
+                    }
+                }
+            }
+            let retry = tokio::time::sleep(if watcher.is_some() {
+                // Nothing to retry: effectively never (a year).
+                Duration::from_secs(365 * 24 * 3600)
+            } else {
+                WATCH_RETRY
+            });
             tokio::select! {
-                () = &mut shutdown => return Ok(self),
-                change = changes.recv() => if change.is_none() { return Ok(self) },
+                () = &mut shutdown => break,
+                () = retry => continue,
+                Some(finished) = results.recv() => {
+                    self.finish(finished);
+                    continue;
+                }
+                change = changes.recv() => if change.is_none() { break },
             }
             // Debounce: wait until the directory has been quiet for DEBOUNCE.
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
-            self = tokio::task::spawn_blocking(move || {
-                self.rescan();
-                self
+            let scanned = tokio::task::spawn_blocking(move || {
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.scan()));
+                (self, outcome.err().map(|panic| panic_message(&panic)))
             })
-            .await
-            .expect("the rescan does not panic");
+            .await;
+            match scanned {
+                Ok((reloader, panicked)) => {
+                    self = reloader;
+                    if let Some(message) = panicked {
+                        tracing::error!(error = %message, "the plugin rescan panicked; the reloader carries on with the plugins in service");
+                        self.count(|s| s.restarts += 1);
+                        self.report();
+                    }
+                }
+                // The closure catches panics; a JoinError here means the blocking pool
+                // is shutting down, and the reloader went with it.
+                Err(e) => {
+                    tracing::error!(error = %e, "the plugin rescan could not run; the reloader stops");
+                    return Err(notify::Error::generic(&e.to_string()));
+                }
+            }
         }
+        self.results = Some(results);
+        Ok(self)
     }
+}
+
+/// The rules of [`crate::runtime::file`], for the `refused_files` counter.
+const FILE_RULES: [&str; 5] = [
+    FileRule::OutsideFolder.as_str(),
+    FileRule::PathNotConfined.as_str(),
+    FileRule::NotRegularFile.as_str(),
+    FileRule::TooLarge.as_str(),
+    FileRule::Unreadable.as_str(),
+];
+
+fn watch_dir(
+    dir: &Path,
+    events: mpsc::UnboundedSender<()>,
+) -> Result<notify::RecommendedWatcher, notify::Error> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = events.send(());
+        }
+    })?;
+    watcher.watch(dir, notify::RecursiveMode::Recursive)?;
+    Ok(watcher)
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// Reads a version from disk: the manifest and its component, each checked by
+/// [`crate::runtime::file`] (a regular file within the size cap, inside the manifest's
+/// team folder after symlinks), and the manifest validated. The component's `path`
+/// must stay inside the manifest's folder; a manifest at the top of the plugins
+/// directory may only name a file beside it (the subfolders belong to teams).
+fn read_version(runtime: &Runtime, dir: &Path, manifest: &Path) -> Result<Candidate, Refusal> {
+    let folder = manifest.parent().unwrap_or(dir);
+    let manifest_bytes = file::read_plugin_file(manifest, Some(folder), file::MAX_MANIFEST_BYTES)?;
+    let text = std::str::from_utf8(&manifest_bytes).map_err(|e| {
+        Refusal::new(
+            "manifest",
+            format!("{}: not UTF-8: {e}", printable_path(manifest)),
+        )
+    })?;
+    let config =
+        parse_manifest(manifest, text).map_err(|e| Refusal::new("manifest", e.to_string()))?;
+    let written = config.path.strip_prefix(folder).map_err(|_| {
+        Refusal::from(
+            file::check_confined(manifest, &config.path)
+                .err()
+                .unwrap_or_else(|| PluginFileError {
+                    path: manifest.to_owned(),
+                    rule: FileRule::PathNotConfined,
+                    detail: format!(
+                        "path {} is outside the manifest's folder",
+                        printable_path(&config.path)
+                    ),
+                }),
+        )
+    })?;
+    file::check_confined(manifest, written)?;
+    if folder == dir && written.components().count() > 1 {
+        return Err(PluginFileError {
+            path: manifest.to_owned(),
+            rule: FileRule::PathNotConfined,
+            detail: format!(
+                "a manifest at the top of the plugins directory names a file beside it, not {}",
+                printable_path(written)
+            ),
+        }
+        .into());
+    }
+    let component = runtime.read_plugin_file(&config.path, Some(folder))?;
+    let mut hasher = Sha256::new();
+    hasher.update(&manifest_bytes);
+    hasher.update(&component);
+    let fingerprint = hex::encode(hasher.finalize());
+    let files = VersionFiles {
+        manifest: (manifest.to_owned(), manifest_bytes),
+        component: (config.path.clone(), component),
+    };
+    Ok(Candidate {
+        config,
+        files,
+        fingerprint,
+    })
+}
+
+/// Compiles, links and starts a version read by [`read_version`].
+fn load(
+    runtime: &Runtime,
+    candidate: Candidate,
+    workers: usize,
+) -> Result<(Route, VersionFiles), Refusal> {
+    let Candidate { config, files, .. } = candidate;
+    let loaded = runtime.load_bytes(
+        config.spec.clone(),
+        &files.component.1,
+        &printable_path(&config.path),
+    )?;
+    let thread = crate::app::start_plugin(&loaded, workers)
+        .map_err(|e| Refusal::new("init", e.to_string()))?;
+    let route = Route {
+        plugin: thread,
+        inputs: config.inputs,
+        outputs: config.outputs,
+    };
+    Ok((route, files))
 }
 
 /// Manifests in `dir` and its immediate subdirectories, sorted.
@@ -429,20 +738,6 @@ pub fn rollback(dir: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
     Ok(restored)
 }
 
-/// sha256 over the manifest and the component it names by default (`<stem>.wasm`), so a
-/// change to either is a new version. A manifest that names another path is read for it.
-fn fingerprint(manifest: &Path) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    hasher.update(std::fs::read(manifest)?);
-    let component = load_manifest(manifest)
-        .map(|config| config.path)
-        .unwrap_or_else(|_| manifest.with_extension("wasm"));
-    if let Ok(bytes) = std::fs::read(component) {
-        hasher.update(bytes);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 /// The result of checking one manifest with [`check_directory`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckResult {
@@ -451,25 +746,27 @@ pub struct CheckResult {
     pub outcome: Result<String, String>,
 }
 
-/// Validates every plugin of a directory as a reload would (manifest, component,
-/// linking, `init`) without running anything else.
+/// Validates every plugin of a directory as a reload would (file rules, manifest,
+/// component, linking, `init`) without running anything else.
 pub fn check_directory(runtime: &Runtime, dir: &Path) -> std::io::Result<Vec<CheckResult>> {
     let mut results = Vec::new();
     for manifest in find_manifests(dir)? {
-        let outcome = load_manifest(&manifest)
-            .map_err(|e| e.to_string())
-            .and_then(|config| {
-                let loaded = runtime
-                    .load_file(config.spec, &config.path)
-                    .map_err(|e| e.to_string())?;
-                loaded.instantiate().map_err(|e| e.to_string())?;
+        let outcome = read_version(runtime, dir, &manifest)
+            .and_then(|candidate| {
+                let loaded = runtime.load_bytes(
+                    candidate.config.spec,
+                    &candidate.files.component.1,
+                    &printable_path(&candidate.config.path),
+                )?;
+                loaded.instantiate()?;
                 Ok(format!(
                     "{}@{} (sha256 {})",
-                    loaded.name(),
-                    loaded.version(),
+                    printable(loaded.name()),
+                    printable(loaded.version()),
                     &loaded.sha256()[..12]
                 ))
-            });
+            })
+            .map_err(|refusal| refusal.reason);
         results.push(CheckResult { manifest, outcome });
     }
     Ok(results)
