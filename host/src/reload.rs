@@ -248,10 +248,16 @@ impl Reloader {
         let Some(mut results) = self.results.take() else {
             return;
         };
+        // Polled rather than `blocking_recv`, which panics when a caller on an async
+        // runtime's thread calls this (tests and tools do); loads take milliseconds to
+        // seconds, so 10 ms of polling latency is noise.
         while !self.loading.is_empty() {
-            match results.blocking_recv() {
-                Some(finished) => self.finish(finished),
-                None => break,
+            match results.try_recv() {
+                Ok(finished) => self.finish(finished),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
             }
         }
         self.results = Some(results);
