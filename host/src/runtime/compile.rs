@@ -43,9 +43,11 @@ pub struct ShapeLimits {
 
 impl Default for ShapeLimits {
     fn default() -> Self {
-        // Measured on the plugins in this repository (see BENCHMARKS.md): the Python
-        // plugin has ~25,000 functions, the JavaScript engine's largest body is ~300 KB
-        // with ~1,000 locals. Four times over each, rounded up.
+        // Measured on the plugins in this repository (BENCHMARKS.md, "Hardening:
+        // loading and memory"): at most 14,773 functions (Python), a largest body of
+        // 397 KB and 2,542 locals in one function (both Python's interpreter loop).
+        // 4-5x over the body and the locals; 13x over the function count, which
+        // costs compile time only linearly.
         Self {
             functions: 200_000,
             function_body_bytes: 2 << 20,
