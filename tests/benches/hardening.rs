@@ -155,7 +155,9 @@ fn memory_per_plugin() {
         };
         let loaded = runtime.load_bytes(spec, &bytes, "poison").expect("load");
         let mut instance = loaded.instantiate().expect("init");
-        instance.transform_batch(std::slice::from_ref(&fill)).expect("fills");
+        instance
+            .transform_batch(std::slice::from_ref(&fill))
+            .expect("fills");
         // Passing the cap traps that instance (and frees it).
         let mut other = loaded.instantiate().expect("init");
         trapped += usize::from(other.transform_batch(std::slice::from_ref(&pass)).is_err());
