@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::pipeline::{Route, Routes};
 use crate::runtime::Runtime;
-use crate::runtime::log::{printable, printable_path};
+use crate::runtime::log::{plugin_message, printable, printable_path};
 use crate::telemetry::Telemetry;
 
 mod version;
@@ -269,7 +269,11 @@ impl Reloader {
             }
             match candidate {
                 Ok(candidate) => self.start_load(manifest, candidate),
-                Err(refusal) => self.refuse(manifest, fingerprint, &refusal),
+                Err(refusal) => {
+                    // The newest files win: an older version still loading is dropped.
+                    self.loading.remove(&manifest);
+                    self.refuse(manifest, fingerprint, &refusal);
+                }
             }
         }
         if changed {
@@ -390,7 +394,8 @@ impl Reloader {
         tracing::error!(
             manifest = %printable_path(&manifest),
             rule = refusal.rule,
-            reason = %printable(&refusal.reason),
+            // Capped too: an `init` error message is the plugin's own text.
+            reason = %plugin_message(&refusal.reason),
             "plugin refused; the version in service (if any) keeps running"
         );
         let file_rule = FILE_RULES.contains(&refusal.rule);
