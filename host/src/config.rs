@@ -175,6 +175,7 @@ struct RawPipeline {
 struct RawRuntime {
     cache_dir: Option<String>,
     plugins_dir: Option<String>,
+    max_plugin_size: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +200,7 @@ struct RawPlugin {
 struct RawLimits {
     memory: Option<String>,
     batch_deadline: Option<String>,
+    init_deadline: Option<String>,
     log_lines_per_call: Option<i64>,
     max_records_per_event: Option<i64>,
     max_record_bytes: Option<String>,
@@ -429,7 +431,7 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         }
     };
 
-    let runtime = RuntimeOptions {
+    let mut runtime = RuntimeOptions {
         cache_dir: match raw.runtime.cache_dir.as_deref() {
             Some("") => None,
             Some(dir) => Some(base.join(dir)),
@@ -437,6 +439,15 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         },
         ..RuntimeOptions::default()
     };
+    if let Some(size) = raw.runtime.max_plugin_size.as_deref() {
+        match parse_size(size) {
+            Some(bytes) if bytes >= 1 << 10 => runtime.max_plugin_bytes = bytes,
+            _ => problems.add(
+                "runtime.max_plugin_size",
+                format!("{size:?} is not a size of at least 1KiB (e.g. \"256MiB\")"),
+            ),
+        }
+    }
 
     let plugins_dir = raw.runtime.plugins_dir.as_deref().map(|dir| base.join(dir));
     if let Some(dir) = &plugins_dir
@@ -565,7 +576,10 @@ fn validate_plugin(
     let path = match raw.path {
         Some(path) => {
             let resolved = base.join(&path);
-            if !resolved.is_file() {
+            // Only existence here: what kind of file it is, how large and where it
+            // leads are the plugin file rules, checked when it is read
+            // (crate::runtime::file), which name the rule broken.
+            if !resolved.exists() {
                 problems.add(
                     format!("{at}path"),
                     format!("{path} does not exist or is not a file"),
@@ -574,7 +588,7 @@ fn validate_plugin(
             resolved
         }
         None => match default_path {
-            Some(path) if path.is_file() => path,
+            Some(path) if path.exists() => path,
             Some(path) => {
                 problems.add(
                     format!("{at}path"),
@@ -607,6 +621,15 @@ fn validate_plugin(
             _ => problems.add(
                 format!("{at}limits.batch_deadline"),
                 format!("{deadline:?} is not a positive duration; use ms, s or m (e.g. \"5s\")"),
+            ),
+        }
+    }
+    if let Some(deadline) = raw.limits.init_deadline {
+        match parse_duration(&deadline) {
+            Some(duration) if !duration.is_zero() => limits.init_deadline = duration,
+            _ => problems.add(
+                format!("{at}limits.init_deadline"),
+                format!("{deadline:?} is not a positive duration; use ms, s or m (e.g. \"10s\")"),
             ),
         }
     }
@@ -663,12 +686,18 @@ fn validate_plugin(
 /// the configuration, plus `team`. `name` defaults to the file name and `path` to the
 /// `<name>.wasm` beside the manifest.
 pub fn load_manifest(manifest: &Path) -> Result<PluginConfig, ConfigError> {
-    let file = manifest.display().to_string();
     let text = std::fs::read_to_string(manifest).map_err(|e| ConfigError::Read {
-        file: file.clone(),
+        file: manifest.display().to_string(),
         reason: e.to_string(),
     })?;
-    let raw: RawPlugin = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+    parse_manifest(manifest, &text)
+}
+
+/// [`load_manifest`] for a manifest already read (the reloader reads plugin files
+/// itself, with their size and type checked).
+pub fn parse_manifest(manifest: &Path, text: &str) -> Result<PluginConfig, ConfigError> {
+    let file = crate::runtime::log::printable_path(manifest);
+    let raw: RawPlugin = toml::from_str(text).map_err(|e| ConfigError::Syntax {
         file: file.clone(),
         reason: e.to_string().trim_end().to_owned(),
     })?;

@@ -218,6 +218,13 @@ impl Telemetry {
                 "sluice_plugin_reloads_total{{result=\"{result}\"}} {value}\n"
             ));
         }
+        out.push_str(&format!(
+            "# HELP sluice_plugin_files_refused_total Plugin versions refused for their files (type, size, place).\n\
+             # TYPE sluice_plugin_files_refused_total counter\nsluice_plugin_files_refused_total {}\n\
+             # HELP sluice_reloader_restarts_total Times the plugin reloader recovered from a failure of its own.\n\
+             # TYPE sluice_reloader_restarts_total counter\nsluice_reloader_restarts_total {}\n",
+            reload.refused_files, reload.restarts
+        ));
         out.push_str("# HELP sluice_plugin_info The plugin versions in service.\n# TYPE sluice_plugin_info gauge\n");
         for plugin in self.plugins() {
             out.push_str(&format!(
