@@ -50,25 +50,40 @@ pub enum RunError {
     Lane(#[from] LaneError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error("loading the plugins failed: {0}")]
+    Loading(String),
     #[error("capture ([capture]) stopped, and the pipeline with it: {0}")]
     Capture(#[from] CaptureError),
 }
 
 /// Loads every configured plugin, compiles it, and starts its worker threads: one
-/// instance and thread per consumer of its lane ([`Config::consumers`]).
+/// instance and thread per consumer of its lane ([`Config::consumers`]). Plugins load
+/// concurrently, each on a thread of its own, so the slowest plugin sets the start-up
+/// time, not the sum of all. Blocking.
 pub fn start_routes(runtime: &Runtime, config: &Config) -> Result<Vec<Route>, RunError> {
-    config
-        .plugins
-        .iter()
-        .map(|plugin| {
-            let loaded = runtime.load_file(plugin.spec.clone(), &plugin.path)?;
-            Ok(Route {
-                plugin: start(&loaded, config.consumers())?,
-                inputs: plugin.inputs.clone(),
-                outputs: plugin.outputs.clone(),
+    std::thread::scope(|scope| {
+        let loads: Vec<_> = config
+            .plugins
+            .iter()
+            .map(|plugin| {
+                scope.spawn(move || {
+                    let loaded = runtime.load_file(plugin.spec.clone(), &plugin.path)?;
+                    Ok(Route {
+                        plugin: start(&loaded, config.consumers())?,
+                        inputs: plugin.inputs.clone(),
+                        outputs: plugin.outputs.clone(),
+                    })
+                })
             })
-        })
-        .collect()
+            .collect();
+        loads
+            .into_iter()
+            .map(|load| match load.join() {
+                Ok(route) => route,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// [`start_plugin`], with a thread that cannot start reported as [`RunError::Thread`].
@@ -115,7 +130,19 @@ pub async fn run_with(
     let runtime = Arc::new(Runtime::new(config.runtime.clone())?);
     let telemetry = Arc::new(Telemetry::default());
     let admin = AdminServer::start(config.admin_listen, &telemetry).await?;
-    let routes = start_routes(&runtime, &config)?;
+    register_runtime_metrics(&telemetry, &runtime);
+    // Loading may take long (a compile, an `init` up to its deadline); a shutdown
+    // meanwhile stops waiting for it: the loads run on blocking threads that the
+    // caller's runtime does not wait for (see `main`).
+    tokio::pin!(shutdown);
+    let routes = {
+        let (runtime, config) = (Arc::clone(&runtime), config.clone());
+        let loading = tokio::task::spawn_blocking(move || start_routes(&runtime, &config));
+        tokio::select! {
+            routes = loading => routes.map_err(|e| RunError::Loading(e.to_string()))??,
+            () = &mut shutdown => return stopped_while_loading(admin).await,
+        }
+    };
     // Standard input can be read only once: one shared lane.
     let isolation = match &config.source {
         SourceConfig::File { path: None, .. } => Isolation::Shared,
@@ -134,11 +161,13 @@ pub async fn run_with(
                 let runtime = Arc::clone(&runtime);
                 let dir = dir.clone();
                 let telemetry = Some(Arc::clone(&telemetry));
-                tokio::task::spawn_blocking(move || {
+                let loading = tokio::task::spawn_blocking(move || {
                     Reloader::start(runtime, dir, routes, telemetry)
-                })
-                .await
-                .expect("the initial scan does not panic")
+                });
+                tokio::select! {
+                    started = loading => started.map_err(|e| RunError::Loading(e.to_string()))?,
+                    () = &mut shutdown => return stopped_while_loading(admin).await,
+                }
             };
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let watcher = tokio::spawn(reloader.watch(async move {
@@ -169,7 +198,7 @@ pub async fn run_with(
         Some(Arc::clone(&telemetry)),
         stopping(stopped),
     );
-    tokio::pin!(lanes, shutdown);
+    tokio::pin!(lanes);
     let mut capture_error = None;
     let result = loop {
         tokio::select! {
@@ -198,7 +227,14 @@ pub async fn run_with(
         let _ = stop.send(());
         match watcher.await {
             Ok(Ok(reloader)) => {
-                tracing::info!(stats = ?reloader.stats(), "plugin reloader stopped")
+                let stats = reloader.stats();
+                tracing::info!(
+                    loaded = stats.loaded,
+                    refused = stats.refused,
+                    removed = stats.removed,
+                    restarts = stats.restarts,
+                    "plugin reloader stopped"
+                )
             }
             Ok(Err(e)) => tracing::error!(error = %e, "the plugins directory could not be watched"),
             Err(e) => tracing::error!(error = %e, "the plugin reloader failed"),
@@ -211,6 +247,37 @@ pub async fn run_with(
         return Err(RunError::Capture(error));
     }
     Ok(result?)
+}
+
+/// Ends a run stopped before its plugins finished loading: nothing was read, so there
+/// is nothing to flush or commit.
+async fn stopped_while_loading(admin: Option<AdminServer>) -> Result<PipelineStats, RunError> {
+    tracing::info!(
+        "shutdown requested while plugins were loading; stopping without waiting for them"
+    );
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
+    Ok(PipelineStats::default())
+}
+
+/// Adds the runtime's own counters to the metrics: plugin log lines dropped over their
+/// per-call budget.
+fn register_runtime_metrics(telemetry: &Telemetry, runtime: &Arc<Runtime>) {
+    let drops = runtime.log_drops().clone();
+    telemetry.add_collector(move || {
+        let mut out = String::from(
+            "# HELP sluice_plugin_log_lines_dropped_total Plugin log lines dropped over limits.log_lines_per_call.\n\
+             # TYPE sluice_plugin_log_lines_dropped_total counter\n",
+        );
+        for (plugin, dropped) in drops.snapshot() {
+            let plugin = plugin.replace('\\', "\\\\").replace('"', "\\\"");
+            out.push_str(&format!(
+                "sluice_plugin_log_lines_dropped_total{{plugin=\"{plugin}\"}} {dropped}\n"
+            ));
+        }
+        out
+    });
 }
 
 /// The error a finished capture task ended with, if any (a panic becomes one too).

@@ -153,6 +153,7 @@ struct RawPipeline {
 struct RawRuntime {
     cache_dir: Option<String>,
     plugins_dir: Option<String>,
+    max_plugin_size: Option<String>,
 }
 
 /// How long a Kafka batch waits for more records after its first: long enough to fill
@@ -369,7 +370,7 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         }
     };
 
-    let runtime = RuntimeOptions {
+    let mut runtime = RuntimeOptions {
         cache_dir: match raw.runtime.cache_dir.as_deref() {
             Some("") => None,
             Some(dir) => Some(base.join(dir)),
@@ -377,6 +378,15 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         },
         ..RuntimeOptions::default()
     };
+    if let Some(size) = raw.runtime.max_plugin_size.as_deref() {
+        match parse_size(size) {
+            Some(bytes) if bytes >= 1 << 10 => runtime.max_plugin_bytes = bytes,
+            _ => problems.add(
+                "runtime.max_plugin_size",
+                format!("{size:?} is not a size of at least 1KiB (e.g. \"256MiB\")"),
+            ),
+        }
+    }
 
     let plugins_dir = raw.runtime.plugins_dir.as_deref().map(|dir| base.join(dir));
     if let Some(dir) = &plugins_dir

@@ -104,6 +104,11 @@ enum Lang {
     Python,
 }
 
+/// How long `sluice run` waits, once the pipeline has stopped, for blocking work still
+/// running (a plugin compile or `init` abandoned at shutdown) before exiting anyway.
+/// Such work has no result anyone needs; a second covers a file write in flight.
+const ABANDON_BLOCKING_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -136,7 +141,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run { config } => {
             let config = sluice::config::load(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            let stats = runtime.block_on(sluice::app::run(config, shutdown_signal()))?;
+            let stats = runtime.block_on(sluice::app::run(config, shutdown_signal()));
+            // A plugin still compiling or in `init` when shutdown came runs on a blocking
+            // thread nobody waits for any more; dropping the runtime would wait for it.
+            runtime.shutdown_timeout(ABANDON_BLOCKING_AFTER);
+            let stats = stats?;
             tracing::info!(?stats, "pipeline finished");
             Ok(ExitCode::SUCCESS)
         }

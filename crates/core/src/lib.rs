@@ -1,7 +1,8 @@
 //! sluice-core: what every part of sluice shares, and nothing that ties it to one
 //! technology.
 //!
-//! - [`record`]: the plain records that flow between sources, the pipeline and sinks;
+//! - [`record`]: the plain records that flow between sources, the pipeline and sinks, and
+//!   [`json_lines`], their JSON lines form;
 //! - [`source`] and [`sink`]: the traits every endpoint implements (file, Kafka, HTTP, ...);
 //! - [`topics`]: topic patterns and Kafka's topic-name rules;
 //! - [`settings`]: sizes, durations, listen addresses and configuration problems;
@@ -12,6 +13,7 @@
 //! everything else depends on it, so what it imports every build pays for.
 
 pub mod admin;
+pub mod json_lines;
 pub mod record;
 pub mod settings;
 pub mod sink;

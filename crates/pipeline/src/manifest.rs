@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sluice_core::settings::{ConfigError, Problems, flatten_config, parse_duration, parse_size};
 use sluice_core::topics::TopicPattern;
+use sluice_runtime::log::printable_path;
 use sluice_runtime::{PluginLimits, PluginSpec};
 
 /// One plugin to run.
@@ -45,6 +46,7 @@ pub struct RawPlugin {
 struct RawLimits {
     memory: Option<String>,
     batch_deadline: Option<String>,
+    init_deadline: Option<String>,
     log_lines_per_call: Option<i64>,
     max_records_per_event: Option<i64>,
     max_record_bytes: Option<String>,
@@ -82,7 +84,10 @@ pub fn validate_plugin(
     let path = match raw.path {
         Some(path) => {
             let resolved = base.join(&path);
-            if !resolved.is_file() {
+            // Only existence here: what kind of file it is, how large and where it
+            // leads are the plugin file rules, checked when it is read
+            // (sluice_runtime::file), which name the rule broken.
+            if !resolved.exists() {
                 problems.add(
                     format!("{at}path"),
                     format!("{path} does not exist or is not a file"),
@@ -91,7 +96,7 @@ pub fn validate_plugin(
             resolved
         }
         None => match default_path {
-            Some(path) if path.is_file() => path,
+            Some(path) if path.exists() => path,
             Some(path) => {
                 problems.add(
                     format!("{at}path"),
@@ -124,6 +129,15 @@ pub fn validate_plugin(
             _ => problems.add(
                 format!("{at}limits.batch_deadline"),
                 format!("{deadline:?} is not a positive duration; use ms, s or m (e.g. \"5s\")"),
+            ),
+        }
+    }
+    if let Some(deadline) = raw.limits.init_deadline {
+        match parse_duration(&deadline) {
+            Some(duration) if !duration.is_zero() => limits.init_deadline = duration,
+            _ => problems.add(
+                format!("{at}limits.init_deadline"),
+                format!("{deadline:?} is not a positive duration; use ms, s or m (e.g. \"10s\")"),
             ),
         }
     }
@@ -180,12 +194,18 @@ pub fn validate_plugin(
 /// the configuration, plus `team`. `name` defaults to the file name and `path` to the
 /// `<name>.wasm` beside the manifest.
 pub fn load_manifest(manifest: &Path) -> Result<PluginConfig, ConfigError> {
-    let file = manifest.display().to_string();
     let text = std::fs::read_to_string(manifest).map_err(|e| ConfigError::Read {
-        file: file.clone(),
+        file: manifest.display().to_string(),
         reason: e.to_string(),
     })?;
-    let raw: RawPlugin = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+    parse_manifest(manifest, &text)
+}
+
+/// [`load_manifest`] for a manifest already read (the reloader reads plugin files
+/// itself, with their size and type checked).
+pub fn parse_manifest(manifest: &Path, text: &str) -> Result<PluginConfig, ConfigError> {
+    let file = printable_path(manifest);
+    let raw: RawPlugin = toml::from_str(text).map_err(|e| ConfigError::Syntax {
         file: file.clone(),
         reason: e.to_string().trim_end().to_owned(),
     })?;

@@ -11,14 +11,18 @@
 //! The directory is watched with `notify`. After the first change the watcher waits
 //! until nothing has changed for [`DEBOUNCE`], then rescans: every manifest whose bytes
 //! or whose component's bytes changed is loaded **off the hot path** (compiled or taken
-//! from the cache, linked, instantiated, `init` called) on a blocking thread. Only when
-//! that succeeds does the new version get a worker thread and replace the old one in the
-//! route table, which the pipeline reads once per batch: the swap happens at a batch
-//! boundary, and a batch in flight finishes on the version it started with.
+//! from the cache, linked, instantiated, `init` called) on a thread of its own, so
+//! loads run concurrently: a slow compile or a looping `init` delays only its own
+//! plugin, and a shutdown does not wait for it. Only when a load succeeds does the new
+//! version replace the old one in the route table, which the pipeline reads once per
+//! batch: the swap happens at a batch boundary, and a batch in flight finishes on the
+//! version it started with.
 //!
-//! A plugin that fails to load (not wasm, truncated, wrong world, `init` refuses or
-//! traps, manifest error) is refused with one log line naming the file and the reason,
-//! counted in [`ReloadStats::refused`], and the previous version keeps running. A
+//! Files are read under the plugin file rules ([`sluice_runtime::file`]: regular files,
+//! bounded, inside their team folder). A plugin that fails to load (a file rule, not
+//! wasm, truncated, wrong world, `init` refuses or traps, manifest error) is refused
+//! with one log line naming the file, the rule and the reason, counted in
+//! [`ReloadStats::refused`], and the previous version keeps running. A
 //! removed manifest removes its plugin at the next batch boundary; with a file source its
 //! later events are simply not processed by it (counted as unrouted).
 
@@ -32,10 +36,15 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
 use sluice_core::telemetry::{Report, Telemetry, lock};
-use sluice_runtime::{Runtime, start_plugin};
+use sluice_runtime::Runtime;
+use sluice_runtime::log::{plugin_message, printable, printable_path};
 
-use crate::manifest::{PluginConfig, load_manifest};
 use crate::pipeline::{Route, Routes};
+
+mod version;
+
+use version::{Candidate, FILE_RULES, VersionFiles, load, read_version};
+pub use version::{CheckResult, Refusal, check_directory, find_manifests, rollback};
 
 /// How long the directory must be quiet before a rescan. Copy tools and editors write a
 /// file in several steps (create, write in chunks, rename, chmod); 300 ms covers a
@@ -52,6 +61,12 @@ pub struct ReloadStats {
     pub refused: u64,
     /// Plugins removed because their manifest disappeared.
     pub removed: u64,
+    /// Of `refused`, those refused for their files (type, size, place; see
+    /// [`sluice_runtime::file`]).
+    pub refused_files: u64,
+    /// Times the reloader recovered from a failure of its own (a rescan that panicked,
+    /// a directory watch that could not be set up) and carried on.
+    pub restarts: u64,
 }
 
 /// The reloader's counters as metrics, pushed after every rescan.
@@ -72,6 +87,13 @@ impl Report for ReloadMetrics {
                 "sluice_plugin_reloads_total{{result=\"{result}\"}} {value}\n"
             ));
         }
+        out.push_str(&format!(
+            "# HELP sluice_plugin_files_refused_total Plugin versions refused for their files (type, size, place).\n\
+             # TYPE sluice_plugin_files_refused_total counter\nsluice_plugin_files_refused_total {}\n\
+             # HELP sluice_reloader_restarts_total Times the plugin reloader recovered from a failure of its own.\n\
+             # TYPE sluice_reloader_restarts_total counter\nsluice_reloader_restarts_total {}\n",
+            stats.refused_files, stats.restarts
+        ));
     }
 }
 
@@ -83,17 +105,21 @@ struct Active {
     files: VersionFiles,
 }
 
-/// The exact bytes a version was loaded from, kept so that replacing it can save them
-/// for `sluice plugin rollback`.
-#[derive(Debug, Clone)]
-struct VersionFiles {
-    manifest: (PathBuf, Vec<u8>),
-    component: (PathBuf, Vec<u8>),
+/// A load that ran on its own thread, reported back to the reloader.
+struct Finished {
+    manifest: PathBuf,
+    fingerprint: String,
+    started: Instant,
+    result: Result<(Route, VersionFiles), Refusal>,
 }
 
 /// Where the version a reload replaced is saved, inside the plugins directory (hidden,
 /// so it is never loaded): `.previous/<team>/<name>.toml` and its component.
 pub const PREVIOUS_DIR: &str = ".previous";
+
+/// How long the watch waits before trying again to watch the directory after that
+/// failed (inotify limits reached, directory briefly gone).
+const WATCH_RETRY: Duration = Duration::from_secs(1);
 
 /// Owns the route table of a plugins directory.
 #[derive(Debug)]
@@ -107,6 +133,13 @@ pub struct Reloader {
     /// Fingerprints last refused, so an unchanged broken file is not retried (and
     /// logged) on every rescan.
     refused: BTreeMap<PathBuf, String>,
+    /// Loads in flight, by manifest: the fingerprint being loaded. A result whose
+    /// fingerprint is no longer here (a newer version started loading, or the manifest
+    /// was removed) is dropped.
+    loading: BTreeMap<PathBuf, String>,
+    finished: mpsc::UnboundedSender<Finished>,
+    /// Taken by [`Reloader::watch`] while it runs.
+    results: Option<mpsc::UnboundedReceiver<Finished>>,
     table: watch::Sender<Routes>,
     stats: Arc<std::sync::Mutex<ReloadStats>>,
     telemetry: Option<Arc<Telemetry>>,
@@ -114,10 +147,19 @@ pub struct Reloader {
     workers: usize,
 }
 
+impl std::fmt::Debug for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Finished")
+            .field("manifest", &self.manifest)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Reloader {
     /// Loads every plugin of `dir` and returns the reloader and the route table the
     /// pipeline should read. Plugins that fail to load are refused and logged; the rest
-    /// start.
+    /// start. Blocking: plugins load concurrently, each on a thread of its own, and this
+    /// returns when all have loaded or been refused.
     pub fn start(
         runtime: Arc<Runtime>,
         dir: PathBuf,
@@ -137,19 +179,22 @@ impl Reloader {
     ) -> (Self, watch::Receiver<Routes>) {
         let fixed: Vec<Arc<Route>> = fixed.into_iter().map(Arc::new).collect();
         let (table, receiver) = watch::channel(Arc::new(fixed.clone()));
+        let (finished, results) = mpsc::unbounded_channel();
         let mut reloader = Self {
             runtime,
             dir,
             fixed,
             active: BTreeMap::new(),
             refused: BTreeMap::new(),
+            loading: BTreeMap::new(),
+            finished,
+            results: Some(results),
             table,
             stats: Arc::default(),
             telemetry,
             workers: workers.max(1),
         };
         reloader.rescan();
-        reloader.report();
         (reloader, receiver)
     }
 
@@ -181,14 +226,40 @@ impl Reloader {
             .collect()
     }
 
-    /// Compares the directory with what is in service, loads what changed, and publishes
-    /// a new route table if anything did. Blocking (it compiles): call it off the async
-    /// runtime's worker threads.
+    /// Compares the directory with what is in service, loads what changed and waits for
+    /// those loads, publishing the route table as each one lands. Blocking: call it off
+    /// the async runtime's worker threads.
     pub fn rescan(&mut self) {
+        self.scan();
+        let Some(mut results) = self.results.take() else {
+            return;
+        };
+        // Polled rather than `blocking_recv`, which panics when a caller on an async
+        // runtime's thread calls this (tests and tools do); loads take milliseconds to
+        // seconds, so 10 ms of polling latency is noise.
+        while !self.loading.is_empty() {
+            match results.try_recv() {
+                Ok(finished) => self.finish(finished),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        }
+        self.results = Some(results);
+        self.report();
+    }
+
+    /// Compares the directory with what is in service: removes the plugins whose
+    /// manifest is gone, and starts a load (on a thread of its own) for every manifest
+    /// whose files changed. Returns without waiting for the loads; each reports to
+    /// [`Reloader::finish`]. Reads files (bounded by the size cap), so call it off the
+    /// async runtime's worker threads.
+    fn scan(&mut self) {
         let manifests = match find_manifests(&self.dir) {
             Ok(manifests) => manifests,
             Err(e) => {
-                tracing::error!(dir = %self.dir.display(), error = %e, "cannot read the plugins directory; keeping the plugins in service");
+                tracing::error!(dir = %printable_path(&self.dir), error = %e, "cannot read the plugins directory; keeping the plugins in service");
                 return;
             }
         };
@@ -196,65 +267,41 @@ impl Reloader {
         let gone: Vec<PathBuf> = self
             .active
             .keys()
+            .chain(self.loading.keys())
             .filter(|p| !manifests.contains(p))
             .cloned()
             .collect();
         for manifest in gone {
+            self.loading.remove(&manifest);
             if let Some(active) = self.active.remove(&manifest) {
-                tracing::info!(plugin = %active.route.plugin.plugin().name(), manifest = %manifest.display(), "plugin removed");
+                tracing::info!(plugin = %active.route.plugin.plugin().name(), manifest = %printable_path(&manifest), "plugin removed");
                 self.count(|s| s.removed += 1);
                 changed = true;
             }
         }
         for manifest in manifests {
-            let fingerprint = match fingerprint(&manifest) {
-                Ok(fingerprint) => fingerprint,
-                // Vanished between listing and reading: the next event rescans.
-                Err(_) => continue,
+            let candidate = read_version(&self.runtime, &self.dir, &manifest);
+            let fingerprint = match &candidate {
+                Ok(candidate) => candidate.fingerprint.clone(),
+                // A refusal is fingerprinted by its reason: the same broken file is
+                // logged once, a different problem again.
+                Err(refusal) => hex::encode(Sha256::digest(refusal.reason.as_bytes())),
             };
             let unchanged = self
                 .active
                 .get(&manifest)
                 .is_some_and(|a| a.fingerprint == fingerprint)
-                || self.refused.get(&manifest) == Some(&fingerprint);
+                || self.refused.get(&manifest) == Some(&fingerprint)
+                || self.loading.get(&manifest) == Some(&fingerprint);
             if unchanged {
                 continue;
             }
-            let started = Instant::now();
-            match self.load(&manifest) {
-                Ok((route, files)) => {
-                    let plugin = route.plugin.plugin();
-                    tracing::info!(
-                        plugin = %plugin.name(),
-                        version = %plugin.version(),
-                        sha256 = %&plugin.sha256()[..12],
-                        manifest = %manifest.display(),
-                        load_ms = started.elapsed().as_millis() as u64,
-                        "plugin version loaded; it serves from the next batch"
-                    );
-                    self.refused.remove(&manifest);
-                    let replaced = self.active.insert(
-                        manifest,
-                        Active {
-                            fingerprint,
-                            route: Arc::new(route),
-                            files,
-                        },
-                    );
-                    if let Some(old) = replaced {
-                        self.save_previous(&old.files);
-                    }
-                    self.count(|s| s.loaded += 1);
-                    changed = true;
-                }
-                Err(reason) => {
-                    tracing::error!(
-                        manifest = %manifest.display(),
-                        %reason,
-                        "plugin refused; the version in service (if any) keeps running"
-                    );
-                    self.refused.insert(manifest, fingerprint);
-                    self.count(|s| s.refused += 1);
+            match candidate {
+                Ok(candidate) => self.start_load(manifest, candidate),
+                Err(refusal) => {
+                    // The newest files win: an older version still loading is dropped.
+                    self.loading.remove(&manifest);
+                    self.refuse(manifest, fingerprint, &refusal);
                 }
             }
         }
@@ -264,6 +311,130 @@ impl Reloader {
         self.report();
     }
 
+    /// Loads `candidate` on a thread of its own, so a slow compile or `init` delays
+    /// only this plugin, never another team's deploy or the shutdown.
+    fn start_load(&mut self, manifest: PathBuf, candidate: Candidate) {
+        self.loading
+            .insert(manifest.clone(), candidate.fingerprint.clone());
+        let runtime = Arc::clone(&self.runtime);
+        let workers = self.workers;
+        let finished = self.finished.clone();
+        let thread = std::thread::Builder::new()
+            .name("sluice-load".into())
+            .spawn({
+                let manifest = manifest.clone();
+                move || {
+                    let started = Instant::now();
+                    let fingerprint = candidate.fingerprint.clone();
+                    // A panic while loading (a bug, never the plugin's doing) refuses
+                    // this version instead of killing the reloader.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        load(&runtime, candidate, workers)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        Err(Refusal::new(
+                            "panic",
+                            format!(
+                                "{}: loading panicked: {}",
+                                printable_path(&manifest),
+                                panic_message(&panic)
+                            ),
+                        ))
+                    });
+                    let _ = finished.send(Finished {
+                        manifest,
+                        fingerprint,
+                        started,
+                        result,
+                    });
+                }
+            });
+        if let Err(e) = thread {
+            let fingerprint = self.loading.remove(&manifest).unwrap_or_default();
+            let refusal = Refusal::new("thread", format!("starting a load thread: {e}"));
+            self.refuse(manifest, fingerprint, &refusal);
+        }
+    }
+
+    /// Applies a load that finished: swaps the version in, or refuses it.
+    fn finish(&mut self, finished: Finished) {
+        let Finished {
+            manifest,
+            fingerprint,
+            started,
+            result,
+        } = finished;
+        if self.loading.get(&manifest) != Some(&fingerprint) {
+            // Superseded by a newer version, or removed, while it loaded.
+            return;
+        }
+        self.loading.remove(&manifest);
+        let result = result.and_then(|(route, files)| {
+            let name = route.plugin.plugin().name();
+            let duplicate = self.active.iter().any(|(path, active)| {
+                path != &manifest && active.route.plugin.plugin().name() == name
+            });
+            if duplicate {
+                return Err(Refusal::new(
+                    "duplicate",
+                    format!(
+                        "{}: another manifest already provides plugin {:?}",
+                        printable_path(&manifest),
+                        name
+                    ),
+                ));
+            }
+            Ok((route, files))
+        });
+        match result {
+            Ok((route, files)) => {
+                let plugin = route.plugin.plugin();
+                tracing::info!(
+                    plugin = %printable(plugin.name()),
+                    version = %printable(plugin.version()),
+                    sha256 = %&plugin.sha256()[..12],
+                    manifest = %printable_path(&manifest),
+                    load_ms = started.elapsed().as_millis() as u64,
+                    "plugin version loaded; it serves from the next batch"
+                );
+                self.refused.remove(&manifest);
+                let replaced = self.active.insert(
+                    manifest,
+                    Active {
+                        fingerprint,
+                        route: Arc::new(route),
+                        files,
+                    },
+                );
+                if let Some(old) = replaced {
+                    self.save_previous(&old.files);
+                }
+                self.count(|s| s.loaded += 1);
+                self.publish();
+            }
+            Err(refusal) => self.refuse(manifest, fingerprint, &refusal),
+        }
+        self.report();
+    }
+
+    /// Refuses a version: one log line naming the file and the rule, the counters, and
+    /// the version in service (if any) keeps running.
+    fn refuse(&mut self, manifest: PathBuf, fingerprint: String, refusal: &Refusal) {
+        tracing::error!(
+            manifest = %printable_path(&manifest),
+            rule = refusal.rule,
+            // Capped too: an `init` error message is the plugin's own text.
+            reason = %plugin_message(&refusal.reason),
+            "plugin refused; the version in service (if any) keeps running"
+        );
+        let file_rule = FILE_RULES.contains(&refusal.rule);
+        self.refused.insert(manifest, fingerprint);
+        self.count(|s| {
+            s.refused += 1;
+            s.refused_files += u64::from(file_rule);
+        });
+    }
+
     /// Tells telemetry which plugins serve and how reloads went.
     fn report(&self) {
         if let Some(telemetry) = &self.telemetry {
@@ -271,49 +442,6 @@ impl Reloader {
             telemetry.set_plugins(table.iter().map(|route| route.info()).collect());
             *lock(&telemetry.report::<ReloadMetrics>().0) = self.stats();
         }
-    }
-
-    /// Loads one manifest and its component into a ready route.
-    fn load(&self, manifest: &Path) -> Result<(Route, VersionFiles), String> {
-        let manifest_bytes =
-            std::fs::read(manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
-        let config: PluginConfig = load_manifest(manifest).map_err(|e| e.to_string())?;
-        let duplicate = self.active.iter().any(|(path, active)| {
-            path != manifest && active.route.plugin.plugin().name() == config.spec.name
-        });
-        if duplicate {
-            return Err(format!(
-                "{}: another manifest already provides plugin {:?}",
-                manifest.display(),
-                config.spec.name
-            ));
-        }
-        // Read once: the bytes compiled are the bytes kept for a rollback.
-        let component = std::fs::read(&config.path).map_err(|e| {
-            format!(
-                "{}: cannot read the plugin file: {e}",
-                config.path.display()
-            )
-        })?;
-        let loaded = self
-            .runtime
-            .load_bytes(
-                config.spec.clone(),
-                &component,
-                &config.path.display().to_string(),
-            )
-            .map_err(|e| e.to_string())?;
-        let thread = start_plugin(&loaded, self.workers).map_err(|e| e.to_string())?;
-        let files = VersionFiles {
-            manifest: (manifest.to_owned(), manifest_bytes),
-            component: (config.path.clone(), component),
-        };
-        let route = Route {
-            plugin: thread,
-            inputs: config.inputs,
-            outputs: config.outputs,
-        };
-        Ok((route, files))
     }
 
     /// Saves a replaced version under [`PREVIOUS_DIR`] (best effort: a failure is logged,
@@ -330,7 +458,7 @@ impl Reloader {
                 .map_or(Ok(()), std::fs::create_dir_all)
                 .and_then(|()| std::fs::write(&target, bytes));
             if let Err(e) = saved {
-                tracing::warn!(path = %target.display(), error = %e, "could not save the previous plugin version");
+                tracing::warn!(path = %printable_path(&target), error = %e, "could not save the previous plugin version");
             }
         }
     }
@@ -342,157 +470,100 @@ impl Reloader {
     }
 
     /// Watches the directory until `shutdown` resolves, rescanning after each burst of
-    /// changes (see [`DEBOUNCE`]). Returns the reloader so its state can be inspected.
+    /// changes (see [`DEBOUNCE`]) and swapping each loaded version in as soon as its
+    /// load finishes. Returns the reloader so its state can be inspected; loads still in
+    /// flight at shutdown are abandoned (their threads end on their own).
+    ///
+    /// The watch supervises itself: a rescan that panics, or a directory watch that
+    /// cannot be set up, is logged, counted in [`ReloadStats::restarts`] and retried, so
+    /// the reloader never dies silently while the pipeline runs on.
     pub async fn watch(
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<Self, notify::Error> {
-        let (events, mut changes) = mpsc::unbounded_channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = events.send(());
-                }
-            })?;
-        watcher.watch(&self.dir, notify::RecursiveMode::Recursive)?;
         tokio::pin!(shutdown);
+        let Some(mut results) = self.results.take() else {
+            return Ok(self);
+        };
+        let (events, mut changes) = mpsc::unbounded_channel::<()>();
+        let mut watcher = None;
         loop {
+            if watcher.is_none() {
+                match watch_dir(&self.dir, events.clone()) {
+                    Ok(w) => {
+                        watcher = Some(w);
+                        // Changes made while the watch was down are picked up now.
+                        let _ = events.send(());
+                    }
+                    Err(e) => {
+                        tracing::error!(dir = %printable_path(&self.dir), error = %e, "cannot watch the plugins directory; retrying");
+                        self.count(|s| s.restarts += 1);
+                        self.report();
+                    }
+                }
+            }
+            let retry = tokio::time::sleep(if watcher.is_some() {
+                // Nothing to retry: effectively never (a year).
+                Duration::from_secs(365 * 24 * 3600)
+            } else {
+                WATCH_RETRY
+            });
             tokio::select! {
-                () = &mut shutdown => return Ok(self),
-                change = changes.recv() => if change.is_none() { return Ok(self) },
+                () = &mut shutdown => break,
+                () = retry => continue,
+                Some(finished) = results.recv() => {
+                    self.finish(finished);
+                    continue;
+                }
+                change = changes.recv() => if change.is_none() { break },
             }
             // Debounce: wait until the directory has been quiet for DEBOUNCE.
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
-            self = tokio::task::spawn_blocking(move || {
-                self.rescan();
-                self
+            let scanned = tokio::task::spawn_blocking(move || {
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.scan()));
+                (self, outcome.err().map(|panic| panic_message(&panic)))
             })
-            .await
-            .expect("the rescan does not panic");
-        }
-    }
-}
-
-/// Manifests in `dir` and its immediate subdirectories, sorted.
-pub fn find_manifests(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut manifests = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() && !is_hidden(&path) {
-            for inner in std::fs::read_dir(&path)? {
-                let inner = inner?.path();
-                if is_manifest(&inner) {
-                    manifests.push(inner);
+            .await;
+            match scanned {
+                Ok((reloader, panicked)) => {
+                    self = reloader;
+                    if let Some(message) = panicked {
+                        tracing::error!(error = %message, "the plugin rescan panicked; the reloader carries on with the plugins in service");
+                        self.count(|s| s.restarts += 1);
+                        self.report();
+                    }
+                }
+                // The closure catches panics; a JoinError here means the blocking pool
+                // is shutting down, and the reloader went with it.
+                Err(e) => {
+                    tracing::error!(error = %e, "the plugin rescan could not run; the reloader stops");
+                    return Err(notify::Error::generic(&e.to_string()));
                 }
             }
-        } else if is_manifest(&path) {
-            manifests.push(path);
         }
+        self.results = Some(results);
+        Ok(self)
     }
-    manifests.sort();
-    Ok(manifests)
 }
 
-fn is_manifest(path: &Path) -> bool {
-    path.is_file() && !is_hidden(path) && path.extension().is_some_and(|e| e == "toml")
+fn watch_dir(
+    dir: &Path,
+    events: mpsc::UnboundedSender<()>,
+) -> Result<notify::RecommendedWatcher, notify::Error> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = events.send(());
+        }
+    })?;
+    watcher.watch(dir, notify::RecursiveMode::Recursive)?;
+    Ok(watcher)
 }
 
-fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-}
-
-/// Restores the version of plugin `name` that the last reload replaced (saved under
-/// [`PREVIOUS_DIR`]) by writing its component and then its manifest back into place,
-/// each to a temporary name and renamed. A running sluice picks it up like any deploy;
-/// its compiled code is still in the compile cache, so the swap costs no compilation.
-/// Returns the files restored.
-pub fn rollback(dir: &Path, name: &str) -> Result<Vec<PathBuf>, String> {
-    let previous = dir.join(PREVIOUS_DIR);
-    let manifests =
-        find_manifests(&previous).map_err(|e| format!("{}: {e}", previous.display()))?;
-    let manifest = manifests
-        .into_iter()
-        .find(|m| {
-            load_manifest(m).is_ok_and(|c| c.spec.name == name)
-                || m.file_stem().is_some_and(|s| s == name)
-        })
-        .ok_or_else(|| {
-            format!(
-                "no previous version of plugin {name:?} under {}",
-                previous.display()
-            )
-        })?;
-    let relative = manifest
-        .strip_prefix(&previous)
-        .map_err(|e| e.to_string())?
-        .to_owned();
-    let component = load_manifest(&manifest)
-        .map(|c| c.path)
-        .unwrap_or_else(|_| manifest.with_extension("wasm"));
-    let component_relative = component
-        .strip_prefix(&previous)
-        .map_err(|e| e.to_string())?
-        .to_owned();
-    let mut restored = Vec::new();
-    for (from, to) in [
-        (component, dir.join(component_relative)),
-        (manifest, dir.join(relative)),
-    ] {
-        let file_name = to
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = to.with_file_name(format!(".{file_name}.rollback"));
-        std::fs::copy(&from, &tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &to).map_err(|e| format!("{}: {e}", to.display()))?;
-        restored.push(to);
-    }
-    Ok(restored)
-}
-
-/// sha256 over the manifest and the component it names by default (`<stem>.wasm`), so a
-/// change to either is a new version. A manifest that names another path is read for it.
-fn fingerprint(manifest: &Path) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    hasher.update(std::fs::read(manifest)?);
-    let component = load_manifest(manifest)
-        .map(|config| config.path)
-        .unwrap_or_else(|_| manifest.with_extension("wasm"));
-    if let Ok(bytes) = std::fs::read(component) {
-        hasher.update(bytes);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// The result of checking one manifest with [`check_directory`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckResult {
-    pub manifest: PathBuf,
-    /// `name@version (sha256 …)` when it would load, else the reason it would be refused.
-    pub outcome: Result<String, String>,
-}
-
-/// Validates every plugin of a directory as a reload would (manifest, component,
-/// linking, `init`) without running anything else.
-pub fn check_directory(runtime: &Runtime, dir: &Path) -> std::io::Result<Vec<CheckResult>> {
-    let mut results = Vec::new();
-    for manifest in find_manifests(dir)? {
-        let outcome = load_manifest(&manifest)
-            .map_err(|e| e.to_string())
-            .and_then(|config| {
-                let loaded = runtime
-                    .load_file(config.spec, &config.path)
-                    .map_err(|e| e.to_string())?;
-                loaded.instantiate().map_err(|e| e.to_string())?;
-                Ok(format!(
-                    "{}@{} (sha256 {})",
-                    loaded.name(),
-                    loaded.version(),
-                    &loaded.sha256()[..12]
-                ))
-            });
-        results.push(CheckResult { manifest, outcome });
-    }
-    Ok(results)
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }

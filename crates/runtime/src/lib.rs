@@ -17,8 +17,11 @@
 mod bindings;
 mod boundary;
 mod cache;
+pub mod compile;
 pub mod debezium;
+pub mod file;
 mod limits;
+pub mod log;
 mod plugin;
 mod state;
 mod thread;
@@ -37,9 +40,11 @@ pub use bindings::{
 };
 pub use boundary::{headers_out, records_out};
 pub use cache::CacheOutcome;
-pub use limits::{EPOCH_TICK, PluginLimits, StoreMemoryExceeded};
+pub use compile::ShapeLimits;
+pub use file::{FileRule, PluginFileError};
+pub use limits::{EPOCH_TICK, MemoryCap, PluginLimits, StoreMemoryExceeded};
 pub use plugin::{LoadedPlugin, PluginInstance, PluginSpec};
-pub use state::PluginState;
+pub use state::{LogDrops, PluginState};
 pub use thread::{PluginThread, ThreadGone, start_plugin};
 pub use worker::{Outcome, PluginWorker};
 
@@ -51,12 +56,10 @@ use limits::EpochTicker;
 pub enum RuntimeError {
     #[error("could not set up the WebAssembly engine: {0}")]
     Engine(String),
-    #[error("{path}: cannot read the plugin file: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] PluginFileError),
+    #[error("{origin}: too complex to compile: {detail}")]
+    TooComplex { origin: String, detail: String },
     #[error("{origin}: not a WebAssembly component: {detail}")]
     NotAComponent { origin: String, detail: String },
     #[error("{origin}: does not fit the sluice:transform@0.1.0 `transformer` world: {detail}")]
@@ -92,6 +95,12 @@ pub struct RuntimeOptions {
     /// Whether stores have the memory limiter. Always on in `sluice run`; off only to
     /// measure what it costs (the runtime benchmark).
     pub memory_limits: bool,
+    /// The largest plugin file read, in bytes (`runtime.max_plugin_size`).
+    pub max_plugin_bytes: u64,
+    /// The largest component compiled (see [`compile`]).
+    pub shape_limits: ShapeLimits,
+    /// How long a compile may take before the load is refused.
+    pub compile_timeout: std::time::Duration,
 }
 
 impl Default for RuntimeOptions {
@@ -100,6 +109,9 @@ impl Default for RuntimeOptions {
             cache_dir: None,
             cpu_deadlines: true,
             memory_limits: true,
+            max_plugin_bytes: file::DEFAULT_MAX_PLUGIN_BYTES,
+            shape_limits: ShapeLimits::default(),
+            compile_timeout: compile::COMPILE_TIMEOUT,
         }
     }
 }
@@ -110,6 +122,10 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     cache: ComponentCache,
     memory_limits: bool,
+    max_plugin_bytes: u64,
+    shape_limits: ShapeLimits,
+    compile_timeout: std::time::Duration,
+    log_drops: LogDrops,
     _ticker: EpochTicker,
 }
 
@@ -137,6 +153,10 @@ impl Runtime {
             linker,
             cache: ComponentCache::new(options.cache_dir),
             memory_limits: options.memory_limits,
+            max_plugin_bytes: options.max_plugin_bytes,
+            shape_limits: options.shape_limits,
+            compile_timeout: options.compile_timeout,
+            log_drops: LogDrops::default(),
             _ticker: ticker,
         })
     }
@@ -146,6 +166,26 @@ impl Runtime {
         &self.engine
     }
 
+    /// The largest plugin file this runtime reads (`runtime.max_plugin_size`).
+    pub fn max_plugin_bytes(&self) -> u64 {
+        self.max_plugin_bytes
+    }
+
+    /// Plugin log lines dropped over their per-call budget, per plugin.
+    pub fn log_drops(&self) -> &LogDrops {
+        &self.log_drops
+    }
+
+    /// Reads a plugin file as [`file::read_plugin_file`] does (a regular file within the
+    /// size cap, inside `folder` when given).
+    pub fn read_plugin_file(
+        &self,
+        path: &Path,
+        folder: Option<&Path>,
+    ) -> Result<Vec<u8>, PluginFileError> {
+        file::read_plugin_file(path, folder, self.max_plugin_bytes)
+    }
+
     /// Reads, compiles (or loads from the cache), links and validates a plugin file.
     /// Does not instantiate it: [`LoadedPlugin::instantiate`] does, and runs `init`.
     pub fn load_file(
@@ -153,11 +193,8 @@ impl Runtime {
         spec: PluginSpec,
         path: &Path,
     ) -> Result<Arc<LoadedPlugin>, RuntimeError> {
-        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        self.load_bytes(spec, &bytes, &path.display().to_string())
+        let bytes = self.read_plugin_file(path, None)?;
+        self.load_bytes(spec, &bytes, &log::printable_path(path))
     }
 
     /// Like [`Runtime::load_file`] for bytes already in memory; `origin` names them in errors.
@@ -170,13 +207,22 @@ impl Runtime {
         check_is_component(bytes, origin)?;
         let sha256 = hex::encode(Sha256::digest(bytes));
         let started = std::time::Instant::now();
-        let (component, cache) = self
-            .cache
-            .get_or_compile(&self.engine, bytes, &sha256)
-            .map_err(|e| RuntimeError::NotAComponent {
-                origin: origin.to_owned(),
-                detail: format!("{e:#}"),
-            })?;
+        compile::check_shape(bytes, origin, &self.shape_limits)?;
+        let compiled = {
+            let (cache, engine, bytes, sha256) = (
+                self.cache.clone(),
+                self.engine.clone(),
+                bytes.to_vec(),
+                sha256.clone(),
+            );
+            compile::with_timeout(origin, self.compile_timeout, move || {
+                cache.get_or_compile(&engine, &bytes, &sha256)
+            })?
+        };
+        let (component, cache) = compiled.map_err(|e| RuntimeError::NotAComponent {
+            origin: origin.to_owned(),
+            detail: format!("{e:#}"),
+        })?;
         let instance_pre =
             self.linker
                 .instantiate_pre(&component)
@@ -190,8 +236,8 @@ impl Runtime {
                 detail: format!("{e:#}"),
             })?;
         tracing::info!(
-            plugin = %spec.name,
-            version = %spec.version,
+            plugin = %self::log::printable(&spec.name),
+            version = %self::log::printable(&spec.version),
             sha256 = %&sha256[..12],
             ?cache,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -204,6 +250,7 @@ impl Runtime {
             pre,
             self.engine.clone(),
             self.memory_limits,
+            self.log_drops.clone(),
         )))
     }
 }

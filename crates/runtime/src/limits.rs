@@ -20,9 +20,12 @@ pub struct PluginLimits {
     /// The most linear memory (all memories of the component together) one instance may
     /// have, in bytes. Growing past it traps that instance.
     pub memory_bytes: u64,
-    /// The most wall-clock time one call (`init` or one `transform-batch`) may take
-    /// before it is interrupted with a trap.
+    /// The most wall-clock time one `transform-batch` call may take before it is
+    /// interrupted with a trap.
     pub batch_deadline: Duration,
+    /// The most wall-clock time `init` may take (it may build tables, parse schemas),
+    /// after which the instance is refused.
+    pub init_deadline: Duration,
     /// The most host log lines one call may write; further lines are dropped and counted.
     pub log_lines_per_call: u32,
     /// The most output records one event may produce (fan-out); more sends the event to
@@ -40,6 +43,9 @@ impl PluginLimits {
     /// A batch of 1,024 events takes milliseconds in a sane plugin; 5 s is far beyond any
     /// legitimate batch and still short enough that a stuck plugin is noticed quickly.
     pub const DEFAULT_BATCH_DEADLINE: Duration = Duration::from_secs(5);
+    /// `init` runs once per instance and may do real work (compile regexes, load a
+    /// lookup table from its config), but a load that takes more than 10 s is stuck.
+    pub const DEFAULT_INIT_DEADLINE: Duration = Duration::from_secs(10);
     /// Enough for a plugin that logs per event at debug level in small batches.
     pub const DEFAULT_LOG_LINES_PER_CALL: u32 = 1_000;
     /// Fan-out to a handful of topics is normal; a thousand records from one change
@@ -49,14 +55,30 @@ impl PluginLimits {
     /// a default broker anyway, after sluice had already spent the work on it.
     pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
 
-    /// The deadline in epoch ticks, rounded up, at least one.
+    /// The batch deadline in epoch ticks (see [`ticks`]).
     pub fn deadline_ticks(&self) -> u64 {
-        let ticks = self
-            .batch_deadline
-            .as_nanos()
-            .div_ceil(EPOCH_TICK.as_nanos());
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+        ticks(self.batch_deadline)
     }
+
+    /// The init deadline in epoch ticks (see [`ticks`]).
+    pub fn init_deadline_ticks(&self) -> u64 {
+        ticks(self.init_deadline)
+    }
+}
+
+/// The most ticks a deadline may be. wasmtime adds the deadline to the engine's current
+/// epoch with plain (overflow-checked) addition, so `u64::MAX` ticks panics inside
+/// wasmtime; half the range is still ~2.9 billion years of 10 ms ticks, and the epoch
+/// (one increment per tick since the process started) never reaches the other half.
+pub const MAX_DEADLINE_TICKS: u64 = u64::MAX / 2;
+
+/// A duration in epoch ticks, rounded up, at least one and at most
+/// [`MAX_DEADLINE_TICKS`], whatever the duration.
+pub fn ticks(deadline: Duration) -> u64 {
+    let ticks = deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+    u64::try_from(ticks)
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_DEADLINE_TICKS)
 }
 
 impl Default for PluginLimits {
@@ -64,6 +86,7 @@ impl Default for PluginLimits {
         Self {
             memory_bytes: Self::DEFAULT_MEMORY_BYTES,
             batch_deadline: Self::DEFAULT_BATCH_DEADLINE,
+            init_deadline: Self::DEFAULT_INIT_DEADLINE,
             log_lines_per_call: Self::DEFAULT_LOG_LINES_PER_CALL,
             max_records_per_event: Self::DEFAULT_MAX_RECORDS_PER_EVENT,
             max_record_bytes: Self::DEFAULT_MAX_RECORD_BYTES,
@@ -75,19 +98,29 @@ impl Default for PluginLimits {
 /// It becomes the trap of the call, so the reason reaches the dead-letter headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "memory cap exceeded: the plugin asked to grow linear memory from {current} to {requested} bytes, over its cap of {max} bytes"
+    "memory cap exceeded: the plugin asked to grow its {what} from {current} to {requested} bytes (memories and tables together), over its cap of {max} bytes"
 )]
 pub struct StoreMemoryExceeded {
+    /// `linear memory` or `tables`.
+    pub what: &'static str,
     pub current: usize,
     pub requested: usize,
     pub max: usize,
 }
 
-/// The limiter of one plugin store.
+/// What the host spends per table element: wasmtime stores a funcref or externref
+/// element as one pointer (plus lazy-initialisation bits it does not allocate per
+/// element), so a table of n elements costs the host about n pointers.
+pub const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// The limiter of one plugin store: one budget for everything the plugin makes the host
+/// allocate, so a plugin capped at 64 MiB cannot take more by growing tables instead of
+/// memory, or by many memories, tables or instances.
 #[derive(Debug)]
 pub struct MemoryCap {
     max: usize,
-    /// Memory of all linear memories of the store, which a component may have several of.
+    /// Bytes of all linear memories and tables of the store (a component may have
+    /// several of each), tables counted at [`TABLE_ELEMENT_BYTES`] per element.
     total: usize,
 }
 
@@ -100,17 +133,14 @@ impl MemoryCap {
     }
 }
 
-impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let growth = desired.saturating_sub(current);
+impl MemoryCap {
+    /// Adds `growth` bytes to the store's total, or refuses with the typed error (which
+    /// becomes the trap, so the reason reaches logs and dead-letter headers).
+    fn grow(&mut self, what: &'static str, growth: usize) -> wasmtime::Result<bool> {
         let total = self.total.saturating_add(growth);
         if total > self.max {
             return Err(wasmtime::Error::new(StoreMemoryExceeded {
+                what,
                 current: self.total,
                 requested: total,
                 max: self.max,
@@ -119,17 +149,28 @@ impl ResourceLimiter for MemoryCap {
         self.total = total;
         Ok(true)
     }
+}
 
-    fn table_growing(
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        // Tables hold function references; a million entries is far beyond any plugin
-        // and bounds the host memory a table bomb can take (8 MiB).
-        const MAX_TABLE_ELEMENTS: usize = 1 << 20;
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        self.grow("linear memory", desired.saturating_sub(current))
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Creating a table is growing it from 0 to its initial size, so a table bomb
+        // (many tables, or huge ones) is counted before the host allocates it.
+        let elements = desired.saturating_sub(current);
+        self.grow("tables", elements.saturating_mul(TABLE_ELEMENT_BYTES))
     }
 
     fn instances(&self) -> usize {
@@ -198,6 +239,36 @@ mod tests {
         assert_eq!(limits.deadline_ticks(), 3);
         limits.batch_deadline = Duration::ZERO;
         assert_eq!(limits.deadline_ticks(), 1);
+        // The largest setting a config could hold must not overflow inside wasmtime.
+        limits.batch_deadline = Duration::MAX;
+        limits.init_deadline = Duration::from_secs(u64::MAX);
+        assert_eq!(limits.deadline_ticks(), MAX_DEADLINE_TICKS);
+        assert_eq!(limits.init_deadline_ticks(), MAX_DEADLINE_TICKS);
+    }
+
+    #[test]
+    fn tables_count_against_the_same_cap_as_memory() {
+        let limits = PluginLimits {
+            memory_bytes: 64 << 20,
+            ..PluginLimits::default()
+        };
+        let mut cap = MemoryCap::new(&limits);
+        assert!(
+            cap.memory_growing(0, 32 << 20, None)
+                .expect("memory within cap")
+        );
+        // 4M elements of 8 bytes = 32 MiB: exactly the rest of the cap.
+        let elements = (32 << 20) / TABLE_ELEMENT_BYTES;
+        assert!(
+            cap.table_growing(0, elements, None)
+                .expect("table within cap")
+        );
+        let err = cap
+            .table_growing(0, 1, None)
+            .expect_err("one element past the cap");
+        let exceeded = err.downcast_ref::<StoreMemoryExceeded>().expect("typed");
+        assert_eq!(exceeded.what, "tables");
+        assert_eq!(exceeded.max, 64 << 20);
     }
 
     #[test]
@@ -217,6 +288,7 @@ mod tests {
         assert_eq!(
             *exceeded,
             StoreMemoryExceeded {
+                what: "linear memory",
                 current: 60,
                 requested: 120,
                 max: 100

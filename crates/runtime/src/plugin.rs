@@ -8,7 +8,7 @@ use super::RuntimeError;
 use super::bindings::{ChangeEvent, EventOutcome, Transformer, TransformerPre};
 use super::cache::CacheOutcome;
 use super::limits::{PluginLimits, StoreMemoryExceeded};
-use super::state::PluginState;
+use super::state::{LogDrops, PluginState};
 
 /// What the host knows about a plugin before loading it (from config or manifest).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,7 @@ pub struct LoadedPlugin {
     engine: Engine,
     /// Whether stores get the memory limiter ([`super::RuntimeOptions::memory_limits`]).
     memory_limits: bool,
+    drops: LogDrops,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -52,8 +53,13 @@ impl LoadedPlugin {
         pre: TransformerPre<PluginState>,
         engine: Engine,
         memory_limits: bool,
+        drops: LogDrops,
     ) -> Self {
-        let label = Arc::from(format!("{}@{}", spec.name, spec.version));
+        // Names come from manifests a team wrote: no control characters in log lines.
+        let label = Arc::from(super::log::printable(&format!(
+            "{}@{}",
+            spec.name, spec.version
+        )));
         Self {
             spec,
             sha256,
@@ -62,6 +68,7 @@ impl LoadedPlugin {
             pre,
             engine,
             memory_limits,
+            drops,
         }
     }
 
@@ -92,12 +99,13 @@ impl LoadedPlugin {
         let limits = self.spec.limits;
         let mut store = Store::new(
             &self.engine,
-            PluginState::new(Arc::clone(&self.label), &limits),
+            PluginState::new(Arc::clone(&self.label), &limits, self.drops.clone()),
         );
         if self.memory_limits {
             store.limiter(|state| &mut state.memory_cap);
         }
-        store.set_epoch_deadline(limits.deadline_ticks());
+        // Instantiation runs the components' start functions: the init deadline covers it.
+        store.set_epoch_deadline(limits.init_deadline_ticks());
         store.epoch_deadline_trap();
         let bindings = self
             .pre
@@ -144,13 +152,14 @@ impl PluginInstance {
     }
 
     fn init(&mut self) -> Result<(), RuntimeError> {
-        self.begin_call(self.plugin.spec.limits.deadline_ticks());
+        self.begin_call(self.plugin.spec.limits.init_deadline_ticks());
         let config = self.plugin.spec.config.clone();
-        match self
+        let result = self
             .bindings
             .sluice_transform_transform()
-            .call_init(&mut self.store, &config)
-        {
+            .call_init(&mut self.store, &config);
+        self.store.data_mut().end_call();
+        match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(RuntimeError::InitRejected {
                 plugin: self.plugin.label.to_string(),
@@ -184,6 +193,7 @@ impl PluginInstance {
             .bindings
             .sluice_transform_transform()
             .call_transform_batch(&mut self.store, events);
+        self.store.data_mut().end_call();
         match result {
             Ok(outcomes) if outcomes.len() == events.len() => Ok(outcomes),
             Ok(outcomes) => Err(CallTrapped {

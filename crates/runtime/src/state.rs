@@ -1,7 +1,8 @@
 //! The per-store state of a plugin instance: its empty WASI context, its limiter, and the
 //! host interface it imports (logging).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -18,13 +19,16 @@ pub struct PluginState {
     plugin: Arc<str>,
     log_lines_left: u32,
     log_lines_dropped: u64,
+    /// Lines dropped in the current call, reported once when it ends.
+    dropped_this_call: u64,
+    drops: LogDrops,
     /// The last `error` line the guest logged during the current call; the Rust SDK logs
     /// its panic message there, which names the reason of a trap.
     last_error: Option<String>,
 }
 
 impl PluginState {
-    pub fn new(plugin: Arc<str>, limits: &PluginLimits) -> Self {
+    pub fn new(plugin: Arc<str>, limits: &PluginLimits, drops: LogDrops) -> Self {
         Self {
             wasi: sandboxed_wasi(),
             table: ResourceTable::new(),
@@ -32,6 +36,8 @@ impl PluginState {
             plugin,
             log_lines_left: limits.log_lines_per_call,
             log_lines_dropped: 0,
+            dropped_this_call: 0,
+            drops,
             last_error: None,
         }
     }
@@ -39,7 +45,23 @@ impl PluginState {
     /// Resets the per-call budgets before a call into the guest.
     pub fn begin_call(&mut self, limits: &PluginLimits) {
         self.log_lines_left = limits.log_lines_per_call;
+        self.dropped_this_call = 0;
         self.last_error = None;
+    }
+
+    /// Reports the log lines the call that just ended dropped: one log line per call
+    /// (never per dropped line) and the per-plugin counter behind the metric.
+    pub fn end_call(&mut self) {
+        if self.dropped_this_call == 0 {
+            return;
+        }
+        let dropped = std::mem::take(&mut self.dropped_this_call);
+        self.drops.add(&self.plugin, dropped);
+        tracing::warn!(
+            plugin = %self.plugin,
+            dropped,
+            "plugin log lines dropped: the call logged more than limits.log_lines_per_call"
+        );
     }
 
     /// The last error line logged during the current call (the panic message, for Rust).
@@ -115,10 +137,12 @@ impl bindings::sluice::transform::host::Host for PluginState {
         }
         if self.log_lines_left == 0 {
             self.log_lines_dropped += 1;
+            self.dropped_this_call += 1;
             return;
         }
         self.log_lines_left -= 1;
         let plugin = &*self.plugin;
+        let message = super::log::plugin_message(&message);
         match level {
             LogLevel::Trace => tracing::trace!(plugin, "{message}"),
             LogLevel::Debug => tracing::debug!(plugin, "{message}"),
@@ -126,5 +150,22 @@ impl bindings::sluice::transform::host::Host for PluginState {
             LogLevel::Warn => tracing::warn!(plugin, "{message}"),
             LogLevel::Error => tracing::error!(plugin, "{message}"),
         }
+    }
+}
+
+/// Plugin log lines dropped over their per-call budget, per plugin (`name@version`),
+/// shared by every store of the runtime; rendered as a metric.
+#[derive(Debug, Clone, Default)]
+pub struct LogDrops(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl LogDrops {
+    fn add(&self, plugin: &str, dropped: u64) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(plugin.to_owned()).or_default() += dropped;
+    }
+
+    /// Dropped lines so far, per plugin.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

@@ -84,9 +84,9 @@ impl PluginWorker {
         }
         tracing::warn!(
             plugin = %self.plugin.name(),
-            version = %self.plugin.version(),
+            version = %super::log::printable(self.plugin.version()),
             events = events.len(),
-            reason = %batch_error,
+            reason = %super::log::plugin_message(&batch_error),
             "batch trapped; retrying its events one at a time to isolate the poison event"
         );
         let event_ticks = (batch_ticks / events.len() as u64).max(MIN_RETRY_TICKS);

@@ -4,7 +4,8 @@
 //! `"grow_mib": n` allocates (and touches) n MiB, `"recurse": n` recurses n deep,
 //! `"fan_out": n` returns n records, `"huge_mib": n` returns one n-MiB record, `"sandbox": true` reports what it can
 //! reach (environment, files, network, clocks) as its output; any other event is published to
-//! `out` as `{"id": <id>}` keyed by the id.
+//! `out` as `{"id": <id>}` keyed by the id. With the config `init_spin = "true"`, `init`
+//! loops forever (until the host's init deadline stops it).
 
 use serde::Deserialize;
 use sluice_sdk::{ChangeEvent, Record, Reject};
@@ -41,7 +42,18 @@ fn depth(n: u64) -> u64 {
     1 + depth(n - 1) + frame[(n % 16) as usize] % 2
 }
 
-#[sluice_sdk::transform]
+/// `init`: loops forever when asked to (a plugin stuck in its start-up).
+fn check(config: &sluice_sdk::Config) -> Result<(), String> {
+    if config.get("init_spin") == Some("true") {
+        let mut n: u64 = 0;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+    }
+    Ok(())
+}
+
+#[sluice_sdk::transform(init = check)]
 fn poison(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
     let row: Row = event.row()?;
     if row.panic {
