@@ -125,9 +125,13 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: in a file or a pipe the escape codes are noise to every
+    // log tool downstream.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -137,7 +141,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let config = sluice::config::load(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let stats = runtime.block_on(sluice::app::run(config, shutdown_signal()))?;
-            tracing::info!(?stats, "pipeline finished");
+            stats.log("all", "pipeline finished");
             Ok(ExitCode::SUCCESS)
         }
         Command::Capture { config } => {

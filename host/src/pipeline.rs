@@ -150,6 +150,27 @@ pub struct PipelineStats {
     pub transactions_aborted: u64,
 }
 
+impl PipelineStats {
+    /// Logs the counters as fields (not as a Debug blob), so log tools can read them.
+    pub fn log(&self, lane: &str, what: &str) {
+        tracing::info!(
+            lane,
+            batches = self.batches,
+            records_in = self.records_in,
+            records_out = self.records_out,
+            tombstones_skipped = self.tombstones_skipped,
+            unrouted = self.unrouted,
+            malformed = self.malformed,
+            rejected = self.rejected,
+            trapped = self.trapped,
+            output_violations = self.output_violations,
+            dead_lettered = self.dead_lettered,
+            transactions_aborted = self.transactions_aborted,
+            "{what}"
+        );
+    }
+}
+
 /// Why the pipeline stopped with an error (never because of one bad event).
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
