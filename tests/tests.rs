@@ -7,6 +7,7 @@ mod capture_pipeline;
 mod config_errors;
 mod exactly_once;
 mod golden;
+mod hardening;
 mod isolation;
 mod kafka;
 mod lanes;
