@@ -374,10 +374,10 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
             format!("{n} is out of range (1 to 100000)"),
         ),
     }
-    if let Some(topic) = raw.pipeline.dead_letter_topic {
-        if topic_name(&topic, "pipeline.dead_letter_topic", problems) {
-            pipeline.dead_letter_topic = topic;
-        }
+    if let Some(topic) = raw.pipeline.dead_letter_topic
+        && topic_name(&topic, "pipeline.dead_letter_topic", problems)
+    {
+        pipeline.dead_letter_topic = topic;
     }
     if let Some(lineage) = raw.pipeline.lineage_headers {
         pipeline.lineage_headers = lineage;

@@ -692,3 +692,25 @@ fn push_source(headers: &mut Vec<Header>, origin: &Origin) {
     ));
     headers.push(header(headers::SOURCE_OFFSET, &origin.offset.to_string()));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copied_header_text_is_bounded_on_a_character_boundary() {
+        assert_eq!(bounded_header_text("short"), "short");
+        let long = "é".repeat(100_000);
+        let bounded = bounded_header_text(&long);
+        assert!(
+            bounded.len() <= headers::MAX_COPIED_BYTES,
+            "{}",
+            bounded.len()
+        );
+        assert!(
+            bounded.ends_with("... [truncated, 200000 bytes in all]"),
+            "{bounded}"
+        );
+        assert!(bounded.starts_with("éé"));
+    }
+}
