@@ -191,6 +191,9 @@ impl<E: Endpoints> Supervisor<E> {
                 }
                 tracing::info!(lane = %name, "a new version of the failed lane's plugin: starting it again");
                 self.failed.remove(&name);
+                // Its other consumers may still be stopping: they finish on their own
+                // (booked by id), and the new version gets a lane of its own.
+                self.lanes.remove(&name);
                 if let Some(telemetry) = &self.telemetry {
                     telemetry.lane_restarted(&name);
                 }
