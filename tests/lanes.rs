@@ -210,6 +210,7 @@ fn live_record(id: i64) -> RawRecord {
             partition: 0,
             offset: id,
         },
+        unreadable: None,
     }
 }
 

@@ -272,7 +272,10 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
                     problems,
                     true,
                 ),
-                topic: raw.source.topic,
+                topic: raw
+                    .source
+                    .topic
+                    .filter(|topic| topic_name(topic, "source.topic", problems)),
             }
         }
         "kafka" => {
@@ -289,20 +292,21 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
                     problems.add("source.properties", format!("missing {required:?}"));
                 }
             }
+            for (index, topic) in raw.source.topics.iter().enumerate() {
+                // A `^` subscription is a regex, librdkafka's to match.
+                if !topic.starts_with('^') {
+                    topic_name(topic, &format!("source.topics[{index}]"), problems);
+                }
+            }
             if raw.source.topics.is_empty() {
                 problems.add("source.topics", "list at least one topic (or a ^regex)");
             }
-            let linger = match raw.source.linger.as_deref().map(parse_duration) {
-                None => DEFAULT_KAFKA_LINGER,
-                Some(Some(linger)) => linger,
-                Some(None) => {
-                    problems.add(
-                        "source.linger",
-                        "not a duration; use ms, s or m (e.g. \"20ms\")",
-                    );
-                    DEFAULT_KAFKA_LINGER
-                }
-            };
+            let linger = raw
+                .source
+                .linger
+                .as_deref()
+                .and_then(|text| LINGER_RANGE.check(text, "source.linger", problems))
+                .unwrap_or(DEFAULT_KAFKA_LINGER);
             let consumers = match raw.source.consumers {
                 None => 1,
                 Some(n) if (1..=64).contains(&n) => n as usize,
@@ -311,17 +315,12 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
                     1
                 }
             };
-            let batch_bytes = match raw.source.batch_bytes.as_deref().map(parse_size) {
-                None => DEFAULT_KAFKA_BATCH_BYTES,
-                Some(Some(bytes)) if bytes > 0 => bytes,
-                Some(_) => {
-                    problems.add(
-                        "source.batch_bytes",
-                        "not a size; use a number with B, KiB, MiB or GiB (e.g. \"4MiB\")",
-                    );
-                    DEFAULT_KAFKA_BATCH_BYTES
-                }
-            };
+            let batch_bytes = raw
+                .source
+                .batch_bytes
+                .as_deref()
+                .and_then(|text| BATCH_BYTES_RANGE.check(text, "source.batch_bytes", problems))
+                .unwrap_or(DEFAULT_KAFKA_BATCH_BYTES);
             SourceConfig::Kafka(crate::source::kafka::KafkaSourceSettings {
                 topics: raw.source.topics,
                 properties,
@@ -377,14 +376,10 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
             format!("{n} is out of range (1 to 100000)"),
         ),
     }
-    if let Some(topic) = raw.pipeline.dead_letter_topic {
-        match TopicPattern::parse(&topic) {
-            Ok(_) if !topic.contains('*') => pipeline.dead_letter_topic = topic,
-            _ => problems.add(
-                "pipeline.dead_letter_topic",
-                format!("{topic:?} is not a valid topic name"),
-            ),
-        }
+    if let Some(topic) = raw.pipeline.dead_letter_topic
+        && topic_name(&topic, "pipeline.dead_letter_topic", problems)
+    {
+        pipeline.dead_letter_topic = topic;
     }
     if let Some(lineage) = raw.pipeline.lineage_headers {
         pipeline.lineage_headers = lineage;
@@ -605,24 +600,16 @@ fn validate_plugin(
     let inputs = patterns(&raw.inputs, &format!("{at}inputs"), problems);
     let outputs = patterns(&raw.outputs, &format!("{at}outputs"), problems);
     let mut limits = PluginLimits::default();
-    if let Some(memory) = raw.limits.memory {
-        match parse_size(&memory) {
-            Some(bytes) if bytes >= 1 << 20 => limits.memory_bytes = bytes,
-            Some(_) => problems.add(format!("{at}limits.memory"), format!("{memory:?} is below the minimum of 1MiB")),
-            None => problems.add(
-                format!("{at}limits.memory"),
-                format!("{memory:?} is not a size; use a number with B, KiB, MiB or GiB (e.g. \"64MiB\")"),
-            ),
-        }
+    if let Some(memory) = raw.limits.memory
+        && let Some(bytes) = MEMORY_RANGE.check(&memory, &format!("{at}limits.memory"), problems)
+    {
+        limits.memory_bytes = bytes;
     }
-    if let Some(deadline) = raw.limits.batch_deadline {
-        match parse_duration(&deadline) {
-            Some(duration) if !duration.is_zero() => limits.batch_deadline = duration,
-            _ => problems.add(
-                format!("{at}limits.batch_deadline"),
-                format!("{deadline:?} is not a positive duration; use ms, s or m (e.g. \"5s\")"),
-            ),
-        }
+    if let Some(deadline) = raw.limits.batch_deadline
+        && let Some(duration) =
+            DEADLINE_RANGE.check(&deadline, &format!("{at}limits.batch_deadline"), problems)
+    {
+        limits.batch_deadline = duration;
     }
     if let Some(deadline) = raw.limits.init_deadline {
         match parse_duration(&deadline) {
@@ -651,14 +638,11 @@ fn validate_plugin(
             ),
         }
     }
-    if let Some(size) = raw.limits.max_record_bytes {
-        match parse_size(&size) {
-            Some(bytes) if bytes > 0 => limits.max_record_bytes = bytes,
-            _ => problems.add(
-                format!("{at}limits.max_record_bytes"),
-                format!("{size:?} is not a positive size (e.g. \"1MiB\")"),
-            ),
-        }
+    if let Some(size) = raw.limits.max_record_bytes
+        && let Some(bytes) =
+            RECORD_BYTES_RANGE.check(&size, &format!("{at}limits.max_record_bytes"), problems)
+    {
+        limits.max_record_bytes = bytes;
     }
     let mut config = Vec::new();
     flatten_config(
@@ -795,6 +779,142 @@ fn default_cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
     Some(base.join("sluice").join("components"))
+}
+
+/// The allowed range of a duration or size setting. Every duration and size has a
+/// maximum: past it a value is a mistake (a batch deadline of 584 billion years), and
+/// passing it on would overflow the clocks and counters it reaches (wasmtime's epoch
+/// deadline, librdkafka's limits).
+struct Range<T> {
+    min: T,
+    max: T,
+    /// The maximum as written in the message (`10m`, `4GiB`).
+    min_text: &'static str,
+    max_text: &'static str,
+    example: &'static str,
+}
+
+/// `source.linger`: a consumer that waits longer than a minute for a batch only holds
+/// events back (and nears `max.poll.interval.ms`, 5 minutes by default).
+const LINGER_RANGE: Range<Duration> = Range {
+    min: Duration::ZERO,
+    max: Duration::from_secs(60),
+    min_text: "0ms",
+    max_text: "1m",
+    example: "20ms",
+};
+
+/// `limits.batch_deadline`: a plugin that needs more than 10 minutes for one batch is
+/// stuck, which is what the deadline is there to catch.
+const DEADLINE_RANGE: Range<Duration> = Range {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(600),
+    min_text: "1ms",
+    max_text: "10m",
+    example: "5s",
+};
+
+/// `limits.memory`: a wasm32 memory cannot grow past 4 GiB.
+const MEMORY_RANGE: Range<u64> = Range {
+    min: 1 << 20,
+    max: 4 << 30,
+    min_text: "1MiB",
+    max_text: "4GiB",
+    example: "64MiB",
+};
+
+/// `limits.max_record_bytes`: Kafka (`message.max.bytes`) takes no record over 1 GB.
+const RECORD_BYTES_RANGE: Range<u64> = Range {
+    min: 1,
+    max: 1_000_000_000,
+    min_text: "1B",
+    max_text: "1GB",
+    example: "1MiB",
+};
+
+/// `source.batch_bytes`: a batch is held in memory whole, twice (read and output).
+const BATCH_BYTES_RANGE: Range<u64> = Range {
+    min: 1,
+    max: 1 << 30,
+    min_text: "1B",
+    max_text: "1GiB",
+    example: "4MiB",
+};
+
+/// How many digits `text` starts with (after spaces).
+fn leading_digits(text: &str) -> usize {
+    text.trim().chars().take_while(char::is_ascii_digit).count()
+}
+
+impl Range<Duration> {
+    /// The duration `text` means, if it parses and lies in the range; else a problem at
+    /// `path` saying which bound it breaks.
+    fn check(&self, text: &str, path: &str, problems: &mut Problems) -> Option<Duration> {
+        let unit = text
+            .trim()
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim();
+        let parsed = parse_duration(text);
+        let over = match parsed {
+            Some(duration) => duration > self.max,
+            // Digits and a known unit that still do not parse: too large to represent.
+            None => matches!(unit, "ms" | "s" | "m") && leading_digits(text) > 0,
+        };
+        let message = match parsed {
+            _ if over => format!("{text:?} is over the maximum of {}", self.max_text),
+            Some(duration) if duration < self.min => {
+                format!("{text:?} is below the minimum of {}", self.min_text)
+            }
+            Some(duration) => return Some(duration),
+            None => format!(
+                "{text:?} is not a duration; use ms, s or m (e.g. \"{}\")",
+                self.example
+            ),
+        };
+        problems.add(path, message);
+        None
+    }
+}
+
+impl Range<u64> {
+    /// The size `text` means, if it parses and lies in the range; else a problem at
+    /// `path` saying which bound it breaks.
+    fn check(&self, text: &str, path: &str, problems: &mut Problems) -> Option<u64> {
+        let parsed = parse_size(text);
+        let unit = text
+            .trim()
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim();
+        let known_unit = matches!(unit, "" | "B" | "KiB" | "MiB" | "GiB" | "KB" | "MB" | "GB");
+        let over = match parsed {
+            Some(bytes) => bytes > self.max,
+            None => known_unit && leading_digits(text) > 0,
+        };
+        let message = match parsed {
+            _ if over => format!("{text:?} is over the maximum of {}", self.max_text),
+            Some(bytes) if bytes < self.min => {
+                format!("{text:?} is below the minimum of {}", self.min_text)
+            }
+            Some(bytes) => return Some(bytes),
+            None => format!(
+                "{text:?} is not a size; use a number with B, KiB, MiB or GiB (e.g. \"{}\")",
+                self.example
+            ),
+        };
+        problems.add(path, message);
+        None
+    }
+}
+
+/// Whether `topic` is a valid Kafka topic name; if not, a problem at `path` says why.
+fn topic_name(topic: &str, path: &str, problems: &mut Problems) -> bool {
+    match crate::topics::check_topic_name(topic) {
+        Ok(()) => true,
+        Err(error) => {
+            problems.add(path, error.to_string());
+            false
+        }
+    }
 }
 
 /// Parses `64MiB`, `512KiB`, `1GiB`, `1000000B`, `64MB` (decimal), or plain bytes.

@@ -68,6 +68,8 @@ pub struct Telemetry {
     collectors: Mutex<Vec<Collector>>,
     /// Per lane: (topic, partition, records behind the high watermark).
     consumer_lag: Mutex<BTreeMap<String, Vec<PartitionLag>>>,
+    /// Lanes stopped by an error, with the error (see [`crate::lanes`]).
+    failed_lanes: Mutex<BTreeMap<String, String>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -84,6 +86,24 @@ impl Telemetry {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Books `lane` as stopped by `error`: `/ready` and `sluice_lane_failed` name it.
+    pub fn lane_failed(&self, lane: &str, error: &str) {
+        lock(&self.failed_lanes).insert(lane.to_owned(), error.to_owned());
+    }
+
+    /// `lane` runs again (a new version of its plugin).
+    pub fn lane_restarted(&self, lane: &str) {
+        lock(&self.failed_lanes).remove(lane);
+    }
+
+    /// The lanes stopped by an error, with their errors.
+    pub fn failed_lanes(&self) -> Vec<(String, String)> {
+        lock(&self.failed_lanes)
+            .iter()
+            .map(|(lane, error)| (lane.clone(), error.clone()))
+            .collect()
     }
 
     /// Records one finished batch of `lane`: the lane's counters so far and how long the
@@ -271,6 +291,13 @@ impl Telemetry {
                     escape(topic)
                 ));
             }
+        }
+        out.push_str("# HELP sluice_lane_failed Lanes stopped by an error (1); the others keep running.\n# TYPE sluice_lane_failed gauge\n");
+        for lane in lock(&self.failed_lanes).keys() {
+            out.push_str(&format!(
+                "sluice_lane_failed{{lane=\"{}\"}} 1\n",
+                escape(lane)
+            ));
         }
         for collector in lock(&self.collectors).iter() {
             out.push_str(&(collector.0)());

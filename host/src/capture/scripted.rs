@@ -907,6 +907,7 @@ async fn a_snapshot_of_several_tables_marks_each_table_and_decodes() {
                 partition: 0,
                 offset: 0,
             },
+            unreadable: None,
         };
         let Ok(crate::debezium::Decoded::Event(event)) = crate::debezium::decode(raw) else {
             panic!("capture wrote an event sluice cannot decode");
