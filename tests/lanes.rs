@@ -211,6 +211,7 @@ fn live_record(id: i64) -> RawRecord {
             partition: 0,
             offset: id,
         },
+        unreadable: None,
     }
 }
 

@@ -152,6 +152,7 @@ pub fn synthetic_customer_events(count: usize) -> Vec<sluice_core::RawRecord> {
                     partition: 0,
                     offset: i as i64,
                 },
+                unreadable: None,
             }
         })
         .collect()

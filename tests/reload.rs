@@ -16,7 +16,7 @@ use sluice_tests::components;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::support::{ChannelSink, create_event};
+use crate::support::create_event;
 
 /// Writes a manifest for the `stamp` plugin the way a deploy tool should: to a temporary
 /// name, then renamed into place.
@@ -27,6 +27,26 @@ fn deploy_stamp(dir: &Path, stamp: &str) {
     let tmp = dir.join(".stamp.toml.tmp");
     std::fs::write(&tmp, manifest).expect("write manifest");
     std::fs::rename(&tmp, dir.join("stamp.toml")).expect("rename into place");
+}
+
+/// A sink that forwards every published record with the number of its batch.
+struct BatchSink(mpsc::UnboundedSender<(u64, OutputRecord)>, u64);
+
+impl sluice_core::sink::Sink for BatchSink {
+    async fn send(
+        &mut self,
+        records: Vec<OutputRecord>,
+    ) -> Result<(), sluice_core::sink::SinkError> {
+        self.1 += 1;
+        for record in records {
+            let _ = self.0.send((self.1, record));
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), sluice_core::sink::SinkError> {
+        Ok(())
+    }
 }
 
 fn stamp_of(record: &OutputRecord) -> (i64, String) {
@@ -72,12 +92,15 @@ fn twenty_swaps_under_a_stream_lose_and_repeat_nothing() {
         let settings = PipelineSettings { batch_size: 16, ..PipelineSettings::default() };
         let pipeline = tokio::spawn(async move {
             let mut pipeline = Pipeline::with_route_table(table, settings);
-            let mut sink = ChannelSink(records);
+            let mut sink = BatchSink(records, 0);
             pipeline.run(&mut source, &mut sink, std::future::pending()).await
         });
 
         let mut next_id = 0i64;
         let mut seen: Vec<(i64, String)> = Vec::new();
+        // The batch each published record came in (a partial batch leaves after the
+        // linger, so batches are not all 16 events).
+        let mut batches: Vec<u64> = Vec::new();
         let mut latencies = Vec::new();
         for swap in 1..=20 {
             let stamp = swap.to_string();
@@ -91,8 +114,9 @@ fn twenty_swaps_under_a_stream_lose_and_repeat_nothing() {
                     next_id += 1;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
-                while let Ok(record) = published.try_recv() {
+                while let Ok((batch, record)) = published.try_recv() {
                     seen.push(stamp_of(&record));
+                    batches.push(batch);
                 }
                 if seen.last().is_some_and(|(_, s)| *s == stamp) {
                     latencies.push(deployed.elapsed());
@@ -103,8 +127,9 @@ fn twenty_swaps_under_a_stream_lose_and_repeat_nothing() {
         }
         drop(writer);
         let pipeline_stats = pipeline.await.expect("pipeline task").expect("pipeline");
-        while let Some(record) = published.recv().await {
+        while let Some((batch, record)) = published.recv().await {
             seen.push(stamp_of(&record));
+            batches.push(batch);
         }
         let _ = stop_watch.send(());
         watcher.await.expect("watcher task").expect("watcher");
@@ -116,9 +141,9 @@ fn twenty_swaps_under_a_stream_lose_and_repeat_nothing() {
         // Versions only move forward: each batch ran on the version in service when it began.
         let stamps: Vec<u32> = seen.iter().map(|(_, s)| s.parse().expect("numeric stamp")).collect();
         assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "versions never go back: {stamps:?}");
-        // A swap happens at a batch boundary: batches are 16 events from offset 0.
-        for pair in seen.windows(2).filter(|w| w[0].1 != w[1].1) {
-            assert_eq!(pair[1].0 % 16, 0, "version changed inside a batch at event {}", pair[1].0);
+        // A swap happens at a batch boundary.
+        for (index, pair) in seen.windows(2).enumerate().filter(|(_, w)| w[0].1 != w[1].1) {
+            assert_ne!(batches[index], batches[index + 1], "version changed inside a batch at event {}", pair[1].0);
         }
         assert_eq!(stats.lock().expect("stats").loaded, 21);
         latencies.sort();

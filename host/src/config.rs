@@ -15,8 +15,7 @@ use serde::Deserialize;
 use sluice_capture::config::{CaptureConfig, RawCapture};
 use sluice_core::admin::RawAdmin;
 pub use sluice_core::settings::{ConfigError, Problem};
-use sluice_core::settings::{Problems, flatten_config, parse_duration, parse_size};
-use sluice_core::topics::TopicPattern;
+use sluice_core::settings::{Problems, Range, flatten_config, parse_size, topic_name};
 use sluice_kafka::source::KafkaSourceSettings;
 use sluice_pipeline::lanes::Isolation;
 pub use sluice_pipeline::manifest::{PluginConfig, load_manifest};
@@ -210,7 +209,10 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
                     problems,
                     true,
                 ),
-                topic: raw.source.topic,
+                topic: raw
+                    .source
+                    .topic
+                    .filter(|topic| topic_name(topic, "source.topic", problems)),
             }
         }
         "kafka" => {
@@ -227,20 +229,21 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
                     problems.add("source.properties", format!("missing {required:?}"));
                 }
             }
+            for (index, topic) in raw.source.topics.iter().enumerate() {
+                // A `^` subscription is a regex, librdkafka's to match.
+                if !topic.starts_with('^') {
+                    topic_name(topic, &format!("source.topics[{index}]"), problems);
+                }
+            }
             if raw.source.topics.is_empty() {
                 problems.add("source.topics", "list at least one topic (or a ^regex)");
             }
-            let linger = match raw.source.linger.as_deref().map(parse_duration) {
-                None => DEFAULT_KAFKA_LINGER,
-                Some(Some(linger)) => linger,
-                Some(None) => {
-                    problems.add(
-                        "source.linger",
-                        "not a duration; use ms, s or m (e.g. \"20ms\")",
-                    );
-                    DEFAULT_KAFKA_LINGER
-                }
-            };
+            let linger = raw
+                .source
+                .linger
+                .as_deref()
+                .and_then(|text| LINGER_RANGE.check(text, "source.linger", problems))
+                .unwrap_or(DEFAULT_KAFKA_LINGER);
             let consumers = match raw.source.consumers {
                 None => 1,
                 Some(n) if (1..=64).contains(&n) => n as usize,
@@ -249,17 +252,12 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
                     1
                 }
             };
-            let batch_bytes = match raw.source.batch_bytes.as_deref().map(parse_size) {
-                None => DEFAULT_KAFKA_BATCH_BYTES,
-                Some(Some(bytes)) if bytes > 0 => bytes,
-                Some(_) => {
-                    problems.add(
-                        "source.batch_bytes",
-                        "not a size; use a number with B, KiB, MiB or GiB (e.g. \"4MiB\")",
-                    );
-                    DEFAULT_KAFKA_BATCH_BYTES
-                }
-            };
+            let batch_bytes = raw
+                .source
+                .batch_bytes
+                .as_deref()
+                .and_then(|text| BATCH_BYTES_RANGE.check(text, "source.batch_bytes", problems))
+                .unwrap_or(DEFAULT_KAFKA_BATCH_BYTES);
             SourceConfig::Kafka(KafkaSourceSettings {
                 topics: raw.source.topics,
                 properties,
@@ -315,14 +313,10 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
             format!("{n} is out of range (1 to 100000)"),
         ),
     }
-    if let Some(topic) = raw.pipeline.dead_letter_topic {
-        match TopicPattern::parse(&topic) {
-            Ok(_) if !topic.contains('*') => pipeline.dead_letter_topic = topic,
-            _ => problems.add(
-                "pipeline.dead_letter_topic",
-                format!("{topic:?} is not a valid topic name"),
-            ),
-        }
+    if let Some(topic) = raw.pipeline.dead_letter_topic
+        && topic_name(&topic, "pipeline.dead_letter_topic", problems)
+    {
+        pipeline.dead_letter_topic = topic;
     }
     if let Some(lineage) = raw.pipeline.lineage_headers {
         pipeline.lineage_headers = lineage;
@@ -506,6 +500,25 @@ fn default_cache_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
     Some(base.join("sluice").join("components"))
 }
+
+/// `source.linger`: a consumer that waits longer than a minute for a batch only holds
+/// events back (and nears `max.poll.interval.ms`, 5 minutes by default).
+const LINGER_RANGE: Range<Duration> = Range {
+    min: Duration::ZERO,
+    max: Duration::from_secs(60),
+    min_text: "0ms",
+    max_text: "1m",
+    example: "20ms",
+};
+
+/// `source.batch_bytes`: a batch is held in memory whole, twice (read and output).
+const BATCH_BYTES_RANGE: Range<u64> = Range {
+    min: 1,
+    max: 1 << 30,
+    min_text: "1B",
+    max_text: "1GiB",
+    example: "4MiB",
+};
 
 #[cfg(test)]
 mod tests {

@@ -130,9 +130,13 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: in a file or a pipe the escape codes are noise to every
+    // log tool downstream.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -145,8 +149,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // A plugin still compiling or in `init` when shutdown came runs on a blocking
             // thread nobody waits for any more; dropping the runtime would wait for it.
             runtime.shutdown_timeout(ABANDON_BLOCKING_AFTER);
-            let stats = stats?;
-            tracing::info!(?stats, "pipeline finished");
+            stats?.log("all", "pipeline finished");
             Ok(ExitCode::SUCCESS)
         }
         Command::Capture { config } => {

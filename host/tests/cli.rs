@@ -64,7 +64,7 @@ fn plugin_test_names_a_missing_component() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr.contains("/no/such/plugin.wasm: refused (unreadable)"),
+        stderr.contains("/no/such/plugin.wasm: refused (unreadable): No such file"),
         "{stderr}"
     );
 }

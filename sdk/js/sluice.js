@@ -56,14 +56,14 @@ export class Config {
   /** @param {Array<[string, string]>} pairs */
   constructor(pairs) {
     this.pairs = pairs;
+    // Plugins read their config per event: one lookup, not a scan of the pairs (a `Map`
+    // keeps the last value of a repeated key, as `get` promises).
+    this.latest = new Map(pairs);
   }
 
   /** The value of `key`, or `undefined`. When a key is repeated, the last value wins. */
   get(key) {
-    for (let i = this.pairs.length - 1; i >= 0; i--) {
-      if (this.pairs[i][0] === key) return this.pairs[i][1];
-    }
-    return undefined;
+    return this.latest.get(key);
   }
 
   /**
@@ -352,6 +352,22 @@ const KINDS = {
   any: (v) => v !== null,
 };
 
+/** `[column, kind, optional]` of each column of a shape, worked out once per shape (the
+ * interpreter would otherwise re-parse every spec string of every row). */
+const SHAPES = new WeakMap();
+function compiled(shape) {
+  let columns = SHAPES.get(shape);
+  if (columns === undefined) {
+    columns = Object.keys(shape).map((column) => {
+      const spec = shape[column];
+      const optional = spec.endsWith("?");
+      return [column, optional ? spec.slice(0, -1) : spec, optional];
+    });
+    SHAPES.set(shape, columns);
+  }
+  return columns;
+}
+
 const EXPECTED = { int: "an integer", number: "a number", string: "a string", bool: "a boolean", any: "a value" };
 
 /**
@@ -364,10 +380,7 @@ export function checkRow(row, shape) {
   if (row === null || typeof row !== "object" || Array.isArray(row)) {
     return `expected an object, found ${toJson(row)}`;
   }
-  for (const column in shape) {
-    const spec = shape[column];
-    const optional = spec.endsWith("?");
-    const kind = optional ? spec.slice(0, -1) : spec;
+  for (const [column, kind, optional] of compiled(shape)) {
     const value = row[column];
     if (value === undefined || value === null) {
       if (!optional) return `missing field \`${column}\``;

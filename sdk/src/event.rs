@@ -1,5 +1,6 @@
 //! The change event a plugin receives, with typed access to its row images.
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::Reject;
@@ -36,17 +37,20 @@ impl ChangeEvent {
     }
 
     /// The `before` image parsed into `T`; a rejection when absent or not a `T`.
-    pub fn before<T: DeserializeOwned>(&self) -> Result<T, Reject> {
+    ///
+    /// `T` may borrow from the event (`&'a str`, `Cow<'a, str>` with `#[serde(borrow)]`),
+    /// so text columns need not be copied out of the value.
+    pub fn before<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Reject> {
         parse_row("before", self.slice(self.inner.before))
     }
 
     /// The `after` image parsed into `T`; a rejection when absent or not a `T`.
-    pub fn after<T: DeserializeOwned>(&self) -> Result<T, Reject> {
+    pub fn after<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Reject> {
         parse_row("after", self.slice(self.inner.after))
     }
 
     /// The row as it is now: `after` for creates, updates and reads, `before` for deletes.
-    pub fn row<T: DeserializeOwned>(&self) -> Result<T, Reject> {
+    pub fn row<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Reject> {
         match self.inner.op {
             Op::Delete => self.before(),
             _ => self.after(),
@@ -170,7 +174,7 @@ impl ChangeEvent {
     }
 }
 
-fn parse_row<T: DeserializeOwned>(image: &str, json: Option<&[u8]>) -> Result<T, Reject> {
+fn parse_row<'a, T: Deserialize<'a>>(image: &str, json: Option<&'a [u8]>) -> Result<T, Reject> {
     let json = json.ok_or_else(|| {
         Reject::new(format!("the event has no `{image}` image")).with_code("missing-image")
     })?;

@@ -96,6 +96,7 @@ fn event(fields: serde_json::Value) -> ChangeEvent {
             partition: 0,
             offset: 0,
         },
+        unreadable: None,
     };
     match decode(raw) {
         Ok(Decoded::Event(event)) => event,

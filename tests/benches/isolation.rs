@@ -213,6 +213,7 @@ fn hostile_events(fields: serde_json::Value, count: usize) -> Vec<RawRecord> {
                     partition: 0,
                     offset: i as i64,
                 },
+                unreadable: None,
             }
         })
         .collect()

@@ -3,7 +3,8 @@
 //! CPython), beside the same Rust logic compiled natively, plus what each component costs
 //! to load and start.
 //!
-//! `cargo bench -p sluice-tests --bench languages` (add `-- --quick` for a smoke run).
+//! `cargo bench -p sluice-tests --bench languages` (add `-- --quick` for a smoke run;
+//! `-- --component <label>=<path>` adds another build of `customers-cdm` to the table).
 //! Results and how to read them: BENCHMARKS.md, "Plugins in other languages".
 //!
 //! To show where a slow language spends its time, each component also runs the same
@@ -27,6 +28,7 @@ const BATCH: usize = 256;
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let rounds = if quick { 1 } else { 3 };
+
     let events: Vec<ChangeEvent> = sluice_tests::synthetic_customer_events(EVENTS)
         .into_iter()
         .map(|raw| match decode(raw) {
@@ -62,7 +64,18 @@ fn main() {
         ("Python", components::CUSTOMERS_CDM_PY),
     ];
     let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");
-    for (language, path) in languages {
+    // `--only <prefix>`: just the rows whose label starts with it, and no start-up table
+    // (a quicker comparison of two builds of one language on a loaded machine).
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|at| args.get(at + 1).cloned());
+    for (language, path) in languages
+        .into_iter()
+        .chain(extra_components())
+        .filter(|(label, _)| only.as_ref().is_none_or(|prefix| label.starts_with(prefix)))
+    {
         let plugin = runtime
             .load_file(spec(), std::path::Path::new(path))
             .expect("load");
@@ -75,6 +88,9 @@ fn main() {
             rate / native,
             per_event - per_boundary
         );
+    }
+    if only.is_some() {
+        return;
     }
     println!();
     println!("component size and start-up (ms, best of {rounds}):");
@@ -115,12 +131,34 @@ fn main() {
     }
 }
 
+/// `--component <label>=<path>` (repeatable): another build of `customers-cdm` measured
+/// in the same run, e.g. one made with an earlier SDK to show what a change gained.
+fn extra_components() -> Vec<(&'static str, &'static str)> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .zip(args.iter().skip(1))
+        .filter(|(flag, _)| *flag == "--component")
+        .map(|(_, value)| {
+            let (label, path) = value.split_once('=').expect("--component <label>=<path>");
+            // Leaked: a handful of strings for the life of the benchmark.
+            let label: &'static str = Box::leak(label.to_owned().into_boxed_str());
+            let path: &'static str = Box::leak(path.to_owned().into_boxed_str());
+            (label, path)
+        })
+        .collect()
+}
+
 fn spec() -> PluginSpec {
     PluginSpec {
         name: "customers-cdm".to_owned(),
         version: "bench".to_owned(),
         config: vec![],
-        limits: Default::default(),
+        // Deadlines stay on (their cost is part of the figure), but wide: a batch of 256
+        // through an interpreter on a loaded machine outlasts the default.
+        limits: sluice_runtime::PluginLimits {
+            batch_deadline: Duration::from_secs(60),
+            ..Default::default()
+        },
     }
 }
 

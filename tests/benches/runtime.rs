@@ -20,8 +20,17 @@ const EVENTS: usize = 20_000;
 const BATCH_SIZES: [usize; 4] = [1, 16, 256, 1024];
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let rounds = if quick { 1 } else { 5 };
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--rounds <n>`: more rounds for a loaded machine (the best of each is kept).
+    let rounds = match args.iter().position(|a| a == "--rounds") {
+        Some(at) => args
+            .get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .expect("--rounds <n>"),
+        None if quick => 1,
+        None => 5,
+    };
     let raw = sluice_tests::synthetic_customer_events(EVENTS);
     let avg_bytes = raw
         .iter()
@@ -57,7 +66,7 @@ fn main() {
     println!("|---|---:|---:|---:|");
 
     let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");
-    if profile_only(&runtime, &events) {
+    if profile_only(&runtime, &events) || levers(&runtime, &events, rounds) {
         return;
     }
     let mut native_by_batch = Vec::new();
@@ -209,6 +218,76 @@ fn profile_only(runtime: &Runtime, events: &[ChangeEvent]) -> bool {
     let mut worker = PluginWorker::new(plugin.instantiate().expect("instantiate"));
     let rate = best_of(20, || run_wasm(&mut worker, events, 256));
     println!("{name}: {rate:.0} events/s");
+    true
+}
+
+/// `--levers <dir>`: the guest-side build levers, one table. Each subdirectory of `<dir>`
+/// holds `customers_cdm.wasm` and `passthrough.wasm` built one way
+/// (`tests/benches/plugin-levers.sh` makes them); each is measured at batches of 256
+/// against the native `customers-cdm` of the same run, rounds interleaved so that load
+/// drifting on a shared machine hits every variant alike.
+fn levers(runtime: &Runtime, events: &[ChangeEvent], rounds: usize) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(at) = args.iter().position(|a| a == "--levers") else {
+        return false;
+    };
+    let dir = std::path::PathBuf::from(args.get(at + 1).expect("--levers <dir>"));
+    let mut variants: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.join("customers_cdm.wasm").is_file())
+        .collect();
+    variants.sort();
+    let load = |path: std::path::PathBuf, name: &str| {
+        let plugin = runtime.load_file(spec(name), &path).expect("load");
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        (
+            PluginWorker::new(plugin.instantiate().expect("instantiate")),
+            size,
+        )
+    };
+    let mut workers: Vec<_> = variants
+        .iter()
+        .map(|variant| {
+            (
+                load(variant.join("customers_cdm.wasm"), "customers-cdm"),
+                load(variant.join("passthrough.wasm"), "passthrough"),
+            )
+        })
+        .collect();
+    let sdk_events: Vec<sdk::ChangeEvent> = events.iter().map(to_sdk).collect();
+    let mut native = Duration::MAX;
+    let mut best = vec![(Duration::MAX, Duration::MAX); variants.len()];
+    for _ in 0..rounds {
+        native = native.min(run_native(&sdk_events, 256));
+        for ((cdm, passthrough), best) in workers.iter_mut().zip(&mut best) {
+            best.0 = best.0.min(run_wasm(&mut cdm.0, events, 256));
+            best.1 = best.1.min(run_wasm(&mut passthrough.0, events, 256));
+        }
+    }
+    let rate = |d: Duration| EVENTS as f64 / d.as_secs_f64();
+    println!("native customers-cdm: {:.0} events/s", rate(native));
+    println!();
+    println!(
+        "| variant | customers-cdm events/s | vs native | passthrough events/s | customers-cdm size | passthrough size |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for ((variant, (cdm, passthrough)), (cdm_time, passthrough_time)) in
+        variants.iter().zip(&workers).zip(&best)
+    {
+        let name = variant
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        println!(
+            "| {} | {:.0} | {:.2} | {:.0} | {} KB | {} KB |",
+            name.unwrap_or_default(),
+            rate(*cdm_time),
+            rate(*cdm_time) / rate(native),
+            rate(*passthrough_time),
+            cdm.1 / 1024,
+            passthrough.1 / 1024
+        );
+    }
     true
 }
 

@@ -145,6 +145,15 @@ async fn respond(mut stream: TcpStream, telemetry: &Telemetry) {
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) = match (method, path) {
         ("GET", "/health") => ("200 OK", "text/plain", "ok\n".to_owned()),
+        ("GET", "/ready") if !telemetry.failed_lanes().is_empty() => (
+            "503 Service Unavailable",
+            "text/plain",
+            telemetry
+                .failed_lanes()
+                .iter()
+                .map(|(lane, error)| format!("lane {lane} stopped: {}\n", error.replace('\n', " ")))
+                .collect(),
+        ),
         ("GET", "/ready") if telemetry.is_ready() => ("200 OK", "text/plain", "ready\n".to_owned()),
         ("GET", "/ready") => (
             "503 Service Unavailable",

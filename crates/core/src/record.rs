@@ -38,6 +38,10 @@ pub struct RawRecord {
     pub value: Option<Vec<u8>>,
     pub headers: Vec<Header>,
     pub origin: Origin,
+    /// Why the source could not read this record as one (a line that is not UTF-8, too
+    /// long, or a keyed line whose fields have the wrong shape); `value` holds what it
+    /// could read. Such a record goes to the dead-letter topic with this reason.
+    pub unreadable: Option<String>,
 }
 
 /// A record to publish.

@@ -122,6 +122,96 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     }
 }
 
+/// The allowed range of a duration or size setting. Every duration and size has a
+/// maximum: past it a value is a mistake (a batch deadline of 584 billion years), and
+/// passing it on would overflow the clocks and counters it reaches (wasmtime's epoch
+/// deadline, librdkafka's limits).
+pub struct Range<T> {
+    pub min: T,
+    pub max: T,
+    /// The bounds as written in messages (`1ms`, `10m`, `4GiB`).
+    pub min_text: &'static str,
+    pub max_text: &'static str,
+    /// A valid value, for the message.
+    pub example: &'static str,
+}
+
+/// How many digits `text` starts with (after spaces).
+fn leading_digits(text: &str) -> usize {
+    text.trim().chars().take_while(char::is_ascii_digit).count()
+}
+
+impl Range<Duration> {
+    /// The duration `text` means, if it parses and lies in the range; else a problem at
+    /// `path` saying which bound it breaks.
+    pub fn check(&self, text: &str, path: &str, problems: &mut Problems) -> Option<Duration> {
+        let unit = text
+            .trim()
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim();
+        let parsed = parse_duration(text);
+        let over = match parsed {
+            Some(duration) => duration > self.max,
+            // Digits and a known unit that still do not parse: too large to represent.
+            None => matches!(unit, "ms" | "s" | "m") && leading_digits(text) > 0,
+        };
+        let message = match parsed {
+            _ if over => format!("{text:?} is over the maximum of {}", self.max_text),
+            Some(duration) if duration < self.min => {
+                format!("{text:?} is below the minimum of {}", self.min_text)
+            }
+            Some(duration) => return Some(duration),
+            None => format!(
+                "{text:?} is not a duration; use ms, s or m (e.g. \"{}\")",
+                self.example
+            ),
+        };
+        problems.add(path, message);
+        None
+    }
+}
+
+impl Range<u64> {
+    /// The size `text` means, if it parses and lies in the range; else a problem at
+    /// `path` saying which bound it breaks.
+    pub fn check(&self, text: &str, path: &str, problems: &mut Problems) -> Option<u64> {
+        let parsed = parse_size(text);
+        let unit = text
+            .trim()
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim();
+        let known_unit = matches!(unit, "" | "B" | "KiB" | "MiB" | "GiB" | "KB" | "MB" | "GB");
+        let over = match parsed {
+            Some(bytes) => bytes > self.max,
+            None => known_unit && leading_digits(text) > 0,
+        };
+        let message = match parsed {
+            _ if over => format!("{text:?} is over the maximum of {}", self.max_text),
+            Some(bytes) if bytes < self.min => {
+                format!("{text:?} is below the minimum of {}", self.min_text)
+            }
+            Some(bytes) => return Some(bytes),
+            None => format!(
+                "{text:?} is not a size; use a number with B, KiB, MiB or GiB (e.g. \"{}\")",
+                self.example
+            ),
+        };
+        problems.add(path, message);
+        None
+    }
+}
+
+/// Whether `topic` is a valid Kafka topic name; if not, a problem at `path` says why.
+pub fn topic_name(topic: &str, path: &str, problems: &mut Problems) -> bool {
+    match crate::topics::check_topic_name(topic) {
+        Ok(()) => true,
+        Err(error) => {
+            problems.add(path, error.to_string());
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

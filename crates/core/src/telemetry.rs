@@ -9,6 +9,7 @@
 //! ([`crate::admin`]) renders it as Prometheus text and JSON.
 
 use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -46,6 +47,9 @@ pub struct Telemetry {
     /// In registration order, which is the order of the exposition.
     reports: Mutex<Vec<Registered>>,
     collectors: Mutex<Vec<Collector>>,
+    /// Lanes stopped by an error, with the error (a lane is one plugin's pipeline; the
+    /// others keep running).
+    failed_lanes: Mutex<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -71,6 +75,24 @@ impl Telemetry {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Books `lane` as stopped by `error`: `/ready` and `sluice_lane_failed` name it.
+    pub fn lane_failed(&self, lane: &str, error: &str) {
+        lock(&self.failed_lanes).insert(lane.to_owned(), error.to_owned());
+    }
+
+    /// `lane` runs again (a new version of its plugin).
+    pub fn lane_restarted(&self, lane: &str) {
+        lock(&self.failed_lanes).remove(lane);
+    }
+
+    /// The lanes stopped by an error, with their errors.
+    pub fn failed_lanes(&self) -> Vec<(String, String)> {
+        lock(&self.failed_lanes)
+            .iter()
+            .map(|(lane, error)| (lane.clone(), error.clone()))
+            .collect()
     }
 
     /// Replaces the list of plugins in service.
@@ -125,6 +147,13 @@ impl Telemetry {
                 escape(&plugin.name),
                 escape(&plugin.version),
                 plugin.sha256
+            ));
+        }
+        out.push_str("# HELP sluice_lane_failed Lanes stopped by an error (1); the others keep running.\n# TYPE sluice_lane_failed gauge\n");
+        for lane in lock(&self.failed_lanes).keys() {
+            out.push_str(&format!(
+                "sluice_lane_failed{{lane=\"{}\"}} 1\n",
+                escape(lane)
             ));
         }
         for collector in lock(&self.collectors).iter() {

@@ -214,6 +214,7 @@ pub fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
             partition: message.partition(),
             offset: message.offset(),
         },
+        unreadable: None,
     }
 }
 

@@ -16,6 +16,13 @@
 //! position, so the same plugin deployed again resumes where it stopped, without skipping
 //! or repeating an event.
 //!
+//! A lane that hits a fatal error (its sink refuses a batch for good, its source or its
+//! plugin thread fails) stops **alone**: the error is logged with the lane's name, the
+//! lane is reported by `/ready` and the `sluice_lane_failed` metric, and every other
+//! lane keeps running. Its position stays at its last committed batch, so nothing is
+//! lost; deploying a new version of its plugin starts it again from there. The run ends
+//! with that error (exit status 1) once no lane is left running, or at shutdown.
+//!
 //! [`Isolation::Shared`] runs all plugins in one pipeline over one source (one consumer
 //! group): fewer connections and one read of each record, but a slow plugin holds back
 //! every other plugin's batch. Standard input can only be read once, so it is always
@@ -86,11 +93,13 @@ struct Lane {
     stop: watch::Sender<bool>,
     /// Its consumers still running.
     running: usize,
+    /// The route it was started with (`None` for the shared lane).
+    route: Option<Arc<crate::pipeline::Route>>,
 }
 
 /// Runs the routes of `table` in lanes (per plugin, or one shared lane) until every lane's
-/// source is exhausted, a lane fails, or `shutdown` resolves; then stops every lane after
-/// its in-flight batch and returns the sum of their counters.
+/// source is exhausted or has failed, or `shutdown` resolves; then stops every lane after
+/// its in-flight batch and returns the sum of their counters, or the first lane's error.
 pub async fn run<E: Endpoints>(
     endpoints: Arc<E>,
     mut table: watch::Receiver<Routes>,
@@ -108,6 +117,9 @@ pub async fn run<E: Endpoints>(
         next_id: 0,
         total: PipelineStats::default(),
         started_any: false,
+        task_lanes: std::collections::HashMap::new(),
+        failed: BTreeMap::new(),
+        first_failure: None,
     };
     if isolation == Isolation::Shared {
         // One lane follows the whole table.
@@ -118,7 +130,6 @@ pub async fn run<E: Endpoints>(
         supervisor.reconcile(&current);
     }
     let mut table_open = isolation == Isolation::PerPlugin;
-    let mut failure = None;
     tokio::pin!(shutdown);
     loop {
         if supervisor.tasks.is_empty() && (supervisor.started_any || !table_open) {
@@ -133,16 +144,11 @@ pub async fn run<E: Endpoints>(
                 }
                 Err(_) => table_open = false,
             },
-            Some(done) = supervisor.tasks.join_next() => {
-                if let Err(e) = supervisor.finished(done) {
-                    failure = Some(e);
-                    break;
-                }
-            }
+            Some(done) = supervisor.tasks.join_next_with_id() => supervisor.finished(done),
         }
     }
-    let stopped = supervisor.stop_all().await;
-    match failure.or(stopped.err()) {
+    supervisor.stop_all().await;
+    match supervisor.first_failure.take() {
         Some(e) => Err(e),
         None => Ok(supervisor.total),
     }
@@ -154,7 +160,7 @@ fn closed_table(table: &watch::Receiver<Routes>) -> watch::Receiver<Routes> {
     receiver
 }
 
-type LaneResult = (String, u64, Result<PipelineStats, LaneError>);
+type LaneResult = Result<PipelineStats, LaneError>;
 
 struct Supervisor<E: Endpoints> {
     endpoints: Arc<E>,
@@ -165,6 +171,12 @@ struct Supervisor<E: Endpoints> {
     next_id: u64,
     total: PipelineStats,
     started_any: bool,
+    /// The lane (name, id) each task runs, so even a task that panicked is booked to it.
+    task_lanes: std::collections::HashMap<tokio::task::Id, (String, u64)>,
+    /// Lanes stopped by an error, with the route they ran: not started again until
+    /// their plugin changes.
+    failed: BTreeMap<String, Option<Arc<crate::pipeline::Route>>>,
+    first_failure: Option<LaneError>,
 }
 
 impl<E: Endpoints> Supervisor<E> {
@@ -172,6 +184,19 @@ impl<E: Endpoints> Supervisor<E> {
     fn reconcile(&mut self, routes: &Routes) {
         for route in routes.iter() {
             let name = route.plugin.plugin().name().to_owned();
+            if let Some(Some(failed)) = self.failed.get(&name) {
+                if Arc::ptr_eq(failed, route) {
+                    continue;
+                }
+                tracing::info!(lane = %name, "a new version of the failed lane's plugin: starting it again");
+                self.failed.remove(&name);
+                // Its other consumers may still be stopping: they finish on their own
+                // (booked by id), and the new version gets a lane of its own.
+                self.lanes.remove(&name);
+                if let Some(telemetry) = &self.telemetry {
+                    telemetry.lane_restarted(&name);
+                }
+            }
             let lane_routes: Routes = Arc::new(vec![Arc::clone(route)]);
             match self.lanes.get(&name) {
                 Some(lane) => {
@@ -188,7 +213,7 @@ impl<E: Endpoints> Supervisor<E> {
                 }
                 None => {
                     let (sender, receiver) = watch::channel(lane_routes);
-                    self.spawn(name, Some(sender), receiver);
+                    self.spawn(name, Some((sender, Arc::clone(route))), receiver);
                 }
             }
         }
@@ -198,6 +223,8 @@ impl<E: Endpoints> Supervisor<E> {
             .filter(|name| !routes.iter().any(|r| r.plugin.plugin().name() == *name))
             .cloned()
             .collect();
+        self.failed
+            .retain(|name, _| routes.iter().any(|r| r.plugin.plugin().name() == *name));
         for name in removed {
             if let Some(lane) = self.lanes.remove(&name) {
                 tracing::info!(lane = %name, "plugin removed: its lane stops after its batch in flight; its committed position is kept");
@@ -209,7 +236,7 @@ impl<E: Endpoints> Supervisor<E> {
     fn spawn(
         &mut self,
         name: String,
-        sender: Option<watch::Sender<Routes>>,
+        sender: Option<(watch::Sender<Routes>, Arc<crate::pipeline::Route>)>,
         receiver: watch::Receiver<Routes>,
     ) {
         let id = self.next_id;
@@ -225,30 +252,30 @@ impl<E: Endpoints> Supervisor<E> {
             let lane_name = name.clone();
             let receiver = receiver.clone();
             let mut stopped = stopped.clone();
-            self.tasks.spawn(async move {
-                let result = async {
-                    let (mut source, mut sink) = endpoints.open(&lane_name).await?;
-                    let mut pipeline =
-                        Pipeline::with_route_table(receiver, settings).with_lane(&lane_name);
-                    if let Some(telemetry) = telemetry {
-                        pipeline = pipeline.with_telemetry(telemetry);
-                    }
-                    pipeline
-                        .run(&mut source, &mut sink, async move {
-                            let _ = stopped.wait_for(|stop| *stop).await;
-                        })
-                        .await
-                        .map_err(|source| LaneError::Pipeline {
-                            lane: lane_name.clone(),
-                            source,
-                        })
+            let task = self.tasks.spawn(async move {
+                let (mut source, mut sink) = endpoints.open(&lane_name).await?;
+                let mut pipeline =
+                    Pipeline::with_route_table(receiver, settings).with_lane(&lane_name);
+                if let Some(telemetry) = telemetry {
+                    pipeline = pipeline.with_telemetry(telemetry);
                 }
-                .await;
-                (lane_name, id, result)
+                pipeline
+                    .run(&mut source, &mut sink, async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await
+                    .map_err(|source| LaneError::Pipeline {
+                        lane: lane_name.clone(),
+                        source,
+                    })
             });
+            self.task_lanes.insert(task.id(), (name.clone(), id));
         }
         // The shared lane's routes come straight from the reloader's table.
-        let routes = sender.unwrap_or_else(|| watch::channel(Arc::new(Vec::new())).0);
+        let (routes, route) = match sender {
+            Some((sender, route)) => (sender, Some(route)),
+            None => (watch::channel(Arc::new(Vec::new())).0, None),
+        };
         self.lanes.insert(
             name,
             Lane {
@@ -256,47 +283,70 @@ impl<E: Endpoints> Supervisor<E> {
                 routes,
                 stop,
                 running: consumers,
+                route,
             },
         );
     }
 
-    /// Books a finished lane; an error is returned so the run stops.
-    fn finished(
-        &mut self,
-        done: Result<LaneResult, tokio::task::JoinError>,
-    ) -> Result<(), LaneError> {
-        let (name, id, result) = done.map_err(|e| LaneError::Task {
-            lane: "?".to_owned(),
-            reason: e.to_string(),
-        })?;
-        if let Some(lane) = self.lanes.get_mut(&name)
-            && lane.id == id
-        {
+    /// Books a finished consumer of a lane. A lane that failed stops alone (its other
+    /// consumers too): logged, reported to telemetry, and kept as the run's error.
+    fn finished(&mut self, done: Result<(tokio::task::Id, LaneResult), tokio::task::JoinError>) {
+        let (task, result) = match done {
+            Ok((task, result)) => (task, result),
+            Err(e) => (
+                e.id(),
+                Err(LaneError::Task {
+                    lane: String::new(),
+                    reason: e.to_string(),
+                }),
+            ),
+        };
+        let Some((name, id)) = self.task_lanes.remove(&task) else {
+            return;
+        };
+        let current = self.lanes.get_mut(&name).filter(|lane| lane.id == id);
+        let route = current.as_ref().and_then(|lane| lane.route.clone());
+        if let Some(lane) = current {
             lane.running -= 1;
             if lane.running == 0 {
                 self.lanes.remove(&name);
             }
         }
-        let stats = result?;
-        tracing::info!(lane = %name, ?stats, "lane finished");
-        add(&mut self.total, &stats);
-        Ok(())
+        match result {
+            Ok(stats) => {
+                stats.log(&name, "lane finished");
+                add(&mut self.total, &stats);
+            }
+            Err(error) => {
+                let error = match error {
+                    LaneError::Task { reason, .. } => LaneError::Task {
+                        lane: name.clone(),
+                        reason,
+                    },
+                    other => other,
+                };
+                tracing::error!(lane = %name, error = %error, "lane stopped by an error; the other lanes keep running");
+                if let Some(lane) = self.lanes.get(&name).filter(|lane| lane.id == id) {
+                    let _ = lane.stop.send(true);
+                }
+                if let Some(telemetry) = &self.telemetry {
+                    telemetry.lane_failed(&name, &error.to_string());
+                }
+                self.failed.insert(name, route);
+                self.first_failure.get_or_insert(error);
+            }
+        }
     }
 
     /// Asks every lane to stop after its batch in flight and waits for all of them.
-    async fn stop_all(&mut self) -> Result<(), LaneError> {
+    async fn stop_all(&mut self) {
         for lane in self.lanes.values() {
             let _ = lane.stop.send(true);
         }
-        let mut first_error = None;
-        while let Some(done) = self.tasks.join_next().await {
-            if let Err(e) = self.finished(done) {
-                tracing::error!(error = %e, "lane failed while stopping");
-                first_error.get_or_insert(e);
-            }
+        while let Some(done) = self.tasks.join_next_with_id().await {
+            self.finished(done);
         }
         self.lanes.clear();
-        first_error.map_or(Ok(()), Err)
     }
 }
 

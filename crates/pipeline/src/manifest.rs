@@ -6,9 +6,10 @@
 //! [`validate_plugin`] reports every problem with its path.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
-use sluice_core::settings::{ConfigError, Problems, flatten_config, parse_duration, parse_size};
+use sluice_core::settings::{ConfigError, Problems, Range, flatten_config, parse_duration};
 use sluice_core::topics::TopicPattern;
 use sluice_runtime::log::printable_path;
 use sluice_runtime::{PluginLimits, PluginSpec};
@@ -113,24 +114,16 @@ pub fn validate_plugin(
     let inputs = patterns(&raw.inputs, &format!("{at}inputs"), problems);
     let outputs = patterns(&raw.outputs, &format!("{at}outputs"), problems);
     let mut limits = PluginLimits::default();
-    if let Some(memory) = raw.limits.memory {
-        match parse_size(&memory) {
-            Some(bytes) if bytes >= 1 << 20 => limits.memory_bytes = bytes,
-            Some(_) => problems.add(format!("{at}limits.memory"), format!("{memory:?} is below the minimum of 1MiB")),
-            None => problems.add(
-                format!("{at}limits.memory"),
-                format!("{memory:?} is not a size; use a number with B, KiB, MiB or GiB (e.g. \"64MiB\")"),
-            ),
-        }
+    if let Some(memory) = raw.limits.memory
+        && let Some(bytes) = MEMORY_RANGE.check(&memory, &format!("{at}limits.memory"), problems)
+    {
+        limits.memory_bytes = bytes;
     }
-    if let Some(deadline) = raw.limits.batch_deadline {
-        match parse_duration(&deadline) {
-            Some(duration) if !duration.is_zero() => limits.batch_deadline = duration,
-            _ => problems.add(
-                format!("{at}limits.batch_deadline"),
-                format!("{deadline:?} is not a positive duration; use ms, s or m (e.g. \"5s\")"),
-            ),
-        }
+    if let Some(deadline) = raw.limits.batch_deadline
+        && let Some(duration) =
+            DEADLINE_RANGE.check(&deadline, &format!("{at}limits.batch_deadline"), problems)
+    {
+        limits.batch_deadline = duration;
     }
     if let Some(deadline) = raw.limits.init_deadline {
         match parse_duration(&deadline) {
@@ -159,14 +152,11 @@ pub fn validate_plugin(
             ),
         }
     }
-    if let Some(size) = raw.limits.max_record_bytes {
-        match parse_size(&size) {
-            Some(bytes) if bytes > 0 => limits.max_record_bytes = bytes,
-            _ => problems.add(
-                format!("{at}limits.max_record_bytes"),
-                format!("{size:?} is not a positive size (e.g. \"1MiB\")"),
-            ),
-        }
+    if let Some(size) = raw.limits.max_record_bytes
+        && let Some(bytes) =
+            RECORD_BYTES_RANGE.check(&size, &format!("{at}limits.max_record_bytes"), problems)
+    {
+        limits.max_record_bytes = bytes;
     }
     let mut config = Vec::new();
     flatten_config(
@@ -248,3 +238,31 @@ fn patterns(raw: &[String], at: &str, problems: &mut Problems) -> Vec<TopicPatte
         })
         .collect()
 }
+
+/// `limits.batch_deadline`: a plugin that needs more than 10 minutes for one batch is
+/// stuck, which is what the deadline is there to catch.
+const DEADLINE_RANGE: Range<Duration> = Range {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(600),
+    min_text: "1ms",
+    max_text: "10m",
+    example: "5s",
+};
+
+/// `limits.memory`: a wasm32 memory cannot grow past 4 GiB.
+const MEMORY_RANGE: Range<u64> = Range {
+    min: 1 << 20,
+    max: 4 << 30,
+    min_text: "1MiB",
+    max_text: "4GiB",
+    example: "64MiB",
+};
+
+/// `limits.max_record_bytes`: Kafka (`message.max.bytes`) takes no record over 1 GB.
+const RECORD_BYTES_RANGE: Range<u64> = Range {
+    min: 1,
+    max: 1_000_000_000,
+    min_text: "1B",
+    max_text: "1GB",
+    example: "1MiB",
+};

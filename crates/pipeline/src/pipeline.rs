@@ -22,7 +22,7 @@ use std::sync::Arc;
 use sluice_core::sink::{Positions, Sink, SinkError};
 use sluice_core::source::{Source, SourceError};
 use sluice_core::telemetry::{PluginInfo, Telemetry};
-use sluice_core::topics::{TopicPattern, any_matches};
+use sluice_core::topics::{TopicPattern, any_matches, check_topic_name};
 use sluice_core::{Header, Origin, OutputRecord, RawRecord};
 use sluice_runtime::debezium::{self, Decoded};
 use sluice_runtime::{ChangeEvent, LoadedPlugin, Outcome, PluginThread, ThreadGone, wit};
@@ -46,6 +46,27 @@ pub mod headers {
     pub const SOURCE_TOPIC: &str = "sluice.source.topic";
     pub const SOURCE_PARTITION: &str = "sluice.source.partition";
     pub const SOURCE_OFFSET: &str = "sluice.source.offset";
+
+    /// The most bytes of a header sluice fills from data it did not choose (a dead-letter
+    /// reason quoting the offending input, a plugin's rejection code): a reason says what
+    /// is wrong in far less, and a record is not allowed to grow by what it quotes
+    /// (a 100 KB topic name, a 500 KB parse error).
+    pub const MAX_COPIED_BYTES: usize = 1024;
+}
+
+/// `text` cut to at most [`headers::MAX_COPIED_BYTES`] bytes on a character boundary,
+/// with a marker saying how long it was.
+pub fn bounded_header_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let max = headers::MAX_COPIED_BYTES;
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let marker = format!("... [truncated, {} bytes in all]", text.len());
+    let mut cut = max.saturating_sub(marker.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}{marker}", &text[..cut]))
 }
 
 /// The routes in force. The pipeline reads it once per batch, so a new table (a hot
@@ -117,6 +138,27 @@ pub struct PipelineStats {
     pub dead_lettered: u64,
     /// Batches the sink aborted (exactly-once transactions; processed again).
     pub transactions_aborted: u64,
+}
+
+impl PipelineStats {
+    /// Logs the counters as fields (not as a Debug blob), so log tools can read them.
+    pub fn log(&self, lane: &str, what: &str) {
+        tracing::info!(
+            lane,
+            batches = self.batches,
+            records_in = self.records_in,
+            records_out = self.records_out,
+            tombstones_skipped = self.tombstones_skipped,
+            unrouted = self.unrouted,
+            malformed = self.malformed,
+            rejected = self.rejected,
+            trapped = self.trapped,
+            output_violations = self.output_violations,
+            dead_lettered = self.dead_lettered,
+            transactions_aborted = self.transactions_aborted,
+            "{what}"
+        );
+    }
 }
 
 /// Why the pipeline stopped with an error (never because of one bad event).
@@ -303,7 +345,7 @@ impl Pipeline {
                         topic = %record.origin.topic,
                         partition = record.origin.partition,
                         offset = record.origin.offset,
-                        %error,
+                        error = %bounded_header_text(&error.to_string()),
                         "malformed record sent to the dead-letter topic"
                     );
                     let letter = DeadLetter {
@@ -402,7 +444,7 @@ impl Pipeline {
             partition = event.origin.partition,
             offset = event.origin.offset,
             stage,
-            %reason,
+            reason = %bounded_header_text(&reason),
             "event sent to the dead-letter topic"
         );
         let origin = Origin::from(event.origin.clone());
@@ -425,10 +467,10 @@ impl Pipeline {
     ) -> OutputRecord {
         self.stats.dead_lettered += 1;
         let mut headers = letter.headers;
-        headers.push(header(headers::DLQ_REASON, reason));
+        headers.push(header(headers::DLQ_REASON, &bounded_header_text(reason)));
         headers.push(header(headers::DLQ_STAGE, stage));
         if let Some(code) = code {
-            headers.push(header(headers::DLQ_CODE, code));
+            headers.push(header(headers::DLQ_CODE, &bounded_header_text(code)));
         }
         if let Some(plugin) = plugin {
             headers.push(header(headers::PLUGIN, plugin.name()));
@@ -558,6 +600,11 @@ fn check_output(route: &Route, records: &[OutputRecord]) -> Result<(), (&'static
         ));
     }
     for record in records {
+        // Before the ACL: a plugin allowed `*` may still not write what no broker takes,
+        // and one bad name must cost its event, not the producer call of the whole batch.
+        if let Err(error) = check_topic_name(&record.topic) {
+            return Err(("acl", format!("plugin wrote to an invalid topic: {error}")));
+        }
         if !any_matches(&route.outputs, &record.topic) {
             let allowed: Vec<&str> = route.outputs.iter().map(TopicPattern::as_str).collect();
             return Err((
@@ -620,4 +667,26 @@ fn push_source(headers: &mut Vec<Header>, topic: &str, partition: i32, offset: i
     headers.push(header(headers::SOURCE_TOPIC, topic));
     headers.push(header(headers::SOURCE_PARTITION, &partition.to_string()));
     headers.push(header(headers::SOURCE_OFFSET, &offset.to_string()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copied_header_text_is_bounded_on_a_character_boundary() {
+        assert_eq!(bounded_header_text("short"), "short");
+        let long = "é".repeat(100_000);
+        let bounded = bounded_header_text(&long);
+        assert!(
+            bounded.len() <= headers::MAX_COPIED_BYTES,
+            "{}",
+            bounded.len()
+        );
+        assert!(
+            bounded.ends_with("... [truncated, 200000 bytes in all]"),
+            "{bounded}"
+        );
+        assert!(bounded.starts_with("éé"));
+    }
 }

@@ -20,6 +20,13 @@ use crate::boundary;
 pub enum DecodeError {
     #[error("value is not valid JSON: {0}")]
     NotJson(String),
+    #[error("value is not valid UTF-8 (so not JSON): {0}")]
+    NotUtf8(String),
+    #[error("expected a JSON object (a Debezium envelope), found {0}")]
+    NotAnObject(&'static str),
+    /// The source could not read the record (see [`RawRecord::unreadable`]).
+    #[error("{0}")]
+    Unreadable(String),
     #[error("not a Debezium envelope: {0}")]
     NotAnEnvelope(String),
     #[error("value is larger than 4 GiB")]
@@ -108,6 +115,10 @@ pub struct Malformed {
 /// Decodes one raw record. The record's value is moved into the event; a malformed
 /// record comes back whole (boxed: the error path is rare, the `Ok` path is hot).
 pub fn decode(record: RawRecord) -> Result<Decoded, Box<Malformed>> {
+    if let Some(reason) = &record.unreadable {
+        let error = DecodeError::Unreadable(reason.clone());
+        return Err(Box::new(Malformed { error, record }));
+    }
     let Some(value) = record.value.as_deref() else {
         return Ok(Decoded::Tombstone);
     };
@@ -118,6 +129,7 @@ pub fn decode(record: RawRecord) -> Result<Decoded, Box<Malformed>> {
                 value,
                 headers,
                 origin,
+                unreadable: _,
             } = record;
             Ok(Decoded::Event(ChangeEvent {
                 op: parts.op,
@@ -152,8 +164,12 @@ fn scan(value: &[u8]) -> Result<Parts, DecodeError> {
     if u32::try_from(value.len()).is_err() {
         return Err(DecodeError::TooLarge);
     }
+    // serde would read an array as a struct's fields in order: only an object is one.
+    if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(not_an_envelope(value, None));
+    }
     let outer: Envelope<'_> =
-        serde_json::from_slice(value).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+        serde_json::from_slice(value).map_err(|e| not_an_envelope(value, Some(e)))?;
     let (envelope, value_schema) = match (outer.payload, outer.op.is_some()) {
         (Some(payload), false) => {
             let inner: Envelope<'_> = serde_json::from_str(payload.get())
@@ -206,6 +222,26 @@ fn scan(value: &[u8]) -> Result<Parts, DecodeError> {
             data_collection_order: t.data_collection_order,
         }),
     })
+}
+
+/// Why `value` did not deserialize as an envelope, said as precisely as possible. Only
+/// called on the error path, so the extra passes over the bytes cost nothing per event.
+fn not_an_envelope(value: &[u8], error: Option<serde_json::Error>) -> DecodeError {
+    if let Err(utf8) = std::str::from_utf8(value) {
+        return DecodeError::NotUtf8(format!("invalid byte at offset {}", utf8.valid_up_to()));
+    }
+    if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(value) {
+        return DecodeError::NotJson(syntax.to_string());
+    }
+    let first = value.iter().find(|b| !b.is_ascii_whitespace());
+    match first {
+        Some(b'"') => DecodeError::NotAnObject("a string"),
+        Some(b'[') => DecodeError::NotAnObject("an array"),
+        Some(b't' | b'f') => DecodeError::NotAnObject("a boolean"),
+        Some(b'n') => DecodeError::NotAnObject("null"),
+        Some(b'{') => DecodeError::NotAnEnvelope(error.map(|e| e.to_string()).unwrap_or_default()),
+        _ => DecodeError::NotAnObject("a number"),
+    }
 }
 
 /// The span of a row image, `None` when absent or `null`; an error when not an object.
@@ -305,6 +341,7 @@ mod tests {
                 partition: 0,
                 offset: 7,
             },
+            unreadable: None,
         }
     }
 
@@ -370,6 +407,21 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_and_unreadable_records_say_so() {
+        let mut bytes = record("");
+        bytes.value = Some(b"{\"op\":\"c\xff\"}".to_vec());
+        let error = decode(bytes).expect_err("not UTF-8").error;
+        assert_eq!(
+            error.to_string(),
+            "value is not valid UTF-8 (so not JSON): invalid byte at offset 8"
+        );
+        let mut unreadable = record(BARE);
+        unreadable.unreadable = Some("line 3 is too long".into());
+        let malformed = decode(unreadable).expect_err("unreadable");
+        assert_eq!(malformed.error.to_string(), "line 3 is too long");
+    }
+
+    #[test]
     fn a_null_value_is_a_tombstone() {
         let mut tombstone = record("");
         tombstone.value = None;
@@ -380,6 +432,16 @@ mod tests {
     fn malformed_values_are_refused_with_a_reason_and_returned_whole() {
         let cases = [
             ("not json", "value is not valid JSON"),
+            (
+                r#""a valid JSON string""#,
+                "expected a JSON object (a Debezium envelope), found a string",
+            ),
+            ("[1]", "found an array"),
+            ("42", "found a number"),
+            (
+                r#"{"op":5}"#,
+                "not a Debezium envelope: invalid type: integer `5`",
+            ),
             (r#"{"after":{}}"#, "missing `op`"),
             (r#"{"op":"x","source":{"table":"t"}}"#, "unknown op \"x\""),
             (r#"{"op":"c","after":{"id":1}}"#, "missing `source`"),

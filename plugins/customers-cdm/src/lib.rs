@@ -16,23 +16,43 @@
 //! - `decimal.handling.mode`: `precise` (default), `string` or `double`
 //! - `credit_limit.scale`: the scale of `credit_limit` when events carry no schema (default 2)
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use sluice_sdk::debezium;
 use sluice_sdk::{ChangeEvent, Op, Record, Reject, SnapshotMarker};
 
-/// A row of `dbo.customers` as Debezium encodes it.
+/// A row of `dbo.customers` as Debezium encodes it. Text borrows from the event's value
+/// (copied only when it has JSON escapes in it).
 #[derive(Debug, Deserialize)]
-struct CustomerRow {
+struct CustomerRow<'a> {
     id: i64,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    email: Option<String>,
+    #[serde(borrow)]
+    first_name: Option<Text<'a>>,
+    #[serde(borrow)]
+    last_name: Option<Text<'a>>,
+    #[serde(borrow)]
+    email: Option<Text<'a>>,
     credit_limit: Option<serde_json::Value>,
     birth_date: Option<i64>,
     created_at: Option<i64>,
     updated_at: Option<i64>,
-    customer_guid: Option<String>,
+    #[serde(borrow)]
+    customer_guid: Option<Text<'a>>,
     is_active: Option<bool>,
+}
+
+/// A text column. serde borrows a `Cow<str>` only as a field of its own (inside an
+/// `Option` it would always copy), hence the newtype.
+#[derive(Debug, Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The canonical customer record.
@@ -103,7 +123,7 @@ pub fn customers_cdm(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
         birth_date: row.birth_date.map(debezium::date_from_epoch_days),
         created_at: row.created_at.map(debezium::timestamp_from_epoch_millis),
         updated_at: row.updated_at.map(debezium::timestamp_from_epoch_nanos),
-        external_id: row.customer_guid.map(|guid| guid.to_ascii_lowercase()),
+        external_id: row.customer_guid.as_deref().map(str::to_ascii_lowercase),
         active: row.is_active.unwrap_or(true),
         source: Lineage {
             table: event.qualified_table(),

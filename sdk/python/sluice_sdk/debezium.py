@@ -8,6 +8,8 @@ microseconds or nanoseconds depending on the precision, and ``time`` as millisec
 nanoseconds of the day. Python integers are exact, so no value loses precision.
 """
 
+import binascii
+import datetime
 import math
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -19,7 +21,21 @@ class DecodeError(ValueError):
 
 
 def _base64_bytes(text: str) -> bytes:
-    """Standard base64 with optional padding, strict like the Rust SDK's decoder."""
+    """Standard base64 with optional padding, strict like the Rust SDK's decoder.
+
+    Canonical text (padded, no stray bits: what Debezium writes) is decoded in C and
+    checked by encoding it back; anything else takes the loop below, which the Rust
+    decoder's error messages are ported in."""
+    try:
+        raw = binascii.a2b_base64(text, strict_mode=True)
+        if binascii.b2a_base64(raw, newline=False) == text.encode("ascii"):
+            return raw
+    except (binascii.Error, ValueError):
+        pass
+    return _base64_bytes_checked(text)
+
+
+def _base64_bytes_checked(text: str) -> bytes:
     body = text.rstrip("=")
     padding = len(text) - len(body)
     for i, c in enumerate(body):
@@ -87,9 +103,18 @@ def _civil_from_days(days: int) -> tuple:
     return yoe + era * 400 + (1 if month <= 2 else 0), month, day
 
 
+# Days since the epoch of 0001-01-01 and 9999-12-31: the range `datetime.date` covers, in
+# C, with the same "YYYY-MM-DD" as below.
+_ORDINAL_OF_EPOCH = datetime.date(1970, 1, 1).toordinal()
+_FIRST_DAY, _LAST_DAY = 1 - _ORDINAL_OF_EPOCH, datetime.date.max.toordinal() - _ORDINAL_OF_EPOCH
+_from_ordinal = datetime.date.fromordinal
+
+
 def date_from_epoch_days(days: int) -> str:
     """``io.debezium.time.Date`` (days since 1970-01-01) → ``"YYYY-MM-DD"``:
     ``20777`` → ``"2026-11-20"``; years outside 0000–9999 get a sign or more digits."""
+    if _FIRST_DAY <= days <= _LAST_DAY:
+        return _from_ordinal(days + _ORDINAL_OF_EPOCH).isoformat()
     year, month, day = _civil_from_days(days)
     sign = "-" if year < 0 else ""
     return f"{sign}{abs(year):04}-{month:02}-{day:02}"

@@ -907,6 +907,7 @@ async fn a_snapshot_of_several_tables_marks_each_table_and_decodes() {
                 partition: 0,
                 offset: 0,
             },
+            unreadable: None,
         };
         let Ok(sluice_runtime::debezium::Decoded::Event(event)) =
             sluice_runtime::debezium::decode(raw)

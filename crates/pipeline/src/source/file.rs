@@ -13,14 +13,17 @@
 //! `topic`, or the topic Debezium would have written the event to
 //! (`<name>.<db>.<schema>.<table>` from the `source` block). The partition is 0 and the
 //! offset is the line's number, counted from 0 (blank lines count, so offsets match
-//! `sed -n`). A line that is not JSON at all is kept (it becomes a malformed event for
-//! the dead-letter topic), never dropped.
+//! `sed -n`). A line that cannot be read costs only itself: one that is not JSON, not
+//! UTF-8, longer than [`MAX_LINE_BYTES`], or a keyed line with a field of the wrong shape
+//! becomes a record the pipeline sends to the dead-letter topic with the reason (its line
+//! number as the offset), and reading goes on with the next line.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+use tokio::time::Instant;
 
 use sluice_core::source::{Source, SourceError};
 use sluice_core::{Header, Origin, RawRecord};
@@ -41,22 +44,47 @@ impl std::fmt::Display for FileInput {
     }
 }
 
-/// How long a partial batch waits for more lines from a live stream (standard input, a
-/// pipe, a growing file) before it is processed anyway. Lines of a file on disk arrive
-/// at once, so this only bounds the latency of a slow stream: 50 ms batches bursts
-/// without holding a lone event noticeably.
+/// How long a partial batch waits, counted from its first record, for more lines from a
+/// live stream (standard input, a pipe, a growing file) before it is processed anyway.
+/// Lines of a file on disk arrive at once, so this only bounds the latency of a slow
+/// stream: 50 ms batches bursts without holding a lone event noticeably.
 pub const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The longest line read whole. Kafka's own default cap on a message is 1 MB and
+/// Debezium events of very wide rows stay well under this; a longer line is almost
+/// certainly not one event, and holding it would let one line take the host's memory.
+/// Its first [`KEPT_OF_LONG_LINE`] bytes go to the dead-letter topic with the reason.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// How much of a line over [`MAX_LINE_BYTES`] is kept for the dead-letter topic: enough
+/// to recognise it, small enough for any broker's message size.
+pub const KEPT_OF_LONG_LINE: usize = 1024;
 
 /// Reads JSON lines (see the module docs).
 pub struct FileSource {
     name: String,
-    lines: tokio::io::Lines<Box<dyn AsyncBufRead + Send + Unpin>>,
+    reader: Box<dyn AsyncBufRead + Send + Unpin>,
     topic: Option<String>,
     next_line: i64,
+    /// The line being read (its first [`KEPT_OF_LONG_LINE`] bytes once it is over
+    /// `max_line`) and its length so far. Kept here, not in the future of `next_batch`,
+    /// so a cancelled call loses no partial line.
+    line: Vec<u8>,
+    length: u64,
+    max_line: usize,
     /// Records read for the batch being assembled. Kept here, not in the future of
     /// `next_batch`, so a cancelled call (shutdown) loses nothing already read.
     pending: Vec<RawRecord>,
+    /// When the first record of `pending` was read: the batch leaves [`LINGER`] after.
+    batch_started: Option<Instant>,
     committed_through: Option<i64>,
+}
+
+/// One line as read: its bytes (without the line end; only a prefix when it is over
+/// the bound) and its whole length.
+struct Line {
+    bytes: Vec<u8>,
+    length: u64,
 }
 
 impl std::fmt::Debug for FileSource {
@@ -95,12 +123,72 @@ impl FileSource {
     ) -> Self {
         Self {
             name,
-            lines: reader.lines(),
+            reader,
             topic,
             next_line: 0,
+            line: Vec::new(),
+            length: 0,
+            max_line: MAX_LINE_BYTES,
             pending: Vec::new(),
+            batch_started: None,
             committed_through: None,
         }
+    }
+
+    /// Reads lines of at most `bytes` whole (default [`MAX_LINE_BYTES`]).
+    pub fn with_max_line_bytes(mut self, bytes: usize) -> Self {
+        self.max_line = bytes.max(1);
+        self
+    }
+
+    /// The next line, `None` at the end of the input. Cancel-safe: what was read of a
+    /// line stays in `self`. A line over the bound is read to its end, keeping only its
+    /// first [`KEPT_OF_LONG_LINE`] bytes, so memory stays bounded whatever the input.
+    async fn read_line(&mut self) -> Result<Option<Line>, SourceError> {
+        loop {
+            let available = self
+                .reader
+                .fill_buf()
+                .await
+                .map_err(|source| SourceError::Io {
+                    input: self.name.clone(),
+                    source,
+                })?;
+            if available.is_empty() {
+                if self.length == 0 {
+                    return Ok(None);
+                }
+                // A last line without a line end.
+                return Ok(Some(self.take_line()));
+            }
+            let (chunk, used, complete) = match available.iter().position(|&b| b == b'\n') {
+                Some(end) => (&available[..end], end + 1, true),
+                None => (available, available.len(), false),
+            };
+            self.length = self.length.saturating_add(chunk.len() as u64);
+            if self.length <= self.max_line as u64 {
+                self.line.extend_from_slice(chunk);
+            } else {
+                // Over the bound: keep a prefix for the dead letter, count the rest.
+                let keep = KEPT_OF_LONG_LINE.min(self.max_line);
+                self.line.truncate(keep);
+                let room = keep - self.line.len();
+                self.line.extend_from_slice(&chunk[..room.min(chunk.len())]);
+            }
+            self.reader.consume(used);
+            if complete {
+                return Ok(Some(self.take_line()));
+            }
+        }
+    }
+
+    fn take_line(&mut self) -> Line {
+        let mut bytes = std::mem::take(&mut self.line);
+        let length = std::mem::take(&mut self.length);
+        if length <= self.max_line as u64 && bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        Line { bytes, length }
     }
 
     /// The last line number committed, if any.
@@ -112,29 +200,34 @@ impl FileSource {
 impl Source for FileSource {
     async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<RawRecord>>, SourceError> {
         while self.pending.len() < max.max(1) {
-            // The first record waits as long as it takes; later ones at most LINGER.
-            // `next_line` is cancel-safe, so a timeout loses no partial line.
-            let line = if self.pending.is_empty() {
-                self.lines.next_line().await
-            } else {
-                match tokio::time::timeout(LINGER, self.lines.next_line()).await {
-                    Ok(line) => line,
-                    Err(_) => break,
+            // The first record waits as long as it takes; the batch then leaves at most
+            // LINGER after it, however the later lines trickle in. `read_line` is
+            // cancel-safe, so a timeout loses no partial line.
+            let line = match self.batch_started {
+                None => self.read_line().await?,
+                Some(started) => {
+                    match tokio::time::timeout_at(started + LINGER, self.read_line()).await {
+                        Ok(line) => line?,
+                        Err(_) => break,
+                    }
                 }
             };
-            let line = line.map_err(|source| SourceError::Io {
-                input: self.name.clone(),
-                source,
-            })?;
             let Some(line) = line else { break };
             let offset = self.next_line;
             self.next_line += 1;
-            if line.trim().is_empty() {
+            let over = line.length > self.max_line as u64;
+            if !over && line.bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            self.pending
-                .push(parse_line(line, offset, self.topic.as_deref()));
+            let record = if over {
+                too_long(line, offset, self.max_line, self.topic.as_deref())
+            } else {
+                parse_line(line.bytes, offset, self.topic.as_deref())
+            };
+            self.pending.push(record);
+            self.batch_started.get_or_insert_with(Instant::now);
         }
+        self.batch_started = None;
         let batch = std::mem::take(&mut self.pending);
         Ok((!batch.is_empty()).then_some(batch))
     }
@@ -147,59 +240,106 @@ impl Source for FileSource {
     }
 }
 
-#[derive(Deserialize)]
-struct KeyedLine<'a> {
-    #[serde(default)]
-    topic: Option<String>,
-    #[serde(borrow, default)]
-    key: Option<&'a RawValue>,
-    #[serde(borrow)]
-    value: Option<&'a RawValue>,
-    #[serde(default)]
-    headers: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-/// Parses one line into a raw record; a line that cannot be parsed still becomes a
-/// record (whole line as value) so the pipeline dead-letters it with the reason.
-fn parse_line(line: String, offset: i64, topic_override: Option<&str>) -> RawRecord {
-    let origin = |topic: Option<String>| Origin {
+/// The record's origin: the configured topic, else `topic`, else `file`.
+fn origin(topic_override: Option<&str>, topic: Option<String>, offset: i64) -> Origin {
+    Origin {
         topic: topic_override
             .map(str::to_owned)
             .or(topic)
             .unwrap_or_else(|| "file".to_owned()),
         partition: 0,
         offset,
-    };
-    // Keyed lines have a top-level `value` (possibly null) and none of an envelope's fields.
-    let top_level: Option<std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue>> =
-        serde_json::from_str(&line).ok();
-    let is_keyed = top_level.is_some_and(|fields| {
-        fields.contains_key("value")
-            && !["op", "payload", "source"]
-                .iter()
-                .any(|f| fields.contains_key(*f))
-    });
-    if is_keyed && let Ok(keyed) = serde_json::from_str::<KeyedLine<'_>>(&line) {
-        {
-            let value = keyed.value.map(|v| v.get().as_bytes().to_vec());
-            let topic = keyed
-                .topic
-                .or_else(|| value.as_deref().and_then(derived_topic));
-            return RawRecord {
-                key: keyed.key.map(|k| k.get().as_bytes().to_vec()),
-                value,
-                headers: keyed.headers.map(headers_from_json).unwrap_or_default(),
-                origin: origin(topic),
-            };
-        }
     }
-    let topic = derived_topic(line.as_bytes());
+}
+
+/// A line over the bound: its kept prefix, for the dead-letter topic with the reason.
+fn too_long(line: Line, offset: i64, max: usize, topic_override: Option<&str>) -> RawRecord {
+    let length = line.length;
     RawRecord {
         key: None,
-        value: Some(line.into_bytes()),
+        unreadable: Some(format!(
+            "line is {length} bytes, over the limit of {max} bytes; its first {} bytes are kept",
+            line.bytes.len()
+        )),
+        value: Some(line.bytes),
         headers: Vec::new(),
-        origin: origin(topic),
+        origin: origin(topic_override, None, offset),
     }
+}
+
+/// Parses one line into a raw record; a line that cannot be parsed still becomes a
+/// record (whole line as value) so the pipeline dead-letters it with the reason.
+fn parse_line(line: Vec<u8>, offset: i64, topic_override: Option<&str>) -> RawRecord {
+    // Keyed lines have a top-level `value` (possibly null) and none of an envelope's fields.
+    let top_level: Option<std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue>> =
+        serde_json::from_slice(&line).ok();
+    if let Some(fields) = top_level
+        && fields.contains_key("value")
+        && !["op", "payload", "source"]
+            .iter()
+            .any(|f| fields.contains_key(*f))
+    {
+        return match keyed(&fields) {
+            Ok(mut record) => {
+                let topic = std::mem::take(&mut record.origin.topic);
+                record.origin =
+                    origin(topic_override, (!topic.is_empty()).then_some(topic), offset);
+                record
+            }
+            Err(reason) => RawRecord {
+                key: None,
+                unreadable: Some(format!("a keyed line (top-level `value`) {reason}")),
+                value: Some(line),
+                headers: Vec::new(),
+                origin: origin(topic_override, None, offset),
+            },
+        };
+    }
+    let topic = derived_topic(&line);
+    RawRecord {
+        key: None,
+        value: Some(line),
+        headers: Vec::new(),
+        origin: origin(topic_override, topic, offset),
+        unreadable: None,
+    }
+}
+
+/// The record of a keyed line's fields (its origin's topic is the line's `topic` or the
+/// derived one, empty when neither); the error names the field of the wrong shape.
+fn keyed(
+    fields: &std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue>,
+) -> Result<RawRecord, String> {
+    let present = |name: &str| fields.get(name).filter(|raw| raw.get() != "null");
+    let topic = match present("topic") {
+        None => None,
+        Some(raw) => Some(
+            serde_json::from_str::<String>(raw.get())
+                .map_err(|_| format!("has a `topic` that is not a string: {}", raw.get()))?,
+        ),
+    };
+    let headers = match present("headers") {
+        None => Vec::new(),
+        Some(raw) => headers_from_json(
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get())
+                .map_err(|_| {
+                    "has `headers` that are not an object of names to values (e.g. {\"trace\": \"abc\"})".to_owned()
+                })?,
+        ),
+    };
+    let value = present("value").map(|v| v.get().as_bytes().to_vec());
+    let topic = topic.or_else(|| value.as_deref().and_then(derived_topic));
+    Ok(RawRecord {
+        key: present("key").map(|k| k.get().as_bytes().to_vec()),
+        value,
+        headers,
+        origin: Origin {
+            topic: topic.unwrap_or_default(),
+            partition: 0,
+            offset: 0,
+        },
+        unreadable: None,
+    })
 }
 
 /// The Debezium topic of an envelope, from its `source` block, if it has one.
@@ -297,6 +437,80 @@ mod tests {
             records[3].value.as_deref(),
             Some(&b"not json"[..]),
             "garbage is kept for the DLQ"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_line_that_cannot_be_read_costs_only_itself() {
+        let mut text = Vec::new();
+        text.extend_from_slice(br#"{"op":"c","after":{"id":1},"source":{"table":"x"}}"#);
+        text.extend_from_slice(b"\n{\"op\":\"c\xff\xfe\"}\n");
+        text.extend_from_slice(&vec![b'x'; 300]);
+        text.extend_from_slice(b"\n");
+        text.extend_from_slice(br#"{"key":1,"value":{"op":"c"},"headers":["not","a","map"]}"#);
+        text.extend_from_slice(b"\r\n");
+        text.extend_from_slice(br#"{"op":"d","before":{"id":1},"source":{"table":"x"}}"#);
+        let text: &'static [u8] = Box::leak(text.into_boxed_slice());
+        let mut source =
+            FileSource::from_reader("test".into(), Box::new(text), None).with_max_line_bytes(200);
+        let batch = source
+            .next_batch(100)
+            .await
+            .expect("reads")
+            .expect("a batch");
+        assert_eq!(batch.len(), 5, "every line is a record, none ends the read");
+        let offsets: Vec<i64> = batch.iter().map(|r| r.origin.offset).collect();
+        assert_eq!(offsets, [0, 1, 2, 3, 4]);
+        assert_eq!(batch[0].unreadable, None);
+        assert_eq!(
+            batch[1].value.as_deref(),
+            Some(&b"{\"op\":\"c\xff\xfe\"}"[..]),
+            "the bytes are kept as read for the dead-letter topic"
+        );
+        let long = batch[2].unreadable.as_deref().expect("too long");
+        assert!(long.contains("300 bytes, over the limit of 200"), "{long}");
+        assert_eq!(
+            batch[2].value.as_ref().map(Vec::len),
+            Some(200),
+            "a bounded prefix"
+        );
+        let keyed = batch[3].unreadable.as_deref().expect("bad headers");
+        assert!(
+            keyed.contains("`headers` that are not an object"),
+            "{keyed}"
+        );
+        assert_eq!(batch[4].unreadable, None, "the line after them is read");
+        assert!(source.next_batch(100).await.expect("reads").is_none());
+    }
+
+    /// A writer slower than nothing but faster than LINGER: with a linger restarted on
+    /// every line, the first batch would wait for all 20 lines (~0.9 s).
+    #[tokio::test]
+    async fn a_partial_batch_leaves_linger_after_its_first_record() {
+        let (mut writer, reader) = tokio::io::duplex(1 << 16);
+        let line = r#"{"op":"c","after":{"id":1},"source":{"table":"x"}}"#;
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for _ in 0..20 {
+                writer
+                    .write_all(format!("{line}\n").as_bytes())
+                    .await
+                    .expect("write");
+                tokio::time::sleep(std::time::Duration::from_millis(45)).await;
+            }
+        });
+        let mut source =
+            FileSource::from_reader("slow".into(), Box::new(BufReader::new(reader)), None);
+        let batch = source
+            .next_batch(256)
+            .await
+            .expect("reads")
+            .expect("a batch");
+        // Lines at 0 and 45 ms make the batch; a loaded machine may add one or two.
+        assert!(
+            batch.len() < 10,
+            "the first batch waited for {} lines",
+            batch.len()
         );
     }
 

@@ -2,7 +2,9 @@
 //! `"panic": true` panics (a trap), `"reject": "<reason>"` rejects, `"forbidden": true`
 //! writes to a topic outside its allowed outputs, `"spin": true` loops forever,
 //! `"grow_mib": n` allocates (and touches) n MiB, `"recurse": n` recurses n deep,
-//! `"fan_out": n` returns n records, `"huge_mib": n` returns one n-MiB record, `"sandbox": true` reports what it can
+//! `"fan_out": n` returns n records, `"huge_mib": n` returns one n-MiB record,
+//! `"write_to": "<topic>"` publishes to that topic, `"write_to_len": n` to a topic of n
+//! `a`s (names Kafka refuses), `"sandbox": true` reports what it can
 //! reach (environment, files, network, clocks) as its output; any other event is published to
 //! `out` as `{"id": <id>}` keyed by the id. With the config `init_spin = "true"`, `init`
 //! loops forever (until the host's init deadline stops it).
@@ -31,6 +33,10 @@ struct Row {
     fan_out: usize,
     #[serde(default)]
     huge_mib: usize,
+    #[serde(default)]
+    write_to: Option<String>,
+    #[serde(default)]
+    write_to_len: usize,
 }
 
 /// Recursion that the optimiser cannot turn into a loop.
@@ -103,7 +109,12 @@ fn poison(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
             Record::to("out").json_key(&row.id).json_value(&report),
         ]);
     }
-    let topic = if row.forbidden { "secret.topic" } else { "out" };
+    let topic = match (row.write_to, row.write_to_len) {
+        (Some(topic), _) => topic,
+        (None, n) if n > 0 => "a".repeat(n),
+        _ if row.forbidden => "secret.topic".to_owned(),
+        _ => "out".to_owned(),
+    };
     Ok(vec![
         Record::to(topic)
             .json_key(&row.id)
