@@ -1,0 +1,244 @@
+//! Assembling a batch's output: decode every record, run each plugin over the events it
+//! subscribes to (all plugins of the batch in parallel), then put the outcomes back in
+//! source order, checking each plugin's output against its allowed topics and limits and
+//! stamping lineage headers.
+
+use std::sync::Arc;
+
+use sluice_core::topics::{TopicPattern, any_matches, check_topic_name};
+use sluice_core::{Header, Origin, OutputRecord, RawRecord};
+use sluice_runtime::debezium::{self, Decoded};
+use sluice_runtime::{ChangeEvent, LoadedPlugin, Outcome, ThreadGone, wit};
+
+use super::dead_letters::{DeadLetter, bounded_header_text, header, headers, push_source};
+use super::{Pipeline, Route, Routes};
+
+impl Pipeline {
+    /// Turns one batch of raw records into the records to publish, in order.
+    pub async fn process(
+        &mut self,
+        batch: Vec<RawRecord>,
+    ) -> Result<Vec<OutputRecord>, ThreadGone> {
+        self.stats.batches += 1;
+        self.stats.records_in += batch.len() as u64;
+        // Each record keeps its place: an event (index into `events`) or a dead letter.
+        let mut slots = Vec::with_capacity(batch.len());
+        let mut events = Vec::with_capacity(batch.len());
+        for record in batch {
+            match debezium::decode(record) {
+                Ok(Decoded::Event(event)) => {
+                    slots.push(Slot::Event);
+                    events.push(event);
+                }
+                Ok(Decoded::Tombstone) => self.stats.tombstones_skipped += 1,
+                Err(malformed) => {
+                    let debezium::Malformed { error, record } = *malformed;
+                    self.stats.malformed += 1;
+                    tracing::warn!(
+                        topic = %record.origin.topic,
+                        partition = record.origin.partition,
+                        offset = record.origin.offset,
+                        error = %bounded_header_text(&error.to_string()),
+                        "malformed record sent to the dead-letter topic"
+                    );
+                    let letter = DeadLetter {
+                        key: record.key,
+                        value: record.value,
+                        headers: record.headers,
+                        origin: &record.origin,
+                    };
+                    slots.push(Slot::DeadLetter(self.dead_letter(
+                        letter,
+                        "decode",
+                        &error.to_string(),
+                        None,
+                        None,
+                    )));
+                }
+            }
+        }
+        let events = Arc::new(events);
+        let routes: Routes = self.routes.borrow().clone();
+        let per_route = run_plugins(&routes, &events).await?;
+        let mut per_event = self.outcomes_by_event(events.len(), per_route).into_iter();
+        let mut output = Vec::with_capacity(slots.len());
+        let mut event_index = 0;
+        for slot in slots {
+            match slot {
+                Slot::DeadLetter(record) => output.push(record),
+                Slot::Event => {
+                    let outcomes = per_event.next().unwrap_or_default();
+                    let event = &events[event_index];
+                    event_index += 1;
+                    if outcomes.is_empty() {
+                        self.stats.unrouted += 1;
+                    }
+                    for (route_index, outcome) in outcomes {
+                        self.assemble_one(event, &routes[route_index], outcome, &mut output);
+                    }
+                }
+            }
+        }
+        self.stats.records_out += output.len() as u64;
+        Ok(output)
+    }
+
+    /// Regroups per-route outcomes into, per event, `(route index, outcome)` in route order.
+    fn outcomes_by_event(
+        &self,
+        events: usize,
+        per_route: Vec<Vec<(usize, Outcome)>>,
+    ) -> Vec<Vec<(usize, Outcome)>> {
+        let mut by_event: Vec<Vec<(usize, Outcome)>> = (0..events).map(|_| Vec::new()).collect();
+        for (route_index, outcomes) in per_route.into_iter().enumerate() {
+            for (event_index, outcome) in outcomes {
+                by_event[event_index].push((route_index, outcome));
+            }
+        }
+        by_event
+    }
+
+    fn assemble_one(
+        &mut self,
+        event: &ChangeEvent,
+        route: &Route,
+        outcome: Outcome,
+        output: &mut Vec<OutputRecord>,
+    ) {
+        let plugin = Arc::clone(route.plugin.plugin());
+        let (stage, reason, code) = match outcome {
+            Outcome::Records(records) => match check_output(route, &records) {
+                Ok(()) => {
+                    for mut record in records {
+                        if self.settings.lineage_headers {
+                            push_lineage(&mut record.headers, &plugin, &event.origin);
+                        }
+                        output.push(record);
+                    }
+                    return;
+                }
+                Err((stage, reason)) => {
+                    self.stats.output_violations += 1;
+                    (stage, reason, None)
+                }
+            },
+            Outcome::Rejected(rejection) => {
+                self.stats.rejected += 1;
+                ("rejected", rejection.reason, rejection.code)
+            }
+            Outcome::Trapped(reason) => {
+                self.stats.trapped += 1;
+                ("trapped", reason, None)
+            }
+        };
+        tracing::warn!(
+            plugin = %plugin.name(),
+            topic = %event.origin.topic,
+            partition = event.origin.partition,
+            offset = event.origin.offset,
+            stage,
+            reason = %bounded_header_text(&reason),
+            "event sent to the dead-letter topic"
+        );
+        let origin = Origin::from(event.origin.clone());
+        let letter = DeadLetter {
+            key: event.key.clone(),
+            value: Some(event.value.clone()),
+            headers: sluice_runtime::headers_out(event.headers.clone()),
+            origin: &origin,
+        };
+        output.push(self.dead_letter(letter, stage, &reason, code.as_deref(), Some(&plugin)));
+    }
+}
+
+/// Runs each route over the events it subscribes to, all routes concurrently.
+/// Returns, per route, the index of each event it saw and that event's outcome.
+async fn run_plugins(
+    routes: &[Arc<Route>],
+    events: &Arc<Vec<ChangeEvent>>,
+) -> Result<Vec<Vec<(usize, Outcome)>>, ThreadGone> {
+    let calls = routes.iter().map(|route| {
+        let indices: Vec<usize> = (0..events.len())
+            .filter(|&i| any_matches(&route.inputs, &events[i].origin.topic))
+            .collect();
+        let input = if indices.len() == events.len() {
+            Arc::clone(events)
+        } else {
+            Arc::new(indices.iter().map(|&i| events[i].clone()).collect())
+        };
+        async move {
+            if indices.is_empty() {
+                return Ok(Vec::new());
+            }
+            let outcomes = route.plugin.transform(input).await?;
+            Ok(indices.into_iter().zip(outcomes).collect())
+        }
+    });
+    futures::future::join_all(calls).await.into_iter().collect()
+}
+
+/// Checks a plugin's output for one event against its allowed topics and its limits.
+/// The error is the dead-letter reason.
+fn check_output(route: &Route, records: &[OutputRecord]) -> Result<(), (&'static str, String)> {
+    let limits = route.plugin.plugin().spec().limits;
+    if records.len() > limits.max_records_per_event as usize {
+        return Err((
+            "limit",
+            format!(
+                "plugin produced {} records for one event, over its limit of {} (limits.max_records_per_event)",
+                records.len(),
+                limits.max_records_per_event
+            ),
+        ));
+    }
+    for record in records {
+        // Before the ACL: a plugin allowed `*` may still not write what no broker takes,
+        // and one bad name must cost its event, not the producer call of the whole batch.
+        if let Err(error) = check_topic_name(&record.topic) {
+            return Err(("acl", format!("plugin wrote to an invalid topic: {error}")));
+        }
+        if !any_matches(&route.outputs, &record.topic) {
+            let allowed: Vec<&str> = route.outputs.iter().map(TopicPattern::as_str).collect();
+            return Err((
+                "acl",
+                format!(
+                    "plugin wrote to topic {:?}, which is not among its allowed outputs [{}]",
+                    record.topic,
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        let size = record.key.as_ref().map_or(0, Vec::len)
+            + record.value.as_ref().map_or(0, Vec::len)
+            + record
+                .headers
+                .iter()
+                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+                .sum::<usize>();
+        if size as u64 > limits.max_record_bytes {
+            return Err((
+                "limit",
+                format!(
+                    "plugin produced a record of {size} bytes for topic {:?}, over its limit of {} bytes (limits.max_record_bytes)",
+                    record.topic, limits.max_record_bytes
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The place of one input record in a batch's output.
+enum Slot {
+    /// A decoded event (the next one in the batch's event list).
+    Event,
+    /// A malformed record, already turned into its dead letter.
+    DeadLetter(OutputRecord),
+}
+
+fn push_lineage(headers: &mut Vec<Header>, plugin: &LoadedPlugin, origin: &wit::Origin) {
+    headers.push(header(headers::PLUGIN, plugin.name()));
+    headers.push(header(headers::PLUGIN_VERSION, plugin.version()));
+    headers.push(header(headers::PLUGIN_SHA256, plugin.sha256()));
+    push_source(headers, &origin.topic, origin.partition, origin.offset);
+}
