@@ -9,6 +9,7 @@ mod exactly_once;
 mod golden;
 mod hardening_datapath;
 mod hardening_plugins;
+mod http;
 mod isolation;
 mod kafka;
 mod lanes;

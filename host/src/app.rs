@@ -16,6 +16,7 @@ use sluice_core::sink::{Positions, Sink, SinkError};
 use sluice_core::source::{Source, SourceError};
 use sluice_core::telemetry::Telemetry;
 use sluice_core::{Origin, OutputRecord, RawRecord};
+use sluice_http::HttpSink;
 use sluice_kafka::producer::{host_name, transactional_id};
 use sluice_kafka::sink::KafkaSink;
 use sluice_kafka::source::{KafkaSource, KafkaSourceSettings};
@@ -314,6 +315,8 @@ enum SharedSink {
     Kafka(KafkaSink),
     /// Exactly-once: a transactional producer per lane (one transaction at a time each).
     Transactional(Transactions),
+    /// One connection pool, shared by the lanes.
+    Http(HttpSink),
 }
 
 impl ConfiguredEndpoints {
@@ -340,6 +343,7 @@ impl ConfiguredEndpoints {
             SinkConfig::Kafka { properties } => {
                 SharedSink::Kafka(KafkaSink::new(properties, Some(Arc::clone(&telemetry)))?)
             }
+            SinkConfig::Http(http) => SharedSink::Http(HttpSink::new(http.clone())?),
         };
         Ok(Self {
             source: config.source.clone(),
@@ -387,6 +391,7 @@ impl Endpoints for ConfiguredEndpoints {
         let sink = match &self.sink {
             SharedSink::File(file) => AnySink::SharedFile(Arc::clone(file)),
             SharedSink::Kafka(producer) => AnySink::Kafka(producer.clone()),
+            SharedSink::Http(http) => AnySink::Http(http.clone()),
             SharedSink::Transactional(transactions) => {
                 // Exactly-once is the endpoints' business: the lane's sink commits the
                 // positions of the lane's own consumer.
@@ -476,6 +481,7 @@ enum AnySink {
     SharedFile(Arc<tokio::sync::Mutex<FileSink>>),
     Kafka(KafkaSink),
     Transactional(TransactionalKafkaSink),
+    Http(HttpSink),
 }
 
 impl Sink for AnySink {
@@ -484,6 +490,7 @@ impl Sink for AnySink {
             AnySink::SharedFile(sink) => sink.lock().await.send(records).await,
             AnySink::Kafka(sink) => sink.send(records).await,
             AnySink::Transactional(sink) => sink.send(records).await,
+            AnySink::Http(sink) => sink.send(records).await,
         }
     }
 
@@ -496,6 +503,7 @@ impl Sink for AnySink {
             AnySink::SharedFile(sink) => sink.lock().await.send_batch(records, positions).await,
             AnySink::Kafka(sink) => sink.send_batch(records, positions).await,
             AnySink::Transactional(sink) => sink.send_batch(records, positions).await,
+            AnySink::Http(sink) => sink.send_batch(records, positions).await,
         }
     }
 
@@ -504,6 +512,7 @@ impl Sink for AnySink {
             AnySink::SharedFile(sink) => sink.lock().await.flush().await,
             AnySink::Kafka(sink) => sink.flush().await,
             AnySink::Transactional(sink) => sink.flush().await,
+            AnySink::Http(sink) => sink.flush().await,
         }
     }
 }

@@ -8,19 +8,23 @@
 //! Relative paths are relative to the directory of the configuration file.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use sluice_capture::config::{CaptureConfig, RawCapture};
 use sluice_core::admin::RawAdmin;
 pub use sluice_core::settings::{ConfigError, Problem};
-use sluice_core::settings::{Problems, Range, flatten_config, parse_size, topic_name};
-use sluice_kafka::source::KafkaSourceSettings;
+use sluice_core::settings::{Problems, parse_size, topic_name};
+use sluice_http::{HttpSinkConfig, RawHttpSink};
+use sluice_kafka::sink::RawKafkaSink;
+pub use sluice_kafka::source::DEFAULT_BATCH_BYTES as DEFAULT_KAFKA_BATCH_BYTES;
+use sluice_kafka::source::{KafkaSourceSettings, RawKafkaSource};
 use sluice_pipeline::lanes::Isolation;
 pub use sluice_pipeline::manifest::{PluginConfig, load_manifest};
 use sluice_pipeline::manifest::{RawPlugin, validate_plugin};
 use sluice_pipeline::pipeline::PipelineSettings;
+use sluice_pipeline::sink::file::RawFileSink;
+use sluice_pipeline::source::file::RawFileSource;
 use sluice_runtime::RuntimeOptions;
 
 /// A validated configuration.
@@ -92,6 +96,8 @@ pub enum SinkConfig {
     File { path: Option<PathBuf> },
     /// Kafka topics; librdkafka producer properties, verbatim.
     Kafka { properties: Vec<(String, String)> },
+    /// Each batch POSTed as JSON lines to a URL.
+    Http(HttpSinkConfig),
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,30 +116,23 @@ struct RawConfig {
     capture: Option<RawCapture>,
 }
 
+/// The source kinds, by `[source] type`. Each connector owns its table (unknown fields
+/// refused) and its validation; adding a kind is its module plus one line here and the
+/// arm that opens it ([`crate::app`]).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    #[serde(rename = "type")]
-    kind: String,
-    path: Option<String>,
-    topic: Option<String>,
-    #[serde(default)]
-    topics: Vec<String>,
-    linger: Option<String>,
-    consumers: Option<i64>,
-    batch_bytes: Option<String>,
-    #[serde(default)]
-    properties: toml::Table,
+#[serde(tag = "type", rename_all = "lowercase")]
+enum RawSource {
+    File(RawFileSource),
+    Kafka(RawKafkaSource),
 }
 
+/// The sink kinds, by `[sink] type` (see [`RawSource`]).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSink {
-    #[serde(rename = "type")]
-    kind: String,
-    path: Option<String>,
-    #[serde(default)]
-    properties: toml::Table,
+#[serde(tag = "type", rename_all = "lowercase")]
+enum RawSink {
+    File(RawFileSink),
+    Kafka(RawKafkaSink),
+    Http(RawHttpSink),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,14 +153,6 @@ struct RawRuntime {
     plugins_dir: Option<String>,
     max_plugin_size: Option<String>,
 }
-
-/// How long a Kafka batch waits for more records after its first: long enough to fill
-/// batches under load, short enough to add little latency at low rates.
-pub const DEFAULT_KAFKA_LINGER: Duration = Duration::from_millis(20);
-
-/// Default cap on the key and value bytes of one Kafka batch: 256 events of ~1 KB fit
-/// four times over, and a batch of large events still stays a few MiB in flight.
-pub const DEFAULT_KAFKA_BATCH_BYTES: u64 = 4 << 20;
 
 /// Loads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -193,115 +184,21 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError>
 }
 
 fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
-    let source = match raw.source.kind.as_str() {
-        "file" => {
-            if raw.source.consumers.is_some_and(|n| n != 1) {
-                problems.add(
-                    "source.consumers",
-                    "a file is read by one consumer per plugin (consumers is for kafka)",
-                );
-            }
-            SourceConfig::File {
-                path: optional_path(
-                    raw.source.path.as_deref(),
-                    base,
-                    "source.path",
-                    problems,
-                    true,
-                ),
-                topic: raw
-                    .source
-                    .topic
-                    .filter(|topic| topic_name(topic, "source.topic", problems)),
-            }
+    let source = match raw.source {
+        RawSource::File(file) => {
+            let (path, topic) = file.validate(base, problems);
+            SourceConfig::File { path, topic }
         }
-        "kafka" => {
-            let mut properties = Vec::new();
-            flatten_config(
-                &raw.source.properties,
-                "",
-                "source.properties",
-                &mut properties,
-                problems,
-            );
-            for required in ["bootstrap.servers", "group.id"] {
-                if !properties.iter().any(|(k, _)| k == required) {
-                    problems.add("source.properties", format!("missing {required:?}"));
-                }
-            }
-            for (index, topic) in raw.source.topics.iter().enumerate() {
-                // A `^` subscription is a regex, librdkafka's to match.
-                if !topic.starts_with('^') {
-                    topic_name(topic, &format!("source.topics[{index}]"), problems);
-                }
-            }
-            if raw.source.topics.is_empty() {
-                problems.add("source.topics", "list at least one topic (or a ^regex)");
-            }
-            let linger = raw
-                .source
-                .linger
-                .as_deref()
-                .and_then(|text| LINGER_RANGE.check(text, "source.linger", problems))
-                .unwrap_or(DEFAULT_KAFKA_LINGER);
-            let consumers = match raw.source.consumers {
-                None => 1,
-                Some(n) if (1..=64).contains(&n) => n as usize,
-                Some(n) => {
-                    problems.add("source.consumers", format!("{n} is out of range (1 to 64)"));
-                    1
-                }
-            };
-            let batch_bytes = raw
-                .source
-                .batch_bytes
-                .as_deref()
-                .and_then(|text| BATCH_BYTES_RANGE.check(text, "source.batch_bytes", problems))
-                .unwrap_or(DEFAULT_KAFKA_BATCH_BYTES);
-            SourceConfig::Kafka(KafkaSourceSettings {
-                topics: raw.source.topics,
-                properties,
-                linger,
-                consumers,
-                batch_bytes,
-            })
-        }
-        other => {
-            problems.add(
-                "source.type",
-                format!("unknown source type {other:?} (expected \"file\" or \"kafka\")"),
-            );
-            SourceConfig::File {
-                path: None,
-                topic: None,
-            }
-        }
+        RawSource::Kafka(kafka) => SourceConfig::Kafka(kafka.validate(problems)),
     };
-    let sink = match raw.sink.kind.as_str() {
-        "file" => SinkConfig::File {
-            path: optional_path(raw.sink.path.as_deref(), base, "sink.path", problems, false),
+    let sink = match raw.sink {
+        RawSink::File(file) => SinkConfig::File {
+            path: file.validate(base, problems),
         },
-        "kafka" => {
-            let mut properties = Vec::new();
-            flatten_config(
-                &raw.sink.properties,
-                "",
-                "sink.properties",
-                &mut properties,
-                problems,
-            );
-            if !properties.iter().any(|(k, _)| k == "bootstrap.servers") {
-                problems.add("sink.properties", "missing \"bootstrap.servers\"");
-            }
-            SinkConfig::Kafka { properties }
-        }
-        other => {
-            problems.add(
-                "sink.type",
-                format!("unknown sink type {other:?} (expected \"file\" or \"kafka\")"),
-            );
-            SinkConfig::File { path: None }
-        }
+        RawSink::Kafka(kafka) => SinkConfig::Kafka {
+            properties: kafka.validate(problems),
+        },
+        RawSink::Http(http) => SinkConfig::Http(http.validate("sink", problems)),
     };
 
     let mut pipeline = PipelineSettings::default();
@@ -474,25 +371,6 @@ fn validate_capture(
     capture
 }
 
-fn optional_path(
-    raw: Option<&str>,
-    base: &Path,
-    at: &str,
-    problems: &mut Problems,
-    must_exist: bool,
-) -> Option<PathBuf> {
-    match raw {
-        None | Some("-") => None,
-        Some(path) => {
-            let resolved = base.join(path);
-            if must_exist && !resolved.is_file() {
-                problems.add(at, format!("{path} does not exist or is not a file"));
-            }
-            Some(resolved)
-        }
-    }
-}
-
 /// `$XDG_CACHE_HOME/sluice/components`, else `$HOME/.cache/sluice/components`.
 fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
@@ -500,25 +378,6 @@ fn default_cache_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
     Some(base.join("sluice").join("components"))
 }
-
-/// `source.linger`: a consumer that waits longer than a minute for a batch only holds
-/// events back (and nears `max.poll.interval.ms`, 5 minutes by default).
-const LINGER_RANGE: Range<Duration> = Range {
-    min: Duration::ZERO,
-    max: Duration::from_secs(60),
-    min_text: "0ms",
-    max_text: "1m",
-    example: "20ms",
-};
-
-/// `source.batch_bytes`: a batch is held in memory whole, twice (read and output).
-const BATCH_BYTES_RANGE: Range<u64> = Range {
-    min: 1,
-    max: 1 << 30,
-    min_text: "1B",
-    max_text: "1GiB",
-    example: "4MiB",
-};
 
 #[cfg(test)]
 mod tests {

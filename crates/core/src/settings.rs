@@ -6,6 +6,7 @@
 //! (`plugin[0].limits.memory`) so a user fixes them all in one go. Each connector
 //! validates its own table with these helpers.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A configuration that could not be loaded: every problem found, with its path.
@@ -208,6 +209,28 @@ pub fn topic_name(topic: &str, path: &str, problems: &mut Problems) -> bool {
         Err(error) => {
             problems.add(path, error.to_string());
             false
+        }
+    }
+}
+
+/// A path setting relative to `base` (the configuration file's directory); absent or
+/// `"-"` is `None` (standard input or output). With `must_exist`, a missing file is a
+/// problem at `at`.
+pub fn optional_path(
+    raw: Option<&str>,
+    base: &Path,
+    at: &str,
+    problems: &mut Problems,
+    must_exist: bool,
+) -> Option<PathBuf> {
+    match raw {
+        None | Some("-") => None,
+        Some(path) => {
+            let resolved = base.join(path);
+            if must_exist && !resolved.is_file() {
+                problems.add(at, format!("{path} does not exist or is not a file"));
+            }
+            Some(resolved)
         }
     }
 }

@@ -10,12 +10,40 @@ use std::time::Duration;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use serde::Deserialize;
 use sluice_core::OutputRecord;
+use sluice_core::settings::{Problems, flatten_config};
 use sluice_core::sink::{Sink, SinkError};
 use sluice_core::telemetry::Telemetry;
 
 use crate::metrics::KafkaMetrics;
 use crate::producer::{create_producer, producer_config};
+
+/// `[sink] type = "kafka"`, as written: librdkafka producer properties, verbatim.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafkaSink {
+    #[serde(default)]
+    properties: toml::Table,
+}
+
+impl RawKafkaSink {
+    /// The producer properties, flattened (`sink.properties`); problems to `problems`.
+    pub fn validate(self, problems: &mut Problems) -> Vec<(String, String)> {
+        let mut properties = Vec::new();
+        flatten_config(
+            &self.properties,
+            "",
+            "sink.properties",
+            &mut properties,
+            problems,
+        );
+        if !properties.iter().any(|(k, _)| k == "bootstrap.servers") {
+            problems.add("sink.properties", "missing \"bootstrap.servers\"");
+        }
+        properties
+    }
+}
 
 /// Publishes records (see the module docs). Clones share one producer.
 #[derive(Clone)]

@@ -22,6 +22,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use serde::Deserialize;
+use sluice_core::settings::{Problems, Range, flatten_config, topic_name};
 use sluice_core::source::{Source, SourceError};
 use sluice_core::telemetry::Telemetry;
 use sluice_core::{Header, Origin, RawRecord};
@@ -46,6 +48,99 @@ pub struct KafkaSourceSettings {
     /// A batch ends once its keys and values hold this many bytes (or `max` records, or
     /// the linger ran out), whichever comes first.
     pub batch_bytes: u64,
+}
+
+/// How long a Kafka batch waits for more records after its first: long enough to fill
+/// batches under load, short enough to add little latency at low rates.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(20);
+
+/// Default cap on the key and value bytes of one Kafka batch: 256 events of ~1 KB fit
+/// four times over, and a batch of large events still stays a few MiB in flight.
+pub const DEFAULT_BATCH_BYTES: u64 = 4 << 20;
+
+/// `source.linger`: a consumer that waits longer than a minute for a batch only holds
+/// events back (and nears `max.poll.interval.ms`, 5 minutes by default).
+const LINGER_RANGE: Range<Duration> = Range {
+    min: Duration::ZERO,
+    max: Duration::from_secs(60),
+    min_text: "0ms",
+    max_text: "1m",
+    example: "20ms",
+};
+
+/// `source.batch_bytes`: a batch is held in memory whole, twice (read and output).
+const BATCH_BYTES_RANGE: Range<u64> = Range {
+    min: 1,
+    max: 1 << 30,
+    min_text: "1B",
+    max_text: "1GiB",
+    example: "4MiB",
+};
+
+/// `[source] type = "kafka"`, as written (each field is a [`KafkaSourceSettings`] field).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafkaSource {
+    #[serde(default)]
+    topics: Vec<String>,
+    linger: Option<String>,
+    consumers: Option<i64>,
+    batch_bytes: Option<String>,
+    #[serde(default)]
+    properties: toml::Table,
+}
+
+impl RawKafkaSource {
+    /// Validates the `[source]` table, adding every problem to `problems`.
+    pub fn validate(self, problems: &mut Problems) -> KafkaSourceSettings {
+        let mut properties = Vec::new();
+        flatten_config(
+            &self.properties,
+            "",
+            "source.properties",
+            &mut properties,
+            problems,
+        );
+        for required in ["bootstrap.servers", "group.id"] {
+            if !properties.iter().any(|(k, _)| k == required) {
+                problems.add("source.properties", format!("missing {required:?}"));
+            }
+        }
+        for (index, topic) in self.topics.iter().enumerate() {
+            // A `^` subscription is a regex, librdkafka's to match.
+            if !topic.starts_with('^') {
+                topic_name(topic, &format!("source.topics[{index}]"), problems);
+            }
+        }
+        if self.topics.is_empty() {
+            problems.add("source.topics", "list at least one topic (or a ^regex)");
+        }
+        let linger = self
+            .linger
+            .as_deref()
+            .and_then(|text| LINGER_RANGE.check(text, "source.linger", problems))
+            .unwrap_or(DEFAULT_LINGER);
+        let consumers = match self.consumers {
+            None => 1,
+            Some(n) if (1..=64).contains(&n) => n as usize,
+            Some(n) => {
+                problems.add("source.consumers", format!("{n} is out of range (1 to 64)"));
+                1
+            }
+        };
+        let batch_bytes = self
+            .batch_bytes
+            .as_deref()
+            .and_then(|text| BATCH_BYTES_RANGE.check(text, "source.batch_bytes", problems))
+            .unwrap_or(DEFAULT_BATCH_BYTES);
+        KafkaSourceSettings {
+            topics: self.topics,
+            properties,
+            linger,
+            consumers,
+            batch_bytes,
+        }
+    }
 }
 
 /// Consumes change topics (see the module docs).

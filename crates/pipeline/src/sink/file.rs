@@ -7,6 +7,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
 use sluice_core::OutputRecord;
 pub use sluice_core::json_lines::record_to_json_line;
+use sluice_core::settings::{Problems, optional_path};
 use sluice_core::sink::{Sink, SinkError};
 
 /// Where a file sink writes.
@@ -22,6 +23,21 @@ impl std::fmt::Display for FileOutput {
             FileOutput::Stdout => f.write_str("<stdout>"),
             FileOutput::Path(path) => write!(f, "{}", path.display()),
         }
+    }
+}
+
+/// `[sink] type = "file"`, as written.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileSink {
+    /// The file to write (truncated); absent or `"-"`: standard output.
+    path: Option<String>,
+}
+
+impl RawFileSink {
+    /// The file (`None`: standard output), relative to `base`.
+    pub fn validate(self, base: &std::path::Path, problems: &mut Problems) -> Option<PathBuf> {
+        optional_path(self.path.as_deref(), base, "sink.path", problems, false)
     }
 }
 

@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
+use sluice_core::settings::{Problems, optional_path, topic_name};
 use sluice_core::source::{Source, SourceError};
 use sluice_core::{Header, Origin, RawRecord};
 
@@ -59,6 +60,32 @@ pub const MAX_LINE_BYTES: usize = 16 << 20;
 /// How much of a line over [`MAX_LINE_BYTES`] is kept for the dead-letter topic: enough
 /// to recognise it, small enough for any broker's message size.
 pub const KEPT_OF_LONG_LINE: usize = 1024;
+
+/// `[source] type = "file"`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileSource {
+    /// The file to read; absent or `"-"`: standard input.
+    path: Option<String>,
+    /// The topic of every record (else the line's, else Debezium's).
+    topic: Option<String>,
+}
+
+impl RawFileSource {
+    /// The file (`None`: standard input) and the topic, relative paths resolved against
+    /// `base`; problems to `problems`.
+    pub fn validate(
+        self,
+        base: &std::path::Path,
+        problems: &mut Problems,
+    ) -> (Option<PathBuf>, Option<String>) {
+        let path = optional_path(self.path.as_deref(), base, "source.path", problems, true);
+        let topic = self
+            .topic
+            .filter(|topic| topic_name(topic, "source.topic", problems));
+        (path, topic)
+    }
+}
 
 /// Reads JSON lines (see the module docs).
 pub struct FileSource {
