@@ -41,13 +41,22 @@ pub struct OutRecord {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
-/// Where events and offsets go: both in one atomic step (a Kafka transaction).
-pub trait EventWriter: Send {
-    /// Publishes `records` and stores `offset`, atomically where the writer can.
+/// A source's stored position, as its offset record's value (each database has its own;
+/// SQL Server's is [`Offset`]).
+pub trait OffsetValue: Send {
+    /// The offset record's value, as Debezium writes it.
+    fn encode(&self) -> Vec<u8>;
+}
+
+/// Where events and offsets go: both in one atomic step (a Kafka transaction). `O` is
+/// the source's offset (SQL Server's by default).
+pub trait EventWriter<O: OffsetValue = Offset>: Send {
+    /// Publishes `records` and stores `offset`, atomically where the writer can. Returns
+    /// once Kafka acknowledged both (with transactions: once the transaction committed).
     fn commit(
         &mut self,
         records: Vec<OutRecord>,
-        offset: Offset,
+        offset: O,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
 }
 
