@@ -332,22 +332,9 @@ impl Postgres {
     /// [`Postgres::sql`], the error as a value.
     pub fn try_sql(&self, sql: &str) -> Result<String, String> {
         use std::io::Write;
-        let mut child = std::process::Command::new(self.bin.join("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-            ])
-            .args(["-p", &self.port.to_string()])
+        let mut child = self
+            .client("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -397,6 +384,11 @@ impl Postgres {
     pub fn binary(&self, name: &str) -> PathBuf {
         self.bin.join(name)
     }
+
+    /// A client tool (`psql`, `pg_recvlogical`) connected to this server as `postgres`.
+    pub fn client(&self, tool: &str) -> std::process::Command {
+        pg_client(&self.bin.join(tool), self.port)
+    }
 }
 
 impl Drop for Postgres {
@@ -415,6 +407,15 @@ impl Drop for Postgres {
             .stderr(std::process::Stdio::null())
             .status();
     }
+}
+
+/// `tool` (a PostgreSQL client binary) with the options that connect it to the test
+/// server on `port` as `postgres` (for threads that cannot borrow the [`Postgres`]).
+pub fn pg_client(tool: &std::path::Path, port: u16) -> std::process::Command {
+    let mut command = std::process::Command::new(tool);
+    command.args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"]);
+    command.args(["-p", &port.to_string()]);
+    command
 }
 
 fn is_root() -> bool {

@@ -437,17 +437,8 @@ fn preconditions_fail_with_errors_that_say_what_to_do() {
     );
     // A slot another reader holds.
     pg.sql("SELECT pg_create_logical_replication_slot('held', 'pgoutput');");
-    let mut reader = std::process::Command::new(pg.binary("pg_recvlogical"))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-p",
-            &pg.port.to_string(),
-        ])
+    let mut reader = pg
+        .client("pg_recvlogical")
         .args([
             "--slot",
             "held",

@@ -248,20 +248,8 @@ fn killed_capture_and_a_crashed_server_lose_nothing() {
         std::thread::spawn(move || {
             for batch in transactions.chunks(4) {
                 let _held = server.lock().expect("lock");
-                let status = std::process::Command::new(&psql)
-                    .args([
-                        "-X",
-                        "-q",
-                        "-v",
-                        "ON_ERROR_STOP=1",
-                        "-h",
-                        "127.0.0.1",
-                        "-U",
-                        "postgres",
-                        "-d",
-                        "postgres",
-                    ])
-                    .args(["-p", &port.to_string(), "-c", &batch.concat()])
+                let status = sluice_tests::pg_client(&psql, port)
+                    .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", &batch.concat()])
                     .stdout(std::process::Stdio::null())
                     .status()
                     .expect("psql");
@@ -280,8 +268,8 @@ fn killed_capture_and_a_crashed_server_lose_nothing() {
         let (port, psql) = (pg.port, pg.binary("psql"));
         std::thread::spawn(move || {
             while sampling.load(Ordering::SeqCst) {
-                let output = std::process::Command::new(&psql)
-                    .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-p", &port.to_string()])
+                let output = sluice_tests::pg_client(&psql, port)
+                    .args(["-X", "-q", "-A", "-t"])
                     .args(["-c", "SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = 'debezium'"])
                     .output();
                 let at = now_ms();
