@@ -105,8 +105,18 @@ impl<'a> Streamer<'a> {
             .unwrap_or(Duration::from_secs(3_600));
         let mut heartbeat = tokio::time::interval(heartbeat_every);
         heartbeat.tick().await;
+        // When the oldest waiting event (or position) must be committed: set when the
+        // first one arrives, so a steady trickle of messages cannot hold events back.
+        let mut due: Option<tokio::time::Instant> = None;
         loop {
-            let waiting = !self.pending.is_empty() || self.pending_position != self.published;
+            let waiting =
+                !self.pending.is_empty() || self.pending_position.lsn != self.published.lsn;
+            if !waiting {
+                due = None;
+            } else if due.is_none() {
+                due = Some(tokio::time::Instant::now() + self.settings.flush_interval);
+            }
+            let deadline = due.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 biased;
                 _ = &mut shutdown => {
@@ -133,7 +143,7 @@ impl<'a> Streamer<'a> {
                         }
                     }
                 }
-                _ = tokio::time::sleep(self.settings.flush_interval), if waiting => {
+                _ = tokio::time::sleep_until(deadline), if waiting => {
                     self.flush(connection, writer).await?;
                 }
                 _ = status.tick() => self.report(connection).await?,
@@ -157,7 +167,7 @@ impl<'a> Streamer<'a> {
         connection: &mut ReplicationConnection,
         writer: &mut W,
     ) -> Result<(), PgError> {
-        if self.pending.is_empty() && self.pending_position == self.published {
+        if self.pending.is_empty() && self.pending_position.lsn == self.published.lsn {
             return Ok(());
         }
         let position = match &self.tx {
