@@ -105,7 +105,7 @@ pub fn start_plugin(
 /// run's stop signal, the task's future.
 pub type CaptureStarter = Box<
     dyn FnOnce(
-            crate::capture::config::CaptureConfig,
+            crate::capture::config::CaptureKind,
             Arc<Telemetry>,
             BoxFuture<'static, ()>,
         ) -> BoxFuture<'static, Result<(), crate::capture::CaptureError>>
@@ -119,7 +119,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<PipelineStats, RunError> {
     let sql_server: CaptureStarter = Box::new(|capture, telemetry, stopped| {
-        Box::pin(async move { crate::capture::run_embedded(&capture, &telemetry, stopped).await })
+        Box::pin(
+            async move { crate::capture::run_embedded_any(&capture, &telemetry, stopped).await },
+        )
     });
     run_with(config, sql_server, shutdown).await
 }

@@ -37,7 +37,7 @@ pub struct Config {
     pub admin_listen: Option<std::net::SocketAddr>,
     /// SQL Server CDC capture in the same process (`[capture]`): it writes the Debezium
     /// topics that the Kafka source reads.
-    pub capture: Option<crate::capture::config::CaptureConfig>,
+    pub capture: Option<crate::capture::config::CaptureKind>,
 }
 
 impl Config {
@@ -124,7 +124,7 @@ struct RawConfig {
     plugins: Vec<RawPlugin>,
     #[serde(default)]
     admin: RawAdmin,
-    capture: Option<crate::capture::config::RawCapture>,
+    capture: Option<crate::capture::config::RawAnyCapture>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -504,10 +504,10 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
 /// would pile up unread). A `^regex` subscription is librdkafka's to match; it is not
 /// checked here.
 fn validate_capture(
-    raw: crate::capture::config::RawCapture,
+    raw: crate::capture::config::RawAnyCapture,
     source: &SourceConfig,
     problems: &mut Problems,
-) -> crate::capture::config::CaptureConfig {
+) -> crate::capture::config::CaptureKind {
     let properties = match source {
         SourceConfig::Kafka(settings) => settings.properties.as_slice(),
         SourceConfig::File { .. } => {
@@ -518,7 +518,7 @@ fn validate_capture(
             &[]
         }
     };
-    let capture = crate::capture::config::validate_embedded(raw, properties, &mut problems.0);
+    let capture = crate::capture::config::validate_embedded_any(raw, properties, &mut problems.0);
     if let SourceConfig::Kafka(settings) = source {
         let regex = settings.topics.iter().any(|topic| topic.starts_with('^'));
         for topic in capture.topics() {

@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod lsn;
 pub mod offsets;
 pub mod plan;
+pub mod postgres;
 pub mod snapshot;
 pub mod sqlserver;
 pub mod stream;
@@ -41,13 +42,22 @@ pub struct OutRecord {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
-/// Where events and offsets go: both in one atomic step (a Kafka transaction).
-pub trait EventWriter: Send {
-    /// Publishes `records` and stores `offset`, atomically where the writer can.
+/// A source's stored position, as its offset record's value (each database has its own:
+/// SQL Server's [`Offset`], PostgreSQL's [`postgres::offsets::PgOffset`]).
+pub trait OffsetValue: Send {
+    /// The offset record's value, as Debezium writes it.
+    fn encode(&self) -> Vec<u8>;
+}
+
+/// Where events and offsets go: both in one atomic step (a Kafka transaction). `O` is
+/// the source's offset (SQL Server's by default).
+pub trait EventWriter<O: OffsetValue = Offset>: Send {
+    /// Publishes `records` and stores `offset`, atomically where the writer can. Returns
+    /// once Kafka acknowledged both (with transactions: once the transaction committed).
     fn commit(
         &mut self,
         records: Vec<OutRecord>,
-        offset: Offset,
+        offset: O,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
 }
 
@@ -162,6 +172,8 @@ pub enum CaptureError {
         offset: Lsn,
         min: Lsn,
     },
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgError),
     #[error("admin server: {0}")]
     Admin(String),
     #[error("the capture task failed: {0}")]
@@ -257,14 +269,36 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
     }
 }
 
-/// `sluice capture`: connects to SQL Server and Kafka as `config` says, serves the admin
-/// endpoints if configured, and runs [`run_embedded`] until `shutdown`.
+/// `sluice capture` of SQL Server: [`run_config_any`].
 pub async fn run_config(
     config: &config::CaptureConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CaptureError> {
+    run_config_any(&config::CaptureKind::SqlServer(config.clone()), shutdown).await
+}
+
+/// Capture of either database as part of a process with its own telemetry.
+pub async fn run_embedded_any(
+    config: &config::CaptureKind,
+    telemetry: &std::sync::Arc<crate::telemetry::Telemetry>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
+    match config {
+        config::CaptureKind::SqlServer(config) => run_embedded(config, telemetry, shutdown).await,
+        config::CaptureKind::Postgres(config) => {
+            Ok(postgres::run_embedded(config, telemetry, shutdown).await?)
+        }
+    }
+}
+
+/// `sluice capture`: connects to the database and Kafka as `config` says, serves the
+/// admin endpoints if configured, and runs [`run_embedded_any`] until `shutdown`.
+pub async fn run_config_any(
+    config: &config::CaptureKind,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
     let telemetry = std::sync::Arc::new(crate::telemetry::Telemetry::default());
-    let admin = match config.admin_listen {
+    let admin = match config.admin_listen() {
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
@@ -283,7 +317,7 @@ pub async fn run_config(
         None => None,
     };
     telemetry.set_ready(true);
-    let result = run_embedded(config, &telemetry, shutdown).await;
+    let result = run_embedded_any(config, &telemetry, shutdown).await;
     telemetry.set_ready(false);
     if let Some((stop, server)) = admin {
         let _ = stop.send(());

@@ -21,7 +21,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 
 use super::offsets::{Offset, offset_key};
-use super::{EventWriter, OutRecord, WriteError};
+use super::{EventWriter, OffsetValue, OutRecord, WriteError};
 use crate::runtime::{Header, OutputRecord};
 use crate::sink::kafka::ErrorCounter;
 
@@ -102,7 +102,7 @@ impl KafkaWriter {
         })
     }
 
-    fn output(&self, records: Vec<OutRecord>, offset: Offset) -> Vec<OutputRecord> {
+    fn output(&self, records: Vec<OutRecord>, offset: Vec<u8>) -> Vec<OutputRecord> {
         let mut out: Vec<OutputRecord> = records
             .into_iter()
             .map(|r| OutputRecord {
@@ -122,7 +122,7 @@ impl KafkaWriter {
         out.push(OutputRecord {
             topic: self.offsets_topic.clone(),
             key: Some(self.offset_key.clone()),
-            value: Some(offset.encode()),
+            value: Some(offset),
             headers: Vec::new(),
         });
         out
@@ -170,9 +170,9 @@ impl KafkaWriter {
     }
 }
 
-impl EventWriter for KafkaWriter {
-    async fn commit(&mut self, records: Vec<OutRecord>, offset: Offset) -> Result<(), WriteError> {
-        let mut out = self.output(records, offset);
+impl<O: OffsetValue> EventWriter<O> for KafkaWriter {
+    async fn commit(&mut self, records: Vec<OutRecord>, offset: O) -> Result<(), WriteError> {
+        let mut out = self.output(records, offset.encode());
         match self.transactional_id.clone() {
             Some(id) => self.transaction(&id, out).await,
             None => {
@@ -198,6 +198,20 @@ pub async fn read_offset(
     server: &str,
     database: &str,
 ) -> Result<Option<Offset>, WriteError> {
+    read_offset_value(properties, topic, server, database)
+        .await?
+        .map(|value| Offset::decode(&value).map_err(|e| WriteError::Kafka(e.to_string())))
+        .transpose()
+}
+
+/// The last offset record's value stored for `server`/`database` in `topic`, whatever
+/// its source ([`read_offset`] decodes SQL Server's).
+pub async fn read_offset_value(
+    properties: &[(String, String)],
+    topic: &str,
+    server: &str,
+    database: &str,
+) -> Result<Option<Vec<u8>>, WriteError> {
     let mut config = ClientConfig::new();
     for (key, value) in properties {
         if !key.starts_with("transactional") && key != "acks" && key != "enable.idempotence" {
@@ -251,12 +265,7 @@ pub async fn read_offset(
             };
             let message = message.map_err(|e| error("reading", e))?;
             if message.key() == Some(key.as_slice()) {
-                last = match message.payload() {
-                    Some(value) => {
-                        Some(Offset::decode(value).map_err(|e| WriteError::Kafka(e.to_string()))?)
-                    }
-                    None => None,
-                };
+                last = message.payload().map(<[u8]>::to_vec);
             }
             if message.offset() + 1 >= high {
                 break;
