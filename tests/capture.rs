@@ -30,7 +30,7 @@ fn every_bad_capture_config_gives_its_golden_error() {
             .to_string_lossy()
             .into_owned();
         let text = std::fs::read_to_string(path).expect("read case");
-        sluice_capture::config::parse(&text, &name)
+        sluice_capture::config::parse_any(&text, &name)
             .expect_err(&name)
             .to_string()
     });
@@ -396,7 +396,10 @@ fn sluice_run_stops_when_its_capture_cannot_reach_sql_server() {
         plugin = sluice_tests::components::CUSTOMERS_CDM,
     );
     let config = sluice::config::parse(&text, "run.toml", dir.path()).expect("valid config");
-    let capture = config.capture.as_ref().expect("[capture] parsed");
+    let Some(sluice_capture::config::CaptureKind::SqlServer(capture)) = config.capture.as_ref()
+    else {
+        panic!("[capture] parsed as SQL Server's")
+    };
     assert_eq!(
         capture.kafka,
         properties(&broker.bootstrap),

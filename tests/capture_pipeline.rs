@@ -288,8 +288,11 @@ fn capture_in_sluice_run_feeds_customers_cdm_through_kafka() {
             "capture.toml",
         )
         .expect("capture config");
-        config.capture = Some(capture);
-        let start: sluice::app::CaptureStarter = Box::new(|capture, telemetry, stopped| {
+        config.capture = Some(sluice_capture::config::CaptureKind::SqlServer(
+            capture.clone(),
+        ));
+        // The scripted tables stand in for SQL Server; `capture` is the config parsed above.
+        let start: sluice::app::CaptureStarter = Box::new(move |_, telemetry, stopped| {
             Box::pin(async move {
                 let mut tables = SampleTables::from_samples();
                 sluice_capture::run_on(&mut tables, &capture, &telemetry, stopped).await

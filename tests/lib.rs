@@ -217,3 +217,281 @@ pub async fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
         result.expect("topic created");
     }
 }
+
+/// A PostgreSQL server for one test run: `initdb` into a temporary directory and
+/// `pg_ctl start` on a free loopback port with `wal_level=logical`, as the `postgres`
+/// user when the tests run as root (the server refuses root); stopped when dropped.
+/// Binaries: `$SLUICE_PG_BIN`, else Debian's `/usr/lib/postgresql/<version>/bin`.
+#[derive(Debug)]
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl Postgres {
+    pub fn start() -> Self {
+        let bin = postgres_bin();
+        let dir = tempfile::tempdir().expect("a data directory");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("data dir");
+        if is_root() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the data directory to postgres");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let pg = Self { dir, bin, port };
+        pg.as_postgres(
+            "initdb",
+            &[
+                "-D",
+                &pg.data(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        );
+        let options = format!(
+            "-c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10 -c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c wal_sender_timeout=60s",
+            port,
+            pg.dir.path().display()
+        );
+        pg.as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &pg.data(),
+                "-o",
+                &options,
+                "-l",
+                &pg.log(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn log(&self) -> String {
+        self.dir.path().join("server.log").display().to_string()
+    }
+
+    fn as_postgres(&self, tool: &str, args: &[&str]) -> std::process::Output {
+        let program = self.bin.join(tool);
+        let mut command = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        let output = command
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+        assert!(
+            output.status.success(),
+            "{tool} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// A libpq connection string for `user` on database `postgres`.
+    pub fn connection(&self, user: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname=postgres",
+            self.port
+        )
+    }
+
+    /// Runs `sql` with psql (as `postgres`, stopping at the first error); returns the
+    /// unaligned, tuples-only output.
+    pub fn sql(&self, sql: &str) -> String {
+        self.try_sql(sql)
+            .unwrap_or_else(|e| panic!("psql: {e}\n{sql}"))
+    }
+
+    /// [`Postgres::sql`], the error as a value.
+    pub fn try_sql(&self, sql: &str) -> Result<String, String> {
+        use std::io::Write;
+        let mut child = self
+            .client("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(sql.as_bytes())
+            .expect("write sql");
+        let output = child.wait_with_output().expect("psql output");
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    /// `pg_ctl restart -m immediate`: a crash of the server (no shutdown checkpoint).
+    pub fn restart_immediate(&self) {
+        let options = format!(
+            "-c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10 -c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        self.as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &self.log(),
+                "-m",
+                "immediate",
+                "-w",
+                "-t",
+                "60",
+                "restart",
+            ],
+        );
+    }
+
+    /// A PostgreSQL binary (`pg_recvlogical`, `psql`).
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
+    /// A client tool (`psql`, `pg_recvlogical`) connected to this server as `postgres`.
+    pub fn client(&self, tool: &str) -> std::process::Command {
+        pg_client(&self.bin.join(tool), self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let program = self.bin.join("pg_ctl");
+        let mut command = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        let _ = command
+            .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// `tool` (a PostgreSQL client binary) with the options that connect it to the test
+/// server on `port` as `postgres` (for threads that cannot borrow the [`Postgres`]).
+pub fn pg_client(tool: &std::path::Path, port: u16) -> std::process::Command {
+    let mut command = std::process::Command::new(tool);
+    command.args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"]);
+    command.args(["-p", &port.to_string()]);
+    command
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn postgres_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("SLUICE_PG_BIN") {
+        return PathBuf::from(path);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL: `apt-get install postgresql` (which .ci/run does) or set SLUICE_PG_BIN"
+        )
+    })
+}
+
+/// A record's key and value.
+pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every record of `topic` (all partitions, from the start) as (key, value), read until
+/// `done` says enough or `limit` passes.
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    limit: std::time::Duration,
+    done: impl Fn(&[KeyValue]) -> bool,
+) -> Vec<KeyValue> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = kafka_client(bootstrap)
+        .set("group.id", format!("reader-{topic}"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let deadline = std::time::Instant::now() + limit;
+    let partitions = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
+            .expect("metadata");
+        let n = metadata
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        if n > 0 || std::time::Instant::now() > deadline {
+            break n.max(1);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p as i32, rdkafka::Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut out = Vec::new();
+    while std::time::Instant::now() < deadline && !done(&out) {
+        if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(100)) {
+            out.push((m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec)));
+        }
+    }
+    out
+}

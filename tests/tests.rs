@@ -15,6 +15,8 @@ mod kafka;
 mod lanes;
 mod plugin_cli;
 mod plugin_new;
+mod postgres;
+mod postgres_crash;
 mod reload;
 mod runtime;
 mod sdk_ports;

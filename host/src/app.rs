@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use sluice_capture::CaptureError;
-use sluice_capture::config::CaptureConfig;
+use sluice_capture::config::CaptureKind;
 use sluice_core::admin::{AdminError, AdminServer};
 use sluice_core::sink::{Positions, Sink, SinkError};
 use sluice_core::source::{Source, SourceError};
@@ -102,7 +102,7 @@ fn start(
 /// run's stop signal, the task's future.
 pub type CaptureStarter = Box<
     dyn FnOnce(
-            CaptureConfig,
+            CaptureKind,
             Arc<Telemetry>,
             BoxFuture<'static, ()>,
         ) -> BoxFuture<'static, Result<(), CaptureError>>
@@ -116,7 +116,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<PipelineStats, RunError> {
     let sql_server: CaptureStarter = Box::new(|capture, telemetry, stopped| {
-        Box::pin(async move { sluice_capture::run_embedded(&capture, &telemetry, stopped).await })
+        Box::pin(
+            async move { sluice_capture::run_embedded_any(&capture, &telemetry, stopped).await },
+        )
     });
     run_with(config, sql_server, shutdown).await
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use sluice_capture::config::{CaptureConfig, RawCapture};
+use sluice_capture::config::{CaptureKind, RawAnyCapture};
 use sluice_core::admin::RawAdmin;
 pub use sluice_core::settings::{ConfigError, Problem};
 use sluice_core::settings::{Problems, parse_size, topic_name};
@@ -50,7 +50,7 @@ pub struct Config {
     pub admin_listen: Option<std::net::SocketAddr>,
     /// SQL Server CDC capture in the same process (`[capture]`): it writes the Debezium
     /// topics that the Kafka source reads.
-    pub capture: Option<CaptureConfig>,
+    pub capture: Option<CaptureKind>,
 }
 
 /// When source positions are committed: the lanes' endpoints decide how (the pipeline
@@ -113,7 +113,7 @@ struct RawConfig {
     plugins: Vec<RawPlugin>,
     #[serde(default)]
     admin: RawAdmin,
-    capture: Option<RawCapture>,
+    capture: Option<RawAnyCapture>,
 }
 
 /// The source kinds, by `[source] type`. Each connector owns its table (unknown fields
@@ -342,10 +342,10 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
 /// would pile up unread). A `^regex` subscription is librdkafka's to match; it is not
 /// checked here.
 fn validate_capture(
-    raw: RawCapture,
+    raw: RawAnyCapture,
     source: &SourceConfig,
     problems: &mut Problems,
-) -> CaptureConfig {
+) -> CaptureKind {
     let properties = match source {
         SourceConfig::Kafka(settings) => settings.properties.as_slice(),
         SourceConfig::File { .. } => {
@@ -356,7 +356,7 @@ fn validate_capture(
             &[]
         }
     };
-    let capture = sluice_capture::config::validate_embedded(raw, properties, &mut problems.0);
+    let capture = sluice_capture::config::validate_embedded_any(raw, properties, &mut problems.0);
     if let SourceConfig::Kafka(settings) = source {
         let regex = settings.topics.iter().any(|topic| topic.starts_with('^'));
         for topic in capture.topics() {

@@ -153,10 +153,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Capture { config } => {
-            let config = sluice_capture::config::load(&config)?;
+            let config = sluice_capture::config::load_any(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime
-                .block_on(sluice_capture::run_config(&config, shutdown_signal()))
+                .block_on(sluice_capture::run_config_any(&config, shutdown_signal()))
                 .context("sluice capture")?;
             tracing::info!("capture stopped");
             Ok(ExitCode::SUCCESS)

@@ -1,5 +1,5 @@
 //! The `sluice capture` configuration, loaded in two stages like `sluice run`'s
-//! ([`crate::config`]): raw structs refusing unknown fields, then validation reporting
+//! (`sluice::config`): raw structs refusing unknown fields, then validation reporting
 //! every problem with its path (`capture.snapshot_mode`).
 //!
 //! ```toml
@@ -54,19 +54,25 @@ impl CaptureConfig {
     }
 }
 
+/// A `sluice capture` file whose `[capture]` table is a `C`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
-    capture: RawCapture,
+struct RawConfigOf<C> {
+    capture: C,
     kafka: Option<RawKafka>,
     #[serde(default)]
     admin: RawAdmin,
 }
 
+type RawConfig = RawConfigOf<RawAnyCapture>;
+
 /// The `[capture]` table, in a `sluice capture` file or embedded in `sluice run`'s.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCapture {
+    /// `"sqlserver"` (the default; see [`RawAnyCapture`]).
+    #[serde(rename = "type")]
+    _kind: Option<String>,
     connection: Option<String>,
     topic_prefix: Option<String>,
     database: Option<String>,
@@ -92,29 +98,142 @@ pub struct RawCapture {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawKafka {
+pub(crate) struct RawKafka {
     offsets_topic: Option<String>,
     transactions: Option<bool>,
     #[serde(default)]
     properties: toml::Table,
 }
 
-/// Loads and validates the file at `path`.
-pub fn load(path: &Path) -> Result<CaptureConfig, ConfigError> {
+/// `[capture]` of either database, chosen by its `type`: `"sqlserver"` (the default, so
+/// configurations written before PostgreSQL keep working) or `"postgres"`. Each kind's
+/// table refuses the other's keys.
+#[derive(Debug)]
+pub enum RawAnyCapture {
+    SqlServer(RawCapture),
+    Postgres(super::postgres::config::RawPostgres),
+}
+
+impl<'de> Deserialize<'de> for RawAnyCapture {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(deserializer)?;
+        let kind = match table.remove("type") {
+            None => "sqlserver".to_owned(),
+            Some(toml::Value::String(kind)) => kind,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "type: expected a string (\"sqlserver\" or \"postgres\"), found {other}"
+                )));
+            }
+        };
+        let table = toml::Value::Table(table);
+        match kind.as_str() {
+            "sqlserver" => RawCapture::deserialize(table)
+                .map(RawAnyCapture::SqlServer)
+                .map_err(|e| D::Error::custom(e.message())),
+            "postgres" | "postgresql" => super::postgres::config::RawPostgres::deserialize(table)
+                .map(RawAnyCapture::Postgres)
+                .map_err(|e| D::Error::custom(e.message())),
+            other => Err(D::Error::custom(format!(
+                "unknown capture type {other:?} (expected \"sqlserver\" or \"postgres\")"
+            ))),
+        }
+    }
+}
+
+/// A validated `[capture]` of either database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureKind {
+    SqlServer(CaptureConfig),
+    Postgres(super::postgres::config::PgCaptureConfig),
+}
+
+impl CaptureKind {
+    /// The data topics capture writes.
+    pub fn topics(&self) -> Vec<String> {
+        match self {
+            CaptureKind::SqlServer(c) => c.topics(),
+            CaptureKind::Postgres(c) => c.topics(),
+        }
+    }
+
+    /// Where `sluice capture`'s admin server listens.
+    pub fn admin_listen(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            CaptureKind::SqlServer(c) => c.admin_listen,
+            CaptureKind::Postgres(c) => c.admin_listen,
+        }
+    }
+}
+
+/// Loads and validates the file at `path` (either database).
+pub fn load_any(path: &Path) -> Result<CaptureKind, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
         file: file.clone(),
         reason: e.to_string(),
     })?;
-    parse(&text, &file)
+    parse_any(&text, &file)
 }
 
-/// Parses configuration text; `file` names it in errors.
+/// Loads and validates a SQL Server capture file at `path`.
+pub fn load(path: &Path) -> Result<CaptureConfig, ConfigError> {
+    let file = path.display().to_string();
+    sql_server_only(load_any(path)?, &file)
+}
+
+/// Parses SQL Server capture configuration text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<CaptureConfig, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+    sql_server_only(parse_any(text, file)?, file)
+}
+
+fn sql_server_only(config: CaptureKind, file: &str) -> Result<CaptureConfig, ConfigError> {
+    match config {
+        CaptureKind::SqlServer(config) => Ok(config),
+        CaptureKind::Postgres(_) => Err(ConfigError::Invalid {
+            file: file.to_owned(),
+            problems: vec![Problem {
+                path: "capture.type".into(),
+                message: "a SQL Server capture is expected here".into(),
+            }],
+        }),
+    }
+}
+
+/// Parses configuration text of either database; `file` names it in errors.
+pub fn parse_any(text: &str, file: &str) -> Result<CaptureKind, ConfigError> {
+    let syntax = |e: toml::de::Error| ConfigError::Syntax {
         file: file.to_owned(),
         reason: e.to_string().trim_end().to_owned(),
-    })?;
+    };
+    // The kind first, then the file parsed as that kind's table, so an error points at
+    // its key (going through [`RawAnyCapture`] would point at `[capture]`).
+    let table: toml::Table = toml::from_str(text).map_err(syntax)?;
+    let kind = table
+        .get("capture")
+        .and_then(|c| c.get("type"))
+        .and_then(toml::Value::as_str);
+    let raw: RawConfig = match kind {
+        None | Some("sqlserver") => {
+            let raw: RawConfigOf<RawCapture> = toml::from_str(text).map_err(syntax)?;
+            RawConfigOf {
+                capture: RawAnyCapture::SqlServer(raw.capture),
+                kafka: raw.kafka,
+                admin: raw.admin,
+            }
+        }
+        Some("postgres" | "postgresql") => {
+            let raw: RawConfigOf<super::postgres::config::RawPostgres> =
+                toml::from_str(text).map_err(syntax)?;
+            RawConfigOf {
+                capture: RawAnyCapture::Postgres(raw.capture),
+                kafka: raw.kafka,
+                admin: raw.admin,
+            }
+        }
+        Some(_) => toml::from_str(text).map_err(syntax)?,
+    };
     let mut problems = Vec::new();
     let config = validate(raw, &mut problems);
     if problems.is_empty() {
@@ -127,7 +246,7 @@ pub fn parse(text: &str, file: &str) -> Result<CaptureConfig, ConfigError> {
     }
 }
 
-fn add(problems: &mut Vec<Problem>, path: &str, message: impl Into<String>) {
+pub(crate) fn add(problems: &mut Vec<Problem>, path: &str, message: impl Into<String>) {
     problems.push(Problem {
         path: path.to_owned(),
         message: message.into(),
@@ -146,14 +265,14 @@ fn database_of(connection: &str) -> Option<String> {
     })
 }
 
-fn is_name(text: &str) -> bool {
+pub(crate) fn is_name(text: &str) -> bool {
     !text.is_empty()
         && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-fn count(
+pub(crate) fn count(
     value: Option<i64>,
     path: &str,
     range: std::ops::RangeInclusive<i64>,
@@ -174,7 +293,11 @@ fn count(
     }
 }
 
-fn duration(value: Option<&str>, path: &str, problems: &mut Vec<Problem>) -> Option<Duration> {
+pub(crate) fn duration(
+    value: Option<&str>,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Duration> {
     let text = value?;
     match parse_duration(text) {
         Some(d) if !d.is_zero() => Some(d),
@@ -189,8 +312,42 @@ fn duration(value: Option<&str>, path: &str, problems: &mut Vec<Problem>) -> Opt
     }
 }
 
-fn validate(mut raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureConfig {
-    let kafka = match (raw.kafka, raw.capture.kafka.take()) {
+fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureKind {
+    let mut config = match raw.capture {
+        RawAnyCapture::SqlServer(capture) => {
+            CaptureKind::SqlServer(validate_sql_server(capture, raw.kafka, problems))
+        }
+        RawAnyCapture::Postgres(mut capture) => {
+            let kafka = one_kafka(raw.kafka, capture.take_kafka(), problems);
+            CaptureKind::Postgres(super::postgres::config::validate(
+                capture,
+                kafka,
+                &[],
+                problems,
+            ))
+        }
+    };
+    let admin_listen = raw
+        .admin
+        .validate("127.0.0.1:9465")
+        .unwrap_or_else(|problem| {
+            problems.push(problem);
+            None
+        });
+    match &mut config {
+        CaptureKind::SqlServer(c) => c.admin_listen = admin_listen,
+        CaptureKind::Postgres(c) => c.admin_listen = admin_listen,
+    }
+    config
+}
+
+/// `[kafka]` or `[capture.kafka]` (one of them), and the path it was found at.
+fn one_kafka(
+    top: Option<RawKafka>,
+    nested: Option<RawKafka>,
+    problems: &mut Vec<Problem>,
+) -> (RawKafka, &'static str) {
+    match (top, nested) {
         (Some(kafka), Some(_)) => {
             add(
                 problems,
@@ -203,16 +360,16 @@ fn validate(mut raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureConfig {
         (None, Some(kafka)) => (kafka, "capture.kafka"),
         // Reported as `kafka.properties: missing "bootstrap.servers"`.
         (None, None) => (RawKafka::default(), "kafka"),
-    };
-    let mut config = validate_capture(raw.capture, kafka, &[], problems);
-    config.admin_listen = raw
-        .admin
-        .validate("127.0.0.1:9465")
-        .unwrap_or_else(|problem| {
-            problems.push(problem);
-            None
-        });
-    config
+    }
+}
+
+fn validate_sql_server(
+    mut capture: RawCapture,
+    top_kafka: Option<RawKafka>,
+    problems: &mut Vec<Problem>,
+) -> CaptureConfig {
+    let kafka = one_kafka(top_kafka, capture.kafka.take(), problems);
+    validate_capture(capture, kafka, &[], problems)
 }
 
 /// Producer properties that `[capture]` in `sluice run` takes from the run's Kafka
@@ -226,8 +383,31 @@ fn inherited(key: &str) -> bool {
             .any(|prefix| key.starts_with(prefix))
 }
 
-/// Validates `sluice run`'s `[capture]` table: `source` is the run's Kafka source
-/// properties, which supply the cluster when `[capture.kafka]` leaves it out.
+/// Validates `sluice run`'s `[capture]` table of either database: `source` is the run's
+/// Kafka source properties, which supply the cluster when `[capture.kafka]` leaves it out.
+pub fn validate_embedded_any(
+    raw: RawAnyCapture,
+    source: &[(String, String)],
+    problems: &mut Vec<Problem>,
+) -> CaptureKind {
+    match raw {
+        RawAnyCapture::SqlServer(raw) => {
+            CaptureKind::SqlServer(validate_embedded(raw, source, problems))
+        }
+        RawAnyCapture::Postgres(mut raw) => {
+            let kafka = raw.take_kafka().unwrap_or_default();
+            CaptureKind::Postgres(super::postgres::config::validate(
+                raw,
+                (kafka, "capture.kafka"),
+                source,
+                problems,
+            ))
+        }
+    }
+}
+
+/// Validates `sluice run`'s SQL Server `[capture]` table: `source` is the run's Kafka
+/// source properties, which supply the cluster when `[capture.kafka]` leaves it out.
 pub fn validate_embedded(
     mut raw: RawCapture,
     source: &[(String, String)],
@@ -393,6 +573,25 @@ fn validate_capture(
         problems,
     ) as usize;
 
+    let (kafka, offsets_topic, transactions) = validate_kafka(k, kafka_path, source, problems);
+    CaptureConfig {
+        connection,
+        settings,
+        kafka,
+        offsets_topic,
+        transactions,
+        admin_listen: None,
+    }
+}
+
+/// The Kafka table of either source's capture: the producer properties (with those
+/// [`inherited`] from `source`), the offsets topic and whether to use transactions.
+pub(crate) fn validate_kafka(
+    k: RawKafka,
+    kafka_path: &str,
+    source: &[(String, String)],
+    problems: &mut Vec<Problem>,
+) -> (Vec<(String, String)>, String, bool) {
     let mut kafka = Vec::new();
     for (key, value) in &k.properties {
         match value {
@@ -435,14 +634,7 @@ fn validate_capture(
             format!("{offsets_topic:?} is not a valid topic name"),
         );
     }
-    CaptureConfig {
-        connection,
-        settings,
-        kafka,
-        offsets_topic,
-        transactions: k.transactions.unwrap_or(true),
-        admin_listen: None,
-    }
+    (kafka, offsets_topic, k.transactions.unwrap_or(true))
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ impl TableSchema {
 /// enum lists fewer values than it emits; later releases list them all).
 const SOURCE_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"version"},{"type":"string","optional":false,"field":"connector"},{"type":"string","optional":false,"field":"name"},{"type":"int64","optional":false,"field":"ts_ms"},{"type":"string","optional":true,"name":"io.debezium.data.Enum","version":1,"parameters":{"allowed":"true,last,false,incremental"},"default":"false","field":"snapshot"},{"type":"string","optional":false,"field":"db"},{"type":"string","optional":true,"field":"sequence"},{"type":"int64","optional":true,"field":"ts_us"},{"type":"int64","optional":true,"field":"ts_ns"},{"type":"string","optional":false,"field":"schema"},{"type":"string","optional":false,"field":"table"},{"type":"string","optional":true,"field":"change_lsn"},{"type":"string","optional":true,"field":"commit_lsn"},{"type":"int64","optional":true,"field":"event_serial_no"}],"optional":false,"name":"io.debezium.connector.sqlserver.Source","field":"source"}"#;
 
-const TRANSACTION_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"},{"type":"int64","optional":false,"field":"total_order"},{"type":"int64","optional":false,"field":"data_collection_order"}],"optional":true,"name":"event.block","version":1,"field":"transaction"}"#;
+pub(crate) const TRANSACTION_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"},{"type":"int64","optional":false,"field":"total_order"},{"type":"int64","optional":false,"field":"data_collection_order"}],"optional":true,"name":"event.block","version":1,"field":"transaction"}"#;
 
 /// `source.snapshot`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub enum Snapshot {
 }
 
 impl Snapshot {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Snapshot::False => "false",
             Snapshot::First => "first",
@@ -283,7 +283,11 @@ pub fn value(
 
 /// `payload` as the JSON converter writes it: bare, or with `schemas.enable=true` as
 /// `{"schema":...,"payload":...}` (`schema` is only built then).
-fn wrap(settings: &EventSettings, schema: impl FnOnce() -> String, payload: String) -> Vec<u8> {
+pub(crate) fn wrap(
+    settings: &EventSettings,
+    schema: impl FnOnce() -> String,
+    payload: String,
+) -> Vec<u8> {
     if settings.schemas {
         format!(r#"{{"schema":{},"payload":{payload}}}"#, schema())
     } else {

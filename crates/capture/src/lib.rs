@@ -17,6 +17,7 @@
 pub mod config;
 pub mod envelope;
 pub mod offsets;
+pub mod postgres;
 pub mod sqlserver;
 pub mod writer;
 
@@ -45,13 +46,22 @@ pub struct OutRecord {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
-/// Where events and offsets go: both in one atomic step (a Kafka transaction).
-pub trait EventWriter: Send {
-    /// Publishes `records` and stores `offset`, atomically where the writer can.
+/// A source's stored position, as its offset record's value (each database has its own:
+/// SQL Server's [`Offset`], PostgreSQL's [`postgres::offsets::PgOffset`]).
+pub trait OffsetValue: Send {
+    /// The offset record's value, as Debezium writes it.
+    fn encode(&self) -> Vec<u8>;
+}
+
+/// Where events and offsets go: both in one atomic step (a Kafka transaction). `O` is
+/// the source's offset (SQL Server's by default).
+pub trait EventWriter<O: OffsetValue = Offset>: Send {
+    /// Publishes `records` and stores `offset`, atomically where the writer can. Returns
+    /// once Kafka acknowledged both (with transactions: once the transaction committed).
     fn commit(
         &mut self,
         records: Vec<OutRecord>,
-        offset: Offset,
+        offset: O,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
 }
 
@@ -166,6 +176,8 @@ pub enum CaptureError {
         offset: Lsn,
         min: Lsn,
     },
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgError),
     /// The admin server could not start (its message names the address).
     #[error("{0}")]
     Admin(String),
@@ -262,18 +274,40 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
     }
 }
 
-/// `sluice capture`: connects to SQL Server and Kafka as `config` says, serves the admin
-/// endpoints if configured, and runs [`run_embedded`] until `shutdown`.
+/// `sluice capture` of SQL Server: [`run_config_any`].
 pub async fn run_config(
     config: &config::CaptureConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CaptureError> {
+    run_config_any(&config::CaptureKind::SqlServer(config.clone()), shutdown).await
+}
+
+/// Capture of either database as part of a process with its own telemetry.
+pub async fn run_embedded_any(
+    config: &config::CaptureKind,
+    telemetry: &Arc<Telemetry>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
+    match config {
+        config::CaptureKind::SqlServer(config) => run_embedded(config, telemetry, shutdown).await,
+        config::CaptureKind::Postgres(config) => {
+            Ok(postgres::run_embedded(config, telemetry, shutdown).await?)
+        }
+    }
+}
+
+/// `sluice capture`: connects to the database and Kafka as `config` says, serves the
+/// admin endpoints if configured, and runs [`run_embedded_any`] until `shutdown`.
+pub async fn run_config_any(
+    config: &config::CaptureKind,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
     let telemetry = Arc::new(Telemetry::default());
-    let admin = AdminServer::start(config.admin_listen, &telemetry)
+    let admin = AdminServer::start(config.admin_listen(), &telemetry)
         .await
         .map_err(|e| CaptureError::Admin(e.to_string()))?;
     telemetry.set_ready(true);
-    let result = run_embedded(config, &telemetry, shutdown).await;
+    let result = run_embedded_any(config, &telemetry, shutdown).await;
     telemetry.set_ready(false);
     if let Some(admin) = admin {
         admin.stop().await;

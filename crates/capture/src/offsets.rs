@@ -103,6 +103,12 @@ impl Offset {
     }
 }
 
+impl super::OffsetValue for Offset {
+    fn encode(&self) -> Vec<u8> {
+        Offset::encode(self)
+    }
+}
+
 /// The offset record's key for `server` (the topic prefix) and `database`.
 pub fn offset_key(server: &str, database: &str) -> Vec<u8> {
     let mut key = String::from("[");

@@ -25,7 +25,7 @@ use sluice_kafka::sink::{ErrorCounter, publish};
 use sluice_kafka::transaction::{CALL_TIMEOUT, TransactionError, Transactions};
 
 use crate::offsets::{Offset, offset_key};
-use crate::{EventWriter, OutRecord, WriteError};
+use crate::{EventWriter, OffsetValue, OutRecord, WriteError};
 
 /// Where the records go: in transactions, or published and acknowledged one step at a
 /// time.
@@ -82,7 +82,7 @@ impl KafkaWriter {
         })
     }
 
-    fn output(&self, records: Vec<OutRecord>, offset: Offset) -> Vec<OutputRecord> {
+    fn output(&self, records: Vec<OutRecord>, offset: Vec<u8>) -> Vec<OutputRecord> {
         let mut out: Vec<OutputRecord> = records
             .into_iter()
             .map(|r| OutputRecord {
@@ -102,7 +102,7 @@ impl KafkaWriter {
         out.push(OutputRecord {
             topic: self.offsets_topic.clone(),
             key: Some(self.offset_key.clone()),
-            value: Some(offset.encode()),
+            value: Some(offset),
             headers: Vec::new(),
         });
         out
@@ -118,9 +118,9 @@ fn write_error(error: TransactionError) -> WriteError {
     }
 }
 
-impl EventWriter for KafkaWriter {
-    async fn commit(&mut self, records: Vec<OutRecord>, offset: Offset) -> Result<(), WriteError> {
-        let mut out = self.output(records, offset);
+impl<O: OffsetValue> EventWriter<O> for KafkaWriter {
+    async fn commit(&mut self, records: Vec<OutRecord>, offset: O) -> Result<(), WriteError> {
+        let mut out = self.output(records, offset.encode());
         match &self.output {
             Output::Transactional(transactions) => {
                 transactions.commit(&out, None).await.map_err(write_error)
@@ -148,6 +148,20 @@ pub async fn read_offset(
     server: &str,
     database: &str,
 ) -> Result<Option<Offset>, WriteError> {
+    read_offset_value(properties, topic, server, database)
+        .await?
+        .map(|value| Offset::decode(&value).map_err(|e| WriteError::Kafka(e.to_string())))
+        .transpose()
+}
+
+/// The last offset record's value stored for `server`/`database` in `topic`, whatever
+/// its source ([`read_offset`] decodes SQL Server's).
+pub async fn read_offset_value(
+    properties: &[(String, String)],
+    topic: &str,
+    server: &str,
+    database: &str,
+) -> Result<Option<Vec<u8>>, WriteError> {
     let mut config = ClientConfig::new();
     for (key, value) in properties {
         if !key.starts_with("transactional") && key != "acks" && key != "enable.idempotence" {
@@ -201,12 +215,7 @@ pub async fn read_offset(
             };
             let message = message.map_err(|e| error("reading", e))?;
             if message.key() == Some(key.as_slice()) {
-                last = match message.payload() {
-                    Some(value) => {
-                        Some(Offset::decode(value).map_err(|e| WriteError::Kafka(e.to_string()))?)
-                    }
-                    None => None,
-                };
+                last = message.payload().map(<[u8]>::to_vec);
             }
             if message.offset() + 1 >= high {
                 break;

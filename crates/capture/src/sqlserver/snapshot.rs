@@ -24,7 +24,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn set(&self, table: &str, done: u64, total: u64) {
+    pub(crate) fn set(&self, table: &str, done: u64, total: u64) {
         if let Ok(mut tables) = self.tables.lock() {
             tables.insert(table.to_owned(), (done, total));
         }

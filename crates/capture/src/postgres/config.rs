@@ -1,0 +1,359 @@
+//! `[capture] type = "postgres"`: the PostgreSQL capture's configuration, in two stages
+//! (a raw table refusing unknown keys, then validation reporting every problem with its
+//! path). Names follow Debezium's PostgreSQL connector (`slot.name` → `slot_name`).
+//!
+//! ```toml
+//! [capture]
+//! type = "postgres"
+//! connection = "host=127.0.0.1 port=5432 user=sluice password=... dbname=inventory"
+//! topic_prefix = "dbserver1"
+//! tables = ["public.customers", "public.orders"]
+//! ```
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::SnapshotMode;
+use crate::config::{RawKafka, add, count, duration, is_name, validate_kafka};
+use crate::envelope::{DEBEZIUM_VERSION, EventSettings};
+use crate::sqlserver::types::DecimalMode;
+use sluice_core::settings::Problem;
+
+/// The `[capture]` table with `type = "postgres"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    /// `"postgres"` (see [`crate::config::RawAnyCapture`]).
+    #[serde(rename = "type")]
+    _kind: Option<String>,
+    connection: Option<String>,
+    topic_prefix: Option<String>,
+    #[serde(default)]
+    tables: Vec<String>,
+    slot_name: Option<String>,
+    publication_name: Option<String>,
+    publication_autocreate_mode: Option<String>,
+    snapshot_mode: Option<String>,
+    decimal_handling_mode: Option<String>,
+    schemas_enable: Option<bool>,
+    tombstones_on_delete: Option<bool>,
+    provide_transaction_metadata: Option<bool>,
+    heartbeat_interval: Option<String>,
+    batch_size: Option<i64>,
+    flush_interval: Option<String>,
+    skipped_operations: Option<Vec<String>>,
+    source_version: Option<String>,
+    kafka: Option<RawKafka>,
+}
+
+impl RawPostgres {
+    pub(crate) fn take_kafka(&mut self) -> Option<RawKafka> {
+        self.kafka.take()
+    }
+}
+
+/// `publication.autocreate.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicationMode {
+    /// Create it `FOR ALL TABLES` when missing (Debezium's default).
+    AllTables,
+    /// Create it for the captured tables when missing, and add those it lacks.
+    Filtered,
+    /// Use it as it is; a captured table it lacks is an error.
+    Disabled,
+}
+
+/// How PostgreSQL capture runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    pub events: EventSettings,
+    /// Captured tables, `schema.table`.
+    pub tables: Vec<String>,
+    pub slot: String,
+    pub publication: String,
+    pub publication_mode: PublicationMode,
+    pub snapshot: SnapshotMode,
+    pub tombstones: bool,
+    pub transaction_metadata: bool,
+    pub heartbeat: Option<Duration>,
+    /// Events per Kafka commit (a larger transaction is committed in parts).
+    pub batch_size: usize,
+    /// How long events wait for more before they are committed.
+    pub flush_interval: Duration,
+    /// Truncates become `op: t` events (Debezium skips them by default:
+    /// `skipped.operations=t`).
+    pub truncates: bool,
+}
+
+/// A validated PostgreSQL capture configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgCaptureConfig {
+    /// A libpq connection string (`host=... user=... dbname=...` or a URL).
+    pub connection: String,
+    pub settings: PgSettings,
+    pub kafka: Vec<(String, String)>,
+    pub offsets_topic: String,
+    pub transactions: bool,
+    pub admin_listen: Option<std::net::SocketAddr>,
+}
+
+impl PgCaptureConfig {
+    /// The data topics, one per table (`<topic_prefix>.<schema>.<table>`).
+    pub fn topics(&self) -> Vec<String> {
+        self.settings
+            .tables
+            .iter()
+            .map(|table| format!("{}.{table}", self.settings.events.prefix))
+            .collect()
+    }
+}
+
+fn is_identifier(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Validates `raw`; `kafka` is the Kafka table and its path, `source` the run's Kafka
+/// properties (for `sluice run`'s `[capture]`).
+pub(crate) fn validate(
+    c: RawPostgres,
+    (k, kafka_path): (RawKafka, &str),
+    source: &[(String, String)],
+    problems: &mut Vec<Problem>,
+) -> PgCaptureConfig {
+    let connection = c.connection.unwrap_or_default();
+    let mut database = String::new();
+    if connection.is_empty() {
+        add(
+            problems,
+            "capture.connection",
+            "missing (a libpq connection string: \"host=... port=5432 user=... password=... dbname=...\")",
+        );
+    } else {
+        match connection.parse::<tokio_postgres::Config>() {
+            Err(e) => add(
+                problems,
+                "capture.connection",
+                format!("not a libpq connection string: {e}"),
+            ),
+            Ok(parsed) => match super::protocol::Endpoint::from_config(&parsed) {
+                Ok(endpoint) => database = endpoint.database,
+                Err(e) => add(problems, "capture.connection", e),
+            },
+        }
+    }
+    let prefix = c.topic_prefix.unwrap_or_default();
+    if !is_name(&prefix) {
+        add(
+            problems,
+            "capture.topic_prefix",
+            format!(
+                "{prefix:?} must be letters, digits, '_', '-' or '.' (it starts every topic name)"
+            ),
+        );
+    }
+    if c.tables.is_empty() {
+        add(
+            problems,
+            "capture.tables",
+            "list at least one table as \"schema.table\"",
+        );
+    }
+    for (i, table) in c.tables.iter().enumerate() {
+        let parts: Vec<&str> = table.split('.').collect();
+        if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+            add(
+                problems,
+                &format!("capture.tables[{i}]"),
+                format!("{table:?} is not \"schema.table\""),
+            );
+        }
+    }
+    let mut names = |value: Option<String>, default: &str, path: &str| {
+        let name = value.unwrap_or_else(|| default.to_owned());
+        if !is_identifier(&name) {
+            add(
+                problems,
+                path,
+                format!(
+                    "{name:?}: use lower-case letters, digits and '_' (at most 63), as PostgreSQL names slots"
+                ),
+            );
+        }
+        name
+    };
+    let slot = names(c.slot_name, "debezium", "capture.slot_name");
+    let publication = names(
+        c.publication_name,
+        "dbz_publication",
+        "capture.publication_name",
+    );
+    let publication_mode = match c.publication_autocreate_mode.as_deref() {
+        None | Some("all_tables") => PublicationMode::AllTables,
+        Some("filtered") => PublicationMode::Filtered,
+        Some("disabled") => PublicationMode::Disabled,
+        Some(other) => {
+            add(
+                problems,
+                "capture.publication_autocreate_mode",
+                format!(
+                    "unknown mode {other:?} (expected \"all_tables\", \"filtered\" or \"disabled\")"
+                ),
+            );
+            PublicationMode::AllTables
+        }
+    };
+    let snapshot = match c.snapshot_mode.as_deref() {
+        None | Some("initial") => SnapshotMode::Initial,
+        Some("no_data") => SnapshotMode::NoData,
+        Some("always") => SnapshotMode::Always,
+        Some("when_needed") => SnapshotMode::WhenNeeded,
+        Some(other) => {
+            add(
+                problems,
+                "capture.snapshot_mode",
+                format!(
+                    "unknown mode {other:?} (expected \"initial\", \"no_data\", \"always\" or \"when_needed\")"
+                ),
+            );
+            SnapshotMode::Initial
+        }
+    };
+    let decimal_mode = match c.decimal_handling_mode.as_deref() {
+        None | Some("precise") => DecimalMode::Precise,
+        Some("double") => DecimalMode::Double,
+        Some("string") => DecimalMode::String,
+        Some(other) => {
+            add(
+                problems,
+                "capture.decimal_handling_mode",
+                format!("unknown mode {other:?} (expected \"precise\", \"double\" or \"string\")"),
+            );
+            DecimalMode::Precise
+        }
+    };
+    let skipped = c.skipped_operations.unwrap_or_else(|| vec!["t".into()]);
+    for (i, op) in skipped.iter().enumerate() {
+        if !matches!(op.as_str(), "t" | "none") {
+            add(
+                problems,
+                &format!("capture.skipped_operations[{i}]"),
+                format!("{op:?}: sluice can skip \"t\" (truncates) or \"none\""),
+            );
+        }
+    }
+    let heartbeat = duration(
+        c.heartbeat_interval.as_deref(),
+        "capture.heartbeat_interval",
+        problems,
+    );
+    let flush_interval = duration(
+        c.flush_interval.as_deref(),
+        "capture.flush_interval",
+        problems,
+    )
+    .unwrap_or(Duration::from_millis(20));
+    let batch_size = count(
+        c.batch_size,
+        "capture.batch_size",
+        1..=1_000_000,
+        10_000,
+        problems,
+    ) as usize;
+    let (kafka, offsets_topic, transactions) = validate_kafka(k, kafka_path, source, problems);
+    PgCaptureConfig {
+        connection,
+        settings: PgSettings {
+            events: EventSettings {
+                prefix,
+                database,
+                version: c
+                    .source_version
+                    .unwrap_or_else(|| DEBEZIUM_VERSION.to_owned()),
+                decimal_mode,
+                schemas: c.schemas_enable.unwrap_or(false),
+            },
+            tables: c.tables,
+            slot,
+            publication,
+            publication_mode,
+            snapshot,
+            tombstones: c.tombstones_on_delete.unwrap_or(true),
+            transaction_metadata: c.provide_transaction_metadata.unwrap_or(false),
+            heartbeat,
+            batch_size,
+            flush_interval,
+            truncates: !skipped.iter().any(|op| op == "t"),
+        },
+        kafka,
+        offsets_topic,
+        transactions,
+        admin_listen: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{CaptureKind, parse_any};
+
+    #[test]
+    fn a_minimal_postgres_config_takes_debezium_defaults() {
+        let config = parse_any(
+            r#"
+            [capture]
+            type = "postgres"
+            connection = "host=127.0.0.1 port=5433 user=sluice dbname=inventory"
+            topic_prefix = "dbserver1"
+            tables = ["public.customers"]
+            [kafka]
+            properties = { "bootstrap.servers" = "k:9092" }
+            "#,
+            "c.toml",
+        )
+        .expect("valid");
+        let CaptureKind::Postgres(config) = config else {
+            panic!("postgres")
+        };
+        assert_eq!(config.settings.slot, "debezium");
+        assert_eq!(config.settings.publication, "dbz_publication");
+        assert_eq!(config.settings.events.database, "inventory");
+        assert!(
+            !config.settings.truncates,
+            "skipped.operations=t by default"
+        );
+        assert_eq!(config.topics(), ["dbserver1.public.customers"]);
+    }
+
+    #[test]
+    fn without_a_type_it_is_sql_server_and_the_kinds_refuse_each_others_keys() {
+        let sql_server = r#"
+            [capture]
+            connection = "server=tcp:db,1433;database=testDB;user=sa;password=x"
+            topic_prefix = "server1"
+            tables = ["dbo.customers"]
+            [kafka]
+            properties = { "bootstrap.servers" = "k:9092" }
+            "#;
+        assert!(matches!(
+            parse_any(sql_server, "c.toml"),
+            Ok(CaptureKind::SqlServer(_))
+        ));
+        let mixed = sql_server.replace("[capture]", "[capture]\ntype = \"postgres\"");
+        let error = parse_any(&mixed, "c.toml")
+            .expect_err("SQL Server keys")
+            .to_string();
+        assert!(
+            error.contains("unknown field") || error.contains("capture.connection"),
+            "{error}"
+        );
+        let unknown = sql_server.replace("[capture]", "[capture]\ntype = \"oracle\"");
+        let error = parse_any(&unknown, "c.toml")
+            .expect_err("oracle")
+            .to_string();
+        assert!(error.contains("unknown capture type \"oracle\""), "{error}");
+    }
+}

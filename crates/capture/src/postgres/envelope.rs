@@ -1,0 +1,518 @@
+//! Debezium's PostgreSQL change events, byte for byte: the key (primary key, else the
+//! replica identity's columns), the value envelope (`before`, `after`, `source`,
+//! `transaction`, `op`, `ts_ms`, `ts_us`, `ts_ns`), truncates (`op: t`) and logical
+//! decoding messages (`op: m`), with the source block of
+//! `io.debezium.connector.postgresql.Source` (`PostgresSourceInfoStructMaker`: the
+//! common fields, then `schema, table, txId, lsn, xmin`; `sequence` is
+//! `["<last commit lsn>","<lsn>"]` as a string, as `SourceInfo.sequence()` writes it).
+//! Transaction boundaries and heartbeats are the shared ones ([`crate::envelope`]).
+
+use crate::envelope::{EventSettings, Op, Snapshot, TRANSACTION_SCHEMA, TransactionBlock, wrap};
+use crate::sqlserver::types::push_json_string;
+
+use super::offsets::Lsn;
+use super::pgoutput::Datum;
+use super::types::{Kind, ValueError, push_value, schema};
+
+/// Debezium's `unavailable.value.placeholder`: an unchanged TOASTed value the server did
+/// not send (`before`/`after` of an update without REPLICA IDENTITY FULL).
+pub const UNAVAILABLE: &str = "__debezium_unavailable_value";
+
+/// One captured column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgColumn {
+    pub name: String,
+    pub kind: Kind,
+    pub optional: bool,
+    /// Its index in the server's tuples (unmapped columns are skipped, so it can differ
+    /// from the column's place here).
+    pub index: usize,
+}
+
+/// A captured table as the last `Relation` message (or the snapshot) described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgTable {
+    pub schema: String,
+    pub table: String,
+    pub columns: Vec<PgColumn>,
+    /// Indexes into `columns` of the event key: the primary key, else the replica
+    /// identity index (empty: the key is null).
+    pub key: Vec<usize>,
+}
+
+impl PgTable {
+    /// `schema.table`, as Debezium names a PostgreSQL data collection.
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+
+    /// `<prefix>.<schema>.<table>`.
+    pub fn topic(&self, settings: &EventSettings) -> String {
+        format!("{}.{}.{}", settings.prefix, self.schema, self.table)
+    }
+
+    fn row_schema(
+        &self,
+        settings: &EventSettings,
+        columns: &[usize],
+        name: &str,
+        field: Option<&str>,
+    ) -> String {
+        let fields: Vec<String> = columns
+            .iter()
+            .map(|&i| {
+                let c = &self.columns[i];
+                schema(&c.kind, c.optional, Some(&c.name), settings.decimal_mode)
+            })
+            .collect();
+        let mut out = format!(
+            r#"{{"type":"struct","fields":[{}],"optional":{},"name":"{}.{name}""#,
+            fields.join(","),
+            field.is_some(),
+            self.topic(settings)
+        );
+        if let Some(field) = field {
+            out.push_str(&format!(r#","field":"{field}""#));
+        }
+        out.push('}');
+        out
+    }
+
+    fn envelope_schema(&self, settings: &EventSettings) -> String {
+        let all: Vec<usize> = (0..self.columns.len()).collect();
+        format!(
+            r#"{{"type":"struct","fields":[{},{},{SOURCE_SCHEMA},{TRANSACTION_SCHEMA},{{"type":"string","optional":false,"field":"op"}},{{"type":"int64","optional":true,"field":"ts_ms"}},{{"type":"int64","optional":true,"field":"ts_us"}},{{"type":"int64","optional":true,"field":"ts_ns"}}],"optional":false,"name":"{}.Envelope","version":2}}"#,
+            self.row_schema(settings, &all, "Value", Some("before")),
+            self.row_schema(settings, &all, "Value", Some("after")),
+            self.topic(settings)
+        )
+    }
+}
+
+/// `io.debezium.connector.postgresql.Source` (Debezium 3.0).
+const SOURCE_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"version"},{"type":"string","optional":false,"field":"connector"},{"type":"string","optional":false,"field":"name"},{"type":"int64","optional":false,"field":"ts_ms"},{"type":"string","optional":true,"name":"io.debezium.data.Enum","version":1,"parameters":{"allowed":"true,last,false,incremental"},"default":"false","field":"snapshot"},{"type":"string","optional":false,"field":"db"},{"type":"string","optional":true,"field":"sequence"},{"type":"int64","optional":true,"field":"ts_us"},{"type":"int64","optional":true,"field":"ts_ns"},{"type":"string","optional":false,"field":"schema"},{"type":"string","optional":false,"field":"table"},{"type":"int64","optional":true,"field":"txId"},{"type":"int64","optional":true,"field":"lsn"},{"type":"int64","optional":true,"field":"xmin"}],"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"}"#;
+
+/// The `source` block's position fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgSource {
+    /// The commit time (the snapshot's start for `op: r`), epoch µs.
+    pub ts_us: i64,
+    pub snapshot: Snapshot,
+    pub tx_id: Option<i64>,
+    pub lsn: Option<Lsn>,
+    /// The last commit LSN before this event (the sequence's first element).
+    pub last_commit_lsn: Option<Lsn>,
+}
+
+/// A row the mapper refused, named for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{table}: column {column}: {error} (at LSN {lsn})")]
+pub struct PgRowError {
+    pub table: String,
+    pub column: String,
+    pub lsn: String,
+    /// Boxed: row errors are rare, and results on the hot path stay small.
+    pub error: Box<ValueError>,
+}
+
+fn push_row(
+    out: &mut String,
+    table: &PgTable,
+    columns: &[usize],
+    row: &[Datum],
+    settings: &EventSettings,
+    source: &PgSource,
+) -> Result<(), PgRowError> {
+    out.push('{');
+    for (n, &i) in columns.iter().enumerate() {
+        let column = &table.columns[i];
+        if n > 0 {
+            out.push(',');
+        }
+        push_json_string(out, &column.name);
+        out.push(':');
+        match row.get(column.index).unwrap_or(&Datum::Null) {
+            Datum::Null => out.push_str("null"),
+            Datum::Unchanged => push_unavailable(out, &column.kind),
+            Datum::Text(bytes) => {
+                let text = String::from_utf8_lossy(bytes);
+                push_value(out, &column.kind, &text, settings.decimal_mode).map_err(|error| {
+                    PgRowError {
+                        table: table.id(),
+                        column: column.name.clone(),
+                        lsn: source
+                            .lsn
+                            .map_or_else(|| "-".into(), super::offsets::lsn_text),
+                        error: Box::new(error),
+                    }
+                })?;
+            }
+        }
+    }
+    out.push('}');
+    Ok(())
+}
+
+/// Debezium's placeholder for an unchanged TOASTed value: the text for string types,
+/// its bytes for binary ones, null for the rest.
+fn push_unavailable(out: &mut String, kind: &Kind) {
+    match kind {
+        Kind::Text | Kind::Named(_) | Kind::Enum(_) | Kind::Hstore => {
+            push_json_string(out, UNAVAILABLE)
+        }
+        Kind::Bytea => {
+            use base64::Engine;
+            out.push('"');
+            out.push_str(&base64::engine::general_purpose::STANDARD.encode(UNAVAILABLE));
+            out.push('"');
+        }
+        Kind::Array(item) if matches!(**item, Kind::Text) => {
+            out.push('[');
+            push_json_string(out, UNAVAILABLE);
+            out.push(']');
+        }
+        _ => out.push_str("null"),
+    }
+}
+
+/// The record key of `row` (`None`: the table has neither a primary key nor a replica
+/// identity index).
+pub fn key(
+    table: &PgTable,
+    row: &[Datum],
+    settings: &EventSettings,
+    source: &PgSource,
+) -> Result<Option<Vec<u8>>, PgRowError> {
+    if table.key.is_empty() {
+        return Ok(None);
+    }
+    let mut payload = String::with_capacity(32);
+    push_row(&mut payload, table, &table.key, row, settings, source)?;
+    Ok(Some(wrap(
+        settings,
+        || table.row_schema(settings, &table.key, "Key", None),
+        payload,
+    )))
+}
+
+/// One change event's value.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub op: Op,
+    pub before: Option<&'a [Datum]>,
+    pub after: Option<&'a [Datum]>,
+    pub source: PgSource,
+    pub transaction: Option<&'a TransactionBlock>,
+    /// When sluice processed the event, epoch µs.
+    pub now_us: i64,
+}
+
+/// The value of a change event.
+pub fn value(
+    table: &PgTable,
+    change: &Change<'_>,
+    settings: &EventSettings,
+) -> Result<Vec<u8>, PgRowError> {
+    let all: Vec<usize> = (0..table.columns.len()).collect();
+    let mut p = String::with_capacity(512);
+    p.push_str("{\"before\":");
+    match change.before {
+        Some(row) => push_row(&mut p, table, &all, row, settings, &change.source)?,
+        None => p.push_str("null"),
+    }
+    p.push_str(",\"after\":");
+    match change.after {
+        Some(row) => push_row(&mut p, table, &all, row, settings, &change.source)?,
+        None => p.push_str("null"),
+    }
+    push_tail(
+        &mut p,
+        settings,
+        &table.schema,
+        &table.table,
+        change.op.as_str(),
+        &change.source,
+        change.transaction,
+        change.now_us,
+    );
+    Ok(wrap(settings, || table.envelope_schema(settings), p))
+}
+
+/// `,"source":...,"transaction":...,"op":...,"ts_*":...}`.
+#[allow(clippy::too_many_arguments)]
+fn push_tail(
+    p: &mut String,
+    settings: &EventSettings,
+    schema: &str,
+    table: &str,
+    op: &str,
+    source: &PgSource,
+    transaction: Option<&TransactionBlock>,
+    now_us: i64,
+) {
+    p.push_str(",\"source\":");
+    push_source(p, settings, schema, table, source);
+    p.push_str(",\"transaction\":");
+    match transaction {
+        Some(tx) => {
+            p.push_str("{\"id\":");
+            push_json_string(p, &tx.id);
+            p.push_str(&format!(
+                ",\"total_order\":{},\"data_collection_order\":{}}}",
+                tx.total_order, tx.data_collection_order
+            ));
+        }
+        None => p.push_str("null"),
+    }
+    p.push_str(&format!(
+        ",\"op\":\"{op}\",\"ts_ms\":{},\"ts_us\":{now_us},\"ts_ns\":{}}}",
+        now_us.div_euclid(1_000),
+        now_us * 1_000
+    ));
+}
+
+/// A truncate (`op: t`, key null) of `table`.
+pub fn truncate_value(
+    table: &PgTable,
+    source: &PgSource,
+    transaction: Option<&TransactionBlock>,
+    now_us: i64,
+    settings: &EventSettings,
+) -> Vec<u8> {
+    let mut p = String::from("{\"before\":null,\"after\":null");
+    push_tail(
+        &mut p,
+        settings,
+        &table.schema,
+        &table.table,
+        "t",
+        source,
+        transaction,
+        now_us,
+    );
+    wrap(settings, || table.envelope_schema(settings), p)
+}
+
+/// A logical decoding message (`pg_logical_emit_message`) on `<prefix>.message`: key
+/// `{"prefix":...}`, value `{"op":"m","ts_ms":...,"source":...,"message":{"prefix":...,
+/// "content":<base64>}}` (the source's schema and table empty), as Debezium's
+/// `LogicalDecodingMessage` events.
+pub fn message_event(
+    settings: &EventSettings,
+    prefix: &str,
+    content: &[u8],
+    source: &PgSource,
+    now_us: i64,
+) -> (Vec<u8>, Vec<u8>) {
+    use base64::Engine;
+    let mut k = String::from("{\"prefix\":");
+    push_json_string(&mut k, prefix);
+    k.push('}');
+    let mut v = format!(
+        "{{\"op\":\"m\",\"ts_ms\":{},\"source\":",
+        now_us.div_euclid(1_000)
+    );
+    push_source(&mut v, settings, "", "", source);
+    v.push_str(",\"message\":{\"prefix\":");
+    push_json_string(&mut v, prefix);
+    v.push_str(",\"content\":\"");
+    v.push_str(&base64::engine::general_purpose::STANDARD.encode(content));
+    v.push_str("\"}}");
+    (
+        wrap(settings, || MESSAGE_KEY_SCHEMA.to_owned(), k),
+        wrap(
+            settings,
+            || {
+                format!(
+                    r#"{{"type":"struct","fields":[{{"type":"string","optional":false,"field":"op"}},{{"type":"int64","optional":true,"field":"ts_ms"}},{SOURCE_SCHEMA},{MESSAGE_SCHEMA}],"optional":false,"name":"io.debezium.connector.postgresql.MessageValue"}}"#
+                )
+            },
+            v,
+        ),
+    )
+}
+
+const MESSAGE_KEY_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"string","optional":true,"field":"prefix"}],"optional":false,"name":"io.debezium.connector.postgresql.MessageKey"}"#;
+const MESSAGE_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"string","optional":true,"field":"prefix"},{"type":"bytes","optional":true,"field":"content"}],"optional":true,"name":"io.debezium.connector.postgresql.Message","field":"message"}"#;
+
+fn optional(n: Option<i64>) -> String {
+    n.map_or_else(|| "null".into(), |n| n.to_string())
+}
+
+/// The `source` block.
+fn push_source(p: &mut String, settings: &EventSettings, schema: &str, table: &str, s: &PgSource) {
+    let ts_ms = s.ts_us.div_euclid(1_000);
+    p.push_str("{\"version\":");
+    push_json_string(p, &settings.version);
+    p.push_str(",\"connector\":\"postgresql\",\"name\":");
+    push_json_string(p, &settings.prefix);
+    p.push_str(&format!(
+        ",\"ts_ms\":{ts_ms},\"snapshot\":\"{}\",\"db\":",
+        s.snapshot.as_str()
+    ));
+    push_json_string(p, &settings.database);
+    // `SourceInfo.sequence()`: a JSON array of two strings (or nulls), as a string.
+    let part = |lsn: Option<Lsn>| lsn.map_or_else(|| "null".to_owned(), |l| format!("\\\"{l}\\\""));
+    p.push_str(&format!(
+        ",\"sequence\":\"[{},{}]\",\"ts_us\":{},\"ts_ns\":{},\"schema\":",
+        part(s.last_commit_lsn),
+        part(s.lsn),
+        s.ts_us,
+        s.ts_us * 1_000
+    ));
+    push_json_string(p, schema);
+    p.push_str(",\"table\":");
+    push_json_string(p, table);
+    p.push_str(&format!(
+        ",\"txId\":{},\"lsn\":{},\"xmin\":null}}",
+        optional(s.tx_id),
+        optional(s.lsn.map(|l| l as i64))
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn settings() -> EventSettings {
+        EventSettings {
+            prefix: "dbserver1".into(),
+            database: "postgres".into(),
+            version: "3.0.0.Final".into(),
+            decimal_mode: crate::sqlserver::types::DecimalMode::Precise,
+            schemas: false,
+        }
+    }
+
+    fn customers() -> PgTable {
+        PgTable {
+            schema: "inventory".into(),
+            table: "customers".into(),
+            columns: vec![
+                PgColumn {
+                    name: "id".into(),
+                    kind: Kind::Int32,
+                    optional: false,
+                    index: 0,
+                },
+                PgColumn {
+                    name: "first_name".into(),
+                    kind: Kind::Text,
+                    optional: false,
+                    index: 1,
+                },
+                PgColumn {
+                    name: "email".into(),
+                    kind: Kind::Text,
+                    optional: true,
+                    index: 3,
+                },
+            ],
+            key: vec![0],
+        }
+    }
+
+    fn text(s: &'static str) -> Datum {
+        Datum::Text(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// The insert of Debezium's PostgreSQL documentation ("create event"), with its
+    /// positions: `sequence` `["24023119","24023128"]`, `txId` 555, `lsn` 24023128.
+    #[test]
+    fn an_insert_is_written_as_debezium_documents_it() {
+        let row = [
+            text("1"),
+            text("Anne"),
+            text("ignored (unmapped)"),
+            text("annek@noanswer.org"),
+        ];
+        let source = PgSource {
+            ts_us: 1_559_033_904_863_000,
+            snapshot: Snapshot::False,
+            tx_id: Some(555),
+            lsn: Some(24_023_128),
+            last_commit_lsn: Some(24_023_119),
+        };
+        let change = Change {
+            op: Op::Create,
+            before: None,
+            after: Some(&row),
+            source,
+            transaction: None,
+            now_us: 1_559_033_904_863_123,
+        };
+        let value = String::from_utf8(value(&customers(), &change, &settings()).expect("maps"))
+            .expect("utf8");
+        assert_eq!(
+            value,
+            r#"{"before":null,"after":{"id":1,"first_name":"Anne","email":"annek@noanswer.org"},"source":{"version":"3.0.0.Final","connector":"postgresql","name":"dbserver1","ts_ms":1559033904863,"snapshot":"false","db":"postgres","sequence":"[\"24023119\",\"24023128\"]","ts_us":1559033904863000,"ts_ns":1559033904863000000,"schema":"inventory","table":"customers","txId":555,"lsn":24023128,"xmin":null},"transaction":null,"op":"c","ts_ms":1559033904863,"ts_us":1559033904863123,"ts_ns":1559033904863123000}"#
+        );
+        let key = key(&customers(), &row, &settings(), &source)
+            .expect("key")
+            .expect("a key");
+        assert_eq!(key, br#"{"id":1}"#);
+    }
+
+    #[test]
+    fn unchanged_toast_values_get_the_placeholder_and_bad_values_name_their_column() {
+        let row = [text("1"), Datum::Unchanged, Datum::Null, Datum::Null];
+        let source = PgSource {
+            ts_us: 0,
+            snapshot: Snapshot::False,
+            tx_id: None,
+            lsn: None,
+            last_commit_lsn: None,
+        };
+        let change = Change {
+            op: Op::Update,
+            before: None,
+            after: Some(&row),
+            source,
+            transaction: None,
+            now_us: 0,
+        };
+        let value = String::from_utf8(value(&customers(), &change, &settings()).expect("maps"))
+            .expect("utf8");
+        assert!(
+            value.contains(r#""first_name":"__debezium_unavailable_value","email":null"#),
+            "{value}"
+        );
+        assert!(value.contains(r#""sequence":"[null,null]""#), "{value}");
+        let bad = [text("x")];
+        let change = Change {
+            after: Some(&bad),
+            ..change
+        };
+        let error = super::value(&customers(), &change, &settings()).expect_err("not an int");
+        assert_eq!(error.column, "id");
+    }
+
+    #[test]
+    fn messages_and_truncates() {
+        let source = PgSource {
+            ts_us: 1_000,
+            snapshot: Snapshot::False,
+            tx_id: Some(7),
+            lsn: Some(9),
+            last_commit_lsn: None,
+        };
+        let (k, v) = message_event(&settings(), "audit", b"hi", &source, 2_000);
+        assert_eq!(k, br#"{"prefix":"audit"}"#);
+        let v = String::from_utf8(v).expect("utf8");
+        assert!(v.starts_with(r#"{"op":"m","ts_ms":2,"source":{"#), "{v}");
+        assert!(v.ends_with(r#""schema":"","table":"","txId":7,"lsn":9,"xmin":null},"message":{"prefix":"audit","content":"aGk="}}"#), "{v}");
+        let t = String::from_utf8(truncate_value(
+            &customers(),
+            &source,
+            None,
+            2_000,
+            &settings(),
+        ))
+        .expect("utf8");
+        assert!(
+            t.starts_with(r#"{"before":null,"after":null,"source":"#) && t.contains(r#""op":"t""#),
+            "{t}"
+        );
+    }
+}

@@ -1,0 +1,744 @@
+//! PostgreSQL types as Debezium's PostgreSQL connector maps them
+//! (`PostgresValueConverter`, the connector's documented type table), from the values'
+//! text form (pgoutput's, and the snapshot's COPY, both under
+//! [`super::protocol::SESSION_SETTINGS`]) to JSON and the Kafka Connect field schema.
+//!
+//! Time values: `time.precision.mode=adaptive` (`time(0-3)`/`timestamp(0-3)` in ms,
+//! 4-6 in µs); `timestamptz` is `ZonedTimestamp` in UTC with the column's fraction
+//! width, `timetz` `ZonedTime`. `interval` is `MicroDuration` (a month is 30.4375 days,
+//! as Debezium's `DAYS_PER_MONTH_AVG`). `hstore` is JSON text (`hstore.handling.mode=json`),
+//! `bytea` base64 (`binary.handling.mode=bytes`), `money` a decimal of scale 2.
+
+use base64::Engine;
+
+use crate::sqlserver::types::{DecimalMode, java_float, push_json_string};
+
+/// What a column holds, as far as the mapping cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    /// `numeric(p,s)`; `None`: no declared scale (`VariableScaleDecimal`).
+    Numeric(Option<(u32, u32)>),
+    Money,
+    Text,
+    /// Text with a Debezium logical name (`Uuid`, `Json`, `Xml`).
+    Named(&'static str),
+    Bytea,
+    Date,
+    /// `time(p)`, p ≤ 3: ms (`Time`); else µs (`MicroTime`).
+    Time {
+        micros: bool,
+    },
+    TimeTz,
+    Timestamp {
+        micros: bool,
+    },
+    /// `timestamptz(p)`: the fraction width.
+    TimestampTz {
+        width: u32,
+    },
+    Interval,
+    /// An enum type and its labels.
+    Enum(String),
+    Hstore,
+    Array(Box<Kind>),
+}
+
+/// A user type the catalog describes (enums, domains, hstore, their arrays).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserType {
+    pub name: String,
+    /// `typtype`: `e` enum, `d` domain, `b` base.
+    pub kind: u8,
+    /// Arrays: the element type; domains: the base type.
+    pub element: u32,
+    pub enum_labels: Vec<String>,
+}
+
+/// The kind of a column of type `oid` with `typmod` (`None`: a type sluice does not map;
+/// the column is left out with a warning). `user` looks up a non-built-in type.
+pub fn kind_of(oid: u32, typmod: i32, user: &dyn Fn(u32) -> Option<UserType>) -> Option<Kind> {
+    let precision = |default: i32| if typmod >= 0 { typmod } else { default };
+    Some(match oid {
+        16 => Kind::Bool,
+        21 => Kind::Int16,
+        23 => Kind::Int32,
+        20 | 26 => Kind::Int64,
+        700 => Kind::Float32,
+        701 => Kind::Float64,
+        1700 => Kind::Numeric((typmod >= 4).then(|| {
+            let t = (typmod - 4) as u32;
+            (t >> 16, t & 0xffff)
+        })),
+        790 => Kind::Money,
+        25 | 1043 | 1042 | 18 | 19 | 869 | 650 | 829 | 774 | 1560 | 1562 => Kind::Text,
+        2950 => Kind::Named("io.debezium.data.Uuid"),
+        114 | 3802 => Kind::Named("io.debezium.data.Json"),
+        142 => Kind::Named("io.debezium.data.Xml"),
+        17 => Kind::Bytea,
+        1082 => Kind::Date,
+        1083 => Kind::Time {
+            micros: precision(6) > 3,
+        },
+        1266 => Kind::TimeTz,
+        1114 => Kind::Timestamp {
+            micros: precision(6) > 3,
+        },
+        1184 => Kind::TimestampTz {
+            width: precision(6) as u32,
+        },
+        1186 => Kind::Interval,
+        1000 => array(16),
+        1005 => array(21),
+        1007 => array(23),
+        1016 => array(20),
+        1021 => array(700),
+        1022 => array(701),
+        1231 => Kind::Array(Box::new(Kind::Numeric(None))),
+        1009 | 1015 | 1014 | 1002 | 1003 => array(25),
+        1182 => array(1082),
+        2951 => array(2950),
+        199 | 3807 => array(114),
+        1115 => array(1114),
+        1185 => array(1184),
+        _ => {
+            let t = user(oid)?;
+            match t.kind {
+                b'e' => Kind::Enum(t.enum_labels.join(",")),
+                b'd' => kind_of(t.element, typmod, user)?,
+                _ if t.name == "hstore" => Kind::Hstore,
+                _ if t.element != 0 => Kind::Array(Box::new(kind_of(t.element, -1, user)?)),
+                _ => return None,
+            }
+        }
+    })
+}
+
+fn array(element: u32) -> Kind {
+    Kind::Array(Box::new(
+        kind_of(element, -1, &|_| None).unwrap_or(Kind::Text),
+    ))
+}
+
+/// The Kafka Connect schema of a field of `kind` (keys in JsonConverter's order);
+/// `field` is `None` for an array's items.
+pub fn schema(kind: &Kind, optional: bool, field: Option<&str>, mode: DecimalMode) -> String {
+    let decimal = |scale: u32, precision: Option<u32>| -> (String, Option<String>) {
+        let params = match precision {
+            Some(p) => format!(r#"{{"scale":"{scale}","connect.decimal.precision":"{p}"}}"#),
+            None => format!(r#"{{"scale":"{scale}"}}"#),
+        };
+        (
+            r#""type":"bytes","optional":OPT,"name":"org.apache.kafka.connect.data.Decimal","version":1"#.into(),
+            Some(params),
+        )
+    };
+    let plain = |t: &str| (format!(r#""type":"{t}","optional":OPT"#), None);
+    let named = |t: &str, name: &str| {
+        (
+            format!(r#""type":"{t}","optional":OPT,"name":"{name}","version":1"#),
+            None,
+        )
+    };
+    let (head, params): (String, Option<String>) = match kind {
+        Kind::Bool => plain("boolean"),
+        Kind::Int16 => plain("int16"),
+        Kind::Int32 => plain("int32"),
+        Kind::Int64 => plain("int64"),
+        Kind::Float32 => plain("float32"),
+        Kind::Float64 => plain("float64"),
+        Kind::Numeric(shape) => match (mode, shape) {
+            (DecimalMode::Double, _) => plain("float64"),
+            (DecimalMode::String, _) => plain("string"),
+            (DecimalMode::Precise, Some((p, s))) => decimal(*s, Some(*p)),
+            (DecimalMode::Precise, None) => (
+                r#""type":"struct","fields":[{"type":"int32","optional":false,"field":"scale"},{"type":"bytes","optional":false,"field":"value"}],"optional":OPT,"name":"io.debezium.data.VariableScaleDecimal","version":1,"doc":"Variable scaled decimal""#.into(),
+                None,
+            ),
+        },
+        Kind::Money => match mode {
+            DecimalMode::Double => plain("float64"),
+            DecimalMode::String => plain("string"),
+            DecimalMode::Precise => decimal(2, None),
+        },
+        Kind::Text => plain("string"),
+        Kind::Named(name) => named("string", name),
+        Kind::Bytea => plain("bytes"),
+        Kind::Date => named("int32", "io.debezium.time.Date"),
+        Kind::Time { micros: false } => named("int32", "io.debezium.time.Time"),
+        Kind::Time { micros: true } => named("int64", "io.debezium.time.MicroTime"),
+        Kind::TimeTz => named("string", "io.debezium.time.ZonedTime"),
+        Kind::Timestamp { micros: false } => named("int64", "io.debezium.time.Timestamp"),
+        Kind::Timestamp { micros: true } => named("int64", "io.debezium.time.MicroTimestamp"),
+        Kind::TimestampTz { .. } => named("string", "io.debezium.time.ZonedTimestamp"),
+        Kind::Interval => named("int64", "io.debezium.time.MicroDuration"),
+        Kind::Enum(labels) => (
+            r#""type":"string","optional":OPT,"name":"io.debezium.data.Enum","version":1"#.into(),
+            Some({
+                let mut p = String::from(r#"{"allowed":"#);
+                push_json_string(&mut p, labels);
+                p.push('}');
+                p
+            }),
+        ),
+        Kind::Hstore => named("string", "io.debezium.data.Json"),
+        Kind::Array(item) => (
+            format!(
+                r#""type":"array","items":{},"optional":OPT"#,
+                schema(item, true, None, mode)
+            ),
+            None,
+        ),
+    };
+    let mut out = String::from("{");
+    out.push_str(&head.replacen("OPT", if optional { "true" } else { "false" }, 1));
+    if let Some(params) = params {
+        out.push_str(",\"parameters\":");
+        out.push_str(&params);
+    }
+    if let Some(field) = field {
+        out.push_str(",\"field\":");
+        push_json_string(&mut out, field);
+    }
+    out.push('}');
+    out
+}
+
+/// A value that does not parse as its column's type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?} value {text:?}: {reason}")]
+pub struct ValueError {
+    pub kind: Kind,
+    pub text: String,
+    pub reason: &'static str,
+}
+
+/// Appends the JSON value of `text` (a value of `kind` in PostgreSQL's text form).
+pub fn push_value(
+    out: &mut String,
+    kind: &Kind,
+    text: &str,
+    mode: DecimalMode,
+) -> Result<(), ValueError> {
+    let bad = |reason: &'static str| ValueError {
+        kind: kind.clone(),
+        text: text.chars().take(100).collect(),
+        reason,
+    };
+    match kind {
+        Kind::Bool => out.push_str(match text {
+            "t" => "true",
+            "f" => "false",
+            _ => return Err(bad("not t or f")),
+        }),
+        Kind::Int16 | Kind::Int32 | Kind::Int64 => {
+            let n: i64 = text.parse().map_err(|_| bad("not an integer"))?;
+            out.push_str(&n.to_string());
+        }
+        Kind::Float32 => {
+            let v: f32 = parse_float(text).ok_or_else(|| bad("not a number"))? as f32;
+            push_float(out, v as f64, &format!("{v:e}"));
+        }
+        Kind::Float64 => {
+            let v = parse_float(text).ok_or_else(|| bad("not a number"))?;
+            push_float(out, v, &format!("{v:e}"));
+        }
+        Kind::Numeric(shape) => {
+            if text == "NaN" || text.ends_with("Infinity") {
+                // Debezium: not representable as a decimal.
+                match mode {
+                    DecimalMode::Double => {
+                        push_float(out, parse_float(text).unwrap_or(f64::NAN), "0e0")
+                    }
+                    DecimalMode::String => push_json_string(out, text),
+                    DecimalMode::Precise => out.push_str("null"),
+                }
+                return Ok(());
+            }
+            let (digits, scale) = split_decimal(text).ok_or_else(|| bad("not a decimal"))?;
+            match (mode, shape) {
+                (DecimalMode::Double, _) => {
+                    let v: f64 = text.parse().map_err(|_| bad("not a decimal"))?;
+                    push_float(out, v, &format!("{v:e}"));
+                }
+                (DecimalMode::String, _) => push_json_string(out, text),
+                (DecimalMode::Precise, Some((_, s))) => {
+                    let digits = rescale(&digits, scale, *s);
+                    push_base64(out, &twos_complement(&digits));
+                }
+                (DecimalMode::Precise, None) => {
+                    out.push_str(&format!("{{\"scale\":{scale},\"value\":"));
+                    push_base64(out, &twos_complement(&digits));
+                    out.push('}');
+                }
+            }
+        }
+        Kind::Money => {
+            let cleaned: String = text
+                .chars()
+                .filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
+                .collect();
+            let negative = cleaned.starts_with('-') || text.starts_with('(');
+            let unsigned = cleaned.trim_start_matches('-');
+            let (digits, scale) = split_decimal(unsigned).ok_or_else(|| bad("not money"))?;
+            let digits = rescale(&digits, scale, 2);
+            let signed = if negative {
+                format!("-{digits}")
+            } else {
+                digits
+            };
+            match mode {
+                DecimalMode::Precise => push_base64(out, &twos_complement(&signed)),
+                DecimalMode::Double | DecimalMode::String => {
+                    let plain = insert_point(&signed, 2);
+                    if mode == DecimalMode::String {
+                        push_json_string(out, &plain)
+                    } else {
+                        let v: f64 = plain.parse().map_err(|_| bad("not money"))?;
+                        push_float(out, v, &format!("{v:e}"));
+                    }
+                }
+            }
+        }
+        Kind::Text | Kind::Named(_) | Kind::Enum(_) => push_json_string(out, text),
+        Kind::Bytea => {
+            let hex = text.strip_prefix("\\x").ok_or_else(|| bad("not \\x hex"))?;
+            let bytes = hex::decode(hex).map_err(|_| bad("not \\x hex"))?;
+            push_base64(out, &bytes);
+        }
+        Kind::Date => {
+            let days = match text {
+                // PostgreSQL's infinite dates, as the JDBC driver hands them to Debezium
+                // (`PGStatement.DATE_POSITIVE_INFINITY` / `DATE_NEGATIVE_INFINITY` ms).
+                "infinity" => 9_223_372_036_825_200_000 / 86_400_000,
+                "-infinity" => -9_223_372_036_832_400_000 / 86_400_000,
+                _ => parse_date(text).ok_or_else(|| bad("not a date"))?,
+            };
+            out.push_str(&days.to_string());
+        }
+        Kind::Time { micros } => {
+            let us = parse_time(text).ok_or_else(|| bad("not a time"))?;
+            out.push_str(&if *micros { us } else { us / 1_000 }.to_string());
+        }
+        Kind::TimeTz => {
+            let (time, offset) = split_offset(text).ok_or_else(|| bad("not a timetz"))?;
+            let us = (parse_time(time).ok_or_else(|| bad("not a timetz"))? - offset * 1_000_000)
+                .rem_euclid(86_400_000_000);
+            let mut s = clock(us);
+            s.push_str(&fraction(us % 1_000_000, None));
+            s.push('Z');
+            push_json_string(out, &s);
+        }
+        Kind::Timestamp { micros } => {
+            // Infinite timestamps: the JDBC driver's sentinels in ms
+            // (`PGStatement.DATE_POSITIVE_INFINITY`), saturated in µs.
+            let value = match (text, micros) {
+                ("infinity", false) => 9_223_372_036_825_200_000,
+                ("-infinity", false) => -9_223_372_036_832_400_000,
+                ("infinity", true) => i64::MAX,
+                ("-infinity", true) => i64::MIN,
+                _ => {
+                    let us = parse_timestamp(text).ok_or_else(|| bad("not a timestamp"))?;
+                    if *micros { us } else { us.div_euclid(1_000) }
+                }
+            };
+            out.push_str(&value.to_string());
+        }
+        Kind::TimestampTz { width } => {
+            if text == "infinity" || text == "-infinity" {
+                push_json_string(out, text);
+                return Ok(());
+            }
+            let (local, offset) = split_offset(text).ok_or_else(|| bad("not a timestamptz"))?;
+            let us = parse_timestamp(local).ok_or_else(|| bad("not a timestamptz"))?
+                - offset * 1_000_000;
+            let days = us.div_euclid(86_400_000_000);
+            let of_day = us.rem_euclid(86_400_000_000);
+            let mut s = civil(days);
+            s.push('T');
+            s.push_str(&clock(of_day));
+            s.push_str(&fraction(
+                of_day % 1_000_000,
+                (*width > 0).then_some(*width),
+            ));
+            s.push('Z');
+            push_json_string(out, &s);
+        }
+        Kind::Interval => {
+            let us = parse_interval(text).ok_or_else(|| bad("not an ISO 8601 interval"))?;
+            out.push_str(&us.to_string());
+        }
+        Kind::Hstore => {
+            let pairs = parse_hstore(text).ok_or_else(|| bad("not an hstore"))?;
+            let mut json = String::from("{");
+            for (i, (key, value)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                push_json_string(&mut json, key);
+                json.push(':');
+                match value {
+                    Some(v) => push_json_string(&mut json, v),
+                    None => json.push_str("null"),
+                }
+            }
+            json.push('}');
+            push_json_string(out, &json);
+        }
+        Kind::Array(item) => {
+            let items = parse_array(text).ok_or_else(|| bad("not a one-dimensional array"))?;
+            out.push('[');
+            for (i, value) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                match value {
+                    Some(v) => push_value(out, item, v, mode)?,
+                    None => out.push_str("null"),
+                }
+            }
+            out.push(']');
+        }
+    }
+    Ok(())
+}
+
+/// Jackson writes non-finite doubles as strings (`QUOTE_NON_NUMERIC_NUMBERS`).
+fn push_float(out: &mut String, v: f64, shortest: &str) {
+    let text = java_float(v, shortest);
+    if v.is_finite() {
+        out.push_str(&text);
+    } else {
+        out.push('"');
+        out.push_str(&text);
+        out.push('"');
+    }
+}
+
+fn parse_float(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => text.parse().ok(),
+    }
+}
+
+fn push_base64(out: &mut String, bytes: &[u8]) {
+    out.push('"');
+    out.push_str(&base64::engine::general_purpose::STANDARD.encode(bytes));
+    out.push('"');
+}
+
+/// `-12.340` → (`-12340`, 3).
+fn split_decimal(text: &str) -> Option<(String, u32)> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits = format!("{}{int}{frac}", if negative { "-" } else { "" });
+    Some((digits, frac.len() as u32))
+}
+
+/// The unscaled digits of a value at `scale`, moved to `target` (PostgreSQL already
+/// writes a `numeric(p,s)` with `s` digits; this only pads).
+fn rescale(digits: &str, scale: u32, target: u32) -> String {
+    if target >= scale {
+        format!("{digits}{}", "0".repeat((target - scale) as usize))
+    } else {
+        digits[..digits.len() - (scale - target) as usize].to_owned()
+    }
+}
+
+fn insert_point(digits: &str, scale: usize) -> String {
+    let (sign, body) = digits
+        .strip_prefix('-')
+        .map_or(("", digits), |rest| ("-", rest));
+    let body = format!("{:0>width$}", body, width = scale + 1);
+    let (int, frac) = body.split_at(body.len() - scale);
+    format!("{sign}{int}.{frac}")
+}
+
+/// Java's `BigInteger.toByteArray` of a decimal digit string of any length: minimal
+/// big-endian two's complement.
+pub fn twos_complement(digits: &str) -> Vec<u8> {
+    let (negative, body) = match digits.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, digits),
+    };
+    // Magnitude, little-endian base 256.
+    let mut magnitude: Vec<u8> = Vec::new();
+    for d in body.bytes() {
+        let mut carry = (d - b'0') as u32;
+        for byte in magnitude.iter_mut() {
+            let v = *byte as u32 * 10 + carry;
+            *byte = v as u8;
+            carry = v >> 8;
+        }
+        while carry > 0 {
+            magnitude.push(carry as u8);
+            carry >>= 8;
+        }
+    }
+    magnitude.push(0); // room for the sign bit
+    if negative {
+        let mut carry = 1u16;
+        for byte in magnitude.iter_mut() {
+            let v = (!*byte) as u16 + carry;
+            *byte = v as u8;
+            carry = v >> 8;
+        }
+    }
+    magnitude.reverse();
+    let mut start = 0;
+    while start + 1 < magnitude.len() {
+        let (b, next) = (magnitude[start], magnitude[start + 1]);
+        if (b == 0x00 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    magnitude[start..].to_vec()
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD` of days since 1970-01-01 (years before 1 as Java prints them: `-0001`).
+fn civil(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    if (0..=9999).contains(&y) {
+        format!("{y:04}-{m:02}-{d:02}")
+    } else if y > 9999 {
+        format!("+{y}-{m:02}-{d:02}")
+    } else {
+        format!("-{:04}-{m:02}-{d:02}", -y)
+    }
+}
+
+/// `YYYY-MM-DD[ BC]` → days since 1970-01-01.
+fn parse_date(text: &str) -> Option<i64> {
+    let (date, bc) = match text.strip_suffix(" BC") {
+        Some(d) => (d, true),
+        None => (text, false),
+    };
+    let mut parts = date.splitn(3, '-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let d: i64 = parts.next()?.parse().ok()?;
+    let y = if bc { 1 - y } else { y };
+    Some(days_from_civil(y, m, d))
+}
+
+/// `HH:MM:SS[.ffffff]` → µs since midnight.
+fn parse_time(text: &str) -> Option<i64> {
+    let (hms, frac) = text.split_once('.').unwrap_or((text, ""));
+    let mut parts = hms.splitn(3, ':');
+    let h: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let s: i64 = parts.next()?.parse().ok()?;
+    if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let micros: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}").parse().ok()?
+    };
+    Some(((h * 60 + m) * 60 + s) * 1_000_000 + micros)
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff][ BC]` → µs since the epoch.
+fn parse_timestamp(text: &str) -> Option<i64> {
+    let (body, bc) = match text.strip_suffix(" BC") {
+        Some(b) => (b, " BC"),
+        None => (text, ""),
+    };
+    let (date, time) = body.split_once(' ')?;
+    let days = parse_date(&format!("{date}{bc}"))?;
+    Some(days * 86_400_000_000 + parse_time(time)?)
+}
+
+/// Splits `...+HH[:MM[:SS]]` (or `-`) into the local part and the offset in seconds.
+/// A BC value with an offset is refused (rare; better an error than a wrong instant).
+fn split_offset(text: &str) -> Option<(&str, i64)> {
+    if text.ends_with(" BC") {
+        return None;
+    }
+    let time_start = text.find(' ').map_or(0, |i| i + 1);
+    let at = time_start + text[time_start..].rfind(['+', '-'])?;
+    let (local, offset) = text.split_at(at);
+    let sign = if offset.starts_with('-') { -1 } else { 1 };
+    let mut seconds = 0;
+    for (i, part) in offset[1..].split(':').enumerate() {
+        let n: i64 = part.parse().ok()?;
+        seconds += n * [3_600, 60, 1].get(i)?;
+    }
+    Some((local, sign * seconds))
+}
+
+fn clock(of_day_us: i64) -> String {
+    let s = of_day_us / 1_000_000;
+    format!("{:02}:{:02}:{:02}", s / 3_600, s / 60 % 60, s % 60)
+}
+
+/// The fraction of a second: exactly `width` digits, or (None) as Java's ISO formatters
+/// print it (none for zero, else the digits without trailing zeros).
+fn fraction(micros: i64, width: Option<u32>) -> String {
+    let digits = format!("{micros:06}");
+    match width {
+        Some(w) => {
+            let w = w.min(9) as usize;
+            format!(".{:0<w$}", &digits[..w.min(6)])
+        }
+        None if micros == 0 => String::new(),
+        None => format!(".{}", digits.trim_end_matches('0')),
+    }
+}
+
+/// An ISO 8601 interval (`IntervalStyle=iso_8601`: `P1Y2M3DT4H5M6.5S`, parts may be
+/// negative) → µs, as Debezium's `MicroDuration.durationMicros`.
+fn parse_interval(text: &str) -> Option<i64> {
+    let body = text.strip_prefix('P')?;
+    let (date, time) = body.split_once('T').unwrap_or((body, ""));
+    let mut fields = [0f64; 6]; // Y M D H M S
+    let mut parse = |part: &str, units: &[(char, usize)]| -> Option<()> {
+        let mut number = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' || c == '-' {
+                number.push(c);
+                continue;
+            }
+            let &(_, slot) = units.iter().find(|(u, _)| *u == c)?;
+            fields[slot] = number.parse().ok()?;
+            number.clear();
+        }
+        number.is_empty().then_some(())
+    };
+    parse(date, &[('Y', 0), ('M', 1), ('D', 2)])?;
+    parse(time, &[('H', 3), ('M', 4), ('S', 5)])?;
+    let [years, months, days, hours, minutes, seconds] = fields;
+    let days_total = (years * 12.0 + months) * (365.25 / 12.0) + days;
+    let seconds_total = ((days_total * 24.0 + hours) * 60.0 + minutes) * 60.0 + seconds;
+    Some((seconds_total * 1_000_000.0).round() as i64)
+}
+
+/// `{a,"b c",NULL}` → items (`None`: NULL). One dimension.
+fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    let mut items = Vec::new();
+    if inner.is_empty() {
+        return Some(items);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        let mut item = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '\\' => item.push(chars.next()?),
+                    '"' => break,
+                    c => item.push(c),
+                }
+            }
+            items.push(Some(item));
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if c == '{' {
+                    return None;
+                }
+                item.push(c);
+                chars.next();
+            }
+            items.push((item != "NULL").then_some(item));
+        }
+        match chars.next() {
+            None => return Some(items),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
+/// `"a"=>"1", "b"=>NULL` → pairs.
+fn parse_hstore(text: &str) -> Option<Vec<(String, Option<String>)>> {
+    let mut pairs = Vec::new();
+    let mut chars = text.chars().peekable();
+    let quoted = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| -> Option<String> {
+        if chars.next()? != '"' {
+            return None;
+        }
+        let mut s = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => s.push(chars.next()?),
+                '"' => return Some(s),
+                c => s.push(c),
+            }
+        }
+    };
+    loop {
+        while chars.peek() == Some(&' ') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Some(pairs);
+        }
+        let key = quoted(&mut chars)?;
+        if chars.next()? != '=' || chars.next()? != '>' {
+            return None;
+        }
+        let value = if chars.peek() == Some(&'N') {
+            for expected in "NULL".chars() {
+                if chars.next()? != expected {
+                    return None;
+                }
+            }
+            None
+        } else {
+            Some(quoted(&mut chars)?)
+        };
+        pairs.push((key, value));
+        match chars.next() {
+            None => return Some(pairs),
+            Some(',') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+//! The text-to-Debezium mapping, value by value (expected forms from Debezium's
+//! PostgreSQL connector documentation and `PostgresValueConverter`).
+
+use super::*;
+
+fn value(kind: &Kind, text: &str) -> String {
+    let mut out = String::new();
+    push_value(&mut out, kind, text, DecimalMode::Precise).expect("maps");
+    out
+}
+
+#[test]
+fn integers_floats_and_booleans() {
+    assert_eq!(value(&Kind::Int32, "-42"), "-42");
+    assert_eq!(value(&Kind::Bool, "t"), "true");
+    assert_eq!(value(&Kind::Float64, "1.5"), "1.5");
+    assert_eq!(value(&Kind::Float64, "1e+20"), "1.0E20");
+    assert_eq!(value(&Kind::Float32, "0.1"), "0.1");
+    assert_eq!(value(&Kind::Float64, "NaN"), "\"NaN\"");
+    assert!(push_value(&mut String::new(), &Kind::Int16, "x", DecimalMode::Precise).is_err());
+}
+
+#[test]
+fn numerics_in_the_three_decimal_modes() {
+    let fixed = Kind::Numeric(Some((10, 2)));
+    // 12345 = 0x3039; -12345 = 0xCFC7.
+    assert_eq!(value(&fixed, "123.45"), "\"MDk=\"");
+    assert_eq!(value(&fixed, "-123.45"), "\"z8c=\"");
+    assert_eq!(
+        value(&Kind::Numeric(None), "-1.5"),
+        r#"{"scale":1,"value":"8Q=="}"#
+    );
+    let mut s = String::new();
+    push_value(&mut s, &fixed, "-123.45", DecimalMode::String).expect("string");
+    assert_eq!(s, "\"-123.45\"");
+    let mut d = String::new();
+    push_value(&mut d, &fixed, "-123.45", DecimalMode::Double).expect("double");
+    assert_eq!(d, "-123.45");
+    assert_eq!(twos_complement("128"), vec![0x00, 0x80]);
+    assert_eq!(twos_complement("-128"), vec![0x80]);
+    assert_eq!(twos_complement("0"), vec![0x00]);
+    // Beyond i128.
+    assert_eq!(
+        twos_complement("340282366920938463463374607431768211456"),
+        [&[0x01][..], &[0u8; 16][..]].concat()
+    );
+    assert_eq!(value(&Kind::Money, "-$1,234.50"), value(&fixed, "-1234.50"));
+}
+
+#[test]
+fn dates_times_and_timestamps() {
+    assert_eq!(value(&Kind::Date, "1970-01-02"), "1");
+    assert_eq!(value(&Kind::Date, "1969-12-31"), "-1");
+    assert_eq!(
+        value(&Kind::Date, "0001-01-01 BC"),
+        "-719528",
+        "year 0, a leap year"
+    );
+    assert_eq!(
+        value(&Kind::Time { micros: true }, "01:00:00.5"),
+        "3600500000"
+    );
+    assert_eq!(
+        value(&Kind::Time { micros: false }, "01:00:00.5"),
+        "3600500"
+    );
+    assert_eq!(
+        value(
+            &Kind::Timestamp { micros: true },
+            "1969-12-31 23:59:59.999999"
+        ),
+        "-1"
+    );
+    assert_eq!(
+        value(&Kind::TimestampTz { width: 6 }, "2020-01-02 03:04:05.5+00"),
+        "\"2020-01-02T03:04:05.500000Z\""
+    );
+    assert_eq!(
+        value(&Kind::TimestampTz { width: 0 }, "2020-01-02 03:04:05+05:30"),
+        "\"2020-01-01T21:34:05Z\""
+    );
+    assert_eq!(
+        value(&Kind::TimestampTz { width: 6 }, "infinity"),
+        "\"infinity\""
+    );
+    assert_eq!(value(&Kind::TimeTz, "12:00:00.25+02"), "\"10:00:00.25Z\"");
+    // One month is 30.4375 days in Debezium's MicroDuration.
+    assert_eq!(value(&Kind::Interval, "P1M"), "2629800000000");
+    assert_eq!(value(&Kind::Interval, "PT-1.5S"), "-1500000");
+    assert_eq!(value(&Kind::Interval, "P1Y2M3DT4H5M6.5S"), "37091106500000");
+}
+
+#[test]
+fn text_like_bytes_arrays_and_hstore() {
+    assert_eq!(value(&Kind::Text, "Zoë \"q\""), "\"Zoë \\\"q\\\"\"");
+    assert_eq!(value(&Kind::Bytea, "\\x0102ff"), "\"AQL/\"");
+    let ints = Kind::Array(Box::new(Kind::Int32));
+    assert_eq!(value(&ints, "{1,NULL,-3}"), "[1,null,-3]");
+    assert_eq!(value(&ints, "{}"), "[]");
+    let texts = Kind::Array(Box::new(Kind::Text));
+    assert_eq!(
+        value(&texts, r#"{a,"b,c","d\"e",NULL}"#),
+        r#"["a","b,c","d\"e",null]"#
+    );
+    assert_eq!(
+        value(&Kind::Hstore, r#""a"=>"1", "b"=>NULL"#),
+        r#""{\"a\":\"1\",\"b\":null}""#
+    );
+}
+
+#[test]
+fn kinds_from_oids_and_schemas() {
+    let none = |_| None;
+    assert_eq!(
+        kind_of(1700, (10 << 16 | 2) + 4, &none),
+        Some(Kind::Numeric(Some((10, 2))))
+    );
+    assert_eq!(kind_of(1700, -1, &none), Some(Kind::Numeric(None)));
+    assert_eq!(kind_of(1083, 3, &none), Some(Kind::Time { micros: false }));
+    assert_eq!(kind_of(600, -1, &none), None, "point is not mapped");
+    let mood = |oid| {
+        (oid == 70_000).then(|| UserType {
+            name: "mood".into(),
+            kind: b'e',
+            element: 0,
+            enum_labels: vec!["sad".into(), "ok".into()],
+        })
+    };
+    assert_eq!(
+        kind_of(70_000, -1, &mood),
+        Some(Kind::Enum("sad,ok".into()))
+    );
+    assert_eq!(
+        schema(
+            &Kind::Numeric(Some((10, 2))),
+            true,
+            Some("price"),
+            DecimalMode::Precise
+        ),
+        r#"{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2","connect.decimal.precision":"10"},"field":"price"}"#
+    );
+    assert_eq!(
+        schema(
+            &Kind::Array(Box::new(Kind::Int32)),
+            false,
+            Some("xs"),
+            DecimalMode::Precise
+        ),
+        r#"{"type":"array","items":{"type":"int32","optional":true},"optional":false,"field":"xs"}"#
+    );
+}

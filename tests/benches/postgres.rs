@@ -1,0 +1,201 @@
+//! PostgreSQL capture against baselines measured in the same run, on a server started
+//! for the run (`sluice_tests::Postgres`):
+//!
+//! 1. Streaming: capture (pgoutput decoding, Debezium envelopes, offsets) into a writer
+//!    that only counts, against `pg_recvlogical` reading the same WAL through pgoutput
+//!    into /dev/null (the ceiling: the server's decoding and the wire). Events/s, ratio.
+//! 2. Snapshot: capture's snapshot (COPY under the slot's exported snapshot, envelopes)
+//!    against `COPY ... TO STDOUT` of the same table through psql into /dev/null. Rows/s.
+//! 3. Memory: the peak resident size while one transaction of 1,000,000 rows streams
+//!    (committed in batches: memory is bounded by the batch, not the transaction).
+//!
+//! `cargo bench -p sluice-tests --bench postgres` (`-- --quick`: 50,000 rows).
+//! Results: BENCHMARKS.md.
+
+use std::time::Instant;
+
+use sluice_capture::config::{CaptureKind, parse_any};
+use sluice_capture::postgres::offsets::PgOffset;
+use sluice_capture::sqlserver::snapshot::Progress;
+use sluice_capture::{EventWriter, OutRecord, WriteError};
+use sluice_tests::Postgres;
+
+/// Counts events and says when `target` were written.
+struct Counting {
+    events: u64,
+    target: u64,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl EventWriter<PgOffset> for Counting {
+    async fn commit(&mut self, records: Vec<OutRecord>, _: PgOffset) -> Result<(), WriteError> {
+        self.events += records.len() as u64;
+        if self.events >= self.target
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(());
+        }
+        Ok(())
+    }
+}
+
+fn config(
+    pg: &Postgres,
+    slot: &str,
+    snapshot: &str,
+) -> sluice_capture::postgres::config::PgCaptureConfig {
+    let text = format!(
+        r#"
+        [capture]
+        type = "postgres"
+        connection = "{}"
+        topic_prefix = "bench"
+        tables = ["public.t"]
+        slot_name = "{slot}"
+        snapshot_mode = "{snapshot}"
+        batch_size = 10000
+        [kafka]
+        properties = {{ "bootstrap.servers" = "127.0.0.1:1" }}
+        "#,
+        pg.connection("postgres")
+    );
+    match parse_any(&text, "bench.toml").expect("config") {
+        CaptureKind::Postgres(config) => config,
+        CaptureKind::SqlServer(_) => unreachable!(),
+    }
+}
+
+/// Runs capture until `target` events were written; returns the seconds it took.
+fn capture(
+    runtime: &tokio::runtime::Runtime,
+    config: &sluice_capture::postgres::config::PgCaptureConfig,
+    target: u64,
+) -> f64 {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let mut writer = Counting {
+        events: 0,
+        target,
+        done: Some(done),
+    };
+    let started = Instant::now();
+    runtime
+        .block_on(sluice_capture::postgres::run(
+            config,
+            &mut writer,
+            None,
+            sluice_capture::system_clock(),
+            &Progress::default(),
+            async move {
+                let _ = finished.await;
+            },
+        ))
+        .expect("capture");
+    assert!(
+        writer.events >= target,
+        "{} of {target} events",
+        writer.events
+    );
+    started.elapsed().as_secs_f64()
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rows: u64 = if quick { 50_000 } else { 500_000 };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let pg = Postgres::start();
+    pg.sql(
+        "CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL, amount numeric(12,2), at timestamptz);
+         CREATE PUBLICATION dbz_publication FOR TABLE t;
+         SELECT pg_create_logical_replication_slot('stream_sluice', 'pgoutput');
+         SELECT pg_create_logical_replication_slot('stream_recv', 'pgoutput');",
+    );
+    // The WAL both readers stream: `rows` inserts in transactions of 1,000.
+    for start in (0..rows).step_by(100_000) {
+        let end = (start + 100_000).min(rows);
+        let mut sql = String::new();
+        for from in (start..end).step_by(1_000) {
+            sql.push_str(&format!(
+                "INSERT INTO t SELECT g, 'customer ' || g, g * 1.25, now() FROM generate_series({}, {}) g;",
+                from + 1,
+                (from + 1_000).min(end)
+            ));
+        }
+        pg.sql(&sql);
+    }
+    let end_lsn = pg.sql("SELECT pg_current_wal_lsn()");
+
+    // 1. Streaming.
+    let started = Instant::now();
+    let status = pg
+        .client("pg_recvlogical")
+        .args([
+            "--slot",
+            "stream_recv",
+            "--start",
+            "--endpos",
+            &end_lsn,
+            "-o",
+            "proto_version=1",
+            "-o",
+            "publication_names=dbz_publication",
+            "-f",
+            "/dev/null",
+        ])
+        .status()
+        .expect("pg_recvlogical");
+    assert!(status.success());
+    let recv = started.elapsed().as_secs_f64();
+    let sluice = capture(&runtime, &config(&pg, "stream_sluice", "no_data"), rows);
+    println!(
+        "streaming {rows} inserts: pg_recvlogical {:.0}/s, sluice (null writer) {:.0}/s, ratio {:.2}",
+        rows as f64 / recv,
+        rows as f64 / sluice,
+        recv / sluice
+    );
+
+    // 2. Snapshot.
+    let started = Instant::now();
+    let copied = pg.sql("COPY t TO STDOUT").lines().count();
+    let copy = started.elapsed().as_secs_f64();
+    assert_eq!(copied as u64, rows);
+    let snapshot = capture(&runtime, &config(&pg, "snapshot_sluice", "initial"), rows);
+    println!(
+        "snapshot {rows} rows: COPY TO STDOUT (psql) {:.0}/s, sluice {:.0}/s, ratio {:.2}",
+        rows as f64 / copy,
+        rows as f64 / snapshot,
+        copy / snapshot
+    );
+
+    // 3. One transaction of 1,000,000 rows (250,000 with --quick).
+    let big: u64 = if quick { 250_000 } else { 1_000_000 };
+    pg.sql(&format!(
+        "SELECT pg_create_logical_replication_slot('big', 'pgoutput');
+         INSERT INTO t SELECT g, repeat('x', 100), g, now() FROM generate_series({}, {}) g;",
+        rows + 1,
+        rows + big
+    ));
+    let before = peak_rss_kb();
+    let seconds = capture(&runtime, &config(&pg, "big", "no_data"), big);
+    let after = peak_rss_kb();
+    println!(
+        "one transaction of {big} rows: {:.0} events/s, peak RSS {} MiB before, {} MiB after",
+        big as f64 / seconds,
+        before / 1024,
+        after / 1024
+    );
+}
