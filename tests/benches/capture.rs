@@ -24,7 +24,9 @@ use serde_json::json;
 use sluice::capture::envelope::TableSchema;
 use sluice::capture::lsn::Lsn;
 use sluice::capture::offsets::Offset;
-use sluice::capture::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, TablesError};
+use sluice::capture::tables::{
+    CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, TablesError,
+};
 use sluice::capture::types::SqlValue;
 use sluice::capture::{CaptureSettings, EventWriter, OutRecord, WriteError};
 use sluice_tests::Broker;
@@ -121,9 +123,6 @@ impl CdcTables for Synthetic {
     async fn capture_instances(&mut self) -> Result<Vec<CaptureInstance>, TablesError> {
         Ok(vec![self.instance.clone()])
     }
-    async fn min_lsn(&mut self, _instance: &str) -> Result<Lsn, TablesError> {
-        Ok(Lsn::ZERO)
-    }
     async fn window_end(
         &mut self,
         from: Lsn,
@@ -137,15 +136,17 @@ impl CdcTables for Synthetic {
             .map(|r| r.start_lsn)
             .max())
     }
-    async fn changes(
-        &mut self,
-        _instance: &CaptureInstance,
-        from: Lsn,
-        to: Lsn,
-    ) -> Result<Vec<ChangeRow>, TablesError> {
-        let first = self.rows.partition_point(|r| r.start_lsn < from);
-        let end = self.rows.partition_point(|r| r.start_lsn <= to);
-        Ok(self.rows[first..end].to_vec())
+    async fn changes<'a>(&'a mut self, reads: &'a [Read]) -> Result<Vec<Rows<'a>>, TablesError> {
+        // Rows are cloned as they are read, as a server's come off the connection.
+        let rows = &self.rows;
+        Ok(reads
+            .iter()
+            .map(|read| {
+                let first = rows.partition_point(|r| r.start_lsn < read.from);
+                let end = rows.partition_point(|r| r.start_lsn <= read.to);
+                futures::stream::iter(rows[first..end].iter().cloned().map(Ok)).boxed()
+            })
+            .collect())
     }
     async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
         Ok(())

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod config;
 pub mod envelope;
 pub mod lsn;
+pub mod merge;
 pub mod offsets;
 pub mod plan;
 pub mod snapshot;
@@ -92,7 +93,10 @@ pub struct CaptureSettings {
     pub tables: Vec<String>,
     pub snapshot: SnapshotMode,
     pub on_gap: GapPolicy,
-    /// Transactions per pass (Debezium's `max.iteration.transactions`, default 500).
+    /// What to do when a capture instance being read disappears.
+    pub on_vanished: plan::VanishedPolicy,
+    /// Transactions per pass (Debezium's `max.iteration.transactions`, default 500; 0:
+    /// unbounded, every pass reads up to the max LSN).
     pub max_transactions: u32,
     /// Events per Kafka transaction (a pass or snapshot page larger than this is
     /// committed in parts; the skip rule makes a restart between parts exact). With
@@ -127,6 +131,7 @@ impl CaptureSettings {
             tables,
             snapshot: SnapshotMode::Initial,
             on_gap: GapPolicy::Fail,
+            on_vanished: plan::VanishedPolicy::Drop,
             max_transactions: 500,
             batch_size: 10_000,
             snapshot_progress_rows: 10_000,
@@ -195,8 +200,17 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
 ) -> Result<(), CaptureError> {
     let mut streamer = stream::Streamer::new(settings.clone(), clock.clone());
     let mut start = stored;
-    if let Some(Offset::Stream(position)) = stored
-        && let Err(gap) = streamer.check_gap(tables, position.commit).await
+    // Any offset streaming would continue from (a completed snapshot's too).
+    let resumes = match stored {
+        Some(Offset::Stream(position)) => Some(position.commit),
+        Some(Offset::Snapshot {
+            commit,
+            completed: true,
+        }) if settings.snapshot != SnapshotMode::Always => Some(commit),
+        _ => None,
+    };
+    if let Some(commit) = resumes
+        && let Err(gap) = streamer.check_gap(tables, commit).await
     {
         let resnapshot =
             settings.on_gap == GapPolicy::Snapshot || settings.snapshot == SnapshotMode::WhenNeeded;
@@ -247,7 +261,9 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
         if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
             return Ok(());
         }
-        if streamer.pass(tables, writer).await? {
+        let read = streamer.pass(tables, writer).await;
+        progress.set_instances_dropped(streamer.dropped_instances());
+        if read? {
             continue;
         }
         tokio::select! {

@@ -11,14 +11,18 @@ use super::types::push_json_string;
 /// The name in offset keys (Kafka Connect puts the connector's name there).
 pub const OFFSET_KEY_NAME: &str = "sluice-capture";
 
-/// Where a change event lies in the log. Events are totally ordered by
-/// `(commit_lsn, change_lsn, event_serial_no)`; the serial number counts the change rows
-/// at one `(commit, change)` position (an update's two images make it 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Where a change event lies in the log. Rows are read in `(__$start_lsn, __$command_id,
+/// __$seqval, __$operation)` order, so `(commit, command, change)` never decreases along
+/// the read; `change` alone may (a multi-row primary-key update, DBZ-2329). The serial
+/// number counts the change rows at one position (an update's two images make it 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     pub commit: Lsn,
     pub change: Lsn,
     pub serial: i64,
+    /// `__$command_id` of the change (`command_id` in the offset, which Debezium ignores):
+    /// `None` in offsets Debezium wrote, which the skip rule then treats as Debezium does.
+    pub command: Option<i32>,
 }
 
 /// The stored progress of one database's capture.
@@ -46,22 +50,30 @@ impl Offset {
             Offset::Snapshot { commit, completed } => format!(
                 r#"{{"snapshot":true,"snapshot_completed":{completed},"commit_lsn":"{commit}"}}"#
             ),
-            Offset::Stream(p) => format!(
-                r#"{{"commit_lsn":"{}","change_lsn":"{}","event_serial_no":{}}}"#,
-                p.commit, p.change, p.serial
-            ),
+            Offset::Stream(p) => {
+                let mut text = format!(
+                    r#"{{"commit_lsn":"{}","change_lsn":"{}","event_serial_no":{}"#,
+                    p.commit, p.change, p.serial
+                );
+                if let Some(command) = p.command {
+                    text.push_str(&format!(r#","command_id":{command}"#));
+                }
+                text.push('}');
+                text
+            }
         }
         .into_bytes()
     }
 
     /// Reads an offset value written by sluice or by Debezium (which may omit
-    /// `change_lsn` or write `event_serial_no` as text).
+    /// `change_lsn`, write it as the text `"NULL"`, or write `event_serial_no` as text).
     pub fn decode(bytes: &[u8]) -> Result<Offset, OffsetError> {
         #[derive(Deserialize)]
         struct Raw {
             commit_lsn: Option<String>,
             change_lsn: Option<String>,
             event_serial_no: Option<serde_json::Value>,
+            command_id: Option<i32>,
             #[serde(default)]
             snapshot: bool,
             #[serde(default)]
@@ -72,8 +84,10 @@ impl Offset {
             reason,
         };
         let raw: Raw = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        // Debezium's `Lsn.toString()` of an unavailable LSN is the text "NULL".
         let lsn = |text: Option<&String>| -> Result<Option<Lsn>, OffsetError> {
-            text.map(|t| Lsn::parse(t).map_err(|e| bad(e.to_string())))
+            text.filter(|t| t.as_str() != "NULL")
+                .map(|t| Lsn::parse(t).map_err(|e| bad(e.to_string())))
                 .transpose()
         };
         let commit = lsn(raw.commit_lsn.as_ref())?.ok_or_else(|| bad("no commit_lsn".into()))?;
@@ -93,12 +107,23 @@ impl Offset {
             }
             Some(other) => return Err(bad(format!("event_serial_no {other}"))),
         };
-        Ok(Offset::Stream(Position {
-            commit,
-            // Without a change LSN only the commit is known: every change of that commit
-            // was published (what Debezium means by such an offset).
-            change: lsn(raw.change_lsn.as_ref())?.unwrap_or(commit),
-            serial,
+        let change = lsn(raw.change_lsn.as_ref())?;
+        Ok(Offset::Stream(match change {
+            Some(change) => Position {
+                commit,
+                change,
+                serial,
+                command: raw.command_id,
+            },
+            // Without a change LSN only the commit is known, and Debezium re-reads it
+            // (a NULL change LSN sorts before every change): position before its first
+            // change, so the skip rule drops nothing of it.
+            None => Position {
+                commit,
+                change: Lsn::ZERO,
+                serial: 0,
+                command: None,
+            },
         }))
     }
 }
@@ -124,13 +149,24 @@ pub enum OffsetError {
 
 /// Debezium's skip rule on resume: the first pass after a restart re-reads the stored
 /// commit (a transaction may have been published in part) and drops what was already
-/// published: every row before the stored `(commit, change)` position, and at that exact
-/// position the first `event_serial_no` rows.
+/// published: every row before the stored position, and at that exact position the first
+/// `event_serial_no` rows.
+///
+/// "Before" compares `(commit, command_id, change)`, the order rows are read in, when the
+/// offset carries the command id (sluice's own). An offset without one (Debezium's)
+/// compares `(commit, change)` as Debezium does, and `change` is not monotonic in the
+/// read order of a multi-row primary-key update (DBZ-2329): like Debezium's
+/// `changesStoppedBeingMonotonic`, once a row's position falls below the previous row's,
+/// nothing more is skipped until the next transaction (duplicates rather than a loss).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SkipRule {
     stored: Position,
     /// Rows seen so far at exactly the stored position.
     at_position: i64,
+    /// The previous row's `(commit, change)` and whether skipping is off until the commit
+    /// changes (offsets without a command id only).
+    previous: Option<(Lsn, Lsn)>,
+    not_monotonic: bool,
 }
 
 impl SkipRule {
@@ -138,13 +174,39 @@ impl SkipRule {
         Self {
             stored,
             at_position: 0,
+            previous: None,
+            not_monotonic: false,
         }
     }
 
-    /// Whether the change row at `(commit, change)` was already published. Call once per
-    /// row, in log order (both images of an update count).
-    pub fn skip_row(&mut self, commit: Lsn, change: Lsn) -> bool {
-        match (commit, change).cmp(&(self.stored.commit, self.stored.change)) {
+    /// Whether the change row at `(commit, command, change)` was already published. Call
+    /// once per row, in read order (both images of an update count).
+    pub fn skip_row(&mut self, commit: Lsn, command: i32, change: Lsn) -> bool {
+        let order = match self.stored.command {
+            Some(stored_command) => (commit, command, change).cmp(&(
+                self.stored.commit,
+                stored_command,
+                self.stored.change,
+            )),
+            None => {
+                if let Some((previous_commit, previous_change)) = self.previous {
+                    if previous_commit != commit {
+                        self.not_monotonic = false;
+                    } else if change < previous_change {
+                        if !self.not_monotonic {
+                            tracing::info!(%commit, %change, "change LSNs stopped being monotonic in this transaction: skipping nothing more of it");
+                        }
+                        self.not_monotonic = true;
+                    }
+                }
+                self.previous = Some((commit, change));
+                if self.not_monotonic {
+                    return false;
+                }
+                (commit, change).cmp(&(self.stored.commit, self.stored.change))
+            }
+        };
+        match order {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Equal => {
                 self.at_position += 1;
@@ -169,10 +231,11 @@ mod tests {
             commit: lsn("00000027:00000ac0:0007"),
             change: lsn("00000027:00000ac0:0002"),
             serial: 2,
+            command: Some(3),
         });
         assert_eq!(
             String::from_utf8(stream.encode()).expect("utf8"),
-            r#"{"commit_lsn":"00000027:00000ac0:0007","change_lsn":"00000027:00000ac0:0002","event_serial_no":2}"#
+            r#"{"commit_lsn":"00000027:00000ac0:0007","change_lsn":"00000027:00000ac0:0002","event_serial_no":2,"command_id":3}"#
         );
         assert_eq!(Offset::decode(&stream.encode()), Ok(stream));
         let snapshot = Offset::Snapshot {
@@ -197,11 +260,22 @@ mod tests {
             panic!("stream offset")
         };
         assert_eq!(p.serial, 1);
-        let only_commit = br#"{"commit_lsn":"00000027:00000ac0:0007"}"#;
-        let Ok(Offset::Stream(p)) = Offset::decode(only_commit) else {
-            panic!("stream offset")
-        };
-        assert_eq!(p.change, p.commit);
+        assert_eq!(p.command, None, "Debezium's offsets have no command id");
+        // Without a change LSN (missing, or Debezium's "NULL"), the commit is read again
+        // from its first change, as Debezium does.
+        for only_commit in [
+            &br#"{"commit_lsn":"00000027:00000ac0:0007"}"#[..],
+            br#"{"commit_lsn":"00000027:00000ac0:0007","change_lsn":"NULL","event_serial_no":0}"#,
+        ] {
+            let Ok(Offset::Stream(p)) = Offset::decode(only_commit) else {
+                panic!("stream offset")
+            };
+            let mut rule = SkipRule::new(p);
+            assert!(
+                !rule.skip_row(p.commit, 1, lsn("00000027:00000ab0:0001")),
+                "the commit's first change is read again"
+            );
+        }
         for bad in [
             &b"nope"[..],
             br#"{"change_lsn":"00000027:00000ac0:0002"}"#,
@@ -217,29 +291,81 @@ mod tests {
         let first = lsn("00000027:00000ac0:0002");
         let second = lsn("00000027:00000ac0:0004");
         // Published: the insert at `first` and the update (two rows) at `second`.
-        let mut rule = SkipRule::new(Position {
+        for command in [None, Some(2)] {
+            let mut rule = SkipRule::new(Position {
+                commit,
+                change: second,
+                serial: 2,
+                command,
+            });
+            assert!(
+                rule.skip_row(lsn("00000027:00000ab0:0009"), 1, first),
+                "an older commit"
+            );
+            assert!(rule.skip_row(commit, 1, first), "earlier in the commit");
+            assert!(rule.skip_row(commit, 2, second), "update before image");
+            assert!(rule.skip_row(commit, 2, second), "update after image");
+            assert!(
+                !rule.skip_row(commit, 2, second),
+                "a third row at the same position is new"
+            );
+            assert!(
+                !rule.skip_row(commit, 3, lsn("00000027:00000ac0:0005")),
+                "later in the commit"
+            );
+            assert!(
+                !rule.skip_row(lsn("00000027:00000ad0:0001"), 1, first),
+                "a later commit"
+            );
+        }
+    }
+
+    /// A bulk primary-key update read in command order with falling change LSNs
+    /// (DBZ-2329): the command id makes the resume exact; without it (Debezium's
+    /// offsets) nothing after the fall is skipped, so nothing is lost.
+    #[test]
+    fn the_skip_rule_survives_change_lsns_that_are_not_monotonic() {
+        let commit = lsn("00000027:00000ac0:0009");
+        let rows = [
+            (1, lsn("00000027:00000ac0:0005")),
+            (1, lsn("00000027:00000ac0:0006")),
+            (2, lsn("00000027:00000ac0:0002")),
+            (2, lsn("00000027:00000ac0:0003")),
+        ];
+        // Published: the first two rows.
+        let exact = SkipRule::new(Position {
             commit,
-            change: second,
-            serial: 2,
+            change: rows[1].1,
+            serial: 1,
+            command: Some(1),
         });
-        assert!(
-            rule.skip_row(lsn("00000027:00000ab0:0009"), first),
-            "an older commit"
-        );
-        assert!(rule.skip_row(commit, first), "earlier in the commit");
-        assert!(rule.skip_row(commit, second), "update before image");
-        assert!(rule.skip_row(commit, second), "update after image");
-        assert!(
-            !rule.skip_row(commit, second),
-            "a third row at the same position is new"
-        );
-        assert!(
-            !rule.skip_row(commit, lsn("00000027:00000ac0:0005")),
-            "later in the commit"
-        );
-        assert!(
-            !rule.skip_row(lsn("00000027:00000ad0:0001"), first),
-            "a later commit"
-        );
+        let debezium = SkipRule::new(Position {
+            command: None,
+            ..exact.stored
+        });
+        for (mut rule, expected) in [
+            (exact, [true, true, false, false]),
+            (debezium, [true, true, false, false]),
+        ] {
+            let skipped: Vec<bool> = rows
+                .iter()
+                .map(|(command, change)| rule.skip_row(commit, *command, *change))
+                .collect();
+            assert_eq!(skipped, expected, "{:?}", rule.stored.command);
+        }
+        // Published up to the third row: the command id skips exactly three; Debezium's
+        // rule re-publishes the second command (duplicates, never a loss).
+        let exact = SkipRule::new(Position {
+            commit,
+            change: rows[2].1,
+            serial: 1,
+            command: Some(2),
+        });
+        let mut rule = exact;
+        let skipped: Vec<bool> = rows
+            .iter()
+            .map(|(command, change)| rule.skip_row(commit, *command, *change))
+            .collect();
+        assert_eq!(skipped, [true, true, true, false]);
     }
 }

@@ -17,7 +17,7 @@ use super::lsn::Lsn;
 use super::offsets::{Offset, Position};
 use super::snapshot::Progress;
 use super::stream::Streamer;
-use super::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, TablesError};
+use super::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, TablesError};
 use super::types::{Column, SqlType, SqlValue};
 use super::*;
 
@@ -40,7 +40,6 @@ fn change(n: u32, slot: u16) -> Lsn {
 struct Script {
     max: Option<Lsn>,
     instances: Vec<CaptureInstance>,
-    min: BTreeMap<String, Lsn>,
     rows: BTreeMap<String, Vec<ChangeRow>>,
     snapshot: BTreeMap<String, Vec<Vec<SqlValue>>>,
     /// Rows committed once the snapshot has ended (they appear in `end_snapshot`).
@@ -69,16 +68,41 @@ impl Script {
         operation: Operation,
         values: Vec<SqlValue>,
     ) {
+        self.row_in_command(instance, commit, slot, slot as i32, operation, values);
+    }
+
+    /// A row whose `__$command_id` is not its slot (a bulk statement's rows share one).
+    fn row_in_command(
+        &mut self,
+        instance: &str,
+        commit: u32,
+        slot: u16,
+        command_id: i32,
+        operation: Operation,
+        values: Vec<SqlValue>,
+    ) {
         let row = ChangeRow {
             start_lsn: lsn(commit),
             seqval: change(commit, slot),
             operation,
-            command_id: slot as i32,
+            command_id,
             commit_ts_ms: 1_795_162_500_000 + commit as i64,
             values,
         };
         self.rows.entry(instance.into()).or_default().push(row);
         self.max = self.max.max(Some(lsn(commit)));
+    }
+
+    /// What SQL Server's cleanup job does with a low watermark of `watermark`: deletes
+    /// the changes committed below it and moves every capture instance's `start_lsn`
+    /// (what `fn_cdc_get_min_lsn` returns) up to it.
+    fn cleanup(&mut self, watermark: Lsn) {
+        for rows in self.rows.values_mut() {
+            rows.retain(|r| r.start_lsn >= watermark);
+        }
+        for instance in &mut self.instances {
+            instance.start_lsn = instance.start_lsn.max(watermark);
+        }
     }
 
     fn commits(&self) -> Vec<Lsn> {
@@ -96,9 +120,6 @@ impl CdcTables for Script {
     async fn capture_instances(&mut self) -> Result<Vec<CaptureInstance>, TablesError> {
         Ok(self.instances.clone())
     }
-    async fn min_lsn(&mut self, instance: &str) -> Result<Lsn, TablesError> {
-        Ok(self.min.get(instance).copied().unwrap_or(Lsn::ZERO))
-    }
     async fn window_end(
         &mut self,
         from: Lsn,
@@ -111,19 +132,22 @@ impl CdcTables for Script {
             .take(transactions as usize)
             .max())
     }
-    async fn changes(
-        &mut self,
-        instance: &CaptureInstance,
-        from: Lsn,
-        to: Lsn,
-    ) -> Result<Vec<ChangeRow>, TablesError> {
-        Ok(self
-            .rows
-            .get(&instance.name)
-            .into_iter()
-            .flatten()
-            .filter(|r| r.start_lsn >= from && r.start_lsn <= to)
-            .cloned()
+    async fn changes<'a>(&'a mut self, reads: &'a [Read]) -> Result<Vec<Rows<'a>>, TablesError> {
+        Ok(reads
+            .iter()
+            .map(|read| {
+                let mut rows: Vec<ChangeRow> = self
+                    .rows
+                    .get(&read.instance.name)
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r.start_lsn >= read.from && r.start_lsn <= read.to)
+                    .cloned()
+                    .collect();
+                // The server's ORDER BY.
+                rows.sort_by_key(|r| (r.start_lsn, r.command_id, r.seqval, r.operation));
+                futures::stream::iter(rows.into_iter().map(Ok)).boxed()
+            })
             .collect())
     }
     async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
@@ -310,7 +334,8 @@ async fn snapshot_then_streaming_emits_debezium_events_and_offsets() {
         Some(Offset::Stream(Position {
             commit: lsn(6),
             change: change(6, 1),
-            serial: 1
+            serial: 1,
+            command: Some(1),
         }))
     );
     // The update's source: both LSNs and serial 2.
@@ -674,11 +699,15 @@ async fn a_second_capture_instance_is_switched_to_at_its_start_lsn() {
 }
 
 #[tokio::test]
-async fn a_disappearing_capture_instance_is_a_loud_error() {
+async fn a_disappearing_capture_instance_is_a_loud_error_when_configured() {
     let mut script = Script::with_customers();
     script.row("dbo_customers", 5, 1, Operation::Insert, anne());
     let mut writer = Memory::default();
-    let mut streamer = Streamer::new(settings(), clock());
+    let settings = CaptureSettings {
+        on_vanished: plan::VanishedPolicy::Fail,
+        ..settings()
+    };
+    let mut streamer = Streamer::new(settings, clock());
     streamer.resume_from(Offset::Snapshot {
         commit: lsn(2),
         completed: true,
@@ -710,14 +739,19 @@ async fn a_cleanup_gap_fails_by_default_and_re_snapshots_when_configured() {
         commit: lsn(3),
         change: change(3, 1),
         serial: 1,
+        command: Some(1),
     });
     let script = || {
         let mut script = Script::with_customers();
-        script.min.insert("dbo_customers".into(), lsn(8));
         script
             .snapshot
             .insert("dbo.customers".into(), vec![sally()]);
+        script.row("dbo_customers", 3, 1, Operation::Insert, george());
+        script.row("dbo_customers", 5, 1, Operation::Delete, george());
         script.row("dbo_customers", 9, 1, Operation::Insert, anne());
+        // The cleanup job ran with a watermark of 8: the delete at 5 is gone, and the
+        // instance's start_lsn (fn_cdc_get_min_lsn) is 8, as on a server.
+        script.cleanup(lsn(8));
         script
     };
     let progress = Progress::default();
@@ -1039,7 +1073,8 @@ async fn the_change_tables_of_a_pass_are_merged_in_log_order() {
         Some(Offset::Stream(Position {
             commit: lsn(7),
             change: change(7, 1),
-            serial: 1
+            serial: 1,
+            command: Some(1),
         }))
     );
 }

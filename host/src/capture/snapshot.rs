@@ -21,9 +21,18 @@ use super::{CaptureError, CaptureSettings, Clock, EventWriter, OutRecord};
 #[derive(Debug, Default)]
 pub struct Progress {
     tables: Mutex<BTreeMap<String, (u64, u64)>>,
+    /// Capture instances that disappeared and were dropped (streaming's, here so that
+    /// one collector serves capture's metrics).
+    instances_dropped: std::sync::atomic::AtomicU64,
 }
 
 impl Progress {
+    /// Sets `sluice_capture_instances_dropped_total`.
+    pub fn set_instances_dropped(&self, count: u64) {
+        self.instances_dropped
+            .store(count, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn set(&self, table: &str, done: u64, total: u64) {
         if let Ok(mut tables) = self.tables.lock() {
             tables.insert(table.to_owned(), (done, total));
@@ -48,6 +57,11 @@ impl Progress {
                 "sluice_capture_snapshot_rows{{table=\"{table}\",state=\"done\"}} {done}\nsluice_capture_snapshot_rows{{table=\"{table}\",state=\"total\"}} {total}\n"
             ));
         }
+        out.push_str(&format!(
+            "# HELP sluice_capture_instances_dropped_total Capture instances that disappeared while read (their unread changes are lost).\n# TYPE sluice_capture_instances_dropped_total counter\nsluice_capture_instances_dropped_total {}\n",
+            self.instances_dropped
+                .load(std::sync::atomic::Ordering::Relaxed)
+        ));
         out
     }
 }

@@ -307,6 +307,7 @@ mod tests {
             commit: Lsn(bytes),
             change: Lsn(bytes),
             serial: 1,
+            command: Some(1),
         })
     }
 
