@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::plan::VanishedPolicy;
 use super::types::DecimalMode;
 use super::{CaptureSettings, GapPolicy, SnapshotMode};
 use crate::config::{ConfigError, Problem, parse_duration};
@@ -47,7 +48,12 @@ impl CaptureConfig {
         self.settings
             .tables
             .iter()
-            .map(|table| format!("{}.{}.{table}", events.prefix, events.database))
+            .map(|table| {
+                super::envelope::topic_name(&format!(
+                    "{}.{}.{table}",
+                    events.prefix, events.database
+                ))
+            })
             .collect()
     }
 }
@@ -88,6 +94,7 @@ pub(crate) struct RawCapture {
     batch_size: Option<i64>,
     snapshot_progress_rows: Option<i64>,
     on_cleanup_gap: Option<String>,
+    on_instance_vanished: Option<String>,
     source_version: Option<String>,
     /// Where capture writes (`[capture.kafka]`); in a `sluice capture` file `[kafka]`
     /// says the same.
@@ -354,6 +361,18 @@ fn validate_capture(
             GapPolicy::Fail
         }
     };
+    settings.on_vanished = match c.on_instance_vanished.as_deref() {
+        None | Some("drop") => VanishedPolicy::Drop,
+        Some("fail") => VanishedPolicy::Fail,
+        Some(other) => {
+            add(
+                problems,
+                "capture.on_instance_vanished",
+                format!("unknown policy {other:?} (expected \"drop\" or \"fail\")"),
+            );
+            VanishedPolicy::Drop
+        }
+    };
     settings.events.schemas = c.schemas_enable.unwrap_or(false);
     settings.tombstones = c.tombstones_on_delete.unwrap_or(true);
     settings.transaction_metadata = c.provide_transaction_metadata.unwrap_or(false);
@@ -376,7 +395,8 @@ fn validate_capture(
     settings.max_transactions = count(
         c.max_transactions_per_pass,
         "capture.max_transactions_per_pass",
-        1..=100_000,
+        // 0: unbounded, as Debezium's `max.iteration.transactions = 0`.
+        0..=100_000,
         500,
         problems,
     ) as u32;
@@ -483,7 +503,7 @@ mod tests {
             snapshot_mode = "sometimes"
             decimal_handling_mode = "float"
             poll_interval = "soon"
-            max_transactions_per_pass = 0
+            max_transactions_per_pass = -1
             [kafka]
             properties = { "transactional.id" = "x" }
             "#,

@@ -319,7 +319,20 @@ pub async fn run_embedded(
         sqlserver::SqlServerTables::connect(&config.connection, config.settings.tables.clone())
             .await?;
     tracing::info!(database = %tables.database(), tables = ?config.settings.tables, "connected to SQL Server");
-    run_on(&mut tables, config, telemetry, shutdown).await
+    let config = with_server_database(config, tables.database());
+    run_on(&mut tables, &config, telemetry, shutdown).await
+}
+
+/// `config` with the database named as the server names it (`DB_NAME()`), as Debezium
+/// names it in topics, `source.db` and offsets: SQL Server compares names without case,
+/// so `database=testdb` in a connection string reaches `testDB`.
+fn with_server_database(config: &config::CaptureConfig, server: &str) -> config::CaptureConfig {
+    let mut config = config.clone();
+    if !server.is_empty() && config.settings.events.database != server {
+        tracing::warn!(configured = %config.settings.events.database, server, "the server names the database differently: topics, source.db and offsets use the server's name");
+        config.settings.events.database = server.to_owned();
+    }
+    config
 }
 
 /// Capture from `tables` into Kafka as `config` says: reads the stored offset back from

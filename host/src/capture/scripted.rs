@@ -21,6 +21,8 @@ use super::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows
 use super::types::{Column, SqlType, SqlValue};
 use super::*;
 
+mod parity;
+
 fn lsn(n: u32) -> Lsn {
     let mut bytes = [0; 10];
     bytes[4..8].copy_from_slice(&n.to_be_bytes());
