@@ -586,6 +586,43 @@ mod tests {
         out
     }
 
+    /// A column of a type capture does not map is left out (with a warning), as Debezium
+    /// leaves it out: the table is captured with its other columns.
+    #[test]
+    fn unmapped_columns_are_left_out_and_the_table_kept() {
+        let column = |name: &str, type_name: &str| CatalogColumn {
+            name: name.into(),
+            type_name: type_name.into(),
+            precision: 10,
+            scale: 0,
+            optional: true,
+            max_length: 4,
+            identity: false,
+            computed: false,
+            default: None,
+        };
+        let columns = mapped_columns(
+            "dbo.places",
+            vec![
+                column("id", "int"),
+                column("node", "hierarchyid"),
+                column("shape", "geometry"),
+                column("area", "geography"),
+                column("anything", "sql_variant"),
+                column("name", "nvarchar"),
+            ],
+        );
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "name"]);
+        let table = TableSchema {
+            schema: "dbo".into(),
+            table: "places".into(),
+            columns,
+            key: vec![0],
+        };
+        assert_eq!(select_list(&table, "ct."), "ct.[id], ct.[name]");
+    }
+
     #[test]
     fn tiberius_values_map_like_debezium() {
         let date = Date::new(724_713);
