@@ -62,12 +62,15 @@ fn record(id: i32) -> OutRecord {
 fn offset(commit: u8, serial: i64) -> Offset {
     let mut bytes = [0; 10];
     bytes[9] = commit;
-    Offset::Stream(Position {
-        commit: sluice::capture::lsn::Lsn(bytes),
-        change: sluice::capture::lsn::Lsn(bytes),
-        serial,
-        command: Some(1),
-    })
+    Offset::Stream(
+        Position {
+            commit: sluice::capture::lsn::Lsn(bytes),
+            change: sluice::capture::lsn::Lsn(bytes),
+            serial,
+            command: Some(1),
+        },
+        None,
+    )
 }
 
 fn properties(bootstrap: &str) -> Vec<(String, String)> {
@@ -459,7 +462,7 @@ fn real_sql_server_unmapped_column_bulk_key_update_and_cleanup_gap() {
             tables = back;
             result.expect("snapshot");
         }
-        let stored = snapshot.0.lock().expect("lock").last().map(|(_, o)| *o).expect("an offset");
+        let stored = snapshot.0.lock().expect("lock").last().map(|(_, o)| o.clone()).expect("an offset");
         for record in snapshot.0.lock().expect("lock").iter().flat_map(|(r, _)| r.iter()).filter(|r| r.topic == topic) {
             let value: serde_json::Value = serde_json::from_slice(record.value.as_ref().expect("value")).expect("JSON");
             assert!(value["after"].get("node").is_none() && value["after"]["email"].is_string(), "{value}");
@@ -469,9 +472,9 @@ fn real_sql_server_unmapped_column_bulk_key_update_and_cleanup_gap() {
         let mut expected: Vec<(String, i64)> = Vec::new();
         let killed = Crashing { inner: Collected::default(), attempts: Arc::default(), crash_at: 15 };
         let mut writer = killed.clone();
-        let result = sluice::capture::run(&mut tables, &mut writer, &settings, Some(stored), sluice::capture::system_clock(), &progress, std::future::pending()).await;
+        let result = sluice::capture::run(&mut tables, &mut writer, &settings, Some(stored.clone()), sluice::capture::system_clock(), &progress, std::future::pending()).await;
         assert!(result.is_err(), "killed at commit 15");
-        let resume = killed.inner.0.lock().expect("lock").last().map(|(_, o)| *o).unwrap_or(stored);
+        let resume = killed.inner.0.lock().expect("lock").last().map(|(_, o)| o.clone()).unwrap_or(stored);
         let restarted = Collected::default();
         {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -502,7 +505,7 @@ fn real_sql_server_unmapped_column_bulk_key_update_and_cleanup_gap() {
         expected.sort();
         assert_eq!(sorted, expected, "every event exactly once across the kill: {published:?}");
         // 3. The cleanup job removes changes the stored offset still needs.
-        let stored = restarted.0.lock().expect("lock").last().map(|(_, o)| *o).expect("an offset");
+        let stored = restarted.0.lock().expect("lock").last().map(|(_, o)| o.clone()).expect("an offset");
         let before = tables.max_lsn().await.expect("max LSN");
         run(format!("INSERT INTO dbo.{table} (id, email) VALUES (5000, N'late@example.org')"), db_url.clone()).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(60);

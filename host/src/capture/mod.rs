@@ -199,10 +199,10 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CaptureError> {
     let mut streamer = stream::Streamer::new(settings.clone(), clock.clone());
-    let mut start = stored;
+    let mut start = stored.clone();
     // Any offset streaming would continue from (a completed snapshot's too).
     let resumes = match stored {
-        Some(Offset::Stream(position)) => Some(position.commit),
+        Some(Offset::Stream(position, _)) => Some(position.commit),
         Some(Offset::Snapshot {
             commit,
             completed: true,
@@ -220,7 +220,7 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
         tracing::warn!(error = %gap, "re-snapshotting: the stored offset is gone from the change tables");
         start = None;
     }
-    let needs_snapshot = match (settings.snapshot, start) {
+    let needs_snapshot = match (settings.snapshot, &start) {
         (SnapshotMode::Always, _) => true,
         (
             _,
@@ -251,7 +251,7 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
         let schemas = snapshot::table_schemas(tables, settings, max).await?;
         let ts_ms = tables.now_ms().await?;
         let records = snapshot::schema_snapshot(settings, &schemas, max, ts_ms, &clock, true);
-        writer.commit(records, offset).await?;
+        writer.commit(records, offset.clone()).await?;
         offset
     };
     streamer.resume_from(position);

@@ -26,13 +26,49 @@ pub struct Position {
 }
 
 /// The stored progress of one database's capture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Offset {
     /// A snapshot as of `commit` (the max LSN when it began); `completed` once every table
     /// was read.
     Snapshot { commit: Lsn, completed: bool },
-    /// Streaming: every event up to and including this position is published.
-    Stream(Position),
+    /// Streaming: every event up to and including this position is published; with
+    /// transaction metadata, the transaction open there (its END is not published yet).
+    Stream(Position, Option<Transaction>),
+}
+
+/// An open transaction as Debezium's `TransactionContext` stores it in the offset
+/// (`transaction_id`, `transaction_data_collection_order_<table>`), so that a restart
+/// continues its order and publishes its END when the next transaction begins.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Transaction {
+    /// The commit LSN, as text.
+    pub id: String,
+    /// Data events so far per `<db>.<schema>.<table>`.
+    pub per_table: Vec<(String, i64)>,
+}
+
+/// The offset keys of a [`Transaction`]'s per-table counts.
+const TABLE_COUNT_PREFIX: &str = "transaction_data_collection_order_";
+
+impl Transaction {
+    /// Data events so far (Debezium's `totalEventCount`: the per-table counts' sum).
+    pub fn total(&self) -> i64 {
+        self.per_table.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Counts one more data event of `table`; returns its `data_collection_order`.
+    pub fn count(&mut self, table: &str) -> i64 {
+        match self.per_table.iter_mut().find(|(t, _)| t == table) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.per_table.push((table.to_owned(), 1));
+                1
+            }
+        }
+    }
 }
 
 impl Offset {
@@ -40,7 +76,7 @@ impl Offset {
     pub fn commit(&self) -> Lsn {
         match self {
             Offset::Snapshot { commit, .. } => *commit,
-            Offset::Stream(p) => p.commit,
+            Offset::Stream(p, _) => p.commit,
         }
     }
 
@@ -50,13 +86,22 @@ impl Offset {
             Offset::Snapshot { commit, completed } => format!(
                 r#"{{"snapshot":true,"snapshot_completed":{completed},"commit_lsn":"{commit}"}}"#
             ),
-            Offset::Stream(p) => {
+            Offset::Stream(p, transaction) => {
                 let mut text = format!(
                     r#"{{"commit_lsn":"{}","change_lsn":"{}","event_serial_no":{}"#,
                     p.commit, p.change, p.serial
                 );
                 if let Some(command) = p.command {
                     text.push_str(&format!(r#","command_id":{command}"#));
+                }
+                if let Some(transaction) = transaction {
+                    text.push_str(",\"transaction_id\":");
+                    push_json_string(&mut text, &transaction.id);
+                    for (table, count) in &transaction.per_table {
+                        text.push(',');
+                        push_json_string(&mut text, &format!("{TABLE_COUNT_PREFIX}{table}"));
+                        text.push_str(&format!(":{count}"));
+                    }
                 }
                 text.push('}');
                 text
@@ -74,6 +119,9 @@ impl Offset {
             change_lsn: Option<String>,
             event_serial_no: Option<serde_json::Value>,
             command_id: Option<i32>,
+            transaction_id: Option<String>,
+            #[serde(flatten)]
+            rest: std::collections::BTreeMap<String, serde_json::Value>,
             #[serde(default)]
             snapshot: bool,
             #[serde(default)]
@@ -107,8 +155,21 @@ impl Offset {
             }
             Some(other) => return Err(bad(format!("event_serial_no {other}"))),
         };
+        let transaction = raw.transaction_id.map(|id| Transaction {
+            id,
+            per_table: raw
+                .rest
+                .iter()
+                .filter_map(|(key, value)| {
+                    Some((
+                        key.strip_prefix(TABLE_COUNT_PREFIX)?.to_owned(),
+                        value.as_i64()?,
+                    ))
+                })
+                .collect(),
+        });
         let change = lsn(raw.change_lsn.as_ref())?;
-        Ok(Offset::Stream(match change {
+        let position = match change {
             Some(change) => Position {
                 commit,
                 change,
@@ -124,7 +185,8 @@ impl Offset {
                 serial: 0,
                 command: None,
             },
-        }))
+        };
+        Ok(Offset::Stream(position, transaction))
     }
 }
 
@@ -227,12 +289,15 @@ mod tests {
 
     #[test]
     fn offsets_encode_like_debezium_and_round_trip() {
-        let stream = Offset::Stream(Position {
-            commit: lsn("00000027:00000ac0:0007"),
-            change: lsn("00000027:00000ac0:0002"),
-            serial: 2,
-            command: Some(3),
-        });
+        let stream = Offset::Stream(
+            Position {
+                commit: lsn("00000027:00000ac0:0007"),
+                change: lsn("00000027:00000ac0:0002"),
+                serial: 2,
+                command: Some(3),
+            },
+            None,
+        );
         assert_eq!(
             String::from_utf8(stream.encode()).expect("utf8"),
             r#"{"commit_lsn":"00000027:00000ac0:0007","change_lsn":"00000027:00000ac0:0002","event_serial_no":2,"command_id":3}"#
@@ -247,6 +312,24 @@ mod tests {
             r#"{"snapshot":true,"snapshot_completed":false,"commit_lsn":"00000027:00000ac0:0007"}"#
         );
         assert_eq!(Offset::decode(&snapshot.encode()), Ok(snapshot));
+        // An open transaction, as Debezium's TransactionContext stores it.
+        let open = Offset::Stream(
+            Position {
+                commit: lsn("00000027:00000ac0:0007"),
+                change: lsn("00000027:00000ac0:0002"),
+                serial: 1,
+                command: None,
+            },
+            Some(Transaction {
+                id: "00000027:00000ac0:0007".into(),
+                per_table: vec![("testDB.dbo.customers".into(), 2)],
+            }),
+        );
+        assert_eq!(
+            String::from_utf8(open.encode()).expect("utf8"),
+            r#"{"commit_lsn":"00000027:00000ac0:0007","change_lsn":"00000027:00000ac0:0002","event_serial_no":1,"transaction_id":"00000027:00000ac0:0007","transaction_data_collection_order_testDB.dbo.customers":2}"#
+        );
+        assert_eq!(Offset::decode(&open.encode()), Ok(open));
         assert_eq!(
             String::from_utf8(offset_key("server1", "testDB")).expect("utf8"),
             r#"["sluice-capture",{"server":"server1","database":"testDB"}]"#
@@ -256,7 +339,7 @@ mod tests {
     #[test]
     fn decodes_debezium_variants_and_refuses_garbage() {
         let text = br#"{"commit_lsn":"00000027:00000ac0:0007","change_lsn":"00000027:00000ac0:0002","event_serial_no":"1","transaction_id":null}"#;
-        let Ok(Offset::Stream(p)) = Offset::decode(text) else {
+        let Ok(Offset::Stream(p, _)) = Offset::decode(text) else {
             panic!("stream offset")
         };
         assert_eq!(p.serial, 1);
@@ -267,7 +350,7 @@ mod tests {
             &br#"{"commit_lsn":"00000027:00000ac0:0007"}"#[..],
             br#"{"commit_lsn":"00000027:00000ac0:0007","change_lsn":"NULL","event_serial_no":0}"#,
         ] {
-            let Ok(Offset::Stream(p)) = Offset::decode(only_commit) else {
+            let Ok(Offset::Stream(p, _)) = Offset::decode(only_commit) else {
                 panic!("stream offset")
             };
             let mut rule = SkipRule::new(p);

@@ -204,7 +204,7 @@ impl Memory {
         self.commits.iter().flat_map(|(r, _)| r).collect()
     }
     fn offset(&self) -> Option<Offset> {
-        self.commits.last().map(|(_, o)| *o)
+        self.commits.last().map(|(_, o)| o.clone())
     }
     /// `(op, key)` of every change event (`"-"` for tombstones), in order.
     fn events(&self) -> Vec<(String, String)> {
@@ -333,12 +333,15 @@ async fn snapshot_then_streaming_emits_debezium_events_and_offsets() {
     );
     assert_eq!(
         writer.offset(),
-        Some(Offset::Stream(Position {
-            commit: lsn(6),
-            change: change(6, 1),
-            serial: 1,
-            command: Some(1),
-        }))
+        Some(Offset::Stream(
+            Position {
+                commit: lsn(6),
+                change: change(6, 1),
+                serial: 1,
+                command: Some(1),
+            },
+            None,
+        ))
     );
     // The update's source: both LSNs and serial 2.
     let update = writer
@@ -447,21 +450,22 @@ async fn no_data_writes_the_schema_snapshot_and_streams_from_the_max_lsn() {
     );
 }
 
-/// With transaction metadata, a Kafka transaction ends only where a SQL transaction
-/// does: however small the batch, BEGIN, the events and END commit together, so a crash
-/// never splits them and every transaction's metadata is published exactly once.
+/// With transaction metadata, parts may end inside a SQL transaction: the open
+/// transaction travels in the offset (Debezium's `TransactionContext`), so after a crash
+/// anywhere the restarted capture continues its order and publishes its END (when the
+/// next transaction begins) exactly once, as if nothing happened.
 #[tokio::test]
-async fn transaction_metadata_commits_whole_transactions_across_crashes() {
+async fn transaction_metadata_survives_crashes_inside_transactions() {
+    // `(topic, status or total_order)` of every record.
     let expected = [
-        "server1.transaction",
-        "server1.testDB.dbo.customers",
-        "server1.testDB.dbo.customers",
-        "server1.transaction",
-        "server1.transaction",
-        "server1.testDB.dbo.customers",
-        "server1.transaction",
+        ("server1.transaction", "BEGIN"),
+        ("server1.testDB.dbo.customers", "1"),
+        ("server1.testDB.dbo.customers", "2"),
+        ("server1.transaction", "END"),
+        ("server1.transaction", "BEGIN"),
+        ("server1.testDB.dbo.customers", "1"),
     ];
-    for crash_at in 1..=2 {
+    for crash_at in 1..=3 {
         let mut script = Script::with_customers();
         script.row("dbo_customers", 5, 1, Operation::Insert, anne());
         script.row("dbo_customers", 5, 2, Operation::Insert, sally());
@@ -472,21 +476,25 @@ async fn transaction_metadata_commits_whole_transactions_across_crashes() {
             ..settings()
         };
         let (first, second) = crash_then_resume_with(&mut script, crash_at, settings).await;
-        assert!(
-            first
-                .commits
-                .iter()
-                .chain(&second.commits)
-                .all(|(records, _)| records.is_empty() || records.len() == 4 || records.len() == 3),
-            "whole transactions per commit (crash at {crash_at})"
-        );
-        let topics: Vec<&str> = first
+        let published: Vec<(String, String)> = first
             .records()
             .into_iter()
             .chain(second.records())
-            .map(|r| r.topic.as_str())
+            .map(|r| {
+                let value: serde_json::Value =
+                    serde_json::from_slice(r.value.as_ref().expect("value")).expect("JSON");
+                let what = match value["status"].as_str() {
+                    Some(status) => status.to_owned(),
+                    None => value["transaction"]["total_order"].to_string(),
+                };
+                (r.topic.clone(), what)
+            })
             .collect();
-        assert_eq!(topics, expected, "crash at commit {crash_at}");
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(t, w)| (t.to_string(), w.to_string()))
+            .collect();
+        assert_eq!(published, expected, "crash at commit {crash_at}");
     }
 }
 
@@ -516,12 +524,12 @@ async fn crash_then_resume_with(
         ..Memory::default()
     };
     let mut streamer = Streamer::new(settings.clone(), clock());
-    streamer.resume_from(start);
+    streamer.resume_from(start.clone());
     let crashed = drain(&mut streamer, script, &mut first).await;
     assert!(crashed.is_err(), "crash at commit {crash_at}");
     let mut second = Memory::default();
     let mut restarted = Streamer::new(settings, clock());
-    restarted.resume_from(first.offset().unwrap_or(start));
+    restarted.resume_from(first.offset().unwrap_or(start.clone()));
     drain(&mut restarted, script, &mut second)
         .await
         .expect("resumed");
@@ -737,12 +745,15 @@ async fn a_disappearing_capture_instance_is_a_loud_error_when_configured() {
 
 #[tokio::test]
 async fn a_cleanup_gap_fails_by_default_and_re_snapshots_when_configured() {
-    let stored = Offset::Stream(Position {
-        commit: lsn(3),
-        change: change(3, 1),
-        serial: 1,
-        command: Some(1),
-    });
+    let stored = Offset::Stream(
+        Position {
+            commit: lsn(3),
+            change: change(3, 1),
+            serial: 1,
+            command: Some(1),
+        },
+        None,
+    );
     let script = || {
         let mut script = Script::with_customers();
         script
@@ -762,7 +773,7 @@ async fn a_cleanup_gap_fails_by_default_and_re_snapshots_when_configured() {
         &mut script(),
         &mut writer,
         &settings(),
-        Some(stored),
+        Some(stored.clone()),
         clock(),
         &progress,
         async {},
@@ -806,6 +817,7 @@ async fn transaction_metadata_and_heartbeats_when_enabled() {
     let mut script = Script::with_customers();
     script.row("dbo_customers", 5, 1, Operation::Insert, anne());
     script.row("dbo_customers", 5, 2, Operation::Insert, george());
+    script.row("dbo_customers", 6, 1, Operation::Insert, sally());
     let settings = CaptureSettings {
         transaction_metadata: true,
         heartbeat: Some(std::time::Duration::from_secs(3600)),
@@ -828,6 +840,8 @@ async fn transaction_metadata_and_heartbeats_when_enabled() {
             "server1.testDB.dbo.customers",
             "server1.testDB.dbo.customers",
             "server1.transaction",
+            "server1.transaction",
+            "server1.testDB.dbo.customers",
             "__debezium-heartbeat.server1"
         ]
     );
@@ -842,7 +856,13 @@ async fn transaction_metadata_and_heartbeats_when_enabled() {
     );
     assert_eq!(value(2)["transaction"]["total_order"], 2);
     assert_eq!(value(2)["transaction"]["id"], lsn(5).to_string());
+    assert_eq!(value(3)["status"], "END");
     assert_eq!(value(3)["event_count"], 2);
+    assert_eq!(
+        value(3)["ts_ms"],
+        value(5)["source"]["ts_ms"],
+        "END is written when the next transaction begins, with that event's time (Debezium)"
+    );
     assert_eq!(
         value(3)["data_collections"][0]["data_collection"],
         "testDB.dbo.customers",
@@ -967,7 +987,7 @@ async fn a_snapshot_of_several_tables_marks_each_table_and_decodes() {
     );
     // Committed one event at a time: the offsets say the snapshot is incomplete until
     // the last commit.
-    let offsets: Vec<Offset> = writer.commits.iter().map(|(_, o)| *o).collect();
+    let offsets: Vec<Offset> = writer.commits.iter().map(|(_, o)| o.clone()).collect();
     assert!(offsets[..offsets.len() - 1].iter().all(|o| matches!(
         o,
         Offset::Snapshot {
@@ -1072,11 +1092,14 @@ async fn the_change_tables_of_a_pass_are_merged_in_log_order() {
     assert_eq!(writer.commits.len(), 3, "one pass per transaction");
     assert_eq!(
         writer.offset(),
-        Some(Offset::Stream(Position {
-            commit: lsn(7),
-            change: change(7, 1),
-            serial: 1,
-            command: Some(1),
-        }))
+        Some(Offset::Stream(
+            Position {
+                commit: lsn(7),
+                change: change(7, 1),
+                serial: 1,
+                command: Some(1),
+            },
+            None,
+        ))
     );
 }

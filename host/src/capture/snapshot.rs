@@ -239,7 +239,7 @@ pub async fn run<T: CdcTables, W: EventWriter>(
         commit: position,
         completed: true,
     };
-    writer.commit(batch, offset).await?;
+    writer.commit(batch, offset.clone()).await?;
     tracing::info!(%position, "snapshot completed");
     Ok(offset)
 }

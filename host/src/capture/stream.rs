@@ -12,8 +12,8 @@
 //!    key changed, `d` + tombstone + `c`), transaction BEGIN/END and blocks when enabled,
 //!    schema-change events at instance switches, heartbeats when configured;
 //! 5. events and the new offset committed together, in parts of `batch_size` records
-//!    published while the window is still being read (with transaction metadata, parts
-//!    end at SQL transaction boundaries, so one SQL transaction is held at a time).
+//!    published while the window is still being read; with transaction metadata the
+//!    open transaction travels in the offset (Debezium's `TransactionContext`).
 
 use std::collections::BTreeMap;
 
@@ -22,7 +22,7 @@ use super::envelope::{
 };
 use super::lsn::Lsn;
 use super::merge::Merge;
-use super::offsets::{Offset, Position, SkipRule};
+use super::offsets::{Offset, Position, SkipRule, Transaction};
 use super::plan;
 use super::tables::{CdcTables, ChangeRow, Operation};
 use super::{CaptureError, CaptureSettings, Clock, EventWriter, OutRecord};
@@ -46,6 +46,9 @@ pub struct Streamer {
     last_assembled: Option<Position>,
     /// Capture instances dropped because they disappeared (a metric).
     dropped_instances: u64,
+    /// With transaction metadata: the transaction of the last published event, whose END
+    /// waits for the next transaction's first event (as Debezium's `TransactionMonitor`).
+    transaction: Option<Transaction>,
 }
 
 impl std::fmt::Debug for Streamer {
@@ -79,6 +82,7 @@ impl Streamer {
             last_heartbeat_ms: 0,
             last_assembled: None,
             dropped_instances: 0,
+            transaction: None,
         }
     }
 
@@ -94,12 +98,14 @@ impl Streamer {
             Offset::Snapshot { commit, .. } => {
                 self.last_commit = commit;
                 self.skip = None;
+                self.transaction = None;
             }
-            Offset::Stream(position) => {
+            Offset::Stream(position, transaction) => {
                 self.last_commit = position.commit;
                 self.position = Some(position);
                 self.last_assembled = Some(position);
                 self.skip = Some(SkipRule::new(position));
+                self.transaction = transaction.filter(|_| self.settings.transaction_metadata);
             }
         }
     }
@@ -462,10 +468,10 @@ impl Streamer {
         })
     }
 
-    /// Adds `event` to the pass's output: straight into the part being filled, or, with
-    /// transaction metadata, into its SQL transaction (published whole, once the next
-    /// event shows the transaction ended). Commits the part once it holds `batch_size`
-    /// records, so a window is published while it is read.
+    /// Adds `event` to the part being filled (with transaction metadata: after END of
+    /// the previous transaction and BEGIN of its own when it opens one, and with its
+    /// `transaction` block); commits the part once it holds `batch_size` records, so a
+    /// window is published while it is read.
     async fn emit<W: EventWriter>(
         &mut self,
         event: Event,
@@ -476,114 +482,80 @@ impl Streamer {
         let is_change = !event.table.is_empty();
         if is_change {
             out.events += 1;
-        }
-        if self.settings.transaction_metadata {
-            if out
-                .open
-                .as_ref()
-                .is_some_and(|open| !is_change || open.commit != event.position.commit)
-            {
-                self.close_transaction(out, to, writer).await?;
-            }
-            if is_change {
-                out.open
-                    .get_or_insert_with(|| OpenTransaction {
-                        commit: event.position.commit,
-                        ts_ms: event.commit_ts_ms,
-                        events: Vec::new(),
-                    })
-                    .events
-                    .push(event);
-                return Ok(());
-            }
-        }
-        if is_change {
             self.position = Some(event.position);
+            if self.settings.transaction_metadata {
+                self.add_transaction_metadata(event, &mut out.part);
+            } else {
+                out.part.extend(event.records);
+            }
+        } else {
+            out.part.extend(event.records);
         }
-        out.part.extend(event.records);
         if out.part.len() >= self.settings.batch_size {
             self.commit_part(&mut out.part, to, writer).await?;
         }
         Ok(())
     }
 
-    /// Publishes the open SQL transaction into the part: BEGIN, its events with their
-    /// `transaction` blocks, END (Debezium's `TransactionMonitor`: every data record
-    /// counts, so a primary-key update's delete and create are two; tombstones none).
-    async fn close_transaction<W: EventWriter>(
-        &mut self,
-        out: &mut Output,
-        to: Lsn,
-        writer: &mut W,
-    ) -> Result<(), CaptureError> {
-        let Some(open) = out.open.take() else {
-            return Ok(());
-        };
-        let id = open.commit.to_string();
+    /// Debezium's `TransactionMonitor`: at a data event of another transaction, END of
+    /// the previous one (with this event's time) and BEGIN of this one; a `transaction`
+    /// block in every data record (a primary-key update's delete and create count as
+    /// two, its tombstone none). The open transaction travels in the offset, so a
+    /// restart continues its order and still ends it.
+    fn add_transaction_metadata(&mut self, event: Event, part: &mut Vec<OutRecord>) {
+        let id = event.position.commit.to_string();
         let tx_topic = format!("{}.transaction", self.settings.events.prefix);
-        let (key, value) =
-            envelope::transaction_event(&self.settings.events, "BEGIN", &id, None, open.ts_ms);
-        out.part.push(OutRecord {
-            topic: tx_topic.clone(),
-            key: Some(key),
-            value: Some(value),
-            headers: Vec::new(),
-        });
-        let mut per_table: Vec<(String, i64)> = Vec::new();
-        let mut order = 0;
-        for event in open.events {
-            let slot = match per_table.iter().position(|(t, _)| *t == event.table) {
-                Some(slot) => slot,
-                None => {
-                    per_table.push((event.table.clone(), 0));
-                    per_table.len() - 1
-                }
-            };
-            for mut record in event.records {
-                if let Some(value) = &record.value {
-                    order += 1;
-                    per_table[slot].1 += 1;
-                    let block = TransactionBlock {
-                        id: id.clone(),
-                        total_order: order,
-                        data_collection_order: per_table[slot].1,
-                    };
-                    record.value = Some(with_transaction(value, &block));
-                }
-                out.part.push(record);
+        let mut boundary = |status: &str, transaction: &Transaction| {
+            let counts = (status == "END").then_some(transaction.per_table.as_slice());
+            let (key, value) = envelope::transaction_event(
+                &self.settings.events,
+                status,
+                &transaction.id,
+                counts,
+                event.commit_ts_ms,
+            );
+            part.push(OutRecord {
+                topic: tx_topic.clone(),
+                key: Some(key),
+                value: Some(value),
+                headers: Vec::new(),
+            });
+        };
+        if self.transaction.as_ref().is_none_or(|open| open.id != id) {
+            if let Some(ended) = self.transaction.take() {
+                boundary("END", &ended);
             }
-            self.position = Some(event.position);
+            let begun = Transaction {
+                id: id.clone(),
+                per_table: Vec::new(),
+            };
+            boundary("BEGIN", &begun);
+            self.transaction = Some(begun);
         }
-        let (key, value) = envelope::transaction_event(
-            &self.settings.events,
-            "END",
-            &id,
-            Some(&per_table),
-            open.ts_ms,
-        );
-        out.part.push(OutRecord {
-            topic: tx_topic,
-            key: Some(key),
-            value: Some(value),
-            headers: Vec::new(),
-        });
-        // A Kafka transaction ends only at a SQL transaction's end, so BEGIN, the
-        // blocks' order and END always travel together and a restart never resumes
-        // inside a transaction.
-        if out.part.len() >= self.settings.batch_size {
-            self.commit_part(&mut out.part, to, writer).await?;
+        let Some(open) = self.transaction.as_mut() else {
+            return;
+        };
+        for mut record in event.records {
+            if let Some(value) = &record.value {
+                let data_collection_order = open.count(&event.table);
+                let block = TransactionBlock {
+                    id: id.clone(),
+                    total_order: open.total(),
+                    data_collection_order,
+                };
+                record.value = Some(with_transaction(value, &block));
+            }
+            part.push(record);
         }
-        Ok(())
     }
 
     /// Ends the pass: publishes what is left with the window's end as the offset.
     async fn finish<W: EventWriter>(
         &mut self,
-        mut out: Output,
+        out: Output,
         to: Lsn,
         writer: &mut W,
     ) -> Result<(), CaptureError> {
-        self.close_transaction(&mut out, to, writer).await?;
         let mut part = out.part;
         // The window is read to `to`: whatever the last event was, nothing up to `to`
         // is left, so the offset moves to the window's end (a restart skips the whole
@@ -605,7 +577,9 @@ impl Streamer {
                 self.last_heartbeat_ms = now_ms;
             }
         }
-        writer.commit(part, Offset::Stream(position)).await?;
+        writer
+            .commit(part, Offset::Stream(position, self.transaction.clone()))
+            .await?;
         Ok(())
     }
 
@@ -617,12 +591,13 @@ impl Streamer {
         to: Lsn,
         writer: &mut W,
     ) -> Result<(), CaptureError> {
-        let offset = Offset::Stream(self.position.unwrap_or(Position {
+        let position = self.position.unwrap_or(Position {
             commit: to,
             change: to,
             serial: 0,
             command: None,
-        }));
+        });
+        let offset = Offset::Stream(position, self.transaction.clone());
         writer.commit(std::mem::take(part), offset).await?;
         Ok(())
     }
@@ -648,7 +623,7 @@ impl Streamer {
         }
         self.last_heartbeat_ms = now_ms;
         let offset = match self.position {
-            Some(p) => Offset::Stream(p),
+            Some(p) => Offset::Stream(p, self.transaction.clone()),
             None => Offset::Snapshot {
                 commit: self.last_commit,
                 completed: true,
@@ -665,18 +640,8 @@ impl Streamer {
 #[derive(Default)]
 struct Output {
     part: Vec<OutRecord>,
-    /// With transaction metadata: the SQL transaction being assembled.
-    open: Option<OpenTransaction>,
     /// Change events emitted in the pass (for the log).
     events: usize,
-}
-
-/// A SQL transaction's events, held until it ends.
-struct OpenTransaction {
-    commit: Lsn,
-    /// Its commit time (BEGIN's and END's `ts_ms`).
-    ts_ms: i64,
-    events: Vec<Event>,
 }
 
 /// Replaces the envelope's `"transaction":null` with `block` (the value was built

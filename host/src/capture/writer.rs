@@ -321,12 +321,15 @@ mod tests {
     fn offset(n: u8) -> Offset {
         let mut bytes = [0; 10];
         bytes[9] = n;
-        Offset::Stream(Position {
-            commit: Lsn(bytes),
-            change: Lsn(bytes),
-            serial: 1,
-            command: Some(1),
-        })
+        Offset::Stream(
+            Position {
+                commit: Lsn(bytes),
+                change: Lsn(bytes),
+                serial: 1,
+                command: Some(1),
+            },
+            None,
+        )
     }
 
     fn properties(bootstrap: &str) -> Vec<(String, String)> {

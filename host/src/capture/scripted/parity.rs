@@ -69,11 +69,11 @@ async fn a_debezium_offset_inside_a_bulk_key_update_loses_nothing() {
             ..Memory::default()
         };
         let mut streamer = Streamer::new(settings.clone(), clock());
-        streamer.resume_from(start);
+        streamer.resume_from(start.clone());
         assert!(drain(&mut streamer, &mut script, &mut first).await.is_err());
         let stored = match first.offset() {
-            Some(Offset::Stream(p)) => Offset::Stream(Position { command: None, ..p }),
-            other => other.unwrap_or(start),
+            Some(Offset::Stream(p, tx)) => Offset::Stream(Position { command: None, ..p }, tx),
+            other => other.unwrap_or(start.clone()),
         };
         let mut second = Memory::default();
         let mut restarted = Streamer::new(settings, clock());
@@ -311,6 +311,8 @@ async fn a_key_change_counts_two_events_and_its_tombstone_names_the_new_key() {
     renumbered[0] = SqlValue::I32(2001);
     script.row("dbo_customers", 5, 1, Operation::UpdateBefore, sally());
     script.row("dbo_customers", 5, 1, Operation::UpdateAfter, renumbered);
+    // The next transaction: it ends the first.
+    script.row("dbo_customers", 6, 1, Operation::Insert, anne());
     let settings = CaptureSettings {
         transaction_metadata: true,
         ..settings()
@@ -328,8 +330,8 @@ async fn a_key_change_counts_two_events_and_its_tombstone_names_the_new_key() {
     let json = |i: usize| -> serde_json::Value {
         serde_json::from_slice(records[i].value.as_ref().expect("value")).expect("JSON")
     };
-    // BEGIN, delete, tombstone, create, END.
-    assert_eq!(records.len(), 5);
+    // BEGIN, delete, tombstone, create, END, BEGIN, create.
+    assert_eq!(records.len(), 7);
     assert_eq!(json(1)["transaction"]["total_order"], 1);
     assert_eq!(json(3)["transaction"]["total_order"], 2);
     assert_eq!(json(3)["transaction"]["data_collection_order"], 2);
