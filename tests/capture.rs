@@ -366,6 +366,27 @@ fn capture_from_a_real_sql_server() {
     });
 }
 
+/// `sluice capture convert <connector.json>` prints the golden TOML, and that TOML is a
+/// valid `sluice capture` configuration.
+#[test]
+fn sluice_capture_convert_prints_the_golden_toml() {
+    let dir = sluice_tests::repo_root().join("tests/capture_convert");
+    let output = std::process::Command::new(sluice_tests::sluice_bin())
+        .args(["capture", "convert"])
+        .arg(dir.join("inventory.json"))
+        .output()
+        .expect("sluice runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).expect("utf8");
+    let golden = std::fs::read_to_string(dir.join("inventory.toml")).expect("golden");
+    assert_eq!(printed, golden);
+    sluice::capture::config::parse(&printed, "inventory.toml").expect("a valid configuration");
+}
+
 /// [`Collected`] that fails (a crash) at commit number `crash_at`.
 #[derive(Clone)]
 struct Crashing {

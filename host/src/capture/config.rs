@@ -78,18 +78,29 @@ struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCapture {
     connection: Option<String>,
+    // Debezium's dotted names are accepted for the settings that take the same value
+    // (`"topic.prefix" = "server1"`), so a connector's properties can be pasted.
+    #[serde(alias = "topic.prefix")]
     topic_prefix: Option<String>,
     database: Option<String>,
     #[serde(default)]
     tables: Vec<String>,
+    #[serde(alias = "snapshot.mode")]
     snapshot_mode: Option<String>,
+    #[serde(alias = "decimal.handling.mode")]
     decimal_handling_mode: Option<String>,
     schemas_enable: Option<bool>,
+    #[serde(alias = "tombstones.on.delete")]
     tombstones_on_delete: Option<bool>,
+    #[serde(alias = "skipped.operations")]
+    skipped_operations: Option<String>,
+    #[serde(alias = "provide.transaction.metadata")]
     provide_transaction_metadata: Option<bool>,
+    #[serde(alias = "include.schema.changes")]
     include_schema_changes: Option<bool>,
     heartbeat_interval: Option<String>,
     poll_interval: Option<String>,
+    #[serde(alias = "max.iteration.transactions")]
     max_transactions_per_pass: Option<i64>,
     batch_size: Option<i64>,
     snapshot_progress_rows: Option<i64>,
@@ -375,6 +386,24 @@ fn validate_capture(
     };
     settings.events.schemas = c.schemas_enable.unwrap_or(false);
     settings.tombstones = c.tombstones_on_delete.unwrap_or(true);
+    // Debezium's default is "t" (truncates), which SQL Server's CDC never reports.
+    for op in c
+        .skipped_operations
+        .as_deref()
+        .unwrap_or("t")
+        .split(',')
+        .map(str::trim)
+    {
+        match op {
+            "none" | "t" | "" => {}
+            "c" | "u" | "d" => settings.skipped_operations.extend(op.chars()),
+            other => add(
+                problems,
+                "capture.skipped_operations",
+                format!("unknown operation {other:?} (expected a list of c, u, d, t, or \"none\")"),
+            ),
+        }
+    }
     settings.transaction_metadata = c.provide_transaction_metadata.unwrap_or(false);
     settings.schema_changes = c.include_schema_changes.unwrap_or(true);
     if let Some(version) = c.source_version {
@@ -524,6 +553,30 @@ mod tests {
         ] {
             assert!(error.contains(&format!("  - {path}")), "{path} in {error}");
         }
+    }
+
+    /// Debezium's dotted names are aliases of the keys taking the same values.
+    #[test]
+    fn debeziums_dotted_names_are_accepted() {
+        let config = parse(
+            r#"
+            [capture]
+            connection = "server=tcp:db,1433;database=testDB;user=sa;password=x"
+            "topic.prefix" = "server1"
+            tables = ["dbo.customers"]
+            "snapshot.mode" = "no_data"
+            "tombstones.on.delete" = false
+            "max.iteration.transactions" = 0
+            [kafka]
+            properties = { "bootstrap.servers" = "k:9092" }
+            "#,
+            "c.toml",
+        )
+        .expect("valid");
+        assert_eq!(config.settings.events.prefix, "server1");
+        assert_eq!(config.settings.snapshot, SnapshotMode::NoData);
+        assert!(!config.settings.tombstones);
+        assert_eq!(config.settings.max_transactions, 0);
     }
 
     #[test]

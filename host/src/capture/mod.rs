@@ -8,10 +8,12 @@
 //! - [`types`], [`envelope`]: Debezium's values, schemas and envelopes, byte for byte;
 //! - [`offsets`]: the offset, its encoding and the resume skip rule; [`writer`]: events
 //!   and the offset record in one Kafka transaction;
-//! - [`config`]: the `sluice capture` configuration.
+//! - [`config`]: the `sluice capture` configuration, [`convert`]: a Debezium connector's
+//!   JSON configuration turned into it.
 
 pub mod catalog;
 pub mod config;
+pub mod convert;
 pub mod envelope;
 pub mod lsn;
 pub mod merge;
@@ -106,6 +108,9 @@ pub struct CaptureSettings {
     pub snapshot_progress_rows: usize,
     /// A tombstone after every delete.
     pub tombstones: bool,
+    /// `skipped.operations`: change events not published, by op (`c`, `u`, `d`; a
+    /// primary-key update is a `u`, as Debezium judges it).
+    pub skipped_operations: Vec<char>,
     /// `provide.transaction.metadata`.
     pub transaction_metadata: bool,
     /// `include.schema.changes`: schema-change events on `<prefix>` (a CREATE per table
@@ -136,6 +141,7 @@ impl CaptureSettings {
             batch_size: 10_000,
             snapshot_progress_rows: 10_000,
             tombstones: true,
+            skipped_operations: Vec::new(),
             transaction_metadata: false,
             schema_changes: true,
             heartbeat: None,

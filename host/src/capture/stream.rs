@@ -238,6 +238,14 @@ impl Streamer {
                     }
                     _ => continue,
                 };
+                let op = match row.operation {
+                    Operation::Insert => 'c',
+                    Operation::Delete => 'd',
+                    _ => 'u',
+                };
+                if self.settings.skipped_operations.contains(&op) {
+                    continue;
+                }
                 self.emit(event, &mut out, to, writer).await?;
             }
         }

@@ -486,3 +486,39 @@ fn topic_and_database_names_follow_debezium() {
     assert_eq!(config.settings.events.database, "testDB");
     assert_eq!(config.topics(), ["server1.testDB.dbo.Stra_e"]);
 }
+
+/// `skipped.operations`: updates and deletes not published (a primary-key update is an
+/// update, as Debezium judges it); inserts are.
+#[tokio::test]
+async fn skipped_operations_are_not_published() {
+    let mut script = Script::with_customers();
+    let mut renumbered = sally();
+    renumbered[0] = SqlValue::I32(2001);
+    script.row("dbo_customers", 5, 1, Operation::Insert, anne());
+    script.row("dbo_customers", 6, 1, Operation::UpdateBefore, sally());
+    script.row("dbo_customers", 6, 1, Operation::UpdateAfter, renumbered);
+    script.row("dbo_customers", 7, 1, Operation::Delete, george());
+    let config = config::parse(
+        r#"
+        [capture]
+        connection = "server=tcp:db,1433;database=testDB;user=sa;password=x"
+        topic_prefix = "server1"
+        tables = ["dbo.customers"]
+        "skipped.operations" = "u,d"
+        [kafka]
+        properties = { "bootstrap.servers" = "k:9092" }
+        "#,
+        "c.toml",
+    )
+    .expect("valid");
+    let mut writer = Memory::default();
+    let mut streamer = Streamer::new(config.settings, clock());
+    streamer.resume_from(Offset::Snapshot {
+        commit: lsn(2),
+        completed: true,
+    });
+    drain(&mut streamer, &mut script, &mut writer)
+        .await
+        .expect("capture");
+    assert_eq!(writer.events(), pairs(&[("c", 1004)]));
+}
