@@ -94,6 +94,10 @@ pub(crate) struct RawCapture {
     tombstones_on_delete: Option<bool>,
     #[serde(alias = "skipped.operations")]
     skipped_operations: Option<String>,
+    #[serde(alias = "column.exclude.list")]
+    column_exclude_list: Option<String>,
+    #[serde(alias = "message.key.columns")]
+    message_key_columns: Option<String>,
     #[serde(alias = "provide.transaction.metadata")]
     provide_transaction_metadata: Option<bool>,
     #[serde(alias = "include.schema.changes")]
@@ -386,6 +390,32 @@ fn validate_capture(
     };
     settings.events.schemas = c.schemas_enable.unwrap_or(false);
     settings.tombstones = c.tombstones_on_delete.unwrap_or(true);
+    for column in c
+        .column_exclude_list
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        // Debezium's entries are regexes; sluice takes names, and says so.
+        if column.split('.').count() != 3 || column.chars().any(|ch| "^$*+?()[]{}|\\".contains(ch))
+        {
+            add(
+                problems,
+                "capture.column_exclude_list",
+                format!("{column:?} is not \"schema.table.column\" (names, not patterns)"),
+            );
+        } else {
+            settings.columns.excluded.push(column.to_owned());
+        }
+    }
+    if let Some(keys) = c.message_key_columns.as_deref() {
+        match super::columns::ColumnSettings::parse_keys(keys) {
+            Ok(keys) => settings.columns.keys = keys,
+            Err(message) => add(problems, "capture.message_key_columns", message),
+        }
+    }
     // Debezium's default is "t" (truncates), which SQL Server's CDC never reports.
     for op in c
         .skipped_operations

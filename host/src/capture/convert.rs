@@ -30,6 +30,8 @@ const RENAMED: &[(&str, &str)] = &[
     ("decimal.handling.mode", "decimal_handling_mode"),
     ("tombstones.on.delete", "tombstones_on_delete"),
     ("skipped.operations", "skipped_operations"),
+    ("column.exclude.list", "column_exclude_list"),
+    ("message.key.columns", "message_key_columns"),
     (
         "provide.transaction.metadata",
         "provide_transaction_metadata",

@@ -12,6 +12,7 @@
 //!   JSON configuration turned into it.
 
 pub mod catalog;
+pub mod columns;
 pub mod config;
 pub mod convert;
 pub mod envelope;
@@ -93,6 +94,8 @@ pub struct CaptureSettings {
     pub events: EventSettings,
     /// Captured tables, `schema.table`.
     pub tables: Vec<String>,
+    /// `column.exclude.list` and `message.key.columns`.
+    pub columns: columns::ColumnSettings,
     pub snapshot: SnapshotMode,
     pub on_gap: GapPolicy,
     /// What to do when a capture instance being read disappears.
@@ -134,6 +137,7 @@ impl CaptureSettings {
                 schemas: false,
             },
             tables,
+            columns: columns::ColumnSettings::default(),
             snapshot: SnapshotMode::Initial,
             on_gap: GapPolicy::Fail,
             on_vanished: plan::VanishedPolicy::Drop,

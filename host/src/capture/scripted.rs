@@ -146,8 +146,13 @@ impl CdcTables for Script {
                     .filter(|r| r.start_lsn >= read.from && r.start_lsn <= read.to)
                     .cloned()
                     .collect();
-                // The server's ORDER BY.
+                // The server's ORDER BY, and its select list.
                 rows.sort_by_key(|r| (r.start_lsn, r.command_id, r.seqval, r.operation));
+                if let Some(full) = self.instances.iter().find(|i| i.name == read.instance.name) {
+                    for row in &mut rows {
+                        row.values = project(&full.table, &read.instance.table, &row.values);
+                    }
+                }
                 futures::stream::iter(rows.into_iter().map(Ok)).boxed()
             })
             .collect())
@@ -165,7 +170,13 @@ impl CdcTables for Script {
         &'a mut self,
         table: &'a TableSchema,
     ) -> Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError> {
-        let rows = self.snapshot.get(&table.id()).cloned().unwrap_or_default();
+        let mut rows = self.snapshot.get(&table.id()).cloned().unwrap_or_default();
+        if let Some(full) = self.instances.iter().find(|i| i.table.id() == table.id()) {
+            rows = rows
+                .iter()
+                .map(|row| project(&full.table, table, row))
+                .collect();
+        }
         Ok(futures::stream::iter(rows.into_iter().map(Ok)).boxed())
     }
     async fn end_snapshot(&mut self) -> Result<(), TablesError> {
@@ -178,6 +189,25 @@ impl CdcTables for Script {
     async fn now_ms(&mut self) -> Result<i64, TablesError> {
         Ok(1_795_162_530_000)
     }
+}
+
+/// The values of `row` (in `full`'s columns) that `wanted` selects, as a server returns
+/// only the columns of its select list.
+fn project(full: &TableSchema, wanted: &TableSchema, row: &[SqlValue]) -> Vec<SqlValue> {
+    if !wanted
+        .columns
+        .iter()
+        .all(|c| full.columns.iter().any(|f| f.name == c.name))
+    {
+        // Another instance's columns: the rows are already in its shape.
+        return row.to_vec();
+    }
+    wanted
+        .columns
+        .iter()
+        .filter_map(|c| full.columns.iter().position(|f| f.name == c.name))
+        .filter_map(|i| row.get(i).cloned())
+        .collect()
 }
 
 /// Keeps what was committed; fails (a crash) at commit number `crash_at` (1-based).

@@ -96,7 +96,8 @@ pub async fn table_schemas<T: CdcTables>(
     settings: &CaptureSettings,
     position: Lsn,
 ) -> Result<Vec<TableSchema>, CaptureError> {
-    let instances = tables.capture_instances().await?;
+    let mut instances = tables.capture_instances().await?;
+    settings.columns.apply(&mut instances)?;
     let mut schemas = Vec::new();
     for table in &settings.tables {
         let of_table = || instances.iter().filter(|i| &i.table.id() == table);

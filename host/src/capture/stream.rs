@@ -177,7 +177,8 @@ impl Streamer {
             self.heartbeat(writer).await?;
             return Ok(false);
         }
-        let instances = tables.capture_instances().await?;
+        let mut instances = tables.capture_instances().await?;
+        self.settings.columns.apply(&mut instances)?;
         let plan = plan::plan(
             &self.settings.tables,
             &instances,
