@@ -25,6 +25,10 @@ use super::{EventWriter, OffsetValue, OutRecord, WriteError};
 use crate::runtime::{Header, OutputRecord};
 use crate::sink::kafka::ErrorCounter;
 
+/// librdkafka's partitioner matching the Java client's: murmur2 of the key (random for
+/// null keys, as the Java client spreads them).
+pub const PARTITIONER: &str = "murmur2_random";
+
 /// How long one transactional call (init, commit, abort) may block.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -64,6 +68,28 @@ fn is_fenced(error: &KafkaError) -> bool {
     }
 }
 
+/// The producer's configuration: idempotent, `acks=all`, the Java client's partitioner,
+/// then `properties` verbatim (they may override), then the transactional id.
+fn producer_config(
+    properties: &[(String, String)],
+    transactional_id: Option<&str>,
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("acks", "all");
+    config.set("enable.idempotence", "true");
+    // Kafka's Java producer (Kafka Connect's, so Debezium's) places a key by murmur2;
+    // librdkafka's default (`consistent_random`, CRC32) places it elsewhere, so a topic
+    // Debezium wrote would get one key on two partitions and lose its order.
+    config.set("partitioner", PARTITIONER);
+    for (key, value) in properties {
+        config.set(key, value);
+    }
+    if let Some(id) = transactional_id {
+        config.set("transactional.id", id);
+    }
+    config
+}
+
 impl KafkaWriter {
     /// A producer for `properties` (librdkafka, verbatim); with `transactional`, a
     /// transactional producer initialised (fencing any older one with the same id).
@@ -75,16 +101,8 @@ impl KafkaWriter {
         database: &str,
         transactional: bool,
     ) -> Result<Self, WriteError> {
-        let mut config = ClientConfig::new();
-        config.set("acks", "all");
-        config.set("enable.idempotence", "true");
-        for (key, value) in properties {
-            config.set(key, value);
-        }
         let transactional_id = transactional.then(|| transactional_id(server, database));
-        if let Some(id) = &transactional_id {
-            config.set("transactional.id", id);
-        }
+        let config = producer_config(properties, transactional_id.as_deref());
         let producer: FutureProducer<ErrorCounter> = config
             .create_with_context(ErrorCounter::new(None))
             .map_err(|e| WriteError::Kafka(format!("creating the producer: {e}")))?;
@@ -312,11 +330,15 @@ mod tests {
     fn offset(n: u8) -> Offset {
         let mut bytes = [0; 10];
         bytes[9] = n;
-        Offset::Stream(Position {
-            commit: Lsn(bytes),
-            change: Lsn(bytes),
-            serial: 1,
-        })
+        Offset::Stream(
+            Position {
+                commit: Lsn(bytes),
+                change: Lsn(bytes),
+                serial: 1,
+                command: Some(1),
+            },
+            None,
+        )
     }
 
     fn properties(bootstrap: &str) -> Vec<(String, String)> {
@@ -346,6 +368,20 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Keys land on the partitions Kafka Connect's producer chose (murmur2), unless the
+    /// properties say otherwise.
+    #[test]
+    fn the_producer_partitions_keys_as_the_java_client_does() {
+        let config = producer_config(&properties("k:9092"), None);
+        assert_eq!(config.get("partitioner"), Some("murmur2_random"));
+        let mut own = properties("k:9092");
+        own.push(("partitioner".into(), "consistent_random".into()));
+        assert_eq!(
+            producer_config(&own, Some("t")).get("partitioner"),
+            Some("consistent_random")
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
