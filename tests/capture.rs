@@ -62,11 +62,15 @@ fn record(id: i32) -> OutRecord {
 fn offset(commit: u8, serial: i64) -> Offset {
     let mut bytes = [0; 10];
     bytes[9] = commit;
-    Offset::Stream(Position {
-        commit: sluice_capture::sqlserver::lsn::Lsn(bytes),
-        change: sluice_capture::sqlserver::lsn::Lsn(bytes),
-        serial,
-    })
+    Offset::Stream(
+        Position {
+            commit: sluice_capture::sqlserver::lsn::Lsn(bytes),
+            change: sluice_capture::sqlserver::lsn::Lsn(bytes),
+            serial,
+            command: Some(1),
+        },
+        None,
+    )
 }
 
 fn properties(bootstrap: &str) -> Vec<(String, String)> {
@@ -352,6 +356,184 @@ fn capture_from_a_real_sql_server() {
         assert_eq!((columns[0]["jdbcType"].clone(), columns[0]["optional"].clone()), (4.into(), false.into()));
         assert_eq!((columns[1]["typeName"].clone(), columns[1]["length"].clone()), ("nvarchar".into(), 255.into()));
         assert_eq!((columns[4]["length"].clone(), columns[4]["scale"].clone()), (27.into(), 7.into()));
+        run(format!("EXEC sys.sp_cdc_disable_table @source_schema = N'dbo', @source_name = N'{table}', @capture_instance = N'all'; DROP TABLE dbo.{table};"), db_url).await;
+    });
+}
+
+/// `sluice capture convert <connector.json>` prints the golden TOML, and that TOML is a
+/// valid `sluice capture` configuration.
+#[test]
+fn sluice_capture_convert_prints_the_golden_toml() {
+    let dir = sluice_tests::repo_root().join("tests/capture_convert");
+    let output = std::process::Command::new(sluice_tests::sluice_bin())
+        .args(["capture", "convert"])
+        .arg(dir.join("inventory.json"))
+        .output()
+        .expect("sluice runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).expect("utf8");
+    let golden = std::fs::read_to_string(dir.join("inventory.toml")).expect("golden");
+    assert_eq!(printed, golden);
+    sluice_capture::config::parse(&printed, "inventory.toml").expect("a valid configuration");
+}
+
+/// [`Collected`] that fails (a crash) at commit number `crash_at`.
+#[derive(Clone)]
+struct Crashing {
+    inner: Collected,
+    attempts: Arc<Mutex<usize>>,
+    crash_at: usize,
+}
+
+impl EventWriter for Crashing {
+    async fn commit(&mut self, records: Vec<OutRecord>, offset: Offset) -> Result<(), WriteError> {
+        let attempt = {
+            let mut attempts = self.attempts.lock().expect("lock");
+            *attempts += 1;
+            *attempts
+        };
+        if attempt == self.crash_at {
+            return Err(WriteError::Kafka("killed".into()));
+        }
+        self.inner.commit(records, offset).await
+    }
+}
+
+/// Issue 14 against a real SQL Server: a column capture does not map (`hierarchyid`) is
+/// left out and the table captured; a bulk primary-key update (one statement, logged as
+/// deletes then inserts with falling change LSNs) with capture killed in its middle and
+/// restarted from the stored offset publishes every event exactly once; and after the
+/// cleanup job removed changes the stored offset still needed, capture refuses to go on.
+#[test]
+#[ignore = "needs SQL Server with the Agent running: SLUICE_TEST_MSSQL_URL (an ADO.NET connection string with a sysadmin login)"]
+fn real_sql_server_unmapped_column_bulk_key_update_and_cleanup_gap() {
+    let url = std::env::var("SLUICE_TEST_MSSQL_URL").expect("SLUICE_TEST_MSSQL_URL");
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    tokio.block_on(async {
+        use sluice_capture::sqlserver::{SqlServerTables, client};
+        use sluice_capture::sqlserver::tables::CdcTables;
+        let run = |sql: String, url: String| async move {
+            let mut client = client(&url).await.expect("connect");
+            client
+                .simple_query(sql.as_str())
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .into_results()
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        };
+        run("IF DB_ID(N'sluice_test') IS NULL CREATE DATABASE sluice_test".into(), url.clone()).await;
+        let db_url = format!("{url};database=sluice_test");
+        let table = format!("places_{}", std::process::id());
+        let instance = format!("dbo_{table}");
+        run("IF (SELECT is_cdc_enabled FROM sys.databases WHERE name = DB_NAME()) = 0 EXEC sys.sp_cdc_enable_db".into(), db_url.clone()).await;
+        let rows: Vec<String> = (1..=20).map(|id| format!("({id}, hierarchyid::Parse('/{id}/'), N'p{id}@example.org')")).collect();
+        run(format!(
+            "CREATE TABLE dbo.{table} (id int NOT NULL PRIMARY KEY, node hierarchyid NULL, email nvarchar(255) NULL); \
+             INSERT INTO dbo.{table} VALUES {}; \
+             EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'{table}', @role_name = NULL, @capture_instance = N'{instance}';",
+            rows.join(", ")
+        ), db_url.clone()).await;
+        let mut settings = sluice_capture::CaptureSettings::new("server1", "sluice_test", vec![format!("dbo.{table}")]);
+        settings.poll_interval = Duration::from_millis(200);
+        settings.batch_size = 1;
+        let topic = format!("server1.sluice_test.dbo.{table}");
+        let connect = || async {
+            SqlServerTables::connect(&db_url, vec![format!("dbo.{table}")]).await.expect("CDC tables (a hierarchyid column must not stop them)")
+        };
+        let wait_for = |what: &'static str, done: Box<dyn Fn() -> bool + Send>| async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(90);
+            while !done() {
+                assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        };
+        let mut tables = connect().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while tables.max_lsn().await.expect("max LSN").is_none() {
+            assert!(std::time::Instant::now() < deadline, "no max LSN: is SQL Server Agent running?");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let progress = sluice_capture::sqlserver::snapshot::Progress::default();
+        // 1. The snapshot, without the hierarchyid column.
+        let snapshot = Collected::default();
+        {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let mut writer = snapshot.clone();
+            let settings = settings.clone();
+            let capture = tokio::spawn(async move {
+                let progress = sluice_capture::sqlserver::snapshot::Progress::default();
+                let result = sluice_capture::run(&mut tables, &mut writer, &settings, None, sluice_capture::system_clock(), &progress, async { let _ = stopped.await; }).await;
+                (tables, result)
+            });
+            let (seen, topic2) = (snapshot.clone(), topic.clone());
+            wait_for("the snapshot", Box::new(move || seen.events(&topic2).len() >= 20)).await;
+            let _ = stop.send(());
+            let (back, result) = capture.await.expect("join");
+            tables = back;
+            result.expect("snapshot");
+        }
+        let stored = snapshot.0.lock().expect("lock").last().map(|(_, o)| o.clone()).expect("an offset");
+        for record in snapshot.0.lock().expect("lock").iter().flat_map(|(r, _)| r.iter()).filter(|r| r.topic == topic) {
+            let value: serde_json::Value = serde_json::from_slice(record.value.as_ref().expect("value")).expect("JSON");
+            assert!(value["after"].get("node").is_none() && value["after"]["email"].is_string(), "{value}");
+        }
+        // 2. A bulk primary-key update; capture killed in its middle, then restarted.
+        run(format!("UPDATE dbo.{table} SET id = id + 1000"), db_url.clone()).await;
+        let mut expected: Vec<(String, i64)> = Vec::new();
+        let killed = Crashing { inner: Collected::default(), attempts: Arc::default(), crash_at: 15 };
+        let mut writer = killed.clone();
+        let result = sluice_capture::run(&mut tables, &mut writer, &settings, Some(stored.clone()), sluice_capture::system_clock(), &progress, std::future::pending()).await;
+        assert!(result.is_err(), "killed at commit 15");
+        let resume = killed.inner.0.lock().expect("lock").last().map(|(_, o)| o.clone()).unwrap_or(stored);
+        let restarted = Collected::default();
+        {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let mut writer = restarted.clone();
+            let settings = settings.clone();
+            let capture = tokio::spawn(async move {
+                let progress = sluice_capture::sqlserver::snapshot::Progress::default();
+                let result = sluice_capture::run(&mut tables, &mut writer, &settings, Some(resume), sluice_capture::system_clock(), &progress, async { let _ = stopped.await; }).await;
+                (tables, result)
+            });
+            let (first, second, topic2) = (killed.inner.clone(), restarted.clone(), topic.clone());
+            // 20 deletes (each with its tombstone) and 20 creates.
+            wait_for("the bulk update", Box::new(move || first.events(&topic2).len() + second.events(&topic2).len() >= 60)).await;
+            let _ = stop.send(());
+            let (back, result) = capture.await.expect("join");
+            tables = back;
+            result.expect("restarted capture");
+        }
+        let mut published = killed.inner.events(&topic);
+        published.extend(restarted.events(&topic));
+        for id in 1..=20 {
+            expected.push(("d".into(), id));
+            expected.push(("-".into(), id));
+            expected.push(("c".into(), id + 1000));
+        }
+        let mut sorted = published.clone();
+        sorted.sort();
+        expected.sort();
+        assert_eq!(sorted, expected, "every event exactly once across the kill: {published:?}");
+        // 3. The cleanup job removes changes the stored offset still needs.
+        let stored = restarted.0.lock().expect("lock").last().map(|(_, o)| o.clone()).expect("an offset");
+        let before = tables.max_lsn().await.expect("max LSN");
+        run(format!("INSERT INTO dbo.{table} (id, email) VALUES (5000, N'late@example.org')"), db_url.clone()).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while tables.max_lsn().await.expect("max LSN") == before {
+            assert!(std::time::Instant::now() < deadline, "the insert never reached CDC");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        run(format!(
+            "DECLARE @lwm binary(10) = sys.fn_cdc_get_max_lsn(); \
+             EXEC sys.sp_cdc_cleanup_change_table @capture_instance = N'{instance}', @low_water_mark = @lwm, @threshold = 5000;"
+        ), db_url.clone()).await;
+        let error = sluice_capture::run(&mut tables, &mut Collected::default(), &settings, Some(stored), sluice_capture::system_clock(), &progress, async {}).await.expect_err("a cleanup gap");
+        assert!(matches!(error, sluice_capture::CaptureError::CleanupGap { .. }), "{error}");
         run(format!("EXEC sys.sp_cdc_disable_table @source_schema = N'dbo', @source_name = N'{table}', @capture_instance = N'all'; DROP TABLE dbo.{table};"), db_url).await;
     });
 }

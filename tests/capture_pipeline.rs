@@ -18,7 +18,7 @@ use serde_json::Value;
 use sluice_capture::envelope::TableSchema;
 use sluice_capture::sqlserver::lsn::Lsn;
 use sluice_capture::sqlserver::tables::{
-    CaptureInstance, CdcTables, ChangeRow, Operation, TablesError,
+    CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, TablesError,
 };
 use sluice_capture::sqlserver::types::SqlValue;
 use sluice_tests::{Broker, components, repo_root, sample};
@@ -169,10 +169,6 @@ impl CdcTables for SampleTables {
         Ok(vec![self.instance.clone()])
     }
 
-    async fn min_lsn(&mut self, _instance: &str) -> Result<Lsn, TablesError> {
-        Ok(Lsn::ZERO)
-    }
-
     async fn window_end(
         &mut self,
         from: Lsn,
@@ -188,17 +184,18 @@ impl CdcTables for SampleTables {
         Ok(commits.into_iter().take(transactions as usize).max())
     }
 
-    async fn changes(
-        &mut self,
-        _instance: &CaptureInstance,
-        from: Lsn,
-        to: Lsn,
-    ) -> Result<Vec<ChangeRow>, TablesError> {
-        Ok(self
-            .changes
+    async fn changes<'a>(&'a mut self, reads: &'a [Read]) -> Result<Vec<Rows<'a>>, TablesError> {
+        let changes = &self.changes;
+        Ok(reads
             .iter()
-            .filter(|c| from <= c.start_lsn && c.start_lsn <= to)
-            .cloned()
+            .map(|read| {
+                let rows = changes
+                    .iter()
+                    .filter(move |c| read.from <= c.start_lsn && c.start_lsn <= read.to)
+                    .cloned()
+                    .map(Ok);
+                futures::stream::iter(rows).boxed()
+            })
             .collect())
     }
 

@@ -23,15 +23,28 @@ enum Command {
         config: PathBuf,
     },
     /// Captures SQL Server CDC changes into Kafka as Debezium change events.
+    #[command(args_conflicts_with_subcommands = true)]
     Capture {
         /// The TOML configuration (see README, SQL Server capture).
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, required = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Option<CaptureCommand>,
     },
     /// Tools for plugin authors.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaptureCommand {
+    /// Prints the `sluice capture` TOML for a Debezium SQL Server connector's JSON
+    /// configuration (what is not converted is listed in a comment).
+    Convert {
+        /// The connector's JSON (`{"name":...,"config":{...}}` or the bare `config`).
+        connector: PathBuf,
     },
 }
 
@@ -152,7 +165,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             stats?.log("all", "pipeline finished");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Capture { config } => {
+        Command::Capture {
+            command: Some(CaptureCommand::Convert { connector }),
+            ..
+        } => {
+            let json = std::fs::read_to_string(&connector)
+                .with_context(|| format!("reading {}", connector.display()))?;
+            let toml = sluice_capture::convert::convert(&json)
+                .with_context(|| format!("converting {}", connector.display()))?;
+            print!("{toml}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Capture { config, .. } => {
+            let Some(config) = config else {
+                bail!("sluice capture: --config <file> is required");
+            };
             let config = sluice_capture::config::load_any(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime

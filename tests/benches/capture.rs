@@ -10,6 +10,11 @@
 //!    offset record) against a bare rdkafka producer sending the same number of records of
 //!    the same size: events/s and the ratio.
 //!
+//! 3. Memory: one SQL transaction of many updates, its rows generated as they are read
+//!    (as a server's come off the connection): the peak heap capture adds (counted by
+//!    the allocator), against the same rows collected into a `Vec` (what a pass held
+//!    before it streamed).
+//!
 //! `cargo bench -p sluice-tests --bench capture` (add `-- --quick` for a smoke run).
 //! Results and how to read them: BENCHMARKS.md.
 
@@ -25,7 +30,7 @@ use sluice_capture::envelope::TableSchema;
 use sluice_capture::offsets::Offset;
 use sluice_capture::sqlserver::lsn::Lsn;
 use sluice_capture::sqlserver::tables::{
-    CaptureInstance, CdcTables, ChangeRow, Operation, TablesError,
+    CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, TablesError,
 };
 use sluice_capture::sqlserver::types::SqlValue;
 use sluice_capture::{CaptureSettings, EventWriter, OutRecord, WriteError};
@@ -123,9 +128,6 @@ impl CdcTables for Synthetic {
     async fn capture_instances(&mut self) -> Result<Vec<CaptureInstance>, TablesError> {
         Ok(vec![self.instance.clone()])
     }
-    async fn min_lsn(&mut self, _instance: &str) -> Result<Lsn, TablesError> {
-        Ok(Lsn::ZERO)
-    }
     async fn window_end(
         &mut self,
         from: Lsn,
@@ -139,15 +141,17 @@ impl CdcTables for Synthetic {
             .map(|r| r.start_lsn)
             .max())
     }
-    async fn changes(
-        &mut self,
-        _instance: &CaptureInstance,
-        from: Lsn,
-        to: Lsn,
-    ) -> Result<Vec<ChangeRow>, TablesError> {
-        let first = self.rows.partition_point(|r| r.start_lsn < from);
-        let end = self.rows.partition_point(|r| r.start_lsn <= to);
-        Ok(self.rows[first..end].to_vec())
+    async fn changes<'a>(&'a mut self, reads: &'a [Read]) -> Result<Vec<Rows<'a>>, TablesError> {
+        // Rows are cloned as they are read, as a server's come off the connection.
+        let rows = &self.rows;
+        Ok(reads
+            .iter()
+            .map(|read| {
+                let first = rows.partition_point(|r| r.start_lsn < read.from);
+                let end = rows.partition_point(|r| r.start_lsn <= read.to);
+                futures::stream::iter(rows[first..end].iter().cloned().map(Ok)).boxed()
+            })
+            .collect())
     }
     async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
         Ok(())
@@ -167,6 +171,151 @@ impl CdcTables for Synthetic {
     async fn now_ms(&mut self) -> Result<i64, TablesError> {
         Ok(1_763_900_000_000)
     }
+}
+
+/// One SQL transaction of `updates` update pairs, generated as they are read.
+struct OneTransaction {
+    instance: CaptureInstance,
+    updates: usize,
+}
+
+impl OneTransaction {
+    fn rows(updates: usize) -> impl Iterator<Item = ChangeRow> + Send + 'static {
+        (0..updates).flat_map(|i| {
+            let change = lsn(1, 0).increment_by(i);
+            [
+                (
+                    Operation::UpdateBefore,
+                    format!("old.address.{i}@example.com"),
+                ),
+                (
+                    Operation::UpdateAfter,
+                    format!("new.address.{i}@example.org"),
+                ),
+            ]
+            .into_iter()
+            .map(move |(operation, email)| ChangeRow {
+                start_lsn: lsn(2, 0),
+                seqval: change,
+                operation,
+                command_id: 1,
+                commit_ts_ms: 1_763_900_000_000,
+                values: row(i, &email),
+            })
+        })
+    }
+}
+
+/// `increment_by` for the synthetic change LSNs.
+trait Increment {
+    fn increment_by(self, n: usize) -> Lsn;
+}
+
+impl Increment for Lsn {
+    fn increment_by(self, n: usize) -> Lsn {
+        let mut bytes = self.0;
+        bytes[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+        Lsn(bytes)
+    }
+}
+
+impl CdcTables for OneTransaction {
+    async fn max_lsn(&mut self) -> Result<Option<Lsn>, TablesError> {
+        Ok(Some(lsn(2, 0)))
+    }
+    async fn capture_instances(&mut self) -> Result<Vec<CaptureInstance>, TablesError> {
+        Ok(vec![self.instance.clone()])
+    }
+    async fn window_end(
+        &mut self,
+        from: Lsn,
+        _transactions: u32,
+    ) -> Result<Option<Lsn>, TablesError> {
+        Ok((from <= lsn(2, 0)).then_some(lsn(2, 0)))
+    }
+    async fn changes<'a>(&'a mut self, reads: &'a [Read]) -> Result<Vec<Rows<'a>>, TablesError> {
+        let updates = self.updates;
+        Ok(reads
+            .iter()
+            .map(|_| futures::stream::iter(Self::rows(updates).map(Ok)).boxed())
+            .collect())
+    }
+    async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
+        Ok(())
+    }
+    async fn count_rows(&mut self, _table: &TableSchema) -> Result<u64, TablesError> {
+        Ok(0)
+    }
+    async fn snapshot_rows<'a>(
+        &'a mut self,
+        _table: &'a TableSchema,
+    ) -> Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError> {
+        Ok(futures::stream::empty().boxed())
+    }
+    async fn end_snapshot(&mut self) -> Result<(), TablesError> {
+        Ok(())
+    }
+    async fn now_ms(&mut self) -> Result<i64, TablesError> {
+        Ok(1_763_900_000_000)
+    }
+}
+
+/// The system allocator, counting the bytes live and their peak, so the memory part
+/// measures the heap capture holds exactly (resident memory would hide reuse of memory
+/// freed by the parts before it).
+struct PeakHeap;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// Unsafe: a `GlobalAlloc` must be an `unsafe impl`; this one only forwards to `System`
+// and counts, in this benchmark binary alone.
+#[allow(unsafe_code)]
+mod peak_heap {
+    use super::{LIVE, PEAK, PeakHeap};
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::Ordering;
+
+    fn grew(bytes: usize) {
+        let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        PEAK.fetch_max(live, Ordering::Relaxed);
+    }
+
+    unsafe impl GlobalAlloc for PeakHeap {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: forwarded unchanged to the system allocator.
+            let pointer = unsafe { System.alloc(layout) };
+            if !pointer.is_null() {
+                grew(layout.size());
+            }
+            pointer
+        }
+        unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+            // SAFETY: forwarded unchanged to the system allocator.
+            unsafe { System.dealloc(pointer, layout) };
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+            // SAFETY: forwarded unchanged to the system allocator.
+            let moved = unsafe { System.realloc(pointer, layout, size) };
+            if !moved.is_null() {
+                LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+                grew(size);
+            }
+            moved
+        }
+    }
+
+    #[global_allocator]
+    static HEAP: PeakHeap = PeakHeap;
+}
+
+/// The peak heap `work` adds above what was live when it began, MiB.
+fn peak_added_mib(work: impl FnOnce()) -> f64 {
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    work();
+    (PEAK.load(Ordering::Relaxed) - before) as f64 / (1024.0 * 1024.0)
 }
 
 /// Counts the data events it is given (and their bytes), then drops them.
@@ -371,6 +520,61 @@ fn main() {
         rate(elapsed),
         rate(elapsed) / rate(bare)
     );
+
+    // 3. Memory: one transaction, at two part sizes.
+    let updates = if quick { 50_000 } else { 500_000 };
+    let instance = CaptureInstance {
+        name: "dbo_customers".into(),
+        table: sluice_tests::customers_table(),
+        start_lsn: lsn(0, 1),
+    };
+    let mut streamed = Vec::new();
+    for batch_size in [10_000, 1_000] {
+        let settings = CaptureSettings {
+            batch_size,
+            ..CaptureSettings::new("server1", "testDB", vec!["dbo.customers".into()])
+        };
+        let counting = Counting::default();
+        let peak = peak_added_mib(|| {
+            let mut tables = OneTransaction {
+                instance: instance.clone(),
+                updates,
+            };
+            let mut writer = counting.clone();
+            let mut streamer = sluice_capture::sqlserver::stream::Streamer::new(
+                settings,
+                sluice_capture::system_clock(),
+            );
+            streamer.resume_from(Offset::Snapshot {
+                commit: lsn(1, 0),
+                completed: true,
+            });
+            tokio
+                .block_on(streamer.pass(&mut tables, &mut writer))
+                .expect("pass");
+        });
+        assert_eq!(counting.events.load(Ordering::Relaxed), updates);
+        streamed.push((batch_size, peak));
+    }
+    let collected = peak_added_mib(|| {
+        let rows: Vec<ChangeRow> = OneTransaction::rows(updates).collect();
+        std::hint::black_box(&rows);
+    });
+    println!();
+    println!(
+        "| one transaction of {updates} updates ({} rows) | peak heap added | vs rows collected |",
+        updates * 2
+    );
+    println!("|---|---:|---:|");
+    println!(
+        "| the rows collected in a Vec (baseline: a pass before streaming) | {collected:.1} MiB | 1.00× |"
+    );
+    for (batch_size, peak) in streamed {
+        println!(
+            "| capture pass, batch_size {batch_size}, into a counting writer | {peak:.1} MiB | {:.3}× |",
+            peak / collected
+        );
+    }
 }
 
 /// The Kafka writer, counting what it has published (acknowledged) so far.

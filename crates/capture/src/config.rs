@@ -21,6 +21,7 @@ use serde::Deserialize;
 use sluice_core::admin::RawAdmin;
 use sluice_core::settings::{ConfigError, Problem, parse_duration};
 
+use crate::sqlserver::plan::VanishedPolicy;
 use crate::sqlserver::types::DecimalMode;
 use crate::{CaptureSettings, GapPolicy, SnapshotMode};
 
@@ -49,7 +50,12 @@ impl CaptureConfig {
         self.settings
             .tables
             .iter()
-            .map(|table| format!("{}.{}.{table}", events.prefix, events.database))
+            .map(|table| {
+                super::envelope::topic_name(&format!(
+                    "{}.{}.{table}",
+                    events.prefix, events.database
+                ))
+            })
             .collect()
     }
 }
@@ -74,22 +80,38 @@ pub struct RawCapture {
     #[serde(rename = "type")]
     _kind: Option<String>,
     connection: Option<String>,
+    // Debezium's dotted names are accepted for the settings that take the same value
+    // (`"topic.prefix" = "server1"`), so a connector's properties can be pasted.
+    #[serde(alias = "topic.prefix")]
     topic_prefix: Option<String>,
     database: Option<String>,
     #[serde(default)]
     tables: Vec<String>,
+    #[serde(alias = "snapshot.mode")]
     snapshot_mode: Option<String>,
+    #[serde(alias = "decimal.handling.mode")]
     decimal_handling_mode: Option<String>,
     schemas_enable: Option<bool>,
+    #[serde(alias = "tombstones.on.delete")]
     tombstones_on_delete: Option<bool>,
+    #[serde(alias = "skipped.operations")]
+    skipped_operations: Option<String>,
+    #[serde(alias = "column.exclude.list")]
+    column_exclude_list: Option<String>,
+    #[serde(alias = "message.key.columns")]
+    message_key_columns: Option<String>,
+    #[serde(alias = "provide.transaction.metadata")]
     provide_transaction_metadata: Option<bool>,
+    #[serde(alias = "include.schema.changes")]
     include_schema_changes: Option<bool>,
     heartbeat_interval: Option<String>,
     poll_interval: Option<String>,
+    #[serde(alias = "max.iteration.transactions")]
     max_transactions_per_pass: Option<i64>,
     batch_size: Option<i64>,
     snapshot_progress_rows: Option<i64>,
     on_cleanup_gap: Option<String>,
+    on_instance_vanished: Option<String>,
     source_version: Option<String>,
     /// Where capture writes (`[capture.kafka]`); in a `sluice capture` file `[kafka]`
     /// says the same.
@@ -532,8 +554,64 @@ fn validate_capture(
             GapPolicy::Fail
         }
     };
+    settings.on_vanished = match c.on_instance_vanished.as_deref() {
+        None | Some("drop") => VanishedPolicy::Drop,
+        Some("fail") => VanishedPolicy::Fail,
+        Some(other) => {
+            add(
+                problems,
+                "capture.on_instance_vanished",
+                format!("unknown policy {other:?} (expected \"drop\" or \"fail\")"),
+            );
+            VanishedPolicy::Drop
+        }
+    };
     settings.events.schemas = c.schemas_enable.unwrap_or(false);
     settings.tombstones = c.tombstones_on_delete.unwrap_or(true);
+    for column in c
+        .column_exclude_list
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        // Debezium's entries are regexes; sluice takes names, and says so.
+        if column.split('.').count() != 3 || column.chars().any(|ch| "^$*+?()[]{}|\\".contains(ch))
+        {
+            add(
+                problems,
+                "capture.column_exclude_list",
+                format!("{column:?} is not \"schema.table.column\" (names, not patterns)"),
+            );
+        } else {
+            settings.columns.excluded.push(column.to_owned());
+        }
+    }
+    if let Some(keys) = c.message_key_columns.as_deref() {
+        match crate::sqlserver::columns::ColumnSettings::parse_keys(keys) {
+            Ok(keys) => settings.columns.keys = keys,
+            Err(message) => add(problems, "capture.message_key_columns", message),
+        }
+    }
+    // Debezium's default is "t" (truncates), which SQL Server's CDC never reports.
+    for op in c
+        .skipped_operations
+        .as_deref()
+        .unwrap_or("t")
+        .split(',')
+        .map(str::trim)
+    {
+        match op {
+            "none" | "t" | "" => {}
+            "c" | "u" | "d" => settings.skipped_operations.extend(op.chars()),
+            other => add(
+                problems,
+                "capture.skipped_operations",
+                format!("unknown operation {other:?} (expected a list of c, u, d, t, or \"none\")"),
+            ),
+        }
+    }
     settings.transaction_metadata = c.provide_transaction_metadata.unwrap_or(false);
     settings.schema_changes = c.include_schema_changes.unwrap_or(true);
     if let Some(version) = c.source_version {
@@ -554,7 +632,8 @@ fn validate_capture(
     settings.max_transactions = count(
         c.max_transactions_per_pass,
         "capture.max_transactions_per_pass",
-        1..=100_000,
+        // 0: unbounded, as Debezium's `max.iteration.transactions = 0`.
+        0..=100_000,
         500,
         problems,
     ) as u32;
@@ -673,7 +752,7 @@ mod tests {
             snapshot_mode = "sometimes"
             decimal_handling_mode = "float"
             poll_interval = "soon"
-            max_transactions_per_pass = 0
+            max_transactions_per_pass = -1
             [kafka]
             properties = { "transactional.id" = "x" }
             "#,
@@ -694,6 +773,30 @@ mod tests {
         ] {
             assert!(error.contains(&format!("  - {path}")), "{path} in {error}");
         }
+    }
+
+    /// Debezium's dotted names are aliases of the keys taking the same values.
+    #[test]
+    fn debeziums_dotted_names_are_accepted() {
+        let config = parse(
+            r#"
+            [capture]
+            connection = "server=tcp:db,1433;database=testDB;user=sa;password=x"
+            "topic.prefix" = "server1"
+            tables = ["dbo.customers"]
+            "snapshot.mode" = "no_data"
+            "tombstones.on.delete" = false
+            "max.iteration.transactions" = 0
+            [kafka]
+            properties = { "bootstrap.servers" = "k:9092" }
+            "#,
+            "c.toml",
+        )
+        .expect("valid");
+        assert_eq!(config.settings.events.prefix, "server1");
+        assert_eq!(config.settings.snapshot, SnapshotMode::NoData);
+        assert!(!config.settings.tombstones);
+        assert_eq!(config.settings.max_transactions, 0);
     }
 
     #[test]

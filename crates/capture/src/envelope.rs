@@ -44,12 +44,12 @@ impl TableSchema {
         format!("{}.{}", self.schema, self.table)
     }
 
-    /// `<prefix>.<db>.<schema>.<table>`.
+    /// `<prefix>.<db>.<schema>.<table>`, sanitised as Debezium's topic naming does.
     pub fn topic(&self, settings: &EventSettings) -> String {
-        format!(
+        topic_name(&format!(
             "{}.{}.{}.{}",
             settings.prefix, settings.database, self.schema, self.table
-        )
+        ))
     }
 
     fn key_schema(&self, settings: &EventSettings) -> String {
@@ -87,6 +87,23 @@ impl TableSchema {
             self.topic(settings)
         )
     }
+}
+
+/// A topic name as Debezium's topic naming strategy makes it: every character Kafka
+/// refuses in a topic name (anything but ASCII letters, digits, `.`, `_` and `-`)
+/// replaced by `_`, so a table named `Order Lines` or `Straße` gets the topic a
+/// Debezium deployment gave it.
+pub fn topic_name(name: &str) -> String {
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.chars().all(valid) {
+        return name.to_owned();
+    }
+    let sanitised: String = name
+        .chars()
+        .map(|c| if valid(c) { c } else { '_' })
+        .collect();
+    tracing::debug!(name, sanitised, "topic name sanitised");
+    sanitised
 }
 
 /// Debezium 3.0.0.Final's `io.debezium.connector.sqlserver.Source` (its `snapshot`
@@ -420,7 +437,7 @@ pub enum TableChange {
 /// A schema-change event on `<prefix>`, as Debezium's `SchemaChangeEvent` for SQL
 /// Server: key `{"databaseName":...}`; value `source`, `ts_ms` (`now_ms`, when the
 /// change was seen), `databaseName`, `schemaName`, `ddl`, and the table with its
-/// columns as the JDBC driver describes them ([`super::catalog`]).
+/// columns as the JDBC driver describes them ([`crate::sqlserver::catalog`]).
 pub fn schema_change_event(
     settings: &EventSettings,
     table: &TableSchema,

@@ -5,16 +5,19 @@
 //! - [`envelope`]: Debezium's values, schemas and envelopes, byte for byte;
 //! - [`offsets`]: the offset, its encoding and the resume skip rule; [`writer`]: events
 //!   and the offset record in one Kafka transaction (through sluice-kafka);
-//! - [`config`]: the `sluice capture` configuration;
+//! - [`config`]: the `sluice capture` configuration, [`convert`]: a Debezium connector's
+//!   JSON configuration turned into it;
 //! - [`run`]: snapshot, then stream, until shut down.
 //!
-//! [`sqlserver`] is the SQL Server source (CDC tables). The scripted SQL Server fake and
+//! [`sqlserver`] is the SQL Server source (CDC tables), [`postgres`] the PostgreSQL one
+//! (logical replication). The scripted SQL Server fake and
 //! the envelope fixtures are compiled for this crate's tests only.
 //!
 //! It depends on sluice-core and sluice-kafka. It must NOT depend on the WebAssembly
 //! runtime or the pipeline: what it writes is read back by `sluice run` through Kafka.
 
 pub mod config;
+pub mod convert;
 pub mod envelope;
 pub mod offsets;
 pub mod postgres;
@@ -34,7 +37,7 @@ use sluice_core::admin::AdminServer;
 use sluice_core::telemetry::Telemetry;
 use sqlserver::lsn::Lsn;
 use sqlserver::tables::{self, TablesError};
-use sqlserver::{plan, snapshot, stream, types};
+use sqlserver::{columns, plan, snapshot, stream, types};
 
 /// A record for Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,9 +107,14 @@ pub struct CaptureSettings {
     pub events: EventSettings,
     /// Captured tables, `schema.table`.
     pub tables: Vec<String>,
+    /// `column.exclude.list` and `message.key.columns`.
+    pub columns: columns::ColumnSettings,
     pub snapshot: SnapshotMode,
     pub on_gap: GapPolicy,
-    /// Transactions per pass (Debezium's `max.iteration.transactions`, default 500).
+    /// What to do when a capture instance being read disappears.
+    pub on_vanished: plan::VanishedPolicy,
+    /// Transactions per pass (Debezium's `max.iteration.transactions`, default 500; 0:
+    /// unbounded, every pass reads up to the max LSN).
     pub max_transactions: u32,
     /// Events per Kafka transaction (a pass or snapshot page larger than this is
     /// committed in parts; the skip rule makes a restart between parts exact). With
@@ -116,6 +124,9 @@ pub struct CaptureSettings {
     pub snapshot_progress_rows: usize,
     /// A tombstone after every delete.
     pub tombstones: bool,
+    /// `skipped.operations`: change events not published, by op (`c`, `u`, `d`; a
+    /// primary-key update is a `u`, as Debezium judges it).
+    pub skipped_operations: Vec<char>,
     /// `provide.transaction.metadata`.
     pub transaction_metadata: bool,
     /// `include.schema.changes`: schema-change events on `<prefix>` (a CREATE per table
@@ -139,12 +150,15 @@ impl CaptureSettings {
                 schemas: false,
             },
             tables,
+            columns: columns::ColumnSettings::default(),
             snapshot: SnapshotMode::Initial,
             on_gap: GapPolicy::Fail,
+            on_vanished: plan::VanishedPolicy::Drop,
             max_transactions: 500,
             batch_size: 10_000,
             snapshot_progress_rows: 10_000,
             tombstones: true,
+            skipped_operations: Vec::new(),
             transaction_metadata: false,
             schema_changes: true,
             heartbeat: None,
@@ -211,9 +225,18 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CaptureError> {
     let mut streamer = stream::Streamer::new(settings.clone(), clock.clone());
-    let mut start = stored;
-    if let Some(Offset::Stream(position)) = stored
-        && let Err(gap) = streamer.check_gap(tables, position.commit).await
+    let mut start = stored.clone();
+    // Any offset streaming would continue from (a completed snapshot's too).
+    let resumes = match stored {
+        Some(Offset::Stream(position, _)) => Some(position.commit),
+        Some(Offset::Snapshot {
+            commit,
+            completed: true,
+        }) if settings.snapshot != SnapshotMode::Always => Some(commit),
+        _ => None,
+    };
+    if let Some(commit) = resumes
+        && let Err(gap) = streamer.check_gap(tables, commit).await
     {
         let resnapshot =
             settings.on_gap == GapPolicy::Snapshot || settings.snapshot == SnapshotMode::WhenNeeded;
@@ -223,7 +246,7 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
         tracing::warn!(error = %gap, "re-snapshotting: the stored offset is gone from the change tables");
         start = None;
     }
-    let needs_snapshot = match (settings.snapshot, start) {
+    let needs_snapshot = match (settings.snapshot, &start) {
         (SnapshotMode::Always, _) => true,
         (
             _,
@@ -254,7 +277,7 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
         let schemas = snapshot::table_schemas(tables, settings, max).await?;
         let ts_ms = tables.now_ms().await?;
         let records = snapshot::schema_snapshot(settings, &schemas, max, ts_ms, &clock, true);
-        writer.commit(records, offset).await?;
+        writer.commit(records, offset.clone()).await?;
         offset
     };
     streamer.resume_from(position);
@@ -264,7 +287,9 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
         if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
             return Ok(());
         }
-        if streamer.pass(tables, writer).await? {
+        let read = streamer.pass(tables, writer).await;
+        progress.set_instances_dropped(streamer.dropped_instances());
+        if read? {
             continue;
         }
         tokio::select! {
@@ -326,7 +351,20 @@ pub async fn run_embedded(
         sqlserver::SqlServerTables::connect(&config.connection, config.settings.tables.clone())
             .await?;
     tracing::info!(database = %tables.database(), tables = ?config.settings.tables, "connected to SQL Server");
-    run_on(&mut tables, config, telemetry, shutdown).await
+    let config = with_server_database(config, tables.database());
+    run_on(&mut tables, &config, telemetry, shutdown).await
+}
+
+/// `config` with the database named as the server names it (`DB_NAME()`), as Debezium
+/// names it in topics, `source.db` and offsets: SQL Server compares names without case,
+/// so `database=testdb` in a connection string reaches `testDB`.
+fn with_server_database(config: &config::CaptureConfig, server: &str) -> config::CaptureConfig {
+    let mut config = config.clone();
+    if !server.is_empty() && config.settings.events.database != server {
+        tracing::warn!(configured = %config.settings.events.database, server, "the server names the database differently: topics, source.db and offsets use the server's name");
+        config.settings.events.database = server.to_owned();
+    }
+    config
 }
 
 /// Capture from `tables` into Kafka as `config` says: reads the stored offset back from

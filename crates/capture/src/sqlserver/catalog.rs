@@ -7,7 +7,7 @@
 //! date/time types (`datetime2(7)` → 27), characters for strings (`nvarchar(255)` →
 //! 255), bytes for binaries, and `2147483647` for the `(max)` types.
 
-use super::types::{Column, SqlType};
+use super::types::{Column, SqlType, SqlValue};
 
 /// A column as the catalog describes it, beyond its value mapping.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -123,6 +123,50 @@ impl Column {
             (_, "nchar" | "nvarchar" | "sysname") => bytes / 2,
             _ => bytes,
         }
+    }
+
+    /// The column's default as a value, for the field schema's `default`
+    /// (`schemas_enable = true`), as Debezium's `SqlServerDefaultValueConverter` parses
+    /// the constraint's text: literals of numbers, `bit` and strings (`((0))`, `((1.50))`,
+    /// `(N'new')`). Expressions (`(getdate())`, `(newid())`, `(NULL)`) give none: Debezium
+    /// evaluates some on the server, which a field schema cannot repeat per event.
+    pub fn default_value(&self) -> Option<SqlValue> {
+        let mut text = self.catalog.default.as_deref()?.trim();
+        while let Some(inner) = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')) {
+            text = inner.trim();
+        }
+        let string = || {
+            let quoted = text.strip_prefix('N').unwrap_or(text);
+            let inner = quoted.strip_prefix('\'')?.strip_suffix('\'')?;
+            Some(inner.replace("''", "'"))
+        };
+        let integer = || {
+            string()
+                .unwrap_or_else(|| text.to_owned())
+                .parse::<i64>()
+                .ok()
+        };
+        Some(match self.sql_type {
+            SqlType::Bit => SqlValue::Bit(integer()? != 0),
+            SqlType::TinyInt => SqlValue::U8(u8::try_from(integer()?).ok()?),
+            SqlType::SmallInt => SqlValue::I16(i16::try_from(integer()?).ok()?),
+            SqlType::Int => SqlValue::I32(i32::try_from(integer()?).ok()?),
+            SqlType::BigInt => SqlValue::I64(integer()?),
+            SqlType::Real => SqlValue::F32(text.parse().ok()?),
+            SqlType::Float => SqlValue::F64(text.parse().ok()?),
+            SqlType::Text => SqlValue::String(string()?),
+            SqlType::Decimal { .. } | SqlType::Money | SqlType::SmallMoney => {
+                let (int, fraction) = text.split_once('.').unwrap_or((text, ""));
+                if fraction.len() > 38 || !fraction.chars().all(|c| c.is_ascii_digit()) {
+                    return None;
+                }
+                SqlValue::Numeric {
+                    value: format!("{int}{fraction}").parse().ok()?,
+                    scale: fraction.len() as u8,
+                }
+            }
+            _ => return None,
+        })
     }
 
     /// `DECIMAL_DIGITS`: the scale of exact numbers and fractional seconds, `None` for
@@ -250,6 +294,45 @@ mod tests {
             described(&column(SqlType::Binary, named("binary", 16))),
             (-2, "binary".into(), 16, None)
         );
+        // Defaults as Debezium parses them; expressions give none.
+        let with_default = |sql_type: SqlType, default: &str| {
+            column(
+                sql_type,
+                ColumnCatalog {
+                    default: Some(default.into()),
+                    ..ColumnCatalog::default()
+                },
+            )
+            .default_value()
+        };
+        assert_eq!(with_default(SqlType::Int, "((0))"), Some(SqlValue::I32(0)));
+        assert_eq!(
+            with_default(SqlType::BigInt, "((-42))"),
+            Some(SqlValue::I64(-42))
+        );
+        assert_eq!(
+            with_default(SqlType::Bit, "((1))"),
+            Some(SqlValue::Bit(true))
+        );
+        assert_eq!(
+            with_default(SqlType::Text, "(N'it''s new')"),
+            Some(SqlValue::String("it's new".into()))
+        );
+        assert_eq!(
+            with_default(
+                SqlType::Decimal {
+                    precision: 12,
+                    scale: 2
+                },
+                "((1.50))"
+            ),
+            Some(SqlValue::Numeric {
+                value: 150,
+                scale: 2
+            })
+        );
+        assert_eq!(with_default(SqlType::DateTime, "(getdate())"), None);
+        assert_eq!(with_default(SqlType::Int, "(NULL)"), None);
         // Without a catalog (fixtures), the mapping names the type.
         assert_eq!(
             column(SqlType::Float, ColumnCatalog::default()).jdbc_type_name(),

@@ -17,13 +17,19 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::catalog::ColumnCatalog;
 use super::lsn::Lsn;
-use super::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, TablesError};
+use super::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, TablesError};
 use super::types::{Column, SqlType, SqlValue};
 use crate::envelope::TableSchema;
 
 /// The CDC tables of one database (see the module docs).
 pub struct SqlServerTables {
     client: Client<Compat<TcpStream>>,
+    /// The connection string, for the readers.
+    connection: String,
+    /// One connection per change table read in a pass (opened as needed, kept): TDS
+    /// carries one result at a time per connection, and the change tables of a pass are
+    /// read together, row by row, so that a window is never held in memory.
+    readers: Vec<Client<Compat<TcpStream>>>,
     database: String,
     tables: Vec<String>,
     snapshot_isolation: bool,
@@ -86,6 +92,8 @@ impl SqlServerTables {
         let client = client(connection).await?;
         let mut this = Self {
             client,
+            connection: connection.to_owned(),
+            readers: Vec::new(),
             database: String::new(),
             tables,
             snapshot_isolation: false,
@@ -177,33 +185,21 @@ impl SqlServerTables {
                 &[&change_table, &source],
             )
             .await?;
-        let mut columns = Vec::new();
-        for row in &rows {
-            let name = row.get::<&str, _>(0).unwrap_or_default().to_owned();
-            let type_name = row.get::<&str, _>(1).unwrap_or_default().to_owned();
-            let precision = row.get::<i32, _>(2).unwrap_or(0) as u8;
-            let scale = row.get::<i32, _>(3).unwrap_or(0) as u8;
-            let sql_type =
-                SqlType::from_catalog(&type_name, precision, scale).ok_or_else(|| {
-                    TablesError::UnsupportedType {
-                        table: id.to_owned(),
-                        column: name.clone(),
-                        type_name: type_name.clone(),
-                    }
-                })?;
-            columns.push(Column {
-                name,
-                sql_type,
+        let described: Vec<CatalogColumn> = rows
+            .iter()
+            .map(|row| CatalogColumn {
+                name: row.get::<&str, _>(0).unwrap_or_default().to_owned(),
+                type_name: row.get::<&str, _>(1).unwrap_or_default().to_owned(),
+                precision: row.get::<i32, _>(2).unwrap_or(0) as u8,
+                scale: row.get::<i32, _>(3).unwrap_or(0) as u8,
                 optional: row.get::<i32, _>(4) == Some(1),
-                catalog: ColumnCatalog {
-                    type_name: type_name.to_ascii_lowercase(),
-                    max_length: row.get::<i32, _>(5).unwrap_or(0) as i16,
-                    identity: row.get::<i32, _>(6) == Some(1),
-                    computed: row.get::<i32, _>(7) == Some(1),
-                    default: row.get::<&str, _>(8).map(str::to_owned),
-                },
-            });
-        }
+                max_length: row.get::<i32, _>(5).unwrap_or(0) as i16,
+                identity: row.get::<i32, _>(6) == Some(1),
+                computed: row.get::<i32, _>(7) == Some(1),
+                default: row.get::<&str, _>(8).map(str::to_owned),
+            })
+            .collect();
+        let columns = mapped_columns(id, described);
         let keys = self
             .rows(
                 // The primary key, else the first unique index (clustered first), as
@@ -226,6 +222,47 @@ impl SqlServerTables {
             .collect();
         Ok((columns, key))
     }
+}
+
+/// A captured column as the catalog query returns it.
+#[derive(Debug, Clone)]
+struct CatalogColumn {
+    name: String,
+    type_name: String,
+    precision: u8,
+    scale: u8,
+    optional: bool,
+    max_length: i16,
+    identity: bool,
+    computed: bool,
+    default: Option<String>,
+}
+
+/// The columns capture maps, in order. A column of a type it does not map
+/// (`hierarchyid`, `geometry`, `geography`, `sql_variant`, CLR types) is left out with a
+/// warning, as Debezium leaves it out of the table's schema: it is neither selected nor
+/// in the events, and the table is captured all the same.
+fn mapped_columns(table: &str, described: Vec<CatalogColumn>) -> Vec<Column> {
+    let mut columns = Vec::new();
+    for c in described {
+        let Some(sql_type) = SqlType::from_catalog(&c.type_name, c.precision, c.scale) else {
+            tracing::warn!(table, column = %c.name, type_name = %c.type_name, "column type not mapped: the column is left out of the events, as Debezium does");
+            continue;
+        };
+        columns.push(Column {
+            name: c.name,
+            sql_type,
+            optional: c.optional,
+            catalog: ColumnCatalog {
+                type_name: c.type_name.to_ascii_lowercase(),
+                max_length: c.max_length,
+                identity: c.identity,
+                computed: c.computed,
+                default: c.default,
+            },
+        });
+    }
+    columns
 }
 
 fn lsn_of(row: &Row, index: usize) -> Option<Lsn> {
@@ -277,6 +314,68 @@ pub fn sql_value(data: ColumnData<'static>) -> SqlValue {
         }),
     };
     value.unwrap_or(V::Null)
+}
+
+/// The rows of one read as a stream off `reader` (see [`CdcTables::changes`]).
+async fn change_rows<'a>(
+    reader: &'a mut Client<Compat<TcpStream>>,
+    read: &'a Read,
+    database: &str,
+) -> Result<Rows<'a>, TablesError> {
+    let instance = &read.instance;
+    // The commit time as Debezium reads it: `fn_cdc_map_lsn_to_time` (the server's
+    // local `tran_end_time`) at the server's current UTC offset, rounded to ms as a
+    // `datetimeoffset(3)` is (DATEDIFF on the raw `datetime` could count .xx7 as .xx6).
+    let sql = format!(
+        "SELECT ct.__$start_lsn, ct.__$seqval, CAST(ct.__$operation AS int), CAST(ct.__$command_id AS int), \
+         DATEDIFF_BIG(millisecond, CAST('19700101' AS datetime2(3)), DATEADD(minute, -DATEPART(TZOFFSET, SYSDATETIMEOFFSET()), \
+         CAST(sys.fn_cdc_map_lsn_to_time(ct.__$start_lsn) AS datetime2(3)))), {} \
+         FROM cdc.{} ct \
+         WHERE ct.__$start_lsn >= @P1 AND ct.__$start_lsn <= @P2 \
+         ORDER BY ct.__$start_lsn, ct.__$command_id, ct.__$seqval, ct.__$operation",
+        select_list(&instance.table, "ct."),
+        quote(&format!("{}_CT", instance.name))
+    );
+    let (from, to) = (read.from.0.to_vec(), read.to.0.to_vec());
+    let database = database.to_owned();
+    let stream = reader
+        .query(sql.clone(), &[&from, &to])
+        .await
+        .map_err(|e| query_error(&sql, e, &database))?;
+    let id = instance.table.id();
+    Ok(stream
+        .into_row_stream()
+        .map(move |row| {
+            let row = row.map_err(|e| query_error(&sql, e, &database))?;
+            change_row(row, &id)
+        })
+        .boxed())
+}
+
+/// One change-table row (the columns of [`change_rows`]'s query).
+fn change_row(row: Row, id: &str) -> Result<ChangeRow, TablesError> {
+    let start_lsn = lsn_of(&row, 0).unwrap_or(Lsn::ZERO);
+    let seqval = lsn_of(&row, 1).unwrap_or(Lsn::ZERO);
+    let code = row.get::<i32, _>(2).unwrap_or(0);
+    let operation = Operation::from_code(code).ok_or(TablesError::UnknownOperation {
+        table: id.to_owned(),
+        code,
+    })?;
+    let command_id = row.get::<i32, _>(3).unwrap_or(0);
+    let commit_ts_ms = row.get::<i64, _>(4).ok_or_else(|| {
+        TablesError::Query(format!(
+            "{id}: no commit time for LSN {start_lsn} in cdc.lsn_time_mapping"
+        ))
+    })?;
+    let values = row.into_iter().skip(5).map(sql_value).collect();
+    Ok(ChangeRow {
+        start_lsn,
+        seqval,
+        operation,
+        command_id,
+        commit_ts_ms,
+        values,
+    })
 }
 
 fn quote(name: &str) -> String {
@@ -367,13 +466,6 @@ impl CdcTables for SqlServerTables {
         Ok(instances)
     }
 
-    async fn min_lsn(&mut self, instance: &str) -> Result<Lsn, TablesError> {
-        let row = self
-            .one_row("SELECT sys.fn_cdc_get_min_lsn(@P1)", &[&instance])
-            .await?;
-        Ok(row.as_ref().and_then(|r| lsn_of(r, 0)).unwrap_or(Lsn::ZERO))
-    }
-
     async fn window_end(
         &mut self,
         from: Lsn,
@@ -391,54 +483,15 @@ impl CdcTables for SqlServerTables {
         Ok(row.as_ref().and_then(|r| lsn_of(r, 0)))
     }
 
-    async fn changes(
-        &mut self,
-        instance: &CaptureInstance,
-        from: Lsn,
-        to: Lsn,
-    ) -> Result<Vec<ChangeRow>, TablesError> {
-        // The commit time as Debezium reads it: `fn_cdc_map_lsn_to_time` (the server's
-        // local `tran_end_time`) at the server's current UTC offset, rounded to ms as a
-        // `datetimeoffset(3)` is (DATEDIFF on the raw `datetime` could count .xx7 as .xx6).
-        let sql = format!(
-            "SELECT ct.__$start_lsn, ct.__$seqval, CAST(ct.__$operation AS int), CAST(ct.__$command_id AS int), \
-             DATEDIFF_BIG(millisecond, CAST('19700101' AS datetime2(3)), DATEADD(minute, -DATEPART(TZOFFSET, SYSDATETIMEOFFSET()), \
-             CAST(sys.fn_cdc_map_lsn_to_time(ct.__$start_lsn) AS datetime2(3)))), {} \
-             FROM cdc.{} ct \
-             WHERE ct.__$start_lsn >= @P1 AND ct.__$start_lsn <= @P2 \
-             ORDER BY ct.__$start_lsn, ct.__$command_id, ct.__$seqval, ct.__$operation",
-            select_list(&instance.table, "ct."),
-            quote(&format!("{}_CT", instance.name))
-        );
-        let (from, to) = (from.0.to_vec(), to.0.to_vec());
-        let rows = self.rows(&sql, &[&from, &to]).await?;
-        let id = instance.table.id();
-        let mut changes = Vec::with_capacity(rows.len());
-        for row in rows {
-            let start_lsn = lsn_of(&row, 0).unwrap_or(Lsn::ZERO);
-            let seqval = lsn_of(&row, 1).unwrap_or(Lsn::ZERO);
-            let code = row.get::<i32, _>(2).unwrap_or(0);
-            let operation = Operation::from_code(code).ok_or(TablesError::UnknownOperation {
-                table: id.clone(),
-                code,
-            })?;
-            let command_id = row.get::<i32, _>(3).unwrap_or(0);
-            let commit_ts_ms = row.get::<i64, _>(4).ok_or_else(|| {
-                TablesError::Query(format!(
-                    "{id}: no commit time for LSN {start_lsn} in cdc.lsn_time_mapping"
-                ))
-            })?;
-            let values = row.into_iter().skip(5).map(sql_value).collect();
-            changes.push(ChangeRow {
-                start_lsn,
-                seqval,
-                operation,
-                command_id,
-                commit_ts_ms,
-                values,
-            });
+    async fn changes<'a>(&'a mut self, reads: &'a [Read]) -> Result<Vec<Rows<'a>>, TablesError> {
+        while self.readers.len() < reads.len() {
+            self.readers.push(client(&self.connection).await?);
         }
-        Ok(changes)
+        let mut streams = Vec::with_capacity(reads.len());
+        for (reader, read) in self.readers.iter_mut().zip(reads) {
+            streams.push(change_rows(reader, read, &self.database).await?);
+        }
+        Ok(streams)
     }
 
     async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
@@ -472,20 +525,10 @@ impl CdcTables for SqlServerTables {
         &'a mut self,
         table: &'a TableSchema,
     ) -> Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError> {
-        // In key order; a table without a key unordered, as Debezium reads it (text,
-        // ntext, image and xml columns cannot be sorted).
-        let order = if table.key.is_empty() {
-            String::new()
-        } else {
-            let key: Vec<String> = table
-                .key
-                .iter()
-                .map(|&i| quote(&table.columns[i].name))
-                .collect();
-            format!(" ORDER BY {}", key.join(", "))
-        };
+        // A plain SELECT, as Debezium's: an ORDER BY on the key would sort the whole
+        // table when the key is not the clustered index.
         let sql = format!(
-            "SELECT {} FROM {}.{}{order}",
+            "SELECT {} FROM {}.{}",
             select_list(table, ""),
             quote(&table.schema),
             quote(&table.table)
@@ -541,6 +584,43 @@ mod tests {
         let mut out = String::new();
         push_value(&mut out, &column, &sql_value(data), DecimalMode::Precise).expect("maps");
         out
+    }
+
+    /// A column of a type capture does not map is left out (with a warning), as Debezium
+    /// leaves it out: the table is captured with its other columns.
+    #[test]
+    fn unmapped_columns_are_left_out_and_the_table_kept() {
+        let column = |name: &str, type_name: &str| CatalogColumn {
+            name: name.into(),
+            type_name: type_name.into(),
+            precision: 10,
+            scale: 0,
+            optional: true,
+            max_length: 4,
+            identity: false,
+            computed: false,
+            default: None,
+        };
+        let columns = mapped_columns(
+            "dbo.places",
+            vec![
+                column("id", "int"),
+                column("node", "hierarchyid"),
+                column("shape", "geometry"),
+                column("area", "geography"),
+                column("anything", "sql_variant"),
+                column("name", "nvarchar"),
+            ],
+        );
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "name"]);
+        let table = TableSchema {
+            schema: "dbo".into(),
+            table: "places".into(),
+            columns,
+            key: vec![0],
+        };
+        assert_eq!(select_list(&table, "ct."), "ct.[id], ct.[name]");
     }
 
     #[test]

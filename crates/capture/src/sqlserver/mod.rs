@@ -9,8 +9,10 @@
 //!   their JDBC descriptions, as Debezium renders them.
 
 pub mod catalog;
+pub mod columns;
 pub mod connection;
 pub mod lsn;
+pub mod merge;
 pub mod plan;
 pub mod snapshot;
 pub mod stream;

@@ -1,9 +1,12 @@
 //! Which capture instance to read for each table in a pass. A table has at most two
 //! instances; when a second appears (a schema change: SQL Server ignores new columns
 //! until one exists), the old one is read up to the new one's `start_lsn` and the new
-//! one from there, with a schema-change event at the switch. An instance that
-//! disappears (CDC disabled, maybe re-enabled) loses changes: that is an error naming the
-//! table and the LSN range at risk, never silent.
+//! one from there, with a schema-change event at the switch (none when the new instance
+//! has the same columns, as Debezium skips it). An instance that disappears (CDC
+//! disabled, maybe re-enabled) loses changes: by default it is dropped as Debezium drops
+//! it (capture goes on with the table's newer instance, if any, and reports the loss
+//! loudly); `on_instance_vanished = "fail"` makes it an error naming the table and the
+//! LSN range at risk. Never silent.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +28,19 @@ pub struct Switch {
     pub from: String,
     pub to: CaptureInstance,
     pub at: Lsn,
+    /// The new instance has other columns (else no schema-change event).
+    pub schema_changed: bool,
+}
+
+/// A capture instance that disappeared and was dropped (`on_instance_vanished = "drop"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub table: String,
+    pub instance: String,
+    /// Changes from here on were in the vanished change table.
+    pub from: Lsn,
+    /// The instance read from now on, if the table has one.
+    pub replaced_by: Option<String>,
 }
 
 /// A pass's reads and switches.
@@ -32,7 +48,21 @@ pub struct Switch {
 pub struct Plan {
     pub reads: Vec<Read>,
     pub switches: Vec<Switch>,
+    pub dropped: Vec<Dropped>,
 }
+
+/// What to do when the capture instance being read disappears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VanishedPolicy {
+    /// Debezium's way: drop it, log it loudly, count it, carry on.
+    #[default]
+    Drop,
+    Fail,
+}
+
+/// `current`'s value for a table whose instance was dropped and which has none left:
+/// it is read again once CDC is enabled on it again.
+const DROPPED: &str = "";
 
 /// A pass that cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,8 +89,8 @@ pub fn plan(
     tables: &[String],
     instances: &[CaptureInstance],
     current: &mut BTreeMap<String, String>,
-    from: Lsn,
-    to: Lsn,
+    (from, to): (Lsn, Lsn),
+    vanished: VanishedPolicy,
 ) -> Result<Plan, PlanError> {
     let mut plan = Plan::default();
     for table in tables {
@@ -69,35 +99,45 @@ pub fn plan(
             .filter(|i| &i.table.id() == table)
             .collect();
         mine.sort_by_key(|i| i.start_lsn);
-        if mine.is_empty() {
-            if let Some(instance) = current.get(table) {
-                return Err(PlanError::InstanceDisappeared {
+        let fresh = |mine: &[&CaptureInstance]| {
+            // The newest instance that already existed at `from`, else the oldest.
+            mine.iter().rposition(|i| i.start_lsn <= from).unwrap_or(0)
+        };
+        let index = match current.get(table).map(String::as_str) {
+            Some(DROPPED) if mine.is_empty() => continue,
+            Some(DROPPED) => fresh(&mine),
+            None if mine.is_empty() => {
+                return Err(PlanError::NoInstance {
                     table: table.clone(),
-                    instance: instance.clone(),
-                    from,
-                    to: "now (no instance left)".into(),
                 });
             }
-            return Err(PlanError::NoInstance {
-                table: table.clone(),
-            });
-        }
-        let index = match current.get(table) {
-            Some(name) => match mine.iter().position(|i| &i.name == name) {
+            None => fresh(&mine),
+            Some(name) => match mine.iter().position(|i| i.name == name) {
                 Some(index) => index,
                 None => {
-                    // Whatever replaced it starts after changes we never read.
+                    // Whatever replaced it starts after changes never read.
                     let newest = mine.last().map(|i| i.start_lsn.to_string());
-                    return Err(PlanError::InstanceDisappeared {
+                    if vanished == VanishedPolicy::Fail {
+                        return Err(PlanError::InstanceDisappeared {
+                            table: table.clone(),
+                            instance: name.to_owned(),
+                            from,
+                            to: newest.unwrap_or_else(|| "now (no instance left)".into()),
+                        });
+                    }
+                    plan.dropped.push(Dropped {
                         table: table.clone(),
-                        instance: name.clone(),
+                        instance: name.to_owned(),
                         from,
-                        to: newest.unwrap_or_else(|| "now".into()),
+                        replaced_by: mine.last().map(|i| i.name.clone()),
                     });
+                    if mine.is_empty() {
+                        current.insert(table.clone(), DROPPED.to_owned());
+                        continue;
+                    }
+                    mine.len() - 1
                 }
             },
-            // The newest instance that already existed at `from`, else the oldest.
-            None => mine.iter().rposition(|i| i.start_lsn <= from).unwrap_or(0),
         };
         let instance = mine[index];
         match mine.get(index + 1) {
@@ -115,6 +155,7 @@ pub fn plan(
                     from: instance.name.clone(),
                     to: (*next).clone(),
                     at: next.start_lsn,
+                    schema_changed: next.table != instance.table,
                 });
                 plan.reads.push(Read {
                     instance: (*next).clone(),
@@ -168,8 +209,8 @@ mod tests {
             &["dbo.customers".into()],
             &instances,
             &mut current,
-            lsn(5),
-            lsn(9),
+            (lsn(5), lsn(9)),
+            VanishedPolicy::Fail,
         )
         .expect("plan");
         assert_eq!(plan.reads.len(), 1);
@@ -190,8 +231,8 @@ mod tests {
             &["dbo.customers".into()],
             &instances,
             &mut current,
-            lsn(5),
-            lsn(9),
+            (lsn(5), lsn(9)),
+            VanishedPolicy::Fail,
         )
         .expect("plan");
         let reads: Vec<_> = plan
@@ -215,8 +256,8 @@ mod tests {
             &["dbo.customers".into()],
             &instances,
             &mut current,
-            lsn(10),
-            lsn(12),
+            (lsn(10), lsn(12)),
+            VanishedPolicy::Fail,
         )
         .expect("plan");
         assert_eq!(plan2.reads[0].instance.name, "dbo_customers_v2");
@@ -234,8 +275,8 @@ mod tests {
             &["dbo.customers".into()],
             &instances,
             &mut current,
-            lsn(5),
-            lsn(9),
+            (lsn(5), lsn(9)),
+            VanishedPolicy::Fail,
         )
         .expect("plan");
         assert_eq!(plan.reads[0].instance.name, "a");
@@ -251,8 +292,8 @@ mod tests {
             &["dbo.customers".into()],
             &instances,
             &mut current,
-            lsn(5),
-            lsn(40),
+            (lsn(5), lsn(40)),
+            VanishedPolicy::Fail,
         )
         .expect_err("gone");
         let text = error.to_string();
@@ -268,10 +309,70 @@ mod tests {
             &["dbo.orders".into()],
             &instances,
             &mut BTreeMap::new(),
-            lsn(5),
-            lsn(40),
+            (lsn(5), lsn(40)),
+            VanishedPolicy::Drop,
         )
         .expect_err("none");
         assert!(matches!(error, PlanError::NoInstance { .. }));
+    }
+
+    /// Debezium's way: the vanished instance is dropped, the table's newer instance read
+    /// from where it starts; with none left, the table waits for CDC to be enabled again.
+    #[test]
+    fn a_disappeared_instance_is_dropped_by_default() {
+        let tables = ["dbo.customers".to_owned()];
+        let mut current =
+            BTreeMap::from([("dbo.customers".to_owned(), "dbo_customers".to_owned())]);
+        let again = [instance("dbo_customers_new", "customers", 30)];
+        let plan = plan(
+            &tables,
+            &again,
+            &mut current,
+            (lsn(5), lsn(40)),
+            VanishedPolicy::Drop,
+        )
+        .expect("dropped");
+        assert_eq!(
+            plan.dropped,
+            vec![Dropped {
+                table: "dbo.customers".into(),
+                instance: "dbo_customers".into(),
+                from: lsn(5),
+                replaced_by: Some("dbo_customers_new".into()),
+            }]
+        );
+        assert_eq!(plan.reads[0].instance.name, "dbo_customers_new");
+        assert_eq!(current["dbo.customers"], "dbo_customers_new");
+
+        let mut current =
+            BTreeMap::from([("dbo.customers".to_owned(), "dbo_customers".to_owned())]);
+        let none = super::plan(
+            &tables,
+            &[],
+            &mut current,
+            (lsn(5), lsn(40)),
+            VanishedPolicy::Drop,
+        )
+        .expect("dropped");
+        assert_eq!(none.dropped.len(), 1);
+        assert!(none.reads.is_empty());
+        let later = super::plan(
+            &tables,
+            &[],
+            &mut current,
+            (lsn(41), lsn(50)),
+            VanishedPolicy::Drop,
+        )
+        .expect("still waiting");
+        assert!(later.reads.is_empty() && later.dropped.is_empty());
+        let enabled_again = super::plan(
+            &tables,
+            &again,
+            &mut current,
+            (lsn(51), lsn(60)),
+            VanishedPolicy::Drop,
+        )
+        .expect("read again");
+        assert_eq!(enabled_again.reads[0].instance.name, "dbo_customers_new");
     }
 }

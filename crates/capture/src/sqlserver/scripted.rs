@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use super::lsn::Lsn;
 use super::snapshot::Progress;
 use super::stream::Streamer;
-use super::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, TablesError};
+use super::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, TablesError};
 use super::types::{Column, SqlType, SqlValue};
 use crate::envelope::TableSchema;
 use crate::fixtures::{anne, customers, george, sally, sally_updated};
 use crate::offsets::{Offset, Position};
 use crate::*;
+
+mod parity;
 
 fn lsn(n: u32) -> Lsn {
     let mut bytes = [0; 10];
@@ -40,7 +42,6 @@ fn change(n: u32, slot: u16) -> Lsn {
 struct Script {
     max: Option<Lsn>,
     instances: Vec<CaptureInstance>,
-    min: BTreeMap<String, Lsn>,
     rows: BTreeMap<String, Vec<ChangeRow>>,
     snapshot: BTreeMap<String, Vec<Vec<SqlValue>>>,
     /// Rows committed once the snapshot has ended (they appear in `end_snapshot`).
@@ -69,16 +70,41 @@ impl Script {
         operation: Operation,
         values: Vec<SqlValue>,
     ) {
+        self.row_in_command(instance, commit, slot, slot as i32, operation, values);
+    }
+
+    /// A row whose `__$command_id` is not its slot (a bulk statement's rows share one).
+    fn row_in_command(
+        &mut self,
+        instance: &str,
+        commit: u32,
+        slot: u16,
+        command_id: i32,
+        operation: Operation,
+        values: Vec<SqlValue>,
+    ) {
         let row = ChangeRow {
             start_lsn: lsn(commit),
             seqval: change(commit, slot),
             operation,
-            command_id: slot as i32,
+            command_id,
             commit_ts_ms: 1_795_162_500_000 + commit as i64,
             values,
         };
         self.rows.entry(instance.into()).or_default().push(row);
         self.max = self.max.max(Some(lsn(commit)));
+    }
+
+    /// What SQL Server's cleanup job does with a low watermark of `watermark`: deletes
+    /// the changes committed below it and moves every capture instance's `start_lsn`
+    /// (what `fn_cdc_get_min_lsn` returns) up to it.
+    fn cleanup(&mut self, watermark: Lsn) {
+        for rows in self.rows.values_mut() {
+            rows.retain(|r| r.start_lsn >= watermark);
+        }
+        for instance in &mut self.instances {
+            instance.start_lsn = instance.start_lsn.max(watermark);
+        }
     }
 
     fn commits(&self) -> Vec<Lsn> {
@@ -96,9 +122,6 @@ impl CdcTables for Script {
     async fn capture_instances(&mut self) -> Result<Vec<CaptureInstance>, TablesError> {
         Ok(self.instances.clone())
     }
-    async fn min_lsn(&mut self, instance: &str) -> Result<Lsn, TablesError> {
-        Ok(self.min.get(instance).copied().unwrap_or(Lsn::ZERO))
-    }
     async fn window_end(
         &mut self,
         from: Lsn,
@@ -111,19 +134,27 @@ impl CdcTables for Script {
             .take(transactions as usize)
             .max())
     }
-    async fn changes(
-        &mut self,
-        instance: &CaptureInstance,
-        from: Lsn,
-        to: Lsn,
-    ) -> Result<Vec<ChangeRow>, TablesError> {
-        Ok(self
-            .rows
-            .get(&instance.name)
-            .into_iter()
-            .flatten()
-            .filter(|r| r.start_lsn >= from && r.start_lsn <= to)
-            .cloned()
+    async fn changes<'a>(&'a mut self, reads: &'a [Read]) -> Result<Vec<Rows<'a>>, TablesError> {
+        Ok(reads
+            .iter()
+            .map(|read| {
+                let mut rows: Vec<ChangeRow> = self
+                    .rows
+                    .get(&read.instance.name)
+                    .into_iter()
+                    .flatten()
+                    .filter(|r| r.start_lsn >= read.from && r.start_lsn <= read.to)
+                    .cloned()
+                    .collect();
+                // The server's ORDER BY, and its select list.
+                rows.sort_by_key(|r| (r.start_lsn, r.command_id, r.seqval, r.operation));
+                if let Some(full) = self.instances.iter().find(|i| i.name == read.instance.name) {
+                    for row in &mut rows {
+                        row.values = project(&full.table, &read.instance.table, &row.values);
+                    }
+                }
+                futures::stream::iter(rows.into_iter().map(Ok)).boxed()
+            })
             .collect())
     }
     async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
@@ -139,7 +170,13 @@ impl CdcTables for Script {
         &'a mut self,
         table: &'a TableSchema,
     ) -> Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError> {
-        let rows = self.snapshot.get(&table.id()).cloned().unwrap_or_default();
+        let mut rows = self.snapshot.get(&table.id()).cloned().unwrap_or_default();
+        if let Some(full) = self.instances.iter().find(|i| i.table.id() == table.id()) {
+            rows = rows
+                .iter()
+                .map(|row| project(&full.table, table, row))
+                .collect();
+        }
         Ok(futures::stream::iter(rows.into_iter().map(Ok)).boxed())
     }
     async fn end_snapshot(&mut self) -> Result<(), TablesError> {
@@ -152,6 +189,25 @@ impl CdcTables for Script {
     async fn now_ms(&mut self) -> Result<i64, TablesError> {
         Ok(1_795_162_530_000)
     }
+}
+
+/// The values of `row` (in `full`'s columns) that `wanted` selects, as a server returns
+/// only the columns of its select list.
+fn project(full: &TableSchema, wanted: &TableSchema, row: &[SqlValue]) -> Vec<SqlValue> {
+    if !wanted
+        .columns
+        .iter()
+        .all(|c| full.columns.iter().any(|f| f.name == c.name))
+    {
+        // Another instance's columns: the rows are already in its shape.
+        return row.to_vec();
+    }
+    wanted
+        .columns
+        .iter()
+        .filter_map(|c| full.columns.iter().position(|f| f.name == c.name))
+        .filter_map(|i| row.get(i).cloned())
+        .collect()
 }
 
 /// Keeps what was committed; fails (a crash) at commit number `crash_at` (1-based).
@@ -178,7 +234,7 @@ impl Memory {
         self.commits.iter().flat_map(|(r, _)| r).collect()
     }
     fn offset(&self) -> Option<Offset> {
-        self.commits.last().map(|(_, o)| *o)
+        self.commits.last().map(|(_, o)| o.clone())
     }
     /// `(op, key)` of every change event (`"-"` for tombstones), in order.
     fn events(&self) -> Vec<(String, String)> {
@@ -307,11 +363,15 @@ async fn snapshot_then_streaming_emits_debezium_events_and_offsets() {
     );
     assert_eq!(
         writer.offset(),
-        Some(Offset::Stream(Position {
-            commit: lsn(6),
-            change: change(6, 1),
-            serial: 1
-        }))
+        Some(Offset::Stream(
+            Position {
+                commit: lsn(6),
+                change: change(6, 1),
+                serial: 1,
+                command: Some(1),
+            },
+            None,
+        ))
     );
     // The update's source: both LSNs and serial 2.
     let update = writer
@@ -420,21 +480,22 @@ async fn no_data_writes_the_schema_snapshot_and_streams_from_the_max_lsn() {
     );
 }
 
-/// With transaction metadata, a Kafka transaction ends only where a SQL transaction
-/// does: however small the batch, BEGIN, the events and END commit together, so a crash
-/// never splits them and every transaction's metadata is published exactly once.
+/// With transaction metadata, parts may end inside a SQL transaction: the open
+/// transaction travels in the offset (Debezium's `TransactionContext`), so after a crash
+/// anywhere the restarted capture continues its order and publishes its END (when the
+/// next transaction begins) exactly once, as if nothing happened.
 #[tokio::test]
-async fn transaction_metadata_commits_whole_transactions_across_crashes() {
+async fn transaction_metadata_survives_crashes_inside_transactions() {
+    // `(topic, status or total_order)` of every record.
     let expected = [
-        "server1.transaction",
-        "server1.testDB.dbo.customers",
-        "server1.testDB.dbo.customers",
-        "server1.transaction",
-        "server1.transaction",
-        "server1.testDB.dbo.customers",
-        "server1.transaction",
+        ("server1.transaction", "BEGIN"),
+        ("server1.testDB.dbo.customers", "1"),
+        ("server1.testDB.dbo.customers", "2"),
+        ("server1.transaction", "END"),
+        ("server1.transaction", "BEGIN"),
+        ("server1.testDB.dbo.customers", "1"),
     ];
-    for crash_at in 1..=2 {
+    for crash_at in 1..=3 {
         let mut script = Script::with_customers();
         script.row("dbo_customers", 5, 1, Operation::Insert, anne());
         script.row("dbo_customers", 5, 2, Operation::Insert, sally());
@@ -445,21 +506,25 @@ async fn transaction_metadata_commits_whole_transactions_across_crashes() {
             ..settings()
         };
         let (first, second) = crash_then_resume_with(&mut script, crash_at, settings).await;
-        assert!(
-            first
-                .commits
-                .iter()
-                .chain(&second.commits)
-                .all(|(records, _)| records.is_empty() || records.len() == 4 || records.len() == 3),
-            "whole transactions per commit (crash at {crash_at})"
-        );
-        let topics: Vec<&str> = first
+        let published: Vec<(String, String)> = first
             .records()
             .into_iter()
             .chain(second.records())
-            .map(|r| r.topic.as_str())
+            .map(|r| {
+                let value: serde_json::Value =
+                    serde_json::from_slice(r.value.as_ref().expect("value")).expect("JSON");
+                let what = match value["status"].as_str() {
+                    Some(status) => status.to_owned(),
+                    None => value["transaction"]["total_order"].to_string(),
+                };
+                (r.topic.clone(), what)
+            })
             .collect();
-        assert_eq!(topics, expected, "crash at commit {crash_at}");
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(t, w)| (t.to_string(), w.to_string()))
+            .collect();
+        assert_eq!(published, expected, "crash at commit {crash_at}");
     }
 }
 
@@ -489,12 +554,12 @@ async fn crash_then_resume_with(
         ..Memory::default()
     };
     let mut streamer = Streamer::new(settings.clone(), clock());
-    streamer.resume_from(start);
+    streamer.resume_from(start.clone());
     let crashed = drain(&mut streamer, script, &mut first).await;
     assert!(crashed.is_err(), "crash at commit {crash_at}");
     let mut second = Memory::default();
     let mut restarted = Streamer::new(settings, clock());
-    restarted.resume_from(first.offset().unwrap_or(start));
+    restarted.resume_from(first.offset().unwrap_or(start.clone()));
     drain(&mut restarted, script, &mut second)
         .await
         .expect("resumed");
@@ -674,11 +739,15 @@ async fn a_second_capture_instance_is_switched_to_at_its_start_lsn() {
 }
 
 #[tokio::test]
-async fn a_disappearing_capture_instance_is_a_loud_error() {
+async fn a_disappearing_capture_instance_is_a_loud_error_when_configured() {
     let mut script = Script::with_customers();
     script.row("dbo_customers", 5, 1, Operation::Insert, anne());
     let mut writer = Memory::default();
-    let mut streamer = Streamer::new(settings(), clock());
+    let settings = CaptureSettings {
+        on_vanished: plan::VanishedPolicy::Fail,
+        ..settings()
+    };
+    let mut streamer = Streamer::new(settings, clock());
     streamer.resume_from(Offset::Snapshot {
         commit: lsn(2),
         completed: true,
@@ -706,18 +775,26 @@ async fn a_disappearing_capture_instance_is_a_loud_error() {
 
 #[tokio::test]
 async fn a_cleanup_gap_fails_by_default_and_re_snapshots_when_configured() {
-    let stored = Offset::Stream(Position {
-        commit: lsn(3),
-        change: change(3, 1),
-        serial: 1,
-    });
+    let stored = Offset::Stream(
+        Position {
+            commit: lsn(3),
+            change: change(3, 1),
+            serial: 1,
+            command: Some(1),
+        },
+        None,
+    );
     let script = || {
         let mut script = Script::with_customers();
-        script.min.insert("dbo_customers".into(), lsn(8));
         script
             .snapshot
             .insert("dbo.customers".into(), vec![sally()]);
+        script.row("dbo_customers", 3, 1, Operation::Insert, george());
+        script.row("dbo_customers", 5, 1, Operation::Delete, george());
         script.row("dbo_customers", 9, 1, Operation::Insert, anne());
+        // The cleanup job ran with a watermark of 8: the delete at 5 is gone, and the
+        // instance's start_lsn (fn_cdc_get_min_lsn) is 8, as on a server.
+        script.cleanup(lsn(8));
         script
     };
     let progress = Progress::default();
@@ -726,7 +803,7 @@ async fn a_cleanup_gap_fails_by_default_and_re_snapshots_when_configured() {
         &mut script(),
         &mut writer,
         &settings(),
-        Some(stored),
+        Some(stored.clone()),
         clock(),
         &progress,
         async {},
@@ -770,6 +847,7 @@ async fn transaction_metadata_and_heartbeats_when_enabled() {
     let mut script = Script::with_customers();
     script.row("dbo_customers", 5, 1, Operation::Insert, anne());
     script.row("dbo_customers", 5, 2, Operation::Insert, george());
+    script.row("dbo_customers", 6, 1, Operation::Insert, sally());
     let settings = CaptureSettings {
         transaction_metadata: true,
         heartbeat: Some(std::time::Duration::from_secs(3600)),
@@ -792,6 +870,8 @@ async fn transaction_metadata_and_heartbeats_when_enabled() {
             "server1.testDB.dbo.customers",
             "server1.testDB.dbo.customers",
             "server1.transaction",
+            "server1.transaction",
+            "server1.testDB.dbo.customers",
             "__debezium-heartbeat.server1"
         ]
     );
@@ -806,7 +886,13 @@ async fn transaction_metadata_and_heartbeats_when_enabled() {
     );
     assert_eq!(value(2)["transaction"]["total_order"], 2);
     assert_eq!(value(2)["transaction"]["id"], lsn(5).to_string());
+    assert_eq!(value(3)["status"], "END");
     assert_eq!(value(3)["event_count"], 2);
+    assert_eq!(
+        value(3)["ts_ms"],
+        value(5)["source"]["ts_ms"],
+        "END is written when the next transaction begins, with that event's time (Debezium)"
+    );
     assert_eq!(
         value(3)["data_collections"][0]["data_collection"],
         "testDB.dbo.customers",
@@ -937,7 +1023,7 @@ async fn a_snapshot_of_several_tables_marks_each_table_and_decodes() {
     );
     // Committed one event at a time: the offsets say the snapshot is incomplete until
     // the last commit.
-    let offsets: Vec<Offset> = writer.commits.iter().map(|(_, o)| *o).collect();
+    let offsets: Vec<Offset> = writer.commits.iter().map(|(_, o)| o.clone()).collect();
     assert!(offsets[..offsets.len() - 1].iter().all(|o| matches!(
         o,
         Offset::Snapshot {
@@ -1042,10 +1128,14 @@ async fn the_change_tables_of_a_pass_are_merged_in_log_order() {
     assert_eq!(writer.commits.len(), 3, "one pass per transaction");
     assert_eq!(
         writer.offset(),
-        Some(Offset::Stream(Position {
-            commit: lsn(7),
-            change: change(7, 1),
-            serial: 1
-        }))
+        Some(Offset::Stream(
+            Position {
+                commit: lsn(7),
+                change: change(7, 1),
+                serial: 1,
+                command: Some(1),
+            },
+            None,
+        ))
     );
 }

@@ -2,8 +2,10 @@
 //! table is read page by page (never held in memory) inside one snapshot-isolation
 //! transaction and emitted as `op: "r"` events with Debezium's snapshot markers
 //! (`first`, `first_in_data_collection`, `true`, `last_in_data_collection`, `last`).
-//! Rows are streamed from one query per table; every `batch_size` events are committed
-//! with a `snapshot_completed: false` offset, the last with `true`. A snapshot interrupted before its end is started again.
+//! Rows are streamed from one plain `SELECT` per table (no `ORDER BY`, as Debezium's);
+//! every `batch_size` events are committed with a `snapshot_completed: false` offset, the
+//! last with `true`. Each table's events carry the server's time as its read began. A
+//! snapshot interrupted before its end is started again.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -12,7 +14,6 @@ use futures::StreamExt;
 
 use super::lsn::Lsn;
 use super::tables::{CdcTables, TablesError};
-use super::types::SqlValue;
 use crate::envelope::{self, Change, Op, Snapshot, Source, TableChange, TableSchema};
 use crate::offsets::Offset;
 use crate::{CaptureError, CaptureSettings, Clock, EventWriter, OutRecord};
@@ -21,9 +22,18 @@ use crate::{CaptureError, CaptureSettings, Clock, EventWriter, OutRecord};
 #[derive(Debug, Default)]
 pub struct Progress {
     tables: Mutex<BTreeMap<String, (u64, u64)>>,
+    /// Capture instances that disappeared and were dropped (streaming's, here so that
+    /// one collector serves capture's metrics).
+    instances_dropped: std::sync::atomic::AtomicU64,
 }
 
 impl Progress {
+    /// Sets `sluice_capture_instances_dropped_total`.
+    pub fn set_instances_dropped(&self, count: u64) {
+        self.instances_dropped
+            .store(count, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub(crate) fn set(&self, table: &str, done: u64, total: u64) {
         if let Ok(mut tables) = self.tables.lock() {
             tables.insert(table.to_owned(), (done, total));
@@ -48,17 +58,34 @@ impl Progress {
                 "sluice_capture_snapshot_rows{{table=\"{table}\",state=\"done\"}} {done}\nsluice_capture_snapshot_rows{{table=\"{table}\",state=\"total\"}} {total}\n"
             ));
         }
+        out.push_str(&format!(
+            "# HELP sluice_capture_instances_dropped_total Capture instances that disappeared while read (their unread changes are lost).\n# TYPE sluice_capture_instances_dropped_total counter\nsluice_capture_instances_dropped_total {}\n",
+            self.instances_dropped
+                .load(std::sync::atomic::Ordering::Relaxed)
+        ));
         out
     }
 }
 
-/// One row waiting for its marker (known only once the next row, or the end, is seen).
-struct Pending {
-    table: usize,
-    row: Vec<SqlValue>,
-    first_in_table: bool,
-    /// Set when its table ended after it.
-    last_in_table: bool,
+/// `source.snapshot` of a row, as Debezium's `setSnapshotMarker`: the last row of the
+/// last table `last`, the first of the first `first`, then a table's last
+/// `last_in_data_collection` (so a one-row table's row is that), its first
+/// `first_in_data_collection`. An empty first or last table leaves its marker unused.
+fn snapshot_marker(
+    (first_table, last_table): (bool, bool),
+    (first_row, last_row): (bool, bool),
+) -> Snapshot {
+    if last_row && last_table {
+        Snapshot::Last
+    } else if first_row && first_table {
+        Snapshot::First
+    } else if last_row {
+        Snapshot::LastInDataCollection
+    } else if first_row {
+        Snapshot::FirstInDataCollection
+    } else {
+        Snapshot::True
+    }
 }
 
 /// Each captured table's columns as of `position`: its newest capture instance that
@@ -69,7 +96,8 @@ pub async fn table_schemas<T: CdcTables>(
     settings: &CaptureSettings,
     position: Lsn,
 ) -> Result<Vec<TableSchema>, CaptureError> {
-    let instances = tables.capture_instances().await?;
+    let mut instances = tables.capture_instances().await?;
+    settings.columns.apply(&mut instances)?;
     let mut schemas = Vec::new();
     for table in &settings.tables {
         let of_table = || instances.iter().filter(|i| &i.table.id() == table);
@@ -151,70 +179,46 @@ pub async fn run<T: CdcTables, W: EventWriter>(
     let ts_ms = tables.now_ms().await?;
     tracing::info!(%position, tables = schemas.len(), "snapshot started");
     let mut batch = schema_snapshot(settings, &schemas, position, ts_ms, clock, false);
-    let mut pending: Option<Pending> = None;
-    let mut first_overall = true;
-    let emit = |pending: Pending,
-                last: bool,
-                batch: &mut Vec<OutRecord>,
-                first: &mut bool|
-     -> Result<(), CaptureError> {
-        let last_in_table = pending.last_in_table;
-        let marker = if *first {
-            Snapshot::First
-        } else if last {
-            Snapshot::Last
-        } else if pending.first_in_table {
-            Snapshot::FirstInDataCollection
-        } else if last_in_table {
-            Snapshot::LastInDataCollection
-        } else {
-            Snapshot::True
-        };
-        *first = false;
-        let schema = &schemas[pending.table];
-        let source = Source {
-            ts_ms,
-            snapshot: marker,
-            change_lsn: None,
-            commit_lsn: Some(position),
-            event_serial_no: None,
-        };
-        let change = Change {
-            op: Op::Read,
-            before: None,
-            after: Some(&pending.row),
-            source,
-            transaction: None,
-            now_us: clock(),
-        };
-        batch.push(OutRecord {
-            topic: schema.topic(&settings.events),
-            key: envelope::key(schema, &pending.row, &settings.events, &source)?,
-            value: Some(envelope::value(schema, &change, &settings.events)?),
-            headers: Vec::new(),
-        });
-        Ok(())
-    };
+    let last_table = schemas.len().saturating_sub(1);
     for (index, schema) in schemas.iter().enumerate() {
         let id = schema.id();
         let total = tables.count_rows(schema).await?;
         progress.set(&id, 0, total);
+        // As Debezium's `getSnapshotSourceTimestamp`: the server's time as each table's
+        // read begins.
+        let ts_ms = tables.now_ms().await?;
         let mut done = 0u64;
-        let mut first_in_table = true;
         let mut rows = tables.snapshot_rows(schema).await?;
-        while let Some(row) = rows.next().await {
-            let row = row?;
-            if let Some(previous) = pending.take() {
-                emit(previous, false, &mut batch, &mut first_overall)?;
-            }
-            pending = Some(Pending {
-                table: index,
-                row,
-                first_in_table,
-                last_in_table: false,
-            });
-            first_in_table = false;
+        // One row of look-ahead: a row's marker depends on whether it is its table's last.
+        let mut next = rows.next().await.transpose()?;
+        while let Some(row) = next.take() {
+            next = rows.next().await.transpose()?;
+            let marker = snapshot_marker(
+                (index == 0, index == last_table),
+                (done == 0, next.is_none()),
+            );
             done += 1;
+            let source = Source {
+                ts_ms,
+                snapshot: marker,
+                change_lsn: None,
+                commit_lsn: Some(position),
+                event_serial_no: None,
+            };
+            let change = Change {
+                op: Op::Read,
+                before: None,
+                after: Some(&row),
+                source,
+                transaction: None,
+                now_us: clock(),
+            };
+            batch.push(OutRecord {
+                topic: schema.topic(&settings.events),
+                key: envelope::key(schema, &row, &settings.events, &source)?,
+                value: Some(envelope::value(schema, &change, &settings.events)?),
+                headers: Vec::new(),
+            });
             if done.is_multiple_of(settings.snapshot_progress_rows as u64) {
                 progress.set(&id, done, total.max(done));
                 tracing::info!(table = %id, done, total, "snapshot progress");
@@ -230,23 +234,13 @@ pub async fn run<T: CdcTables, W: EventWriter>(
         drop(rows);
         progress.set(&id, done, total.max(done));
         tracing::info!(table = %id, done, total, "snapshot of the table read");
-        // The table's last row; it is the snapshot's last only if every later table is
-        // empty, so it stays held until the next row (or the end) settles that.
-        if let Some(held) = &mut pending
-            && held.table == index
-        {
-            held.last_in_table = true;
-        }
-    }
-    if let Some(previous) = pending.take() {
-        emit(previous, true, &mut batch, &mut first_overall)?;
     }
     tables.end_snapshot().await?;
     let offset = Offset::Snapshot {
         commit: position,
         completed: true,
     };
-    writer.commit(batch, offset).await?;
+    writer.commit(batch, offset.clone()).await?;
     tracing::info!(%position, "snapshot completed");
     Ok(offset)
 }

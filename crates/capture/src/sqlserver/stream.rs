@@ -6,21 +6,25 @@
 //!    `cdc.lsn_time_mapping`, capped at `fn_cdc_get_max_lsn()`;
 //! 2. the plan: which capture instance of each table covers which part of the window;
 //! 3. the rows of every change table, merged in log order (`__$start_lsn,
-//!    __$command_id, __$seqval, __$operation`);
+//!    __$command_id, __$seqval, __$operation`) as they arrive ([`super::merge`]: one
+//!    cursor per change table, never the whole window in memory);
 //! 4. events: 1 → `d` (+ tombstone), 2 → `c`, 3 followed by 4 → one `u` (or, when the
 //!    key changed, `d` + tombstone + `c`), transaction BEGIN/END and blocks when enabled,
 //!    schema-change events at instance switches, heartbeats when configured;
-//! 5. events and the new offset committed together, in parts of `batch_size` events.
+//! 5. events and the new offset committed together, in parts of `batch_size` records
+//!    published while the window is still being read; with transaction metadata the
+//!    open transaction travels in the offset (Debezium's `TransactionContext`).
 
 use std::collections::BTreeMap;
 
 use super::lsn::Lsn;
+use super::merge::Merge;
 use super::plan;
-use super::tables::{CaptureInstance, CdcTables, ChangeRow, Operation};
+use super::tables::{CdcTables, ChangeRow, Operation};
 use crate::envelope::{
     self, Change, Op, Snapshot, Source, TableChange, TableSchema, TransactionBlock,
 };
-use crate::offsets::{Offset, Position, SkipRule};
+use crate::offsets::{Offset, Position, SkipRule, Transaction};
 use crate::{CaptureError, CaptureSettings, Clock, EventWriter, OutRecord};
 
 /// The streaming state between passes.
@@ -38,8 +42,13 @@ pub struct Streamer {
     /// When the last heartbeat was sent, epoch ms.
     last_heartbeat_ms: i64,
     /// The position of the last event assembled: the next event at the same
-    /// `(commit, change)` continues its `event_serial_no`.
+    /// `(commit, command, change)` continues its `event_serial_no`.
     last_assembled: Option<Position>,
+    /// Capture instances dropped because they disappeared (a metric).
+    dropped_instances: u64,
+    /// With transaction metadata: the transaction of the last published event, whose END
+    /// waits for the next transaction's first event (as Debezium's `TransactionMonitor`).
+    transaction: Option<Transaction>,
 }
 
 impl std::fmt::Debug for Streamer {
@@ -72,7 +81,14 @@ impl Streamer {
             current: BTreeMap::new(),
             last_heartbeat_ms: 0,
             last_assembled: None,
+            dropped_instances: 0,
+            transaction: None,
         }
+    }
+
+    /// How many capture instances disappeared and were dropped so far.
+    pub fn dropped_instances(&self) -> u64 {
+        self.dropped_instances
     }
 
     /// Continues after `offset`: a snapshot's position (stream from the next commit) or
@@ -82,42 +98,43 @@ impl Streamer {
             Offset::Snapshot { commit, .. } => {
                 self.last_commit = commit;
                 self.skip = None;
+                self.transaction = None;
             }
-            Offset::Stream(position) => {
+            Offset::Stream(position, transaction) => {
                 self.last_commit = position.commit;
                 self.position = Some(position);
                 self.last_assembled = Some(position);
                 self.skip = Some(SkipRule::new(position));
+                self.transaction = transaction.filter(|_| self.settings.transaction_metadata);
             }
         }
     }
 
     /// An error if the change tables no longer hold the changes after `commit` (the
-    /// cleanup job removed them).
+    /// cleanup job removed them): as Debezium's `validateLogPosition`, the stored commit
+    /// against `MIN(start_lsn)` of the change tables. The cleanup job moves an
+    /// instance's `start_lsn` forward as it deletes (it is what `fn_cdc_get_min_lsn`
+    /// returns), so no instance may be set aside as "newer" here.
     pub async fn check_gap<T: CdcTables>(
         &mut self,
         tables: &mut T,
         commit: Lsn,
     ) -> Result<(), CaptureError> {
         let instances = tables.capture_instances().await?;
-        for instance in instances
+        let oldest = instances
             .iter()
             .filter(|i| self.settings.tables.contains(&i.table.id()))
-        {
-            // A newer instance legitimately starts after the offset.
-            if instance.start_lsn > commit {
-                continue;
-            }
-            let min = tables.min_lsn(&instance.name).await?;
-            if min > commit {
-                return Err(CaptureError::CleanupGap {
-                    table: instance.table.id(),
-                    offset: commit,
-                    min,
-                });
-            }
+            // `Lsn::MAX`: a start not established yet (NULL).
+            .filter(|i| i.start_lsn != Lsn::MAX)
+            .min_by_key(|i| i.start_lsn);
+        match oldest {
+            Some(oldest) if oldest.start_lsn > commit => Err(CaptureError::CleanupGap {
+                table: oldest.table.id(),
+                offset: commit,
+                min: oldest.start_lsn,
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Runs one pass; `true` when it read a window (call again at once), `false` when
@@ -139,95 +156,98 @@ impl Streamer {
             self.heartbeat(writer).await?;
             return Ok(false);
         }
-        // `max_transactions` new transactions: after a restart the window starts at the
-        // stored commit, read again, so it holds one more (as Debezium's window does).
-        let transactions = if self.skip.is_some() {
-            self.settings.max_transactions + 1
+        let to = if self.settings.max_transactions == 0 {
+            // `max.iteration.transactions = 0`: no bound, up to the max LSN.
+            max
         } else {
-            self.settings.max_transactions
+            // `max_transactions` new transactions: after a restart the window starts at
+            // the stored commit, read again, so it holds one more (as Debezium's does).
+            let transactions = if self.skip.is_some() {
+                self.settings.max_transactions.saturating_add(1)
+            } else {
+                self.settings.max_transactions
+            };
+            let Some(to) = tables.window_end(from, transactions).await? else {
+                self.heartbeat(writer).await?;
+                return Ok(false);
+            };
+            to.min(max)
         };
-        let Some(to) = tables.window_end(from, transactions).await? else {
-            self.heartbeat(writer).await?;
-            return Ok(false);
-        };
-        let to = to.min(max);
         if to < from {
             self.heartbeat(writer).await?;
             return Ok(false);
         }
-        let instances = tables.capture_instances().await?;
+        let mut instances = tables.capture_instances().await?;
+        self.settings.columns.apply(&mut instances)?;
         let plan = plan::plan(
             &self.settings.tables,
             &instances,
             &mut self.current,
-            from,
-            to,
+            (from, to),
+            self.settings.on_vanished,
         )?;
-        let mut rows: Vec<(ChangeRow, usize)> = Vec::new();
-        let mut read_instances: Vec<CaptureInstance> = Vec::new();
-        for read in &plan.reads {
-            let index = read_instances.len();
-            read_instances.push(read.instance.clone());
-            rows.extend(
-                tables
-                    .changes(&read.instance, read.from, read.to)
-                    .await?
-                    .into_iter()
-                    .map(|row| (row, index)),
+        for dropped in &plan.dropped {
+            self.dropped_instances += 1;
+            tracing::error!(
+                table = %dropped.table,
+                instance = %dropped.instance,
+                from = %dropped.from,
+                replaced_by = dropped.replaced_by.as_deref().unwrap_or("none"),
+                "capture instance disappeared (CDC disabled or re-enabled on the table): dropped, as Debezium does; changes it held from this LSN on are LOST; re-snapshot the table, or set on_instance_vanished = \"fail\" to stop instead"
             );
         }
-        rows.sort_by(|(a, _), (b, _)| {
-            (a.start_lsn, a.command_id, a.seqval, a.operation).cmp(&(
-                b.start_lsn,
-                b.command_id,
-                b.seqval,
-                b.operation,
-            ))
-        });
         let mut switches = plan.switches.clone();
         switches.sort_by_key(|s| s.at);
         let mut switches = switches.into_iter().peekable();
-
-        let mut events: Vec<Event> = Vec::new();
-        let mut iter = rows.into_iter().peekable();
-        while let Some((row, index)) = iter.next() {
-            while let Some(switch) = switches.next_if(|s| s.at <= row.start_lsn) {
-                events.extend(self.schema_change(&switch, &row));
-            }
-            let instance = &read_instances[index];
-            let table = &instance.table;
-            let skip_first = self.skip_row(&row);
-            match row.operation {
-                Operation::UpdateBefore => {
-                    let after = match iter.next_if(|(next, i)| {
-                        *i == index
-                            && next.operation == Operation::UpdateAfter
-                            && next.seqval == row.seqval
-                    }) {
-                        Some((after, _)) => after,
-                        None => {
+        let mut out = Output::default();
+        {
+            let streams = tables.changes(&plan.reads).await?;
+            let mut merge = Merge::new(streams);
+            while let Some((row, index)) = merge.next().await? {
+                while let Some(switch) = switches.next_if(|s| s.at <= row.start_lsn) {
+                    if let Some(event) = self.schema_change(&switch, &row) {
+                        self.emit(event, &mut out, to, writer).await?;
+                    }
+                }
+                let table = &plan.reads[index].instance.table;
+                let skip_first = self.skip_row(&row);
+                let event = match row.operation {
+                    Operation::UpdateBefore => {
+                        let pair = |next: &ChangeRow| {
+                            next.operation == Operation::UpdateAfter && next.seqval == row.seqval
+                        };
+                        let Some(after) = merge.next_of_if(index, pair).await? else {
                             return Err(CaptureError::UnpairedUpdate {
                                 table: table.id(),
                                 lsn: row.seqval,
                             });
+                        };
+                        let skip_second = self.skip_row(&after);
+                        if skip_first && skip_second {
+                            continue;
                         }
-                    };
-                    let skip_second = self.skip_row(&after);
-                    if skip_first && skip_second {
-                        continue;
+                        self.update(table, &row, &after)?
                     }
-                    events.push(self.update(table, &row, &after)?);
+                    Operation::UpdateAfter => {
+                        return Err(CaptureError::UnpairedUpdate {
+                            table: table.id(),
+                            lsn: row.seqval,
+                        });
+                    }
+                    Operation::Insert | Operation::Delete if !skip_first => {
+                        self.single(table, &row)?
+                    }
+                    _ => continue,
+                };
+                let op = match row.operation {
+                    Operation::Insert => 'c',
+                    Operation::Delete => 'd',
+                    _ => 'u',
+                };
+                if self.settings.skipped_operations.contains(&op) {
+                    continue;
                 }
-                Operation::UpdateAfter => {
-                    return Err(CaptureError::UnpairedUpdate {
-                        table: table.id(),
-                        lsn: row.seqval,
-                    });
-                }
-                Operation::Insert | Operation::Delete if !skip_first => {
-                    events.push(self.single(table, &row)?);
-                }
-                _ => {}
+                self.emit(event, &mut out, to, writer).await?;
             }
         }
         for switch in switches {
@@ -240,30 +260,36 @@ impl Streamer {
                 commit_ts_ms: (self.clock)() / 1_000,
                 values: Vec::new(),
             };
-            events.extend(self.schema_change(&switch, &marker));
+            if let Some(event) = self.schema_change(&switch, &marker) {
+                self.emit(event, &mut out, to, writer).await?;
+            }
         }
         self.skip = None;
         self.last_commit = to;
-        let records_offset = self.publish(events, to, writer).await?;
-        tracing::debug!(%from, %to, events = records_offset, "pass done");
+        let events = out.events;
+        self.finish(out, to, writer).await?;
+        tracing::debug!(%from, %to, events, "pass done");
         Ok(true)
     }
 
     /// Applies the skip rule of the first pass after a restart.
     fn skip_row(&mut self, row: &ChangeRow) -> bool {
         match &mut self.skip {
-            Some(rule) => rule.skip_row(row.start_lsn, row.seqval),
+            Some(rule) => rule.skip_row(row.start_lsn, row.command_id, row.seqval),
             None => false,
         }
     }
 
     /// The position of an event made of `rows` change rows at `row`: as Debezium's
-    /// `SqlServerOffsetContext`, `event_serial_no` counts rows at one `(commit, change)`
-    /// position (1 for an insert or delete, 2 for an update, more when several events
-    /// share a position), which is what the skip rule counts on restart.
+    /// `SqlServerOffsetContext`, `event_serial_no` counts rows at one position (1 for an
+    /// insert or delete, 2 for an update, more when several events share a position),
+    /// which is what the skip rule counts on restart.
     fn next_position(&mut self, row: &ChangeRow, rows: i64) -> Position {
         let serial = match self.last_assembled {
-            Some(last) if (last.commit, last.change) == (row.start_lsn, row.seqval) => {
+            Some(last)
+                if (last.commit, last.command, last.change)
+                    == (row.start_lsn, Some(row.command_id), row.seqval) =>
+            {
                 last.serial + rows
             }
             _ => rows,
@@ -272,6 +298,7 @@ impl Streamer {
             commit: row.start_lsn,
             change: row.seqval,
             serial,
+            command: Some(row.command_id),
         };
         self.last_assembled = Some(position);
         position
@@ -376,9 +403,16 @@ impl Streamer {
                 "__debezium.newkey".into(),
                 new_key.clone().unwrap_or_default(),
             ));
-            records.push(record);
             if self.settings.tombstones {
-                records.push(self.record(table, old_key.clone(), None));
+                // Debezium's tombstone is the delete record without a value: same headers.
+                let tombstone = OutRecord {
+                    value: None,
+                    ..record.clone()
+                };
+                records.push(record);
+                records.push(tombstone);
+            } else {
+                records.push(record);
             }
             let create =
                 self.change_value(table, Op::Create, None, Some(&after.values), source, None)?;
@@ -405,8 +439,9 @@ impl Streamer {
     /// through the new instance (or the switch LSN when no row follows in the window);
     /// `None` with `include_schema_changes` off (the switch is logged either way).
     fn schema_change(&self, switch: &plan::Switch, row: &ChangeRow) -> Option<Event> {
-        tracing::info!(table = %switch.table, from = %switch.from, to = %switch.to.name, at = %switch.at, "capture instance switch");
-        if !self.settings.schema_changes {
+        tracing::info!(table = %switch.table, from = %switch.from, to = %switch.to.name, at = %switch.at, schema_changed = switch.schema_changed, "capture instance switch");
+        // Debezium skips the migration when the new instance's table is identical.
+        if !self.settings.schema_changes || !switch.schema_changed {
             return None;
         }
         let source = Source {
@@ -435,105 +470,102 @@ impl Streamer {
                 commit: Lsn::ZERO,
                 change: Lsn::ZERO,
                 serial: 0,
+                command: None,
             },
             table: String::new(),
             commit_ts_ms: row.commit_ts_ms,
         })
     }
 
-    /// Adds transaction metadata, then commits the events in parts of `batch_size`
-    /// records, each with the offset of its last event. Returns how many events.
-    async fn publish<W: EventWriter>(
+    /// Adds `event` to the part being filled (with transaction metadata: after END of
+    /// the previous transaction and BEGIN of its own when it opens one, and with its
+    /// `transaction` block); commits the part once it holds `batch_size` records, so a
+    /// window is published while it is read.
+    async fn emit<W: EventWriter>(
         &mut self,
-        events: Vec<Event>,
+        event: Event,
+        out: &mut Output,
         to: Lsn,
         writer: &mut W,
-    ) -> Result<usize, CaptureError> {
-        let count = events.len();
-        let tx_topic = format!("{}.transaction", self.settings.events.prefix);
-        let mut part: Vec<OutRecord> = Vec::new();
-        let mut events = events.into_iter().peekable();
-        while let Some(first) = events.next() {
-            let commit = first.position.commit;
-            let ts_ms = first.commit_ts_ms;
-            // One SQL Server transaction: the events with this commit LSN (schema changes
-            // belong to none).
-            let mut transaction = vec![first];
-            if !commit.is_zero() {
-                while let Some(event) = events.next_if(|e| e.position.commit == commit) {
-                    transaction.push(event);
-                }
+    ) -> Result<(), CaptureError> {
+        let is_change = !event.table.is_empty();
+        if is_change {
+            out.events += 1;
+            self.position = Some(event.position);
+            if self.settings.transaction_metadata {
+                self.add_transaction_metadata(event, &mut out.part);
+            } else {
+                out.part.extend(event.records);
             }
-            let metadata = self.settings.transaction_metadata && !commit.is_zero();
-            // Debezium's BEGIN and END carry the commit time of the transaction's events.
-            if metadata {
-                let (key, value) = envelope::transaction_event(
-                    &self.settings.events,
-                    "BEGIN",
-                    &commit.to_string(),
-                    None,
-                    ts_ms,
-                );
-                part.push(OutRecord {
-                    topic: tx_topic.clone(),
-                    key: Some(key),
-                    value: Some(value),
-                    headers: Vec::new(),
-                });
-            }
-            let mut per_table: Vec<(String, i64)> = Vec::new();
-            for (order, event) in transaction.into_iter().enumerate() {
-                let mut records = event.records;
-                if metadata {
-                    let slot = match per_table.iter().position(|(t, _)| *t == event.table) {
-                        Some(slot) => slot,
-                        None => {
-                            per_table.push((event.table.clone(), 0));
-                            per_table.len() - 1
-                        }
-                    };
-                    per_table[slot].1 += 1;
-                    let block = TransactionBlock {
-                        id: commit.to_string(),
-                        total_order: order as i64 + 1,
-                        data_collection_order: per_table[slot].1,
-                    };
-                    for record in &mut records {
-                        if let Some(value) = &record.value {
-                            record.value = Some(with_transaction(value, &block));
-                        }
-                    }
-                }
-                part.extend(records);
-                if !event.table.is_empty() {
-                    self.position = Some(event.position);
-                }
-                // With transaction metadata a Kafka transaction ends only at a SQL
-                // transaction's end (below), so BEGIN, the blocks' order and END always
-                // travel together and a restart never resumes inside a transaction.
-                if !metadata && part.len() >= self.settings.batch_size {
-                    self.commit_part(&mut part, to, writer).await?;
-                }
-            }
-            if metadata {
-                let (key, value) = envelope::transaction_event(
-                    &self.settings.events,
-                    "END",
-                    &commit.to_string(),
-                    Some(&per_table),
-                    ts_ms,
-                );
-                part.push(OutRecord {
-                    topic: tx_topic.clone(),
-                    key: Some(key),
-                    value: Some(value),
-                    headers: Vec::new(),
-                });
-                if part.len() >= self.settings.batch_size {
-                    self.commit_part(&mut part, to, writer).await?;
-                }
-            }
+        } else {
+            out.part.extend(event.records);
         }
+        if out.part.len() >= self.settings.batch_size {
+            self.commit_part(&mut out.part, to, writer).await?;
+        }
+        Ok(())
+    }
+
+    /// Debezium's `TransactionMonitor`: at a data event of another transaction, END of
+    /// the previous one (with this event's time) and BEGIN of this one; a `transaction`
+    /// block in every data record (a primary-key update's delete and create count as
+    /// two, its tombstone none). The open transaction travels in the offset, so a
+    /// restart continues its order and still ends it.
+    fn add_transaction_metadata(&mut self, event: Event, part: &mut Vec<OutRecord>) {
+        let id = event.position.commit.to_string();
+        let tx_topic = format!("{}.transaction", self.settings.events.prefix);
+        let mut boundary = |status: &str, transaction: &Transaction| {
+            let counts = (status == "END").then_some(transaction.per_table.as_slice());
+            let (key, value) = envelope::transaction_event(
+                &self.settings.events,
+                status,
+                &transaction.id,
+                counts,
+                event.commit_ts_ms,
+            );
+            part.push(OutRecord {
+                topic: tx_topic.clone(),
+                key: Some(key),
+                value: Some(value),
+                headers: Vec::new(),
+            });
+        };
+        if self.transaction.as_ref().is_none_or(|open| open.id != id) {
+            if let Some(ended) = self.transaction.take() {
+                boundary("END", &ended);
+            }
+            let begun = Transaction {
+                id: id.clone(),
+                per_table: Vec::new(),
+            };
+            boundary("BEGIN", &begun);
+            self.transaction = Some(begun);
+        }
+        let Some(open) = self.transaction.as_mut() else {
+            return;
+        };
+        for mut record in event.records {
+            if let Some(value) = &record.value {
+                let data_collection_order = open.count(&event.table);
+                let block = TransactionBlock {
+                    id: id.clone(),
+                    total_order: open.total(),
+                    data_collection_order,
+                };
+                record.value = Some(with_transaction(value, &block));
+            }
+            part.push(record);
+        }
+    }
+
+    /// Ends the pass: publishes what is left with the window's end as the offset.
+    async fn finish<W: EventWriter>(
+        &mut self,
+        out: Output,
+        to: Lsn,
+        writer: &mut W,
+    ) -> Result<(), CaptureError> {
+        let mut part = out.part;
         // The window is read to `to`: whatever the last event was, nothing up to `to`
         // is left, so the offset moves to the window's end (a restart skips the whole
         // commit `to`: its changes all precede its commit record).
@@ -543,6 +575,7 @@ impl Streamer {
                 commit: to,
                 change: to,
                 serial: 0,
+                command: None,
             },
         };
         self.position = Some(position);
@@ -553,8 +586,10 @@ impl Streamer {
                 self.last_heartbeat_ms = now_ms;
             }
         }
-        writer.commit(part, Offset::Stream(position)).await?;
-        Ok(count)
+        writer
+            .commit(part, Offset::Stream(position, self.transaction.clone()))
+            .await?;
+        Ok(())
     }
 
     /// Commits `part` with the position of its last event (the window's end if it has
@@ -565,11 +600,13 @@ impl Streamer {
         to: Lsn,
         writer: &mut W,
     ) -> Result<(), CaptureError> {
-        let offset = Offset::Stream(self.position.unwrap_or(Position {
+        let position = self.position.unwrap_or(Position {
             commit: to,
             change: to,
             serial: 0,
-        }));
+            command: None,
+        });
+        let offset = Offset::Stream(position, self.transaction.clone());
         writer.commit(std::mem::take(part), offset).await?;
         Ok(())
     }
@@ -595,7 +632,7 @@ impl Streamer {
         }
         self.last_heartbeat_ms = now_ms;
         let offset = match self.position {
-            Some(p) => Offset::Stream(p),
+            Some(p) => Offset::Stream(p, self.transaction.clone()),
             None => Offset::Snapshot {
                 commit: self.last_commit,
                 completed: true,
@@ -606,6 +643,14 @@ impl Streamer {
             .await?;
         Ok(())
     }
+}
+
+/// What a pass has assembled and not yet committed.
+#[derive(Default)]
+struct Output {
+    part: Vec<OutRecord>,
+    /// Change events emitted in the pass (for the log).
+    events: usize,
 }
 
 /// Replaces the envelope's `"transaction":null` with `block` (the value was built

@@ -8,8 +8,12 @@ use std::future::Future;
 use futures::stream::BoxStream;
 
 use super::lsn::Lsn;
+pub use super::plan::Read;
 use super::types::SqlValue;
 use crate::envelope::TableSchema;
+
+/// The rows of one change table in a window, in read order.
+pub type Rows<'a> = BoxStream<'a, Result<ChangeRow, TablesError>>;
 
 /// One capture instance (`cdc.change_tables` row) with its columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,12 +86,6 @@ pub enum TablesError {
         "permission denied: {0} (the capture login needs SELECT on the cdc schema and the captured tables, db_owner or the CDC gating role)"
     )]
     Permission(String),
-    #[error("{table}: column {column} has type {type_name}, which capture does not map")]
-    UnsupportedType {
-        table: String,
-        column: String,
-        type_name: String,
-    },
     #[error("{table}: change row with unknown __$operation {code}")]
     UnknownOperation { table: String, code: i32 },
     #[error("SQL Server: {0}")]
@@ -106,9 +104,6 @@ pub trait CdcTables: Send {
         &mut self,
     ) -> impl Future<Output = Result<Vec<CaptureInstance>, TablesError>> + Send;
 
-    /// `sys.fn_cdc_get_min_lsn(instance)`: the oldest LSN the cleanup job left.
-    fn min_lsn(&mut self, instance: &str) -> impl Future<Output = Result<Lsn, TablesError>> + Send;
-
     /// The upper bound of the next pass: the largest commit LSN among the first
     /// `transactions` transactions at or after `from` in `cdc.lsn_time_mapping`
     /// (`None`: nothing committed there yet).
@@ -118,15 +113,15 @@ pub trait CdcTables: Send {
         transactions: u32,
     ) -> impl Future<Output = Result<Option<Lsn>, TablesError>> + Send;
 
-    /// The rows of `instance` with `from <= __$start_lsn <= to`, ordered by
-    /// `__$start_lsn, __$command_id, __$seqval, __$operation` (`all update old`: both
-    /// images of an update).
-    fn changes(
-        &mut self,
-        instance: &CaptureInstance,
-        from: Lsn,
-        to: Lsn,
-    ) -> impl Future<Output = Result<Vec<ChangeRow>, TablesError>> + Send;
+    /// One stream per read: the rows of `read.instance` with `read.from <= __$start_lsn
+    /// <= read.to`, ordered by `__$start_lsn, __$command_id, __$seqval, __$operation`
+    /// (`all update old`: both images of an update). The streams are consumed together
+    /// (the loop merges them as rows come), so each must be open at once and read from
+    /// its source as it is consumed: a window is never held in memory.
+    fn changes<'a>(
+        &'a mut self,
+        reads: &'a [Read],
+    ) -> impl Future<Output = Result<Vec<Rows<'a>>, TablesError>> + Send + 'a;
 
     /// Starts a snapshot: a read under snapshot isolation where the database allows it,
     /// so every table is read as of one point.

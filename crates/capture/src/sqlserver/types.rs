@@ -353,6 +353,14 @@ pub fn field_schema(column: &Column, mode: DecimalMode) -> String {
     if let Some(params) = params {
         out.push_str(&format!(r#","parameters":{params}"#));
     }
+    // JsonConverter writes `default` after `parameters`, in the field's own form.
+    if let Some(default) = column.default_value() {
+        let mut value = String::new();
+        if push_value(&mut value, column, &default, mode).is_ok() {
+            out.push_str(",\"default\":");
+            out.push_str(&value);
+        }
+    }
     out.push_str(",\"field\":");
     push_json_string(&mut out, &column.name);
     out.push('}');

@@ -454,3 +454,46 @@ fn strings_are_escaped_as_jackson_escapes_them() {
         all
     );
 }
+
+/// `schemas_enable = true`: a column's default constraint is the field's `default`, in
+/// the field's own form (Debezium's `TableSchemaBuilder`), after its `parameters`.
+#[test]
+fn field_schemas_carry_the_parsed_default() {
+    let column = |sql_type: SqlType, default: &str| Column {
+        name: "c".into(),
+        sql_type,
+        optional: false,
+        catalog: crate::sqlserver::catalog::ColumnCatalog {
+            default: Some(default.into()),
+            ..Default::default()
+        },
+    };
+    assert_eq!(
+        field_schema(&column(SqlType::Int, "((0))"), DecimalMode::Precise),
+        r#"{"type":"int32","optional":false,"default":0,"field":"c"}"#
+    );
+    assert_eq!(
+        field_schema(&column(SqlType::Text, "(N'new')"), DecimalMode::Precise),
+        r#"{"type":"string","optional":false,"default":"new","field":"c"}"#
+    );
+    assert_eq!(
+        field_schema(
+            &column(
+                SqlType::Decimal {
+                    precision: 12,
+                    scale: 2
+                },
+                "((1.5))"
+            ),
+            DecimalMode::Precise
+        ),
+        r#"{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2","connect.decimal.precision":"12"},"default":"AJY=","field":"c"}"#
+    );
+    assert_eq!(
+        field_schema(
+            &column(SqlType::DateTime, "(getdate())"),
+            DecimalMode::Precise
+        ),
+        r#"{"type":"int64","optional":false,"name":"io.debezium.time.Timestamp","version":1,"field":"c"}"#
+    );
+}
