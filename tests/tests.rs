@@ -21,3 +21,4 @@ mod runtime;
 mod sdk_ports;
 mod shutdown;
 mod support;
+mod typed_config;
