@@ -1,26 +1,28 @@
-//! Typed plugin configuration through the real host: `customers-cdm` declares its config
-//! as a serde struct (`#[transform(config = Settings)]`); a good `[config]` is parsed from
-//! its strings into numbers and enums and used, a bad one refuses the plugin at `init`
-//! with the key, the value and the problem named.
+//! Typed plugin configuration through the real host, in every SDK language: `customers-cdm`
+//! declares its config once (a serde struct with `#[transform(config = Settings)]` in Rust,
+//! a schema in JavaScript, a dataclass in Python); a good `[config]` is parsed from its
+//! strings into numbers and enums and used, a bad one refuses the plugin at `init` with the
+//! key, the value and the problem named, in the same words in all three.
 
 use serde_json::json;
 use sluice_tests::components;
 
 use crate::support::{config, create_event, plugin, write_lines};
 
-/// Runs `customers-cdm` with `settings` over one event; the host's error when refused.
-fn start(settings: &[(&str, &str)]) -> Result<Vec<serde_json::Value>, String> {
+/// The three `customers-cdm` implementations, by language.
+const LANGUAGES: [(&str, &str); 3] = [
+    ("rust", components::CUSTOMERS_CDM),
+    ("javascript", components::CUSTOMERS_CDM_JS),
+    ("python", components::CUSTOMERS_CDM_PY),
+];
+
+/// Runs `component` with `settings` over one event; the host's error when refused.
+fn start(component: &str, settings: &[(&str, &str)]) -> Result<Vec<serde_json::Value>, String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let row = json!({"id": 7, "first_name": "Ada", "credit_limit": 1234.5});
     let input = write_lines(dir.path(), "in.jsonl", &[create_event(row)]);
     let output = dir.path().join("out.jsonl");
-    let cdm = plugin(
-        "customers-cdm",
-        components::CUSTOMERS_CDM,
-        &["*"],
-        &["cdm.*"],
-        settings,
-    );
+    let cdm = plugin("customers-cdm", component, &["*"], &["cdm.*"], settings);
     let runtime = tokio::runtime::Runtime::new().expect("tokio");
     runtime
         .block_on(sluice::app::run(
@@ -37,20 +39,28 @@ fn start(settings: &[(&str, &str)]) -> Result<Vec<serde_json::Value>, String> {
 
 #[test]
 fn a_good_typed_config_is_parsed_from_strings_and_used() {
-    let lines = start(&[
-        ("topic", "cdm.customer.v2"),
-        ("decimal.handling.mode", "double"),
-        ("credit_limit.scale", "3"),
-    ])
-    .expect("the plugin starts");
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert_eq!(lines[0]["topic"], "cdm.customer.v2", "the string field");
-    // The enum (`double`) and the number (`3`) were parsed from their strings.
-    assert_eq!(
-        lines[0]["value"]["creditLimit"], "1234.500",
-        "{:?}",
-        lines[0]
-    );
+    for (language, component) in LANGUAGES {
+        let lines = start(
+            component,
+            &[
+                ("topic", "cdm.customer.v2"),
+                ("decimal.handling.mode", "double"),
+                ("credit_limit.scale", "3"),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{language}: the plugin starts: {e}"));
+        assert_eq!(lines.len(), 1, "{language}: {lines:?}");
+        assert_eq!(
+            lines[0]["topic"], "cdm.customer.v2",
+            "{language}: the string"
+        );
+        // The enum (`double`) and the number (`3`) were parsed from their strings.
+        assert_eq!(
+            lines[0]["value"]["creditLimit"], "1234.500",
+            "{language}: {:?}",
+            lines[0]
+        );
+    }
 }
 
 #[test]
@@ -66,11 +76,16 @@ fn a_bad_typed_config_refuses_the_plugin_naming_the_key() {
         ),
         (&[("topik", "cdm.x")][..], "config: unknown field `topik`"),
     ] {
-        let message = start(settings).expect_err("init refuses the config");
-        assert!(
-            message.contains("plugin customers-cdm@0.1.0: init refused its configuration"),
-            "{message}"
-        );
-        assert!(message.contains(expected), "{settings:?}: {message}");
+        for (language, component) in LANGUAGES {
+            let message = start(component, settings).expect_err("init refuses the config");
+            assert!(
+                message.contains("plugin customers-cdm@0.1.0: init refused its configuration"),
+                "{language}: {message}"
+            );
+            assert!(
+                message.contains(expected),
+                "{language}: {settings:?}: {message}"
+            );
+        }
     }
 }
