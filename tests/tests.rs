@@ -22,3 +22,4 @@ mod runtime;
 mod sdk_ports;
 mod shutdown;
 mod support;
+mod typed_config;

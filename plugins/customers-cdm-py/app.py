@@ -13,16 +13,28 @@ record and byte for byte what the Rust plugin in ``plugins/customers-cdm`` publi
 - the key is ``{"customerId": <id>}``; creates, updates and snapshot reads publish the new
   state (upsert); deletes publish a tombstone, so ``cdm.customer`` can be compacted.
 
-Config: ``topic`` (default ``cdm.customer``); ``decimal.handling.mode``: ``precise``
-(default), ``string`` or ``double``; ``credit_limit.scale`` when events carry no schema
-(default 2).
+Config (``Settings``, typed and checked once at ``init``; an unknown key or a bad value
+refuses the plugin with the key named): ``topic`` (default ``cdm.customer``);
+``decimal.handling.mode``: ``precise`` (default), ``string`` or ``double``;
+``credit_limit.scale`` when events carry no schema (default 2).
 """
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
 
 import sluice_sdk
 from sluice_sdk import Record, Reject, debezium
+
+
+@dataclass
+class Settings:
+    """The plugin's configuration (the Rust plugin's ``Settings``)."""
+
+    topic: str = "cdm.customer"
+    decimal_mode: Literal["precise", "string", "double"] = field(
+        default="precise", metadata={"key": "decimal.handling.mode"}
+    )
+    credit_limit_scale: sluice_sdk.U32 = field(default=2, metadata={"key": "credit_limit.scale"})
 
 
 @dataclass
@@ -41,21 +53,10 @@ class CustomerRow:
     is_active: Optional[bool] = None
 
 
-def check_config(config):
-    """Refuses configurations the transform cannot honour, once, at ``init``."""
-    mode = config.get("decimal.handling.mode")
-    if mode not in (None, "precise", "string", "double"):
-        raise ValueError(
-            f"config `decimal.handling.mode` = {sluice_sdk.to_json(mode).decode()}: "
-            "expected precise, string or double"
-        )
-    config.u32("credit_limit.scale")
-
-
-@sluice_sdk.transform(init=check_config)
-def customers_cdm(event):
+@sluice_sdk.transform(config=Settings)
+def customers_cdm(event, settings: Settings):
     """Maps one change event of ``dbo.customers`` to its canonical record (or tombstone)."""
-    topic = sluice_sdk.config().get("topic", "cdm.customer")
+    topic = settings.topic
     op = event.op
     if op in ("truncate", "message"):
         return []
@@ -73,7 +74,7 @@ def customers_cdm(event):
         "emailMasked": None if row.email is None else mask_email(row.email),
         "creditLimit": None
         if row.credit_limit is None
-        else decode_decimal(row.credit_limit, credit_limit_scale(event)),
+        else decode_decimal(row.credit_limit, settings.decimal_mode, credit_limit_scale(event, settings)),
         "birthDate": None if row.birth_date is None else debezium.date_from_epoch_days(row.birth_date),
         "createdAt": None
         if row.created_at is None
@@ -97,20 +98,14 @@ def customers_cdm(event):
     ]
 
 
-def credit_limit_scale(event) -> int:
+def credit_limit_scale(event, settings: Settings) -> int:
+    """The scale from the event's schema, else from config."""
     scale = event.decimal_scale("credit_limit")
-    if scale is not None:
-        return scale
-    try:
-        scale = sluice_sdk.config().u32("credit_limit.scale")
-    except ValueError as e:
-        raise Reject(str(e)) from None
-    return 2 if scale is None else scale
+    return settings.credit_limit_scale if scale is None else scale
 
 
-def decode_decimal(raw, scale: int) -> str:
+def decode_decimal(raw, mode: str, scale: int) -> str:
     """Decodes a decimal column in any of Debezium's ``decimal.handling.mode``s."""
-    mode = sluice_sdk.config().get("decimal.handling.mode", "precise")
     if mode == "precise" and isinstance(raw, str):
         try:
             return debezium.decimal_from_base64(raw, scale)

@@ -40,6 +40,28 @@ export class Config {
 }
 export function config(): Config;
 
+/** One key of a settings schema; without `default` the key is required. */
+export type SettingSpec =
+  | { type?: "string"; oneOf?: readonly string[]; default?: string }
+  | { type: "u32" | "int" | "number"; default?: number }
+  | { type: "bool"; default?: boolean };
+export type SettingsSchema = { [key: string]: SettingSpec };
+/** The settings object a schema describes. */
+export type SettingsOf<S extends SettingsSchema> = {
+  [K in keyof S]: S[K] extends { type: "bool" }
+    ? boolean
+    : S[K] extends { type: "u32" | "int" | "number" }
+      ? number
+      : S[K] extends { oneOf: readonly (infer V)[] }
+        ? V
+        : string;
+};
+export function parseSettings<S extends SettingsSchema>(
+  pairs: Array<[string, string]>,
+  schema: S,
+): SettingsOf<S>;
+export function settings(): unknown;
+
 export interface SourceInfo {
   connector: string;
   name: string;
@@ -95,6 +117,10 @@ export type TransformResult = Record[] | Record | null | undefined;
 export function transform(
   fn: (event: ChangeEvent) => TransformResult,
   options?: { init?: (config: Config) => void },
+): unknown;
+export function transform<const S extends SettingsSchema>(
+  fn: (event: ChangeEvent, settings: SettingsOf<S>) => TransformResult,
+  options: { config: S; init?: (config: Config) => void },
 ): unknown;
 
 export namespace debezium {

@@ -13,6 +13,11 @@
  * });
  * ```
  *
+ * Configuration is typed with a schema declared once: `sluice.transform(fn, { config: {
+ * topic: { default: "cdm.customer" }, scale: { type: "u32", default: 2 } } })` parses the
+ * manifest's pairs at `init` (a bad, missing or unknown key refuses the plugin with the key
+ * named) and calls `fn(event, settings)`; `sluice.config()` keeps the raw pairs.
+ *
  * `sluice.transform(fn, { init })` builds the `sluice:transform/transform` export: it calls
  * `fn` once per event of each batch with a `ChangeEvent`, turns what it returns (an array of
  * `Record`s, one `Record`, or `null` to filter the event out) into the event's outcome, and a
@@ -89,6 +94,84 @@ function parseU32Problem(raw) {
 }
 
 let currentConfig = new Config([]);
+let currentSettings;
+
+/** Rust's `i64`/`u32` `from_str` errors, for the integer kinds of a settings schema. */
+const INTEGER_KINDS = {
+  u32: (raw) => parseU32Problem(raw),
+  int: (raw) => {
+    if (raw === "") return "cannot parse integer from empty string";
+    if (!/^[+-]?[0-9]+$/.test(raw) || /^[+-]$/.test(raw)) return "invalid digit found in string";
+    if (!Number.isSafeInteger(Number(raw))) return "number too large to fit in target type";
+    return undefined;
+  },
+};
+
+/** The backtick list serde writes in "expected one of" messages. */
+function oneOfList(names) {
+  return names.map((n) => `\`${n}\``).join(", ");
+}
+
+/**
+ * Parses configuration pairs against a settings schema (the `config` option of
+ * `transform`): `{ key: { type, default, oneOf } }` where `type` is `"string"` (the
+ * default), `"u32"`, `"int"`, `"number"` or `"bool"`, and `oneOf` lists the allowed strings.
+ * A key with no `default` is required; a key not in the schema is refused. Error messages
+ * name the key and match the Rust SDK's (`config <key> = "two": invalid digit found in
+ * string`, `config: missing field <key>`, `config: unknown field <key>, ...`).
+ */
+export function parseSettings(pairs, schema) {
+  const latest = new Map(pairs);
+  const keys = Object.keys(schema);
+  for (const key of latest.keys()) {
+    if (!Object.hasOwn(schema, key)) {
+      throw new Error(`config: unknown field \`${key}\`, expected one of ${oneOfList(keys)}`);
+    }
+  }
+  const settings = {};
+  for (const key of keys) {
+    const spec = schema[key];
+    const raw = latest.get(key);
+    if (raw === undefined) {
+      if (!Object.hasOwn(spec, "default")) throw new Error(`config: missing field \`${key}\``);
+      settings[key] = spec.default;
+      continue;
+    }
+    const fail = (problem) => {
+      throw new Error(`config \`${key}\` = ${JSON.stringify(raw)}: ${problem}`);
+    };
+    if (spec.oneOf && !spec.oneOf.includes(raw)) {
+      fail(`unknown variant \`${raw}\`, expected one of ${oneOfList(spec.oneOf)}`);
+    }
+    const type = spec.type ?? "string";
+    if (type === "string") {
+      settings[key] = raw;
+    } else if (type === "bool") {
+      if (raw !== "true" && raw !== "false") fail("provided string was not `true` or `false`");
+      settings[key] = raw === "true";
+    } else if (type === "number") {
+      const value = Number(raw.trim());
+      if (raw.trim() === "" || Number.isNaN(value)) fail("invalid float literal");
+      settings[key] = value;
+    } else if (Object.hasOwn(INTEGER_KINDS, type)) {
+      const text = raw.trim();
+      const problem = INTEGER_KINDS[type](text);
+      if (problem) fail(problem);
+      settings[key] = Number(text);
+    } else {
+      throw new Error(`settings schema: \`${key}\` has unknown type ${JSON.stringify(type)}`);
+    }
+  }
+  return settings;
+}
+
+/**
+ * The typed settings this instance was initialised with (`transform(fn, { config })`),
+ * or `undefined`.
+ */
+export function settings() {
+  return currentSettings;
+}
 
 /** The configuration this instance was initialised with (empty before `init`). */
 export function config() {
@@ -491,16 +574,16 @@ export function transform(fn, options = {}) {
   return {
     init(pairs) {
       currentConfig = new Config(pairs);
-      if (options.init) {
-        try {
-          options.init(currentConfig);
-        } catch (e) {
-          throw e instanceof Error ? e.message : String(e);
-        }
+      try {
+        if (options.config) currentSettings = parseSettings(pairs, options.config);
+        if (options.init) options.init(currentConfig);
+      } catch (e) {
+        throw e instanceof Error ? e.message : String(e);
       }
     },
     transformBatch(events) {
-      return events.map((event) => outcome(() => fn(new ChangeEvent(event))));
+      const typed = currentSettings;
+      return events.map((event) => outcome(() => fn(new ChangeEvent(event), typed)));
     },
   };
 }

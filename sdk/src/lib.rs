@@ -30,9 +30,35 @@
 //! or `Result<Record, Reject>`; `Ok(vec![])` / `Ok(None)` filter the event out and
 //! `Err(reject)` sends it to the dead-letter topic with the reason.
 //!
-//! Configuration from the plugin's manifest is available through [`config()`]; an optional
+//! Configuration from the plugin's manifest is typed: `#[sluice_sdk::transform(config =
+//! Settings)]` deserializes it into a serde struct once, at `init` (numbers and booleans
+//! parsed from their string form; a bad or missing value refuses the plugin with an error
+//! naming the key), and the function takes it as a second argument:
+//!
+//! ```
+//! # use sluice_sdk::{ChangeEvent, Record, Reject};
+//! #[derive(serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Settings {
+//!     #[serde(default = "default_topic")]
+//!     topic: String,
+//!     #[serde(default)]
+//!     scale: Option<u32>,
+//! }
+//! fn default_topic() -> String {
+//!     "cdm.customer".into()
+//! }
+//!
+//! #[sluice_sdk::transform(config = Settings)]
+//! fn route(event: ChangeEvent, settings: &Settings) -> Result<Option<Record>, Reject> {
+//!     Ok(event.key_bytes().map(|key| Record::to(&settings.topic).key(key)))
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! The string pairs stay available through [`config()`]; an optional
 //! `#[sluice_sdk::transform(init = check)]` names a `fn check(&Config) -> Result<(), String>`
-//! that validates it once per instance.
+//! that validates them once per instance (after the typed settings, when both are given).
 //!
 //! The same crate compiles natively (for unit tests and benchmarks of plugin logic):
 //! then nothing is exported and [`log`] writes to standard error.
@@ -48,11 +74,13 @@ extern crate self as sluice_sdk;
 pub mod debezium;
 mod event;
 mod record;
+pub mod settings;
 
 pub use event::{
     ChangeEvent, Header, Op, Origin, SnapshotMarker, SourceInfo, Span, TransactionInfo,
 };
 pub use record::{IntoOutcome, Record, Reject};
+pub use settings::{ConfigError, settings};
 pub use sluice_sdk_macro::transform;
 
 use std::sync::OnceLock;
@@ -118,6 +146,12 @@ impl Config {
         }
     }
 
+    /// Deserializes the whole configuration into the plugin's settings type, parsing
+    /// numbers and booleans from their string form; see [`settings`](mod@settings).
+    pub fn typed<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        settings::from_pairs(&self.pairs)
+    }
+
     /// All pairs, in manifest order.
     pub fn pairs(&self) -> &[(String, String)] {
         &self.pairs
@@ -146,12 +180,36 @@ pub mod __private {
     /// A plugin's optional configuration check (`#[transform(init = check)]`).
     pub type ConfigCheck = fn(&Config) -> Result<(), String>;
 
-    /// Implements the WIT `init`: stores the configuration, then runs the plugin's check.
-    pub fn init(pairs: Vec<(String, String)>, check: Option<ConfigCheck>) -> Result<(), String> {
+    /// Parses and stores a plugin's typed settings (`#[transform(config = T)]`).
+    pub type SettingsInstaller = fn(&[(String, String)]) -> Result<(), String>;
+
+    /// The installer for settings type `T`.
+    pub const fn settings_installer<T: serde::de::DeserializeOwned + Send + Sync + 'static>()
+    -> SettingsInstaller {
+        crate::settings::install::<T>
+    }
+
+    /// The typed settings stored at `init`; the generated export calls it only after a
+    /// successful `init` with the same `T`, which the host guarantees.
+    pub fn installed_settings<T: std::any::Any>() -> &'static T {
+        crate::settings::settings::<T>()
+            .expect("the host calls transform-batch only after a successful init")
+    }
+
+    /// Implements the WIT `init`: stores the configuration, parses the typed settings (if
+    /// declared), then runs the plugin's check.
+    pub fn init(
+        pairs: Vec<(String, String)>,
+        settings: Option<SettingsInstaller>,
+        check: Option<ConfigCheck>,
+    ) -> Result<(), String> {
         install_panic_reporter();
         // An instance is initialised exactly once (see wit/transform.wit); a second
         // call can only come from a native test, where the first configuration stays.
         let config = super::CONFIG.get_or_init(|| Config::from_pairs(pairs));
+        if let Some(install) = settings {
+            install(config.pairs())?;
+        }
         match check {
             Some(check) => check(config),
             None => Ok(()),

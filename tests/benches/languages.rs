@@ -194,13 +194,16 @@ fn run_wasm(
 /// The same logic natively, on owned copies of the events as the guest receives them.
 fn run_native(events: &[ChangeEvent]) -> Duration {
     let sdk_events: Vec<sdk::ChangeEvent> = events.iter().map(to_sdk).collect();
+    // The default settings: what the component gets from an empty `[config]`.
+    let settings = customers_cdm::Settings::default();
     let started = Instant::now();
     for chunk in sdk_events.chunks(BATCH) {
         let outcomes: Vec<sdk::EventOutcome> = chunk
             .iter()
             .cloned()
             .map(|e| {
-                customers_cdm::customers_cdm(sluice_sdk::ChangeEvent::from_wit(e)).into_outcome()
+                customers_cdm::customers_cdm(sluice_sdk::ChangeEvent::from_wit(e), &settings)
+                    .into_outcome()
             })
             .collect();
         std::hint::black_box(outcomes);

@@ -323,6 +323,8 @@ fn run_wasm(worker: &mut PluginWorker, events: &[ChangeEvent], batch: usize) -> 
 /// The native baseline does the same work per event as the component's guest code:
 /// takes an owned event (the guest gets owned, lifted copies) and builds its outcome.
 fn run_native(events: &[sdk::ChangeEvent], batch: usize) -> Duration {
+    // The default settings: what the component gets from an empty `[config]`.
+    let settings = customers_cdm::Settings::default();
     let started = Instant::now();
     let mut outputs = 0usize;
     for chunk in events.chunks(batch) {
@@ -330,7 +332,8 @@ fn run_native(events: &[sdk::ChangeEvent], batch: usize) -> Duration {
         let outcomes: Vec<sdk::EventOutcome> = owned
             .into_iter()
             .map(|e| {
-                customers_cdm::customers_cdm(sluice_sdk::ChangeEvent::from_wit(e)).into_outcome()
+                customers_cdm::customers_cdm(sluice_sdk::ChangeEvent::from_wit(e), &settings)
+                    .into_outcome()
             })
             .collect();
         outputs += outcomes.len();

@@ -14,13 +14,22 @@
  * - the key is `{"customerId": <id>}`; creates, updates and snapshot reads publish the new
  *   state (upsert); deletes publish a tombstone, so `cdm.customer` can be compacted.
  *
- * Config: `topic` (default `cdm.customer`); `decimal.handling.mode`: `precise` (default),
- * `string` or `double`; `credit_limit.scale` when events carry no schema (default 2).
+ * Config (`SETTINGS`, typed and checked once at `init`; an unknown key or a bad value
+ * refuses the plugin with the key named): `topic` (default `cdm.customer`);
+ * `decimal.handling.mode`: `precise` (default), `string` or `double`; `credit_limit.scale`
+ * when events carry no schema (default 2).
  */
 
 import * as sluice from "sluice";
 
 const { Record, Reject, debezium } = sluice;
+
+/** The plugin's configuration schema (the Rust plugin's `Settings`). */
+const SETTINGS = {
+  topic: { default: "cdm.customer" },
+  "decimal.handling.mode": { oneOf: ["precise", "string", "double"], default: "precise" },
+  "credit_limit.scale": { type: "u32", default: 2 },
+};
 
 /** A row of `dbo.customers` as Debezium encodes it. */
 const CUSTOMER_ROW = {
@@ -37,8 +46,8 @@ const CUSTOMER_ROW = {
 };
 
 /** Maps one change event of `dbo.customers` to its canonical record (or tombstone). */
-function customersCdm(event) {
-  const topic = sluice.config().get("topic") ?? "cdm.customer";
+function customersCdm(event, settings) {
+  const topic = settings.topic;
   const op = event.op;
   if (op === "truncate" || op === "message") return [];
   const row = event.row(CUSTOMER_ROW);
@@ -52,7 +61,11 @@ function customersCdm(event) {
     lastName: row.last_name ?? null,
     fullName: fullName(row.first_name, row.last_name),
     emailMasked: row.email == null ? null : maskEmail(row.email),
-    creditLimit: row.credit_limit == null ? null : decodeDecimal(row.credit_limit, creditLimitScale(event)),
+    creditLimit: row.credit_limit == null ? null : decodeDecimal(
+            row.credit_limit,
+            settings["decimal.handling.mode"],
+            event.decimalScale("credit_limit") ?? settings["credit_limit.scale"],
+          ),
     birthDate: row.birth_date == null ? null : debezium.dateFromEpochDays(row.birth_date),
     createdAt: row.created_at == null ? null : debezium.timestampFromEpochMillis(row.created_at),
     updatedAt: row.updated_at == null ? null : debezium.timestampFromEpochNanos(row.updated_at),
@@ -70,30 +83,8 @@ function customersCdm(event) {
   return [Record.to(topic).jsonKey(key).jsonValue(canonical).header("cdm.schema", "customer.v1")];
 }
 
-/** Refuses configurations the transform cannot honour, once, at `init`. */
-function checkConfig(config) {
-  const mode = config.get("decimal.handling.mode");
-  if (mode !== undefined && !["precise", "string", "double"].includes(mode)) {
-    throw new Error(
-      `config \`decimal.handling.mode\` = ${JSON.stringify(mode)}: expected precise, string or double`,
-    );
-  }
-  config.u32("credit_limit.scale");
-}
-
-function creditLimitScale(event) {
-  const scale = event.decimalScale("credit_limit");
-  if (scale !== undefined) return scale;
-  try {
-    return sluice.config().u32("credit_limit.scale") ?? 2;
-  } catch (e) {
-    throw new Reject(e.message);
-  }
-}
-
 /** Decodes a decimal column in any of Debezium's `decimal.handling.mode`s. */
-function decodeDecimal(raw, scale) {
-  const mode = sluice.config().get("decimal.handling.mode") ?? "precise";
+function decodeDecimal(raw, mode, scale) {
   if (mode === "precise" && typeof raw === "string") {
     try {
       return debezium.decimalFromBase64(raw, scale);
@@ -125,4 +116,4 @@ function asciiLowercase(text) {
   return text.replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
 }
 
-export const transform = sluice.transform(customersCdm, { init: checkConfig });
+export const transform = sluice.transform(customersCdm, { config: SETTINGS });

@@ -11,7 +11,8 @@
 //! - the key is `{"customerId": <id>}`; creates, updates and snapshot reads publish the new
 //!   state (upsert); deletes publish a tombstone, so `cdm.customer` can be compacted.
 //!
-//! Config:
+//! Config ([`Settings`], typed and checked once at `init`; an unknown key or a bad value
+//! refuses the plugin with the key named):
 //! - `topic` (default `cdm.customer`)
 //! - `decimal.handling.mode`: `precise` (default), `string` or `double`
 //! - `credit_limit.scale`: the scale of `credit_limit` when events carry no schema (default 2)
@@ -21,6 +22,62 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use sluice_sdk::debezium;
 use sluice_sdk::{ChangeEvent, Op, Record, Reject, SnapshotMarker};
+
+/// The plugin's configuration, deserialized from the manifest's `[config]` at `init`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where canonical records go.
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// How the connector encoded decimals (Debezium's `decimal.handling.mode`).
+    #[serde(rename = "decimal.handling.mode", default)]
+    pub decimal_mode: DecimalMode,
+    /// The scale of `credit_limit` when events carry no schema.
+    #[serde(rename = "credit_limit.scale", default = "default_scale")]
+    pub credit_limit_scale: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            topic: default_topic(),
+            decimal_mode: DecimalMode::default(),
+            credit_limit_scale: default_scale(),
+        }
+    }
+}
+
+fn default_topic() -> String {
+    "cdm.customer".to_owned()
+}
+
+fn default_scale() -> u32 {
+    2
+}
+
+/// Debezium's `decimal.handling.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecimalMode {
+    /// Base64 of the unscaled big-endian two's complement bytes.
+    #[default]
+    Precise,
+    /// The decimal as text.
+    String,
+    /// A JSON number (lossy).
+    Double,
+}
+
+impl DecimalMode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Precise => "precise",
+            Self::String => "string",
+            Self::Double => "double",
+        }
+    }
+}
 
 /// A row of `dbo.customers` as Debezium encodes it. Text borrows from the event's value
 /// (copied only when it has JSON escapes in it).
@@ -92,10 +149,9 @@ struct CustomerKey {
 }
 
 /// Maps one change event of `dbo.customers` to its canonical record (or tombstone).
-#[sluice_sdk::transform(init = check_config)]
-pub fn customers_cdm(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
-    let config = sluice_sdk::config();
-    let topic = config.get("topic").unwrap_or("cdm.customer");
+#[sluice_sdk::transform(config = Settings)]
+pub fn customers_cdm(event: ChangeEvent, settings: &Settings) -> Result<Vec<Record>, Reject> {
+    let topic = settings.topic.as_str();
     let op = event.op();
     if matches!(op, Op::Truncate | Op::Message) {
         return Ok(Vec::new());
@@ -118,7 +174,12 @@ pub fn customers_cdm(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
         credit_limit: row
             .credit_limit
             .as_ref()
-            .map(|raw| decode_decimal(raw, credit_limit_scale(&event)?))
+            .map(|raw| {
+                let scale = event
+                    .decimal_scale("credit_limit")
+                    .unwrap_or(settings.credit_limit_scale);
+                decode_decimal(raw, settings.decimal_mode, scale)
+            })
             .transpose()?,
         birth_date: row.birth_date.map(debezium::date_from_epoch_days),
         created_at: row.created_at.map(debezium::timestamp_from_epoch_millis),
@@ -142,46 +203,24 @@ pub fn customers_cdm(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
     ])
 }
 
-/// Refuses configurations the transform cannot honour, once, at `init`.
-fn check_config(config: &sluice_sdk::Config) -> Result<(), String> {
-    match config.get("decimal.handling.mode") {
-        None | Some("precise" | "string" | "double") => {}
-        Some(other) => {
-            return Err(format!(
-                "config `decimal.handling.mode` = {other:?}: expected precise, string or double"
-            ));
-        }
-    }
-    config.parse::<u32>("credit_limit.scale")?;
-    Ok(())
-}
-
-fn credit_limit_scale(event: &ChangeEvent) -> Result<u32, Reject> {
-    if let Some(scale) = event.decimal_scale("credit_limit") {
-        return Ok(scale);
-    }
-    Ok(sluice_sdk::config()
-        .parse::<u32>("credit_limit.scale")
-        .map_err(Reject::new)?
-        .unwrap_or(2))
-}
-
 /// Decodes a decimal column in any of Debezium's `decimal.handling.mode`s.
-fn decode_decimal(raw: &serde_json::Value, scale: u32) -> Result<String, Reject> {
-    let mode = sluice_sdk::config()
-        .get("decimal.handling.mode")
-        .unwrap_or("precise");
+fn decode_decimal(
+    raw: &serde_json::Value,
+    mode: DecimalMode,
+    scale: u32,
+) -> Result<String, Reject> {
     match (mode, raw) {
-        ("precise", serde_json::Value::String(encoded)) => {
+        (DecimalMode::Precise, serde_json::Value::String(encoded)) => {
             Ok(debezium::decimal_from_base64(encoded, scale)?)
         }
-        ("string", serde_json::Value::String(text)) => Ok(text.clone()),
-        ("double", serde_json::Value::Number(number)) => {
+        (DecimalMode::String, serde_json::Value::String(text)) => Ok(text.clone()),
+        (DecimalMode::Double, serde_json::Value::Number(number)) => {
             let value = number.as_f64().unwrap_or(f64::NAN);
             Ok(format!("{value:.prec$}", prec = scale as usize))
         }
         _ => Err(Reject::new(format!(
-            "credit_limit: {raw} is not a decimal in `{mode}` mode"
+            "credit_limit: {raw} is not a decimal in `{}` mode",
+            mode.name()
         ))
         .with_code("bad-decimal")),
     }
@@ -232,8 +271,39 @@ mod tests {
     #[test]
     fn decodes_decimals_in_every_mode() {
         let precise = serde_json::json!("MDk=");
-        assert_eq!(decode_decimal(&precise, 2).expect("decodes"), "123.45");
+        assert_eq!(
+            decode_decimal(&precise, DecimalMode::Precise, 2).expect("decodes"),
+            "123.45"
+        );
         let wrong_kind = serde_json::json!(12.5);
-        assert!(decode_decimal(&wrong_kind, 2).is_err());
+        assert!(decode_decimal(&wrong_kind, DecimalMode::Precise, 2).is_err());
+        assert_eq!(
+            decode_decimal(&wrong_kind, DecimalMode::Double, 3).expect("decodes"),
+            "12.500"
+        );
+    }
+
+    #[test]
+    fn settings_default_and_refuse_bad_values_by_key() {
+        let pairs = |list: &[(&str, &str)]| {
+            sluice_sdk::Config::from_pairs(
+                list.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let defaults: Settings = pairs(&[]).typed().expect("all keys have defaults");
+        assert_eq!(defaults.topic, "cdm.customer");
+        assert_eq!(defaults.decimal_mode, DecimalMode::Precise);
+        assert_eq!(defaults.credit_limit_scale, 2);
+        let error = pairs(&[("credit_limit.scale", "-1")])
+            .typed::<Settings>()
+            .expect_err("negative scale");
+        assert!(
+            error
+                .to_string()
+                .starts_with("config `credit_limit.scale` = \"-1\":"),
+            "{error}"
+        );
     }
 }

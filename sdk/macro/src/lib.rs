@@ -8,7 +8,7 @@
 use proc_macro::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Error, FnArg, ItemFn, Path, ReturnType, parse_macro_input};
+use syn::{Error, FnArg, ItemFn, Path, ReturnType, Type, parse_macro_input};
 
 /// Exports a function as this component's sluice transform.
 ///
@@ -19,36 +19,59 @@ use syn::{Error, FnArg, ItemFn, Path, ReturnType, parse_macro_input};
 /// #[sluice_sdk::transform(init = check_config)]
 /// fn cdm2(event: ChangeEvent) -> Result<Option<Record>, Reject> { ... }
 /// fn check_config(config: &sluice_sdk::Config) -> Result<(), String> { ... }
+///
+/// #[sluice_sdk::transform(config = Settings)]
+/// fn cdm3(event: ChangeEvent, settings: &Settings) -> Result<Vec<Record>, Reject> { ... }
+/// #[derive(serde::Deserialize)]
+/// struct Settings { ... }
 /// ```
+///
+/// With `config = T`, `init` deserializes the manifest's config pairs into `T` once
+/// (refusing the plugin with an error naming the key) and every call gets `&T`.
 #[proc_macro_attribute]
 pub fn transform(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let init = match parse_init(attr) {
-        Ok(init) => init,
+    let args = match parse_args(attr) {
+        Ok(args) => args,
         Err(e) => return e.to_compile_error().into(),
     };
     let function = parse_macro_input!(item as ItemFn);
-    if let Err(e) = check_signature(&function) {
+    if let Err(e) = check_signature(&function, args.config.is_some()) {
         return e.to_compile_error().into();
     }
-    expand(&function, init.as_ref()).into()
+    expand(&function, &args).into()
 }
 
-/// Parses the optional `init = path` argument.
-fn parse_init(attr: TokenStream) -> syn::Result<Option<Path>> {
-    let mut init = None;
+/// The attribute's optional arguments.
+struct Args {
+    /// `init = path`: a `fn(&Config) -> Result<(), String>` run once at init.
+    init: Option<Path>,
+    /// `config = Type`: the settings type deserialized at init and passed by reference.
+    config: Option<Type>,
+}
+
+fn parse_args(attr: TokenStream) -> syn::Result<Args> {
+    let mut args = Args {
+        init: None,
+        config: None,
+    };
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("init") {
-            init = Some(meta.value()?.parse::<Path>()?);
+            args.init = Some(meta.value()?.parse::<Path>()?);
+            Ok(())
+        } else if meta.path.is_ident("config") {
+            args.config = Some(meta.value()?.parse::<Type>()?);
             Ok(())
         } else {
-            Err(meta.error("unknown argument: `#[transform]` takes only `init = <function>`"))
+            Err(meta.error(
+                "unknown argument: `#[transform]` takes `init = <function>` and `config = <type>`",
+            ))
         }
     });
     syn::parse::Parser::parse(parser, attr)?;
-    Ok(init)
+    Ok(args)
 }
 
-fn check_signature(function: &ItemFn) -> syn::Result<()> {
+fn check_signature(function: &ItemFn, typed_config: bool) -> syn::Result<()> {
     let sig = &function.sig;
     if let Some(asyncness) = sig.asyncness {
         return Err(Error::new(
@@ -62,7 +85,17 @@ fn check_signature(function: &ItemFn) -> syn::Result<()> {
             "a sluice transform cannot be generic",
         ));
     }
-    if sig.inputs.len() != 1 {
+    if typed_config && sig.inputs.len() != 2 {
+        let span = match sig.inputs.iter().nth(2) {
+            Some(extra) => extra.span(),
+            None => sig.paren_token.span.join(),
+        };
+        return Err(Error::new(
+            span,
+            "with `config = T`, a sluice transform takes two arguments: `event: sluice_sdk::ChangeEvent, settings: &T`",
+        ));
+    }
+    if !typed_config && sig.inputs.len() != 1 {
         // Point at the first extra argument, or at the empty parentheses.
         let span = match sig.inputs.iter().nth(1) {
             Some(extra) => extra.span(),
@@ -70,7 +103,7 @@ fn check_signature(function: &ItemFn) -> syn::Result<()> {
         };
         return Err(Error::new(
             span,
-            "a sluice transform takes exactly one argument: `event: sluice_sdk::ChangeEvent`",
+            "a sluice transform takes exactly one argument: `event: sluice_sdk::ChangeEvent` (or a second, `settings: &T`, with `#[transform(config = T)]`)",
         ));
     }
     if let Some(FnArg::Receiver(receiver)) = sig.inputs.first() {
@@ -88,7 +121,8 @@ fn check_signature(function: &ItemFn) -> syn::Result<()> {
     Ok(())
 }
 
-fn expand(function: &ItemFn, init: Option<&Path>) -> proc_macro2::TokenStream {
+fn expand(function: &ItemFn, args: &Args) -> proc_macro2::TokenStream {
+    let init = args.init.as_ref();
     let name = &function.sig.ident;
     let sig_span = function.sig.span();
     let input_span = function.sig.inputs.span();
@@ -99,8 +133,25 @@ fn expand(function: &ItemFn, init: Option<&Path>) -> proc_macro2::TokenStream {
     };
     // Type checks spanned at the signature, so a wrong argument or return type is
     // reported there rather than inside the generated export glue.
-    let arg_check = quote_spanned! {input_span=>
-        let _: fn(::sluice_sdk::ChangeEvent) -> _ = #name;
+    let arg_check = match &args.config {
+        Some(settings) => quote_spanned! {input_span=>
+            let _: fn(::sluice_sdk::ChangeEvent, &#settings) -> _ = #name;
+        },
+        None => quote_spanned! {input_span=>
+            let _: fn(::sluice_sdk::ChangeEvent) -> _ = #name;
+        },
+    };
+    let settings_arg = match &args.config {
+        Some(settings) => quote_spanned! {settings.span()=>
+            ::core::option::Option::Some(::sluice_sdk::__private::settings_installer::<#settings>())
+        },
+        None => quote! { ::core::option::Option::None },
+    };
+    let call = match &args.config {
+        Some(settings) => quote! {
+            |event| #name(event, ::sluice_sdk::__private::installed_settings::<#settings>())
+        },
+        None => quote! { #name },
     };
     let output_check = quote_spanned! {function.sig.output.span()=>
         fn __sluice_assert_outcome<R: ::sluice_sdk::IntoOutcome>() {}
@@ -126,6 +177,9 @@ fn expand(function: &ItemFn, init: Option<&Path>) -> proc_macro2::TokenStream {
         // Type-checks the `init` function and uses it in native builds, where the export
         // below is compiled out.
         const _: ::core::option::Option<::sluice_sdk::__private::ConfigCheck> = #init_arg;
+        // Checks the settings type (serde `DeserializeOwned`, `Send + Sync + 'static`)
+        // natively too.
+        const _: ::core::option::Option<::sluice_sdk::__private::SettingsInstaller> = #settings_arg;
 
         // Exported only when building the component; natively the function stays a plain
         // function that tests and benchmarks call directly.
@@ -137,13 +191,13 @@ fn expand(function: &ItemFn, init: Option<&Path>) -> proc_macro2::TokenStream {
                 fn init(
                     config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::core::result::Result<(), ::std::string::String> {
-                    ::sluice_sdk::__private::init(config, #init_arg)
+                    ::sluice_sdk::__private::init(config, #settings_arg, #init_arg)
                 }
 
                 fn transform_batch(
                     events: ::std::vec::Vec<::sluice_sdk::__private::WitChangeEvent>,
                 ) -> ::std::vec::Vec<::sluice_sdk::__private::WitOutcome> {
-                    ::sluice_sdk::__private::transform_batch(events, #name)
+                    ::sluice_sdk::__private::transform_batch(events, #call)
                 }
             }
 

@@ -27,6 +27,14 @@ rejection (the event goes to the dead-letter topic). Any other exception is logg
 names a ``check(config)`` that validates the configuration once per instance; a raised
 exception's message refuses it.
 
+Configuration is typed with a dataclass declared once, ``@sluice_sdk.transform(config=
+Settings)``: ``init`` converts the manifest's string pairs into its fields (``str``,
+``int``, ``U32``, ``float``, ``bool``, ``Optional[...]``, ``Literal[...]``; a field's
+``metadata={"key": "decimal.handling.mode"}`` names a key that is not an identifier), a
+field without a default is required, an unknown key or bad value refuses the plugin with an
+error naming the key (the Rust SDK's messages), and the function is called as
+``f(event, settings)``. ``sluice_sdk.config()`` keeps the raw pairs.
+
 The module also runs natively (``python3 -m unittest`` on plugin logic): then ``log``
 writes to standard error.
 """
@@ -34,6 +42,7 @@ writes to standard error.
 import dataclasses
 import json
 import sys
+import types
 import typing
 
 from . import debezium
@@ -111,6 +120,93 @@ def _u32_problem(raw: str) -> typing.Optional[str]:
 
 
 _config = Config([])
+_settings = None
+
+U32 = typing.NewType("U32", int)
+"""An unsigned 32-bit integer field of a settings dataclass (Rust's ``u32``)."""
+
+
+def _int_problem(raw: str, low: int, high: int) -> typing.Optional[str]:
+    """Rust's integer ``from_str`` error for ``raw`` in ``low..=high``, or ``None``."""
+    if raw == "":
+        return "cannot parse integer from empty string"
+    sign = raw[0] if raw[0] in "+-" else ""
+    digits = raw[len(sign):]
+    if not digits or not all("0" <= c <= "9" for c in digits) or (sign == "-" and low == 0):
+        return "invalid digit found in string"
+    value = int(raw)
+    if value > high:
+        return "number too large to fit in target type"
+    if value < low:
+        return "number too small to fit in target type"
+    return None
+
+
+def _convert(raw: str, kind):
+    """``raw`` as a value of the field type ``kind``; raises ``ValueError(problem)``."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Union or origin is types.UnionType:
+        inner = [k for k in typing.get_args(kind) if k is not type(None)]
+        if len(inner) == 1:
+            return _convert(raw, inner[0])
+    if origin is typing.Literal:
+        allowed = typing.get_args(kind)
+        if raw not in allowed:
+            listed = ", ".join(f"`{a}`" for a in allowed)
+            raise ValueError(f"unknown variant `{raw}`, expected one of {listed}")
+        return raw
+    text = raw.strip()
+    if kind is U32:
+        problem = _int_problem(text, 0, 0xFFFF_FFFF)
+    elif kind is int:
+        problem = _int_problem(text, -(2**63), 2**63 - 1)
+    elif kind is bool:
+        if raw not in ("true", "false"):
+            raise ValueError("provided string was not `true` or `false`")
+        return raw == "true"
+    elif kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError("invalid float literal") from None
+    elif kind is str:
+        return raw
+    else:
+        raise TypeError(f"settings field type {kind!r} is not supported")
+    if problem:
+        raise ValueError(problem)
+    return int(text)
+
+
+def parse_settings(pairs, settings_type):
+    """An instance of the dataclass ``settings_type`` from configuration pairs (later
+    pairs override earlier ones); raises ``ValueError`` naming the key, as the Rust SDK."""
+    latest = dict(tuple(pair) for pair in pairs)
+    hints = typing.get_type_hints(settings_type)
+    fields = [f for f in dataclasses.fields(settings_type) if f.init]
+    keys = {f.metadata.get("key", f.name): f for f in fields}
+    for key in latest:
+        if key not in keys:
+            listed = ", ".join(f"`{k}`" for k in keys)
+            raise ValueError(f"config: unknown field `{key}`, expected one of {listed}")
+    values = {}
+    for key, field in keys.items():
+        if key not in latest:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise ValueError(f"config: missing field `{key}`")
+            continue
+        raw = latest[key]
+        try:
+            values[field.name] = _convert(raw, hints[field.name])
+        except ValueError as e:
+            raise ValueError(f"config `{key}` = {json.dumps(raw, ensure_ascii=False)}: {e}") from None
+    return settings_type(**values)
+
+
+def settings():
+    """The typed settings this instance was initialised with (``@transform(config=...)``),
+    or ``None``."""
+    return _settings
 
 
 def config() -> Config:
@@ -423,13 +519,14 @@ class Record:
             return None
 
 
-def transform(function=None, *, init=None):
-    """Registers the plugin's transform function (``@transform`` or
-    ``@transform(init=check)``); the build exports it as the component's ``transform``."""
+def transform(function=None, *, init=None, config=None):
+    """Registers the plugin's transform function (``@transform``,
+    ``@transform(init=check)`` or ``@transform(config=Settings)``); the build exports it as
+    the component's ``transform``."""
 
     def register(f):
         global _plugin
-        _plugin = (f, init)
+        _plugin = (f, init, config)
         return f
 
     return register(function) if function is not None else register
@@ -439,11 +536,14 @@ _plugin = None
 
 
 def _init(pairs) -> None:
-    """The WIT ``init``: stores the configuration, then runs the plugin's check."""
-    global _config
+    """The WIT ``init``: stores the configuration, parses the typed settings (if
+    declared), then runs the plugin's check."""
+    global _config, _settings
     _config = Config(pairs)
     if _plugin is None:
         raise RuntimeError("no function is registered with @sluice_sdk.transform")
+    if _plugin[2] is not None:
+        _settings = parse_settings(_config.pairs, _plugin[2])
     check = _plugin[1]
     if check is not None:
         check(_config)
@@ -452,10 +552,17 @@ def _init(pairs) -> None:
 def _outcomes(events, records_outcome, rejected_outcome):
     """One outcome per event, in order, built by the two constructors given."""
     function = _plugin[0]
+    if _plugin[2] is not None:
+        typed = _settings
+
+        def call(event):
+            return function(event, typed)
+    else:
+        call = function
     outcomes = []
     for wit in events:
         try:
-            result = function(ChangeEvent(wit))
+            result = call(ChangeEvent(wit))
             if result is None:
                 result = []
             elif isinstance(result, Record):
