@@ -287,6 +287,41 @@ fn database_of(connection: &str) -> Option<String> {
     })
 }
 
+/// `capture.topic_prefix` and `capture.tables`, checked alike for every database: the
+/// prefix starts every topic name, each table is named `schema.table`.
+pub(crate) fn check_prefix_and_tables(
+    prefix: &str,
+    tables: &[String],
+    problems: &mut Vec<Problem>,
+) {
+    if !is_name(prefix) {
+        add(
+            problems,
+            "capture.topic_prefix",
+            format!(
+                "{prefix:?} must be letters, digits, '_', '-' or '.' (it starts every topic name)"
+            ),
+        );
+    }
+    if tables.is_empty() {
+        add(
+            problems,
+            "capture.tables",
+            "list at least one table as \"schema.table\"",
+        );
+    }
+    for (i, table) in tables.iter().enumerate() {
+        let parts: Vec<&str> = table.split('.').collect();
+        if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+            add(
+                problems,
+                &format!("capture.tables[{i}]"),
+                format!("{table:?} is not \"schema.table\""),
+            );
+        }
+    }
+}
+
 pub(crate) fn is_name(text: &str) -> bool {
     !text.is_empty()
         && text
@@ -486,32 +521,7 @@ fn validate_capture(
         }
     };
     let prefix = c.topic_prefix.unwrap_or_default();
-    if !is_name(&prefix) {
-        add(
-            problems,
-            "capture.topic_prefix",
-            format!(
-                "{prefix:?} must be letters, digits, '_', '-' or '.' (it starts every topic name)"
-            ),
-        );
-    }
-    if c.tables.is_empty() {
-        add(
-            problems,
-            "capture.tables",
-            "list at least one table as \"schema.table\"",
-        );
-    }
-    for (i, table) in c.tables.iter().enumerate() {
-        let parts: Vec<&str> = table.split('.').collect();
-        if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
-            add(
-                problems,
-                &format!("capture.tables[{i}]"),
-                format!("{table:?} is not \"schema.table\""),
-            );
-        }
-    }
+    check_prefix_and_tables(&prefix, &c.tables, problems);
     let mut settings = CaptureSettings::new(&prefix, &database, c.tables);
     settings.snapshot = match c.snapshot_mode.as_deref() {
         None | Some("initial") => SnapshotMode::Initial,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::SnapshotMode;
-use crate::config::{RawKafka, add, count, duration, is_name, validate_kafka};
+use crate::config::{RawKafka, add, check_prefix_and_tables, count, duration, validate_kafka};
 use crate::envelope::{DEBEZIUM_VERSION, EventSettings};
 use crate::sqlserver::types::DecimalMode;
 use sluice_core::settings::Problem;
@@ -147,32 +147,7 @@ pub(crate) fn validate(
         }
     }
     let prefix = c.topic_prefix.unwrap_or_default();
-    if !is_name(&prefix) {
-        add(
-            problems,
-            "capture.topic_prefix",
-            format!(
-                "{prefix:?} must be letters, digits, '_', '-' or '.' (it starts every topic name)"
-            ),
-        );
-    }
-    if c.tables.is_empty() {
-        add(
-            problems,
-            "capture.tables",
-            "list at least one table as \"schema.table\"",
-        );
-    }
-    for (i, table) in c.tables.iter().enumerate() {
-        let parts: Vec<&str> = table.split('.').collect();
-        if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
-            add(
-                problems,
-                &format!("capture.tables[{i}]"),
-                format!("{table:?} is not \"schema.table\""),
-            );
-        }
-    }
+    check_prefix_and_tables(&prefix, &c.tables, problems);
     let mut names = |value: Option<String>, default: &str, path: &str| {
         let name = value.unwrap_or_else(|| default.to_owned());
         if !is_identifier(&name) {
