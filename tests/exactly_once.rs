@@ -171,7 +171,7 @@ fn a_restarted_producer_fences_its_zombie_on_apache_kafka() {
         let mut restarted =
             TransactionalKafkaSink::new(&properties, id, group(), None).expect("second producer");
         match zombie.send_batch(vec![record(1)], &[position(1)]).await {
-            Err(SinkError::Kafka { reason }) => assert!(
+            Err(SinkError::Failed { reason, .. }) => assert!(
                 reason.to_lowercase().contains("fenced"),
                 "the zombie learns it was fenced: {reason}"
             ),

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use sluice::config::{Config, PluginConfig, SinkConfig, SourceConfig};
 use sluice_core::topics::TopicPattern;
+use sluice_kafka::connector::KafkaSinkSettings;
 use sluice_pipeline::pipeline::{PipelineSettings, PipelineStats};
+use sluice_pipeline::sink::file::FileSinkSettings;
+use sluice_pipeline::source::file::FileSourceSettings;
 use sluice_runtime::{PluginSpec, RuntimeOptions};
 
 /// A sink that forwards every published record to the test as it is published.
@@ -65,13 +68,13 @@ pub fn config(
     batch_size: usize,
 ) -> Config {
     Config {
-        source: SourceConfig::File {
+        source: SourceConfig::File(FileSourceSettings {
             path: Some(input.to_owned()),
             topic: None,
-        },
-        sink: SinkConfig::File {
+        }),
+        sink: SinkConfig::File(FileSinkSettings {
             path: Some(output.to_owned()),
-        },
+        }),
         delivery: Default::default(),
         pipeline: PipelineSettings {
             batch_size,
@@ -89,7 +92,7 @@ pub fn config(
 
 /// Runs `config` to the end of its input; returns the output lines and the counters.
 pub fn run(config: Config) -> (Vec<String>, PipelineStats) {
-    let SinkConfig::File { path: Some(output) } = config.sink.clone() else {
+    let SinkConfig::File(FileSinkSettings { path: Some(output) }) = config.sink.clone() else {
         panic!("tests write to a file")
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -176,9 +179,9 @@ pub fn kafka_config(
             consumers: 1,
             batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
         }),
-        sink: SinkConfig::Kafka {
+        sink: SinkConfig::Kafka(KafkaSinkSettings {
             properties: vec![("bootstrap.servers".into(), bootstrap.to_owned())],
-        },
+        }),
         delivery: Default::default(),
         pipeline: PipelineSettings {
             batch_size,

@@ -12,23 +12,17 @@ use futures::future::BoxFuture;
 use sluice_capture::CaptureError;
 use sluice_capture::config::CaptureKind;
 use sluice_core::admin::{AdminError, AdminServer};
-use sluice_core::sink::{Positions, Sink, SinkError};
-use sluice_core::source::{Source, SourceError};
+use sluice_core::connector::{Delivery, SinkRun, host_name};
+use sluice_core::sink::SinkError;
+use sluice_core::source::SourceError;
 use sluice_core::telemetry::Telemetry;
-use sluice_core::{Origin, OutputRecord, RawRecord};
-use sluice_http::HttpSink;
-use sluice_kafka::producer::{host_name, transactional_id};
-use sluice_kafka::sink::KafkaSink;
-use sluice_kafka::source::{KafkaSource, KafkaSourceSettings};
-use sluice_kafka::transactional::TransactionalKafkaSink;
-use sluice_pipeline::lanes::{self, Endpoints, Isolation, LaneError, SHARED_LANE};
+use sluice_pipeline::lanes::{self, Endpoints, Isolation, LaneError};
 use sluice_pipeline::pipeline::{PipelineError, PipelineStats, Route, Routes};
 use sluice_pipeline::reload::Reloader;
-use sluice_pipeline::sink::file::{FileOutput, FileSink};
-use sluice_pipeline::source::file::{FileInput, FileSource};
 use sluice_runtime::{PluginThread, Runtime, RuntimeError, start_plugin};
 
-use crate::config::{Config, Delivery, SinkConfig, SourceConfig};
+use crate::config::{Config, SourceConfig};
+use crate::connectors::{AnySink, AnySource, SharedSink};
 
 /// Why `sluice run` could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -147,9 +141,10 @@ pub async fn run_with(
         }
     };
     // Standard input can be read only once: one shared lane.
-    let isolation = match &config.source {
-        SourceConfig::File { path: None, .. } => Isolation::Shared,
-        _ => config.isolation,
+    let isolation = if config.source.read_once() {
+        Isolation::Shared
+    } else {
+        config.isolation
     };
     let endpoints = Arc::new(ConfiguredEndpoints::new(&config, Arc::clone(&telemetry)).await?);
     let (table, watcher) = match &config.plugins_dir {
@@ -294,63 +289,26 @@ fn capture_outcome(
     }
 }
 
-/// Opens each lane's source and sink from the configuration.
+/// Opens each lane's source and sink from the configuration: which kinds they are is
+/// [`crate::connectors`]' business.
 struct ConfiguredEndpoints {
     source: SourceConfig,
     sink: SharedSink,
-    telemetry: Arc<Telemetry>,
+    run: SinkRun,
     consumers: usize,
-}
-
-/// What exactly-once lanes need to open their own transactional producers.
-struct Transactions {
-    properties: Vec<(String, String)>,
-    /// The `transactional.id` prefix: the sink's `transactional.id` if set, else "sluice".
-    prefix: String,
-    instance: String,
-}
-
-/// The sink all lanes write to: one file (written a whole batch at a time), or one
-/// Kafka producer (thread-safe; lanes share its connections and batching).
-enum SharedSink {
-    File(Arc<tokio::sync::Mutex<FileSink>>),
-    Kafka(KafkaSink),
-    /// Exactly-once: a transactional producer per lane (one transaction at a time each).
-    Transactional(Transactions),
-    /// One connection pool, shared by the lanes.
-    Http(HttpSink),
 }
 
 impl ConfiguredEndpoints {
     async fn new(config: &Config, telemetry: Arc<Telemetry>) -> Result<Self, RunError> {
-        let sink = match &config.sink {
-            SinkConfig::File { path } => {
-                let output = path.clone().map_or(FileOutput::Stdout, FileOutput::Path);
-                SharedSink::File(Arc::new(tokio::sync::Mutex::new(
-                    FileSink::create(output).await?,
-                )))
-            }
-            SinkConfig::Kafka { properties } if config.delivery == Delivery::ExactlyOnce => {
-                let mut properties = properties.clone();
-                let prefix = match properties.iter().position(|(k, _)| k == "transactional.id") {
-                    Some(index) => properties.remove(index).1,
-                    None => "sluice".to_owned(),
-                };
-                SharedSink::Transactional(Transactions {
-                    properties,
-                    prefix,
-                    instance: config.instance.clone().unwrap_or_else(host_name),
-                })
-            }
-            SinkConfig::Kafka { properties } => {
-                SharedSink::Kafka(KafkaSink::new(properties, Some(Arc::clone(&telemetry)))?)
-            }
-            SinkConfig::Http(http) => SharedSink::Http(HttpSink::new(http.clone())?),
+        let run = SinkRun {
+            delivery: config.delivery,
+            instance: config.instance.clone().unwrap_or_else(host_name),
+            telemetry,
         };
         Ok(Self {
             source: config.source.clone(),
-            sink,
-            telemetry,
+            sink: config.sink.start(&run).await?,
+            run,
             consumers: config.consumers(),
         })
     }
@@ -369,152 +327,21 @@ impl Endpoints for ConfiguredEndpoints {
             lane: lane.to_owned(),
             reason,
         };
-        let mut group = lane.to_owned();
-        let source = match &self.source {
-            SourceConfig::File { path, topic } => {
-                let input = path.clone().map_or(FileInput::Stdin, FileInput::Path);
-                AnySource::File(
-                    FileSource::open(input, topic.clone())
-                        .await
-                        .map_err(|e| failed(e.to_string()))?,
-                )
-            }
-            SourceConfig::Kafka(settings) => {
-                let settings = lane_settings(settings, lane);
-                if let Some((_, id)) = settings.properties.iter().find(|(k, _)| k == "group.id") {
-                    group.clone_from(id);
-                }
-                AnySource::Kafka(
-                    KafkaSource::new(&settings, lane, Some(Arc::clone(&self.telemetry)))
-                        .map_err(|e| failed(e.to_string()))?,
-                )
-            }
-        };
-        let sink = match &self.sink {
-            SharedSink::File(file) => AnySink::SharedFile(Arc::clone(file)),
-            SharedSink::Kafka(producer) => AnySink::Kafka(producer.clone()),
-            SharedSink::Http(http) => AnySink::Http(http.clone()),
-            SharedSink::Transactional(transactions) => {
-                // Exactly-once is the endpoints' business: the lane's sink commits the
-                // positions of the lane's own consumer.
-                let AnySource::Kafka(consumer) = &source else {
-                    return Err(failed(
-                        "exactly-once needs a kafka source (validated with the configuration)"
-                            .to_owned(),
-                    ));
-                };
-                let group_handle = consumer.group();
-                let id = transactional_id(&[&transactions.prefix, &group, &transactions.instance]);
-                let properties = transactions.properties.clone();
-                // `init_transactions` blocks until the coordinator answers.
-                let telemetry = Some(Arc::clone(&self.telemetry));
-                let sink = tokio::task::spawn_blocking(move || {
-                    TransactionalKafkaSink::new(&properties, &id, group_handle, telemetry)
-                })
-                .await
-                .map_err(|e| failed(e.to_string()))?
-                .map_err(|e| failed(e.to_string()))?;
-                AnySink::Transactional(sink)
-            }
-        };
+        let source = self
+            .source
+            .open(lane, &self.run.telemetry)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        // Exactly-once is the endpoints' business: a transactional sink commits the
+        // positions of the lane's own source, through the handle the source gives it.
+        let commit = (self.run.delivery == Delivery::ExactlyOnce)
+            .then(|| source.commit_handle())
+            .flatten();
+        let sink = self
+            .sink
+            .open(&self.run, lane, commit)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         Ok((source, sink))
-    }
-}
-
-/// A lane's consumer settings: its own group, `<group.id>.<plugin>`, so each plugin
-/// commits its own offsets (the shared lane keeps `group.id` as configured).
-pub fn lane_settings(settings: &KafkaSourceSettings, lane: &str) -> KafkaSourceSettings {
-    let mut settings = settings.clone();
-    if lane != SHARED_LANE {
-        for (key, value) in &mut settings.properties {
-            if key == "group.id" {
-                *value = format!("{value}.{lane}");
-            }
-        }
-    }
-    settings
-}
-
-/// The configured source, whichever kind it is.
-enum AnySource {
-    File(FileSource),
-    Kafka(KafkaSource),
-}
-
-impl Source for AnySource {
-    async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<RawRecord>>, SourceError> {
-        match self {
-            AnySource::File(source) => source.next_batch(max).await,
-            AnySource::Kafka(source) => source.next_batch(max).await,
-        }
-    }
-
-    async fn commit(&mut self, last: &[Origin]) -> Result<(), SourceError> {
-        match self {
-            AnySource::File(source) => source.commit(last).await,
-            AnySource::Kafka(source) => source.commit(last).await,
-        }
-    }
-
-    async fn hold(&mut self) -> Result<(), SourceError> {
-        match self {
-            AnySource::File(source) => source.hold().await,
-            AnySource::Kafka(source) => source.hold().await,
-        }
-    }
-
-    async fn release(&mut self) -> Result<(), SourceError> {
-        match self {
-            AnySource::File(source) => source.release().await,
-            AnySource::Kafka(source) => source.release().await,
-        }
-    }
-
-    async fn rewind(&mut self, first: &[Origin]) -> Result<(), SourceError> {
-        match self {
-            AnySource::File(source) => source.rewind(first).await,
-            AnySource::Kafka(source) => source.rewind(first).await,
-        }
-    }
-}
-
-/// The configured sink, whichever kind it is.
-enum AnySink {
-    SharedFile(Arc<tokio::sync::Mutex<FileSink>>),
-    Kafka(KafkaSink),
-    Transactional(TransactionalKafkaSink),
-    Http(HttpSink),
-}
-
-impl Sink for AnySink {
-    async fn send(&mut self, records: Vec<OutputRecord>) -> Result<(), SinkError> {
-        match self {
-            AnySink::SharedFile(sink) => sink.lock().await.send(records).await,
-            AnySink::Kafka(sink) => sink.send(records).await,
-            AnySink::Transactional(sink) => sink.send(records).await,
-            AnySink::Http(sink) => sink.send(records).await,
-        }
-    }
-
-    async fn send_batch(
-        &mut self,
-        records: Vec<OutputRecord>,
-        positions: &[Origin],
-    ) -> Result<Positions, SinkError> {
-        match self {
-            AnySink::SharedFile(sink) => sink.lock().await.send_batch(records, positions).await,
-            AnySink::Kafka(sink) => sink.send_batch(records, positions).await,
-            AnySink::Transactional(sink) => sink.send_batch(records, positions).await,
-            AnySink::Http(sink) => sink.send_batch(records, positions).await,
-        }
-    }
-
-    async fn flush(&mut self) -> Result<(), SinkError> {
-        match self {
-            AnySink::SharedFile(sink) => sink.lock().await.flush().await,
-            AnySink::Kafka(sink) => sink.flush().await,
-            AnySink::Transactional(sink) => sink.flush().await,
-            AnySink::Http(sink) => sink.flush().await,
-        }
     }
 }

@@ -13,19 +13,18 @@ use serde::Deserialize;
 
 use sluice_capture::config::{CaptureKind, RawAnyCapture};
 use sluice_core::admin::RawAdmin;
+pub use sluice_core::connector::Delivery;
 pub use sluice_core::settings::{ConfigError, Problem};
 use sluice_core::settings::{Problems, parse_size, topic_name};
-use sluice_http::{HttpSinkConfig, RawHttpSink};
-use sluice_kafka::sink::RawKafkaSink;
 pub use sluice_kafka::source::DEFAULT_BATCH_BYTES as DEFAULT_KAFKA_BATCH_BYTES;
-use sluice_kafka::source::{KafkaSourceSettings, RawKafkaSource};
 use sluice_pipeline::lanes::Isolation;
 pub use sluice_pipeline::manifest::{PluginConfig, load_manifest};
 use sluice_pipeline::manifest::{RawPlugin, validate_plugin};
 use sluice_pipeline::pipeline::PipelineSettings;
-use sluice_pipeline::sink::file::RawFileSink;
-use sluice_pipeline::source::file::RawFileSource;
 use sluice_runtime::RuntimeOptions;
+
+use crate::connectors::{RawSink, RawSource};
+pub use crate::connectors::{SinkConfig, SourceConfig};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,51 +52,12 @@ pub struct Config {
     pub capture: Option<CaptureKind>,
 }
 
-/// When source positions are committed: the lanes' endpoints decide how (the pipeline
-/// itself only reacts to what the sink did, see [`sluice_core::sink::Positions`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Delivery {
-    /// After the sink acknowledged the batch's records: a crash between the two repeats
-    /// the batch (duplicates possible, loss not).
-    #[default]
-    AtLeastOnce,
-    /// In the same Kafka transaction as the batch's records (Kafka source and sink
-    /// only): a `read_committed` consumer sees every event's output exactly once.
-    ExactlyOnce,
-}
-
 impl Config {
     /// Consumers (pipelines, plugin instances) per plugin: `source.consumers` for Kafka,
     /// one otherwise.
     pub fn consumers(&self) -> usize {
-        match &self.source {
-            SourceConfig::Kafka(settings) => settings.consumers,
-            SourceConfig::File { .. } => 1,
-        }
+        self.source.consumers()
     }
-}
-
-/// Where events come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceConfig {
-    /// JSON lines from a file (`None`: standard input).
-    File {
-        path: Option<PathBuf>,
-        topic: Option<String>,
-    },
-    /// Debezium change topics in Kafka.
-    Kafka(KafkaSourceSettings),
-}
-
-/// Where results go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkConfig {
-    /// JSON lines to a file (`None`: standard output).
-    File { path: Option<PathBuf> },
-    /// Kafka topics; librdkafka producer properties, verbatim.
-    Kafka { properties: Vec<(String, String)> },
-    /// Each batch POSTed as JSON lines to a URL.
-    Http(HttpSinkConfig),
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,25 +74,6 @@ struct RawConfig {
     #[serde(default)]
     admin: RawAdmin,
     capture: Option<RawAnyCapture>,
-}
-
-/// The source kinds, by `[source] type`. Each connector owns its table (unknown fields
-/// refused) and its validation; adding a kind is its module plus one line here and the
-/// arm that opens it ([`crate::app`]).
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum RawSource {
-    File(RawFileSource),
-    Kafka(RawKafkaSource),
-}
-
-/// The sink kinds, by `[sink] type` (see [`RawSource`]).
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum RawSink {
-    File(RawFileSink),
-    Kafka(RawKafkaSink),
-    Http(RawHttpSink),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,22 +125,9 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError>
 }
 
 fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
-    let source = match raw.source {
-        RawSource::File(file) => {
-            let (path, topic) = file.validate(base, problems);
-            SourceConfig::File { path, topic }
-        }
-        RawSource::Kafka(kafka) => SourceConfig::Kafka(kafka.validate(problems)),
-    };
-    let sink = match raw.sink {
-        RawSink::File(file) => SinkConfig::File {
-            path: file.validate(base, problems),
-        },
-        RawSink::Kafka(kafka) => SinkConfig::Kafka {
-            properties: kafka.validate(problems),
-        },
-        RawSink::Http(http) => SinkConfig::Http(http.validate("sink", problems)),
-    };
+    // Each kind validates its own table (`crate::connectors`).
+    let source = SourceConfig::validate(raw.source, base, problems);
+    let sink = SinkConfig::validate(raw.sink, base, problems);
 
     let mut pipeline = PipelineSettings::default();
     match raw.pipeline.batch_size {
@@ -223,9 +151,7 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
         None | Some("at-least-once") => {}
         Some("exactly-once") => {
             delivery = Delivery::ExactlyOnce;
-            if !matches!(source, SourceConfig::Kafka(_))
-                || !matches!(sink, SinkConfig::Kafka { .. })
-            {
+            if !source.transactional() || !sink.transactional() {
                 problems.add(
                     "pipeline.delivery",
                     "exactly-once needs a kafka source and a kafka sink (Kafka transactions)",
@@ -348,7 +274,7 @@ fn validate_capture(
 ) -> CaptureKind {
     let properties = match source {
         SourceConfig::Kafka(settings) => settings.properties.as_slice(),
-        SourceConfig::File { .. } => {
+        _ => {
             problems.add(
                 "capture",
                 "capture writes to Kafka: set source.type = \"kafka\" to read what it captures",

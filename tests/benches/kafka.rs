@@ -27,6 +27,7 @@ use sluice::config::Delivery;
 use sluice::config::{Config, SinkConfig, SourceConfig};
 use sluice_core::RawRecord;
 use sluice_core::topics::TopicPattern;
+use sluice_kafka::connector::KafkaSinkSettings;
 use sluice_kafka::source::KafkaSourceSettings;
 use sluice_pipeline::pipeline::PipelineSettings;
 use sluice_runtime::{PluginSpec, RuntimeOptions};
@@ -166,12 +167,12 @@ impl Contender {
                         consumers: 1,
                         batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
                     }),
-                    sink: SinkConfig::Kafka {
+                    sink: SinkConfig::Kafka(KafkaSinkSettings {
                         properties: vec![
                             ("bootstrap.servers".into(), bootstrap.to_owned()),
                             ("linger.ms".into(), producer_linger_ms.to_owned()),
                         ],
-                    },
+                    }),
                     pipeline: PipelineSettings {
                         batch_size: BATCH,
                         ..PipelineSettings::default()

@@ -3,7 +3,9 @@
 //!
 //! - [`record`]: the plain records that flow between sources, the pipeline and sinks, and
 //!   [`json_lines`], their JSON lines form;
-//! - [`source`] and [`sink`]: the traits every endpoint implements (file, Kafka, HTTP, ...);
+//! - [`source`] and [`sink`]: the traits every endpoint implements (file, Kafka, HTTP, ...),
+//!   and [`connector`]: what a kind of endpoint provides to be configured and opened per
+//!   lane;
 //! - [`topics`]: topic patterns and Kafka's topic-name rules;
 //! - [`settings`]: sizes, durations, listen addresses and configuration problems;
 //! - [`telemetry`]: the registry components push their reports to, and [`admin`], the
@@ -13,6 +15,7 @@
 //! everything else depends on it, so what it imports every build pays for.
 
 pub mod admin;
+pub mod connector;
 pub mod json_lines;
 pub mod record;
 pub mod settings;

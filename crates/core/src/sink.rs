@@ -15,12 +15,14 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
-    #[error("kafka: {reason}")]
-    Kafka { reason: String },
+    /// The output refused or could not take the batch (a broker error, a client that
+    /// could not be created, ...).
+    #[error("{output}: {reason}")]
+    Failed { output: String, reason: String },
     /// The batch was aborted: nothing of it took effect (an exactly-once transaction
     /// aborted; nothing of it is visible to `read_committed` consumers). The pipeline
     /// reads the batch again ([`crate::source::Source::rewind`]).
-    #[error("kafka transaction aborted: {reason}")]
+    #[error("transaction aborted: {reason}")]
     Aborted { reason: String },
 }
 

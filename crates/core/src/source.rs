@@ -15,8 +15,9 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    /// The input failed (a broker error, a consumer that could not be created, ...).
     #[error("{input}: {reason}")]
-    Kafka { input: String, reason: String },
+    Failed { input: String, reason: String },
 }
 
 /// A producer of raw records.
@@ -50,7 +51,7 @@ pub trait Source: Send {
     fn rewind(&mut self, first: &[Origin]) -> impl Future<Output = Result<(), SourceError>> + Send {
         let _ = first;
         async {
-            Err(SourceError::Kafka {
+            Err(SourceError::Failed {
                 input: "source".to_owned(),
                 reason: "this source cannot rewind (a sink that aborts batches needs a source that can replay them)".to_owned(),
             })

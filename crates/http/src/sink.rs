@@ -29,6 +29,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use sluice_core::OutputRecord;
+use sluice_core::connector::{CommitHandle, SinkKind, SinkRun};
 use sluice_core::json_lines::record_to_json_line;
 use sluice_core::settings::{Problems, parse_duration};
 use sluice_core::sink::{Sink, SinkError};
@@ -89,6 +90,30 @@ impl HttpSinkConfig {
             max_backoff: DEFAULT_MAX_BACKOFF,
             headers: Vec::new(),
         }
+    }
+}
+
+impl SinkKind for HttpSinkConfig {
+    type Raw = RawHttpSink;
+    /// One connection pool, shared by the lanes.
+    type Shared = HttpSink;
+    type Sink = HttpSink;
+
+    fn validate(raw: RawHttpSink, _base: &std::path::Path, problems: &mut Problems) -> Self {
+        raw.validate("sink", problems)
+    }
+
+    async fn start(&self, _run: &SinkRun) -> Result<HttpSink, SinkError> {
+        HttpSink::new(self.clone())
+    }
+
+    async fn open(
+        shared: &HttpSink,
+        _run: &SinkRun,
+        _lane: &str,
+        _commit: Option<CommitHandle>,
+    ) -> Result<HttpSink, SinkError> {
+        Ok(shared.clone())
     }
 }
 

@@ -6,12 +6,15 @@
 //!   consumer's offsets in one transaction;
 //! - [`producer`]: the one producer set-up and `transactional.id` scheme;
 //!   [`transaction`]: the one transaction driver (the exactly-once sink and capture);
-//! - [`metrics`]: client errors and consumer lag, pushed to telemetry.
+//! - [`metrics`]: client errors and consumer lag, pushed to telemetry;
+//! - [`connector`]: the source and sink as connector kinds (`type = "kafka"`), lane groups
+//!   and the exactly-once hand-off between a lane's consumer and its producer.
 //!
 //! It depends on sluice-core only: not on the WebAssembly runtime or the pipeline, which
 //! get Kafka endpoints through the [`sluice_core::source::Source`] and
 //! [`sluice_core::sink::Sink`] traits.
 
+pub mod connector;
 pub mod metrics;
 pub mod producer;
 pub mod sink;

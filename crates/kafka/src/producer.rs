@@ -46,17 +46,6 @@ pub fn transactional_id(parts: &[&str]) -> String {
     parts.join(".")
 }
 
-/// The name of this machine, the default instance of an exactly-once lane's
-/// [`transactional_id`].
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "sluice".to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,7 +60,6 @@ mod tests {
             transactional_id(&["sluice-capture", "server1", "testDB"]),
             "sluice-capture.server1.testDB"
         );
-        assert!(!host_name().is_empty());
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub struct RawKafkaSink {
 
 impl RawKafkaSink {
     /// The producer properties, flattened (`sink.properties`); problems to `problems`.
-    pub fn validate(self, problems: &mut Problems) -> Vec<(String, String)> {
+    pub(crate) fn validate(self, problems: &mut Problems) -> Vec<(String, String)> {
         let mut properties = Vec::new();
         flatten_config(
             &self.properties,
@@ -81,7 +81,10 @@ impl std::fmt::Debug for KafkaSink {
 }
 
 pub(crate) fn error(reason: String) -> SinkError {
-    SinkError::Kafka { reason }
+    SinkError::Failed {
+        output: "kafka".to_owned(),
+        reason,
+    }
 }
 
 impl KafkaSink {

@@ -92,7 +92,7 @@ pub struct RawKafkaSource {
 
 impl RawKafkaSource {
     /// Validates the `[source]` table, adding every problem to `problems`.
-    pub fn validate(self, problems: &mut Problems) -> KafkaSourceSettings {
+    pub(crate) fn validate(self, problems: &mut Problems) -> KafkaSourceSettings {
         let mut properties = Vec::new();
         flatten_config(
             &self.properties,
@@ -147,6 +147,8 @@ impl RawKafkaSource {
 pub struct KafkaSource {
     /// Shared with the lane's exactly-once sink, which reads its group metadata.
     consumer: Arc<StreamConsumer<LagReporter>>,
+    /// Its consumer group's `group.id`.
+    group_id: String,
     linger: Duration,
     batch_bytes: u64,
     name: String,
@@ -174,7 +176,7 @@ impl KafkaSource {
         telemetry: Option<Arc<Telemetry>>,
     ) -> Result<Self, SourceError> {
         let name = format!("kafka topics {:?}", settings.topics);
-        let error = |reason: String| SourceError::Kafka {
+        let error = |reason: String| SourceError::Failed {
             input: name.clone(),
             reason,
         };
@@ -203,8 +205,14 @@ impl KafkaSource {
         consumer
             .subscribe(&topics)
             .map_err(|e| error(format!("subscribing: {e}")))?;
+        let group_id = settings
+            .properties
+            .iter()
+            .find(|(k, _)| k == "group.id")
+            .map_or_else(|| lane.to_owned(), |(_, id)| id.clone());
         Ok(Self {
             consumer: Arc::new(consumer),
+            group_id,
             linger: settings.linger,
             batch_bytes: settings.batch_bytes,
             name,
@@ -218,6 +226,11 @@ impl KafkaSource {
     pub fn group(&self) -> ConsumerGroup {
         let consumer = Arc::clone(&self.consumer);
         ConsumerGroup::of(move || consumer.group_metadata())
+    }
+
+    /// The `group.id` this consumer commits in (its lane's name if none was set).
+    pub fn group_id(&self) -> &str {
+        &self.group_id
     }
 
     /// librdkafka reports transient conditions (a broker connection lost, the poll
@@ -236,7 +249,7 @@ impl KafkaSource {
     }
 
     fn error(&self, reason: String) -> SourceError {
-        SourceError::Kafka {
+        SourceError::Failed {
             input: self.name.clone(),
             reason,
         }

@@ -76,7 +76,7 @@ pub struct PipelineSettings {
 }
 
 /// The lane name of a single pipeline that runs every plugin (see [`crate::lanes`]).
-pub const SHARED_LANE: &str = "*";
+pub use sluice_core::connector::SHARED_LANE;
 
 impl Default for PipelineSettings {
     fn default() -> Self {

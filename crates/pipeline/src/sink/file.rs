@@ -2,10 +2,12 @@
 //! per record in the form [`sluice_core::json_lines`] describes.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
 use sluice_core::OutputRecord;
+use sluice_core::connector::{CommitHandle, SinkKind, SinkRun};
 pub use sluice_core::json_lines::record_to_json_line;
 use sluice_core::settings::{Problems, optional_path};
 use sluice_core::sink::{Sink, SinkError};
@@ -34,11 +36,68 @@ pub struct RawFileSink {
     path: Option<String>,
 }
 
-impl RawFileSink {
-    /// The file (`None`: standard output), relative to `base`.
-    pub fn validate(self, base: &std::path::Path, problems: &mut Problems) -> Option<PathBuf> {
-        optional_path(self.path.as_deref(), base, "sink.path", problems, false)
+/// `[sink] type = "file"`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileSinkSettings {
+    /// The file to write (`None`: standard output).
+    pub path: Option<PathBuf>,
+}
+
+impl SinkKind for FileSinkSettings {
+    type Raw = RawFileSink;
+    type Shared = SharedFileSink;
+    type Sink = SharedFileSink;
+
+    fn validate(raw: RawFileSink, base: &std::path::Path, problems: &mut Problems) -> Self {
+        Self {
+            path: optional_path(raw.path.as_deref(), base, "sink.path", problems, false),
+        }
     }
+
+    async fn start(&self, _run: &SinkRun) -> Result<SharedFileSink, SinkError> {
+        let output = self
+            .path
+            .clone()
+            .map_or(FileOutput::Stdout, FileOutput::Path);
+        Ok(SharedFileSink(Arc::new(tokio::sync::Mutex::new(
+            FileSink::create(output).await?,
+        ))))
+    }
+
+    async fn open(
+        shared: &SharedFileSink,
+        _run: &SinkRun,
+        _lane: &str,
+        _commit: Option<CommitHandle>,
+    ) -> Result<SharedFileSink, SinkError> {
+        Ok(shared.clone())
+    }
+}
+
+/// One file written by every lane: each batch is serialised before the lock is taken,
+/// and written whole under it, so lines of two batches never interleave.
+#[derive(Debug, Clone)]
+pub struct SharedFileSink(Arc<tokio::sync::Mutex<FileSink>>);
+
+impl Sink for SharedFileSink {
+    async fn send(&mut self, records: Vec<OutputRecord>) -> Result<(), SinkError> {
+        let text = json_lines(&records);
+        self.0.lock().await.write(&text).await
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        self.0.lock().await.flush().await
+    }
+}
+
+/// `records` as JSON lines, each ended by a newline.
+fn json_lines(records: &[OutputRecord]) -> String {
+    let mut text = String::new();
+    for record in records {
+        text.push_str(&record_to_json_line(record));
+        text.push('\n');
+    }
+    text
 }
 
 /// Writes JSON lines (see the module docs).
@@ -78,6 +137,15 @@ impl FileSink {
         }
     }
 
+    /// Writes `text` and flushes it.
+    async fn write(&mut self, text: &str) -> Result<(), SinkError> {
+        self.writer
+            .write_all(text.as_bytes())
+            .await
+            .map_err(|e| self.io_error(e))?;
+        self.writer.flush().await.map_err(|e| self.io_error(e))
+    }
+
     fn io_error(&self, source: std::io::Error) -> SinkError {
         SinkError::Io {
             output: self.name.clone(),
@@ -88,16 +156,7 @@ impl FileSink {
 
 impl Sink for FileSink {
     async fn send(&mut self, records: Vec<OutputRecord>) -> Result<(), SinkError> {
-        let mut text = String::new();
-        for record in &records {
-            text.push_str(&record_to_json_line(record));
-            text.push('\n');
-        }
-        self.writer
-            .write_all(text.as_bytes())
-            .await
-            .map_err(|e| self.io_error(e))?;
-        self.writer.flush().await.map_err(|e| self.io_error(e))
+        self.write(&json_lines(&records)).await
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {

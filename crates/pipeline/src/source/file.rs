@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
+use sluice_core::connector::SourceKind;
 use sluice_core::settings::{Problems, optional_path, topic_name};
 use sluice_core::source::{Source, SourceError};
 use sluice_core::{Header, Origin, RawRecord};
@@ -71,19 +72,39 @@ pub struct RawFileSource {
     topic: Option<String>,
 }
 
-impl RawFileSource {
-    /// The file (`None`: standard input) and the topic, relative paths resolved against
-    /// `base`; problems to `problems`.
-    pub fn validate(
-        self,
-        base: &std::path::Path,
-        problems: &mut Problems,
-    ) -> (Option<PathBuf>, Option<String>) {
-        let path = optional_path(self.path.as_deref(), base, "source.path", problems, true);
-        let topic = self
+/// `[source] type = "file"`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileSourceSettings {
+    /// The file to read (`None`: standard input).
+    pub path: Option<PathBuf>,
+    /// The topic of every record (else the line's, else Debezium's).
+    pub topic: Option<String>,
+}
+
+impl SourceKind for FileSourceSettings {
+    type Raw = RawFileSource;
+    type Source = FileSource;
+
+    fn validate(raw: RawFileSource, base: &std::path::Path, problems: &mut Problems) -> Self {
+        let path = optional_path(raw.path.as_deref(), base, "source.path", problems, true);
+        let topic = raw
             .topic
             .filter(|topic| topic_name(topic, "source.topic", problems));
-        (path, topic)
+        Self { path, topic }
+    }
+
+    /// Standard input can be read only once: one lane for every plugin.
+    fn read_once(&self) -> bool {
+        self.path.is_none()
+    }
+
+    async fn open(
+        &self,
+        _lane: &str,
+        _telemetry: &std::sync::Arc<sluice_core::telemetry::Telemetry>,
+    ) -> Result<FileSource, SourceError> {
+        let input = self.path.clone().map_or(FileInput::Stdin, FileInput::Path);
+        FileSource::open(input, self.topic.clone()).await
     }
 }
 
