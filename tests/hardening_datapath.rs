@@ -11,7 +11,7 @@ use std::time::Duration;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sluice_tests::{Broker, components, sluice_bin};
+use sluice_tests::{Broker, components, free_port, http_get as get, sluice_bin};
 
 use crate::support::create_event;
 
@@ -28,25 +28,6 @@ fn spawn_sluice(dir: &Path, config: &str, stdin: Stdio, stdout: Stdio) -> Child 
         .stderr(Stdio::piped())
         .spawn()
         .expect("sluice starts")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-/// A plain HTTP GET on the admin port: (status, body).
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
 }
 
 const GOOD_EVENTS: usize = 2000;

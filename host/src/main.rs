@@ -107,6 +107,36 @@ enum PluginCommand {
         #[arg(long, default_value_t = 256)]
         batch_size: usize,
     },
+    /// Runs two versions of a plugin over the same events and prints, event by event,
+    /// where what they would publish differs (topic, key, value, headers other than
+    /// lineage); exits with 1 when any event differs, 2 when it cannot compare.
+    Diff {
+        /// The version in service.
+        old: PathBuf,
+        /// The version to deploy.
+        new: PathBuf,
+        /// Debezium events as JSON lines (see samples/README.md).
+        #[arg(long)]
+        input: PathBuf,
+        /// A config entry `key=value` both versions get (repeatable).
+        #[arg(long = "config", value_parser = parse_key_value)]
+        config: Vec<(String, String)>,
+        /// A config entry for the old version only, replacing a `--config` one (repeatable).
+        #[arg(long = "old-config", value_parser = parse_key_value)]
+        old_config: Vec<(String, String)>,
+        /// A config entry for the new version only, replacing a `--config` one (repeatable).
+        #[arg(long = "new-config", value_parser = parse_key_value)]
+        new_config: Vec<(String, String)>,
+        /// Overrides the topic of every input record.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Events per plugin call.
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        /// How many differing events to print (all are counted).
+        #[arg(long, default_value_t = 20)]
+        max_differences: usize,
+    },
 }
 
 /// The languages `sluice plugin new` has templates for.
@@ -267,6 +297,52 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", path.display());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Diff {
+                    old,
+                    new,
+                    input,
+                    config,
+                    old_config,
+                    new_config,
+                    topic,
+                    batch_size,
+                    max_differences,
+                },
+        } => {
+            if batch_size == 0 {
+                bail!("--batch-size must be at least 1");
+            }
+            let diff = sluice::plugin_diff::PluginDiff {
+                old,
+                new,
+                input,
+                config,
+                old_config,
+                new_config,
+                topic,
+                batch_size,
+                max_differences,
+                cache_dir: None,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            // As diff(1): 0 the same, 1 different, 2 could not compare, so a CI step can
+            // tell a changed output from a broken plugin or input.
+            let comparison = match runtime.block_on(sluice::plugin_diff::run(&diff)) {
+                Ok(comparison) => comparison,
+                Err(e) => {
+                    eprintln!("error: {:#}", anyhow::Error::from(e));
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            print!("{}", sluice::plugin_diff::render(&comparison));
+            Ok(if comparison.any_difference() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Plugin {
             command:

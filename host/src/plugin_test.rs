@@ -6,8 +6,9 @@
 //! headers. Lines are compared as JSON values, one by one, ignoring the
 //! `sluice.plugin.sha256` header (it changes with every build of the plugin).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use sluice_core::OutputRecord;
 use sluice_core::topics::TopicPattern;
 use sluice_pipeline::pipeline::{Pipeline, PipelineSettings, PipelineStats, Route, headers};
 use sluice_pipeline::sink::file::record_to_json_line;
@@ -39,15 +40,33 @@ pub struct PluginTestRun {
 
 /// Runs the plugin over the input.
 pub async fn run(test: &PluginTest) -> Result<PluginTestRun, RunError> {
+    let (records, stats) = run_records(test, &plugin_name(&test.plugin), false).await?;
+    Ok(PluginTestRun {
+        lines: records.iter().map(record_to_json_line).collect(),
+        stats,
+    })
+}
+
+/// The name a plugin file runs under when no manifest names it: its file stem.
+pub fn plugin_name(plugin: &Path) -> String {
+    plugin
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".to_owned())
+}
+
+/// Runs the plugin, named `name`, over the input, as `sluice run` would, with or without
+/// the lineage headers; returns the records in order.
+pub async fn run_records(
+    test: &PluginTest,
+    name: &str,
+    lineage_headers: bool,
+) -> Result<(Vec<OutputRecord>, PipelineStats), RunError> {
     let runtime = Runtime::new(RuntimeOptions {
         cache_dir: test.cache_dir.clone(),
         ..RuntimeOptions::default()
     })?;
-    let name = test
-        .plugin
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plugin".to_owned());
+    let name = name.to_owned();
     let spec = PluginSpec {
         name: name.clone(),
         version: "test".to_owned(),
@@ -68,7 +87,7 @@ pub async fn run(test: &PluginTest) -> Result<PluginTestRun, RunError> {
     };
     let settings = PipelineSettings {
         batch_size: test.batch_size,
-        lineage_headers: false,
+        lineage_headers,
         ..PipelineSettings::default()
     };
     let mut source =
@@ -77,10 +96,7 @@ pub async fn run(test: &PluginTest) -> Result<PluginTestRun, RunError> {
     let stats = Pipeline::new(vec![route], settings)
         .run(&mut source, &mut sink, std::future::pending())
         .await?;
-    Ok(PluginTestRun {
-        lines: sink.records.iter().map(record_to_json_line).collect(),
-        stats,
-    })
+    Ok((sink.records, stats))
 }
 
 /// Compares produced lines with expected lines; returns one message per difference

@@ -1,4 +1,5 @@
-//! The admin HTTP server: `/health`, `/ready`, `/plugins` and `/metrics` on a local port.
+//! The admin HTTP server: the status page (`/`, [`crate::status`]), `/health`, `/ready`,
+//! `/plugins` and `/metrics` on a local port.
 //!
 //! A deliberately small HTTP/1.1 responder (GET only, one request per connection, no
 //! bodies) so that liveness probes and Prometheus can scrape sluice without a web
@@ -15,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::settings::{Problem, listen_address};
+use crate::status::SAMPLE_EVERY;
 use crate::telemetry::Telemetry;
 
 /// A request line and headers larger than this are refused: probes and scrapers send
@@ -61,6 +63,7 @@ pub struct AdminError {
 pub struct AdminServer {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+    sampler: tokio::task::JoinHandle<()>,
 }
 
 impl AdminServer {
@@ -75,18 +78,39 @@ impl AdminServer {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| AdminError { address, source })?;
-        tracing::info!(%address, "admin server listening (/health, /ready, /plugins, /metrics)");
+        tracing::info!(%address, "admin server listening (/ status page, /health, /ready, /plugins, /metrics)");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(serve(listener, Arc::clone(telemetry), async move {
             let _ = stopped.await;
         }));
-        Ok(Some(Self { stop, task }))
+        let sampler = tokio::spawn(sample_status(Arc::downgrade(telemetry)));
+        Ok(Some(Self {
+            stop,
+            task,
+            sampler,
+        }))
     }
 
     /// Stops serving and waits for the server task.
     pub async fn stop(self) {
+        self.sampler.abort();
         let _ = self.stop.send(());
         let _ = self.task.await;
+    }
+}
+
+/// Takes a status snapshot every [`SAMPLE_EVERY`] for the status page, until the
+/// process's telemetry is dropped. Cheap (the counters, no scrape), so it runs whether or
+/// not anyone looks.
+async fn sample_status(telemetry: std::sync::Weak<Telemetry>) {
+    let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(telemetry) = telemetry.upgrade() else {
+            return;
+        };
+        telemetry.sample_status();
     }
 }
 
@@ -144,6 +168,11 @@ async fn respond(mut stream: TcpStream, telemetry: &Telemetry) {
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) = match (method, path) {
+        ("GET", "/") => (
+            "200 OK",
+            "text/html; charset=utf-8",
+            telemetry.status_page(),
+        ),
         ("GET", "/health") => ("200 OK", "text/plain", "ok\n".to_owned()),
         ("GET", "/ready") if !telemetry.failed_lanes().is_empty() => (
             "503 Service Unavailable",
@@ -174,7 +203,7 @@ async fn respond(mut stream: TcpStream, telemetry: &Telemetry) {
         ("GET", _) => (
             "404 Not Found",
             "text/plain",
-            "try /health, /ready, /plugins or /metrics\n".to_owned(),
+            "try /, /health, /ready, /plugins or /metrics\n".to_owned(),
         ),
         _ => (
             "405 Method Not Allowed",

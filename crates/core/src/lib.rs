@@ -9,7 +9,7 @@
 //! - [`topics`]: topic patterns and Kafka's topic-name rules;
 //! - [`settings`]: sizes, durations, listen addresses and configuration problems;
 //! - [`telemetry`]: the registry components push their reports to, and [`admin`], the
-//!   HTTP server that renders it.
+//!   HTTP server that renders it; [`status`]: the status page it serves at `/`.
 //!
 //! It must NOT depend on wasmtime, rdkafka, tiberius, notify or any other sluice crate:
 //! everything else depends on it, so what it imports every build pays for.
@@ -21,6 +21,7 @@ pub mod record;
 pub mod settings;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod telemetry;
 pub mod topics;
 

@@ -12,11 +12,18 @@ use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::status::{History, PageInput, Status, render_page};
 
 /// A component's metrics, rendered on every scrape.
 pub trait Report: Send + Sync + 'static {
     /// Appends the Prometheus text exposition of the component's metrics to `out`.
     fn render(&self, out: &mut String);
+
+    /// Adds what the component knows about its lanes (or reloads) to the status page's
+    /// snapshot ([`crate::status`]). Most reports know nothing it shows.
+    fn status(&self, _status: &mut Status) {}
 }
 
 /// A plugin version in service.
@@ -50,6 +57,8 @@ pub struct Telemetry {
     /// Lanes stopped by an error, with the error (a lane is one plugin's pipeline; the
     /// others keep running).
     failed_lanes: Mutex<BTreeMap<String, String>>,
+    /// The status page's last minute of lane counters.
+    history: Mutex<History>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -123,6 +132,42 @@ impl Telemetry {
         report
     }
 
+    /// What every report knows for the status page now.
+    pub fn status(&self) -> Status {
+        let mut status = Status::default();
+        for report in self.registered() {
+            report.status(&mut status);
+        }
+        status
+    }
+
+    /// Takes one snapshot of the lanes' counters into the status page's history (the
+    /// admin server calls it every [`crate::status::SAMPLE_EVERY`]).
+    pub fn sample_status(&self) {
+        let lanes = self.status().lanes;
+        lock(&self.history).push(Instant::now(), lanes);
+    }
+
+    /// The status page (`GET /`).
+    pub fn status_page(&self) -> String {
+        let input = PageInput {
+            ready: self.is_ready(),
+            plugins: self.plugins(),
+            failed_lanes: self.failed_lanes(),
+            status: self.status(),
+        };
+        render_page(&input, &lock(&self.history))
+    }
+
+    /// The registered reports, cloned out so that no caller renders under the registry
+    /// lock (a report takes its own locks).
+    fn registered(&self) -> Vec<Arc<dyn Report>> {
+        lock(&self.reports)
+            .iter()
+            .map(|r| Arc::clone(&r.report))
+            .collect()
+    }
+
     /// Adds metrics rendered by `collector` (Prometheus text) to every scrape.
     pub fn add_collector(&self, collector: impl Fn() -> String + Send + Sync + 'static) {
         lock(&self.collectors).push(Collector(Box::new(collector)));
@@ -132,12 +177,7 @@ impl Telemetry {
     /// readiness.
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
-        let reports: Vec<Arc<dyn Report>> = lock(&self.reports)
-            .iter()
-            .map(|r| Arc::clone(&r.report))
-            .collect();
-        // Rendered without the registry lock: a report takes its own locks.
-        for report in reports {
+        for report in self.registered() {
             report.render(&mut out);
         }
         out.push_str("# HELP sluice_plugin_info The plugin versions in service.\n# TYPE sluice_plugin_info gauge\n");

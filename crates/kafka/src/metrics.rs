@@ -48,6 +48,14 @@ impl Report for KafkaMetrics {
             }
         }
     }
+
+    /// Each lane's lag, summed over its partitions.
+    fn status(&self, status: &mut sluice_core::status::Status) {
+        for (lane, lags) in lock(&self.consumer_lag).iter() {
+            let total = lags.iter().map(|(_, _, lag)| (*lag).max(0)).sum();
+            status.lanes.entry(lane.clone()).or_default().lag = Some(total);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -68,5 +76,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sluice_producer_errors_total 1\n"), "{text}");
+        assert_eq!(telemetry.status().lanes["cdm"].lag, Some(10), "summed for the page");
     }
 }

@@ -6,12 +6,15 @@
 //!   boundaries; [`manifest`]: a plugin's manifest (`[[plugin]]` tables and
 //!   `<name>.toml` files);
 //! - [`metrics`]: the pipeline's counters per lane, pushed to the process's telemetry;
+//! - [`compare`]: what two versions of a plugin produce for the same events, event by
+//!   event (`sluice plugin diff`);
 //! - [`source::file`], [`sink::file`], [`sink::memory`]: the endpoints that need no
 //!   client library (JSON lines files, standard input and output, memory).
 //!
 //! It depends on sluice-core and sluice-runtime only. It must NOT depend on Kafka or any
 //! other connector: lanes get their endpoints from a factory ([`lanes::Endpoints`]).
 
+pub mod compare;
 pub mod lanes;
 pub mod manifest;
 pub mod metrics;

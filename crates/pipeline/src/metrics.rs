@@ -65,6 +65,15 @@ impl PipelineMetrics {
 }
 
 impl Report for PipelineMetrics {
+    /// Events read and dead letters per lane.
+    fn status(&self, status: &mut sluice_core::status::Status) {
+        for (lane, stats) in lock(&self.pipeline).iter() {
+            let counters = status.lanes.entry(lane.clone()).or_default();
+            counters.events = stats.records_in;
+            counters.dead_letters = stats.dead_lettered;
+        }
+    }
+
     /// The Prometheus text exposition of everything above.
     fn render(&self, out: &mut String) {
         let lanes = lock(&self.pipeline).clone();
@@ -193,6 +202,12 @@ mod tests {
         );
         assert!(text.contains("sluice_batch_duration_seconds_count{lane=\"cdm\"} 2\n"));
         assert!(text.contains("sluice_batch_duration_seconds_count{lane=\"audit\"} 1\n"));
+        let status = telemetry.status();
+        assert_eq!(
+            (status.lanes["cdm"].events, status.lanes["cdm"].dead_letters),
+            (10, 1),
+            "the status page's counters"
+        );
         metrics.count_published("cdm", vec![("cdm.customer".into(), 2)]);
         telemetry.report::<PipelineMetrics>().count_published(
             "cdm",

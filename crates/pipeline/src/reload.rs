@@ -69,13 +69,21 @@ pub struct ReloadStats {
     pub restarts: u64,
 }
 
-/// The reloader's counters as metrics, pushed after every rescan.
+/// The reloader's counters as metrics, pushed after every rescan, and its last refusal
+/// for the status page.
 #[derive(Debug, Default)]
-pub struct ReloadMetrics(std::sync::Mutex<ReloadStats>);
+pub struct ReloadMetrics {
+    stats: std::sync::Mutex<ReloadStats>,
+    last_refusal: std::sync::Mutex<Option<sluice_core::status::Refusal>>,
+}
 
 impl Report for ReloadMetrics {
+    fn status(&self, status: &mut sluice_core::status::Status) {
+        status.last_refusal = lock(&self.last_refusal).clone();
+    }
+
     fn render(&self, out: &mut String) {
-        let stats = *lock(&self.0);
+        let stats = *lock(&self.stats);
         out.push_str("# HELP sluice_plugin_reloads_total Plugin versions loaded, refused and removed by hot reload.\n");
         out.push_str("# TYPE sluice_plugin_reloads_total counter\n");
         for (result, value) in [
@@ -428,6 +436,14 @@ impl Reloader {
             "plugin refused; the version in service (if any) keeps running"
         );
         let file_rule = FILE_RULES.contains(&refusal.rule);
+        if let Some(telemetry) = &self.telemetry {
+            *lock(&telemetry.report::<ReloadMetrics>().last_refusal) =
+                Some(sluice_core::status::Refusal {
+                    file: printable_path(&manifest).to_string(),
+                    reason: plugin_message(&refusal.reason).to_string(),
+                    at: std::time::SystemTime::now(),
+                });
+        }
         self.refused.insert(manifest, fingerprint);
         self.count(|s| {
             s.refused += 1;
@@ -440,7 +456,7 @@ impl Reloader {
         if let Some(telemetry) = &self.telemetry {
             let table = self.table.borrow().clone();
             telemetry.set_plugins(table.iter().map(|route| route.info()).collect());
-            *lock(&telemetry.report::<ReloadMetrics>().0) = self.stats();
+            *lock(&telemetry.report::<ReloadMetrics>().stats) = self.stats();
         }
     }
 

@@ -1,0 +1,292 @@
+//! What two versions of a plugin produce for the same events, compared event by event:
+//! `sluice plugin diff`, and the comparison a shadow version will be held to.
+//!
+//! Records are grouped by the event they came from, which the pipeline writes on every
+//! output and dead letter (`sluice.source.topic`, `.partition`, `.offset`), and compared
+//! as topic, key, value and headers, without the headers that name the source event and
+//! the plugin build (they differ between two versions by design). Per event:
+//!
+//! - **equal**: both versions produced the same records in the same order, or nothing;
+//! - **rejected by one only**: exactly one version sent the event to the dead-letter topic
+//!   (rejected, trapped, or broke its outputs or limits);
+//! - **differing**: anything else (another topic, key, value, header, count or order).
+//!
+//! Events that neither version produced anything for leave no record to group, so the
+//! caller says how many events were compared and the rest count as equal.
+
+use std::collections::HashMap;
+
+use sluice_core::{Header, OutputRecord};
+
+use crate::pipeline::headers;
+
+/// The event an output record came from, as its lineage headers name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventOrigin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl std::fmt::Display for EventOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} partition {} offset {}",
+            self.topic, self.partition, self.offset
+        )
+    }
+}
+
+/// How the two versions' records for one event differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DifferenceKind {
+    /// Both produced records (or dead letters), not the same ones.
+    Differing,
+    /// Only the old version dead-lettered the event.
+    RejectedByOldOnly,
+    /// Only the new version dead-lettered the event.
+    RejectedByNewOnly,
+}
+
+impl std::fmt::Display for DifferenceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DifferenceKind::Differing => "differs",
+            DifferenceKind::RejectedByOldOnly => "dead-lettered by the old version only",
+            DifferenceKind::RejectedByNewOnly => "dead-lettered by the new version only",
+        })
+    }
+}
+
+/// One event whose records differ: what each version produced for it, without the
+/// lineage headers.
+#[derive(Debug, Clone)]
+pub struct Difference {
+    /// `None`: records that carried no lineage headers (the pipeline writes them on
+    /// every record, so only records from elsewhere lack them).
+    pub event: Option<EventOrigin>,
+    pub kind: DifferenceKind,
+    pub old: Vec<OutputRecord>,
+    pub new: Vec<OutputRecord>,
+}
+
+/// The counts of a comparison, and the first differences.
+#[derive(Debug, Clone, Default)]
+pub struct Comparison {
+    /// Events both versions were given.
+    pub events: u64,
+    pub equal: u64,
+    pub differing: u64,
+    pub rejected_by_one_only: u64,
+    /// The first differences, in the order the events were read, at most as many as asked.
+    pub examples: Vec<Difference>,
+}
+
+impl Comparison {
+    /// Whether any event differs.
+    pub fn any_difference(&self) -> bool {
+        self.differing + self.rejected_by_one_only > 0
+    }
+}
+
+/// Compares what two versions produced for the same `events` input events, keeping the
+/// first `max_examples` differences.
+pub fn compare(
+    events: u64,
+    old: Vec<OutputRecord>,
+    new: Vec<OutputRecord>,
+    dead_letter_topic: &str,
+    max_examples: usize,
+) -> Comparison {
+    // Groups in the order events first appear (old's records first, then new's), so
+    // examples come in input order for a single-partition input.
+    let mut order: Vec<Option<EventOrigin>> = Vec::new();
+    let mut groups: HashMap<Option<EventOrigin>, (Vec<OutputRecord>, Vec<OutputRecord>)> =
+        HashMap::new();
+    for (side, records) in [(0, old), (1, new)] {
+        for record in records {
+            let (event, record) = split_lineage(record);
+            let group = groups.entry(event.clone()).or_insert_with(|| {
+                order.push(event);
+                Default::default()
+            });
+            if side == 0 {
+                group.0.push(record);
+            } else {
+                group.1.push(record);
+            }
+        }
+    }
+    let mut comparison = Comparison {
+        events,
+        ..Comparison::default()
+    };
+    for event in order {
+        let (old, new) = groups.remove(&event).unwrap_or_default();
+        if old == new {
+            continue;
+        }
+        let dead_lettered =
+            |records: &[OutputRecord]| records.iter().any(|r| r.topic == dead_letter_topic);
+        let kind = match (dead_lettered(&old), dead_lettered(&new)) {
+            (true, false) => DifferenceKind::RejectedByOldOnly,
+            (false, true) => DifferenceKind::RejectedByNewOnly,
+            _ => DifferenceKind::Differing,
+        };
+        if kind == DifferenceKind::Differing {
+            comparison.differing += 1;
+        } else {
+            comparison.rejected_by_one_only += 1;
+        }
+        if comparison.examples.len() < max_examples {
+            comparison.examples.push(Difference {
+                event,
+                kind,
+                old,
+                new,
+            });
+        }
+    }
+    // Records without lineage are one group, which may stand for more than one event:
+    // never let the counts go below zero.
+    comparison.equal = events.saturating_sub(comparison.differing + comparison.rejected_by_one_only);
+    comparison
+}
+
+/// The event a record came from, and the record without the headers that name the event
+/// or the plugin build.
+fn split_lineage(mut record: OutputRecord) -> (Option<EventOrigin>, OutputRecord) {
+    let text = |headers: &[Header], key: &str| {
+        headers
+            .iter()
+            .rev()
+            .find(|header| header.key == key)
+            .and_then(|header| header.value.as_deref())
+            .and_then(|value| std::str::from_utf8(value).ok())
+            .map(str::to_owned)
+    };
+    let event = (|| {
+        Some(EventOrigin {
+            topic: text(&record.headers, headers::SOURCE_TOPIC)?,
+            partition: text(&record.headers, headers::SOURCE_PARTITION)?.parse().ok()?,
+            offset: text(&record.headers, headers::SOURCE_OFFSET)?.parse().ok()?,
+        })
+    })();
+    record.headers.retain(|header| {
+        !matches!(
+            header.key.as_str(),
+            headers::PLUGIN
+                | headers::PLUGIN_VERSION
+                | headers::PLUGIN_SHA256
+                | headers::SOURCE_TOPIC
+                | headers::SOURCE_PARTITION
+                | headers::SOURCE_OFFSET
+        )
+    });
+    (event, record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DLQ: &str = "sluice.dlq";
+
+    fn record(topic: &str, value: &str, offset: i64, plugin_version: &str) -> OutputRecord {
+        OutputRecord {
+            topic: topic.to_owned(),
+            key: Some(b"k".to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![
+                Header::text("team", "a"),
+                Header::text(headers::PLUGIN, "p"),
+                Header::text(headers::PLUGIN_VERSION, plugin_version),
+                Header::text(headers::PLUGIN_SHA256, plugin_version),
+                Header::text(headers::SOURCE_TOPIC, "in"),
+                Header::text(headers::SOURCE_PARTITION, "0"),
+                Header::text(headers::SOURCE_OFFSET, &offset.to_string()),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_same_records_from_two_builds_are_equal() {
+        let old = vec![record("out", "1", 0, "v1"), record("out", "2", 1, "v1")];
+        let new = vec![record("out", "1", 0, "v2"), record("out", "2", 1, "v2")];
+        let comparison = compare(3, old, new, DLQ, 10);
+        assert_eq!(
+            (comparison.equal, comparison.differing, comparison.rejected_by_one_only),
+            (3, 0, 0)
+        );
+        assert!(!comparison.any_difference());
+    }
+
+    #[test]
+    fn counts_each_kind_of_difference_per_event() {
+        let old = vec![
+            record("out", "1", 0, "v1"),
+            record("out", "2", 1, "v1"),
+            record("out", "3", 2, "v1"),
+            record(DLQ, "4", 3, "v1"),
+            record("out", "5a", 4, "v1"),
+            record("out", "5b", 4, "v1"),
+        ];
+        let new = vec![
+            record("out", "1", 0, "v2"),
+            record("out", "two", 1, "v2"),
+            record(DLQ, "3", 2, "v2"),
+            record("out", "4", 3, "v2"),
+            // The same records for event 4, in another order.
+            record("out", "5b", 4, "v2"),
+            record("out", "5a", 4, "v2"),
+            // Event 5 was filtered by the old version.
+            record("out", "6", 5, "v2"),
+        ];
+        let comparison = compare(7, old, new, DLQ, 10);
+        assert_eq!(comparison.differing, 3, "value, order and a new record");
+        assert_eq!(comparison.rejected_by_one_only, 2);
+        assert_eq!(comparison.equal, 2, "event 0 and event 6 (nothing from both)");
+        let kinds: Vec<(i64, DifferenceKind)> = comparison
+            .examples
+            .iter()
+            .map(|d| (d.event.as_ref().expect("lineage").offset, d.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (1, DifferenceKind::Differing),
+                (2, DifferenceKind::RejectedByNewOnly),
+                (3, DifferenceKind::RejectedByOldOnly),
+                (4, DifferenceKind::Differing),
+                (5, DifferenceKind::Differing),
+            ]
+        );
+        let first = &comparison.examples[0];
+        assert_eq!(first.old[0].value.as_deref(), Some(&b"2"[..]));
+        assert_eq!(
+            first.old[0].headers,
+            [Header::text("team", "a")],
+            "lineage and build headers are not part of what is compared or shown"
+        );
+    }
+
+    #[test]
+    fn keeps_only_the_first_examples_but_counts_them_all() {
+        let old: Vec<_> = (0..5).map(|i| record("out", "a", i, "v1")).collect();
+        let new: Vec<_> = (0..5).map(|i| record("out", "b", i, "v2")).collect();
+        let comparison = compare(5, old, new, DLQ, 2);
+        assert_eq!(comparison.differing, 5);
+        assert_eq!(comparison.examples.len(), 2);
+        assert_eq!(comparison.equal, 0);
+    }
+
+    #[test]
+    fn a_different_header_other_than_lineage_is_a_difference() {
+        let old = vec![record("out", "1", 0, "v1")];
+        let mut changed = record("out", "1", 0, "v2");
+        changed.headers[0] = Header::text("team", "b");
+        let comparison = compare(1, old, vec![changed], DLQ, 10);
+        assert_eq!(comparison.differing, 1);
+    }
+}
