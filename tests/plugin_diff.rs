@@ -132,7 +132,11 @@ fn a_missing_input_file_is_refused_by_name_with_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("nope.jsonl");
     let (output, _) = diff(components::STAMP, components::STAMP, &missing, &[]);
-    assert_eq!(output.status.code(), Some(2), "not 1, which means \"they differ\"");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "not 1, which means \"they differ\""
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("nope.jsonl"), "{stderr}");
 }

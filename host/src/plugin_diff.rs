@@ -43,7 +43,10 @@ pub async fn run(diff: &PluginDiff) -> Result<Comparison, RunError> {
         batch_size: diff.batch_size,
         cache_dir: diff.cache_dir.clone(),
     };
-    let (old, new) = (side(&diff.old, &diff.old_config), side(&diff.new, &diff.new_config));
+    let (old, new) = (
+        side(&diff.old, &diff.old_config),
+        side(&diff.new, &diff.new_config),
+    );
     // One name for both: dead letters name the plugin, and the name is not what changed.
     let name = plugin_name(&diff.new);
     let ((old_records, old_stats), (new_records, _)) = tokio::try_join!(

@@ -106,13 +106,23 @@ impl History {
             let zero = LaneCounters::default();
             let before = before.get(lane).unwrap_or(&zero);
             let grown = |after: u64, before: u64| {
-                if after >= before { after - before } else { after }
+                if after >= before {
+                    after - before
+                } else {
+                    after
+                }
             };
             let events = grown(after.events, before.events);
             let dead_letters = grown(after.dead_letters, before.dead_letters);
             events_total += events;
             dead_letters_total += dead_letters;
-            let per_second = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+            let per_second = |n: u64| {
+                if seconds > 0.0 {
+                    n as f64 / seconds
+                } else {
+                    0.0
+                }
+            };
             rates.events_series.push(per_second(events));
             rates.dead_letters_series.push(per_second(dead_letters));
         }
@@ -165,9 +175,9 @@ pub fn render_page(input: &PageInput, history: &History) -> String {
         if input.ready { "ok" } else { "bad" },
         if input.ready { "ready" } else { "not ready" },
     );
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<p class=\"note\">{} lane(s); rates over the last {} s; refreshes every {REFRESH_SECONDS} s.</p>\n",
+        "<p class=\"note\">{} lane(s); rates over the last {} s; refreshes every {REFRESH_SECONDS} s.</p>",
         lanes.len(),
         history.window().as_secs()
     );
@@ -201,14 +211,18 @@ pub fn render_page(input: &PageInput, history: &History) -> String {
             Some((_, error)) => format!("<span class=\"bad\">stopped: {}</span>", html(error)),
             None => "<span class=\"ok\">running</span>".to_owned(),
         };
-        let _ = write!(
+        let _ = writeln!(
             page,
             "<tr class=\"lane\" data-lane=\"{lane_attr}\"><td class=\"name\">{lane_text}</td><td>{versions}</td>\
              <td class=\"rate\">{events:.1}</td><td>{events_line}</td>\
-             <td class=\"rate\">{dead:.1}</td><td>{dead_line}</td><td class=\"rate\">{lag}</td><td>{state}</td></tr>\n",
+             <td class=\"rate\">{dead:.1}</td><td>{dead_line}</td><td class=\"rate\">{lag}</td><td>{state}</td></tr>",
             lane_attr = html(lane),
             lane_text = html(lane),
-            versions = if versions.is_empty() { "–".to_owned() } else { versions.join("<br>") },
+            versions = if versions.is_empty() {
+                "–".to_owned()
+            } else {
+                versions.join("<br>")
+            },
             events = rates.events_per_second,
             events_line = sparkline(&rates.events_series, "events"),
             dead = rates.dead_letters_per_second,
@@ -225,10 +239,10 @@ pub fn render_page(input: &PageInput, history: &History) -> String {
                 .duration_since(refusal.at)
                 .unwrap_or_default()
                 .as_secs();
-            let _ = write!(
+            let _ = writeln!(
                 page,
                 "<p class=\"refusal\">Last refused reload ({ago} s ago): <b>{}</b>: {} \
-                 (the version in service kept running)</p>\n",
+                 (the version in service kept running)</p>",
                 html(&refusal.file),
                 html(&refusal.reason)
             );
@@ -402,7 +416,10 @@ mod tests {
     #[test]
     fn a_sparkline_scales_to_its_maximum() {
         let line = sparkline(&[0.0, 5.0, 10.0], "events");
-        assert!(line.contains("points=\"0.0,23.0 60.0,12.0 120.0,1.0\""), "{line}");
+        assert!(
+            line.contains("points=\"0.0,23.0 60.0,12.0 120.0,1.0\""),
+            "{line}"
+        );
         let flat = sparkline(&[0.0, 0.0], "dead");
         assert!(flat.contains("points=\"0.0,23.0 120.0,23.0\""), "{flat}");
     }

@@ -76,6 +76,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sluice_producer_errors_total 1\n"), "{text}");
-        assert_eq!(telemetry.status().lanes["cdm"].lag, Some(10), "summed for the page");
+        assert_eq!(
+            telemetry.status().lanes["cdm"].lag,
+            Some(10),
+            "summed for the page"
+        );
     }
 }

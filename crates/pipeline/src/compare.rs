@@ -150,7 +150,8 @@ pub fn compare(
     }
     // Records without lineage are one group, which may stand for more than one event:
     // never let the counts go below zero.
-    comparison.equal = events.saturating_sub(comparison.differing + comparison.rejected_by_one_only);
+    comparison.equal =
+        events.saturating_sub(comparison.differing + comparison.rejected_by_one_only);
     comparison
 }
 
@@ -169,8 +170,12 @@ fn split_lineage(mut record: OutputRecord) -> (Option<EventOrigin>, OutputRecord
     let event = (|| {
         Some(EventOrigin {
             topic: text(&record.headers, headers::SOURCE_TOPIC)?,
-            partition: text(&record.headers, headers::SOURCE_PARTITION)?.parse().ok()?,
-            offset: text(&record.headers, headers::SOURCE_OFFSET)?.parse().ok()?,
+            partition: text(&record.headers, headers::SOURCE_PARTITION)?
+                .parse()
+                .ok()?,
+            offset: text(&record.headers, headers::SOURCE_OFFSET)?
+                .parse()
+                .ok()?,
         })
     })();
     record.headers.retain(|header| {
@@ -216,7 +221,11 @@ mod tests {
         let new = vec![record("out", "1", 0, "v2"), record("out", "2", 1, "v2")];
         let comparison = compare(3, old, new, DLQ, 10);
         assert_eq!(
-            (comparison.equal, comparison.differing, comparison.rejected_by_one_only),
+            (
+                comparison.equal,
+                comparison.differing,
+                comparison.rejected_by_one_only
+            ),
             (3, 0, 0)
         );
         assert!(!comparison.any_difference());
@@ -246,7 +255,10 @@ mod tests {
         let comparison = compare(7, old, new, DLQ, 10);
         assert_eq!(comparison.differing, 3, "value, order and a new record");
         assert_eq!(comparison.rejected_by_one_only, 2);
-        assert_eq!(comparison.equal, 2, "event 0 and event 6 (nothing from both)");
+        assert_eq!(
+            comparison.equal, 2,
+            "event 0 and event 6 (nothing from both)"
+        );
         let kinds: Vec<(i64, DifferenceKind)> = comparison
             .examples
             .iter()
