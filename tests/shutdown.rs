@@ -28,11 +28,12 @@ fn shutdown_publishes_and_commits_what_was_read_then_stops() {
         let loaded = runtime.load_file(config.spec, &config.path).expect("load");
         let thread = PluginThread::spawn(PluginWorker::new(loaded.instantiate().expect("start")))
             .expect("thread");
-        let route = sluice_pipeline::pipeline::Route {
-            plugin: thread,
-            inputs: config.inputs,
-            outputs: config.outputs,
-        };
+        let route = sluice_pipeline::pipeline::Route::new(
+            thread,
+            config.inputs,
+            config.outputs,
+            config.role,
+        );
 
         // A stream that never ends by itself.
         let (mut writer, reader) = tokio::io::duplex(1 << 16);

@@ -4,12 +4,14 @@
 //! screenshot written to the test's output (`target/tmp/status-page.png`).
 
 use std::io::{BufRead, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
-use sluice_tests::{Broker, components, free_port, http_get, sluice_bin};
+use sluice_tests::{
+    Broker, KillOnDrop, components, free_port, http_get, run_sluice_quietly, wait_for_metrics,
+};
 
 use crate::support::create_event;
 
@@ -94,44 +96,20 @@ listen = "127.0.0.1:{admin}"
         ),
     )
     .expect("config");
-    let sluice = Command::new(sluice_bin())
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("SLUICE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(KillOnDrop)
-        .expect("sluice starts");
+    let sluice = run_sluice_quietly(&config);
 
     // Every event read, the lag of both lanes known, then a broken deploy refused.
-    let metrics_show = |wanted: &[String]| {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let metrics = http_get(admin, "/metrics").map(|(_, body)| body);
-            if let Some(metrics) = &metrics
-                && wanted.iter().all(|line| metrics.contains(line.as_str()))
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "metrics lack {wanted:?}:\n{}",
-                metrics.unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
     // Each lane reads every topic of the source and skips what its plugin does not take.
     let both = ORDERS + PAYMENTS;
-    metrics_show(&[
-        format!("sluice_records_in_total{{lane=\"orders\"}} {both}\n"),
-        format!("sluice_records_in_total{{lane=\"payments\"}} {both}\n"),
-        "sluice_consumer_lag{lane=\"orders\",topic=\"orders.in\",partition=\"0\"} 0\n".to_owned(),
-        "sluice_consumer_lag{lane=\"payments\",topic=\"payments.in\",partition=\"0\"} 0\n"
-            .to_owned(),
-    ]);
+    wait_for_metrics(
+        admin,
+        &[
+            &format!("sluice_records_in_total{{lane=\"orders\"}} {both}\n"),
+            &format!("sluice_records_in_total{{lane=\"payments\"}} {both}\n"),
+            "sluice_consumer_lag{lane=\"orders\",topic=\"orders.in\",partition=\"0\"} 0\n",
+            "sluice_consumer_lag{lane=\"payments\",topic=\"payments.in\",partition=\"0\"} 0\n",
+        ],
+    );
     let billing = plugins.join("billing");
     std::fs::write(billing.join("broken.wasm"), b"not a component").expect("broken component");
     std::fs::write(
@@ -139,7 +117,10 @@ listen = "127.0.0.1:{admin}"
         "version = \"0.0.1\"\ninputs = [\"payments.in\"]\noutputs = [\"out\"]\n",
     )
     .expect("broken manifest");
-    metrics_show(&["sluice_plugin_reloads_total{result=\"refused\"} 1\n".to_owned()]);
+    wait_for_metrics(
+        admin,
+        &["sluice_plugin_reloads_total{result=\"refused\"} 1\n"],
+    );
 
     let (status, page) = http_get(admin, "/").expect("the admin server answers");
     assert_eq!(status, 200, "{page}");
@@ -206,17 +187,6 @@ listen = "127.0.0.1:{admin}"
     eprintln!("status page screenshot: {}", output.display());
     drop(browser);
     drop(sluice);
-}
-
-/// A child process killed (and reaped) when dropped, so a failed assertion leaves no
-/// process behind.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Debian's headless Chromium driven through chromedriver's WebDriver endpoint.

@@ -57,6 +57,7 @@ pub fn plugin(
             .iter()
             .map(|p| TopicPattern::parse(p).expect("valid pattern"))
             .collect(),
+        role: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@ mod postgres;
 mod postgres_crash;
 mod reload;
 mod runtime;
+mod safe_deploys;
 mod sdk_ports;
 mod shutdown;
 mod status_page;

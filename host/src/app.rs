@@ -63,11 +63,12 @@ pub fn start_routes(runtime: &Runtime, config: &Config) -> Result<Vec<Route>, Ru
             .map(|plugin| {
                 scope.spawn(move || {
                     let loaded = runtime.load_file(plugin.spec.clone(), &plugin.path)?;
-                    Ok(Route {
-                        plugin: start(&loaded, config.consumers())?,
-                        inputs: plugin.inputs.clone(),
-                        outputs: plugin.outputs.clone(),
-                    })
+                    Ok(Route::new(
+                        start(&loaded, config.consumers())?,
+                        plugin.inputs.clone(),
+                        plugin.outputs.clone(),
+                        plugin.role.clone(),
+                    ))
                 })
             })
             .collect();

@@ -82,6 +82,7 @@ struct RawPipeline {
     batch_size: Option<i64>,
     dead_letter_topic: Option<String>,
     lineage_headers: Option<bool>,
+    shadow_examples: Option<i64>,
     isolation: Option<String>,
     delivery: Option<String>,
     instance: Option<String>,
@@ -145,6 +146,14 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
     }
     if let Some(lineage) = raw.pipeline.lineage_headers {
         pipeline.lineage_headers = lineage;
+    }
+    match raw.pipeline.shadow_examples {
+        None => {}
+        Some(n) if (0..=1000).contains(&n) => pipeline.shadow_examples = n as usize,
+        Some(n) => problems.add(
+            "pipeline.shadow_examples",
+            format!("{n} is out of range (0 to 1000)"),
+        ),
     }
     let mut delivery = Delivery::AtLeastOnce;
     match raw.pipeline.delivery.as_deref() {

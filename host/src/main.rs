@@ -87,6 +87,14 @@ enum PluginCommand {
         /// The plugin's name.
         name: String,
     },
+    /// Makes a shadow or canary version the serving version of the plugin it runs beside
+    /// (a running sluice swaps it in at a batch boundary and stops the candidate).
+    Promote {
+        /// The plugins directory a running `sluice run` watches.
+        dir: PathBuf,
+        /// The shadow or canary plugin's name.
+        name: String,
+    },
     /// Runs a plugin over events and prints (or checks) what it produces.
     Test {
         /// The plugin component.
@@ -254,6 +262,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 sluice_pipeline::reload::rollback(&dir, &name).map_err(anyhow::Error::msg)?;
             for path in restored {
                 println!("restored {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command: PluginCommand::Promote { dir, name },
+        } => {
+            let done = sluice_pipeline::reload::promote(&dir, &name).map_err(anyhow::Error::msg)?;
+            for line in done {
+                println!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -80,11 +80,7 @@ pub async fn run_records(
         source,
     })?;
     let everything = vec![TopicPattern::parse("*").expect("`*` is a valid pattern")];
-    let route = Route {
-        plugin: thread,
-        inputs: everything.clone(),
-        outputs: everything,
-    };
+    let route = Route::new(thread, everything.clone(), everything, Default::default());
     let settings = PipelineSettings {
         batch_size: test.batch_size,
         lineage_headers,

@@ -188,11 +188,12 @@ fn route(
         .expect("plugin loads");
     let worker = PluginWorker::new(loaded.instantiate().expect("instantiates"));
     let pattern = |p: &&str| TopicPattern::parse(p).expect("pattern");
-    Arc::new(Route {
-        plugin: PluginThread::spawn(worker).expect("thread"),
-        inputs: inputs.iter().map(pattern).collect(),
-        outputs: outputs.iter().map(pattern).collect(),
-    })
+    Arc::new(Route::new(
+        PluginThread::spawn(worker).expect("thread"),
+        inputs.iter().map(pattern).collect(),
+        outputs.iter().map(pattern).collect(),
+        Default::default(),
+    ))
 }
 
 fn hostile_events(fields: serde_json::Value, count: usize) -> Vec<RawRecord> {

@@ -192,6 +192,7 @@ impl Contender {
                         path: component.into(),
                         inputs: vec![TopicPattern::parse(input).expect("pattern")],
                         outputs: vec![TopicPattern::parse("*").expect("pattern")],
+                        role: Default::default(),
                     }],
                     plugins_dir: None,
                     admin_listen: None,

@@ -192,7 +192,8 @@ async fn respond(mut stream: TcpStream, telemetry: &Telemetry) {
         ("GET", "/plugins") => (
             "200 OK",
             "application/json",
-            serde_json::to_string_pretty(&telemetry.plugins()).unwrap_or_else(|_| "[]".to_owned())
+            serde_json::to_string_pretty(&telemetry.plugins_json())
+                .unwrap_or_else(|_| "[]".to_owned())
                 + "\n",
         ),
         ("GET", "/metrics") => (

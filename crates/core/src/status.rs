@@ -48,11 +48,31 @@ pub struct Refusal {
     pub at: SystemTime,
 }
 
+/// A shadow version's comparison with the version it shadows, so far.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ShadowSummary {
+    /// The serving plugin it shadows.
+    pub of: String,
+    pub version: String,
+    /// Events compared: `equal + differing + rejected_by_one_only`.
+    pub compared: u64,
+    pub equal: u64,
+    pub differing: u64,
+    /// Events exactly one of the two versions sent to the dead-letter topic.
+    pub rejected_by_one_only: u64,
+    /// Events the shadow passed by, busy with an earlier batch (or its thread gone).
+    pub dropped: u64,
+    /// The first differences: the event and both versions' records.
+    pub examples: Vec<serde_json::Value>,
+}
+
 /// What the reports know now (see the module docs).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Status {
     pub lanes: BTreeMap<String, LaneCounters>,
     pub last_refusal: Option<Refusal>,
+    /// Per shadow plugin.
+    pub shadows: BTreeMap<String, ShadowSummary>,
 }
 
 /// The last minute of lane counters, one snapshot a second.
@@ -157,10 +177,17 @@ pub fn render_page(input: &PageInput, history: &History) -> String {
         lanes.extend(latest.keys().cloned());
     }
     lanes.extend(input.failed_lanes.iter().map(|(lane, _)| lane.clone()));
-    // A lane is named after its plugin (or `*`, shared by all): a plugin whose lane has
-    // not finished a batch yet still gets its row.
+    // A lane is named after its serving plugin (or `*`, shared by all): a plugin whose
+    // lane has not finished a batch yet still gets its row; candidates show in the row of
+    // the plugin they run beside.
     if !lanes.iter().any(|lane| lane == "*") {
-        lanes.extend(input.plugins.iter().map(|plugin| plugin.name.clone()));
+        lanes.extend(
+            input
+                .plugins
+                .iter()
+                .filter(|plugin| plugin.of.is_none())
+                .map(|plugin| plugin.name.clone()),
+        );
     }
     lanes.sort();
     lanes.dedup();
@@ -191,15 +218,10 @@ pub fn render_page(input: &PageInput, history: &History) -> String {
         let versions: Vec<String> = input
             .plugins
             .iter()
-            .filter(|plugin| lane == "*" || &plugin.name == lane)
-            .map(|plugin| {
-                format!(
-                    "<span class=\"version\" title=\"sha256 {}\">{} {} <small>serving</small></span>",
-                    html(&plugin.sha256),
-                    html(&plugin.name),
-                    html(&plugin.version)
-                )
+            .filter(|plugin| {
+                lane == "*" || &plugin.name == lane || plugin.of.as_deref() == Some(lane)
             })
+            .map(|plugin| version_cell(plugin, input.status.shadows.get(&plugin.name)))
             .collect();
         let lag = input
             .status
@@ -251,6 +273,39 @@ pub fn render_page(input: &PageInput, history: &History) -> String {
     }
     page.push_str("</body></html>\n");
     page
+}
+
+/// One plugin version in a lane's row: name, version, mode, and for a shadow how its
+/// comparison stands.
+fn version_cell(plugin: &PluginInfo, shadow: Option<&ShadowSummary>) -> String {
+    let mode = match (plugin.mode.as_str(), &plugin.share) {
+        ("shadow", _) => "shadow".to_owned(),
+        ("canary", Some(share)) => format!("canary {}", html(share)),
+        _ => "serving".to_owned(),
+    };
+    let mut cell = format!(
+        "<span class=\"version\" title=\"sha256 {}\">{} {} <small>{mode}</small></span>",
+        html(&plugin.sha256),
+        html(&plugin.name),
+        html(&plugin.version)
+    );
+    if let Some(shadow) = shadow {
+        let class = if shadow.differing + shadow.rejected_by_one_only > 0 {
+            "bad"
+        } else {
+            "ok"
+        };
+        let _ = write!(
+            cell,
+            "<br><small class=\"{class}\">compared {}: {} equal, {} differ, {} rejected by one only, {} dropped</small>",
+            shadow.compared,
+            shadow.equal,
+            shadow.differing,
+            shadow.rejected_by_one_only,
+            shadow.dropped
+        );
+    }
+    cell
 }
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
@@ -370,20 +425,19 @@ mod tests {
                     name: "orders".into(),
                     version: "1.2.0".into(),
                     sha256: "ab".into(),
-                    inputs: vec![],
-                    outputs: vec![],
+                    ..PluginInfo::default()
                 },
                 PluginInfo {
                     name: "<script>".into(),
                     version: "0.1".into(),
                     sha256: "cd".into(),
-                    inputs: vec![],
-                    outputs: vec![],
+                    ..PluginInfo::default()
                 },
             ],
             failed_lanes: vec![("<script>".into(), "sink said \"no\"".into())],
             status: Status {
                 lanes: BTreeMap::new(),
+                shadows: BTreeMap::new(),
                 last_refusal: Some(Refusal {
                     file: "team/orders.toml".into(),
                     reason: "init failed: <bad>".into(),

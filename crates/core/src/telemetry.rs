@@ -27,13 +27,21 @@ pub trait Report: Send + Sync + 'static {
 }
 
 /// A plugin version in service.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PluginInfo {
     pub name: String,
     pub version: String,
     pub sha256: String,
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
+    /// `serve`, `shadow` or `canary`.
+    pub mode: String,
+    /// The serving plugin a shadow or canary runs beside.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub of: Option<String>,
+    /// A canary's share of the keys (`"25%"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
 }
 
 /// One registered report: found again by its type, rendered through the trait.
@@ -148,6 +156,28 @@ impl Telemetry {
         lock(&self.history).push(Instant::now(), lanes);
     }
 
+    /// `/plugins`: the plugin versions in service, a shadow with its comparison so far
+    /// (`comparison`: counts and the first differences).
+    pub fn plugins_json(&self) -> serde_json::Value {
+        let shadows = self.status().shadows;
+        let plugins = self
+            .plugins()
+            .into_iter()
+            .map(|plugin| {
+                let comparison = shadows.get(&plugin.name).cloned();
+                let mut value = serde_json::to_value(plugin).unwrap_or_default();
+                if let (Some(comparison), Some(object)) = (comparison, value.as_object_mut()) {
+                    object.insert(
+                        "comparison".to_owned(),
+                        serde_json::to_value(comparison).unwrap_or_default(),
+                    );
+                }
+                value
+            })
+            .collect();
+        serde_json::Value::Array(plugins)
+    }
+
     /// The status page (`GET /`).
     pub fn status_page(&self) -> String {
         let input = PageInput {
@@ -243,8 +273,7 @@ mod tests {
             name: "cdm".into(),
             version: "1\"2".into(),
             sha256: "ab".into(),
-            inputs: vec![],
-            outputs: vec![],
+            ..PluginInfo::default()
         }]);
         telemetry.add_collector(|| "capture_rows 4\n".to_owned());
         let text = telemetry.prometheus();

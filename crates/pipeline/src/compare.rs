@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use sluice_core::{Header, OutputRecord};
+use sluice_core::OutputRecord;
 
 use crate::pipeline::headers;
 
@@ -106,7 +106,7 @@ pub fn compare(
         HashMap::new();
     for (side, records) in [(0, old), (1, new)] {
         for record in records {
-            let (event, record) = split_lineage(record);
+            let event = event_of(&record);
             let group = groups.entry(event.clone()).or_insert_with(|| {
                 order.push(event);
                 Default::default()
@@ -118,14 +118,38 @@ pub fn compare(
             }
         }
     }
-    let mut comparison = Comparison {
-        events,
-        ..Comparison::default()
-    };
+    let mut comparison = Comparison::default();
     for event in order {
         let (old, new) = groups.remove(&event).unwrap_or_default();
+        comparison.add(event, old, new, dead_letter_topic, max_examples);
+    }
+    // Events that produced nothing from either version left no group: equal. Records
+    // without lineage are one group, which may stand for more than one event: never let
+    // the counts go below zero.
+    comparison.events = events;
+    comparison.equal =
+        events.saturating_sub(comparison.differing + comparison.rejected_by_one_only);
+    comparison
+}
+
+impl Comparison {
+    /// Compares what the two versions produced for one event (lineage and build headers
+    /// are left out), keeping it as an example while fewer than `max_examples` are kept.
+    pub fn add(
+        &mut self,
+        event: Option<EventOrigin>,
+        mut old: Vec<OutputRecord>,
+        mut new: Vec<OutputRecord>,
+        dead_letter_topic: &str,
+        max_examples: usize,
+    ) {
+        self.events += 1;
+        for record in old.iter_mut().chain(new.iter_mut()) {
+            strip_lineage(record);
+        }
         if old == new {
-            continue;
+            self.equal += 1;
+            return;
         }
         let dead_lettered =
             |records: &[OutputRecord]| records.iter().any(|r| r.topic == dead_letter_topic);
@@ -135,12 +159,12 @@ pub fn compare(
             _ => DifferenceKind::Differing,
         };
         if kind == DifferenceKind::Differing {
-            comparison.differing += 1;
+            self.differing += 1;
         } else {
-            comparison.rejected_by_one_only += 1;
+            self.rejected_by_one_only += 1;
         }
-        if comparison.examples.len() < max_examples {
-            comparison.examples.push(Difference {
+        if self.examples.len() < max_examples {
+            self.examples.push(Difference {
                 event,
                 kind,
                 old,
@@ -148,36 +172,29 @@ pub fn compare(
             });
         }
     }
-    // Records without lineage are one group, which may stand for more than one event:
-    // never let the counts go below zero.
-    comparison.equal =
-        events.saturating_sub(comparison.differing + comparison.rejected_by_one_only);
-    comparison
 }
 
-/// The event a record came from, and the record without the headers that name the event
-/// or the plugin build.
-fn split_lineage(mut record: OutputRecord) -> (Option<EventOrigin>, OutputRecord) {
-    let text = |headers: &[Header], key: &str| {
-        headers
+/// The event a record came from, as its lineage headers name it.
+fn event_of(record: &OutputRecord) -> Option<EventOrigin> {
+    let text = |key: &str| {
+        record
+            .headers
             .iter()
             .rev()
             .find(|header| header.key == key)
             .and_then(|header| header.value.as_deref())
             .and_then(|value| std::str::from_utf8(value).ok())
-            .map(str::to_owned)
     };
-    let event = (|| {
-        Some(EventOrigin {
-            topic: text(&record.headers, headers::SOURCE_TOPIC)?,
-            partition: text(&record.headers, headers::SOURCE_PARTITION)?
-                .parse()
-                .ok()?,
-            offset: text(&record.headers, headers::SOURCE_OFFSET)?
-                .parse()
-                .ok()?,
-        })
-    })();
+    Some(EventOrigin {
+        topic: text(headers::SOURCE_TOPIC)?.to_owned(),
+        partition: text(headers::SOURCE_PARTITION)?.parse().ok()?,
+        offset: text(headers::SOURCE_OFFSET)?.parse().ok()?,
+    })
+}
+
+/// Removes the headers that name the source event or the plugin build: they differ
+/// between two versions by design.
+fn strip_lineage(record: &mut OutputRecord) {
     record.headers.retain(|header| {
         !matches!(
             header.key.as_str(),
@@ -189,12 +206,12 @@ fn split_lineage(mut record: OutputRecord) -> (Option<EventOrigin>, OutputRecord
                 | headers::SOURCE_OFFSET
         )
     });
-    (event, record)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_core::Header;
 
     const DLQ: &str = "sluice.dlq";
 

@@ -39,6 +39,7 @@ use sluice_core::sink::Sink;
 use sluice_core::source::Source;
 use sluice_core::telemetry::Telemetry;
 
+use crate::manifest::Role;
 pub use crate::pipeline::SHARED_LANE;
 use crate::pipeline::{Pipeline, PipelineError, PipelineSettings, PipelineStats, Routes};
 
@@ -180,10 +181,23 @@ struct Supervisor<E: Endpoints> {
 }
 
 impl<E: Endpoints> Supervisor<E> {
-    /// Starts, updates and stops lanes so there is exactly one per plugin of `routes`.
+    /// Starts, updates and stops lanes so there is exactly one per serving plugin of
+    /// `routes`, running that plugin and the candidates (shadow, canary) beside it.
     fn reconcile(&mut self, routes: &Routes) {
+        let serving_names: Vec<&str> = routes
+            .iter()
+            .filter(|route| route.role == Role::Serving)
+            .map(|route| route.name())
+            .collect();
         for route in routes.iter() {
-            let name = route.plugin.plugin().name().to_owned();
+            if let Some(of) = route.role.candidate_of()
+                && !serving_names.contains(&of)
+            {
+                tracing::warn!(plugin = %route.name(), of, "no plugin of that name serves: this candidate version does not run");
+            }
+        }
+        for route in routes.iter().filter(|route| route.role == Role::Serving) {
+            let name = route.name().to_owned();
             if let Some(Some(failed)) = self.failed.get(&name) {
                 if Arc::ptr_eq(failed, route) {
                     continue;
@@ -197,14 +211,23 @@ impl<E: Endpoints> Supervisor<E> {
                     telemetry.lane_restarted(&name);
                 }
             }
-            let lane_routes: Routes = Arc::new(vec![Arc::clone(route)]);
+            let mut lane_routes = vec![Arc::clone(route)];
+            lane_routes.extend(
+                routes
+                    .iter()
+                    .filter(|candidate| candidate.role.candidate_of() == Some(name.as_str()))
+                    .cloned(),
+            );
+            let lane_routes: Routes = Arc::new(lane_routes);
             match self.lanes.get(&name) {
                 Some(lane) => {
                     // Swapped in by the lane at its next batch boundary.
                     lane.routes.send_if_modified(|current| {
-                        let same = current
-                            .first()
-                            .is_some_and(|running| Arc::ptr_eq(running, route));
+                        let same = current.len() == lane_routes.len()
+                            && current
+                                .iter()
+                                .zip(lane_routes.iter())
+                                .all(|(running, wanted)| Arc::ptr_eq(running, wanted));
                         if !same {
                             *current = Arc::clone(&lane_routes);
                         }
@@ -220,11 +243,11 @@ impl<E: Endpoints> Supervisor<E> {
         let removed: Vec<String> = self
             .lanes
             .keys()
-            .filter(|name| !routes.iter().any(|r| r.plugin.plugin().name() == *name))
+            .filter(|name| !serving_names.contains(&name.as_str()))
             .cloned()
             .collect();
         self.failed
-            .retain(|name, _| routes.iter().any(|r| r.plugin.plugin().name() == *name));
+            .retain(|name, _| serving_names.contains(&name.as_str()));
         for name in removed {
             if let Some(lane) = self.lanes.remove(&name) {
                 tracing::info!(lane = %name, "plugin removed: its lane stops after its batch in flight; its committed position is kept");

@@ -6,6 +6,7 @@
 //!   boundaries; [`manifest`]: a plugin's manifest (`[[plugin]]` tables and
 //!   `<name>.toml` files);
 //! - [`metrics`]: the pipeline's counters per lane, pushed to the process's telemetry;
+//! - [`candidates`]: shadow and canary versions beside the serving one;
 //! - [`compare`]: what two versions of a plugin produce for the same events, event by
 //!   event (`sluice plugin diff`);
 //! - [`source::file`], [`sink::file`], [`sink::memory`]: the endpoints that need no
@@ -14,6 +15,7 @@
 //! It depends on sluice-core and sluice-runtime only. It must NOT depend on Kafka or any
 //! other connector: lanes get their endpoints from a factory ([`lanes::Endpoints`]).
 
+pub mod candidates;
 pub mod compare;
 pub mod lanes;
 pub mod manifest;

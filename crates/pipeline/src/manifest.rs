@@ -23,6 +23,49 @@ pub struct PluginConfig {
     pub path: PathBuf,
     pub inputs: Vec<TopicPattern>,
     pub outputs: Vec<TopicPattern>,
+    /// Serving, or a candidate version of another plugin (shadow or canary).
+    pub role: Role,
+}
+
+/// What a plugin version does in its lane.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Publishes what it produces (the default).
+    #[default]
+    Serving,
+    /// Runs on the batches of plugin `of`, in its lane; what it produces is compared
+    /// with what `of` produces, never published (`mode = "shadow"`, `shadows = "<of>"`).
+    Shadow { of: String },
+    /// Serves `per_mille`/1000 of the keys of plugin `of`'s events, in its lane; the
+    /// rest stay on `of` (`mode = "canary"`, `canary_of = "<of>"`, `share = "10%"`).
+    Canary { of: String, per_mille: u32 },
+}
+
+impl Role {
+    /// The serving plugin a candidate runs beside (`None` for a serving plugin).
+    pub fn candidate_of(&self) -> Option<&str> {
+        match self {
+            Role::Serving => None,
+            Role::Shadow { of } | Role::Canary { of, .. } => Some(of),
+        }
+    }
+
+    /// `serve`, `shadow` or `canary`, as a manifest's `mode` says it.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Role::Serving => "serve",
+            Role::Shadow { .. } => "shadow",
+            Role::Canary { .. } => "canary",
+        }
+    }
+
+    /// A canary's share as a percentage (`"12.5%"`).
+    pub fn share(&self) -> Option<String> {
+        match self {
+            Role::Canary { per_mille, .. } => Some(format!("{}%", (f64::from(*per_mille) / 10.0))),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +83,14 @@ pub struct RawPlugin {
     config: toml::Table,
     #[serde(default)]
     limits: RawLimits,
+    /// `serve` (default), `shadow` or `canary`.
+    mode: Option<String>,
+    /// The plugin a shadow is compared with.
+    shadows: Option<String>,
+    /// The plugin a canary takes a share of the keys from.
+    canary_of: Option<String>,
+    /// A canary's share of the keys: `"10%"` (0.1% steps).
+    share: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +209,15 @@ pub fn validate_plugin(
     {
         limits.max_record_bytes = bytes;
     }
+    let role = validate_role(
+        &name,
+        raw.mode.as_deref(),
+        raw.shadows,
+        raw.canary_of,
+        raw.share.as_deref(),
+        at,
+        problems,
+    );
     let mut config = Vec::new();
     flatten_config(
         &raw.config,
@@ -177,7 +237,110 @@ pub fn validate_plugin(
         path,
         inputs,
         outputs,
+        role,
     })
+}
+
+/// `mode` with the fields it needs: `shadows` for a shadow, `canary_of` and `share` for
+/// a canary, none of them for a serving plugin.
+fn validate_role(
+    name: &str,
+    mode: Option<&str>,
+    shadows: Option<String>,
+    canary_of: Option<String>,
+    share: Option<&str>,
+    at: &str,
+    problems: &mut Problems,
+) -> Role {
+    let target = |field: &str, value: Option<String>, problems: &mut Problems| match value {
+        Some(of) if of == name => {
+            problems.add(format!("{at}{field}"), "names the plugin itself");
+            String::new()
+        }
+        Some(of) if is_plugin_name(&of) => of,
+        Some(of) => {
+            problems.add(
+                format!("{at}{field}"),
+                format!("{of:?} is not a plugin name"),
+            );
+            String::new()
+        }
+        None => {
+            problems.add(
+                format!("{at}{field}"),
+                "missing (the serving plugin this version runs beside)",
+            );
+            String::new()
+        }
+    };
+    let unexpected = |field: &str, present: bool, problems: &mut Problems| {
+        if present {
+            problems.add(
+                format!("{at}{field}"),
+                format!(
+                    "only for mode = \"{}\"",
+                    if field == "shadows" {
+                        "shadow"
+                    } else {
+                        "canary"
+                    }
+                ),
+            );
+        }
+    };
+    match mode.unwrap_or("serve") {
+        "serve" => {
+            unexpected("shadows", shadows.is_some(), problems);
+            unexpected("canary_of", canary_of.is_some(), problems);
+            unexpected("share", share.is_some(), problems);
+            Role::Serving
+        }
+        "shadow" => {
+            unexpected("canary_of", canary_of.is_some(), problems);
+            unexpected("share", share.is_some(), problems);
+            Role::Shadow {
+                of: target("shadows", shadows, problems),
+            }
+        }
+        "canary" => {
+            unexpected("shadows", shadows.is_some(), problems);
+            let of = target("canary_of", canary_of, problems);
+            let per_mille = match share.map(parse_share) {
+                Some(Some(per_mille)) => per_mille,
+                Some(None) => {
+                    problems.add(
+                        format!("{at}share"),
+                        format!(
+                            "{:?} is not a share of the keys; use a percentage over 0% and up to 100%, in 0.1% steps (e.g. \"10%\")",
+                            share.unwrap_or_default()
+                        ),
+                    );
+                    0
+                }
+                None => {
+                    problems.add(format!("{at}share"), "missing (e.g. share = \"10%\")");
+                    0
+                }
+            };
+            Role::Canary { of, per_mille }
+        }
+        other => {
+            problems.add(
+                format!("{at}mode"),
+                format!("{other:?} is not a mode; use \"serve\", \"shadow\" or \"canary\""),
+            );
+            Role::Serving
+        }
+    }
+}
+
+/// `"12.5%"` → 125 (per mille), over 0 and at most 1000, in whole per mille.
+fn parse_share(text: &str) -> Option<u32> {
+    let percent: f64 = text.trim().strip_suffix('%')?.trim().parse().ok()?;
+    let per_mille = percent * 10.0;
+    let rounded = per_mille.round();
+    ((rounded - per_mille).abs() < 1e-9 && (1.0..=1000.0).contains(&rounded))
+        .then_some(rounded as u32)
 }
 
 /// Loads a plugin manifest (`<name>.toml`): the same fields as a `[[plugin]]` table of
@@ -266,3 +429,52 @@ const RECORD_BYTES_RANGE: Range<u64> = Range {
     max_text: "1GB",
     example: "1MiB",
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_are_percentages_in_tenths() {
+        assert_eq!(parse_share("10%"), Some(100));
+        assert_eq!(parse_share("12.5 %"), Some(125));
+        assert_eq!(parse_share("0.1%"), Some(1));
+        assert_eq!(parse_share("100%"), Some(1000));
+        for bad in ["0%", "0.05%", "100.1%", "10", "ten%", "-5%", "12.55%"] {
+            assert_eq!(parse_share(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_mode_needs_its_fields_and_only_its_fields() {
+        let role = |table: &str| {
+            let raw: RawPlugin = toml::from_str(&format!(
+                "name = \"next\"\npath = \"Cargo.toml\"\ninputs = [\"in\"]\noutputs = [\"out\"]\n{table}"
+            ))
+            .expect("toml");
+            let mut problems = Problems::default();
+            let plugin = validate_plugin(raw, Path::new("."), "", None, &mut problems);
+            (plugin.map(|p| p.role), problems.0)
+        };
+        assert_eq!(
+            role("mode = \"shadow\"\nshadows = \"orders\"").0,
+            Some(Role::Shadow {
+                of: "orders".into()
+            })
+        );
+        assert_eq!(
+            role("mode = \"canary\"\ncanary_of = \"orders\"\nshare = \"25%\"").0,
+            Some(Role::Canary {
+                of: "orders".into(),
+                per_mille: 250
+            })
+        );
+        assert_eq!(role("").0, Some(Role::Serving));
+        let (_, problems) = role("mode = \"shadow\"\nshare = \"5%\"");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let (_, problems) = role("mode = \"canary\"\ncanary_of = \"next\"");
+        assert_eq!(problems.len(), 2, "itself, and no share: {problems:?}");
+        let (_, problems) = role("mode = \"blue-green\"");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+    }
+}

@@ -41,8 +41,10 @@ use sluice_runtime::log::{plugin_message, printable, printable_path};
 
 use crate::pipeline::{Route, Routes};
 
+mod promote;
 mod version;
 
+pub use promote::promote;
 use version::{Candidate, FILE_RULES, VersionFiles, load, read_version};
 pub use version::{CheckResult, Refusal, check_directory, find_manifests, rollback};
 

@@ -10,8 +10,11 @@ use sluice_core::{Header, Origin, OutputRecord, RawRecord};
 use sluice_runtime::debezium::{self, Decoded};
 use sluice_runtime::{ChangeEvent, LoadedPlugin, Outcome, ThreadGone, wit};
 
-use super::dead_letters::{DeadLetter, bounded_header_text, header, headers, push_source};
-use super::{Pipeline, Route, Routes};
+use super::dead_letters::{
+    DeadLetter, bounded_header_text, dead_letter, header, headers, push_source,
+};
+use super::{Pipeline, PipelineSettings, PipelineStats, Route, Routes};
+use crate::candidates;
 
 impl Pipeline {
     /// Turns one batch of raw records into the records to publish, in order.
@@ -47,7 +50,9 @@ impl Pipeline {
                         headers: record.headers,
                         origin: &record.origin,
                     };
-                    slots.push(Slot::DeadLetter(self.dead_letter(
+                    slots.push(Slot::DeadLetter(dead_letter(
+                        &self.settings,
+                        &mut self.stats,
                         letter,
                         "decode",
                         &error.to_string(),
@@ -59,7 +64,14 @@ impl Pipeline {
         }
         let events = Arc::new(events);
         let routes: Routes = self.routes.borrow().clone();
-        let per_route = run_plugins(&routes, &events).await?;
+        let plan = candidates::plan(&routes, &events);
+        if let Some(metrics) = &self.candidates {
+            metrics.count_served(&routes, &plan.assigned);
+        }
+        // Shadows start now, beside the serving plugins, and finish on their own.
+        let mut shadows =
+            candidates::start_shadows(&routes, &events, &plan, self.candidates.as_ref());
+        let per_route = run_plugins(&routes, &events, plan.assigned).await?;
         let mut per_event = self.outcomes_by_event(events.len(), per_route).into_iter();
         let mut output = Vec::with_capacity(slots.len());
         let mut event_index = 0;
@@ -74,11 +86,22 @@ impl Pipeline {
                         self.stats.unrouted += 1;
                     }
                     for (route_index, outcome) in outcomes {
-                        self.assemble_one(event, &routes[route_index], outcome, &mut output);
+                        let before = output.len();
+                        assemble_outcome(
+                            &self.settings,
+                            &mut self.stats,
+                            event,
+                            &routes[route_index],
+                            outcome,
+                            &mut output,
+                            true,
+                        );
+                        shadows.served(route_index, event_index - 1, &output[before..]);
                     }
                 }
             }
         }
+        shadows.compare(&self.settings);
         self.stats.records_out += output.len() as u64;
         Ok(output)
     }
@@ -97,40 +120,47 @@ impl Pipeline {
         }
         by_event
     }
+}
 
-    fn assemble_one(
-        &mut self,
-        event: &ChangeEvent,
-        route: &Route,
-        outcome: Outcome,
-        output: &mut Vec<OutputRecord>,
-    ) {
-        let plugin = Arc::clone(route.plugin.plugin());
-        let (stage, reason, code) = match outcome {
-            Outcome::Records(records) => match check_output(route, &records) {
-                Ok(()) => {
-                    for mut record in records {
-                        if self.settings.lineage_headers {
-                            push_lineage(&mut record.headers, &plugin, &event.origin);
-                        }
-                        output.push(record);
+/// Turns one plugin's outcome for one event into records: its output (checked against
+/// the route's allowed topics and limits, lineage headers stamped when `settings` asks)
+/// or the event's dead letter. Counted in `stats`; a dead letter is logged when `log`.
+pub(crate) fn assemble_outcome(
+    settings: &PipelineSettings,
+    stats: &mut PipelineStats,
+    event: &ChangeEvent,
+    route: &Route,
+    outcome: Outcome,
+    output: &mut Vec<OutputRecord>,
+    log: bool,
+) {
+    let plugin = Arc::clone(route.plugin.plugin());
+    let (stage, reason, code) = match outcome {
+        Outcome::Records(records) => match check_output(route, &records) {
+            Ok(()) => {
+                for mut record in records {
+                    if settings.lineage_headers {
+                        push_lineage(&mut record.headers, &plugin, &event.origin);
                     }
-                    return;
+                    output.push(record);
                 }
-                Err((stage, reason)) => {
-                    self.stats.output_violations += 1;
-                    (stage, reason, None)
-                }
-            },
-            Outcome::Rejected(rejection) => {
-                self.stats.rejected += 1;
-                ("rejected", rejection.reason, rejection.code)
+                return;
             }
-            Outcome::Trapped(reason) => {
-                self.stats.trapped += 1;
-                ("trapped", reason, None)
+            Err((stage, reason)) => {
+                stats.output_violations += 1;
+                (stage, reason, None)
             }
-        };
+        },
+        Outcome::Rejected(rejection) => {
+            stats.rejected += 1;
+            ("rejected", rejection.reason, rejection.code)
+        }
+        Outcome::Trapped(reason) => {
+            stats.trapped += 1;
+            ("trapped", reason, None)
+        }
+    };
+    if log {
         tracing::warn!(
             plugin = %plugin.name(),
             topic = %event.origin.topic,
@@ -140,32 +170,35 @@ impl Pipeline {
             reason = %bounded_header_text(&reason),
             "event sent to the dead-letter topic"
         );
-        let origin = Origin::from(event.origin.clone());
-        let letter = DeadLetter {
-            key: event.key.clone(),
-            value: Some(event.value.clone()),
-            headers: sluice_runtime::headers_out(event.headers.clone()),
-            origin: &origin,
-        };
-        output.push(self.dead_letter(letter, stage, &reason, code.as_deref(), Some(&plugin)));
     }
+    let origin = Origin::from(event.origin.clone());
+    let letter = DeadLetter {
+        key: event.key.clone(),
+        value: Some(event.value.clone()),
+        headers: sluice_runtime::headers_out(event.headers.clone()),
+        origin: &origin,
+    };
+    output.push(dead_letter(
+        settings,
+        stats,
+        letter,
+        stage,
+        &reason,
+        code.as_deref(),
+        Some(&plugin),
+    ));
 }
 
-/// Runs each route over the events it subscribes to, all routes concurrently.
-/// Returns, per route, the index of each event it saw and that event's outcome.
+/// Runs each route over the events assigned to it ([`crate::candidates::plan`]), all
+/// routes concurrently. Returns, per route, the index of each event it saw and that
+/// event's outcome.
 async fn run_plugins(
     routes: &[Arc<Route>],
     events: &Arc<Vec<ChangeEvent>>,
+    assigned: Vec<Vec<usize>>,
 ) -> Result<Vec<Vec<(usize, Outcome)>>, ThreadGone> {
-    let calls = routes.iter().map(|route| {
-        let indices: Vec<usize> = (0..events.len())
-            .filter(|&i| any_matches(&route.inputs, &events[i].origin.topic))
-            .collect();
-        let input = if indices.len() == events.len() {
-            Arc::clone(events)
-        } else {
-            Arc::new(indices.iter().map(|&i| events[i].clone()).collect())
-        };
+    let calls = routes.iter().zip(assigned).map(|(route, indices)| {
+        let input = subset(events, &indices);
         async move {
             if indices.is_empty() {
                 return Ok(Vec::new());
@@ -175,6 +208,15 @@ async fn run_plugins(
         }
     });
     futures::future::join_all(calls).await.into_iter().collect()
+}
+
+/// The events at `indices` (the batch itself, not a copy, when that is all of them).
+pub(crate) fn subset(events: &Arc<Vec<ChangeEvent>>, indices: &[usize]) -> Arc<Vec<ChangeEvent>> {
+    if indices.len() == events.len() {
+        Arc::clone(events)
+    } else {
+        Arc::new(indices.iter().map(|&i| events[i].clone()).collect())
+    }
 }
 
 /// Checks a plugin's output for one event against its allowed topics and its limits.

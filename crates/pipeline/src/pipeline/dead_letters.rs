@@ -5,7 +5,7 @@
 use sluice_core::{Header, Origin, OutputRecord};
 use sluice_runtime::LoadedPlugin;
 
-use super::Pipeline;
+use super::{PipelineSettings, PipelineStats};
 
 /// Header names sluice writes. Public so consumers and tests name them the same way.
 pub mod headers {
@@ -47,16 +47,18 @@ pub fn bounded_header_text(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(format!("{}{marker}", &text[..cut]))
 }
 
-impl Pipeline {
-    pub(super) fn dead_letter(
-        &mut self,
-        letter: DeadLetter<'_>,
-        stage: &str,
-        reason: &str,
-        code: Option<&str>,
-        plugin: Option<&LoadedPlugin>,
-    ) -> OutputRecord {
-        self.stats.dead_lettered += 1;
+/// The dead letter of `letter`, counted in `stats`.
+pub(super) fn dead_letter(
+    settings: &PipelineSettings,
+    stats: &mut PipelineStats,
+    letter: DeadLetter<'_>,
+    stage: &str,
+    reason: &str,
+    code: Option<&str>,
+    plugin: Option<&LoadedPlugin>,
+) -> OutputRecord {
+    {
+        stats.dead_lettered += 1;
         let mut headers = letter.headers;
         headers.push(header(headers::DLQ_REASON, &bounded_header_text(reason)));
         headers.push(header(headers::DLQ_STAGE, stage));
@@ -75,7 +77,7 @@ impl Pipeline {
             letter.origin.offset,
         );
         OutputRecord {
-            topic: self.settings.dead_letter_topic.clone(),
+            topic: settings.dead_letter_topic.clone(),
             key: letter.key,
             value: letter.value,
             headers,

@@ -29,12 +29,15 @@ use sluice_core::telemetry::{PluginInfo, Telemetry};
 use sluice_core::topics::TopicPattern;
 use sluice_runtime::{PluginThread, ThreadGone};
 
+use crate::candidates::CandidateMetrics;
+use crate::manifest::Role;
 use crate::metrics::PipelineMetrics;
 
 mod assemble;
 mod dead_letters;
 mod positions;
 
+pub(crate) use assemble::{assemble_outcome, subset};
 pub use dead_letters::{bounded_header_text, headers};
 use positions::{first_per_partition, last_per_partition};
 
@@ -49,9 +52,34 @@ pub struct Route {
     pub plugin: PluginThread,
     pub inputs: Vec<TopicPattern>,
     pub outputs: Vec<TopicPattern>,
+    /// Serving, shadow or canary ([`crate::candidates`]).
+    pub role: Role,
+    /// A shadow's batch in flight: while it runs, the lane's next batches pass it by
+    /// (counted as dropped) rather than wait.
+    pub shadow_busy: std::sync::atomic::AtomicBool,
 }
 
 impl Route {
+    pub fn new(
+        plugin: PluginThread,
+        inputs: Vec<TopicPattern>,
+        outputs: Vec<TopicPattern>,
+        role: Role,
+    ) -> Self {
+        Self {
+            plugin,
+            inputs,
+            outputs,
+            role,
+            shadow_busy: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        self.plugin.plugin().name()
+    }
+
     /// What telemetry reports about this route's plugin.
     pub fn info(&self) -> PluginInfo {
         let plugin = self.plugin.plugin();
@@ -61,6 +89,9 @@ impl Route {
             sha256: plugin.sha256().to_owned(),
             inputs: self.inputs.iter().map(|p| p.as_str().to_owned()).collect(),
             outputs: self.outputs.iter().map(|p| p.as_str().to_owned()).collect(),
+            mode: self.role.mode().to_owned(),
+            of: self.role.candidate_of().map(str::to_owned),
+            share: self.role.share(),
         }
     }
 }
@@ -73,6 +104,8 @@ pub struct PipelineSettings {
     pub dead_letter_topic: String,
     /// Whether output records get the `sluice.plugin*` and `sluice.source.*` headers.
     pub lineage_headers: bool,
+    /// Differences a shadow version keeps as examples (the first ones; all are counted).
+    pub shadow_examples: usize,
 }
 
 /// The lane name of a single pipeline that runs every plugin (see [`crate::lanes`]).
@@ -86,6 +119,8 @@ impl Default for PipelineSettings {
             batch_size: 256,
             dead_letter_topic: "sluice.dlq".to_owned(),
             lineage_headers: true,
+            // Enough to see what kind of difference it is, few enough to read on a page.
+            shadow_examples: 10,
         }
     }
 }
@@ -148,6 +183,8 @@ pub struct Pipeline {
     settings: PipelineSettings,
     stats: PipelineStats,
     metrics: Option<Arc<PipelineMetrics>>,
+    /// Events per plugin version and shadow comparisons ([`crate::candidates`]).
+    candidates: Option<Arc<CandidateMetrics>>,
     /// The lane this pipeline runs (see [`crate::lanes`]), for logs and metrics.
     lane: String,
     /// Whether the pipeline rests after batches with traps ([`TRAP_REST_FACTOR`]): true
@@ -189,6 +226,7 @@ impl Pipeline {
             settings,
             stats: PipelineStats::default(),
             metrics: None,
+            candidates: None,
             lane: SHARED_LANE.to_owned(),
             rest_after_traps: false,
         }
@@ -205,6 +243,7 @@ impl Pipeline {
     /// Reports counters and batch latency to `telemetry` after every batch.
     pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
         self.metrics = Some(telemetry.report::<PipelineMetrics>());
+        self.candidates = Some(telemetry.report::<CandidateMetrics>());
         self
     }
 

@@ -149,11 +149,7 @@ pub(super) fn load(
         &printable_path(&config.path),
     )?;
     let thread = start_plugin(&loaded, workers).map_err(|e| Refusal::new("init", e.to_string()))?;
-    let route = Route {
-        plugin: thread,
-        inputs: config.inputs,
-        outputs: config.outputs,
-    };
+    let route = Route::new(thread, config.inputs, config.outputs, config.role);
     Ok((route, files))
 }
 
