@@ -18,7 +18,7 @@ use sluice_tests::{
 use crate::support::create_event;
 
 /// Produces one create event per row to `topic`, keyed like Debezium (`{"id": n}`).
-fn produce(bootstrap: &str, topic: &str, rows: &[Value]) {
+pub(crate) fn produce(bootstrap: &str, topic: &str, rows: &[Value]) {
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     tokio.block_on(async {
         let producer: FutureProducer = sluice_tests::kafka_client(bootstrap)
@@ -41,7 +41,7 @@ fn produce(bootstrap: &str, topic: &str, rows: &[Value]) {
 
 /// Starts `sluice run` reading `input` from the broker, with a plugins directory and an
 /// admin port; one batch takes everything already in the topic.
-fn start_sluice(
+pub(crate) fn start_sluice(
     dir: &Path,
     bootstrap: &str,
     input: &str,
@@ -79,7 +79,7 @@ listen = "127.0.0.1:{admin}"
 
 /// Every record of `topic`: waits until `expected` are there, then a little longer, so
 /// an extra record would be seen.
-fn read_exactly(bootstrap: &str, topic: &str, expected: usize) -> Vec<KeyValue> {
+pub(crate) fn read_exactly(bootstrap: &str, topic: &str, expected: usize) -> Vec<KeyValue> {
     read_topic(bootstrap, topic, Duration::from_secs(60), |r| {
         r.len() >= expected
     });
@@ -92,10 +92,34 @@ fn json_of(bytes: &Option<Vec<u8>>) -> Value {
     serde_json::from_slice(bytes.as_deref().expect("a value")).expect("JSON")
 }
 
-fn deploy(folder: &Path, name: &str, component: &str, manifest: &str) {
+pub(crate) fn deploy(folder: &Path, name: &str, component: &str, manifest: &str) {
     std::fs::create_dir_all(folder).expect("team folder");
     std::fs::copy(component, folder.join(format!("{name}.wasm"))).expect("component");
     std::fs::write(folder.join(format!("{name}.toml")), manifest).expect("manifest");
+}
+
+/// A broker for one test, with `topics` (one partition each) created.
+pub(crate) fn broker_with(topics: &[&str]) -> Broker {
+    let broker = Broker::start();
+    let topics: Vec<(&str, i32)> = topics.iter().map(|topic| (*topic, 1)).collect();
+    tokio::runtime::Runtime::new()
+        .expect("tokio")
+        .block_on(sluice_tests::create_topics(&broker.bootstrap, &topics));
+    broker
+}
+
+/// Rows `{"id": n}` for n in 0..count; the rows in `rejected` ask `poison` to reject
+/// them with `reason`.
+pub(crate) fn rows_rejecting(count: i64, rejected: &[i64], reason: &str) -> Vec<Value> {
+    (0..count)
+        .map(|id| {
+            if rejected.contains(&id) {
+                json!({"id": id, "reject": reason})
+            } else {
+                json!({"id": id})
+            }
+        })
+        .collect()
 }
 
 /// Rows 0..100; `poison` rejects rows 5, 15, 25, 35 and 45.
@@ -103,23 +127,13 @@ const REJECTED: [i64; 5] = [5, 15, 25, 35, 45];
 
 #[test]
 fn a_shadow_is_compared_not_published_and_promote_swaps_it_in_without_loss() {
-    let broker = Broker::start();
+    let broker = broker_with(&["orders.in", "out", "sluice.dlq"]);
     let bootstrap = broker.bootstrap.clone();
-    let tokio = tokio::runtime::Runtime::new().expect("tokio");
-    tokio.block_on(sluice_tests::create_topics(
+    produce(
         &bootstrap,
-        &[("orders.in", 1), ("out", 1), ("sluice.dlq", 1)],
-    ));
-    let rows: Vec<Value> = (0..100i64)
-        .map(|id| {
-            if REJECTED.contains(&id) {
-                json!({"id": id, "reject": "not yet"})
-            } else {
-                json!({"id": id})
-            }
-        })
-        .collect();
-    produce(&bootstrap, "orders.in", &rows);
+        "orders.in",
+        &rows_rejecting(100, &REJECTED, "not yet"),
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let plugins = dir.path().join("plugins.d");
@@ -250,13 +264,8 @@ fn a_shadow_is_compared_not_published_and_promote_swaps_it_in_without_loss() {
 #[test]
 fn a_canary_serves_its_share_of_keys_each_key_on_one_version() {
     const KEYS: i64 = 400;
-    let broker = Broker::start();
+    let broker = broker_with(&["cart.in", "out"]);
     let bootstrap = broker.bootstrap.clone();
-    let tokio = tokio::runtime::Runtime::new().expect("tokio");
-    tokio.block_on(sluice_tests::create_topics(
-        &bootstrap,
-        &[("cart.in", 1), ("out", 1)],
-    ));
     // Every key twice: a key must land on the same version both times.
     let rows: Vec<Value> = (0..KEYS)
         .chain(0..KEYS)
@@ -334,13 +343,8 @@ fn a_canary_serves_its_share_of_keys_each_key_on_one_version() {
 
 #[test]
 fn a_shadow_that_traps_or_hangs_changes_nothing_that_is_published() {
-    let broker = Broker::start();
+    let broker = broker_with(&["pay.in", "out", "sluice.dlq"]);
     let bootstrap = broker.bootstrap.clone();
-    let tokio = tokio::runtime::Runtime::new().expect("tokio");
-    tokio.block_on(sluice_tests::create_topics(
-        &bootstrap,
-        &[("pay.in", 1), ("out", 1), ("sluice.dlq", 1)],
-    ));
     // Row 3 makes `poison` panic, row 7 makes it loop until its deadline.
     let rows: Vec<Value> = (0..20i64)
         .map(|id| match id {

@@ -5,6 +5,7 @@ mod admin;
 mod capture;
 mod capture_pipeline;
 mod config_errors;
+mod dlq_replay;
 mod exactly_once;
 mod golden;
 mod hardening_datapath;

@@ -36,6 +36,38 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// The dead-letter topic.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Runs the events a plugin dead-lettered through the version now in service and
+    /// publishes what it produces; resumable, never replays an event twice.
+    Replay {
+        /// The `sluice run` configuration (its Kafka sink, dead-letter topic, plugins).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The plugin whose dead letters to replay.
+        #[arg(long)]
+        plugin: String,
+        /// Start at this offset (every partition) or UTC time (2026-12-05T07:00:00Z)
+        /// instead of the replay group's position; earlier dead letters are passed by.
+        #[arg(long)]
+        since: Option<sluice::dlq::Bound>,
+        /// Stop after this offset or time.
+        #[arg(long)]
+        until: Option<sluice::dlq::Bound>,
+        /// Run and report; publish and commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The replay's consumer group (default `sluice-replay.<plugin>`).
+        #[arg(long)]
+        group: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +233,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // thread nobody waits for any more; dropping the runtime would wait for it.
             runtime.shutdown_timeout(ABANDON_BLOCKING_AFTER);
             stats?.log("all", "pipeline finished");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq {
+            command:
+                DlqCommand::Replay {
+                    config,
+                    plugin,
+                    since,
+                    until,
+                    dry_run,
+                    group,
+                },
+        } => {
+            let loaded = sluice::config::load(&config)?;
+            let replay = sluice::dlq::Replay {
+                plugin,
+                since,
+                until,
+                dry_run,
+                group,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let report = runtime
+                .block_on(sluice::dlq::replay(&loaded, &replay))
+                .with_context(|| format!("dlq replay ({})", config.display()))?;
+            if dry_run {
+                print!("dry run (nothing published or committed): ");
+            }
+            print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Capture {

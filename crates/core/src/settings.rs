@@ -107,6 +107,19 @@ pub fn parse_size(text: &str) -> Option<u64> {
     number.checked_mul(multiplier)
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), for
+/// the places that read calendar dates without a date library (`--since` times,
+/// PostgreSQL dates).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Parses `500ms`, `5s`, `2m`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();

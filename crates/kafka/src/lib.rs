@@ -8,13 +8,15 @@
 //!   [`transaction`]: the one transaction driver (the exactly-once sink and capture);
 //! - [`metrics`]: client errors and consumer lag, pushed to telemetry;
 //! - [`connector`]: the source and sink as connector kinds (`type = "kafka"`), lane groups
-//!   and the exactly-once hand-off between a lane's consumer and its producer.
+//!   and the exactly-once hand-off between a lane's consumer and its producer;
+//! - [`dead_letters`]: reading a dead-letter topic for `sluice dlq replay`.
 //!
 //! It depends on sluice-core only: not on the WebAssembly runtime or the pipeline, which
 //! get Kafka endpoints through the [`sluice_core::source::Source`] and
 //! [`sluice_core::sink::Sink`] traits.
 
 pub mod connector;
+pub mod dead_letters;
 pub mod metrics;
 pub mod producer;
 pub mod sink;

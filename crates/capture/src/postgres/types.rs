@@ -513,17 +513,6 @@ pub fn twos_complement(digits: &str) -> Vec<u8> {
     magnitude[start..].to_vec()
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// `YYYY-MM-DD` of days since 1970-01-01 (years before 1 as Java prints them: `-0001`).
 fn civil(days: i64) -> String {
     let z = days + 719_468;
@@ -555,7 +544,7 @@ fn parse_date(text: &str) -> Option<i64> {
     let m: i64 = parts.next()?.parse().ok()?;
     let d: i64 = parts.next()?.parse().ok()?;
     let y = if bc { 1 - y } else { y };
-    Some(days_from_civil(y, m, d))
+    Some(sluice_core::settings::days_from_civil(y, m, d))
 }
 
 /// `HH:MM:SS[.ffffff]` → µs since midnight.
