@@ -18,7 +18,7 @@ python3 - <<'PY'
 import yaml
 services = yaml.safe_load(open("docker-compose.yml"))["services"]
 missing = {"kafka", "mssql", "mssql-init", "kafka-init", "sluice-capture", "sluice-run",
-           "postgres", "sluice-capture-postgres"} - set(services)
+           "postgres", "sluice-capture-postgres", "prometheus", "grafana"} - set(services)
 assert not missing, f"docker-compose.yml lacks {sorted(missing)}"
 for name, service in services.items():
     for dependency in service.get("depends_on", {}):

@@ -5,6 +5,7 @@ mod admin;
 mod capture;
 mod capture_pipeline;
 mod config_errors;
+mod dashboard;
 mod dlq_replay;
 mod exactly_once;
 mod golden;
