@@ -100,7 +100,7 @@ impl SampleTables {
         let mut tables = SampleTables {
             instance: CaptureInstance {
                 name: "dbo_customers".into(),
-                table: sluice_tests::customers_table(),
+                table: sluice_capture::fixtures::customers(),
                 start_lsn: Lsn::ZERO.increment(),
             },
             snapshot_at: Lsn::ZERO,

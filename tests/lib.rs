@@ -222,42 +222,6 @@ pub fn synthetic_customer_events(count: usize) -> Vec<sluice_core::RawRecord> {
         .collect()
 }
 
-/// `dbo.customers` as `samples/README.md` describes it, as capture sees it (the capture
-/// tests and the capture benchmark feed it rows).
-pub fn customers_table() -> sluice_capture::envelope::TableSchema {
-    use sluice_capture::sqlserver::types::{Column, SqlType};
-    let column = |name: &str, sql_type, optional| Column {
-        name: name.into(),
-        sql_type,
-        optional,
-        catalog: Default::default(),
-    };
-    sluice_capture::envelope::TableSchema {
-        schema: "dbo".into(),
-        table: "customers".into(),
-        columns: vec![
-            column("id", SqlType::Int, false),
-            column("first_name", SqlType::Text, false),
-            column("last_name", SqlType::Text, false),
-            column("email", SqlType::Text, true),
-            column(
-                "credit_limit",
-                SqlType::Decimal {
-                    precision: 12,
-                    scale: 2,
-                },
-                true,
-            ),
-            column("birth_date", SqlType::Date, true),
-            column("created_at", SqlType::DateTime2 { scale: 3 }, false),
-            column("updated_at", SqlType::DateTime2 { scale: 7 }, false),
-            column("customer_guid", SqlType::UniqueIdentifier, false),
-            column("is_active", SqlType::Bit, false),
-        ],
-        key: vec![0],
-    }
-}
-
 /// A librdkafka client configuration for `bootstrap`.
 pub fn kafka_client(bootstrap: &str) -> rdkafka::ClientConfig {
     let mut config = rdkafka::ClientConfig::new();

@@ -113,7 +113,7 @@ impl Synthetic {
         Self {
             instance: CaptureInstance {
                 name: "dbo_customers".into(),
-                table: sluice_tests::customers_table(),
+                table: sluice_capture::fixtures::customers(),
                 start_lsn: lsn(0, 1),
             },
             rows,
@@ -525,7 +525,7 @@ fn main() {
     let updates = if quick { 50_000 } else { 500_000 };
     let instance = CaptureInstance {
         name: "dbo_customers".into(),
-        table: sluice_tests::customers_table(),
+        table: sluice_capture::fixtures::customers(),
         start_lsn: lsn(0, 1),
     };
     let mut streamed = Vec::new();

@@ -10,8 +10,9 @@
 //! - [`run`]: snapshot, then stream, until shut down.
 //!
 //! [`sqlserver`] is the SQL Server source (CDC tables), [`postgres`] the PostgreSQL one
-//! (logical replication). The scripted SQL Server fake and
-//! the envelope fixtures are compiled for this crate's tests only.
+//! (logical replication). The scripted SQL Server fake is compiled for this crate's tests
+//! only; the fixtures (`dbo.customers` and its rows) also for the end-to-end tests, with
+//! the `testing` feature.
 //!
 //! It depends on sluice-core and sluice-kafka. It must NOT depend on the WebAssembly
 //! runtime or the pipeline: what it writes is read back by `sluice run` through Kafka.
@@ -24,7 +25,7 @@ pub mod postgres;
 pub mod sqlserver;
 pub mod writer;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub mod fixtures;
 
 use std::future::Future;
