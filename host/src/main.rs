@@ -144,7 +144,7 @@ enum PluginCommand {
         #[arg(long)]
         topic: Option<String>,
         /// Events per plugin call.
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 256, value_parser = at_least_one)]
         batch_size: usize,
     },
     /// Runs two versions of a plugin over the same events and prints, event by event,
@@ -171,7 +171,7 @@ enum PluginCommand {
         #[arg(long)]
         topic: Option<String>,
         /// Events per plugin call.
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 256, value_parser = at_least_one)]
         batch_size: usize,
         /// How many differing events to print (all are counted).
         #[arg(long, default_value_t = 20)]
@@ -191,6 +191,15 @@ enum Lang {
 /// running (a plugin compile or `init` abandoned at shutdown) before exiting anyway.
 /// Such work has no result anyone needs; a second covers a file write in flight.
 const ABANDON_BLOCKING_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A count of at least 1 (`--batch-size`).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
@@ -390,9 +399,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     max_differences,
                 },
         } => {
-            if batch_size == 0 {
-                bail!("--batch-size must be at least 1");
-            }
             let diff = sluice::plugin_diff::PluginDiff {
                 old,
                 new,
@@ -433,9 +439,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     batch_size,
                 },
         } => {
-            if batch_size == 0 {
-                bail!("--batch-size must be at least 1");
-            }
             let test = sluice::plugin_test::PluginTest {
                 plugin,
                 input,

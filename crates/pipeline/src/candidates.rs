@@ -315,7 +315,14 @@ impl CandidateMetrics {
         tally.differing += batch.differing;
         tally.rejected_by_one_only += batch.rejected_by_one_only;
         let room = max_examples.saturating_sub(tally.examples.len());
-        tally.examples.extend(batch.examples.into_iter().take(room));
+        tally
+            .examples
+            .extend(batch.examples.into_iter().take(room).map(|mut example| {
+                for record in example.old.iter_mut().chain(example.new.iter_mut()) {
+                    bound_example(record);
+                }
+                example
+            }));
     }
 }
 
@@ -393,6 +400,28 @@ impl Report for CandidateMetrics {
     }
 }
 
+/// The most bytes of a key, value or header value an example keeps: examples are kept
+/// for as long as the shadow runs and shown on `/plugins`, and a record may be up to
+/// `limits.max_record_bytes` (megabytes); a difference shows in far less.
+const MAX_EXAMPLE_BYTES: usize = 4096;
+
+/// Cuts `record`'s key, value and header values to [`MAX_EXAMPLE_BYTES`], each marked
+/// with its full length when cut.
+fn bound_example(record: &mut OutputRecord) {
+    let cut = |bytes: &mut Vec<u8>| {
+        if bytes.len() > MAX_EXAMPLE_BYTES {
+            let total = bytes.len();
+            bytes.truncate(MAX_EXAMPLE_BYTES);
+            bytes.extend_from_slice(format!("... [truncated, {total} bytes in all]").as_bytes());
+        }
+    };
+    record.key.iter_mut().for_each(cut);
+    record.value.iter_mut().for_each(cut);
+    for header in &mut record.headers {
+        header.value.iter_mut().for_each(cut);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +452,29 @@ mod tests {
             }
         }
         assert_eq!(canary_takes(None, 300), canary_takes(Some(b""), 300));
+    }
+
+    #[test]
+    fn an_example_keeps_a_bounded_prefix_of_each_large_field() {
+        let mut record = OutputRecord {
+            topic: "out".into(),
+            key: Some(b"k".to_vec()),
+            value: Some(vec![b'x'; 10 * MAX_EXAMPLE_BYTES]),
+            headers: vec![sluice_core::Header {
+                key: "h".into(),
+                value: Some(vec![b'y'; MAX_EXAMPLE_BYTES + 1]),
+            }],
+        };
+        bound_example(&mut record);
+        assert_eq!(record.key.as_deref(), Some(&b"k"[..]));
+        let value = String::from_utf8(record.value.expect("value")).expect("text");
+        assert!(
+            value.ends_with("... [truncated, 40960 bytes in all]"),
+            "{}",
+            &value[4000..]
+        );
+        assert!(value.len() < MAX_EXAMPLE_BYTES + 64);
+        let header = record.headers[0].value.as_ref().expect("header");
+        assert!(header.len() < MAX_EXAMPLE_BYTES + 64);
     }
 }

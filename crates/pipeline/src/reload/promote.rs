@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{Role, load_manifest};
+use sluice_runtime::file::{DEFAULT_MAX_PLUGIN_BYTES, MAX_MANIFEST_BYTES, read_plugin_file};
+
+use crate::manifest::{Role, parse_manifest};
 
 use super::find_manifests;
 
@@ -18,17 +20,23 @@ const CANDIDATE_FIELDS: [&str; 4] = ["mode", "shadows", "canary_of", "share"];
 /// what it did, one line per file.
 pub fn promote(dir: &Path, name: &str) -> Result<Vec<String>, String> {
     let manifests = find_manifests(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Plugin files are not trusted: each is read under the plugin file rules (a regular
+    // file, bounded, inside its folder), so a FIFO or a link to /dev/zero is refused.
+    let read = |path: &Path, max_bytes: u64| {
+        let folder = path.parent().unwrap_or(dir);
+        read_plugin_file(path, Some(folder), max_bytes).map_err(|e| e.to_string())
+    };
     let named = |wanted: &str| {
         manifests
             .iter()
             .filter_map(|path| {
-                load_manifest(path)
-                    .ok()
-                    .map(|config| (path.clone(), config))
+                let text = String::from_utf8(read(path, MAX_MANIFEST_BYTES).ok()?).ok()?;
+                let config = parse_manifest(path, &text).ok()?;
+                Some((path.clone(), config, text))
             })
-            .find(|(_, config)| config.spec.name == wanted)
+            .find(|(_, config, _)| config.spec.name == wanted)
     };
-    let (candidate_manifest, candidate) = named(name)
+    let (candidate_manifest, candidate, candidate_text) = named(name)
         .ok_or_else(|| format!("no valid manifest of plugin {name:?} in {}", dir.display()))?;
     let target_name = match &candidate.role {
         Role::Serving => {
@@ -39,7 +47,7 @@ pub fn promote(dir: &Path, name: &str) -> Result<Vec<String>, String> {
         }
         Role::Shadow { of } | Role::Canary { of, .. } => of.clone(),
     };
-    let (target_manifest, target) = named(&target_name).ok_or_else(|| {
+    let (target_manifest, target, target_text) = named(&target_name).ok_or_else(|| {
         format!(
             "{name} runs beside {target_name:?}, which has no valid manifest in {}",
             dir.display()
@@ -52,11 +60,6 @@ pub fn promote(dir: &Path, name: &str) -> Result<Vec<String>, String> {
             target_manifest.display()
         ));
     }
-    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
-    let candidate_text = String::from_utf8(read(&candidate_manifest)?)
-        .map_err(|e| format!("{}: {e}", candidate_manifest.display()))?;
-    let target_text = String::from_utf8(read(&target_manifest)?)
-        .map_err(|e| format!("{}: {e}", target_manifest.display()))?;
     let parse = |text: &str, path: &Path| {
         text.parse::<toml::Table>()
             .map_err(|e| format!("{}: {e}", path.display()))
@@ -75,7 +78,7 @@ pub fn promote(dir: &Path, name: &str) -> Result<Vec<String>, String> {
     let manifest = toml::to_string(&manifest).map_err(|e| e.to_string())?;
 
     let mut done = Vec::new();
-    let component = read(&candidate.path)?;
+    let component = read(&candidate.path, DEFAULT_MAX_PLUGIN_BYTES)?;
     write_by_rename(&target.path, &component)?;
     done.push(format!(
         "{} <- {}",
@@ -108,4 +111,60 @@ fn write_by_rename(to: &PathBuf, bytes: &[u8]) -> Result<(), String> {
     let tmp = to.with_file_name(format!(".{file_name}.promote"));
     std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, to).map_err(|e| format!("{}: {e}", to.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn team(dir: &Path) -> PathBuf {
+        let crm = dir.join("crm");
+        std::fs::create_dir_all(&crm).expect("team folder");
+        std::fs::write(crm.join("orders.wasm"), b"v1").expect("component");
+        std::fs::write(
+            crm.join("orders.toml"),
+            "version = \"1.0.0\"\ninputs = [\"in\"]\noutputs = [\"out\"]\n",
+        )
+        .expect("manifest");
+        std::fs::write(
+            crm.join("next.toml"),
+            "version = \"2.0.0\"\nmode = \"shadow\"\nshadows = \"orders\"\ninputs = [\"in\"]\noutputs = [\"out\"]\n",
+        )
+        .expect("manifest");
+        crm
+    }
+
+    #[test]
+    fn promotes_by_files_and_removes_the_candidate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let crm = team(dir.path());
+        std::fs::write(crm.join("next.wasm"), b"v2").expect("component");
+        promote(dir.path(), "next").expect("promoted");
+        assert_eq!(std::fs::read(crm.join("orders.wasm")).expect("read"), b"v2");
+        let manifest = std::fs::read_to_string(crm.join("orders.toml")).expect("read");
+        assert!(
+            manifest.contains("2.0.0") && !manifest.contains("mode"),
+            "{manifest}"
+        );
+        assert!(!crm.join("next.toml").exists() && !crm.join("next.wasm").exists());
+        assert!(
+            promote(dir.path(), "orders").is_err(),
+            "a serving plugin is not promoted"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_candidate_component_that_is_not_a_regular_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let crm = team(dir.path());
+        std::os::unix::fs::symlink("/dev/zero", crm.join("next.wasm")).expect("symlink");
+        let error = promote(dir.path(), "next").expect_err("refused");
+        assert!(error.contains("next.wasm"), "{error}");
+        assert_eq!(
+            std::fs::read(crm.join("orders.wasm")).expect("read"),
+            b"v1",
+            "the serving version is untouched"
+        );
+    }
 }
