@@ -13,6 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sluice_capture::filters::TableSelection;
 use sluice_capture::offsets::{Offset, Position};
 use sluice_capture::writer::{KafkaWriter, read_offset};
 use sluice_capture::{EventWriter, OutRecord, WriteError};
@@ -292,7 +293,7 @@ fn capture_from_a_real_sql_server() {
         let mut settings = sluice_capture::CaptureSettings::new("server1", "sluice_test", vec![format!("dbo.{table}")]);
         settings.poll_interval = Duration::from_millis(200);
         let topic = format!("server1.sluice_test.dbo.{table}");
-        let mut tables = SqlServerTables::connect(&db_url, settings.tables.clone()).await.expect("CDC tables");
+        let mut tables = SqlServerTables::connect(&db_url, &TableSelection::named(settings.tables.clone())).await.expect("CDC tables");
         // CDC's capture job must have run once (a max LSN) before capture starts.
         {
             use sluice_capture::sqlserver::tables::CdcTables;
@@ -443,7 +444,7 @@ fn real_sql_server_unmapped_column_bulk_key_update_and_cleanup_gap() {
         settings.batch_size = 1;
         let topic = format!("server1.sluice_test.dbo.{table}");
         let connect = || async {
-            SqlServerTables::connect(&db_url, vec![format!("dbo.{table}")]).await.expect("CDC tables (a hierarchyid column must not stop them)")
+            SqlServerTables::connect(&db_url, &TableSelection::named(vec![format!("dbo.{table}")])).await.expect("CDC tables (a hierarchyid column must not stop them)")
         };
         let wait_for = |what: &'static str, done: Box<dyn Fn() -> bool + Send>| async move {
             let deadline = std::time::Instant::now() + Duration::from_secs(90);

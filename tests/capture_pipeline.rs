@@ -18,7 +18,7 @@ use serde_json::Value;
 use sluice_capture::envelope::TableSchema;
 use sluice_capture::sqlserver::lsn::Lsn;
 use sluice_capture::sqlserver::tables::{
-    CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, TablesError,
+    CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, SnapshotIsolation, TablesError,
 };
 use sluice_capture::sqlserver::types::SqlValue;
 use sluice_tests::{Broker, components, repo_root, sample};
@@ -199,7 +199,11 @@ impl CdcTables for SampleTables {
             .collect())
     }
 
-    async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
+    async fn begin_snapshot(
+        &mut self,
+        _isolation: SnapshotIsolation,
+        _tables: &[String],
+    ) -> Result<(), TablesError> {
         Ok(())
     }
 
@@ -210,6 +214,7 @@ impl CdcTables for SampleTables {
     async fn snapshot_rows<'a>(
         &'a mut self,
         _table: &'a TableSchema,
+        _select: Option<&'a str>,
     ) -> Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError> {
         Ok(futures::stream::iter(self.snapshot.clone().into_iter().map(Ok)).boxed())
     }

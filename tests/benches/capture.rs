@@ -30,7 +30,7 @@ use sluice_capture::envelope::TableSchema;
 use sluice_capture::offsets::Offset;
 use sluice_capture::sqlserver::lsn::Lsn;
 use sluice_capture::sqlserver::tables::{
-    CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, TablesError,
+    CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, SnapshotIsolation, TablesError,
 };
 use sluice_capture::sqlserver::types::SqlValue;
 use sluice_capture::{CaptureSettings, EventWriter, OutRecord, WriteError};
@@ -153,7 +153,11 @@ impl CdcTables for Synthetic {
             })
             .collect())
     }
-    async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
+    async fn begin_snapshot(
+        &mut self,
+        _isolation: SnapshotIsolation,
+        _tables: &[String],
+    ) -> Result<(), TablesError> {
         Ok(())
     }
     async fn count_rows(&mut self, _table: &TableSchema) -> Result<u64, TablesError> {
@@ -162,6 +166,7 @@ impl CdcTables for Synthetic {
     async fn snapshot_rows<'a>(
         &'a mut self,
         _table: &'a TableSchema,
+        _select: Option<&'a str>,
     ) -> Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError> {
         Ok(futures::stream::empty().boxed())
     }
@@ -240,7 +245,11 @@ impl CdcTables for OneTransaction {
             .map(|_| futures::stream::iter(Self::rows(updates).map(Ok)).boxed())
             .collect())
     }
-    async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
+    async fn begin_snapshot(
+        &mut self,
+        _isolation: SnapshotIsolation,
+        _tables: &[String],
+    ) -> Result<(), TablesError> {
         Ok(())
     }
     async fn count_rows(&mut self, _table: &TableSchema) -> Result<u64, TablesError> {
@@ -249,6 +258,7 @@ impl CdcTables for OneTransaction {
     async fn snapshot_rows<'a>(
         &'a mut self,
         _table: &'a TableSchema,
+        _select: Option<&'a str>,
     ) -> Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError> {
         Ok(futures::stream::empty().boxed())
     }

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use sluice_core::admin::RawAdmin;
 use sluice_core::settings::{ConfigError, Problem, parse_duration};
 
+use crate::sqlserver::options;
 use crate::sqlserver::plan::VanishedPolicy;
 use crate::sqlserver::types::DecimalMode;
 use crate::{CaptureSettings, GapPolicy, SnapshotMode};
@@ -31,6 +32,9 @@ pub struct CaptureConfig {
     /// The ADO.NET connection string.
     pub connection: String,
     pub settings: CaptureSettings,
+    /// `database.names`: the databases captured, each as its own capture (empty: the
+    /// connection string's database, `settings.events.database`).
+    pub database_names: Vec<String>,
     /// librdkafka producer properties, verbatim.
     pub kafka: Vec<(String, String)>,
     pub offsets_topic: String,
@@ -43,20 +47,38 @@ pub struct CaptureConfig {
 }
 
 impl CaptureConfig {
-    /// The data topics capture writes, one per captured table
-    /// (`<topic_prefix>.<database>.<schema>.<table>`).
+    /// The data topics capture writes, one per named table and database
+    /// (`<topic_prefix>.<database>.<schema>.<table>`); tables the include and exclude
+    /// lists choose are known only once connected.
     pub fn topics(&self) -> Vec<String> {
         let events = &self.settings.events;
-        self.settings
-            .tables
+        self.databases()
             .iter()
-            .map(|table| {
-                super::envelope::topic_name(&format!(
-                    "{}.{}.{table}",
-                    events.prefix, events.database
-                ))
+            .flat_map(|database| {
+                self.settings.tables.iter().map(move |table| {
+                    super::envelope::topic_name(&format!("{}.{database}.{table}", events.prefix))
+                })
             })
             .collect()
+    }
+
+    /// The databases captured: `database_names`, else the one database.
+    pub fn databases(&self) -> Vec<String> {
+        if self.database_names.is_empty() {
+            vec![self.settings.events.database.clone()]
+        } else {
+            self.database_names.clone()
+        }
+    }
+
+    /// The configuration of one of [`Self::databases`]: its connection string names
+    /// it, and so do its topics, `source.db` and offsets.
+    pub fn for_database(&self, database: &str) -> CaptureConfig {
+        let mut config = self.clone();
+        config.connection = with_database(&self.connection, database);
+        config.settings.events.database = database.to_owned();
+        config.database_names = Vec::new();
+        config
     }
 }
 
@@ -96,8 +118,30 @@ pub struct RawCapture {
     tombstones_on_delete: Option<bool>,
     #[serde(alias = "skipped.operations")]
     skipped_operations: Option<String>,
+    #[serde(alias = "table.include.list")]
+    table_include_list: Option<String>,
+    #[serde(alias = "table.exclude.list")]
+    table_exclude_list: Option<String>,
+    #[serde(alias = "column.include.list")]
+    column_include_list: Option<String>,
     #[serde(alias = "column.exclude.list")]
     column_exclude_list: Option<String>,
+    /// `[[capture.column_masks]]` (Debezium's `column.mask.with.N.chars` and
+    /// `column.mask.hash.*`, whose names carry values, so no alias: `sluice capture
+    /// convert` writes these).
+    #[serde(default)]
+    column_masks: Vec<crate::sqlserver::options::RawMask>,
+    #[serde(alias = "snapshot.isolation.mode")]
+    snapshot_isolation_mode: Option<String>,
+    /// `"schema.table" = "SELECT ..."` (Debezium's `snapshot.select.statement.overrides`).
+    #[serde(default)]
+    snapshot_select_overrides: toml::Table,
+    #[serde(alias = "time.precision.mode")]
+    time_precision_mode: Option<String>,
+    #[serde(alias = "binary.handling.mode")]
+    binary_handling_mode: Option<String>,
+    #[serde(alias = "database.names")]
+    database_names: Option<String>,
     #[serde(alias = "message.key.columns")]
     message_key_columns: Option<String>,
     #[serde(alias = "provide.transaction.metadata")]
@@ -132,8 +176,8 @@ pub(crate) struct RawKafka {
 /// table refuses the other's keys.
 #[derive(Debug)]
 pub enum RawAnyCapture {
-    SqlServer(RawCapture),
-    Postgres(super::postgres::config::RawPostgres),
+    SqlServer(Box<RawCapture>),
+    Postgres(Box<super::postgres::config::RawPostgres>),
 }
 
 impl<'de> Deserialize<'de> for RawAnyCapture {
@@ -152,10 +196,10 @@ impl<'de> Deserialize<'de> for RawAnyCapture {
         let table = toml::Value::Table(table);
         match kind.as_str() {
             "sqlserver" => RawCapture::deserialize(table)
-                .map(RawAnyCapture::SqlServer)
+                .map(|c| RawAnyCapture::SqlServer(Box::new(c)))
                 .map_err(|e| D::Error::custom(e.message())),
             "postgres" | "postgresql" => super::postgres::config::RawPostgres::deserialize(table)
-                .map(RawAnyCapture::Postgres)
+                .map(|c| RawAnyCapture::Postgres(Box::new(c)))
                 .map_err(|e| D::Error::custom(e.message())),
             other => Err(D::Error::custom(format!(
                 "unknown capture type {other:?} (expected \"sqlserver\" or \"postgres\")"
@@ -240,7 +284,7 @@ pub fn parse_any(text: &str, file: &str) -> Result<CaptureKind, ConfigError> {
         None | Some("sqlserver") => {
             let raw: RawConfigOf<RawCapture> = toml::from_str(text).map_err(syntax)?;
             RawConfigOf {
-                capture: RawAnyCapture::SqlServer(raw.capture),
+                capture: RawAnyCapture::SqlServer(Box::new(raw.capture)),
                 kafka: raw.kafka,
                 admin: raw.admin,
             }
@@ -249,7 +293,7 @@ pub fn parse_any(text: &str, file: &str) -> Result<CaptureKind, ConfigError> {
             let raw: RawConfigOf<super::postgres::config::RawPostgres> =
                 toml::from_str(text).map_err(syntax)?;
             RawConfigOf {
-                capture: RawAnyCapture::Postgres(raw.capture),
+                capture: RawAnyCapture::Postgres(Box::new(raw.capture)),
                 kafka: raw.kafka,
                 admin: raw.admin,
             }
@@ -275,6 +319,24 @@ pub(crate) fn add(problems: &mut Vec<Problem>, path: &str, message: impl Into<St
     });
 }
 
+/// `connection` with its `database=` (or `initial catalog=`) set to `database`.
+fn with_database(connection: &str, database: &str) -> String {
+    let mut parts: Vec<String> = connection
+        .split(';')
+        .filter(|part| {
+            let key = part.split_once('=').map_or("", |(k, _)| k.trim());
+            !matches!(
+                key.to_ascii_lowercase().as_str(),
+                "database" | "initial catalog"
+            )
+        })
+        .filter(|part| !part.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    parts.push(format!("database={database}"));
+    parts.join(";")
+}
+
 /// The `database=` of an ADO.NET connection string.
 fn database_of(connection: &str) -> Option<String> {
     connection.split(';').find_map(|part| {
@@ -292,6 +354,7 @@ fn database_of(connection: &str) -> Option<String> {
 pub(crate) fn check_prefix_and_tables(
     prefix: &str,
     tables: &[String],
+    none_is_all: bool,
     problems: &mut Vec<Problem>,
 ) {
     if !is_name(prefix) {
@@ -303,7 +366,7 @@ pub(crate) fn check_prefix_and_tables(
             ),
         );
     }
-    if tables.is_empty() {
+    if tables.is_empty() && !none_is_all {
         add(
             problems,
             "capture.tables",
@@ -372,12 +435,12 @@ pub(crate) fn duration(
 fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> CaptureKind {
     let mut config = match raw.capture {
         RawAnyCapture::SqlServer(capture) => {
-            CaptureKind::SqlServer(validate_sql_server(capture, raw.kafka, problems))
+            CaptureKind::SqlServer(validate_sql_server(*capture, raw.kafka, problems))
         }
         RawAnyCapture::Postgres(mut capture) => {
             let kafka = one_kafka(raw.kafka, capture.take_kafka(), problems);
             CaptureKind::Postgres(super::postgres::config::validate(
-                capture,
+                *capture,
                 kafka,
                 &[],
                 problems,
@@ -449,12 +512,12 @@ pub fn validate_embedded_any(
 ) -> CaptureKind {
     match raw {
         RawAnyCapture::SqlServer(raw) => {
-            CaptureKind::SqlServer(validate_embedded(raw, source, problems))
+            CaptureKind::SqlServer(validate_embedded(*raw, source, problems))
         }
         RawAnyCapture::Postgres(mut raw) => {
             let kafka = raw.take_kafka().unwrap_or_default();
             CaptureKind::Postgres(super::postgres::config::validate(
-                raw,
+                *raw,
                 (kafka, "capture.kafka"),
                 source,
                 problems,
@@ -499,7 +562,16 @@ fn validate_capture(
             "integrated security (Kerberos) needs sluice built with `--features kerberos` (tiberius with GSSAPI); or use a SQL login (user=...;password=...)",
         );
     }
+    let database_names = options::database_names(c.database_names.as_deref(), problems);
+    if !database_names.is_empty() && c.database.is_some() {
+        add(
+            problems,
+            "capture.database_names",
+            "set database or database_names, not both",
+        );
+    }
     let database = match (c.database, database_of(&connection)) {
+        _ if !database_names.is_empty() => database_names[0].clone(),
         (Some(db), Some(in_connection)) if db != in_connection => {
             add(
                 problems,
@@ -521,7 +593,9 @@ fn validate_capture(
         }
     };
     let prefix = c.topic_prefix.unwrap_or_default();
-    check_prefix_and_tables(&prefix, &c.tables, problems);
+    // No table named: every CDC-enabled table the lists keep (all of them without
+    // lists), as Debezium.
+    check_prefix_and_tables(&prefix, &c.tables, true, problems);
     let mut settings = CaptureSettings::new(&prefix, &database, c.tables);
     settings.snapshot = match c.snapshot_mode.as_deref() {
         None | Some("initial") => SnapshotMode::Initial,
@@ -578,26 +652,25 @@ fn validate_capture(
     };
     settings.events.schemas = c.schemas_enable.unwrap_or(false);
     settings.tombstones = c.tombstones_on_delete.unwrap_or(true);
-    for column in c
-        .column_exclude_list
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-    {
-        // Debezium's entries are regexes; sluice takes names, and says so.
-        if column.split('.').count() != 3 || column.chars().any(|ch| "^$*+?()[]{}|\\".contains(ch))
-        {
-            add(
-                problems,
-                "capture.column_exclude_list",
-                format!("{column:?} is not \"schema.table.column\" (names, not patterns)"),
-            );
-        } else {
-            settings.columns.excluded.push(column.to_owned());
-        }
-    }
+    settings.table_filter = options::filter(
+        c.table_include_list.as_deref(),
+        c.table_exclude_list.as_deref(),
+        "table",
+        problems,
+    );
+    settings.columns.filter = options::filter(
+        c.column_include_list.as_deref(),
+        c.column_exclude_list.as_deref(),
+        "column",
+        problems,
+    );
+    settings.columns.masks = options::masks(c.column_masks, problems);
+    settings.snapshot_isolation =
+        options::snapshot_isolation(c.snapshot_isolation_mode.as_deref(), problems);
+    settings.snapshot_overrides = options::select_overrides(c.snapshot_select_overrides, problems);
+    settings.events.time_precision =
+        options::time_precision(c.time_precision_mode.as_deref(), problems);
+    settings.events.binary_mode = options::binary_mode(c.binary_handling_mode.as_deref(), problems);
     if let Some(keys) = c.message_key_columns.as_deref() {
         match crate::sqlserver::columns::ColumnSettings::parse_keys(keys) {
             Ok(keys) => settings.columns.keys = keys,
@@ -666,6 +739,7 @@ fn validate_capture(
     CaptureConfig {
         connection,
         settings,
+        database_names,
         kafka,
         offsets_topic,
         transactions,
@@ -807,6 +881,129 @@ mod tests {
         assert_eq!(config.settings.snapshot, SnapshotMode::NoData);
         assert!(!config.settings.tombstones);
         assert_eq!(config.settings.max_transactions, 0);
+    }
+
+    /// The settings users moving from Debezium look for, by their dotted names too.
+    #[test]
+    fn debeziums_table_column_mask_and_mode_settings() {
+        let config = parse(
+            r#"
+            [capture]
+            connection = "server=tcp:db,1433;user=sa;password=x"
+            topic_prefix = "server1"
+            "table.include.list" = 'dbo\.cust.*,sales\..*'
+            "column.exclude.list" = 'dbo\.customers\.ssn'
+            "snapshot.isolation.mode" = "exclusive"
+            "time.precision.mode" = "connect"
+            "binary.handling.mode" = "base64-url-safe"
+            "database.names" = "sales,hr"
+            [[capture.column_masks]]
+            columns = 'dbo\.customers\.email'
+            chars = 8
+            [[capture.column_masks]]
+            columns = 'dbo\.customers\.phone'
+            hash = "SHA-512"
+            salt = "pepper"
+            hash_version = 2
+            [capture.snapshot_select_overrides]
+            "dbo.customers" = "SELECT * FROM dbo.customers WHERE region = 'EU'"
+            [kafka]
+            properties = { "bootstrap.servers" = "k:9092" }
+            "#,
+            "c.toml",
+        )
+        .expect("valid");
+        let settings = &config.settings;
+        assert!(settings.tables.is_empty(), "the lists choose at connect");
+        assert!(settings.table_filter.keeps("DBO.Customers"));
+        assert!(settings.table_filter.keeps("sales.orders"));
+        assert!(!settings.table_filter.keeps("hr.people"));
+        assert!(!settings.columns.filter.keeps("dbo.customers.ssn"));
+        assert!(settings.columns.filter.keeps("dbo.customers.email"));
+        assert_eq!(settings.columns.masks.len(), 2);
+        assert_eq!(settings.columns.masks[0].mask, crate::masks::Mask::Chars(8));
+        assert_eq!(
+            settings.columns.masks[1].mask,
+            crate::masks::Mask::Hash {
+                algorithm: crate::masks::HashAlgorithm::Sha512,
+                salt: "pepper".into(),
+                v2: true
+            }
+        );
+        assert_eq!(
+            settings.snapshot_isolation,
+            crate::sqlserver::tables::SnapshotIsolation::Exclusive
+        );
+        assert_eq!(settings.snapshot_overrides.len(), 1);
+        assert_eq!(
+            settings.events.time_precision,
+            crate::sqlserver::types::TimePrecision::Connect
+        );
+        assert_eq!(
+            settings.events.binary_mode,
+            crate::sqlserver::types::BinaryMode::Base64UrlSafe
+        );
+        assert_eq!(config.databases(), ["sales", "hr"]);
+        let hr = config.for_database("hr");
+        assert_eq!(hr.settings.events.database, "hr");
+        assert_eq!(
+            hr.connection,
+            "server=tcp:db,1433;user=sa;password=x;database=hr"
+        );
+        assert_eq!(hr.databases(), ["hr"]);
+    }
+
+    #[test]
+    fn bad_lists_masks_and_modes_are_reported_with_their_paths() {
+        let error = parse(
+            r#"
+            [capture]
+            connection = "server=tcp:db,1433;database=testDB;user=sa;password=x"
+            topic_prefix = "server1"
+            table_include_list = "dbo.(customers"
+            column_include_list = "a"
+            column_exclude_list = "b"
+            snapshot_isolation_mode = "serializable"
+            time_precision_mode = "adaptive_time_microseconds"
+            binary_handling_mode = "base32"
+            database = "testDB"
+            database_names = "a;b,hr,HR"
+            [[capture.column_masks]]
+            columns = "dbo.customers.email"
+            hash = "whirlpool"
+            salt = "x"
+            [[capture.column_masks]]
+            columns = "dbo.customers.phone"
+            hash = "SHA-256"
+            [[capture.column_masks]]
+            columns = "dbo.customers.ssn"
+            [capture.snapshot_select_overrides]
+            "customers" = "SELECT 1"
+            "dbo.orders" = "DELETE FROM dbo.orders"
+            [kafka]
+            properties = { "bootstrap.servers" = "k:9092" }
+            "#,
+            "c.toml",
+        )
+        .expect_err("invalid")
+        .to_string();
+        for path in [
+            "capture.table_include_list: \"dbo.(customers\" is not a regular expression",
+            "capture.column_exclude_list: set column_include_list or column_exclude_list, not both",
+            "capture.snapshot_isolation_mode",
+            "capture.time_precision_mode",
+            "capture.binary_handling_mode",
+            "capture.database_names: \"a;b\"",
+            "capture.database_names: set database or database_names",
+            "capture.database_names: \"HR\" is listed twice",
+            "capture.column_masks[0].hash: unknown algorithm \"whirlpool\"",
+            "capture.column_masks[1].salt: missing",
+            "capture.column_masks[2]: set either chars",
+            "capture.snapshot_select_overrides.customers",
+            "capture.snapshot_select_overrides.dbo.orders: must be a SELECT",
+        ] {
+            assert!(error.contains(&format!("  - {path}")), "{path} in {error}");
+        }
     }
 
     #[test]

@@ -6,6 +6,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::masks::{HashAlgorithm, Mask};
+use crate::sqlserver::options::RawMask;
+
 /// A connector file that cannot be converted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConvertError {
@@ -30,7 +33,13 @@ const RENAMED: &[(&str, &str)] = &[
     ("decimal.handling.mode", "decimal_handling_mode"),
     ("tombstones.on.delete", "tombstones_on_delete"),
     ("skipped.operations", "skipped_operations"),
+    ("table.include.list", "table_include_list"),
+    ("table.exclude.list", "table_exclude_list"),
+    ("column.include.list", "column_include_list"),
     ("column.exclude.list", "column_exclude_list"),
+    ("snapshot.isolation.mode", "snapshot_isolation_mode"),
+    ("time.precision.mode", "time_precision_mode"),
+    ("binary.handling.mode", "binary_handling_mode"),
     ("message.key.columns", "message_key_columns"),
     (
         "provide.transaction.metadata",
@@ -52,6 +61,7 @@ const PLUMBING: &[&str] = &[
     "database.password",
     "database.names",
     "database.dbname",
+    "snapshot.select.statement.overrides",
     "database.encrypt",
     "database.trustServerCertificate",
     "database.instance",
@@ -61,7 +71,6 @@ const PLUMBING: &[&str] = &[
     "value.converter.schemas.enable",
     "schema.history.internal.kafka.bootstrap.servers",
     "schema.history.internal.kafka.topic",
-    "table.include.list",
     "heartbeat.interval.ms",
     "poll.interval.ms",
 ];
@@ -100,15 +109,11 @@ pub fn convert(json: &str) -> Result<String, ConvertError> {
         value: get(key).unwrap_or("").to_owned(),
         reason: reason.to_owned(),
     };
-    let database = match get("database.names").or(get("database.dbname")) {
-        Some(names) if names.contains(',') => {
-            return Err(unsupported(
-                "database.names",
-                "one database per `sluice capture`: convert once per database (change database.names)",
-            ));
-        }
-        Some(name) => name.trim().to_owned(),
-        None => String::new(),
+    // One database goes into the connection string; several are `database_names`.
+    let (database, database_names) = match get("database.names").or(get("database.dbname")) {
+        Some(names) if names.contains(',') => (String::new(), Some(names)),
+        Some(name) => (name.trim().to_owned(), None),
+        None => (String::new(), None),
     };
     let mut connection = format!(
         "server=tcp:{},{}",
@@ -133,20 +138,8 @@ pub fn convert(json: &str) -> Result<String, ConvertError> {
         "# Converted from a Debezium SQL Server connector by `sluice capture convert`.\n[capture]\n",
     );
     out.push_str(&format!("connection = {}\n", quoted(&connection)));
-    if let Some(tables) = get("table.include.list") {
-        let tables: Vec<&str> = tables.split(',').map(str::trim).collect();
-        // Debezium's list holds regexes; sluice lists tables by name.
-        if let Some(pattern) = tables
-            .iter()
-            .find(|t| t.chars().any(|c| "^$*+?()[]{}|\\".contains(c)))
-        {
-            return Err(unsupported(
-                "table.include.list",
-                &format!("{pattern:?} is a pattern; list the tables as schema.table names"),
-            ));
-        }
-        let list: Vec<String> = tables.iter().map(|t| quoted(t)).collect();
-        out.push_str(&format!("tables = [{}]\n", list.join(", ")));
+    if let Some(names) = database_names {
+        out.push_str(&format!("database_names = {}\n", quoted(names)));
     }
     for (from, to) in RENAMED {
         if let Some(value) = get(from) {
@@ -183,6 +176,64 @@ pub fn convert(json: &str) -> Result<String, ConvertError> {
     if get("value.converter.schemas.enable") == Some("true") {
         out.push_str("schemas_enable = true\n");
     }
+    let mut converted: Vec<&str> = Vec::new();
+    // Masks: the property's name carries the length or the algorithm and salt.
+    for (key, columns) in &props {
+        let mask = if let Some(n) = key
+            .strip_prefix("column.mask.with.")
+            .and_then(|rest| rest.strip_suffix(".chars"))
+        {
+            let n: usize = n.parse().map_err(|_| {
+                unsupported(
+                    key,
+                    "the length in column.mask.with.N.chars is not a number",
+                )
+            })?;
+            Mask::Chars(n)
+        } else if let Some(rest) = key.strip_prefix("column.mask.hash.") {
+            let (v2, rest) = match rest.strip_prefix("v2.") {
+                Some(rest) => (true, rest),
+                None => (false, rest),
+            };
+            let (algorithm, salt) = rest.split_once(".with.salt.").ok_or_else(|| {
+                unsupported(
+                    key,
+                    "expected column.mask.hash.[v2.]<algorithm>.with.salt.<salt>",
+                )
+            })?;
+            let algorithm = HashAlgorithm::from_name(algorithm).ok_or_else(|| {
+                unsupported(
+                    key,
+                    "the algorithm is not MD5, SHA-1, SHA-256, SHA-384 or SHA-512",
+                )
+            })?;
+            Mask::Hash {
+                algorithm,
+                salt: salt.to_owned(),
+                v2,
+            }
+        } else {
+            continue;
+        };
+        out.push_str("[[capture.column_masks]]\n");
+        out.push_str(&RawMask::toml_lines(columns, &mask));
+        converted.push(key);
+    }
+    // Select overrides: a list of tables, then one property per table.
+    if let Some(tables) = get("snapshot.select.statement.overrides") {
+        out.push_str("[capture.snapshot_select_overrides]\n");
+        for table in tables.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let key = format!("snapshot.select.statement.overrides.{table}");
+            let select = get(&key).ok_or_else(|| {
+                unsupported(
+                    "snapshot.select.statement.overrides",
+                    &format!("{table} is listed but {key} is not set"),
+                )
+            })?;
+            out.push_str(&format!("{} = {}\n", quoted(table), quoted(select)));
+            converted.push(props.get_key_value(key.as_str()).map_or("", |(k, _)| *k));
+        }
+    }
     out.push_str("\n[kafka]\noffsets_topic = \"sluice.capture.offsets\"\n[kafka.properties]\n");
     out.push_str(&format!(
         "\"bootstrap.servers\" = {}\n",
@@ -190,7 +241,11 @@ pub fn convert(json: &str) -> Result<String, ConvertError> {
     ));
     let left: Vec<String> = props
         .iter()
-        .filter(|(k, _)| !PLUMBING.contains(k) && !RENAMED.iter().any(|(from, _)| from == *k))
+        .filter(|(k, _)| {
+            !PLUMBING.contains(k)
+                && !RENAMED.iter().any(|(from, _)| from == *k)
+                && !converted.contains(k)
+        })
         .map(|(k, v)| format!("#   {k} = {v}"))
         .collect();
     if !left.is_empty() {
@@ -228,7 +283,12 @@ mod tests {
         "value.converter.schemas.enable": "true",
         "schema.history.internal.kafka.bootstrap.servers": "kafka:9092",
         "schema.history.internal.kafka.topic": "schemahistory.inventory",
-        "column.mask.with.12.chars": "dbo.customers.email"
+        "column.mask.with.12.chars": "dbo.customers.email",
+        "column.mask.hash.v2.SHA-256.with.salt.CzQMA0cB5K": "dbo.customers.phone, dbo.orders.card",
+        "snapshot.isolation.mode": "repeatable_read",
+        "snapshot.select.statement.overrides": "dbo.orders",
+        "snapshot.select.statement.overrides.dbo.orders": "SELECT * FROM dbo.orders WHERE deleted = 0",
+        "transforms": "unwrap"
       }
     }"#;
 
@@ -240,14 +300,25 @@ mod tests {
             r#"# Converted from a Debezium SQL Server connector by `sluice capture convert`.
 [capture]
 connection = "server=tcp:mssql,1433;user=sa;password=Password!;database=testDB;TrustServerCertificate=true"
-tables = ["dbo.customers", "dbo.orders"]
 topic_prefix = "server1"
 snapshot_mode = "initial"
 tombstones_on_delete = false
+table_include_list = "dbo.customers, dbo.orders"
+snapshot_isolation_mode = "repeatable_read"
 provide_transaction_metadata = true
 max_transactions_per_pass = 0
 heartbeat_interval = "10000ms"
 schemas_enable = true
+[[capture.column_masks]]
+columns = "dbo.customers.phone, dbo.orders.card"
+hash = "SHA-256"
+salt = "CzQMA0cB5K"
+hash_version = 2
+[[capture.column_masks]]
+columns = "dbo.customers.email"
+chars = 12
+[capture.snapshot_select_overrides]
+"dbo.orders" = "SELECT * FROM dbo.orders WHERE deleted = 0"
 
 [kafka]
 offsets_topic = "sluice.capture.offsets"
@@ -255,7 +326,7 @@ offsets_topic = "sluice.capture.offsets"
 "bootstrap.servers" = "kafka:9092"
 
 # Not converted (no sluice setting yet, or Kafka Connect's own); check each:
-#   column.mask.with.12.chars = dbo.customers.email
+#   transforms = unwrap
 "#
         );
         // What it prints is a valid `sluice capture` configuration.
@@ -263,19 +334,27 @@ offsets_topic = "sluice.capture.offsets"
         assert_eq!(config.settings.events.database, "testDB");
         assert_eq!(config.settings.max_transactions, 0);
         assert!(config.settings.transaction_metadata && !config.settings.tombstones);
+        assert!(config.settings.table_filter.keeps("dbo.orders"));
+        assert_eq!(config.settings.columns.masks.len(), 2);
+        assert_eq!(config.settings.snapshot_overrides.len(), 1);
+        // Several databases become `database_names`.
+        let several = CONNECTOR.replace("\"testDB\"", "\"testDB,otherDB\"");
+        let config =
+            crate::config::parse(&convert(&several).expect("converts"), "c.toml").expect("valid");
+        assert_eq!(config.databases(), ["testDB", "otherDB"]);
     }
 
     #[test]
     fn what_cannot_be_converted_is_refused_by_name() {
-        let several = CONNECTOR.replace("\"testDB\"", "\"testDB,otherDB\"");
+        let algorithm = CONNECTOR.replace("SHA-256", "WHIRLPOOL");
         assert!(matches!(
-            convert(&several),
-            Err(ConvertError::Unsupported { key, .. }) if key == "database.names"
+            convert(&algorithm),
+            Err(ConvertError::Unsupported { key, .. }) if key.starts_with("column.mask.hash.")
         ));
-        let pattern = CONNECTOR.replace("dbo.customers, dbo.orders", "dbo\\\\..*");
+        let override_missing = CONNECTOR.replace("overrides.dbo.orders", "overrides.dbo.other");
         assert!(matches!(
-            convert(&pattern),
-            Err(ConvertError::Unsupported { key, .. }) if key == "table.include.list"
+            convert(&override_missing),
+            Err(ConvertError::Unsupported { key, .. }) if key == "snapshot.select.statement.overrides"
         ));
         let mysql = CONNECTOR.replace(
             "io.debezium.connector.sqlserver.SqlServerConnector",

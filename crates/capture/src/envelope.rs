@@ -7,7 +7,8 @@
 
 use crate::sqlserver::lsn::Lsn;
 use crate::sqlserver::types::{
-    Column, DecimalMode, MapError, SqlValue, field_schema, push_json_string, push_value,
+    BinaryMode, Column, DecimalMode, MapError, SqlValue, TimePrecision, ValueModes, field_schema,
+    key_field_schema, push_json_string, push_key_value, push_value,
 };
 
 /// The `source.version` sluice writes by default: the Debezium release whose events it
@@ -23,8 +24,23 @@ pub struct EventSettings {
     /// `source.version`.
     pub version: String,
     pub decimal_mode: DecimalMode,
+    /// `time.precision.mode`.
+    pub time_precision: TimePrecision,
+    /// `binary.handling.mode`.
+    pub binary_mode: BinaryMode,
     /// `schemas.enable` of the JSON converter (key and value alike).
     pub schemas: bool,
+}
+
+impl EventSettings {
+    /// The three `*.mode` settings that shape values.
+    pub fn value_modes(&self) -> ValueModes {
+        ValueModes {
+            decimal: self.decimal_mode,
+            time: self.time_precision,
+            binary: self.binary_mode,
+        }
+    }
 }
 
 /// One captured table and its columns, in the capture instance's order.
@@ -56,7 +72,7 @@ impl TableSchema {
         let fields: Vec<String> = self
             .key
             .iter()
-            .map(|&i| field_schema(&self.columns[i], settings.decimal_mode))
+            .map(|&i| key_field_schema(&self.columns[i], settings.value_modes()))
             .collect();
         format!(
             r#"{{"type":"struct","fields":[{}],"optional":false,"name":"{}.Key"}}"#,
@@ -69,7 +85,7 @@ impl TableSchema {
         let fields: Vec<String> = self
             .columns
             .iter()
-            .map(|c| field_schema(c, settings.decimal_mode))
+            .map(|c| field_schema(c, settings.value_modes()))
             .collect();
         format!(
             r#"{{"type":"struct","fields":[{}],"optional":true,"name":"{}.Value","field":"{field}"}}"#,
@@ -197,12 +213,20 @@ fn row_error(table: &TableSchema, source: &Source, error: MapError) -> RowError 
     }
 }
 
+/// Whether a row is written as the record key (never masked) or as a value field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Key,
+    Value,
+}
+
 fn push_row(
     out: &mut String,
     table: &TableSchema,
     columns: &[usize],
     row: &[SqlValue],
-    mode: DecimalMode,
+    modes: ValueModes,
+    field: Field,
 ) -> Result<(), MapError> {
     out.push('{');
     for (n, &i) in columns.iter().enumerate() {
@@ -220,7 +244,10 @@ fn push_row(
                 table.columns.len()
             ),
         })?;
-        push_value(out, column, value, mode)?;
+        match field {
+            Field::Key => push_key_value(out, column, value, modes)?,
+            Field::Value => push_value(out, column, value, modes)?,
+        }
     }
     out.push('}');
     Ok(())
@@ -237,8 +264,15 @@ pub fn key(
         return Ok(None);
     }
     let mut payload = String::new();
-    push_row(&mut payload, table, &table.key, row, settings.decimal_mode)
-        .map_err(|e| row_error(table, source, e))?;
+    push_row(
+        &mut payload,
+        table,
+        &table.key,
+        row,
+        settings.value_modes(),
+        Field::Key,
+    )
+    .map_err(|e| row_error(table, source, e))?;
     Ok(Some(wrap(settings, || table.key_schema(settings), payload)))
 }
 
@@ -261,17 +295,17 @@ pub fn value(
     settings: &EventSettings,
 ) -> Result<Vec<u8>, RowError> {
     let all: Vec<usize> = (0..table.columns.len()).collect();
-    let mode = settings.decimal_mode;
+    let modes = settings.value_modes();
     let mut p = String::with_capacity(512);
     let fail = |e| row_error(table, &change.source, e);
     p.push_str("{\"before\":");
     match change.before {
-        Some(row) => push_row(&mut p, table, &all, row, mode).map_err(fail)?,
+        Some(row) => push_row(&mut p, table, &all, row, modes, Field::Value).map_err(fail)?,
         None => p.push_str("null"),
     }
     p.push_str(",\"after\":");
     match change.after {
-        Some(row) => push_row(&mut p, table, &all, row, mode).map_err(fail)?,
+        Some(row) => push_row(&mut p, table, &all, row, modes, Field::Value).map_err(fail)?,
         None => p.push_str("null"),
     }
     p.push_str(",\"source\":");

@@ -10,6 +10,8 @@ pub fn settings(schemas: bool) -> EventSettings {
         database: "testDB".into(),
         version: "3.0.0.Final".into(),
         decimal_mode: DecimalMode::Precise,
+        time_precision: Default::default(),
+        binary_mode: Default::default(),
         schemas,
     }
 }
@@ -20,6 +22,7 @@ fn column(name: &str, sql_type: SqlType, optional: bool) -> Column {
         sql_type,
         optional,
         catalog: Default::default(),
+        mask: None,
     }
 }
 

@@ -20,6 +20,8 @@
 pub mod config;
 pub mod convert;
 pub mod envelope;
+pub mod filters;
+pub mod masks;
 pub mod offsets;
 pub mod postgres;
 pub mod sqlserver;
@@ -106,10 +108,19 @@ pub enum GapPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureSettings {
     pub events: EventSettings,
-    /// Captured tables, `schema.table`.
+    /// Captured tables, `schema.table`: those `capture.tables` names; once connected,
+    /// those [`Self::table_filter`] adds (see [`filters::TableSelection`]).
     pub tables: Vec<String>,
-    /// `column.exclude.list` and `message.key.columns`.
+    /// `table.include.list` / `table.exclude.list`, applied to the database's
+    /// CDC-enabled tables at start.
+    pub table_filter: filters::Filter,
+    /// `column.include.list` / `column.exclude.list`, `column.mask.*` and
+    /// `message.key.columns`.
     pub columns: columns::ColumnSettings,
+    /// `snapshot.isolation.mode`.
+    pub snapshot_isolation: tables::SnapshotIsolation,
+    /// `snapshot.select.statement.overrides`: `(schema.table, SELECT ...)`.
+    pub snapshot_overrides: Vec<(String, String)>,
     pub snapshot: SnapshotMode,
     pub on_gap: GapPolicy,
     /// What to do when a capture instance being read disappears.
@@ -148,10 +159,15 @@ impl CaptureSettings {
                 database: database.to_owned(),
                 version: envelope::DEBEZIUM_VERSION.to_owned(),
                 decimal_mode: types::DecimalMode::Precise,
+                time_precision: Default::default(),
+                binary_mode: Default::default(),
                 schemas: false,
             },
             tables,
+            table_filter: filters::Filter::All,
             columns: columns::ColumnSettings::default(),
+            snapshot_isolation: tables::SnapshotIsolation::Snapshot,
+            snapshot_overrides: Vec::new(),
             snapshot: SnapshotMode::Initial,
             on_gap: GapPolicy::Fail,
             on_vanished: plan::VanishedPolicy::Drop,
@@ -348,12 +364,62 @@ pub async fn run_embedded(
     telemetry: &Arc<Telemetry>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CaptureError> {
-    let mut tables =
-        sqlserver::SqlServerTables::connect(&config.connection, config.settings.tables.clone())
-            .await?;
-    tracing::info!(database = %tables.database(), tables = ?config.settings.tables, "connected to SQL Server");
-    let config = with_server_database(config, tables.database());
-    run_on(&mut tables, &config, telemetry, shutdown).await
+    if config.database_names.is_empty() {
+        return run_database(config, None, telemetry, shutdown).await;
+    }
+    // `database.names`: one capture per database, side by side, each with its own
+    // connection, offsets and producer; the first to fail stops them all. One metrics
+    // collector serves them all, each series labelled with its database.
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let databases: Vec<(String, Arc<snapshot::Progress>)> = config
+        .databases()
+        .into_iter()
+        .map(|database| (database, Arc::default()))
+        .collect();
+    {
+        let databases = databases.clone();
+        telemetry.add_collector(move || {
+            let of: Vec<(Option<&str>, &snapshot::Progress)> = databases
+                .iter()
+                .map(|(db, progress)| (Some(db.as_str()), progress.as_ref()))
+                .collect();
+            snapshot::Progress::prometheus_of(&of)
+        });
+    }
+    let captures = databases.into_iter().map(|(database, progress)| {
+        let config = config.for_database(&database);
+        let shutdown = shutdown.clone();
+        async move {
+            run_database(&config, Some(progress), telemetry, shutdown)
+                .await
+                .inspect_err(
+                    |error| tracing::error!(%database, %error, "capture of the database stopped"),
+                )
+        }
+    });
+    futures::future::try_join_all(captures).await.map(|_| ())
+}
+
+/// Capture of one database: connects to SQL Server, chooses the tables, then
+/// [`run_on_with`] (with `progress` where the caller collects it, else its own).
+async fn run_database(
+    config: &config::CaptureConfig,
+    progress: Option<Arc<snapshot::Progress>>,
+    telemetry: &Arc<Telemetry>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
+    let selection = filters::TableSelection {
+        named: config.settings.tables.clone(),
+        filter: config.settings.table_filter.clone(),
+    };
+    let mut tables = sqlserver::SqlServerTables::connect(&config.connection, &selection).await?;
+    tracing::info!(database = %tables.database(), tables = ?tables.tables(), "connected to SQL Server");
+    let mut config = with_server_database(config, tables.database());
+    config.settings.tables = tables.tables().to_vec();
+    match progress {
+        Some(progress) => run_on_with(&mut tables, &config, &progress, shutdown).await,
+        None => run_on(&mut tables, &config, telemetry, shutdown).await,
+    }
 }
 
 /// `config` with the database named as the server names it (`DB_NAME()`), as Debezium
@@ -377,6 +443,21 @@ pub async fn run_on<T: tables::CdcTables>(
     telemetry: &Arc<Telemetry>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CaptureError> {
+    let progress = std::sync::Arc::new(snapshot::Progress::default());
+    {
+        let progress = std::sync::Arc::clone(&progress);
+        telemetry.add_collector(move || progress.prometheus());
+    }
+    run_on_with(tables, config, &progress, shutdown).await
+}
+
+/// [`run_on`] reporting into `progress`, which the caller serves.
+pub async fn run_on_with<T: tables::CdcTables>(
+    tables: &mut T,
+    config: &config::CaptureConfig,
+    progress: &snapshot::Progress,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CaptureError> {
     let settings = &config.settings;
     let (kafka, topic, prefix, database, transactions) = (
         config.kafka.clone(),
@@ -392,18 +473,13 @@ pub async fn run_on<T: tables::CdcTables>(
     })
     .await
     .map_err(|e| WriteError::Kafka(format!("creating the producer: {e}")))??;
-    let progress = std::sync::Arc::new(snapshot::Progress::default());
-    {
-        let progress = std::sync::Arc::clone(&progress);
-        telemetry.add_collector(move || progress.prometheus());
-    }
     run(
         tables,
         &mut writer,
         settings,
         stored,
         system_clock(),
-        &progress,
+        progress,
         shutdown,
     )
     .await

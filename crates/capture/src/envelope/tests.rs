@@ -197,6 +197,7 @@ fn documented_customers() -> TableSchema {
         sql_type,
         optional,
         catalog,
+        mask: None,
     };
     let named = |type_name: &str, max_length| ColumnCatalog {
         type_name: type_name.into(),

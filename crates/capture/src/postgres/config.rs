@@ -147,7 +147,7 @@ pub(crate) fn validate(
         }
     }
     let prefix = c.topic_prefix.unwrap_or_default();
-    check_prefix_and_tables(&prefix, &c.tables, problems);
+    check_prefix_and_tables(&prefix, &c.tables, false, problems);
     let mut names = |value: Option<String>, default: &str, path: &str| {
         let name = value.unwrap_or_else(|| default.to_owned());
         if !is_identifier(&name) {
@@ -250,6 +250,8 @@ pub(crate) fn validate(
                     .source_version
                     .unwrap_or_else(|| DEBEZIUM_VERSION.to_owned()),
                 decimal_mode,
+                time_precision: Default::default(),
+                binary_mode: Default::default(),
                 schemas: c.schemas_enable.unwrap_or(false),
             },
             tables: c.tables,

@@ -381,6 +381,8 @@ mod tests {
             database: "postgres".into(),
             version: "3.0.0.Final".into(),
             decimal_mode: crate::sqlserver::types::DecimalMode::Precise,
+            time_precision: Default::default(),
+            binary_mode: Default::default(),
             schemas: false,
         }
     }

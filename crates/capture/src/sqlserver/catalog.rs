@@ -200,6 +200,7 @@ mod tests {
             sql_type,
             optional: true,
             catalog,
+            mask: None,
         }
     }
 

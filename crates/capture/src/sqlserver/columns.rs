@@ -1,15 +1,20 @@
-//! What users moving from Debezium set per column: `column.exclude.list` (columns left
-//! out of the events and of the queries) and `message.key.columns` (the record key of a
-//! table, e.g. one without a primary key). Applied to every capture instance as it is
-//! listed, so the snapshot, the streaming reads and the schema-change events agree.
+//! What users moving from Debezium set per column: `column.include.list` /
+//! `column.exclude.list` (columns left out of the events and of the queries),
+//! `column.mask.*` (masked values) and `message.key.columns` (the record key of a table,
+//! e.g. one without a primary key). Applied to every capture instance as it is listed,
+//! so the snapshot, the streaming reads and the schema-change events agree.
 
 use super::tables::{CaptureInstance, TablesError};
+use crate::filters::Filter;
+use crate::masks::{MaskRule, mask_for};
 
 /// The per-column settings, by `schema.table`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ColumnSettings {
-    /// `schema.table.column` names left out.
-    pub excluded: Vec<String>,
+    /// Which `schema.table.column` names are kept.
+    pub filter: Filter,
+    /// `column.mask.*`, first match wins.
+    pub masks: Vec<MaskRule>,
     /// `(schema.table, key columns)`: the record key instead of the primary key.
     pub keys: Vec<(String, Vec<String>)>,
 }
@@ -39,7 +44,7 @@ impl ColumnSettings {
 
     /// Applies the settings to `instances` (see the module docs).
     pub fn apply(&self, instances: &mut [CaptureInstance]) -> Result<(), TablesError> {
-        if self.excluded.is_empty() && self.keys.is_empty() {
+        if self.filter.is_all() && self.keys.is_empty() && self.masks.is_empty() {
             return Ok(());
         }
         for instance in instances {
@@ -52,7 +57,10 @@ impl ColumnSettings {
                 .collect();
             table
                 .columns
-                .retain(|c| !self.excluded.contains(&format!("{id}.{}", c.name)));
+                .retain(|c| self.filter.keeps(&format!("{id}.{}", c.name)));
+            for column in &mut table.columns {
+                column.mask = mask_for(&self.masks, &format!("{id}.{}", column.name)).cloned();
+            }
             let wanted = match self.keys.iter().find(|(t, _)| *t == id) {
                 Some((_, columns)) => columns.clone(),
                 None => key_names,
@@ -66,7 +74,7 @@ impl ColumnSettings {
                         .position(|c| &c.name == name)
                         .ok_or_else(|| {
                             TablesError::Query(format!(
-                                "{id}: key column {name} is excluded or does not exist (message_key_columns / column_exclude_list)"
+                                "{id}: key column {name} is left out by column_include_list / column_exclude_list, or does not exist (message_key_columns)"
                             ))
                         })
                 })
@@ -79,7 +87,9 @@ impl ColumnSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filters::Patterns;
     use crate::fixtures::customers;
+    use crate::masks::Mask;
     use crate::sqlserver::lsn::Lsn;
 
     fn instance() -> CaptureInstance {
@@ -93,8 +103,12 @@ mod tests {
     #[test]
     fn excluded_columns_go_and_keys_follow_their_columns() {
         let settings = ColumnSettings {
-            excluded: vec!["dbo.customers.first_name".into()],
+            filter: Filter::Exclude(Patterns::parse(r"dbo\.customers\.first_.*").expect("valid")),
             keys: ColumnSettings::parse_keys("dbo.customers:email,id").expect("keys"),
+            masks: vec![MaskRule {
+                columns: Patterns::parse(r"dbo\.customers\.email").expect("valid"),
+                mask: Mask::Chars(4),
+            }],
         };
         let mut instances = [instance()];
         settings.apply(&mut instances).expect("applies");
@@ -106,10 +120,31 @@ mod tests {
             .map(|&i| table.columns[i].name.as_str())
             .collect();
         assert_eq!(key, ["email", "id"]);
-        // Excluding a key column is refused, by name.
+        let masked: Vec<&str> = table
+            .columns
+            .iter()
+            .filter(|c| c.mask == Some(Mask::Chars(4)))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(masked, ["email"]);
+        // An include list keeps only what it matches (without regard to case).
         let settings = ColumnSettings {
-            excluded: vec!["dbo.customers.id".into()],
-            keys: Vec::new(),
+            filter: Filter::Include(Patterns::parse(r"DBO\.customers\.(id|email)").expect("valid")),
+            ..ColumnSettings::default()
+        };
+        let mut instances = [instance()];
+        settings.apply(&mut instances).expect("applies");
+        let names: Vec<&str> = instances[0]
+            .table
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["id", "email"]);
+        // Leaving out a key column is refused, by name.
+        let settings = ColumnSettings {
+            filter: Filter::Exclude(Patterns::parse("dbo.customers.id").expect("valid")),
+            ..ColumnSettings::default()
         };
         let error = settings.apply(&mut [instance()]).expect_err("key excluded");
         assert!(error.to_string().contains("key column id"), "{error}");

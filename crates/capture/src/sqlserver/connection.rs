@@ -17,9 +17,12 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::catalog::ColumnCatalog;
 use super::lsn::Lsn;
-use super::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, TablesError};
+use super::tables::{
+    CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, SnapshotIsolation, TablesError,
+};
 use super::types::{Column, SqlType, SqlValue};
 use crate::envelope::TableSchema;
+use crate::filters::TableSelection;
 
 /// The CDC tables of one database (see the module docs).
 pub struct SqlServerTables {
@@ -33,6 +36,8 @@ pub struct SqlServerTables {
     database: String,
     tables: Vec<String>,
     snapshot_isolation: bool,
+    /// The isolation the current snapshot fell back to (SNAPSHOT not allowed).
+    fallback_isolation: Option<SnapshotIsolation>,
     /// Columns and key per change table (`object_id`): a capture instance's columns never
     /// change, so a pass lists `cdc.change_tables` (one query) and reads the catalog only
     /// for an instance it has not seen (a re-created instance has a new change table).
@@ -87,16 +92,22 @@ pub async fn client(connection: &str) -> Result<Client<Compat<TcpStream>>, Table
 impl SqlServerTables {
     /// Connects with an ADO.NET connection string (`server=tcp:host,1433;database=...;
     /// user=...;password=...;TrustServerCertificate=true`) and checks that CDC is
-    /// enabled on the database and on every table of `tables` (`schema.table`).
-    pub async fn connect(connection: &str, tables: Vec<String>) -> Result<Self, TablesError> {
+    /// enabled on the database and on every table `selection` names, and chooses the
+    /// captured tables ([`TableSelection::resolve`] over the CDC-enabled tables;
+    /// [`Self::tables`]).
+    pub async fn connect(
+        connection: &str,
+        selection: &TableSelection,
+    ) -> Result<Self, TablesError> {
         let client = client(connection).await?;
         let mut this = Self {
             client,
             connection: connection.to_owned(),
             readers: Vec::new(),
             database: String::new(),
-            tables,
+            tables: Vec::new(),
             snapshot_isolation: false,
+            fallback_isolation: None,
             described: std::collections::HashMap::new(),
         };
         let row = this
@@ -113,8 +124,32 @@ impl SqlServerTables {
             });
         }
         this.snapshot_isolation = row.get::<i32, _>(2) == Some(1);
+        let available: Vec<String> = this
+            .rows(
+                "SELECT DISTINCT s.name, t.name FROM cdc.change_tables ct \
+                 JOIN sys.tables t ON t.object_id = ct.source_object_id \
+                 JOIN sys.schemas s ON s.schema_id = t.schema_id ORDER BY s.name, t.name",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                format!(
+                    "{}.{}",
+                    row.get::<&str, _>(0).unwrap_or_default(),
+                    row.get::<&str, _>(1).unwrap_or_default()
+                )
+            })
+            .collect();
+        this.tables = selection.resolve(&available);
+        if this.tables.is_empty() {
+            return Err(TablesError::NothingToCapture {
+                database: this.database.clone(),
+                available: available.join(", "),
+            });
+        }
         let instances = this.capture_instances().await?;
-        for table in &this.tables {
+        for table in selection.named.iter().chain(&this.tables) {
             if !instances.iter().any(|i| &i.table.id() == table) {
                 return Err(TablesError::CdcNotEnabledOnTable {
                     table: table.clone(),
@@ -122,6 +157,11 @@ impl SqlServerTables {
             }
         }
         Ok(this)
+    }
+
+    /// The tables captured (`schema.table`), as chosen at connect.
+    pub fn tables(&self) -> &[String] {
+        &self.tables
     }
 
     /// The database's name as the server reports it.
@@ -260,6 +300,7 @@ fn mapped_columns(table: &str, described: Vec<CatalogColumn>) -> Vec<Column> {
                 computed: c.computed,
                 default: c.default,
             },
+            mask: None,
         });
     }
     columns
@@ -378,6 +419,26 @@ fn change_row(row: Row, id: &str) -> Result<ChangeRow, TablesError> {
     })
 }
 
+/// The snapshot's query of `table`: a plain SELECT, as Debezium's (an ORDER BY on the
+/// key would sort the whole table when the key is not the clustered index); with an
+/// override, the override as a derived table whose columns are taken by name, so it
+/// may select them in any order (a column it lacks fails the query, naming it).
+fn snapshot_query(table: &TableSchema, select: Option<&str>) -> String {
+    match select {
+        None => format!(
+            "SELECT {} FROM {}.{}",
+            select_list(table, ""),
+            quote(&table.schema),
+            quote(&table.table)
+        ),
+        Some(select) => format!(
+            "SELECT {} FROM ({}) AS [sluice_override]",
+            select_list(table, "[sluice_override]."),
+            select.trim().trim_end_matches(';')
+        ),
+    }
+}
+
 fn quote(name: &str) -> String {
     format!("[{}]", name.replace(']', "]]"))
 }
@@ -494,17 +555,30 @@ impl CdcTables for SqlServerTables {
         Ok(streams)
     }
 
-    async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
-        let level = if self.snapshot_isolation {
-            "SNAPSHOT"
+    async fn begin_snapshot(
+        &mut self,
+        isolation: SnapshotIsolation,
+        tables: &[String],
+    ) -> Result<(), TablesError> {
+        let isolation = if isolation == SnapshotIsolation::Snapshot && !self.snapshot_isolation {
+            tracing::warn!(database = %self.database, "ALLOW_SNAPSHOT_ISOLATION is off: the snapshot reads as snapshot_isolation_mode = \"repeatable_read\" (tables locked while the position is read)");
+            self.fallback_isolation = Some(SnapshotIsolation::RepeatableRead);
+            SnapshotIsolation::RepeatableRead
         } else {
-            tracing::warn!(database = %self.database, "ALLOW_SNAPSHOT_ISOLATION is off: the snapshot reads under REPEATABLE READ, table by table");
-            "REPEATABLE READ"
+            self.fallback_isolation = None;
+            isolation
         };
-        self.batch(&format!(
-            "SET TRANSACTION ISOLATION LEVEL {level}; BEGIN TRANSACTION"
-        ))
-        .await
+        self.batch(&isolation.begin_sql(tables)).await
+    }
+
+    async fn release_schema_locks(
+        &mut self,
+        isolation: SnapshotIsolation,
+    ) -> Result<(), TablesError> {
+        match self.fallback_isolation.unwrap_or(isolation).release_sql() {
+            Some(sql) => self.batch(sql).await,
+            None => Ok(()),
+        }
     }
 
     async fn count_rows(&mut self, table: &TableSchema) -> Result<u64, TablesError> {
@@ -524,15 +598,9 @@ impl CdcTables for SqlServerTables {
     async fn snapshot_rows<'a>(
         &'a mut self,
         table: &'a TableSchema,
+        select: Option<&'a str>,
     ) -> Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError> {
-        // A plain SELECT, as Debezium's: an ORDER BY on the key would sort the whole
-        // table when the key is not the clustered index.
-        let sql = format!(
-            "SELECT {} FROM {}.{}",
-            select_list(table, ""),
-            quote(&table.schema),
-            quote(&table.table)
-        );
+        let sql = snapshot_query(table, select);
         let database = self.database.clone();
         let stream = self
             .client
@@ -580,6 +648,7 @@ mod tests {
             sql_type,
             optional: true,
             catalog: Default::default(),
+            mask: None,
         };
         let mut out = String::new();
         push_value(&mut out, &column, &sql_value(data), DecimalMode::Precise).expect("maps");
@@ -689,6 +758,63 @@ mod tests {
         assert_eq!(
             mapped(ColumnData::String(Some("Zoë".into())), SqlType::Text),
             r#""Zoë""#
+        );
+    }
+}
+
+#[cfg(test)]
+mod snapshot_sql_tests {
+    //! The T-SQL of the snapshot options (`snapshot.isolation.mode`,
+    //! `snapshot.select.statement.overrides`), as sent to the server.
+
+    use super::*;
+
+    #[test]
+    fn isolation_modes_as_debezium_runs_them() {
+        let tables = ["dbo.customers".to_owned(), "sales.order]s".to_owned()];
+        assert_eq!(
+            SnapshotIsolation::Snapshot.begin_sql(&tables),
+            "SET TRANSACTION ISOLATION LEVEL SNAPSHOT; BEGIN TRANSACTION"
+        );
+        assert_eq!(
+            SnapshotIsolation::ReadUncommitted.begin_sql(&tables),
+            "SET TRANSACTION ISOLATION LEVEL READ UNCOMMITTED; BEGIN TRANSACTION"
+        );
+        assert_eq!(
+            SnapshotIsolation::RepeatableRead.begin_sql(&tables),
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; BEGIN TRANSACTION; \
+             SAVE TRANSACTION dbz_schema_snapshot; \
+             SELECT TOP(0) * FROM [dbo].[customers] WITH (TABLOCKX); \
+             SELECT TOP(0) * FROM [sales].[order]]s] WITH (TABLOCKX)"
+        );
+        assert_eq!(
+            SnapshotIsolation::RepeatableRead.release_sql(),
+            Some("ROLLBACK TRANSACTION dbz_schema_snapshot")
+        );
+        // Exclusive keeps its locks until the snapshot commits.
+        assert!(
+            SnapshotIsolation::Exclusive
+                .begin_sql(&tables)
+                .ends_with("[sales].[order]]s] WITH (TABLOCKX)")
+        );
+        assert_eq!(SnapshotIsolation::Exclusive.release_sql(), None);
+    }
+
+    #[test]
+    fn an_override_is_read_by_column_name() {
+        let mut table = crate::fixtures::customers();
+        table.columns.truncate(2);
+        assert_eq!(
+            snapshot_query(&table, None),
+            "SELECT [id], [first_name] FROM [dbo].[customers]"
+        );
+        assert_eq!(
+            snapshot_query(
+                &table,
+                Some("SELECT first_name, id FROM dbo.customers WHERE id > 10;")
+            ),
+            "SELECT [sluice_override].[id], [sluice_override].[first_name] FROM \
+             (SELECT first_name, id FROM dbo.customers WHERE id > 10) AS [sluice_override]"
         );
     }
 }

@@ -6,13 +6,16 @@
 //! - [`snapshot`]: the initial read (`op: r`), [`stream`]: the pass loop over
 //!   `cdc.lsn_time_mapping` windows, [`plan`]: capture-instance switches;
 //! - [`lsn`], [`types`], [`catalog`]: SQL Server's log sequence numbers, column types and
-//!   their JDBC descriptions, as Debezium renders them.
+//!   their JDBC descriptions, as Debezium renders them;
+//! - [`columns`] and [`options`]: the per-column and other Debezium settings users moving
+//!   from Debezium look for.
 
 pub mod catalog;
 pub mod columns;
 pub mod connection;
 pub mod lsn;
 pub mod merge;
+pub mod options;
 pub mod plan;
 pub mod snapshot;
 pub mod stream;

@@ -14,13 +14,16 @@ use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use super::lsn::Lsn;
 use super::snapshot::Progress;
 use super::stream::Streamer;
-use super::tables::{CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, TablesError};
+use super::tables::{
+    CaptureInstance, CdcTables, ChangeRow, Operation, Read, Rows, SnapshotIsolation, TablesError,
+};
 use super::types::{Column, SqlType, SqlValue};
 use crate::envelope::TableSchema;
 use crate::fixtures::{anne, customers, george, sally, sally_updated};
 use crate::offsets::{Offset, Position};
 use crate::*;
 
+mod options;
 mod parity;
 
 fn lsn(n: u32) -> Lsn {
@@ -46,6 +49,9 @@ struct Script {
     snapshot: BTreeMap<String, Vec<Vec<SqlValue>>>,
     /// Rows committed once the snapshot has ended (they appear in `end_snapshot`).
     after_snapshot: BTreeMap<String, Vec<ChangeRow>>,
+    /// The snapshot's calls, in order (`begin <isolation> <tables>`, `max_lsn`,
+    /// `release`, `rows <table> <select>`, `end`).
+    calls: Vec<String>,
 }
 
 impl Script {
@@ -117,6 +123,7 @@ impl Script {
 
 impl CdcTables for Script {
     async fn max_lsn(&mut self) -> Result<Option<Lsn>, TablesError> {
+        self.calls.push("max_lsn".into());
         Ok(self.max)
     }
     async fn capture_instances(&mut self) -> Result<Vec<CaptureInstance>, TablesError> {
@@ -157,7 +164,22 @@ impl CdcTables for Script {
             })
             .collect())
     }
-    async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
+    async fn begin_snapshot(
+        &mut self,
+        isolation: SnapshotIsolation,
+        tables: &[String],
+    ) -> Result<(), TablesError> {
+        self.calls
+            .push(format!("begin {isolation:?} {}", tables.join(",")));
+        Ok(())
+    }
+    async fn release_schema_locks(
+        &mut self,
+        isolation: SnapshotIsolation,
+    ) -> Result<(), TablesError> {
+        if isolation.release_sql().is_some() {
+            self.calls.push("release".into());
+        }
         Ok(())
     }
     async fn count_rows(&mut self, table: &TableSchema) -> Result<u64, TablesError> {
@@ -169,7 +191,10 @@ impl CdcTables for Script {
     async fn snapshot_rows<'a>(
         &'a mut self,
         table: &'a TableSchema,
+        select: Option<&'a str>,
     ) -> Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError> {
+        self.calls
+            .push(format!("rows {} {}", table.id(), select.unwrap_or("-")));
         let mut rows = self.snapshot.get(&table.id()).cloned().unwrap_or_default();
         if let Some(full) = self.instances.iter().find(|i| i.table.id() == table.id()) {
             rows = rows
@@ -180,6 +205,7 @@ impl CdcTables for Script {
         Ok(futures::stream::iter(rows.into_iter().map(Ok)).boxed())
     }
     async fn end_snapshot(&mut self) -> Result<(), TablesError> {
+        self.calls.push("end".into());
         for (instance, rows) in std::mem::take(&mut self.after_snapshot) {
             self.max = self.max.max(rows.iter().map(|r| r.start_lsn).max());
             self.rows.entry(instance).or_default().extend(rows);
@@ -680,6 +706,7 @@ async fn a_second_capture_instance_is_switched_to_at_its_start_lsn() {
         sql_type: SqlType::Text,
         optional: true,
         catalog: Default::default(),
+        mask: None,
     });
     script.instances.push(CaptureInstance {
         name: "dbo_customers_v2".into(),
@@ -912,12 +939,14 @@ async fn a_snapshot_of_several_tables_marks_each_table_and_decodes() {
                 sql_type: SqlType::Int,
                 optional: false,
                 catalog: Default::default(),
+                mask: None,
             },
             Column {
                 name: "status".into(),
                 sql_type: SqlType::Text,
                 optional: false,
                 catalog: Default::default(),
+                mask: None,
             },
         ],
         key: vec![0],
@@ -1058,6 +1087,7 @@ async fn the_change_tables_of_a_pass_are_merged_in_log_order() {
             sql_type: SqlType::Int,
             optional: false,
             catalog: Default::default(),
+            mask: None,
         }],
         key: vec![0],
     };

@@ -50,19 +50,40 @@ impl Progress {
 
     /// Prometheus text: `sluice_capture_snapshot_rows{table,state="done"|"total"}`.
     pub fn prometheus(&self) -> String {
+        Progress::prometheus_of(&[(None, self)])
+    }
+
+    /// Prometheus text of several databases' progress (`database.names`): each metric
+    /// declared once, each series labelled with its `database` where one is given.
+    pub fn prometheus_of(databases: &[(Option<&str>, &Progress)]) -> String {
+        let label = |database: Option<&str>| {
+            database.map_or(String::new(), |db| format!("database=\"{db}\","))
+        };
         let mut out = String::from(
             "# HELP sluice_capture_snapshot_rows Snapshot rows read and to read, per table.\n# TYPE sluice_capture_snapshot_rows gauge\n",
         );
-        for (table, done, total) in self.snapshot() {
-            out.push_str(&format!(
-                "sluice_capture_snapshot_rows{{table=\"{table}\",state=\"done\"}} {done}\nsluice_capture_snapshot_rows{{table=\"{table}\",state=\"total\"}} {total}\n"
-            ));
+        for (database, progress) in databases {
+            let database = label(*database);
+            for (table, done, total) in progress.snapshot() {
+                out.push_str(&format!(
+                    "sluice_capture_snapshot_rows{{{database}table=\"{table}\",state=\"done\"}} {done}\nsluice_capture_snapshot_rows{{{database}table=\"{table}\",state=\"total\"}} {total}\n"
+                ));
+            }
         }
-        out.push_str(&format!(
-            "# HELP sluice_capture_instances_dropped_total Capture instances that disappeared while read (their unread changes are lost).\n# TYPE sluice_capture_instances_dropped_total counter\nsluice_capture_instances_dropped_total {}\n",
-            self.instances_dropped
-                .load(std::sync::atomic::Ordering::Relaxed)
-        ));
+        out.push_str("# HELP sluice_capture_instances_dropped_total Capture instances that disappeared while read (their unread changes are lost).\n# TYPE sluice_capture_instances_dropped_total counter\n");
+        for (database, progress) in databases {
+            let dropped = progress
+                .instances_dropped
+                .load(std::sync::atomic::Ordering::Relaxed);
+            match database {
+                Some(db) => out.push_str(&format!(
+                    "sluice_capture_instances_dropped_total{{database=\"{db}\"}} {dropped}\n"
+                )),
+                None => out.push_str(&format!(
+                    "sluice_capture_instances_dropped_total {dropped}\n"
+                )),
+            }
+        }
         out
     }
 }
@@ -170,12 +191,17 @@ pub async fn run<T: CdcTables, W: EventWriter>(
     // tables already show is at or before the position (the CDC job may lag, so some
     // changes at or before the snapshot can still be streamed again: duplicates,
     // never a loss).
-    tables.begin_snapshot().await?;
+    tables
+        .begin_snapshot(settings.snapshot_isolation, &settings.tables)
+        .await?;
     let position = tables
         .max_lsn()
         .await?
         .ok_or(TablesError::AgentNotRunning { database })?;
     let schemas = table_schemas(tables, settings, position).await?;
+    tables
+        .release_schema_locks(settings.snapshot_isolation)
+        .await?;
     let ts_ms = tables.now_ms().await?;
     tracing::info!(%position, tables = schemas.len(), "snapshot started");
     let mut batch = schema_snapshot(settings, &schemas, position, ts_ms, clock, false);
@@ -188,7 +214,12 @@ pub async fn run<T: CdcTables, W: EventWriter>(
         // read begins.
         let ts_ms = tables.now_ms().await?;
         let mut done = 0u64;
-        let mut rows = tables.snapshot_rows(schema).await?;
+        let select = settings
+            .snapshot_overrides
+            .iter()
+            .find(|(table, _)| table.eq_ignore_ascii_case(&id))
+            .map(|(_, select)| select.as_str());
+        let mut rows = tables.snapshot_rows(schema, select).await?;
         // One row of look-ahead: a row's marker depends on whether it is its table's last.
         let mut next = rows.next().await.transpose()?;
         while let Some(row) = next.take() {
@@ -243,4 +274,35 @@ pub async fn run<T: CdcTables, W: EventWriter>(
     writer.commit(batch, offset.clone()).await?;
     tracing::info!(%position, "snapshot completed");
     Ok(offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `database.names`: one declaration per metric, each series labelled.
+    #[test]
+    fn several_databases_share_one_exposition() {
+        let (sales, hr) = (Progress::default(), Progress::default());
+        sales.set("dbo.customers", 5, 10);
+        hr.set("dbo.customers", 1, 1);
+        hr.set_instances_dropped(2);
+        let text = Progress::prometheus_of(&[(Some("sales"), &sales), (Some("hr"), &hr)]);
+        assert_eq!(
+            text.matches("# TYPE sluice_capture_snapshot_rows").count(),
+            1
+        );
+        assert!(text.contains(
+            "sluice_capture_snapshot_rows{database=\"sales\",table=\"dbo.customers\",state=\"done\"} 5\n"
+        ));
+        assert!(text.contains(
+            "sluice_capture_snapshot_rows{database=\"hr\",table=\"dbo.customers\",state=\"total\"} 1\n"
+        ));
+        assert!(text.contains("sluice_capture_instances_dropped_total{database=\"hr\"} 2\n"));
+        assert_eq!(
+            text.matches("# TYPE sluice_capture_instances_dropped_total")
+                .count(),
+            1
+        );
+    }
 }

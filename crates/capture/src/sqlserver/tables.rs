@@ -26,6 +26,73 @@ pub struct CaptureInstance {
     pub start_lsn: Lsn,
 }
 
+/// `snapshot.isolation.mode`: how the snapshot transaction reads, as Debezium's SQL
+/// Server connector does it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotIsolation {
+    /// SNAPSHOT isolation: every table as of one point, no locks (falls back to
+    /// `repeatable_read` where the database does not allow snapshot isolation).
+    #[default]
+    Snapshot,
+    /// REPEATABLE READ; each table locked exclusively (`TABLOCKX`) while the position and
+    /// the schemas are read, then released: rows changed during the read may be streamed
+    /// again (duplicates, never a loss).
+    RepeatableRead,
+    /// READ COMMITTED, no locks.
+    ReadCommitted,
+    /// READ UNCOMMITTED, no locks.
+    ReadUncommitted,
+    /// REPEATABLE READ with every table locked exclusively until the snapshot ends:
+    /// exact, and writers wait.
+    Exclusive,
+}
+
+impl SnapshotIsolation {
+    /// The T-SQL that opens the snapshot transaction and takes the mode's locks on
+    /// `tables` (`schema.table`), before the position is read (Debezium's
+    /// `lockTablesForSchemaSnapshot`).
+    pub fn begin_sql(self, tables: &[String]) -> String {
+        let level = match self {
+            SnapshotIsolation::Snapshot => "SNAPSHOT",
+            SnapshotIsolation::ReadCommitted => "READ COMMITTED",
+            SnapshotIsolation::ReadUncommitted => "READ UNCOMMITTED",
+            SnapshotIsolation::RepeatableRead | SnapshotIsolation::Exclusive => "REPEATABLE READ",
+        };
+        let mut sql = format!("SET TRANSACTION ISOLATION LEVEL {level}; BEGIN TRANSACTION");
+        if self.locks() {
+            if self == SnapshotIsolation::RepeatableRead {
+                sql.push_str("; SAVE TRANSACTION dbz_schema_snapshot");
+            }
+            for table in tables {
+                let (schema, name) = table.split_once('.').unwrap_or(("dbo", table));
+                let quote = |n: &str| format!("[{}]", n.replace(']', "]]"));
+                sql.push_str(&format!(
+                    "; SELECT TOP(0) * FROM {}.{} WITH (TABLOCKX)",
+                    quote(schema),
+                    quote(name)
+                ));
+            }
+        }
+        sql
+    }
+
+    /// Whether the mode locks the tables.
+    pub fn locks(self) -> bool {
+        matches!(
+            self,
+            SnapshotIsolation::RepeatableRead | SnapshotIsolation::Exclusive
+        )
+    }
+
+    /// The T-SQL run once the position and schemas are read: `repeatable_read` rolls back
+    /// to its savepoint, which releases the table locks (Debezium's
+    /// `releaseSchemaSnapshotLocks`); `exclusive` keeps them to the end.
+    pub fn release_sql(self) -> Option<&'static str> {
+        (self == SnapshotIsolation::RepeatableRead)
+            .then_some("ROLLBACK TRANSACTION dbz_schema_snapshot")
+    }
+}
+
 /// `__$operation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Operation {
@@ -86,6 +153,10 @@ pub enum TablesError {
         "permission denied: {0} (the capture login needs SELECT on the cdc schema and the captured tables, db_owner or the CDC gating role)"
     )]
     Permission(String),
+    #[error(
+        "no table to capture in {database}: capture.tables names none and no CDC-enabled table passes table_include_list / table_exclude_list (CDC-enabled: {available})"
+    )]
+    NothingToCapture { database: String, available: String },
     #[error("{table}: change row with unknown __$operation {code}")]
     UnknownOperation { table: String, code: i32 },
     #[error("SQL Server: {0}")]
@@ -123,9 +194,24 @@ pub trait CdcTables: Send {
         reads: &'a [Read],
     ) -> impl Future<Output = Result<Vec<Rows<'a>>, TablesError>> + Send + 'a;
 
-    /// Starts a snapshot: a read under snapshot isolation where the database allows it,
-    /// so every table is read as of one point.
-    fn begin_snapshot(&mut self) -> impl Future<Output = Result<(), TablesError>> + Send;
+    /// Starts a snapshot transaction in `isolation`, taking its locks on `tables`
+    /// ([`SnapshotIsolation::begin_sql`]).
+    fn begin_snapshot(
+        &mut self,
+        isolation: SnapshotIsolation,
+        tables: &[String],
+    ) -> impl Future<Output = Result<(), TablesError>> + Send;
+
+    /// Runs once the snapshot's position and schemas are read: releases the locks
+    /// `isolation` holds only for that ([`SnapshotIsolation::release_sql`]). Sources
+    /// that take no locks keep the default, which does nothing.
+    fn release_schema_locks(
+        &mut self,
+        isolation: SnapshotIsolation,
+    ) -> impl Future<Output = Result<(), TablesError>> + Send {
+        let _ = isolation;
+        async { Ok(()) }
+    }
 
     /// Rows in `table` (for the progress report).
     fn count_rows(
@@ -133,12 +219,14 @@ pub trait CdcTables: Send {
         table: &TableSchema,
     ) -> impl Future<Output = Result<u64, TablesError>> + Send;
 
-    /// Every row of `table`, in primary-key order, as a stream: one query whose rows are
-    /// read from the connection as they are consumed, so a table is never held in
-    /// memory (the server waits on TCP flow control while events are published).
+    /// Every row of `table` (or of `select`, `snapshot.select.statement.overrides`, its
+    /// columns taken by name), as a stream: one query whose rows are read from the
+    /// connection as they are consumed, so a table is never held in memory (the server
+    /// waits on TCP flow control while events are published).
     fn snapshot_rows<'a>(
         &'a mut self,
         table: &'a TableSchema,
+        select: Option<&'a str>,
     ) -> impl Future<Output = Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError>>
     + Send
     + 'a;

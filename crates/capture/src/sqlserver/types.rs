@@ -1,6 +1,8 @@
-//! SQL Server column types → Debezium's values and Kafka Connect schemas, with Debezium's
-//! defaults: `time.precision.mode=adaptive`, `decimal.handling.mode=precise` (or
-//! `double` / `string`), `binary.handling.mode=bytes` (base64 in JSON).
+//! SQL Server column types → Debezium's values and Kafka Connect schemas, in the modes
+//! Debezium's SQL Server connector offers ([`ValueModes`]): `decimal.handling.mode`
+//! (`precise`, `double`, `string`), `time.precision.mode` (`adaptive`, `connect`) and
+//! `binary.handling.mode` (`bytes`, `base64`, `base64-url-safe`, `hex`); and a column's
+//! mask ([`crate::masks`]).
 //!
 //! Values arrive as [`SqlValue`], shaped like tiberius's `ColumnData` (raw TDS
 //! representations: days since 0001-01-01, time increments at a scale, unscaled
@@ -143,6 +145,47 @@ pub enum DecimalMode {
     String,
 }
 
+/// `time.precision.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimePrecision {
+    /// Debezium's own types at the column's precision (`io.debezium.time.*`).
+    #[default]
+    Adaptive,
+    /// Kafka Connect's `Date`, `Time` (ms) and `Timestamp` (ms): finer digits are cut.
+    Connect,
+}
+
+/// `binary.handling.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BinaryMode {
+    /// Schema `bytes` (the JSON converter writes base64).
+    #[default]
+    Bytes,
+    /// Schema `string`, base64 text.
+    Base64,
+    /// Schema `string`, URL-safe base64 (`-` and `_`, padded, as Java's `getUrlEncoder`).
+    Base64UrlSafe,
+    /// Schema `string`, lower-case hex.
+    Hex,
+}
+
+/// How values are written: the three `*.mode` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ValueModes {
+    pub decimal: DecimalMode,
+    pub time: TimePrecision,
+    pub binary: BinaryMode,
+}
+
+impl From<DecimalMode> for ValueModes {
+    fn from(decimal: DecimalMode) -> Self {
+        ValueModes {
+            decimal,
+            ..ValueModes::default()
+        }
+    }
+}
+
 /// One captured column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
@@ -151,6 +194,16 @@ pub struct Column {
     pub optional: bool,
     /// What schema-change events report of it ([`super::catalog`]).
     pub catalog: super::catalog::ColumnCatalog,
+    /// `column.mask.*`: applied to the value's fields, never the key's.
+    pub mask: Option<crate::masks::Mask>,
+}
+
+impl Column {
+    /// Whether a mask rewrites this column's values (character columns, as JDBC types
+    /// them); other masked columns only carry the schema parameter.
+    fn masks_values(&self) -> bool {
+        matches!(self.jdbc_type(), 1 | 12 | -1 | -15 | -9 | -16)
+    }
 }
 
 /// A value the mapper cannot turn into its column's Debezium form.
@@ -304,9 +357,20 @@ fn adaptive_divisor(scale: u8) -> i64 {
 }
 
 /// The Kafka Connect schema of a column, as JsonConverter writes it (keys in its order),
-/// with `field` last.
-pub fn field_schema(column: &Column, mode: DecimalMode) -> String {
-    let (kind, logical, params): (&str, Option<&str>, Option<String>) = match column.sql_type {
+/// with `field` last. `masked`: the column is a value field and has a mask.
+pub fn field_schema(column: &Column, modes: impl Into<ValueModes>) -> String {
+    field_schema_of(column, modes.into(), column.mask.is_some())
+}
+
+/// The schema of a key field: never masked.
+pub fn key_field_schema(column: &Column, modes: ValueModes) -> String {
+    field_schema_of(column, modes, false)
+}
+
+fn field_schema_of(column: &Column, modes: ValueModes, masked: bool) -> String {
+    let mode = modes.decimal;
+    let connect = modes.time == TimePrecision::Connect;
+    let (kind, logical, mut params): (&str, Option<&str>, Option<String>) = match column.sql_type {
         SqlType::Bit => ("boolean", None, None),
         SqlType::TinyInt | SqlType::SmallInt => ("int16", None, None),
         SqlType::Int => ("int32", None, None),
@@ -315,7 +379,17 @@ pub fn field_schema(column: &Column, mode: DecimalMode) -> String {
         SqlType::Float => ("float64", None, None),
         SqlType::Text | SqlType::UniqueIdentifier => ("string", None, None),
         SqlType::Xml => ("string", Some("io.debezium.data.Xml"), None),
-        SqlType::Binary => ("bytes", None, None),
+        SqlType::Binary if modes.binary == BinaryMode::Bytes => ("bytes", None, None),
+        SqlType::Binary => ("string", None, None),
+        SqlType::Date if connect => ("int32", Some("org.apache.kafka.connect.data.Date"), None),
+        SqlType::Time { .. } if connect => {
+            ("int32", Some("org.apache.kafka.connect.data.Time"), None)
+        }
+        SqlType::DateTime | SqlType::SmallDateTime | SqlType::DateTime2 { .. } if connect => (
+            "int64",
+            Some("org.apache.kafka.connect.data.Timestamp"),
+            None,
+        ),
         SqlType::Decimal { .. } | SqlType::Money | SqlType::SmallMoney => {
             let (precision, scale) = decimal_shape(column.sql_type);
             match mode {
@@ -346,6 +420,13 @@ pub fn field_schema(column: &Column, mode: DecimalMode) -> String {
         },
         SqlType::DateTimeOffset { .. } => ("string", Some("io.debezium.time.ZonedTimestamp"), None),
     };
+    if masked {
+        // Appended last, as Debezium's mapper adds it after the type's own parameters.
+        params = Some(match params {
+            Some(p) => format!(r#"{},"masked":"true"}}"#, &p[..p.len() - 1]),
+            None => r#"{"masked":"true"}"#.to_owned(),
+        });
+    }
     let mut out = format!(r#"{{"type":"{kind}","optional":{}"#, column.optional);
     if let Some(name) = logical {
         out.push_str(&format!(r#","name":"{name}","version":1"#));
@@ -356,7 +437,7 @@ pub fn field_schema(column: &Column, mode: DecimalMode) -> String {
     // JsonConverter writes `default` after `parameters`, in the field's own form.
     if let Some(default) = column.default_value() {
         let mut value = String::new();
-        if push_value(&mut value, column, &default, mode).is_ok() {
+        if push_unmasked(&mut value, column, &default, modes).is_ok() {
             out.push_str(",\"default\":");
             out.push_str(&value);
         }
@@ -376,13 +457,52 @@ fn decimal_shape(sql_type: SqlType) -> (u8, u8) {
     }
 }
 
-/// Appends the JSON value of `value` in `column`'s Debezium form.
+/// Appends the JSON value of `value` in `column`'s Debezium form, masked if the column
+/// has a mask (a value field; keys use [`push_key_value`]).
 pub fn push_value(
     out: &mut String,
     column: &Column,
     value: &SqlValue,
-    mode: DecimalMode,
+    modes: impl Into<ValueModes>,
 ) -> Result<(), MapError> {
+    let modes = modes.into();
+    match &column.mask {
+        Some(mask) if column.masks_values() => {
+            let text = match value {
+                SqlValue::Null => None,
+                SqlValue::String(s) | SqlValue::Xml(s) => Some(s.clone()),
+                SqlValue::Guid(g) => Some(g.to_ascii_uppercase()),
+                _ => return push_unmasked(out, column, value, modes),
+            };
+            let length = usize::try_from(column.jdbc_length()).ok();
+            match mask.apply(text.as_deref(), length) {
+                Some(masked) => push_json_string(out, &masked),
+                None => push_unmasked(out, column, &SqlValue::Null, modes)?,
+            }
+            Ok(())
+        }
+        _ => push_unmasked(out, column, value, modes),
+    }
+}
+
+/// Appends the JSON value of a key field: as [`push_value`], never masked.
+pub fn push_key_value(
+    out: &mut String,
+    column: &Column,
+    value: &SqlValue,
+    modes: ValueModes,
+) -> Result<(), MapError> {
+    push_unmasked(out, column, value, modes)
+}
+
+fn push_unmasked(
+    out: &mut String,
+    column: &Column,
+    value: &SqlValue,
+    modes: ValueModes,
+) -> Result<(), MapError> {
+    let mode = modes.decimal;
+    let connect = modes.time == TimePrecision::Connect;
     let fail = |reason: String| MapError {
         column: column.name.clone(),
         reason,
@@ -395,7 +515,7 @@ pub fn push_value(
         // CDC writes NULL into NOT NULL columns: unchanged (max) columns of an update's
         // before-image, text/ntext/image of deletes, computed columns. Debezium then
         // writes the type's zero (`JdbcValueConverters`' fallback); so does capture.
-        (_, V::Null) => push_fallback(out, column.sql_type, mode),
+        (_, V::Null) => push_fallback(out, column.sql_type, modes),
         (T::Bit, V::Bit(b)) => out.push_str(if *b { "true" } else { "false" }),
         (T::TinyInt, V::U8(n)) => out.push_str(&n.to_string()),
         (T::SmallInt, V::I16(n)) => out.push_str(&n.to_string()),
@@ -407,10 +527,7 @@ pub fn push_value(
         (T::UniqueIdentifier, V::Guid(g) | V::String(g)) => {
             push_json_string(out, &g.to_ascii_uppercase())
         }
-        (T::Binary, V::Binary(bytes)) => push_json_string(
-            out,
-            &base64::engine::general_purpose::STANDARD.encode(bytes),
-        ),
+        (T::Binary, V::Binary(bytes)) => push_json_string(out, &binary_text(bytes, modes.binary)),
         (T::Decimal { .. } | T::Money | T::SmallMoney, V::Numeric { value, scale }) => {
             let (_, column_scale) = decimal_shape(column.sql_type);
             let unscaled = rescale(*value, *scale, column_scale)
@@ -439,7 +556,12 @@ pub fn push_value(
             },
         ) => {
             let nanos = time_nanos(*increments, *s).ok_or_else(mismatch)?;
-            out.push_str(&(nanos / adaptive_divisor(scale)).to_string());
+            let divisor = if connect {
+                1_000_000
+            } else {
+                adaptive_divisor(scale)
+            };
+            out.push_str(&(nanos / divisor).to_string());
         }
         (T::DateTime, V::DateTime { days, fragments }) => {
             // 1/300 s → ms, rounded like SQL Server shows it (.000, .003, .007).
@@ -461,7 +583,11 @@ pub fn push_value(
         ) => {
             let nanos = time_nanos(*increments, *s).ok_or_else(mismatch)?;
             let days = *days as i64 - DAYS_0001_TO_1970;
-            let divisor = adaptive_divisor(scale);
+            let divisor = if connect {
+                1_000_000
+            } else {
+                adaptive_divisor(scale)
+            };
             let per_day = 86_400_000_000_000 / divisor;
             let value = days
                 .checked_mul(per_day)
@@ -486,8 +612,20 @@ pub fn push_value(
     Ok(())
 }
 
+/// Binary bytes as the JSON string `binary.handling.mode` asks for (`bytes` and
+/// `base64` write the same text; the schema differs).
+fn binary_text(bytes: &[u8], mode: BinaryMode) -> String {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    match mode {
+        BinaryMode::Bytes | BinaryMode::Base64 => STANDARD.encode(bytes),
+        BinaryMode::Base64UrlSafe => URL_SAFE.encode(bytes),
+        BinaryMode::Hex => hex::encode(bytes),
+    }
+}
+
 /// The value Debezium writes for NULL in a NOT NULL column: zero, false, "", epoch.
-fn push_fallback(out: &mut String, sql_type: SqlType, mode: DecimalMode) {
+fn push_fallback(out: &mut String, sql_type: SqlType, modes: ValueModes) {
+    let mode = modes.decimal;
     use SqlType as T;
     match sql_type {
         T::Bit => out.push_str("false"),

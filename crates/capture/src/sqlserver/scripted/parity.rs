@@ -134,7 +134,11 @@ impl CdcTables for Generated {
         assert_eq!(reads.len(), 1);
         Ok(vec![stream.boxed()])
     }
-    async fn begin_snapshot(&mut self) -> Result<(), TablesError> {
+    async fn begin_snapshot(
+        &mut self,
+        _isolation: super::SnapshotIsolation,
+        _tables: &[String],
+    ) -> Result<(), TablesError> {
         Ok(())
     }
     async fn count_rows(&mut self, _table: &TableSchema) -> Result<u64, TablesError> {
@@ -143,6 +147,7 @@ impl CdcTables for Generated {
     async fn snapshot_rows<'a>(
         &'a mut self,
         _table: &'a TableSchema,
+        _select: Option<&'a str>,
     ) -> Result<BoxStream<'a, Result<Vec<SqlValue>, TablesError>>, TablesError> {
         Ok(futures::stream::empty().boxed())
     }

@@ -9,6 +9,7 @@ fn column(sql_type: SqlType) -> Column {
         sql_type,
         optional: true,
         catalog: Default::default(),
+        mask: None,
     }
 }
 
@@ -339,6 +340,7 @@ fn a_value_that_does_not_fit_its_column_is_an_error_naming_the_column() {
         sql_type: SqlType::Int,
         optional: false,
         catalog: Default::default(),
+        mask: None,
     };
     let error = push_value(
         &mut out,
@@ -380,6 +382,7 @@ fn null_in_a_not_null_column_is_written_as_debeziums_fallback() {
             sql_type,
             optional: false,
             catalog: Default::default(),
+            mask: None,
         };
         let mut out = String::new();
         push_value(&mut out, &not_null, &SqlValue::Null, mode).expect("a fallback");
@@ -409,6 +412,7 @@ fn money_through_f64_is_exact_or_refused() {
         sql_type: SqlType::Money,
         optional: true,
         catalog: Default::default(),
+        mask: None,
     };
     let as_string = |x: f64| {
         let mut out = String::new();
@@ -467,6 +471,7 @@ fn field_schemas_carry_the_parsed_default() {
             default: Some(default.into()),
             ..Default::default()
         },
+        mask: None,
     };
     assert_eq!(
         field_schema(&column(SqlType::Int, "((0))"), DecimalMode::Precise),
@@ -495,5 +500,178 @@ fn field_schemas_carry_the_parsed_default() {
             DecimalMode::Precise
         ),
         r#"{"type":"int64","optional":false,"name":"io.debezium.time.Timestamp","version":1,"field":"c"}"#
+    );
+}
+
+fn with_modes(column: &Column, value: SqlValue, modes: ValueModes) -> String {
+    let mut out = String::new();
+    push_value(&mut out, column, &value, modes).expect("maps");
+    out
+}
+
+/// `time.precision.mode = connect`: Kafka Connect's Date, Time and Timestamp, in ms,
+/// whatever the column's precision (finer digits are cut, earlier instants floor).
+#[test]
+fn connect_time_precision_writes_kafka_connects_types_in_ms() {
+    let connect = ValueModes {
+        time: TimePrecision::Connect,
+        ..ValueModes::default()
+    };
+    let value = |sql_type, value| with_modes(&column(sql_type), value, connect);
+    assert_eq!(
+        value(SqlType::Date, SqlValue::Date { days: 724_713 }),
+        "5551"
+    );
+    assert_eq!(
+        value(
+            SqlType::Time { scale: 7 },
+            SqlValue::Time {
+                increments: 342_001_234_567,
+                scale: 7
+            }
+        ),
+        "34200123"
+    );
+    assert_eq!(
+        value(
+            SqlType::DateTime2 { scale: 7 },
+            SqlValue::DateTime2 {
+                days: 739_920,
+                increments: 432_001_234_567,
+                scale: 7
+            }
+        ),
+        "1793534400123"
+    );
+    // 1969-12-31 23:59:59.9999999 floors to -1 ms, as java.sql.Timestamp.getTime().
+    assert_eq!(
+        value(
+            SqlType::DateTime2 { scale: 7 },
+            SqlValue::DateTime2 {
+                days: 719_161,
+                increments: 863_999_999_999,
+                scale: 7
+            }
+        ),
+        "-1"
+    );
+    let schema = |sql_type| field_schema(&column(sql_type), connect);
+    assert_eq!(
+        schema(SqlType::Time { scale: 7 }),
+        r#"{"type":"int32","optional":true,"name":"org.apache.kafka.connect.data.Time","version":1,"field":"c"}"#
+    );
+    assert_eq!(
+        schema(SqlType::DateTime2 { scale: 7 }),
+        r#"{"type":"int64","optional":true,"name":"org.apache.kafka.connect.data.Timestamp","version":1,"field":"c"}"#
+    );
+    assert_eq!(
+        schema(SqlType::Date),
+        r#"{"type":"int32","optional":true,"name":"org.apache.kafka.connect.data.Date","version":1,"field":"c"}"#
+    );
+    // datetimeoffset stays a ZonedTimestamp string.
+    assert!(schema(SqlType::DateTimeOffset { scale: 7 }).contains("ZonedTimestamp"));
+}
+
+/// `binary.handling.mode`: bytes (base64 under a bytes schema), base64, base64-url-safe
+/// (padded) and hex (lower case) under a string schema.
+#[test]
+fn binary_handling_modes() {
+    let bytes = SqlValue::Binary(vec![0xFB, 0xFF, 0x01]);
+    let in_mode = |binary| {
+        let modes = ValueModes {
+            binary,
+            ..ValueModes::default()
+        };
+        (
+            with_modes(&column(SqlType::Binary), bytes.clone(), modes),
+            field_schema(&column(SqlType::Binary), modes),
+        )
+    };
+    let (value, schema) = in_mode(BinaryMode::Bytes);
+    assert_eq!(value, r#""+/8B""#);
+    assert!(schema.starts_with(r#"{"type":"bytes""#), "{schema}");
+    let (value, schema) = in_mode(BinaryMode::Base64);
+    assert_eq!(value, r#""+/8B""#);
+    assert!(schema.starts_with(r#"{"type":"string""#), "{schema}");
+    assert_eq!(in_mode(BinaryMode::Base64UrlSafe).0, r#""-_8B""#);
+    assert_eq!(
+        with_modes(
+            &column(SqlType::Binary),
+            SqlValue::Binary(vec![0xFB]),
+            ValueModes {
+                binary: BinaryMode::Base64UrlSafe,
+                ..ValueModes::default()
+            }
+        ),
+        r#""-w==""#
+    );
+    assert_eq!(in_mode(BinaryMode::Hex).0, r#""fbff01""#);
+}
+
+/// Masks rewrite character values (NULL too, for `with.N.chars`), add `masked` to the
+/// value field's schema, and never touch the key's.
+#[test]
+fn masks_rewrite_character_values_and_mark_the_schema() {
+    use crate::masks::{HashAlgorithm, Mask};
+    let masked = |mask: Mask, type_name: &str, max_length: i16| Column {
+        name: "c".into(),
+        sql_type: SqlType::Text,
+        optional: true,
+        catalog: crate::sqlserver::catalog::ColumnCatalog {
+            type_name: type_name.into(),
+            max_length,
+            ..Default::default()
+        },
+        mask: Some(mask),
+    };
+    let stars = masked(Mask::Chars(5), "nvarchar", 100);
+    let text = SqlValue::String("secret".into());
+    let modes = ValueModes::default();
+    assert_eq!(with_modes(&stars, text.clone(), modes), r#""*****""#);
+    assert_eq!(with_modes(&stars, SqlValue::Null, modes), r#""*****""#);
+    let mut key = String::new();
+    push_key_value(&mut key, &stars, &text, modes).expect("maps");
+    assert_eq!(key, r#""secret""#);
+    assert_eq!(
+        field_schema(&stars, modes),
+        r#"{"type":"string","optional":true,"parameters":{"masked":"true"},"field":"c"}"#
+    );
+    assert_eq!(
+        key_field_schema(&stars, modes),
+        r#"{"type":"string","optional":true,"field":"c"}"#
+    );
+    // A hash is cut to the column's length (nvarchar(8): 16 bytes, 8 characters).
+    let hash = Mask::Hash {
+        algorithm: HashAlgorithm::Sha256,
+        salt: "a".into(),
+        v2: true,
+    };
+    let short = masked(hash.clone(), "nvarchar", 16);
+    assert_eq!(
+        with_modes(&short, SqlValue::String("bc".into()), modes),
+        r#""ba7816bf""#
+    );
+    assert_eq!(with_modes(&short, SqlValue::Null, modes), "null");
+    // Other types keep their values; their schema is marked all the same, after the
+    // type's own parameters.
+    let mut number = masked(Mask::Chars(3), "", 0);
+    number.sql_type = SqlType::Decimal {
+        precision: 5,
+        scale: 2,
+    };
+    assert_eq!(
+        with_modes(
+            &number,
+            SqlValue::Numeric {
+                value: 150,
+                scale: 2
+            },
+            DecimalMode::String.into()
+        ),
+        r#""1.50""#
+    );
+    assert_eq!(
+        field_schema(&number, modes),
+        r#"{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2","connect.decimal.precision":"5","masked":"true"},"field":"c"}"#
     );
 }
