@@ -20,6 +20,7 @@ mod plugin_diff;
 mod plugin_new;
 mod postgres;
 mod postgres_crash;
+mod postgres_pipeline;
 mod reload;
 mod runtime;
 mod safe_deploys;
