@@ -580,3 +580,153 @@ fn keys_land_on_the_partitions_kafka_connect_chooses() {
     let used: std::collections::BTreeSet<i32> = placed.iter().map(|(_, p)| *p).collect();
     assert!(used.len() > 1, "the keys spread over partitions: {used:?}");
 }
+
+fn json(bytes: &Option<Vec<u8>>) -> serde_json::Value {
+    serde_json::from_slice(bytes.as_deref().expect("a value")).expect("JSON")
+}
+
+/// `schemas_enable`, `provide_transaction_metadata` and `heartbeat_interval` against a
+/// real server: keys and values wrapped with their Kafka Connect schemas, BEGIN and END
+/// on `<prefix>.transaction` around a transaction's events (each carrying its place in
+/// it), and heartbeats that keep the slot moving while only uncaptured tables change.
+#[test]
+fn schemas_transaction_metadata_and_heartbeats_on_a_real_server() {
+    let pg = Postgres::start();
+    let broker = Broker::start();
+    pg.sql(CUSTOMERS);
+    pg.sql("CREATE TABLE audit (id serial PRIMARY KEY, note text)");
+    let capture = Running::start(
+        capture_config(
+            &pg,
+            &broker,
+            &["public.customers"],
+            "schemas_enable = true\nprovide_transaction_metadata = true\nheartbeat_interval = \"200ms\"\npublication_autocreate_mode = \"filtered\"",
+        ),
+        &broker.bootstrap,
+        &[
+            "dbserver1.public.customers",
+            "dbserver1.transaction",
+            "__debezium-heartbeat.dbserver1",
+        ],
+    );
+    let topic = "dbserver1.public.customers";
+    read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        r.len() >= 2
+    });
+    wait_streaming(&pg);
+    pg.sql(
+        "BEGIN;
+         INSERT INTO customers (first_name, last_name, email) VALUES ('Anne', 'Kretchmar', 'annek@noanswer.org');
+         UPDATE customers SET email = 'sally.t@acme.com' WHERE id = 1;
+         COMMIT;",
+    );
+    let records = read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        r.len() >= 4
+    });
+    assert_eq!(records.len(), 4, "two snapshot reads and two changes");
+
+    // Schemas: the key's and the envelope's, named after the topic.
+    let key = json(&records[2].0.clone());
+    assert_eq!(key["schema"]["name"], "dbserver1.public.customers.Key");
+    assert_eq!(key["payload"], serde_json::json!({"id": 3}));
+    let value = json(&records[2].1);
+    assert_eq!(
+        value["schema"]["name"],
+        "dbserver1.public.customers.Envelope"
+    );
+    assert_eq!(value["payload"]["op"], "c");
+    let source_schema = value["schema"]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .find(|f| f["field"] == "source")
+        .expect("a source field");
+    assert_eq!(
+        source_schema["name"],
+        "io.debezium.connector.postgresql.Source"
+    );
+
+    // Transaction metadata: the events carry one id and their order in it...
+    let blocks: Vec<serde_json::Value> = records[2..]
+        .iter()
+        .map(|r| json(&r.1)["payload"]["transaction"].clone())
+        .collect();
+    let id = blocks[0]["id"]
+        .as_str()
+        .expect("a transaction id")
+        .to_owned();
+    let (xid, lsn) = id
+        .split_once(':')
+        .expect("txId:lsn, as Debezium's PostgreSQL");
+    assert!(
+        xid.parse::<u64>().is_ok() && lsn.parse::<u64>().is_ok(),
+        "{id}"
+    );
+    assert_eq!(blocks[1]["id"], id.as_str());
+    assert_eq!(
+        (
+            blocks[0]["total_order"].clone(),
+            blocks[1]["total_order"].clone()
+        ),
+        (1.into(), 2.into())
+    );
+    assert_eq!(blocks[1]["data_collection_order"], 2);
+    // ...and BEGIN and END frame them, END with the counts per table.
+    let markers = read_topic(
+        &broker.bootstrap,
+        "dbserver1.transaction",
+        Duration::from_secs(30),
+        |r| r.len() >= 2,
+    );
+    let markers: Vec<serde_json::Value> = markers
+        .iter()
+        .map(|r| json(&r.1)["payload"].clone())
+        .collect();
+    assert_eq!(markers.len(), 2, "{markers:?}");
+    assert_eq!(
+        (markers[0]["status"].clone(), markers[0]["id"].clone()),
+        ("BEGIN".into(), id.clone().into())
+    );
+    assert_eq!(markers[1]["status"], "END");
+    assert_eq!(markers[1]["event_count"], 2);
+    assert_eq!(
+        markers[1]["data_collections"],
+        serde_json::json!([{"data_collection": "public.customers", "event_count": 2}])
+    );
+
+    // Heartbeats: only an uncaptured table changes, yet the slot passes its WAL.
+    pg.sql("INSERT INTO audit (note) SELECT 'n' || g FROM generate_series(1, 1000) g");
+    let wal: i64 = pg
+        .sql("SELECT pg_current_wal_lsn() - '0/0'")
+        .parse()
+        .expect("lsn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let confirmed: i64 = pg
+            .sql("SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = 'debezium'")
+            .parse()
+            .unwrap_or(0);
+        if confirmed >= wal {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "heartbeats moved the slot past {wal} (it is at {confirmed})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let beats = read_topic(
+        &broker.bootstrap,
+        "__debezium-heartbeat.dbserver1",
+        Duration::from_secs(30),
+        |r| r.len() >= 2,
+    );
+    assert!(beats.len() >= 2, "heartbeats published");
+    let beat = json(&beats[0].1);
+    assert!(
+        beat["payload"]["ts_ms"].as_i64().is_some_and(|t| t > 0),
+        "{beat}"
+    );
+    assert_eq!(json(&beats[0].0)["payload"]["serverName"], "dbserver1");
+    capture.finish().expect("clean stop");
+}
