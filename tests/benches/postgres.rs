@@ -20,11 +20,12 @@ use sluice_capture::sqlserver::snapshot::Progress;
 use sluice_capture::{EventWriter, OutRecord, WriteError};
 use sluice_tests::Postgres;
 
-/// Counts events and says when `target` were written.
+/// Counts events and says when `target` were written (and notes when).
 struct Counting {
     events: u64,
     target: u64,
     done: Option<tokio::sync::oneshot::Sender<()>>,
+    reached: Option<Instant>,
 }
 
 impl EventWriter<PgOffset> for Counting {
@@ -33,6 +34,7 @@ impl EventWriter<PgOffset> for Counting {
         if self.events >= self.target
             && let Some(done) = self.done.take()
         {
+            self.reached = Some(Instant::now());
             let _ = done.send(());
         }
         Ok(())
@@ -65,7 +67,8 @@ fn config(
     }
 }
 
-/// Runs capture until `target` events were written; returns the seconds it took.
+/// Runs capture until `target` events were written; returns the seconds from its start
+/// to the write of the last of them (what follows, stopping, is not the work measured).
 fn capture(
     runtime: &tokio::runtime::Runtime,
     config: &sluice_capture::postgres::config::PgCaptureConfig,
@@ -76,6 +79,7 @@ fn capture(
         events: 0,
         target,
         done: Some(done),
+        reached: None,
     };
     let started = Instant::now();
     runtime
@@ -95,7 +99,11 @@ fn capture(
         "{} of {target} events",
         writer.events
     );
-    started.elapsed().as_secs_f64()
+    writer
+        .reached
+        .expect("the target was reached")
+        .duration_since(started)
+        .as_secs_f64()
 }
 
 fn peak_rss_kb() -> u64 {
@@ -110,7 +118,14 @@ fn peak_rss_kb() -> u64 {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only streaming|snapshot|memory`: one measurement (for profiling it).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let rows: u64 = if quick { 50_000 } else { 500_000 };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -140,48 +155,55 @@ fn main() {
     let end_lsn = pg.sql("SELECT pg_current_wal_lsn()");
 
     // 1. Streaming.
-    let started = Instant::now();
-    let status = pg
-        .client("pg_recvlogical")
-        .args([
-            "--slot",
-            "stream_recv",
-            "--start",
-            "--endpos",
-            &end_lsn,
-            "-o",
-            "proto_version=1",
-            "-o",
-            "publication_names=dbz_publication",
-            "-f",
-            "/dev/null",
-        ])
-        .status()
-        .expect("pg_recvlogical");
-    assert!(status.success());
-    let recv = started.elapsed().as_secs_f64();
-    let sluice = capture(&runtime, &config(&pg, "stream_sluice", "no_data"), rows);
-    println!(
-        "streaming {rows} inserts: pg_recvlogical {:.0}/s, sluice (null writer) {:.0}/s, ratio {:.2}",
-        rows as f64 / recv,
-        rows as f64 / sluice,
-        recv / sluice
-    );
+    if runs("streaming") {
+        let started = Instant::now();
+        let status = pg
+            .client("pg_recvlogical")
+            .args([
+                "--slot",
+                "stream_recv",
+                "--start",
+                "--endpos",
+                &end_lsn,
+                "-o",
+                "proto_version=1",
+                "-o",
+                "publication_names=dbz_publication",
+                "-f",
+                "/dev/null",
+            ])
+            .status()
+            .expect("pg_recvlogical");
+        assert!(status.success());
+        let recv = started.elapsed().as_secs_f64();
+        let sluice = capture(&runtime, &config(&pg, "stream_sluice", "no_data"), rows);
+        println!(
+            "streaming {rows} inserts: pg_recvlogical {:.0}/s, sluice (null writer) {:.0}/s, ratio {:.2}",
+            rows as f64 / recv,
+            rows as f64 / sluice,
+            recv / sluice
+        );
+    }
 
     // 2. Snapshot.
-    let started = Instant::now();
-    let copied = pg.sql("COPY t TO STDOUT").lines().count();
-    let copy = started.elapsed().as_secs_f64();
-    assert_eq!(copied as u64, rows);
-    let snapshot = capture(&runtime, &config(&pg, "snapshot_sluice", "initial"), rows);
-    println!(
-        "snapshot {rows} rows: COPY TO STDOUT (psql) {:.0}/s, sluice {:.0}/s, ratio {:.2}",
-        rows as f64 / copy,
-        rows as f64 / snapshot,
-        copy / snapshot
-    );
+    if runs("snapshot") {
+        let started = Instant::now();
+        let copied = pg.sql("COPY t TO STDOUT").lines().count();
+        let copy = started.elapsed().as_secs_f64();
+        assert_eq!(copied as u64, rows);
+        let snapshot = capture(&runtime, &config(&pg, "snapshot_sluice", "initial"), rows);
+        println!(
+            "snapshot {rows} rows: COPY TO STDOUT (psql) {:.0}/s, sluice {:.0}/s, ratio {:.2}",
+            rows as f64 / copy,
+            rows as f64 / snapshot,
+            copy / snapshot
+        );
+    }
 
     // 3. One transaction of 1,000,000 rows (250,000 with --quick).
+    if !runs("memory") {
+        return;
+    }
     let big: u64 = if quick { 250_000 } else { 1_000_000 };
     pg.sql(&format!(
         "SELECT pg_create_logical_replication_slot('big', 'pgoutput');

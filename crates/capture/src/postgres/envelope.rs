@@ -8,7 +8,7 @@
 //! Transaction boundaries and heartbeats are the shared ones ([`crate::envelope`]).
 
 use crate::envelope::{EventSettings, Op, Snapshot, TRANSACTION_SCHEMA, TransactionBlock, wrap};
-use crate::sqlserver::types::push_json_string;
+use crate::sqlserver::types::{push_i64, push_json_string, push_u64};
 
 use super::offsets::Lsn;
 use super::pgoutput::Datum;
@@ -118,13 +118,13 @@ pub struct PgRowError {
 fn push_row(
     out: &mut String,
     table: &PgTable,
-    columns: &[usize],
+    columns: impl Iterator<Item = usize>,
     row: &[Datum],
     settings: &EventSettings,
     source: &PgSource,
 ) -> Result<(), PgRowError> {
     out.push('{');
-    for (n, &i) in columns.iter().enumerate() {
+    for (n, i) in columns.enumerate() {
         let column = &table.columns[i];
         if n > 0 {
             out.push(',');
@@ -135,7 +135,11 @@ fn push_row(
             Datum::Null => out.push_str("null"),
             Datum::Unchanged => push_unavailable(out, &column.kind),
             Datum::Text(bytes) => {
-                let text = String::from_utf8_lossy(bytes);
+                // Valid UTF-8 in all but broken databases: checked, not copied.
+                let text = match std::str::from_utf8(bytes) {
+                    Ok(text) => std::borrow::Cow::Borrowed(text),
+                    Err(_) => String::from_utf8_lossy(bytes),
+                };
                 push_value(out, &column.kind, &text, settings.decimal_mode).map_err(|error| {
                     PgRowError {
                         table: table.id(),
@@ -187,7 +191,14 @@ pub fn key(
         return Ok(None);
     }
     let mut payload = String::with_capacity(32);
-    push_row(&mut payload, table, &table.key, row, settings, source)?;
+    push_row(
+        &mut payload,
+        table,
+        table.key.iter().copied(),
+        row,
+        settings,
+        source,
+    )?;
     Ok(Some(wrap(
         settings,
         || table.row_schema(settings, &table.key, "Key", None),
@@ -213,62 +224,87 @@ pub fn value(
     change: &Change<'_>,
     settings: &EventSettings,
 ) -> Result<Vec<u8>, PgRowError> {
-    let all: Vec<usize> = (0..table.columns.len()).collect();
+    value_with_source(table, change, settings, None)
+}
+
+/// The `source` block of events about `table` at `source`, rendered once for the many
+/// events that share it (the snapshot's rows, but for their first and last).
+pub fn render_source(table: &PgTable, source: &PgSource, settings: &EventSettings) -> String {
+    let mut p = String::with_capacity(320);
+    push_source(&mut p, settings, &table.schema, &table.table, source);
+    p
+}
+
+/// [`value`], with the `source` block already rendered ([`render_source`] of
+/// `change.source`) when given.
+pub fn value_with_source(
+    table: &PgTable,
+    change: &Change<'_>,
+    settings: &EventSettings,
+    rendered_source: Option<&str>,
+) -> Result<Vec<u8>, PgRowError> {
+    let all = || 0..table.columns.len();
     let mut p = String::with_capacity(512);
     p.push_str("{\"before\":");
     match change.before {
-        Some(row) => push_row(&mut p, table, &all, row, settings, &change.source)?,
+        Some(row) => push_row(&mut p, table, all(), row, settings, &change.source)?,
         None => p.push_str("null"),
     }
     p.push_str(",\"after\":");
     match change.after {
-        Some(row) => push_row(&mut p, table, &all, row, settings, &change.source)?,
+        Some(row) => push_row(&mut p, table, all(), row, settings, &change.source)?,
         None => p.push_str("null"),
     }
     push_tail(
         &mut p,
         settings,
-        &table.schema,
-        &table.table,
+        (&table.schema, &table.table),
         change.op.as_str(),
-        &change.source,
+        (&change.source, rendered_source),
         change.transaction,
         change.now_us,
     );
     Ok(wrap(settings, || table.envelope_schema(settings), p))
 }
 
-/// `,"source":...,"transaction":...,"op":...,"ts_*":...}`.
-#[allow(clippy::too_many_arguments)]
+/// `,"source":...,"transaction":...,"op":...,"ts_*":...}`; the source block as
+/// rendered when it is (`(source, Some(rendered))`).
 fn push_tail(
     p: &mut String,
     settings: &EventSettings,
-    schema: &str,
-    table: &str,
+    (schema, table): (&str, &str),
     op: &str,
-    source: &PgSource,
+    (source, rendered): (&PgSource, Option<&str>),
     transaction: Option<&TransactionBlock>,
     now_us: i64,
 ) {
     p.push_str(",\"source\":");
-    push_source(p, settings, schema, table, source);
+    match rendered {
+        Some(rendered) => p.push_str(rendered),
+        None => push_source(p, settings, schema, table, source),
+    }
     p.push_str(",\"transaction\":");
     match transaction {
         Some(tx) => {
             p.push_str("{\"id\":");
             push_json_string(p, &tx.id);
-            p.push_str(&format!(
-                ",\"total_order\":{},\"data_collection_order\":{}}}",
-                tx.total_order, tx.data_collection_order
-            ));
+            p.push_str(",\"total_order\":");
+            push_i64(p, tx.total_order);
+            p.push_str(",\"data_collection_order\":");
+            push_i64(p, tx.data_collection_order);
+            p.push('}');
         }
         None => p.push_str("null"),
     }
-    p.push_str(&format!(
-        ",\"op\":\"{op}\",\"ts_ms\":{},\"ts_us\":{now_us},\"ts_ns\":{}}}",
-        now_us.div_euclid(1_000),
-        now_us * 1_000
-    ));
+    p.push_str(",\"op\":\"");
+    p.push_str(op);
+    p.push_str("\",\"ts_ms\":");
+    push_i64(p, now_us.div_euclid(1_000));
+    p.push_str(",\"ts_us\":");
+    push_i64(p, now_us);
+    p.push_str(",\"ts_ns\":");
+    push_i64(p, now_us * 1_000);
+    p.push('}');
 }
 
 /// A truncate (`op: t`, key null) of `table`.
@@ -283,10 +319,9 @@ pub fn truncate_value(
     push_tail(
         &mut p,
         settings,
-        &table.schema,
-        &table.table,
+        (&table.schema, &table.table),
         "t",
-        source,
+        (source, None),
         transaction,
         now_us,
     );
@@ -335,39 +370,51 @@ pub fn message_event(
 const MESSAGE_KEY_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"string","optional":true,"field":"prefix"}],"optional":false,"name":"io.debezium.connector.postgresql.MessageKey"}"#;
 const MESSAGE_SCHEMA: &str = r#"{"type":"struct","fields":[{"type":"string","optional":true,"field":"prefix"},{"type":"bytes","optional":true,"field":"content"}],"optional":true,"name":"io.debezium.connector.postgresql.Message","field":"message"}"#;
 
-fn optional(n: Option<i64>) -> String {
-    n.map_or_else(|| "null".into(), |n| n.to_string())
+fn push_optional(p: &mut String, n: Option<i64>) {
+    match n {
+        Some(n) => push_i64(p, n),
+        None => p.push_str("null"),
+    }
 }
 
 /// The `source` block.
 fn push_source(p: &mut String, settings: &EventSettings, schema: &str, table: &str, s: &PgSource) {
-    let ts_ms = s.ts_us.div_euclid(1_000);
     p.push_str("{\"version\":");
     push_json_string(p, &settings.version);
     p.push_str(",\"connector\":\"postgresql\",\"name\":");
     push_json_string(p, &settings.prefix);
-    p.push_str(&format!(
-        ",\"ts_ms\":{ts_ms},\"snapshot\":\"{}\",\"db\":",
-        s.snapshot.as_str()
-    ));
+    p.push_str(",\"ts_ms\":");
+    push_i64(p, s.ts_us.div_euclid(1_000));
+    p.push_str(",\"snapshot\":\"");
+    p.push_str(s.snapshot.as_str());
+    p.push_str("\",\"db\":");
     push_json_string(p, &settings.database);
     // `SourceInfo.sequence()`: a JSON array of two strings (or nulls), as a string.
-    let part = |lsn: Option<Lsn>| lsn.map_or_else(|| "null".to_owned(), |l| format!("\\\"{l}\\\""));
-    p.push_str(&format!(
-        ",\"sequence\":\"[{},{}]\",\"ts_us\":{},\"ts_ns\":{},\"schema\":",
-        part(s.last_commit_lsn),
-        part(s.lsn),
-        s.ts_us,
-        s.ts_us * 1_000
-    ));
+    let part = |p: &mut String, lsn: Option<Lsn>| match lsn {
+        Some(lsn) => {
+            p.push_str("\\\"");
+            push_u64(p, lsn);
+            p.push_str("\\\"");
+        }
+        None => p.push_str("null"),
+    };
+    p.push_str(",\"sequence\":\"[");
+    part(p, s.last_commit_lsn);
+    p.push(',');
+    part(p, s.lsn);
+    p.push_str("]\",\"ts_us\":");
+    push_i64(p, s.ts_us);
+    p.push_str(",\"ts_ns\":");
+    push_i64(p, s.ts_us * 1_000);
+    p.push_str(",\"schema\":");
     push_json_string(p, schema);
     p.push_str(",\"table\":");
     push_json_string(p, table);
-    p.push_str(&format!(
-        ",\"txId\":{},\"lsn\":{},\"xmin\":null}}",
-        optional(s.tx_id),
-        optional(s.lsn.map(|l| l as i64))
-    ));
+    p.push_str(",\"txId\":");
+    push_optional(p, s.tx_id);
+    p.push_str(",\"lsn\":");
+    push_optional(p, s.lsn.map(|l| l as i64));
+    p.push_str(",\"xmin\":null}");
 }
 
 #[cfg(test)]

@@ -5,6 +5,9 @@
 //! overlap. COPY's text format gives the same text forms as pgoutput, so one mapping
 //! serves both.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
@@ -15,7 +18,7 @@ use crate::{Clock, EventWriter, OutRecord};
 use super::PgError;
 use super::catalog::{Catalog, qualified};
 use super::config::PgSettings;
-use super::envelope::{Change, PgSource, PgTable, key, value};
+use super::envelope::{Change, PgSource, PgTable, key, render_source, value_with_source};
 use super::offsets::{Lsn, PgOffset};
 use super::pgoutput::Datum;
 use super::protocol::quote_literal;
@@ -82,33 +85,14 @@ pub async fn run<W: EventWriter<PgOffset>>(
     let mut batch: Vec<OutRecord> = Vec::new();
     let mut pending: Option<Pending> = None;
     let mut first = true;
-    let source = |snapshot| PgSource {
-        ts_us: started,
-        snapshot,
-        tx_id: Some(tx_id),
-        lsn: Some(lsn),
-        last_commit_lsn: None,
-    };
-    let emit = |batch: &mut Vec<OutRecord>, p: Pending, marker: Snapshot| -> Result<(), PgError> {
-        let table: &PgTable = &tables[p.table];
-        let src = source(marker);
-        let change = Change {
-            op: Op::Read,
-            before: None,
-            after: Some(&p.row),
-            source: src,
-            transaction: None,
-            now_us: clock(),
-        };
-        batch.push(OutRecord {
-            topic: table.topic(&settings.events),
-            key: key(table, &p.row, &settings.events, &src)?,
-            value: Some(value(table, &change, &settings.events)?),
-            headers: Vec::new(),
-        });
-        Ok(())
-    };
-    for (t, table) in tables.iter().enumerate() {
+    let encoder = Arc::new(Encoder::new(
+        tables,
+        &settings.events,
+        (started, tx_id, lsn),
+        clock,
+    ));
+    let mut rows = Encoding::new(Arc::clone(&encoder));
+    for (t, table) in encoder.tables.iter().enumerate() {
         let total: i64 = client
             .query_one(
                 "SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = $1::regclass",
@@ -140,11 +124,18 @@ pub async fn run<W: EventWriter<PgOffset>>(
         loop {
             let chunk = stream.next().await.transpose().map_err(query("COPY"))?;
             let end = chunk.is_none();
-            if let Some(chunk) = chunk {
-                buffer.extend_from_slice(&chunk);
-            }
-            while let Some(at) = buffer.iter().position(|&b| b == b'\n') {
-                let line = buffer.split_to(at + 1).freeze();
+            // The server sends a row per message: lines are cut from the message itself
+            // (no copy); only a line split across messages goes through `buffer`.
+            let mut lines = match chunk {
+                Some(chunk) if buffer.is_empty() => chunk,
+                Some(chunk) => {
+                    buffer.extend_from_slice(&chunk);
+                    buffer.split().freeze()
+                }
+                None => std::mem::take(&mut buffer).freeze(),
+            };
+            while let Some(at) = lines.iter().position(|&b| b == b'\n') {
+                let line = lines.split_to(at + 1);
                 let row = copy_row(line.slice(..line.len() - 1));
                 if let Some(previous) = pending.take() {
                     let marker = match (first, previous.first_in_table) {
@@ -153,7 +144,8 @@ pub async fn run<W: EventWriter<PgOffset>>(
                         _ => Snapshot::True,
                     };
                     first = false;
-                    emit(&mut batch, previous, marker)?;
+                    rows.push(previous, marker);
+                    rows.collect(&mut batch, false).await?;
                 }
                 pending = Some(Pending {
                     table: t,
@@ -162,21 +154,23 @@ pub async fn run<W: EventWriter<PgOffset>>(
                 });
                 first_in_table = false;
                 done += 1;
-                if done.is_multiple_of(settings.batch_size as u64)
-                    || batch.len() >= settings.batch_size
-                {
+                if done.is_multiple_of(settings.batch_size as u64) {
                     progress_set(progress, &name, done, total.max(done as i64) as u64);
+                }
+                if batch.len() >= settings.batch_size {
                     writer
                         .commit(std::mem::take(&mut batch), offset(false))
                         .await?;
                 }
             }
+            // A line the message did not finish waits for the next one.
+            buffer.extend_from_slice(&lines);
             if end {
                 break;
             }
         }
         // The table's last row: its marker is now known (unless it is the very last).
-        if t + 1 < tables.len()
+        if t + 1 < encoder.tables.len()
             && let Some(previous) = pending.take()
         {
             let marker = if first {
@@ -185,20 +179,162 @@ pub async fn run<W: EventWriter<PgOffset>>(
                 Snapshot::LastInDataCollection
             };
             first = false;
-            emit(&mut batch, previous, marker)?;
+            rows.push(previous, marker);
         }
         progress_set(progress, &name, done, done);
         tracing::info!(table = %name, rows = done, "snapshot of the table done");
     }
     if let Some(previous) = pending.take() {
-        emit(&mut batch, previous, Snapshot::Last)?;
+        rows.push(previous, Snapshot::Last);
     }
+    rows.collect(&mut batch, true).await?;
     client
         .batch_execute("COMMIT")
         .await
         .map_err(query("ending the snapshot"))?;
     writer.commit(batch, offset(true)).await?;
     Ok(offset(true))
+}
+
+/// What turns snapshot rows into records: the tables, their topics and the `source`
+/// block of their middle rows (`snapshot: "true"`), rendered once. Shared by the
+/// encoding workers.
+struct Encoder {
+    tables: Vec<PgTable>,
+    topics: Vec<String>,
+    middle_sources: Vec<String>,
+    events: crate::envelope::EventSettings,
+    /// The snapshot's start (epoch µs), transaction id and position.
+    started: i64,
+    tx_id: i64,
+    lsn: Lsn,
+    clock: Clock,
+}
+
+impl Encoder {
+    fn new(
+        tables: Vec<PgTable>,
+        events: &crate::envelope::EventSettings,
+        (started, tx_id, lsn): (i64, i64, Lsn),
+        clock: &Clock,
+    ) -> Encoder {
+        let mut encoder = Encoder {
+            topics: tables.iter().map(|t| t.topic(events)).collect(),
+            middle_sources: Vec::new(),
+            tables,
+            events: events.clone(),
+            started,
+            tx_id,
+            lsn,
+            clock: Arc::clone(clock),
+        };
+        encoder.middle_sources = encoder
+            .tables
+            .iter()
+            .map(|t| render_source(t, &encoder.source(Snapshot::True), events))
+            .collect();
+        encoder
+    }
+
+    fn source(&self, snapshot: Snapshot) -> PgSource {
+        PgSource {
+            ts_us: self.started,
+            snapshot,
+            tx_id: Some(self.tx_id),
+            lsn: Some(self.lsn),
+            last_commit_lsn: None,
+        }
+    }
+
+    fn encode(&self, rows: Vec<(Pending, Snapshot)>) -> Result<Vec<OutRecord>, PgError> {
+        let mut records = Vec::with_capacity(rows.len());
+        for (p, marker) in rows {
+            let table: &PgTable = &self.tables[p.table];
+            let source = self.source(marker);
+            let change = Change {
+                op: Op::Read,
+                before: None,
+                after: Some(&p.row),
+                source,
+                transaction: None,
+                now_us: (self.clock)(),
+            };
+            records.push(OutRecord {
+                topic: self.topics[p.table].clone(),
+                key: key(table, &p.row, &self.events, &source)?,
+                value: Some(value_with_source(
+                    table,
+                    &change,
+                    &self.events,
+                    (marker == Snapshot::True).then(|| self.middle_sources[p.table].as_str()),
+                )?),
+                headers: Vec::new(),
+            });
+        }
+        Ok(records)
+    }
+}
+
+/// Rows per encoding task: large enough that a task's cost is the rows', small enough
+/// that the workers stay busy and memory stays a few chunks.
+const CHUNK_ROWS: usize = 512;
+
+/// The snapshot's rows encoded on the blocking pool, a chunk per task, as many tasks at
+/// once as the machine has cores; records come back in the order the rows were read.
+struct Encoding {
+    encoder: Arc<Encoder>,
+    chunk: Vec<(Pending, Snapshot)>,
+    in_flight: VecDeque<tokio::task::JoinHandle<Result<Vec<OutRecord>, PgError>>>,
+    parallelism: usize,
+}
+
+impl Encoding {
+    fn new(encoder: Arc<Encoder>) -> Encoding {
+        Encoding {
+            encoder,
+            chunk: Vec::with_capacity(CHUNK_ROWS),
+            in_flight: VecDeque::new(),
+            parallelism: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+
+    /// Queues a row with its marker; a full chunk starts encoding.
+    fn push(&mut self, row: Pending, marker: Snapshot) {
+        self.chunk.push((row, marker));
+        if self.chunk.len() >= CHUNK_ROWS {
+            self.dispatch();
+        }
+    }
+
+    fn dispatch(&mut self) {
+        if self.chunk.is_empty() {
+            return;
+        }
+        let rows = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_ROWS));
+        let encoder = Arc::clone(&self.encoder);
+        self.in_flight
+            .push_back(tokio::task::spawn_blocking(move || encoder.encode(rows)));
+    }
+
+    /// Appends the encoded chunks to `batch`, in order: with `all`, every row queued;
+    /// else only as many chunks as keep at most two per core in flight.
+    async fn collect(&mut self, batch: &mut Vec<OutRecord>, all: bool) -> Result<(), PgError> {
+        if all {
+            self.dispatch();
+        }
+        let keep = if all { 0 } else { 2 * self.parallelism };
+        while self.in_flight.len() > keep {
+            let Some(task) = self.in_flight.pop_front() else {
+                break;
+            };
+            let records = task.await.map_err(|e| PgError::Query {
+                what: "encoding snapshot rows".into(),
+                reason: e.to_string(),
+            })??;
+            batch.extend(records);
+        }
+        Ok(())
+    }
 }
 
 fn progress_set(progress: &Progress, table: &str, done: u64, total: u64) {

@@ -11,7 +11,9 @@
 
 use base64::Engine;
 
-use crate::sqlserver::types::{DecimalMode, java_float, push_json_string};
+use crate::sqlserver::types::{
+    DecimalMode, java_float, push_i64, push_json_string, unscaled_bytes,
+};
 
 /// What a column holds, as far as the mapping cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,7 +240,7 @@ pub fn push_value(
         }),
         Kind::Int16 | Kind::Int32 | Kind::Int64 => {
             let n: i64 = text.parse().map_err(|_| bad("not an integer"))?;
-            out.push_str(&n.to_string());
+            push_i64(out, n);
         }
         Kind::Float32 => {
             let v: f32 = parse_float(text).ok_or_else(|| bad("not a number"))? as f32;
@@ -260,18 +262,29 @@ pub fn push_value(
                 }
                 return Ok(());
             }
-            let (digits, scale) = split_decimal(text).ok_or_else(|| bad("not a decimal"))?;
+            let split = || split_decimal(text).ok_or_else(|| bad("not a decimal"));
             match (mode, shape) {
                 (DecimalMode::Double, _) => {
                     let v: f64 = text.parse().map_err(|_| bad("not a decimal"))?;
                     push_float(out, v, &format!("{v:e}"));
                 }
-                (DecimalMode::String, _) => push_json_string(out, text),
+                (DecimalMode::String, _) => {
+                    split()?;
+                    push_json_string(out, text)
+                }
                 (DecimalMode::Precise, Some((_, s))) => {
-                    let digits = rescale(&digits, scale, *s);
-                    push_base64(out, &twos_complement(&digits));
+                    // Up to 38 digits (every numeric(p,s) with p <= 38): an i128.
+                    match unscaled_i128(text, *s) {
+                        Some(unscaled) => push_base64(out, &unscaled_bytes(unscaled)),
+                        None => {
+                            let (digits, scale) = split()?;
+                            let digits = rescale(&digits, scale, *s);
+                            push_base64(out, &twos_complement(&digits));
+                        }
+                    }
                 }
                 (DecimalMode::Precise, None) => {
+                    let (digits, scale) = split()?;
                     out.push_str(&format!("{{\"scale\":{scale},\"value\":"));
                     push_base64(out, &twos_complement(&digits));
                     out.push('}');
@@ -319,20 +332,20 @@ pub fn push_value(
                 "-infinity" => -9_223_372_036_832_400_000 / 86_400_000,
                 _ => parse_date(text).ok_or_else(|| bad("not a date"))?,
             };
-            out.push_str(&days.to_string());
+            push_i64(out, days);
         }
         Kind::Time { micros } => {
             let us = parse_time(text).ok_or_else(|| bad("not a time"))?;
-            out.push_str(&if *micros { us } else { us / 1_000 }.to_string());
+            push_i64(out, if *micros { us } else { us / 1_000 });
         }
         Kind::TimeTz => {
             let (time, offset) = split_offset(text).ok_or_else(|| bad("not a timetz"))?;
             let us = (parse_time(time).ok_or_else(|| bad("not a timetz"))? - offset * 1_000_000)
                 .rem_euclid(86_400_000_000);
-            let mut s = clock(us);
-            s.push_str(&fraction(us % 1_000_000, None));
-            s.push('Z');
-            push_json_string(out, &s);
+            out.push('"');
+            push_clock(out, us);
+            push_fraction(out, us % 1_000_000, None);
+            out.push_str("Z\"");
         }
         Kind::Timestamp { micros } => {
             // Infinite timestamps: the JDBC driver's sentinels in ms
@@ -347,7 +360,7 @@ pub fn push_value(
                     if *micros { us } else { us.div_euclid(1_000) }
                 }
             };
-            out.push_str(&value.to_string());
+            push_i64(out, value);
         }
         Kind::TimestampTz { width } => {
             if text == "infinity" || text == "-infinity" {
@@ -359,19 +372,17 @@ pub fn push_value(
                 - offset * 1_000_000;
             let days = us.div_euclid(86_400_000_000);
             let of_day = us.rem_euclid(86_400_000_000);
-            let mut s = civil(days);
-            s.push('T');
-            s.push_str(&clock(of_day));
-            s.push_str(&fraction(
-                of_day % 1_000_000,
-                (*width > 0).then_some(*width),
-            ));
-            s.push('Z');
-            push_json_string(out, &s);
+            // Digits, signs and separators only: no escaping needed.
+            out.push('"');
+            push_civil(out, days);
+            out.push('T');
+            push_clock(out, of_day);
+            push_fraction(out, of_day % 1_000_000, (*width > 0).then_some(*width));
+            out.push_str("Z\"");
         }
         Kind::Interval => {
             let us = parse_interval(text).ok_or_else(|| bad("not an ISO 8601 interval"))?;
-            out.push_str(&us.to_string());
+            push_i64(out, us);
         }
         Kind::Hstore => {
             let pairs = parse_hstore(text).ok_or_else(|| bad("not an hstore"))?;
@@ -431,7 +442,7 @@ fn parse_float(text: &str) -> Option<f64> {
 
 fn push_base64(out: &mut String, bytes: &[u8]) {
     out.push('"');
-    out.push_str(&base64::engine::general_purpose::STANDARD.encode(bytes));
+    base64::engine::general_purpose::STANDARD.encode_string(bytes, out);
     out.push('"');
 }
 
@@ -449,6 +460,28 @@ fn split_decimal(text: &str) -> Option<(String, u32)> {
     }
     let digits = format!("{}{int}{frac}", if negative { "-" } else { "" });
     Some((digits, frac.len() as u32))
+}
+
+/// `text` (`-123.45`) as an unscaled integer at `scale` (12345 at 2), when it fits an
+/// i128 and has no more fraction digits than `scale`.
+fn unscaled_i128(text: &str, scale: u32) -> Option<i128> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty() && frac.is_empty() || frac.len() > scale as usize {
+        return None;
+    }
+    let mut value: i128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add((b - b'0') as i128)?;
+    }
+    value = value.checked_mul(10i128.checked_pow(scale - frac.len() as u32)?)?;
+    Some(if negative { -value } else { value })
 }
 
 /// The unscaled digits of a value at `scale`, moved to `target` (PostgreSQL already
@@ -514,7 +547,7 @@ pub fn twos_complement(digits: &str) -> Vec<u8> {
 }
 
 /// `YYYY-MM-DD` of days since 1970-01-01 (years before 1 as Java prints them: `-0001`).
-fn civil(days: i64) -> String {
+fn push_civil(out: &mut String, days: i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -524,44 +557,82 @@ fn civil(days: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    if (0..=9999).contains(&y) {
-        format!("{y:04}-{m:02}-{d:02}")
-    } else if y > 9999 {
-        format!("+{y}-{m:02}-{d:02}")
+    if y > 9999 {
+        out.push('+');
+        push_i64(out, y);
     } else {
-        format!("-{:04}-{m:02}-{d:02}", -y)
+        if y < 0 {
+            out.push('-');
+        }
+        push_padded(out, y.abs(), 4);
     }
+    out.push('-');
+    push_padded(out, m, 2);
+    out.push('-');
+    push_padded(out, d, 2);
+}
+
+/// `n` (not negative) in at least `width` digits, zeros in front.
+fn push_padded(out: &mut String, n: i64, width: usize) {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
 }
 
 /// `YYYY-MM-DD[ BC]` → days since 1970-01-01.
 fn parse_date(text: &str) -> Option<i64> {
-    let (date, bc) = match text.strip_suffix(" BC") {
-        Some(d) => (d, true),
-        None => (text, false),
-    };
-    let mut parts = date.splitn(3, '-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: i64 = parts.next()?.parse().ok()?;
-    let d: i64 = parts.next()?.parse().ok()?;
+    match text.strip_suffix(" BC") {
+        Some(date) => parse_date_of(date, true),
+        None => parse_date_of(text, false),
+    }
+}
+
+/// `YYYY-MM-DD`, a year before Christ if `bc` → days since 1970-01-01.
+fn parse_date_of(date: &str, bc: bool) -> Option<i64> {
+    let [y, m, d] = fields(date, b'-')?;
     let y = if bc { 1 - y } else { y };
     Some(sluice_core::settings::days_from_civil(y, m, d))
+}
+
+/// `N` unsigned decimal numbers separated by `separator` (`2026-12-05`, `11:16:08`),
+/// read byte by byte: it runs for every date and time of every event.
+fn fields<const N: usize>(text: &str, separator: u8) -> Option<[i64; N]> {
+    let mut out = [0i64; N];
+    let mut at = 0;
+    let mut digits = 0;
+    for b in text.bytes() {
+        if b == separator {
+            if digits == 0 || at + 1 == N {
+                return None;
+            }
+            at += 1;
+            digits = 0;
+        } else if b.is_ascii_digit() && digits < 18 {
+            out[at] = out[at] * 10 + (b - b'0') as i64;
+            digits += 1;
+        } else {
+            return None;
+        }
+    }
+    (digits > 0 && at + 1 == N).then_some(out)
 }
 
 /// `HH:MM:SS[.ffffff]` → µs since midnight.
 fn parse_time(text: &str) -> Option<i64> {
     let (hms, frac) = text.split_once('.').unwrap_or((text, ""));
-    let mut parts = hms.splitn(3, ':');
-    let h: i64 = parts.next()?.parse().ok()?;
-    let m: i64 = parts.next()?.parse().ok()?;
-    let s: i64 = parts.next()?.parse().ok()?;
+    let [h, m, s] = fields(hms, b':')?;
     if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let micros: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<6}").parse().ok()?
-    };
+    // The digits as µs: `.5` is 500000.
+    let micros = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(6)
+        .fold(0i64, |n, b| n * 10 + (b - b'0') as i64);
     Some(((h * 60 + m) * 60 + s) * 1_000_000 + micros)
 }
 
@@ -572,7 +643,7 @@ fn parse_timestamp(text: &str) -> Option<i64> {
         None => (text, ""),
     };
     let (date, time) = body.split_once(' ')?;
-    let days = parse_date(&format!("{date}{bc}"))?;
+    let days = parse_date_of(date, !bc.is_empty())?;
     Some(days * 86_400_000_000 + parse_time(time)?)
 }
 
@@ -594,22 +665,40 @@ fn split_offset(text: &str) -> Option<(&str, i64)> {
     Some((local, sign * seconds))
 }
 
-fn clock(of_day_us: i64) -> String {
+/// `HH:MM:SS` of µs since midnight.
+fn push_clock(out: &mut String, of_day_us: i64) {
     let s = of_day_us / 1_000_000;
-    format!("{:02}:{:02}:{:02}", s / 3_600, s / 60 % 60, s % 60)
+    push_padded(out, s / 3_600, 2);
+    out.push(':');
+    push_padded(out, s / 60 % 60, 2);
+    out.push(':');
+    push_padded(out, s % 60, 2);
 }
 
 /// The fraction of a second: exactly `width` digits, or (None) as Java's ISO formatters
 /// print it (none for zero, else the digits without trailing zeros).
-fn fraction(micros: i64, width: Option<u32>) -> String {
-    let digits = format!("{micros:06}");
+fn push_fraction(out: &mut String, micros: i64, width: Option<u32>) {
+    let mut digits = [b'0'; 6];
+    let mut rest = micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let digits = std::str::from_utf8(&digits).unwrap_or("000000");
     match width {
         Some(w) => {
             let w = w.min(9) as usize;
-            format!(".{:0<w$}", &digits[..w.min(6)])
+            out.push('.');
+            out.push_str(&digits[..w.min(6)]);
+            for _ in 6..w {
+                out.push('0');
+            }
         }
-        None if micros == 0 => String::new(),
-        None => format!(".{}", digits.trim_end_matches('0')),
+        None if micros == 0 => {}
+        None => {
+            out.push('.');
+            out.push_str(digits.trim_end_matches('0'));
+        }
     }
 }
 

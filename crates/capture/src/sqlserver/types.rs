@@ -256,6 +256,17 @@ pub fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// Appends `n` in decimal, without going through `std::fmt` (it runs several times for
+/// every event: positions, times, orders).
+pub fn push_i64(out: &mut String, n: i64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// [`push_i64`] of an unsigned number.
+pub fn push_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
 /// Java's `Double.toString`/`Float.toString` (what Jackson writes for float64/float32):
 /// the shortest digits that round-trip, `1.0` not `1`, and `1.0E7` / `1.0E-4` outside
 /// [10^-3, 10^7).

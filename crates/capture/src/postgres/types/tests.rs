@@ -149,3 +149,87 @@ fn kinds_from_oids_and_schemas() {
         r#"{"type":"array","items":{"type":"int32","optional":true},"optional":false,"field":"xs"}"#
     );
 }
+
+/// The i128 fast path of a fixed-scale numeric writes what the digit-string path writes
+/// (Java's `BigInteger.toByteArray`), and a numeric past 38 digits still maps.
+#[test]
+fn fixed_numerics_take_the_fast_path_to_the_same_bytes() {
+    use base64::Engine;
+    let shape = Kind::Numeric(Some((38, 3)));
+    for text in [
+        "0.000",
+        "1.5",
+        "-1.5",
+        "127.000",
+        "128.000",
+        "-128.000",
+        "-129.000",
+        "99999999999999999999999999999999999.999",
+        "-99999999999999999999999999999999999.999",
+    ] {
+        let (digits, scale) = split_decimal(text).expect("decimal");
+        let slow = twos_complement(&rescale(&digits, scale, 3));
+        let expected = format!(
+            "\"{}\"",
+            base64::engine::general_purpose::STANDARD.encode(slow)
+        );
+        assert_eq!(value(&shape, text), expected, "{text}");
+    }
+    let wide = Kind::Numeric(Some((60, 2)));
+    let text = "-123456789012345678901234567890123456789012345678.90";
+    let (digits, _) = split_decimal(text).expect("decimal");
+    let expected = format!(
+        "\"{}\"",
+        base64::engine::general_purpose::STANDARD.encode(twos_complement(&digits))
+    );
+    assert_eq!(value(&wide, text), expected);
+}
+
+#[test]
+fn timestamps_at_the_edges_of_the_calendar() {
+    let tz = |width, text| value(&Kind::TimestampTz { width }, text);
+    assert_eq!(
+        tz(3, "1969-12-31 23:59:59.5+00"),
+        "\"1969-12-31T23:59:59.500Z\""
+    );
+    assert_eq!(tz(0, "0001-01-01 00:00:00+00"), "\"0001-01-01T00:00:00Z\"");
+    assert_eq!(
+        tz(6, "10000-01-01 00:00:00.000001+00"),
+        "\"+10000-01-01T00:00:00.000001Z\""
+    );
+    // 44 BC is astronomical year -43: before day 0 by about 2013 years.
+    let bc: i64 = value(&Kind::Timestamp { micros: true }, "0044-03-15 12:00:00 BC")
+        .parse()
+        .expect("µs");
+    assert!(bc < -62_000_000_000_000_000, "{bc}");
+    assert_eq!(value(&Kind::Time { micros: true }, "00:00:00.000001"), "1");
+    assert_eq!(
+        value(&Kind::Time { micros: false }, "23:59:59.999"),
+        "86399999"
+    );
+}
+
+#[test]
+fn date_and_time_fields_are_read_strictly() {
+    assert_eq!(fields::<3>("2026-12-05", b'-'), Some([2026, 12, 5]));
+    assert_eq!(fields::<3>("11:16:08", b':'), Some([11, 16, 8]));
+    for bad in [
+        "2026--05",
+        "2026-12",
+        "2026-12-05-01",
+        "a-b-c",
+        "-2026-12-05",
+        "2026-12-",
+    ] {
+        assert_eq!(fields::<3>(bad, b'-'), None, "{bad}");
+    }
+    assert!(
+        push_value(
+            &mut String::new(),
+            &Kind::Date,
+            "2026-1x-05",
+            DecimalMode::Precise
+        )
+        .is_err()
+    );
+}

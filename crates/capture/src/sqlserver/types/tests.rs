@@ -675,3 +675,17 @@ fn masks_rewrite_character_values_and_mark_the_schema() {
         r#"{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2","connect.decimal.precision":"5","masked":"true"},"field":"c"}"#
     );
 }
+
+#[test]
+fn integers_are_written_as_display_writes_them() {
+    for n in [0, 1, -1, 9, 10, -10, 1_234_567, i64::MIN, i64::MAX] {
+        let mut out = String::from("x");
+        push_i64(&mut out, n);
+        assert_eq!(out, format!("x{n}"));
+    }
+    for n in [0, 7, 10, u64::MAX] {
+        let mut out = String::new();
+        push_u64(&mut out, n);
+        assert_eq!(out, n.to_string());
+    }
+}
