@@ -8,8 +8,13 @@
 //!    against `COPY ... TO STDOUT` of the same table through psql into /dev/null. Rows/s.
 //! 3. Memory: the peak resident size while one transaction of 1,000,000 rows streams
 //!    (committed in batches: memory is bounded by the batch, not the transaction).
+//! 4. Into Kafka: streaming capture into the test broker (tansu) through its Kafka writer
+//!    (at-least-once: each part's events acknowledged, then its offset), against a bare
+//!    rdkafka producer sending the same records (collected from a first capture of the
+//!    same WAL) and awaiting every delivery. Events/s, ratio.
 //!
-//! `cargo bench -p sluice-tests --bench postgres` (`-- --quick`: 50,000 rows).
+//! `cargo bench -p sluice-tests --bench postgres` (`-- --quick`: 50,000 rows; `-- --only
+//! streaming|snapshot|memory|kafka`: one of them).
 //! Results: BENCHMARKS.md.
 
 use std::time::Instant;
@@ -18,7 +23,103 @@ use sluice_capture::config::{CaptureKind, parse_any};
 use sluice_capture::postgres::offsets::PgOffset;
 use sluice_capture::sqlserver::snapshot::Progress;
 use sluice_capture::{EventWriter, OutRecord, WriteError};
-use sluice_tests::Postgres;
+use sluice_tests::{Broker, Postgres};
+
+/// Keeps every record written (the records a bare producer then sends).
+#[derive(Default)]
+struct Collecting {
+    records: Vec<OutRecord>,
+    target: usize,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl EventWriter<PgOffset> for Collecting {
+    async fn commit(&mut self, records: Vec<OutRecord>, _: PgOffset) -> Result<(), WriteError> {
+        self.records.extend(records);
+        if self.records.len() >= self.target
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(());
+        }
+        Ok(())
+    }
+}
+
+/// The Kafka writer, noting when `target` events were acknowledged.
+struct CountingKafka {
+    inner: sluice_capture::writer::KafkaWriter,
+    events: u64,
+    target: u64,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+    reached: Option<Instant>,
+}
+
+impl EventWriter<PgOffset> for CountingKafka {
+    async fn commit(
+        &mut self,
+        records: Vec<OutRecord>,
+        offset: PgOffset,
+    ) -> Result<(), WriteError> {
+        let events = records.len() as u64;
+        self.inner.commit(records, offset).await?;
+        self.events += events;
+        if self.events >= self.target
+            && let Some(done) = self.done.take()
+        {
+            self.reached = Some(Instant::now());
+            let _ = done.send(());
+        }
+        Ok(())
+    }
+}
+
+/// Runs capture into `writer` until it says it is done.
+fn run_into<W: EventWriter<PgOffset>>(
+    runtime: &tokio::runtime::Runtime,
+    config: &sluice_capture::postgres::config::PgCaptureConfig,
+    writer: &mut W,
+    finished: tokio::sync::oneshot::Receiver<()>,
+) {
+    runtime
+        .block_on(sluice_capture::postgres::run(
+            config,
+            writer,
+            None,
+            sluice_capture::system_clock(),
+            &Progress::default(),
+            async move {
+                let _ = finished.await;
+            },
+        ))
+        .expect("capture");
+}
+
+/// A bare producer sending `records` as they are, awaiting every delivery.
+async fn bare_producer(bootstrap: &str, records: &[OutRecord]) -> f64 {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = sluice_tests::kafka_client(bootstrap)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(records.len());
+    for r in records {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&r.topic);
+        if let Some(key) = &r.key {
+            record = record.key(key);
+        }
+        if let Some(value) = &r.value {
+            record = record.payload(value);
+        }
+        deliveries.push(producer.send_result(record).expect("queued"));
+    }
+    for delivery in deliveries {
+        delivery.await.expect("delivery").expect("produced");
+    }
+    started.elapsed().as_secs_f64()
+}
 
 /// Counts events and says when `target` were written (and notes when).
 struct Counting {
@@ -137,7 +238,9 @@ fn main() {
         "CREATE TABLE t (id int PRIMARY KEY, name text NOT NULL, amount numeric(12,2), at timestamptz);
          CREATE PUBLICATION dbz_publication FOR TABLE t;
          SELECT pg_create_logical_replication_slot('stream_sluice', 'pgoutput');
-         SELECT pg_create_logical_replication_slot('stream_recv', 'pgoutput');",
+         SELECT pg_create_logical_replication_slot('stream_recv', 'pgoutput');
+         SELECT pg_create_logical_replication_slot('kafka_collect', 'pgoutput');
+         SELECT pg_create_logical_replication_slot('kafka_sluice', 'pgoutput');",
     );
     // The WAL both readers stream: `rows` inserts in transactions of 1,000.
     for start in (0..rows).step_by(100_000) {
@@ -201,23 +304,79 @@ fn main() {
     }
 
     // 3. One transaction of 1,000,000 rows (250,000 with --quick).
-    if !runs("memory") {
-        return;
-    }
-    let big: u64 = if quick { 250_000 } else { 1_000_000 };
-    pg.sql(&format!(
-        "SELECT pg_create_logical_replication_slot('big', 'pgoutput');
+    // 3. Memory (before 4, which holds its records: the peak would be its).
+    if runs("memory") {
+        let big: u64 = if quick { 250_000 } else { 1_000_000 };
+        pg.sql(&format!(
+            "SELECT pg_create_logical_replication_slot('big', 'pgoutput');
          INSERT INTO t SELECT g, repeat('x', 100), g, now() FROM generate_series({}, {}) g;",
-        rows + 1,
-        rows + big
-    ));
-    let before = peak_rss_kb();
-    let seconds = capture(&runtime, &config(&pg, "big", "no_data"), big);
-    let after = peak_rss_kb();
-    println!(
-        "one transaction of {big} rows: {:.0} events/s, peak RSS {} MiB before, {} MiB after",
-        big as f64 / seconds,
-        before / 1024,
-        after / 1024
-    );
+            rows + 1,
+            rows + big
+        ));
+        let before = peak_rss_kb();
+        let seconds = capture(&runtime, &config(&pg, "big", "no_data"), big);
+        let after = peak_rss_kb();
+        println!(
+            "one transaction of {big} rows: {:.0} events/s, peak RSS {} MiB before, {} MiB after",
+            big as f64 / seconds,
+            before / 1024,
+            after / 1024
+        );
+    }
+
+    // 4. Into Kafka, against a bare producer of the same records.
+    if runs("kafka") {
+        let broker = Broker::start();
+        runtime.block_on(sluice_tests::create_topics(
+            &broker.bootstrap,
+            &[("bench.public.t", 1), ("sluice.capture.offsets", 1)],
+        ));
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let mut collected = Collecting {
+            target: rows as usize,
+            done: Some(done),
+            ..Collecting::default()
+        };
+        run_into(
+            &runtime,
+            &config(&pg, "kafka_collect", "no_data"),
+            &mut collected,
+            finished,
+        );
+        let records = &collected.records[..rows as usize];
+        let bare = runtime.block_on(bare_producer(&broker.bootstrap, records));
+        let properties = vec![
+            ("bootstrap.servers".to_owned(), broker.bootstrap.clone()),
+            ("linger.ms".to_owned(), "5".to_owned()),
+        ];
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let mut writer = CountingKafka {
+            inner: sluice_capture::writer::KafkaWriter::new(
+                &properties,
+                "sluice.capture.offsets",
+                "bench",
+                "postgres",
+                false,
+            )
+            .expect("writer"),
+            events: 0,
+            target: rows,
+            done: Some(done),
+            reached: None,
+        };
+        let kafka_config = config(&pg, "kafka_sluice", "no_data");
+        let started = Instant::now();
+        run_into(&runtime, &kafka_config, &mut writer, finished);
+        let sluice = writer
+            .reached
+            .expect("every event acknowledged")
+            .duration_since(started)
+            .as_secs_f64();
+        println!(
+            "into Kafka (tansu), {rows} inserts: bare producer of the same records {:.0}/s, sluice {:.0}/s, ratio {:.2}",
+            rows as f64 / bare,
+            rows as f64 / sluice,
+            bare / sluice
+        );
+    }
 }
