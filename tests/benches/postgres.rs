@@ -183,18 +183,7 @@ fn capture(
         reached: None,
     };
     let started = Instant::now();
-    runtime
-        .block_on(sluice_capture::postgres::run(
-            config,
-            &mut writer,
-            None,
-            sluice_capture::system_clock(),
-            &Progress::default(),
-            async move {
-                let _ = finished.await;
-            },
-        ))
-        .expect("capture");
+    run_into(runtime, config, &mut writer, finished);
     assert!(
         writer.events >= target,
         "{} of {target} events",
