@@ -5,16 +5,19 @@
 //! Events are committed when `batch_size` are waiting, or when no message came for
 //! `flush_interval`; a transaction larger than a batch is committed in parts (memory
 //! stays bounded by the batch, whatever the transaction's size), with the offset's
-//! `lsn_proc` saying how far it got. Heartbeats (`heartbeat_interval`) move the slot on
+//! `lsn_proc` saying how far it got. One part is being acknowledged while the next is
+//! read and built ([`Writing`]): the server hears of a position only once Kafka has
+//! acknowledged it, and a part waits for the one before it. Heartbeats (`heartbeat_interval`) move the slot on
 //! an idle database: the server's keepalive position is stored with the heartbeat
 //! record, then reported.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use crate::envelope::{Op, Snapshot, TransactionBlock, heartbeat_event, transaction_event};
-use crate::{Clock, EventWriter, OutRecord};
+use crate::{Clock, EventWriter, OutRecord, WriteError};
 
 use super::PgError;
 use super::catalog::Catalog;
@@ -27,6 +30,24 @@ use super::protocol::{PG_EPOCH_OFFSET_US, ReplicationConnection, StreamMessage};
 /// How often the flush position is reported even when the server does not ask (its
 /// `wal_sender_timeout` is 60 s by default).
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A part being committed: the writer comes back with the position the part reaches.
+type Committing<'w, W> =
+    Pin<Box<dyn Future<Output = (&'w mut W, StreamPosition, Result<(), WriteError>)> + Send + 'w>>;
+
+/// The writer: idle, or committing one part.
+enum Writing<'w, W> {
+    Idle(&'w mut W),
+    Busy(Committing<'w, W>),
+    /// Only while it changes hands.
+    Taken,
+}
+
+impl<W> Writing<'_, W> {
+    fn busy(&self) -> bool {
+        matches!(self, Writing::Busy(_))
+    }
+}
 
 /// The transaction being received.
 struct Transaction {
@@ -53,6 +74,8 @@ pub struct Streamer<'a> {
     rule: ResumeRule,
     /// Published and acknowledged by Kafka (reported to the server).
     published: StreamPosition,
+    /// Handed to the writer (acknowledged or not): what `pending` adds to.
+    dispatched: StreamPosition,
     /// What `pending` reaches once committed.
     pending_position: StreamPosition,
     pending: Vec<OutRecord>,
@@ -79,6 +102,7 @@ impl<'a> Streamer<'a> {
             relations: HashMap::new(),
             rule,
             published: start,
+            dispatched: start,
             pending_position: start,
             pending: Vec::new(),
             tx: None,
@@ -95,6 +119,8 @@ impl<'a> Streamer<'a> {
         writer: &mut W,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), PgError> {
+        let mut writer = Writing::Idle(writer);
+        let writer = &mut writer;
         tokio::pin!(shutdown);
         let mut status = tokio::time::interval(STATUS_INTERVAL);
         let heartbeat_every = self
@@ -108,7 +134,7 @@ impl<'a> Streamer<'a> {
         let mut due: Option<tokio::time::Instant> = None;
         loop {
             let waiting =
-                !self.pending.is_empty() || self.pending_position.lsn != self.published.lsn;
+                !self.pending.is_empty() || self.pending_position.lsn != self.dispatched.lsn;
             if !waiting {
                 due = None;
             } else if due.is_none() {
@@ -121,7 +147,17 @@ impl<'a> Streamer<'a> {
                     if self.tx.is_none() || !self.pending.is_empty() {
                         self.flush(connection, writer).await?;
                     }
-                    return Ok(());
+                    return self.settle(connection, writer).await;
+                }
+                committed = async {
+                    match writer {
+                        Writing::Busy(committing) => committing.await,
+                        _ => std::future::pending().await,
+                    }
+                }, if writer.busy() => {
+                    let (idle, position, result) = committed;
+                    *writer = Writing::Idle(idle);
+                    self.acknowledged(connection, position, result).await?;
                 }
                 message = connection.next() => {
                     match message? {
@@ -159,13 +195,40 @@ impl<'a> Streamer<'a> {
         Ok(())
     }
 
-    /// Commits the pending events with the position they reach, then reports it.
-    async fn flush<W: EventWriter<PgOffset>>(
+    /// Waits for the part being committed, if any, and reports its position.
+    async fn settle<'w, W: EventWriter<PgOffset>>(
         &mut self,
         connection: &mut ReplicationConnection,
-        writer: &mut W,
+        writer: &mut Writing<'w, W>,
     ) -> Result<(), PgError> {
-        if self.pending.is_empty() && self.pending_position.lsn == self.published.lsn {
+        if let Writing::Busy(committing) = writer {
+            let (idle, position, result) = committing.await;
+            *writer = Writing::Idle(idle);
+            self.acknowledged(connection, position, result).await?;
+        }
+        Ok(())
+    }
+
+    /// A part's commit ended: on success its position is acknowledged, and reported.
+    async fn acknowledged(
+        &mut self,
+        connection: &mut ReplicationConnection,
+        position: StreamPosition,
+        result: Result<(), WriteError>,
+    ) -> Result<(), PgError> {
+        result?;
+        self.published = position;
+        self.report(connection).await
+    }
+
+    /// Hands the pending events, with the position they reach, to the writer once the
+    /// part before them is acknowledged.
+    async fn flush<'w, W: EventWriter<PgOffset>>(
+        &mut self,
+        connection: &mut ReplicationConnection,
+        writer: &mut Writing<'w, W>,
+    ) -> Result<(), PgError> {
+        if self.pending.is_empty() && self.pending_position.lsn == self.dispatched.lsn {
             return Ok(());
         }
         let position = match &self.tx {
@@ -179,13 +242,19 @@ impl<'a> Streamer<'a> {
             },
             _ => self.pending_position,
         };
-        writer
-            .commit(
-                std::mem::take(&mut self.pending),
-                PgOffset::Stream(position),
-            )
-            .await?;
-        self.published = position;
+        self.settle(connection, writer).await?;
+        let Writing::Idle(idle) = std::mem::replace(writer, Writing::Taken) else {
+            return Err(PgError::Query {
+                what: "committing to Kafka".into(),
+                reason: "the writer was not idle after its last part settled".into(),
+            });
+        };
+        let records = std::mem::take(&mut self.pending);
+        *writer = Writing::Busy(Box::pin(async move {
+            let result = idle.commit(records, PgOffset::Stream(position)).await;
+            (idle, position, result)
+        }));
+        self.dispatched = position;
         self.pending_position = StreamPosition {
             partial: None,
             ..position
@@ -193,15 +262,15 @@ impl<'a> Streamer<'a> {
         if let Some(partial) = position.partial {
             self.rule.partial = Some(partial);
         }
-        self.report(connection).await
+        Ok(())
     }
 
     /// On an idle stream, a heartbeat record carries the server's position into the
     /// offsets, and the slot follows.
-    async fn heartbeat<W: EventWriter<PgOffset>>(
+    async fn heartbeat<'w, W: EventWriter<PgOffset>>(
         &mut self,
         connection: &mut ReplicationConnection,
-        writer: &mut W,
+        writer: &mut Writing<'w, W>,
     ) -> Result<(), PgError> {
         if self.tx.is_some() || !self.pending.is_empty() {
             return Ok(());
