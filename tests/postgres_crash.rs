@@ -14,11 +14,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use sluice_tests::{Broker, Postgres, kafka_client, sluice_bin};
 
-/// Transactions written; their sizes vary from 1 to `MAX_TX` changes.
-const TRANSACTIONS: usize = 240;
+/// Transactions written; their sizes vary from 1 to `MAX_TX` changes (about 100,000
+/// changes in all).
+const TRANSACTIONS: usize = 800;
 const MAX_TX: u64 = 250;
-/// SIGKILLs of capture (one more cycle restarts the server instead).
-const KILLS: usize = 6;
+/// Cycles that end with capture killed by SIGKILL; the middle one also restarts the
+/// server with `-m immediate` (so `KILLS + 1` kills and one server crash).
+const KILLS: usize = 10;
 
 /// A small deterministic generator (the test is reproducible run to run).
 struct Lcg(u64);
@@ -171,11 +173,23 @@ fn consume(
             .expect("assign");
     }
     consumer.assign(&assignment).expect("assign");
+    // Capture has stopped: the topic holds at least this many records (tansu's high
+    // watermark may lag what it serves, never lead it), so a pause of the broker under
+    // load cannot end the read early.
+    let stored: usize = (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p as i32, Duration::from_secs(10))
+                .map_or(0, |(low, high)| (high - low).max(0) as usize)
+        })
+        .sum();
     let deadline = Instant::now() + limit;
     let mut out = Vec::new();
     let mut idle_since = Instant::now();
     while Instant::now() < deadline
-        && !(until(out.len()) && idle_since.elapsed() > Duration::from_secs(2))
+        && !(until(out.len())
+            && out.len() >= stored
+            && idle_since.elapsed() > Duration::from_secs(2))
     {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             idle_since = Instant::now();
@@ -225,6 +239,7 @@ fn killed_capture_and_a_crashed_server_lose_nothing() {
     let log = dir.path().join("capture.log");
     let (transactions, expected) = workload();
     let total: usize = expected.values().map(Vec::len).sum();
+    assert!(total > 90_000, "about 100,000 changes, not {total}");
 
     // The first run creates the slot before anything is written: changes committed
     // before the slot exists are, rightly, nowhere (only their end state, in a snapshot).
@@ -327,7 +342,7 @@ fn killed_capture_and_a_crashed_server_lose_nothing() {
         &broker.bootstrap,
         "crash.public.accounts",
         |n| n >= total,
-        Duration::from_secs(120),
+        Duration::from_secs(300),
     );
 
     // Every change, at least once, in commit order per key (a replay after a crash
