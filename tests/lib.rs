@@ -340,6 +340,65 @@ impl Postgres {
         output
     }
 
+    /// Turns TLS on with a self-signed certificate for `localhost` and makes the server
+    /// refuse TCP connections without it (`hostssl` only in pg_hba.conf); returns the
+    /// certificate's path (the CA a client trusts).
+    pub fn enable_tls(&self) -> PathBuf {
+        let data = PathBuf::from(self.data());
+        let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+        let output = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(
+            output.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .expect("pg_hba.conf");
+        let mut chmod = std::process::Command::new("chmod");
+        chmod.arg("600").arg(&key);
+        assert!(chmod.status().expect("chmod").success());
+        if is_root() {
+            let status = std::process::Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&cert)
+                .arg(&key)
+                .arg(data.join("pg_hba.conf"))
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the TLS files");
+        }
+        self.sql(&format!(
+            "ALTER SYSTEM SET ssl = 'on'; ALTER SYSTEM SET ssl_cert_file = '{}'; ALTER SYSTEM SET ssl_key_file = '{}';",
+            cert.display(),
+            key.display()
+        ));
+        self.sql("SELECT pg_reload_conf()");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.try_sql("SHOW ssl").as_deref() != Ok("on") {
+            assert!(std::time::Instant::now() < deadline, "TLS on");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        cert
+    }
+
     /// A libpq connection string for `user` on database `postgres`.
     pub fn connection(&self, user: &str) -> String {
         format!(

@@ -730,3 +730,91 @@ fn schemas_transaction_metadata_and_heartbeats_on_a_real_server() {
     assert_eq!(json(&beats[0].0)["payload"]["serverName"], "dbserver1");
     capture.finish().expect("clean stop");
 }
+
+/// TLS as libpq's `sslmode` says, on both of capture's connections (the catalog's and
+/// the replication one), against a server that refuses TCP without TLS: `require`
+/// captures; `disable` is refused by the server; `verify-full` captures when the
+/// certificate names the host and is refused when it does not.
+#[test]
+fn tls_as_the_connection_strings_sslmode_says() {
+    let pg = Postgres::start();
+    let ca = pg.enable_tls();
+    let broker = Broker::start();
+    pg.sql(CUSTOMERS);
+    let topic = "dbserver1.public.customers";
+    let with = |connection: String| {
+        let kind = capture_config(&pg, &broker, &["public.customers"], "");
+        match kind {
+            CaptureKind::Postgres(mut config) => {
+                config.connection = connection;
+                CaptureKind::Postgres(config)
+            }
+            CaptureKind::SqlServer(_) => unreachable!("a PostgreSQL capture"),
+        }
+    };
+    let base = |host: &str| format!("host={host} port={} user=postgres dbname=postgres", pg.port);
+
+    // Without TLS the server says no, and capture says why.
+    let refused = Running::start(
+        with(format!("{} sslmode=disable", base("127.0.0.1"))),
+        &broker.bootstrap,
+        &[topic],
+    )
+    .failure_within(Duration::from_secs(30));
+    assert!(
+        refused.contains("no encryption") || refused.contains("pg_hba.conf"),
+        "{refused}"
+    );
+
+    // `require`: encrypted, the certificate not checked.
+    let capture = Running::start(
+        with(format!("{} sslmode=require", base("127.0.0.1"))),
+        &broker.bootstrap,
+        &[],
+    );
+    let records = read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        r.len() >= 2
+    });
+    assert_eq!(records.len(), 2, "the snapshot over TLS");
+    wait_streaming(&pg);
+    pg.sql("INSERT INTO customers (first_name, email) VALUES ('Tls', 'tls@example.com')");
+    let records = read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        r.len() >= 3
+    });
+    assert_eq!(records.len(), 3, "streaming over TLS");
+    capture.finish().expect("clean stop");
+    let ssl_connections = pg.sql("SELECT count(*) FROM pg_stat_ssl WHERE ssl");
+    assert_ne!(ssl_connections, "0", "the harness's own psql uses TLS too");
+
+    // `verify-full`: the certificate must chain to sslrootcert and name the host.
+    let wrong_host = Running::start(
+        with(format!(
+            "{} sslmode=verify-full sslrootcert={}",
+            base("127.0.0.1"),
+            ca.display()
+        )),
+        &broker.bootstrap,
+        &[],
+    )
+    .failure_within(Duration::from_secs(30));
+    assert!(
+        wrong_host.to_lowercase().contains("certificate") || wrong_host.contains("TLS"),
+        "{wrong_host}"
+    );
+    let capture = Running::start(
+        with(format!(
+            "{} sslmode=verify-full sslrootcert={}",
+            base("localhost"),
+            ca.display()
+        )),
+        &broker.bootstrap,
+        &[],
+    );
+    wait_streaming(&pg);
+    pg.sql("INSERT INTO customers (first_name, email) VALUES ('Verified', 'v@example.com')");
+    let records = read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        r.len() >= 4
+    });
+    assert_eq!(records.len(), 4, "streaming over verified TLS");
+    capture.finish().expect("clean stop");
+}

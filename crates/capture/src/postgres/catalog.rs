@@ -43,16 +43,25 @@ fn db(what: &str) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
     }
 }
 
-/// Connects with the session settings that fix the values' text form.
+/// Connects (over TLS as the string's `sslmode` says, [`super::tls`]) with the session
+/// settings that fix the values' text form.
 pub async fn connect(connection: &str) -> Result<Client, PgError> {
-    let (client, driver) = tokio_postgres::connect(connection, NoTls)
-        .await
-        .map_err(db("connecting"))?;
-    tokio::spawn(async move {
-        if let Err(error) = driver.await {
-            tracing::debug!(%error, "catalog connection closed");
+    let (rest, tls) = super::tls::split(connection).map_err(PgError::Connection)?;
+    let mut config: tokio_postgres::Config = rest.parse().map_err(db("the connection string"))?;
+    config.ssl_mode(tls.tokio_postgres_mode());
+    let client = match tls.connector().map_err(PgError::Connection)? {
+        None => {
+            let (client, driver) = config.connect(NoTls).await.map_err(db("connecting"))?;
+            spawn_driver(driver);
+            client
         }
-    });
+        Some(connector) => {
+            let connector = postgres_native_tls::MakeTlsConnector::new(connector);
+            let (client, driver) = config.connect(connector).await.map_err(db("connecting"))?;
+            spawn_driver(driver);
+            client
+        }
+    };
     let settings: Vec<String> = SESSION_SETTINGS
         .iter()
         .map(|(name, value)| format!("SET {name} = '{value}'"))
@@ -62,6 +71,19 @@ pub async fn connect(connection: &str) -> Result<Client, PgError> {
         .await
         .map_err(db("session settings"))?;
     Ok(client)
+}
+
+/// Runs a connection's driver until it closes.
+fn spawn_driver<S, T>(driver: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(error) = driver.await {
+            tracing::debug!(%error, "catalog connection closed");
+        }
+    });
 }
 
 impl Catalog {

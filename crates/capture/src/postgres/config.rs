@@ -134,13 +134,15 @@ pub(crate) fn validate(
             "missing (a libpq connection string: \"host=... port=5432 user=... password=... dbname=...\")",
         );
     } else {
-        match connection.parse::<tokio_postgres::Config>() {
-            Err(e) => add(
+        match super::tls::split(&connection).map(|(rest, _)| rest.parse::<tokio_postgres::Config>())
+        {
+            Err(e) => add(problems, "capture.connection", e),
+            Ok(Err(e)) => add(
                 problems,
                 "capture.connection",
                 format!("not a libpq connection string: {e}"),
             ),
-            Ok(parsed) => match super::protocol::Endpoint::from_config(&parsed) {
+            Ok(Ok(parsed)) => match super::protocol::Endpoint::from_config(&parsed) {
                 Ok(endpoint) => database = endpoint.database,
                 Err(e) => add(problems, "capture.connection", e),
             },

@@ -21,6 +21,7 @@ pub mod pgoutput;
 pub mod protocol;
 pub mod snapshot;
 pub mod stream;
+pub mod tls;
 pub mod types;
 
 use std::future::Future;
@@ -190,11 +191,12 @@ pub async fn run<W: EventWriter<PgOffset>>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), PgError> {
     let settings = &config.settings;
-    let parsed: tokio_postgres::Config = config
-        .connection
+    let (rest, tls) = tls::split(&config.connection).map_err(PgError::Connection)?;
+    let parsed: tokio_postgres::Config = rest
         .parse()
         .map_err(|e: tokio_postgres::Error| PgError::Connection(e.to_string()))?;
-    let endpoint = Endpoint::from_config(&parsed).map_err(PgError::Connection)?;
+    let mut endpoint = Endpoint::from_config(&parsed).map_err(PgError::Connection)?;
+    endpoint.tls = tls;
     let mut catalog = Catalog::connect(&config.connection).await?;
     let slot_state = catalog.prepare(settings).await?;
     let mut replication = ReplicationConnection::connect(&endpoint)

@@ -14,7 +14,10 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::offsets::Lsn;
@@ -49,6 +52,8 @@ pub struct Endpoint {
     pub user: String,
     pub password: Option<Vec<u8>>,
     pub database: String,
+    /// `sslmode` and `sslrootcert` ([`super::tls::split`] takes them off the string).
+    pub tls: super::tls::Tls,
 }
 
 impl Endpoint {
@@ -72,6 +77,7 @@ impl Endpoint {
             database: config.get_dbname().unwrap_or(&user).to_owned(),
             password: config.get_password().map(<[u8]>::to_vec),
             user,
+            tls: super::tls::Tls::default(),
         })
     }
 }
@@ -92,10 +98,96 @@ pub enum StreamMessage {
     Keepalive { end: Lsn, reply: bool },
 }
 
+/// The replication connection's transport: TCP, or TLS over it.
+#[derive(Debug)]
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_native_tls::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Asks the server for TLS (`SSLRequest`) and, if it agrees, shakes hands; a server that
+/// declines is refused when `tls` requires it.
+async fn negotiate(mut stream: TcpStream, endpoint: &Endpoint) -> Result<Transport, ProtocolError> {
+    let Some(connector) = endpoint
+        .tls
+        .connector()
+        .map_err(ProtocolError::Unexpected)?
+    else {
+        return Ok(Transport::Plain(stream));
+    };
+    let mut request = BytesMut::new();
+    frontend::ssl_request(&mut request);
+    stream.write_all(&request).await.map_err(io("SSLRequest"))?;
+    let mut answer = [0u8; 1];
+    stream
+        .read_exact(&mut answer)
+        .await
+        .map_err(io("SSLRequest"))?;
+    match answer[0] {
+        b'S' => {
+            let connector = tokio_native_tls::TlsConnector::from(connector);
+            let tls = connector
+                .connect(&endpoint.host, stream)
+                .await
+                .map_err(|e| ProtocolError::Io {
+                    what: format!("TLS with {}:{}", endpoint.host, endpoint.port),
+                    reason: e.to_string(),
+                })?;
+            Ok(Transport::Tls(Box::new(tls)))
+        }
+        _ if endpoint.tls.required() => Err(ProtocolError::Unexpected(format!(
+            "{}:{} does not offer TLS and the connection string's sslmode requires it",
+            endpoint.host, endpoint.port
+        ))),
+        // `prefer` on a server without TLS: the start-up goes on, in the clear.
+        _ => Ok(Transport::Plain(stream)),
+    }
+}
+
 /// A replication connection.
 #[derive(Debug)]
 pub struct ReplicationConnection {
-    stream: TcpStream,
+    stream: Transport,
     read: BytesMut,
     write: BytesMut,
 }
@@ -119,6 +211,7 @@ impl ReplicationConnection {
                 endpoint.host, endpoint.port
             )))?;
         stream.set_nodelay(true).ok();
+        let stream = negotiate(stream, endpoint).await?;
         let mut connection = ReplicationConnection {
             stream,
             read: BytesMut::with_capacity(64 * 1024),
