@@ -14,48 +14,77 @@ use crate::OutputRecord;
 
 /// Renders one record as a JSON line (without the newline).
 pub fn record_to_json_line(record: &OutputRecord) -> String {
-    let headers: Vec<serde_json::Value> = record
-        .headers
-        .iter()
-        .map(|h| serde_json::json!([h.key, h.value.as_deref().map(text_or_base64)]))
-        .collect();
-    // Written field by field to keep the order topic, key, value, headers.
-    format!(
-        r#"{{"topic":{},"key":{},"value":{},"headers":{}}}"#,
-        serde_json::Value::String(record.topic.clone()),
-        record
-            .key
-            .as_deref()
-            .map_or_else(|| "null".to_owned(), json_or_text),
-        record
-            .value
-            .as_deref()
-            .map_or_else(|| "null".to_owned(), json_or_text),
-        serde_json::Value::Array(headers),
-    )
+    let mut line = Vec::with_capacity(
+        record.value.as_ref().map_or(0, Vec::len) + record.key.as_ref().map_or(0, Vec::len) + 64,
+    );
+    write_json_line(record, &mut line);
+    String::from_utf8(line).expect("a JSON line is UTF-8")
+}
+
+/// Appends one record as a JSON line (without the newline) to `out`, which stays UTF-8
+/// if it was. Writes straight into `out`: no intermediate values, so a batch of records
+/// costs one buffer.
+pub fn write_json_line(record: &OutputRecord, out: &mut Vec<u8>) {
+    // Field by field, to keep the order topic, key, value, headers.
+    out.extend_from_slice(br#"{"topic":"#);
+    write_json_string(&record.topic, out);
+    out.extend_from_slice(br#","key":"#);
+    write_json_or_text(record.key.as_deref(), out);
+    out.extend_from_slice(br#","value":"#);
+    write_json_or_text(record.value.as_deref(), out);
+    out.extend_from_slice(br#","headers":["#);
+    for (at, header) in record.headers.iter().enumerate() {
+        if at > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        write_json_string(&header.key, out);
+        out.push(b',');
+        match header.value.as_deref() {
+            Some(value) => write_text_or_base64(value, out),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"]}");
 }
 
 /// JSON bytes verbatim (byte for byte, so a republished event is visibly unchanged),
-/// other UTF-8 as a JSON string, other bytes as base64.
-fn json_or_text(bytes: &[u8]) -> String {
+/// other UTF-8 as a JSON string, other bytes as base64; absent as `null`.
+fn write_json_or_text(bytes: Option<&[u8]>, out: &mut Vec<u8>) {
+    let Some(bytes) = bytes else {
+        out.extend_from_slice(b"null");
+        return;
+    };
     match serde_json::from_slice::<&RawValue>(bytes) {
         // Pretty-printed JSON spans lines; re-serialize it compactly so every record
         // stays on one line.
-        Ok(raw) if !raw.get().contains('\n') => raw.get().to_owned(),
-        Ok(raw) => serde_json::from_str::<serde_json::Value>(raw.get())
-            .map(|value| value.to_string())
-            .unwrap_or_else(|_| "null".to_owned()),
-        Err(_) => text_or_base64(bytes).to_string(),
+        Ok(raw) if !raw.get().contains('\n') => out.extend_from_slice(raw.get().as_bytes()),
+        Ok(raw) => match serde_json::from_str::<serde_json::Value>(raw.get()) {
+            Ok(value) => {
+                serde_json::to_writer(&mut *out, &value).expect("writing to a Vec never fails");
+            }
+            Err(_) => out.extend_from_slice(b"null"),
+        },
+        Err(_) => write_text_or_base64(bytes, out),
     }
 }
 
-fn text_or_base64(bytes: &[u8]) -> serde_json::Value {
+/// UTF-8 as a JSON string, other bytes as `{"$base64": "..."}`.
+fn write_text_or_base64(bytes: &[u8], out: &mut Vec<u8>) {
     match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::Value::String(text.to_owned()),
+        Ok(text) => write_json_string(text, out),
         Err(_) => {
-            serde_json::json!({ "$base64": base64::engine::general_purpose::STANDARD.encode(bytes) })
+            out.extend_from_slice(br#"{"$base64":""#);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+            out.extend_from_slice(encoded.as_bytes());
+            out.extend_from_slice(br#""}"#);
         }
     }
+}
+
+fn write_json_string(text: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *out, text).expect("writing to a Vec never fails");
 }
 
 #[cfg(test)]
@@ -97,6 +126,33 @@ mod tests {
         assert_eq!(
             record_to_json_line(&text),
             r#"{"topic":"t","key":"plain","value":{"$base64":"AJ8="},"headers":[]}"#
+        );
+    }
+
+    #[test]
+    fn escapes_strings_and_folds_pretty_printed_json_onto_one_line() {
+        let record = OutputRecord {
+            topic: "t\"q".into(),
+            key: Some(b"line\nbreak".to_vec()),
+            value: Some(b"{\n  \"a\": [1, 2]\n}".to_vec()),
+            headers: vec![Header {
+                key: "k\\".into(),
+                value: Some(br#"{"not":"parsed"}"#.to_vec()),
+            }],
+        };
+        let line = record_to_json_line(&record);
+        assert_eq!(
+            line,
+            r#"{"topic":"t\"q","key":"line\nbreak","value":{"a":[1,2]},"headers":[["k\\","{\"not\":\"parsed\"}"]]}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(parsed["value"]["a"][1], 2);
+        let mut batch = Vec::new();
+        write_json_line(&record, &mut batch);
+        assert_eq!(
+            batch,
+            line.as_bytes(),
+            "the buffer form writes the same bytes"
         );
     }
 }

@@ -24,6 +24,10 @@ pub enum SourceError {
 pub trait Source: Send {
     /// The next batch of at most `max` records (in offset order within each partition),
     /// or `None` when the source is exhausted. Waits while nothing is available.
+    ///
+    /// Must be cancel-safe: a call dropped before it returns (the pipeline does so on
+    /// shutdown, and to commit a batch whose publication finished meanwhile) loses no
+    /// record; the next call yields them.
     fn next_batch(
         &mut self,
         max: usize,

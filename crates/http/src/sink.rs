@@ -30,7 +30,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use sluice_core::OutputRecord;
 use sluice_core::connector::{CommitHandle, SinkKind, SinkRun};
-use sluice_core::json_lines::record_to_json_line;
+use sluice_core::json_lines::write_json_line;
 use sluice_core::settings::{Problems, parse_duration};
 use sluice_core::sink::{Sink, SinkError};
 
@@ -297,10 +297,10 @@ impl Sink for HttpSink {
         if records.is_empty() {
             return Ok(());
         }
-        let mut text = String::new();
+        let mut text = Vec::new();
         for record in &records {
-            text.push_str(&record_to_json_line(record));
-            text.push('\n');
+            write_json_line(record, &mut text);
+            text.push(b'\n');
         }
         // `Bytes` clones share the buffer: a retry sends the same bytes without a copy.
         let body = Bytes::from(text);

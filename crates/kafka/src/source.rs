@@ -155,6 +155,10 @@ pub struct KafkaSource {
     /// Records that arrived while the source was held (fetched before the pause took
     /// effect); the next batch starts with them.
     held: std::collections::VecDeque<RawRecord>,
+    /// The batch being gathered, and when it leaves: kept here, not in `next_batch`, so
+    /// a cancelled call loses nothing (the next call goes on with it).
+    gathering: Vec<RawRecord>,
+    gathering_until: Option<tokio::time::Instant>,
     paused: bool,
 }
 
@@ -217,6 +221,8 @@ impl KafkaSource {
             batch_bytes: settings.batch_bytes,
             name,
             held: std::collections::VecDeque::new(),
+            gathering: Vec::new(),
+            gathering_until: None,
             paused: false,
         })
     }
@@ -328,18 +334,18 @@ pub fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
 
 impl Source for KafkaSource {
     async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<RawRecord>>, SourceError> {
+        // Cancel-safe: every record taken from the consumer is kept in `gathering` before
+        // the next await, and `recv` only takes a message from the queue when it returns.
         let max = max.max(1);
-        let mut batch: Vec<RawRecord> = Vec::new();
-        while batch.len() < max {
+        while self.gathering.len() < max {
             match self.held.pop_front() {
-                Some(record) => batch.push(record),
+                Some(record) => self.gathering.push(record),
                 None => break,
             }
         }
-        while batch.is_empty() {
-            // `recv` is cancel-safe: a message is only taken from the queue when returned.
+        while self.gathering.is_empty() {
             match self.consumer.recv().await {
-                Ok(message) => batch.push(to_raw(&message)),
+                Ok(message) => self.gathering.push(to_raw(&message)),
                 Err(e) => self.consumer_error(e)?,
             }
         }
@@ -347,20 +353,24 @@ impl Source for KafkaSource {
             (record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len))
                 as u64
         };
-        let mut bytes: u64 = batch.iter().map(size).sum();
-        let deadline = tokio::time::Instant::now() + self.linger;
-        while batch.len() < max && bytes < self.batch_bytes {
+        let mut bytes: u64 = self.gathering.iter().map(size).sum();
+        let linger = self.linger;
+        let deadline = *self
+            .gathering_until
+            .get_or_insert_with(|| tokio::time::Instant::now() + linger);
+        while self.gathering.len() < max && bytes < self.batch_bytes {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Ok(Ok(message)) => {
                     let record = to_raw(&message);
                     bytes += size(&record);
-                    batch.push(record);
+                    self.gathering.push(record);
                 }
                 Ok(Err(e)) => self.consumer_error(e)?,
                 Err(_) => break,
             }
         }
-        Ok(Some(batch))
+        self.gathering_until = None;
+        Ok(Some(std::mem::take(&mut self.gathering)))
     }
 
     async fn commit(&mut self, last: &[Origin]) -> Result<(), SourceError> {
@@ -417,6 +427,19 @@ impl Source for KafkaSource {
     }
 
     async fn rewind(&mut self, first: &[Origin]) -> Result<(), SourceError> {
+        // Records kept during a hold or gathered for the next batch come after the
+        // batches read again: the seek fetches them anew, in order, so the kept copies of
+        // rewound partitions go.
+        let rewound = |record: &RawRecord| {
+            first.iter().any(|origin| {
+                origin.topic == record.origin.topic && origin.partition == record.origin.partition
+            })
+        };
+        self.held.retain(|record| !rewound(record));
+        self.gathering.retain(|record| !rewound(record));
+        if self.gathering.is_empty() {
+            self.gathering_until = None;
+        }
         for origin in first {
             // A partition revoked meanwhile cannot be sought; its new owner reads it from
             // the last committed position anyway.

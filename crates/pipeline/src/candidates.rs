@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_core::OutputRecord;
 use sluice_core::json_lines::record_to_json_line;
@@ -250,6 +250,9 @@ impl Drop for ShadowRuns {
     }
 }
 
+/// A plugin version in one mode: `(plugin, version, mode)`.
+type VersionMode = (String, String, &'static str);
+
 /// One shadow version's comparison so far.
 #[derive(Debug, Default)]
 struct ShadowTally {
@@ -263,28 +266,30 @@ struct ShadowTally {
 #[derive(Debug, Default)]
 pub struct CandidateMetrics {
     /// Events run on the hot path per (plugin, version, mode).
-    served: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+    served: Mutex<BTreeMap<VersionMode, Arc<AtomicU64>>>,
     /// Per shadow plugin name; a new version starts over.
     shadows: Mutex<BTreeMap<String, ShadowTally>>,
 }
 
 impl CandidateMetrics {
-    /// Counts the events each route runs in a batch.
-    pub fn count_served(&self, routes: &[Arc<Route>], assigned: &[Vec<usize>]) {
+    /// The counters of events run per route of `routes` (by plugin, version and mode),
+    /// for a pipeline to add to per batch without a lock.
+    pub fn served_counters(&self, routes: &[Arc<Route>]) -> Vec<Arc<AtomicU64>> {
         let mut served = lock(&self.served);
-        for (route, events) in routes.iter().zip(assigned) {
-            if events.is_empty() {
-                continue;
-            }
-            let plugin = route.plugin.plugin();
-            *served
-                .entry((
-                    plugin.name().to_owned(),
-                    plugin.version().to_owned(),
-                    route.role.mode(),
-                ))
-                .or_default() += events.len() as u64;
-        }
+        routes
+            .iter()
+            .map(|route| {
+                let plugin = route.plugin.plugin();
+                served
+                    .entry((
+                        plugin.name().to_owned(),
+                        plugin.version().to_owned(),
+                        route.role.mode(),
+                    ))
+                    .or_default()
+                    .clone()
+            })
+            .collect()
     }
 
     fn tally<'a>(
@@ -330,6 +335,7 @@ impl Report for CandidateMetrics {
     fn render(&self, out: &mut String) {
         out.push_str("# HELP sluice_plugin_events_total Events each plugin version ran on, by mode (serve or canary).\n# TYPE sluice_plugin_events_total counter\n");
         for ((plugin, version, mode), events) in lock(&self.served).iter() {
+            let events = events.load(Ordering::Relaxed);
             out.push_str(&format!(
                 "sluice_plugin_events_total{{plugin=\"{}\",version=\"{}\",mode=\"{mode}\"}} {events}\n",
                 escape(plugin),

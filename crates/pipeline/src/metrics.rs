@@ -1,11 +1,15 @@
 //! What the pipeline reports: counters and batch latency per lane, and records published
-//! per lane and topic, pushed after every batch to the process's telemetry (a
-//! [`Report`] registered there), which renders them on the admin server's `/metrics`.
+//! per lane and topic, rendered on the admin server's `/metrics` through the process's
+//! telemetry (a [`Report`] registered there).
 //!
-//! Writers (each lane after each batch) take a short lock.
+//! Nothing here is locked per batch: a pipeline takes its lane's [`LaneMetrics`] once
+//! (the registry's lock) and then adds to atomics; records per output topic take a
+//! read lock (a write lock only the first time a topic is seen). Several consumers of one
+//! lane add to the same counters.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use sluice_core::telemetry::{Report, escape, lock};
@@ -21,45 +25,121 @@ const LATENCY_BUCKETS: [f64; 12] = [
 /// A pipeline counter: metric name, help text, and how to read it from the counters.
 type Counter = (&'static str, &'static str, fn(&PipelineStats) -> u64);
 
-#[derive(Debug, Default)]
-struct Latency {
-    counts: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum_seconds: f64,
-}
-
 /// The pipeline's metrics, one per process (see the module docs).
 #[derive(Debug, Default)]
 pub struct PipelineMetrics {
-    /// Counters per lane (a plugin name, or `*` for the shared lane).
-    pipeline: Mutex<BTreeMap<String, PipelineStats>>,
-    latency: Mutex<BTreeMap<String, Latency>>,
-    /// Records published per (lane, topic), dead letters included.
-    published: Mutex<BTreeMap<(String, String), u64>>,
+    /// Per lane (a plugin name, or `*` for the shared lane).
+    lanes: Mutex<BTreeMap<String, Arc<LaneMetrics>>>,
+}
+
+/// One lane's counters, shared by its consumers.
+#[derive(Debug, Default)]
+pub struct LaneMetrics {
+    batches: AtomicU64,
+    records_in: AtomicU64,
+    tombstones_skipped: AtomicU64,
+    unrouted: AtomicU64,
+    records_out: AtomicU64,
+    malformed: AtomicU64,
+    rejected: AtomicU64,
+    trapped: AtomicU64,
+    output_violations: AtomicU64,
+    dead_lettered: AtomicU64,
+    transactions_aborted: AtomicU64,
+    /// Batches per latency bucket (not cumulative), and their count and total.
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_nanos: AtomicU64,
+    /// Records published (committed) per output topic, dead letters included.
+    published: RwLock<BTreeMap<String, AtomicU64>>,
 }
 
 impl PipelineMetrics {
-    /// Records one finished batch of `lane`: the lane's counters so far and how long the
-    /// batch took.
-    pub fn record_batch(&self, lane: &str, stats: PipelineStats, elapsed: Duration) {
-        lock(&self.pipeline).insert(lane.to_owned(), stats);
+    /// The counters of lane `lane`, created on first use.
+    pub fn lane(&self, lane: &str) -> Arc<LaneMetrics> {
+        lock(&self.lanes)
+            .entry(lane.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    fn snapshot(&self) -> Vec<(String, Arc<LaneMetrics>)> {
+        lock(&self.lanes)
+            .iter()
+            .map(|(lane, metrics)| (lane.clone(), metrics.clone()))
+            .collect()
+    }
+}
+
+impl LaneMetrics {
+    /// Records one published batch: `counted` is what the batch added to a pipeline's
+    /// counters, `elapsed` how long it took from read to published.
+    pub fn record_batch(&self, counted: &PipelineStats, elapsed: Duration) {
+        let add = |counter: &AtomicU64, value: u64| {
+            if value > 0 {
+                counter.fetch_add(value, Ordering::Relaxed);
+            }
+        };
+        add(&self.batches, counted.batches);
+        add(&self.records_in, counted.records_in);
+        add(&self.tombstones_skipped, counted.tombstones_skipped);
+        add(&self.unrouted, counted.unrouted);
+        add(&self.records_out, counted.records_out);
+        add(&self.malformed, counted.malformed);
+        add(&self.rejected, counted.rejected);
+        add(&self.trapped, counted.trapped);
+        add(&self.output_violations, counted.output_violations);
+        add(&self.dead_lettered, counted.dead_lettered);
+        add(&self.transactions_aborted, counted.transactions_aborted);
         let seconds = elapsed.as_secs_f64();
-        let mut latencies = lock(&self.latency);
-        let latency = latencies.entry(lane.to_owned()).or_default();
-        latency.count += 1;
-        latency.sum_seconds += seconds;
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(latency.counts.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
+        if let Some(bucket) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.latency_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Adds a published batch's records per topic.
+    pub fn count_published(&self, by_topic: &[(String, u64)]) {
+        let mut unseen = Vec::new();
+        {
+            let published = self.published.read().unwrap_or_else(|e| e.into_inner());
+            for (topic, count) in by_topic {
+                match published.get(topic) {
+                    Some(counter) => {
+                        counter.fetch_add(*count, Ordering::Relaxed);
+                    }
+                    None => unseen.push((topic, *count)),
+                }
+            }
+        }
+        if !unseen.is_empty() {
+            let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
+            for (topic, count) in unseen {
+                published
+                    .entry(topic.clone())
+                    .or_default()
+                    .fetch_add(count, Ordering::Relaxed);
             }
         }
     }
 
-    /// Adds a committed batch's records per topic to lane `lane`'s counts.
-    pub fn count_published(&self, lane: &str, by_topic: Vec<(String, u64)>) {
-        let mut published = lock(&self.published);
-        for (topic, count) in by_topic {
-            *published.entry((lane.to_owned(), topic)).or_default() += count;
+    /// The counters so far.
+    pub fn stats(&self) -> PipelineStats {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        PipelineStats {
+            batches: read(&self.batches),
+            records_in: read(&self.records_in),
+            tombstones_skipped: read(&self.tombstones_skipped),
+            unrouted: read(&self.unrouted),
+            records_out: read(&self.records_out),
+            malformed: read(&self.malformed),
+            rejected: read(&self.rejected),
+            trapped: read(&self.trapped),
+            output_violations: read(&self.output_violations),
+            dead_lettered: read(&self.dead_lettered),
+            transactions_aborted: read(&self.transactions_aborted),
         }
     }
 }
@@ -67,8 +147,9 @@ impl PipelineMetrics {
 impl Report for PipelineMetrics {
     /// Events read and dead letters per lane.
     fn status(&self, status: &mut sluice_core::status::Status) {
-        for (lane, stats) in lock(&self.pipeline).iter() {
-            let counters = status.lanes.entry(lane.clone()).or_default();
+        for (lane, metrics) in self.snapshot() {
+            let stats = metrics.stats();
+            let counters = status.lanes.entry(lane).or_default();
             counters.events = stats.records_in;
             counters.dead_letters = stats.dead_lettered;
         }
@@ -76,7 +157,11 @@ impl Report for PipelineMetrics {
 
     /// The Prometheus text exposition of everything above.
     fn render(&self, out: &mut String) {
-        let lanes = lock(&self.pipeline).clone();
+        let lanes = self.snapshot();
+        let stats: Vec<(&str, PipelineStats)> = lanes
+            .iter()
+            .map(|(lane, metrics)| (lane.as_str(), metrics.stats()))
+            .collect();
         let counters: [Counter; 11] = [
             ("sluice_batches_total", "Batches processed.", |s| s.batches),
             (
@@ -132,7 +217,7 @@ impl Report for PipelineMetrics {
         ];
         for (name, help, value) in counters {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-            for (lane, stats) in &lanes {
+            for (lane, stats) in &stats {
                 out.push_str(&format!(
                     "{name}{{lane=\"{}\"}} {}\n",
                     escape(lane),
@@ -140,29 +225,35 @@ impl Report for PipelineMetrics {
                 ));
             }
         }
-        let latencies = lock(&self.latency);
-        out.push_str("# HELP sluice_batch_duration_seconds Time from a batch read to its output handed to the sink.\n");
+        out.push_str("# HELP sluice_batch_duration_seconds Time from a batch read to its output published.\n");
         out.push_str("# TYPE sluice_batch_duration_seconds histogram\n");
-        for (lane, latency) in latencies.iter() {
+        for (lane, metrics) in &lanes {
             let lane = escape(lane);
-            for (bound, count) in LATENCY_BUCKETS.iter().zip(latency.counts.iter()) {
+            let mut cumulative = 0;
+            for (bound, count) in LATENCY_BUCKETS.iter().zip(metrics.latency_buckets.iter()) {
+                cumulative += count.load(Ordering::Relaxed);
                 out.push_str(&format!(
-                    "sluice_batch_duration_seconds_bucket{{lane=\"{lane}\",le=\"{bound}\"}} {count}\n"
+                    "sluice_batch_duration_seconds_bucket{{lane=\"{lane}\",le=\"{bound}\"}} {cumulative}\n"
                 ));
             }
+            let count = metrics.latency_count.load(Ordering::Relaxed);
+            let sum =
+                Duration::from_nanos(metrics.latency_nanos.load(Ordering::Relaxed)).as_secs_f64();
             out.push_str(&format!(
-                "sluice_batch_duration_seconds_bucket{{lane=\"{lane}\",le=\"+Inf\"}} {}\nsluice_batch_duration_seconds_sum{{lane=\"{lane}\"}} {}\nsluice_batch_duration_seconds_count{{lane=\"{lane}\"}} {}\n",
-                latency.count, latency.sum_seconds, latency.count
+                "sluice_batch_duration_seconds_bucket{{lane=\"{lane}\",le=\"+Inf\"}} {count}\nsluice_batch_duration_seconds_sum{{lane=\"{lane}\"}} {sum}\nsluice_batch_duration_seconds_count{{lane=\"{lane}\"}} {count}\n"
             ));
         }
-        drop(latencies);
         out.push_str("# HELP sluice_records_published_total Records published (committed), per lane and output topic; dead letters included.\n# TYPE sluice_records_published_total counter\n");
-        for ((lane, topic), count) in lock(&self.published).iter() {
-            out.push_str(&format!(
-                "sluice_records_published_total{{lane=\"{}\",topic=\"{}\"}} {count}\n",
-                escape(lane),
-                escape(topic)
-            ));
+        for (lane, metrics) in &lanes {
+            let published = metrics.published.read().unwrap_or_else(|e| e.into_inner());
+            for (topic, count) in published.iter() {
+                out.push_str(&format!(
+                    "sluice_records_published_total{{lane=\"{}\",topic=\"{}\"}} {}\n",
+                    escape(lane),
+                    escape(topic),
+                    count.load(Ordering::Relaxed)
+                ));
+            }
         }
     }
 }
@@ -176,15 +267,27 @@ mod tests {
     fn renders_counters_histogram_and_published_records() {
         let telemetry = Telemetry::default();
         let metrics = telemetry.report::<PipelineMetrics>();
-        let stats = PipelineStats {
-            batches: 2,
-            records_in: 10,
+        let first = PipelineStats {
+            batches: 1,
+            records_in: 6,
             dead_lettered: 1,
             ..PipelineStats::default()
         };
-        metrics.record_batch("cdm", stats, Duration::from_millis(3));
-        metrics.record_batch("cdm", stats, Duration::from_secs(2));
-        metrics.record_batch("audit", PipelineStats::default(), Duration::from_secs(2));
+        let second = PipelineStats {
+            batches: 1,
+            records_in: 4,
+            ..PipelineStats::default()
+        };
+        // Two consumers of one lane add to the same counters.
+        metrics
+            .lane("cdm")
+            .record_batch(&first, Duration::from_millis(3));
+        metrics
+            .lane("cdm")
+            .record_batch(&second, Duration::from_secs(2));
+        metrics
+            .lane("audit")
+            .record_batch(&PipelineStats::default(), Duration::from_secs(2));
         let text = telemetry.prometheus();
         assert!(
             text.contains("sluice_records_in_total{lane=\"cdm\"} 10\n"),
@@ -208,11 +311,13 @@ mod tests {
             (10, 1),
             "the status page's counters"
         );
-        metrics.count_published("cdm", vec![("cdm.customer".into(), 2)]);
-        telemetry.report::<PipelineMetrics>().count_published(
-            "cdm",
-            vec![("cdm.customer".into(), 1), ("sluice.dlq".into(), 1)],
-        );
+        metrics
+            .lane("cdm")
+            .count_published(&[("cdm.customer".into(), 2)]);
+        telemetry
+            .report::<PipelineMetrics>()
+            .lane("cdm")
+            .count_published(&[("cdm.customer".into(), 1), ("sluice.dlq".into(), 1)]);
         let text = telemetry.prometheus();
         assert!(
             text.contains("sluice_records_published_total{lane=\"cdm\",topic=\"cdm.customer\"} 3\nsluice_records_published_total{lane=\"cdm\",topic=\"sluice.dlq\"} 1\n"),

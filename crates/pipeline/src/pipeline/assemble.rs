@@ -16,58 +16,92 @@ use super::dead_letters::{
 use super::{Pipeline, PipelineSettings, PipelineStats, Route, Routes};
 use crate::candidates;
 
+/// A batch decoded, before its plugins run: each record's place (an event or its dead
+/// letter already made) and what decoding counted. Independent of the plugins, so the
+/// next batch is decoded while the plugins work on this one.
+pub(super) struct DecodedBatch {
+    slots: Vec<Slot>,
+    events: Vec<ChangeEvent>,
+    counted: PipelineStats,
+}
+
+/// Decodes one batch of raw records (see [`DecodedBatch`]).
+pub(super) fn decode_batch(settings: &PipelineSettings, batch: Vec<RawRecord>) -> DecodedBatch {
+    let mut counted = PipelineStats {
+        batches: 1,
+        records_in: batch.len() as u64,
+        ..PipelineStats::default()
+    };
+    // Each record keeps its place: an event (index into `events`) or a dead letter.
+    let mut slots = Vec::with_capacity(batch.len());
+    let mut events = Vec::with_capacity(batch.len());
+    for record in batch {
+        match debezium::decode(record) {
+            Ok(Decoded::Event(event)) => {
+                slots.push(Slot::Event);
+                events.push(event);
+            }
+            Ok(Decoded::Tombstone) => counted.tombstones_skipped += 1,
+            Err(malformed) => {
+                let debezium::Malformed { error, record } = *malformed;
+                counted.malformed += 1;
+                tracing::warn!(
+                    topic = %record.origin.topic,
+                    partition = record.origin.partition,
+                    offset = record.origin.offset,
+                    error = %bounded_header_text(&error.to_string()),
+                    "malformed record sent to the dead-letter topic"
+                );
+                let letter = DeadLetter {
+                    key: record.key,
+                    value: record.value,
+                    headers: record.headers,
+                    origin: &record.origin,
+                };
+                slots.push(Slot::DeadLetter(dead_letter(
+                    settings,
+                    &mut counted,
+                    letter,
+                    "decode",
+                    &error.to_string(),
+                    None,
+                    None,
+                )));
+            }
+        }
+    }
+    DecodedBatch {
+        slots,
+        events,
+        counted,
+    }
+}
+
 impl Pipeline {
     /// Turns one batch of raw records into the records to publish, in order.
     pub async fn process(
         &mut self,
         batch: Vec<RawRecord>,
     ) -> Result<Vec<OutputRecord>, ThreadGone> {
-        self.stats.batches += 1;
-        self.stats.records_in += batch.len() as u64;
-        // Each record keeps its place: an event (index into `events`) or a dead letter.
-        let mut slots = Vec::with_capacity(batch.len());
-        let mut events = Vec::with_capacity(batch.len());
-        for record in batch {
-            match debezium::decode(record) {
-                Ok(Decoded::Event(event)) => {
-                    slots.push(Slot::Event);
-                    events.push(event);
-                }
-                Ok(Decoded::Tombstone) => self.stats.tombstones_skipped += 1,
-                Err(malformed) => {
-                    let debezium::Malformed { error, record } = *malformed;
-                    self.stats.malformed += 1;
-                    tracing::warn!(
-                        topic = %record.origin.topic,
-                        partition = record.origin.partition,
-                        offset = record.origin.offset,
-                        error = %bounded_header_text(&error.to_string()),
-                        "malformed record sent to the dead-letter topic"
-                    );
-                    let letter = DeadLetter {
-                        key: record.key,
-                        value: record.value,
-                        headers: record.headers,
-                        origin: &record.origin,
-                    };
-                    slots.push(Slot::DeadLetter(dead_letter(
-                        &self.settings,
-                        &mut self.stats,
-                        letter,
-                        "decode",
-                        &error.to_string(),
-                        None,
-                        None,
-                    )));
-                }
-            }
-        }
+        let decoded = decode_batch(&self.settings, batch);
+        self.transform(decoded).await
+    }
+
+    /// Runs the plugins over a decoded batch and assembles its output, in order.
+    pub(super) async fn transform(
+        &mut self,
+        decoded: DecodedBatch,
+    ) -> Result<Vec<OutputRecord>, ThreadGone> {
+        let DecodedBatch {
+            slots,
+            events,
+            counted,
+        } = decoded;
+        self.stats.add(&counted);
         let events = Arc::new(events);
         let routes: Routes = self.routes.borrow().clone();
         let plan = candidates::plan(&routes, &events);
-        if let Some(metrics) = &self.candidates {
-            metrics.count_served(&routes, &plan.assigned);
-        }
+        self.count_served(&routes, &plan.assigned);
         // Shadows start now, beside the serving plugins, and finish on their own.
         let mut shadows =
             candidates::start_shadows(&routes, &events, &plan, self.candidates.as_ref());
@@ -104,6 +138,25 @@ impl Pipeline {
         shadows.compare(&self.settings);
         self.stats.records_out += output.len() as u64;
         Ok(output)
+    }
+
+    /// Adds the events each route runs in this batch to its counter (the counters are
+    /// looked up again only when the route table changed).
+    fn count_served(&mut self, routes: &Routes, assigned: &[Vec<usize>]) {
+        let Some(metrics) = &self.candidates else {
+            return;
+        };
+        let current = matches!(&self.served, Some((table, _)) if Arc::ptr_eq(table, routes));
+        if !current {
+            self.served = Some((routes.clone(), metrics.served_counters(routes)));
+        }
+        if let Some((_, counters)) = &self.served {
+            for (counter, events) in counters.iter().zip(assigned) {
+                if !events.is_empty() {
+                    counter.fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     /// Regroups per-route outcomes into, per event, `(route index, outcome)` in route order.

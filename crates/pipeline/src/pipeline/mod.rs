@@ -12,6 +12,12 @@
 //!    the batch's last record (or lets the sink commit it with the records:
 //!    [`Positions::Committed`], exactly-once); a batch the sink aborted is read again.
 //!
+//! Step 4 of one batch overlaps steps 1 to 3 of the next: while the sink publishes batch
+//! N, batch N+1 is read and transformed (plugins run on threads of their own, so on a
+//! machine with a core free the two really run at once). The sink still gets one batch at
+//! a time: N+1 is handed over only after N is settled. If the sink aborts N, N+1's work
+//! is thrown away and both are read again.
+//!
 //! So a record is committed only after everything it produced (outputs and dead letters)
 //! is published: at-least-once. Ordering is preserved within a batch and across batches.
 //! Every source and sink (file, Kafka, ...) plugs into this same loop.
@@ -20,23 +26,29 @@
 //! the header names in `dead_letters`, the batch's positions in `positions`.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-use sluice_core::OutputRecord;
 use sluice_core::sink::{Positions, Sink, SinkError};
 use sluice_core::source::{Source, SourceError};
 use sluice_core::telemetry::{PluginInfo, Telemetry};
 use sluice_core::topics::TopicPattern;
+use sluice_core::{Origin, OutputRecord};
 use sluice_runtime::{PluginThread, ThreadGone};
 
 use crate::candidates::CandidateMetrics;
 use crate::manifest::Role;
-use crate::metrics::PipelineMetrics;
+use crate::metrics::{LaneMetrics, PipelineMetrics};
 
 mod assemble;
 mod dead_letters;
 mod positions;
+#[cfg(test)]
+mod tests;
 
+use assemble::{DecodedBatch, decode_batch};
 pub(crate) use assemble::{assemble_outcome, subset};
 pub use dead_letters::{bounded_header_text, headers};
 use positions::{first_per_partition, last_per_partition};
@@ -145,6 +157,44 @@ pub struct PipelineStats {
 }
 
 impl PipelineStats {
+    /// What was counted after `earlier` (a snapshot of the same counters).
+    pub fn since(&self, earlier: &PipelineStats) -> PipelineStats {
+        PipelineStats {
+            batches: self.batches.saturating_sub(earlier.batches),
+            records_in: self.records_in.saturating_sub(earlier.records_in),
+            tombstones_skipped: self
+                .tombstones_skipped
+                .saturating_sub(earlier.tombstones_skipped),
+            unrouted: self.unrouted.saturating_sub(earlier.unrouted),
+            records_out: self.records_out.saturating_sub(earlier.records_out),
+            malformed: self.malformed.saturating_sub(earlier.malformed),
+            rejected: self.rejected.saturating_sub(earlier.rejected),
+            trapped: self.trapped.saturating_sub(earlier.trapped),
+            output_violations: self
+                .output_violations
+                .saturating_sub(earlier.output_violations),
+            dead_lettered: self.dead_lettered.saturating_sub(earlier.dead_lettered),
+            transactions_aborted: self
+                .transactions_aborted
+                .saturating_sub(earlier.transactions_aborted),
+        }
+    }
+
+    /// Adds `more` (counters of the same kind) to these.
+    pub fn add(&mut self, more: &PipelineStats) {
+        self.batches += more.batches;
+        self.records_in += more.records_in;
+        self.tombstones_skipped += more.tombstones_skipped;
+        self.unrouted += more.unrouted;
+        self.records_out += more.records_out;
+        self.malformed += more.malformed;
+        self.rejected += more.rejected;
+        self.trapped += more.trapped;
+        self.output_violations += more.output_violations;
+        self.dead_lettered += more.dead_lettered;
+        self.transactions_aborted += more.transactions_aborted;
+    }
+
     /// Logs the counters as fields (not as a Debug blob), so log tools can read them.
     pub fn log(&self, lane: &str, what: &str) {
         tracing::info!(
@@ -183,8 +233,14 @@ pub struct Pipeline {
     settings: PipelineSettings,
     stats: PipelineStats,
     metrics: Option<Arc<PipelineMetrics>>,
+    /// This lane's counters in `metrics` (taken when the run starts), and this pipeline's
+    /// counters they hold so far.
+    lane_metrics: Option<Arc<LaneMetrics>>,
+    reported: PipelineStats,
     /// Events per plugin version and shadow comparisons ([`crate::candidates`]).
     candidates: Option<Arc<CandidateMetrics>>,
+    /// The route table last seen and its counters of events served, per route.
+    served: Option<(Routes, Vec<Arc<std::sync::atomic::AtomicU64>>)>,
     /// The lane this pipeline runs (see [`crate::lanes`]), for logs and metrics.
     lane: String,
     /// Whether the pipeline rests after batches with traps ([`TRAP_REST_FACTOR`]): true
@@ -226,7 +282,10 @@ impl Pipeline {
             settings,
             stats: PipelineStats::default(),
             metrics: None,
+            lane_metrics: None,
+            reported: PipelineStats::default(),
             candidates: None,
+            served: None,
             lane: SHARED_LANE.to_owned(),
             rest_after_traps: false,
         }
@@ -253,6 +312,14 @@ impl Pipeline {
 
     /// Runs until the source is exhausted or `shutdown` resolves. On shutdown the batch in
     /// flight is finished, published and committed before returning.
+    ///
+    /// A lane's stages overlap over three batches: while the sink publishes batch N, the
+    /// plugins (on their own threads) transform batch N+1, and this task reads and decodes
+    /// batch N+2. Batch N+1 is handed to the sink only once N is settled (acknowledged and
+    /// committed, or aborted), so the sink still sees one batch at a time, in order, and a
+    /// position is committed only after everything before it is published. A batch
+    /// whose publication finishes while the source is idle is committed at once. At most
+    /// three batches are in memory.
     pub async fn run<S: Source, K: Sink>(
         &mut self,
         source: &mut S,
@@ -260,52 +327,188 @@ impl Pipeline {
         shutdown: impl Future<Output = ()>,
     ) -> Result<PipelineStats, PipelineError> {
         tokio::pin!(shutdown);
+        self.lane_metrics = self
+            .metrics
+            .as_ref()
+            .map(|metrics| metrics.lane(&self.lane));
+        // Fixed for a run; this copy decodes the next batch while `self` transforms one.
+        let settings = self.settings.clone();
+        // The sink is either idle here or lent to the batch in flight.
+        let mut idle: Option<&mut K> = Some(sink);
+        let mut in_flight: Option<InFlight<'_, K>> = None;
+        // The next batch, read and decoded while the plugins worked on the last one.
+        let mut ahead: Option<Result<Option<Prepared>, SourceError>> = None;
         loop {
-            let batch = tokio::select! {
+            let next = tokio::select! {
                 biased;
                 () = &mut shutdown => {
                     tracing::info!("shutdown requested; stopping after the last complete batch");
-                    break;
+                    None
                 }
-                batch = source.next_batch(self.settings.batch_size) => batch?,
+                step = async {
+                    match ahead.take() {
+                        Some(read) => Step::Done(read),
+                        None => until_published(read_and_decode(source, &settings), &mut in_flight).await,
+                    }
+                } => {
+                    match step {
+                        Step::Done(prepared) => Some(prepared?),
+                        Step::Published => {
+                            // The source is idle (or slow): commit and report the batch
+                            // in flight now rather than when the next one arrives. The
+                            // read is cancel-safe and goes on in the next round.
+                            let flight = in_flight.take().expect("a publication finished");
+                            match self.settle(source, flight).await? {
+                                Settled::Published(sink) => idle = Some(sink),
+                                Settled::Aborted { sink, first } => {
+                                    idle = Some(sink);
+                                    source.rewind(&first).await?;
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                }
             };
-            let Some(batch) = batch else { break };
-            let last = last_per_partition(&batch);
-            let first = first_per_partition(&batch);
-            let started = std::time::Instant::now();
-            let before = self.stats;
-            let output = self.process(batch).await?;
-            let by_topic = count_by_topic(&output);
-            match holding(source, sink.send_batch(output, &last)).await? {
-                Ok(Positions::Pending) => source.commit(&last).await?,
-                Ok(Positions::Committed) => {}
-                Err(SinkError::Aborted { reason }) => {
-                    // Nothing of the batch took effect: count it once, when it is
-                    // committed, and read it again.
-                    self.stats = before;
-                    self.stats.transactions_aborted += 1;
-                    tracing::warn!(lane = %self.lane, %reason, "batch aborted by the sink; processing it again");
-                    source.rewind(&first).await?;
-                    continue;
+            let prepared = match next {
+                Some(Some(prepared)) => prepared,
+                end => {
+                    let Some(flight) = in_flight.take() else {
+                        break;
+                    };
+                    let shutting_down = end.is_none();
+                    match self.settle(source, flight).await? {
+                        Settled::Published(sink) => {
+                            idle = Some(sink);
+                            break;
+                        }
+                        Settled::Aborted { sink, first } => {
+                            idle = Some(sink);
+                            source.rewind(&first).await?;
+                            if shutting_down {
+                                break;
+                            }
+                            // The source is exhausted but the aborted batch is read again.
+                            continue;
+                        }
+                    }
                 }
-                Err(e) => return Err(e.into()),
-            }
-            let elapsed = started.elapsed();
-            if let Some(metrics) = &self.metrics {
-                metrics.record_batch(&self.lane, self.stats, elapsed);
-                metrics.count_published(&self.lane, by_topic);
-            }
-            let rest = self.rest_after(&before, elapsed);
+            };
+            let Prepared {
+                decoded,
+                last,
+                first,
+                started,
+            } = prepared;
+            let before = self.stats;
+            let (output, read) = reading_ahead(
+                self.transform(decoded),
+                read_and_decode(source, &settings),
+                &mut in_flight,
+            )
+            .await;
+            ahead = read;
+            let output = output?;
+            let sink = match in_flight.take() {
+                None => idle
+                    .take()
+                    .expect("the sink is idle when no batch is in flight"),
+                Some(flight) => match self.settle(source, flight).await? {
+                    Settled::Published(sink) => sink,
+                    Settled::Aborted {
+                        sink,
+                        first: aborted,
+                    } => {
+                        // This batch (and the one read ahead) were read after the aborted
+                        // one: all are read again. Their processing is undone with the
+                        // aborted batch's counters.
+                        idle = Some(sink);
+                        let points = rewind_points(aborted, &first, ahead.take())?;
+                        source.rewind(&points).await?;
+                        continue;
+                    }
+                },
+            };
+            let by_topic = count_by_topic(&output);
+            let positions = last.clone();
+            let sending: Sending<'_, K> = Box::pin(async move {
+                let result = sink.send_batch(output, &positions).await;
+                (sink, result, Instant::now())
+            });
+            in_flight = Some(InFlight {
+                publication: Publication::Sending(sending),
+                last,
+                first,
+                before,
+                after: self.stats,
+                by_topic,
+                started,
+            });
+            let rest = self.rest_after(&before, started.elapsed());
             if !rest.is_zero() {
                 tokio::select! {
                     biased;
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(rest) => {}
+                    () = &mut shutdown => {}
+                    () = alongside(tokio::time::sleep(rest), &mut in_flight) => continue,
                 }
+                // Shut down during the rest: settle the batch in flight and stop.
+                if let Some(flight) = in_flight.take() {
+                    match self.settle(source, flight).await? {
+                        Settled::Published(sink) => idle = Some(sink),
+                        Settled::Aborted { sink, first } => {
+                            idle = Some(sink);
+                            let points = rewind_points(first, &[], ahead.take())?;
+                            source.rewind(&points).await?;
+                        }
+                    }
+                }
+                break;
             }
         }
-        sink.flush().await?;
+        if let Some(sink) = idle {
+            sink.flush().await?;
+        }
         Ok(self.stats)
+    }
+
+    /// Waits for the batch in flight to be published (holding the source if that takes
+    /// long), then commits its positions (unless the sink did) and reports it. An aborted
+    /// batch restores the counters from before it (every batch read after it is undone
+    /// too) and says where to read again.
+    async fn settle<'a, S: Source, K: Sink>(
+        &mut self,
+        source: &mut S,
+        flight: InFlight<'a, K>,
+    ) -> Result<Settled<'a, K>, PipelineError> {
+        let InFlight {
+            publication,
+            last,
+            first,
+            before,
+            after,
+            by_topic,
+            started,
+        } = flight;
+        let (sink, result, published_at) = holding(source, publication.finish()).await?;
+        match result {
+            Ok(Positions::Pending) => source.commit(&last).await?,
+            Ok(Positions::Committed) => {}
+            Err(SinkError::Aborted { reason }) => {
+                // Nothing of the batch took effect: count it once, when it is committed,
+                // and read it again.
+                self.stats = before;
+                self.stats.transactions_aborted += 1;
+                tracing::warn!(lane = %self.lane, %reason, "batch aborted by the sink; processing it again");
+                return Ok(Settled::Aborted { sink, first });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(metrics) = &self.lane_metrics {
+            metrics.record_batch(&after.since(&self.reported), published_at - started);
+            metrics.count_published(&by_topic);
+            self.reported = after;
+        }
+        Ok(Settled::Published(sink))
     }
 
     /// How long to rest after a batch that took `elapsed` (see [`TRAP_REST_FACTOR`]);
@@ -336,11 +539,11 @@ pub const HOLD_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Awaits `sending` (the sink publishing a batch); if it takes longer than [`HOLD_AFTER`],
 /// holds the source meanwhile (every [`HOLD_AFTER`]) and releases it once done. The
-/// outer error is the source's, the inner result the sink's.
+/// error is the source's; the sink's result is in the output.
 async fn holding<S: Source, T>(
     source: &mut S,
-    sending: impl Future<Output = Result<T, SinkError>>,
-) -> Result<Result<T, SinkError>, SourceError> {
+    sending: impl Future<Output = T>,
+) -> Result<T, SourceError> {
     tokio::pin!(sending);
     let mut held = false;
     let result = loop {
@@ -356,6 +559,186 @@ async fn holding<S: Source, T>(
         source.release().await?;
     }
     Ok(result)
+}
+
+/// A sink publishing one batch; gives the sink back with the result and the time it
+/// finished.
+type Sending<'a, K> =
+    Pin<Box<dyn Future<Output = (&'a mut K, Result<Positions, SinkError>, Instant)> + Send + 'a>>;
+
+/// A batch's publication: under way, or finished while the next batch was worked on.
+enum Publication<'a, K> {
+    Sending(Sending<'a, K>),
+    Finished(&'a mut K, Result<Positions, SinkError>, Instant),
+}
+
+impl<'a, K> Publication<'a, K> {
+    /// Moves the publication on; keeps its result once it finishes.
+    fn poll_progress(&mut self, cx: &mut Context<'_>) {
+        if let Publication::Sending(sending) = self
+            && let Poll::Ready((sink, result, at)) = sending.as_mut().poll(cx)
+        {
+            *self = Publication::Finished(sink, result, at);
+        }
+    }
+
+    async fn finish(self) -> (&'a mut K, Result<Positions, SinkError>, Instant) {
+        match self {
+            Publication::Sending(sending) => sending.await,
+            Publication::Finished(sink, result, at) => (sink, result, at),
+        }
+    }
+}
+
+/// The batch handed to the sink, while the next one is read and transformed.
+struct InFlight<'a, K> {
+    publication: Publication<'a, K>,
+    /// Per topic-partition, the batch's last record (to commit) and first (to read again
+    /// from if the sink aborts it).
+    last: Vec<Origin>,
+    first: Vec<Origin>,
+    /// The counters before the batch, and after it was processed.
+    before: PipelineStats,
+    after: PipelineStats,
+    by_topic: Vec<(String, u64)>,
+    started: Instant,
+}
+
+/// How a batch in flight ended: the sink is free again either way.
+enum Settled<'a, K> {
+    Published(&'a mut K),
+    Aborted { sink: &'a mut K, first: Vec<Origin> },
+}
+
+/// Awaits `step` while moving the publication in flight on, so the two overlap.
+async fn alongside<K, T>(
+    step: impl Future<Output = T>,
+    in_flight: &mut Option<InFlight<'_, K>>,
+) -> T {
+    let mut step = std::pin::pin!(step);
+    std::future::poll_fn(|cx| {
+        if let Some(flight) = in_flight.as_mut() {
+            flight.publication.poll_progress(cx);
+        }
+        step.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// How [`until_published`] ended.
+enum Step<T> {
+    /// The step finished (whether or not a publication did meanwhile).
+    Done(T),
+    /// The publication in flight finished first; the step was not finished.
+    Published,
+}
+
+/// Awaits `step` while moving the publication in flight on, like [`alongside`], but
+/// returns as soon as that publication finishes (dropping `step`, which must then be
+/// cancel-safe), so that the batch is committed without waiting for `step`.
+async fn until_published<K, T>(
+    step: impl Future<Output = T>,
+    in_flight: &mut Option<InFlight<'_, K>>,
+) -> Step<T> {
+    let mut step = std::pin::pin!(step);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(done) = step.as_mut().poll(cx) {
+            return Poll::Ready(Step::Done(done));
+        }
+        match in_flight.as_mut() {
+            Some(flight) => {
+                flight.publication.poll_progress(cx);
+                if matches!(flight.publication, Publication::Finished(..)) {
+                    Poll::Ready(Step::Published)
+                } else {
+                    Poll::Pending
+                }
+            }
+            None => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Where to read again after the sink aborted a batch (`aborted`: its first record per
+/// topic-partition) when later batches were already read: the one starting at `next`
+/// (empty if none) and the one read ahead, if any. Per topic-partition, the earliest of
+/// them: the aborted batch's positions, then the later batches' for topic-partitions the
+/// earlier ones lack. The error is the read ahead's, if it failed.
+fn rewind_points(
+    mut aborted: Vec<Origin>,
+    next: &[Origin],
+    ahead: Option<Result<Option<Prepared>, SourceError>>,
+) -> Result<Vec<Origin>, SourceError> {
+    let ahead = match ahead {
+        Some(read) => read?.map(|prepared| prepared.first).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    for origin in next.iter().chain(&ahead) {
+        if !aborted
+            .iter()
+            .any(|a| a.topic == origin.topic && a.partition == origin.partition)
+        {
+            aborted.push(origin.clone());
+        }
+    }
+    Ok(aborted)
+}
+
+/// A batch read and decoded, with its first and last record per topic-partition and
+/// when it was read.
+struct Prepared {
+    decoded: DecodedBatch,
+    last: Vec<Origin>,
+    first: Vec<Origin>,
+    started: Instant,
+}
+
+/// Reads the next batch and decodes it. Cancel-safe, as [`Source::next_batch`] is.
+async fn read_and_decode<S: Source>(
+    source: &mut S,
+    settings: &PipelineSettings,
+) -> Result<Option<Prepared>, SourceError> {
+    let Some(batch) = source.next_batch(settings.batch_size).await? else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let last = last_per_partition(&batch);
+    let first = first_per_partition(&batch);
+    Ok(Some(Prepared {
+        decoded: decode_batch(settings, batch),
+        last,
+        first,
+        started,
+    }))
+}
+
+/// Awaits `step` (the plugins transforming a batch) while moving the publication in
+/// flight on and reading the next batch (`read`); returns the read's result if it
+/// finished meanwhile, else drops it (it must be cancel-safe).
+async fn reading_ahead<K, T, R>(
+    step: impl Future<Output = T>,
+    read: impl Future<Output = R>,
+    in_flight: &mut Option<InFlight<'_, K>>,
+) -> (T, Option<R>) {
+    let mut step = std::pin::pin!(step);
+    let mut read = std::pin::pin!(read);
+    let mut read_result: Option<R> = None;
+    std::future::poll_fn(|cx| {
+        if let Some(flight) = in_flight.as_mut() {
+            flight.publication.poll_progress(cx);
+        }
+        if read_result.is_none()
+            && let Poll::Ready(result) = read.as_mut().poll(cx)
+        {
+            read_result = Some(result);
+        }
+        match step.as_mut().poll(cx) {
+            Poll::Ready(done) => Poll::Ready((done, read_result.take())),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// How many records of `output` go to each topic.

@@ -143,12 +143,17 @@ impl std::fmt::Debug for FileSource {
     }
 }
 
+/// How much of the input is read at a time. Tokio reads files and standard input on its
+/// blocking threads, one hand-off per read: 8 KiB (the default) would be one hand-off per
+/// ~8 Debezium events.
+const READ_BUFFER: usize = 256 * 1024;
+
 impl FileSource {
     /// Opens `input`; `topic` overrides every record's topic.
     pub async fn open(input: FileInput, topic: Option<String>) -> Result<Self, SourceError> {
         let name = input.to_string();
         let reader: Box<dyn AsyncBufRead + Send + Unpin> = match input {
-            FileInput::Stdin => Box::new(BufReader::new(tokio::io::stdin())),
+            FileInput::Stdin => Box::new(BufReader::with_capacity(READ_BUFFER, tokio::io::stdin())),
             FileInput::Path(path) => {
                 let file =
                     tokio::fs::File::open(&path)
@@ -157,7 +162,7 @@ impl FileSource {
                             input: name.clone(),
                             source,
                         })?;
-                Box::new(BufReader::new(file))
+                Box::new(BufReader::with_capacity(READ_BUFFER, file))
             }
         };
         Ok(Self::from_reader(name, reader, topic))
@@ -231,7 +236,9 @@ impl FileSource {
     }
 
     fn take_line(&mut self) -> Line {
-        let mut bytes = std::mem::take(&mut self.line);
+        // The next line is likely about as long: start it with that room (bounded).
+        let room = (self.line.len() + self.line.len() / 4).min(64 * 1024);
+        let mut bytes = std::mem::replace(&mut self.line, Vec::with_capacity(room));
         let length = std::mem::take(&mut self.length);
         if length <= self.max_line as u64 && bytes.last() == Some(&b'\r') {
             bytes.pop();
@@ -315,19 +322,45 @@ fn too_long(line: Line, offset: i64, max: usize, topic_override: Option<&str>) -
     }
 }
 
+/// A line's top-level fields that tell its form, each as its raw JSON (`null` included),
+/// `None` when absent. Read in one pass that neither builds a map nor copies anything.
+#[derive(Deserialize)]
+struct LineFields<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    value: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    key: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    topic: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    headers: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    op: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    payload: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    source: Option<&'a RawValue>,
+}
+
+/// A field that is present, `null` or not.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(deserializer).map(Some)
+}
+
 /// Parses one line into a raw record; a line that cannot be parsed still becomes a
 /// record (whole line as value) so the pipeline dead-letters it with the reason.
 fn parse_line(line: Vec<u8>, offset: i64, topic_override: Option<&str>) -> RawRecord {
+    let fields: Option<LineFields<'_>> = serde_json::from_slice(&line).ok();
     // Keyed lines have a top-level `value` (possibly null) and none of an envelope's fields.
-    let top_level: Option<std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue>> =
-        serde_json::from_slice(&line).ok();
-    if let Some(fields) = top_level
-        && fields.contains_key("value")
-        && !["op", "payload", "source"]
-            .iter()
-            .any(|f| fields.contains_key(*f))
+    if let Some(fields) = &fields
+        && fields.value.is_some()
+        && fields.op.is_none()
+        && fields.payload.is_none()
+        && fields.source.is_none()
     {
-        return match keyed(&fields) {
+        return match keyed(fields) {
             Ok(mut record) => {
                 let topic = std::mem::take(&mut record.origin.topic);
                 record.origin =
@@ -343,7 +376,11 @@ fn parse_line(line: Vec<u8>, offset: i64, topic_override: Option<&str>) -> RawRe
             },
         };
     }
-    let topic = derived_topic(&line);
+    // A configured topic wins: no need to derive one.
+    let topic = match (topic_override, &fields) {
+        (None, Some(fields)) => topic_of(fields.source, fields.payload),
+        _ => None,
+    };
     RawRecord {
         key: None,
         value: Some(line),
@@ -355,18 +392,15 @@ fn parse_line(line: Vec<u8>, offset: i64, topic_override: Option<&str>) -> RawRe
 
 /// The record of a keyed line's fields (its origin's topic is the line's `topic` or the
 /// derived one, empty when neither); the error names the field of the wrong shape.
-fn keyed(
-    fields: &std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue>,
-) -> Result<RawRecord, String> {
-    let present = |name: &str| fields.get(name).filter(|raw| raw.get() != "null");
-    let topic = match present("topic") {
+fn keyed(fields: &LineFields<'_>) -> Result<RawRecord, String> {
+    let topic = match not_null(fields.topic) {
         None => None,
         Some(raw) => Some(
             serde_json::from_str::<String>(raw.get())
                 .map_err(|_| format!("has a `topic` that is not a string: {}", raw.get()))?,
         ),
     };
-    let headers = match present("headers") {
+    let headers = match not_null(fields.headers) {
         None => Vec::new(),
         Some(raw) => headers_from_json(
             serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get())
@@ -375,10 +409,10 @@ fn keyed(
                 })?,
         ),
     };
-    let value = present("value").map(|v| v.get().as_bytes().to_vec());
+    let value = not_null(fields.value).map(|v| v.get().as_bytes().to_vec());
     let topic = topic.or_else(|| value.as_deref().and_then(derived_topic));
     Ok(RawRecord {
-        key: present("key").map(|k| k.get().as_bytes().to_vec()),
+        key: not_null(fields.key).map(|k| k.get().as_bytes().to_vec()),
         value,
         headers,
         origin: Origin {
@@ -390,15 +424,20 @@ fn keyed(
     })
 }
 
+/// A field that is present and not `null`.
+fn not_null(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|raw| raw.get() != "null")
+}
+
 /// The Debezium topic of an envelope, from its `source` block, if it has one.
 fn derived_topic(value: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Outer<'a> {
-        #[serde(borrow, default)]
-        payload: Option<&'a RawValue>,
-        #[serde(default)]
-        source: Option<SourceNames>,
-    }
+    let fields: LineFields<'_> = serde_json::from_slice(value).ok()?;
+    topic_of(fields.source, fields.payload)
+}
+
+/// The Debezium topic named by an envelope's `source` block, or by the `source` block
+/// inside its `payload` (the schema+payload form).
+fn topic_of(source: Option<&RawValue>, payload: Option<&RawValue>) -> Option<String> {
     #[derive(Deserialize)]
     struct SourceNames {
         #[serde(default)]
@@ -409,16 +448,15 @@ fn derived_topic(value: &[u8]) -> Option<String> {
         schema: Option<String>,
         table: String,
     }
-    let outer: Outer<'_> = serde_json::from_slice(value).ok()?;
-    let source = match (outer.source, outer.payload) {
+    let source = match (not_null(source), not_null(payload)) {
         (Some(source), _) => source,
         (None, Some(payload)) => {
-            serde_json::from_str::<Outer<'_>>(payload.get())
-                .ok()?
-                .source?
+            let inner: LineFields<'_> = serde_json::from_str(payload.get()).ok()?;
+            not_null(inner.source)?
         }
         (None, None) => return None,
     };
+    let source: SourceNames = serde_json::from_str(source.get()).ok()?;
     Some(match source.schema {
         Some(schema) => format!("{}.{}.{}.{}", source.name, source.db, schema, source.table),
         None => format!("{}.{}.{}", source.name, source.db, source.table),
