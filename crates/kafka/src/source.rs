@@ -68,7 +68,8 @@ const LINGER_RANGE: Range<Duration> = Range {
     example: "20ms",
 };
 
-/// `source.batch_bytes`: a batch is held in memory whole, twice (read and output).
+/// `source.batch_bytes`: a lane holds up to three batches whole (one read ahead, one
+/// transformed, one published), each as read and as output.
 const BATCH_BYTES_RANGE: Range<u64> = Range {
     min: 1,
     max: 1 << 30,
