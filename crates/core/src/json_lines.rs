@@ -18,7 +18,10 @@ pub fn record_to_json_line(record: &OutputRecord) -> String {
         record.value.as_ref().map_or(0, Vec::len) + record.key.as_ref().map_or(0, Vec::len) + 64,
     );
     write_json_line(record, &mut line);
-    String::from_utf8(line).expect("a JSON line is UTF-8")
+    // Every part written is UTF-8 (JSON is checked as such, other bytes are base64); a
+    // lossy conversion keeps that a fact rather than a panic.
+    String::from_utf8(line)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned())
 }
 
 /// Appends one record as a JSON line (without the newline) to `out`, which stays UTF-8
@@ -154,5 +157,19 @@ mod tests {
             line.as_bytes(),
             "the buffer form writes the same bytes"
         );
+    }
+
+    #[test]
+    fn json_with_bytes_that_are_not_utf8_is_written_as_base64() {
+        let record = OutputRecord {
+            topic: "t".into(),
+            key: Some(b"\"\xff\"".to_vec()),
+            value: Some(b"{\"a\":\"\xfe\"}".to_vec()),
+            headers: vec![],
+        };
+        let line = record_to_json_line(&record);
+        let parsed: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(parsed["key"]["$base64"], "Iv8i", "{line}");
+        assert!(parsed["value"]["$base64"].is_string(), "{line}");
     }
 }
