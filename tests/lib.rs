@@ -399,6 +399,76 @@ impl Postgres {
         cert
     }
 
+    /// On top of [`Postgres::enable_tls`]: a CA for client certificates (`ssl_ca_file`),
+    /// `cert` authentication for `user` over TLS (every other user keeps `trust`), `user`
+    /// created as a superuser, and a certificate for it signed by that CA, its key in
+    /// the traditional PKCS#1 form (`BEGIN RSA PRIVATE KEY`, as `openssl genrsa
+    /// -traditional` writes). The client's files are in `dir`, the key mode 0600.
+    pub fn enable_client_certificates(&self, user: &str, dir: &std::path::Path) -> ClientCertificate {
+        let data = PathBuf::from(self.data());
+        let openssl = |args: &[&str]| {
+            let output = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let path = |p: PathBuf| p.display().to_string();
+        let (ca_cert, ca_key) = (data.join("client-ca.crt"), dir.join("client-ca.key"));
+        openssl(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=sluice test client CA", "-keyout", &path(ca_key.clone()), "-out",
+            &path(ca_cert.clone()),
+        ]);
+        let (cert, key, request) = (
+            dir.join("client.crt"),
+            dir.join("client.key"),
+            dir.join("client.csr"),
+        );
+        openssl(&["genrsa", "-traditional", "-out", &path(key.clone()), "2048"]);
+        openssl(&[
+            "req", "-new", "-key", &path(key.clone()), "-subj", &format!("/CN={user}"),
+            "-out", &path(request.clone()),
+        ]);
+        openssl(&[
+            "x509", "-req", "-in", &path(request), "-CA", &path(ca_cert.clone()), "-CAkey",
+            &path(ca_key), "-CAcreateserial", "-days", "2", "-out", &path(cert.clone()),
+        ]);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            format!(
+                "local all all trust\nhostssl all {user} 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n"
+            ),
+        )
+        .expect("pg_hba.conf");
+        if is_root() {
+            let status = std::process::Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&ca_cert)
+                .arg(data.join("pg_hba.conf"))
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the client CA");
+        }
+        self.sql(&format!(
+            "CREATE ROLE {user} LOGIN SUPERUSER REPLICATION; ALTER SYSTEM SET ssl_ca_file = '{}';",
+            ca_cert.display()
+        ));
+        self.sql("SELECT pg_reload_conf()");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.try_sql("SHOW ssl_ca_file").map(|f| f.ends_with("client-ca.crt")) != Ok(true) {
+            assert!(std::time::Instant::now() < deadline, "ssl_ca_file set");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        ClientCertificate { cert, key }
+    }
+
     /// A libpq connection string for `user` on database `postgres`.
     pub fn connection(&self, user: &str) -> String {
         format!(
@@ -474,6 +544,12 @@ impl Postgres {
     pub fn client(&self, tool: &str) -> std::process::Command {
         pg_client(&self.bin.join(tool), self.port)
     }
+}
+
+/// A client certificate and its key, for `cert` authentication.
+pub struct ClientCertificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Drop for Postgres {

@@ -818,3 +818,84 @@ fn tls_as_the_connection_strings_sslmode_says() {
     assert_eq!(records.len(), 4, "streaming over verified TLS");
     capture.finish().expect("clean stop");
 }
+
+/// A client certificate (`sslcert`/`sslkey`) where pg_hba.conf asks for `cert`
+/// authentication, on both connections: without one the server refuses and capture says
+/// so; a key others can read is refused naming the file (as libpq refuses it); with the
+/// certificate (its key in the PKCS#1 form `openssl genrsa -traditional` writes) capture
+/// snapshots and streams, and the server sees the certificate's name on its connections.
+#[test]
+fn a_client_certificate_logs_in_where_pg_hba_asks_for_one() {
+    let pg = Postgres::start();
+    pg.enable_tls();
+    let files = tempfile::tempdir().expect("temp dir");
+    let client = pg.enable_client_certificates("capturer", files.path());
+    let broker = Broker::start();
+    pg.sql(CUSTOMERS);
+    let topic = "dbserver1.public.customers";
+    let as_capturer = |tls: &str| {
+        let kind = capture_config(&pg, &broker, &["public.customers"], "");
+        match kind {
+            CaptureKind::Postgres(mut config) => {
+                config.connection = format!("{} sslmode=require {tls}", pg.connection("capturer"));
+                CaptureKind::Postgres(config)
+            }
+            CaptureKind::SqlServer(_) => unreachable!("a PostgreSQL capture"),
+        }
+    };
+
+    let refused = Running::start(as_capturer(""), &broker.bootstrap, &[topic])
+        .failure_within(Duration::from_secs(30));
+    assert!(
+        refused.contains("certificate"),
+        "the server's refusal, passed on: {refused}"
+    );
+
+    let open_key = files.path().join("open.key");
+    std::fs::copy(&client.key, &open_key).expect("copy");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+    }
+    let refused = Running::start(
+        as_capturer(&format!(
+            "sslcert={} sslkey={}",
+            client.cert.display(),
+            open_key.display()
+        )),
+        &broker.bootstrap,
+        &[],
+    )
+    .failure_within(Duration::from_secs(30));
+    assert!(
+        refused.contains("open.key") && refused.contains("group or world access"),
+        "{refused}"
+    );
+
+    let capture = Running::start(
+        as_capturer(&format!(
+            "sslcert={} sslkey={}",
+            client.cert.display(),
+            client.key.display()
+        )),
+        &broker.bootstrap,
+        &[],
+    );
+    let records = read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        r.len() >= 2
+    });
+    assert_eq!(records.len(), 2, "the snapshot, logged in by certificate");
+    wait_streaming(&pg);
+    let by_certificate = pg.sql(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE s.client_dn = '/CN=capturer' AND a.usename = 'capturer'",
+    );
+    assert_ne!(by_certificate, "0", "the replication connection presents the certificate");
+    pg.sql("INSERT INTO customers (first_name, email) VALUES ('Cert', 'cert@example.com')");
+    let records = read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        r.len() >= 3
+    });
+    assert_eq!(records.len(), 3, "streaming, logged in by certificate");
+    capture.finish().expect("clean stop");
+}
