@@ -404,7 +404,11 @@ impl Postgres {
     /// created as a superuser, and a certificate for it signed by that CA, its key in
     /// the traditional PKCS#1 form (`BEGIN RSA PRIVATE KEY`, as `openssl genrsa
     /// -traditional` writes). The client's files are in `dir`, the key mode 0600.
-    pub fn enable_client_certificates(&self, user: &str, dir: &std::path::Path) -> ClientCertificate {
+    pub fn enable_client_certificates(
+        &self,
+        user: &str,
+        dir: &std::path::Path,
+    ) -> ClientCertificate {
         let data = PathBuf::from(self.data());
         let openssl = |args: &[&str]| {
             let output = std::process::Command::new("openssl")
@@ -420,8 +424,18 @@ impl Postgres {
         let path = |p: PathBuf| p.display().to_string();
         let (ca_cert, ca_key) = (data.join("client-ca.crt"), dir.join("client-ca.key"));
         openssl(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=sluice test client CA", "-keyout", &path(ca_key.clone()), "-out",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sluice test client CA",
+            "-keyout",
+            &path(ca_key.clone()),
+            "-out",
             &path(ca_cert.clone()),
         ]);
         let (cert, key, request) = (
@@ -431,12 +445,29 @@ impl Postgres {
         );
         openssl(&["genrsa", "-traditional", "-out", &path(key.clone()), "2048"]);
         openssl(&[
-            "req", "-new", "-key", &path(key.clone()), "-subj", &format!("/CN={user}"),
-            "-out", &path(request.clone()),
+            "req",
+            "-new",
+            "-key",
+            &path(key.clone()),
+            "-subj",
+            &format!("/CN={user}"),
+            "-out",
+            &path(request.clone()),
         ]);
         openssl(&[
-            "x509", "-req", "-in", &path(request), "-CA", &path(ca_cert.clone()), "-CAkey",
-            &path(ca_key), "-CAcreateserial", "-days", "2", "-out", &path(cert.clone()),
+            "x509",
+            "-req",
+            "-in",
+            &path(request),
+            "-CA",
+            &path(ca_cert.clone()),
+            "-CAkey",
+            &path(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &path(cert.clone()),
         ]);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
@@ -462,7 +493,11 @@ impl Postgres {
         ));
         self.sql("SELECT pg_reload_conf()");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while self.try_sql("SHOW ssl_ca_file").map(|f| f.ends_with("client-ca.crt")) != Ok(true) {
+        while self
+            .try_sql("SHOW ssl_ca_file")
+            .map(|f| f.ends_with("client-ca.crt"))
+            != Ok(true)
+        {
             assert!(std::time::Instant::now() < deadline, "ssl_ca_file set");
             std::thread::sleep(std::time::Duration::from_millis(100));
         }

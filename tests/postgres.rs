@@ -855,8 +855,7 @@ fn a_client_certificate_logs_in_where_pg_hba_asks_for_one() {
     std::fs::copy(&client.key, &open_key).expect("copy");
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644))
-            .expect("chmod");
+        std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     }
     let refused = Running::start(
         as_capturer(&format!(
@@ -891,11 +890,134 @@ fn a_client_certificate_logs_in_where_pg_hba_asks_for_one() {
         "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
          WHERE s.client_dn = '/CN=capturer' AND a.usename = 'capturer'",
     );
-    assert_ne!(by_certificate, "0", "the replication connection presents the certificate");
+    assert_ne!(
+        by_certificate, "0",
+        "the replication connection presents the certificate"
+    );
     pg.sql("INSERT INTO customers (first_name, email) VALUES ('Cert', 'cert@example.com')");
     let records = read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
         r.len() >= 3
     });
     assert_eq!(records.len(), 3, "streaming, logged in by certificate");
     capture.finish().expect("clean stop");
+}
+
+/// Protocol 2: a transaction larger than `logical_decoding_work_mem` reaches capture
+/// while it runs (kept in a file under `streaming_spill_dir` until it commits) and is
+/// published once committed, whole and in commit order: a small transaction committed
+/// while the large one was open comes first, a rolled-back savepoint's rows and a large
+/// aborted transaction's rows never appear, and the server reports it streamed them.
+#[test]
+fn large_transactions_streamed_while_they_run_arrive_once_committed() {
+    let pg = Postgres::start();
+    pg.sql("ALTER SYSTEM SET logical_decoding_work_mem = '64kB'");
+    pg.sql("SELECT pg_reload_conf()");
+    let broker = Broker::start();
+    pg.sql("CREATE TABLE big (id int PRIMARY KEY, label text NOT NULL, pad text)");
+    let spill = tempfile::tempdir().expect("spill dir");
+    let topic = "dbserver1.public.big";
+    let capture = Running::start(
+        capture_config(
+            &pg,
+            &broker,
+            &["public.big"],
+            &format!(
+                "streaming_spill_dir = {:?}",
+                spill.path().display().to_string()
+            ),
+        ),
+        &broker.bootstrap,
+        &[topic],
+    );
+    wait_streaming(&pg);
+    let spilled_files = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(spill.path())
+            .expect("spill dir")
+            .flatten()
+            .filter(|d| d.path().is_dir())
+            .flat_map(|d| std::fs::read_dir(d.path()).expect("dir").flatten())
+            .map(|e| e.path())
+            .collect()
+    };
+
+    let (psql, port) = (pg.binary("psql"), pg.port);
+    let insert = |from: i32, to: i32, label: &str| {
+        format!(
+            "INSERT INTO big SELECT i, '{label}', repeat('x', 200) FROM generate_series({from}, {to}) i;"
+        )
+    };
+    let large = format!(
+        "BEGIN; {} SAVEPOINT s; {} ROLLBACK TO SAVEPOINT s; {} SELECT pg_sleep(3); {} COMMIT;",
+        insert(1, 3000, "kept"),
+        insert(3001, 5000, "rolled back"),
+        insert(5001, 6000, "kept"),
+        insert(6001, 7000, "kept"),
+    );
+    let writer = std::thread::spawn(move || {
+        let status = sluice_tests::pg_client(&psql, port)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", &large])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("psql");
+        assert!(status.success(), "the large transaction");
+    });
+    std::thread::sleep(Duration::from_millis(1_200));
+    let while_open = spilled_files();
+    pg.sql("INSERT INTO big VALUES (0, 'small', NULL)");
+    writer.join().expect("writer");
+    assert!(
+        while_open
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "changes")),
+        "the open transaction's changes were on capture's disk while it ran: {while_open:?}"
+    );
+    pg.sql(&format!(
+        "BEGIN; {} ROLLBACK;",
+        insert(10_001, 15_000, "aborted")
+    ));
+    pg.sql("INSERT INTO big VALUES (20000, 'after', NULL)");
+
+    let records = read_topic(&broker.bootstrap, topic, Duration::from_secs(120), |r| {
+        r.len() >= 5_002
+    });
+    let values: Vec<serde_json::Value> = records.iter().map(|r| json(&r.1)).collect();
+    let ids: Vec<i64> = values
+        .iter()
+        .map(|v| v["after"]["id"].as_i64().expect("id"))
+        .collect();
+    let mut expected = vec![0];
+    expected.extend((1..=3000).chain(5001..=7000));
+    expected.push(20000);
+    assert_eq!(
+        ids.len(),
+        expected.len(),
+        "each committed row once, nothing else"
+    );
+    assert_eq!(
+        ids, expected,
+        "commit order; the large transaction's rows in its order"
+    );
+    let large_tx: std::collections::BTreeSet<i64> = values[1..values.len() - 1]
+        .iter()
+        .map(|v| v["source"]["txId"].as_i64().expect("txId"))
+        .collect();
+    assert_eq!(large_tx.len(), 1, "one transaction");
+    assert_ne!(values[0]["source"]["txId"], values[1]["source"]["txId"]);
+
+    let streamed: i64 = pg
+        .sql("SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'debezium'")
+        .parse()
+        .expect("stream_txns");
+    assert!(
+        streamed >= 2,
+        "the server streamed the large and the aborted transaction: {streamed}"
+    );
+    capture.finish().expect("clean stop");
+    assert!(
+        std::fs::read_dir(spill.path())
+            .expect("dir")
+            .next()
+            .is_none(),
+        "capture leaves nothing in streaming_spill_dir"
+    );
 }

@@ -98,6 +98,7 @@ topic_prefix = "crash"
 tables = ["public.accounts"]
 batch_size = 300
 flush_interval = "20ms"
+streaming_spill_dir = "{}"
 heartbeat_interval = "300ms"
 tombstones_on_delete = false
 
@@ -106,10 +107,12 @@ transactions = false
 properties = {{ "bootstrap.servers" = "{}" }}
 "#,
             pg.connection("postgres"),
+            dir.join("spill").display(),
             broker.bootstrap
         ),
     )
     .expect("write config");
+    std::fs::create_dir_all(dir.join("spill")).expect("spill dir");
     path
 }
 
@@ -219,6 +222,10 @@ fn now_ms() -> i64 {
 #[test]
 fn killed_capture_and_a_crashed_server_lose_nothing() {
     let pg = Postgres::start();
+    // Transactions over 64 kB (most of those with more than ~100 changes) are streamed
+    // while they run (protocol 2), so kills land while capture holds them on disk too.
+    pg.sql("ALTER SYSTEM SET logical_decoding_work_mem = '64kB'");
+    pg.sql("SELECT pg_reload_conf()");
     let broker = Broker::start();
     pg.sql(
         "CREATE TABLE accounts (id int PRIMARY KEY, version int NOT NULL, pad text);
@@ -336,8 +343,25 @@ fn killed_capture_and_a_crashed_server_lose_nothing() {
     }
     sampling.store(false, Ordering::SeqCst);
     sampler.join().expect("sampler");
+    let streamed: i64 = pg
+        .sql("SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'debezium'")
+        .parse()
+        .expect("stream_txns");
+    assert!(
+        streamed > 0,
+        "the server streamed in-progress transactions to capture"
+    );
     capture.kill().expect("stop");
     let _ = capture.wait();
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("spill"))
+        .expect("spill dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.len() <= 1,
+        "each start removes what killed captures left; only the last one's remains: {left:?}"
+    );
     let records = consume(
         &broker.bootstrap,
         "crash.public.accounts",

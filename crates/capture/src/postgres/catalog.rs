@@ -94,6 +94,16 @@ impl Catalog {
         })
     }
 
+    /// `server_version_num` (150004 for 15.4).
+    pub async fn server_version(&self) -> Result<i32, PgError> {
+        Ok(self
+            .client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(db("reading server_version_num"))?
+            .get(0))
+    }
+
     /// Checks what capture needs and creates the publication when missing (as
     /// `settings.publication_mode` allows). Returns the slot, if it exists.
     pub async fn prepare(&self, settings: &PgSettings) -> Result<Option<SlotState>, PgError> {

@@ -44,6 +44,8 @@ pub struct RawPostgres {
     flush_interval: Option<String>,
     skipped_operations: Option<Vec<String>>,
     source_version: Option<String>,
+    streaming: Option<bool>,
+    streaming_spill_dir: Option<String>,
     kafka: Option<RawKafka>,
 }
 
@@ -84,6 +86,13 @@ pub struct PgSettings {
     /// Truncates become `op: t` events (Debezium skips them by default:
     /// `skipped.operations=t`).
     pub truncates: bool,
+    /// Protocol 2's streaming of in-progress transactions, where the server has it
+    /// (PostgreSQL 14+): a large transaction reaches sluice while it runs and is kept on
+    /// sluice's disk until its commit, instead of being spilled by the server and sent
+    /// after it.
+    pub streaming: bool,
+    /// Where streamed transactions are kept (default: the system's temporary directory).
+    pub spill_dir: Option<std::path::PathBuf>,
 }
 
 /// A validated PostgreSQL capture configuration.
@@ -241,6 +250,17 @@ pub(crate) fn validate(
         10_000,
         problems,
     ) as usize;
+    if let Some(dir) = &c.streaming_spill_dir
+        && !std::path::Path::new(dir).is_dir()
+    {
+        add(
+            problems,
+            "capture.streaming_spill_dir",
+            format!(
+                "{dir:?} is not a directory (where streamed in-progress transactions are kept until their commit)"
+            ),
+        );
+    }
     let (kafka, offsets_topic, transactions) = validate_kafka(k, kafka_path, source, problems);
     PgCaptureConfig {
         connection,
@@ -267,6 +287,8 @@ pub(crate) fn validate(
             batch_size,
             flush_interval,
             truncates: !skipped.iter().any(|op| op == "t"),
+            streaming: c.streaming.unwrap_or(true),
+            spill_dir: c.streaming_spill_dir.map(std::path::PathBuf::from),
         },
         kafka,
         offsets_topic,
@@ -305,6 +327,35 @@ mod tests {
             "skipped.operations=t by default"
         );
         assert_eq!(config.topics(), ["dbserver1.public.customers"]);
+        assert!(
+            config.settings.streaming,
+            "protocol 2 where the server has it"
+        );
+        assert_eq!(config.settings.spill_dir, None);
+    }
+
+    #[test]
+    fn a_spill_directory_that_is_not_one_is_refused_by_name() {
+        let error = parse_any(
+            r#"
+            [capture]
+            type = "postgres"
+            connection = "host=127.0.0.1 user=sluice dbname=inventory"
+            topic_prefix = "dbserver1"
+            tables = ["public.customers"]
+            streaming_spill_dir = "/nonexistent/sluice-spill"
+            [kafka]
+            properties = { "bootstrap.servers" = "k:9092" }
+            "#,
+            "c.toml",
+        )
+        .expect_err("no such directory")
+        .to_string();
+        assert!(
+            error.contains("capture.streaming_spill_dir")
+                && error.contains("/nonexistent/sluice-spill"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod offsets;
 pub mod pgoutput;
 pub mod protocol;
 pub mod snapshot;
+pub mod spill;
 pub mod stream;
 pub mod tls;
 pub mod types;
@@ -99,6 +100,10 @@ pub enum PgError {
     Write(#[from] WriteError),
     #[error("capture.connection: {0}")]
     Connection(String),
+    #[error(
+        "keeping a streamed in-progress transaction on disk: {0} (set capture.streaming_spill_dir to a writable directory with room for the largest transaction, or capture.streaming = false to have the server hold it until its commit)"
+    )]
+    Spill(#[from] spill::SpillError),
 }
 
 /// Maps the server's refusals of replication commands to the errors that say what to do.
@@ -329,16 +334,37 @@ pub async fn run<W: EventWriter<PgOffset>>(
             ),
         }
     };
+    // Protocol 2 streams large in-progress transactions (PostgreSQL 14 and later): they
+    // reach sluice while they run, kept on its disk instead of the server's.
+    let spills = if settings.streaming && catalog.server_version().await? >= 140_000 {
+        let parent = settings
+            .spill_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        Some(spill::Spills::new(&parent)?)
+    } else {
+        None
+    };
     replication
-        .start_replication(&settings.slot, start, &settings.publication)
+        .start_replication(
+            &settings.slot,
+            start,
+            &settings.publication,
+            spills.is_some(),
+        )
         .await
         .map_err(|e| replication_error(e, &settings.slot))?;
-    tracing::info!(slot = %settings.slot, from = %lsn_text(start), "streaming");
+    tracing::info!(
+        slot = %settings.slot,
+        from = %lsn_text(start),
+        protocol = if spills.is_some() { 2 } else { 1 },
+        "streaming"
+    );
     let position = StreamPosition {
         lsn: start.max(rule.done),
         ..StreamPosition::default()
     };
-    stream::Streamer::new(settings, &mut catalog, clock, position, rule)
+    stream::Streamer::new(settings, &mut catalog, clock, position, rule, spills)
         .run(&mut replication, writer, shutdown)
         .await
 }

@@ -1,5 +1,9 @@
-//! Decoding `pgoutput` messages (protocol version 1, PostgreSQL's "Logical Replication
-//! Message Formats"): what arrives in each XLogData of a logical replication stream.
+//! Decoding `pgoutput` messages (protocol versions 1 and 2, PostgreSQL's "Logical
+//! Replication Message Formats"): what arrives in each XLogData of a logical replication
+//! stream. Version 2 adds the streaming of in-progress transactions: Stream Start/Stop
+//! around blocks of changes that each carry their (sub)transaction's xid
+//! ([`streamed_change`] takes it off, leaving the version 1 form), then Stream Commit or
+//! Stream Abort.
 //! Values stay as the server's text form, sliced out of the message without copying
 //! ([`bytes::Bytes`]); [`super::types`] maps them.
 
@@ -77,6 +81,26 @@ pub enum Message {
         /// `1`: CASCADE, `2`: RESTART IDENTITY.
         options: u8,
         relations: Vec<u32>,
+    },
+    /// A block of an in-progress transaction's changes begins (protocol 2).
+    StreamStart {
+        xid: u32,
+        /// The transaction's first block.
+        first: bool,
+    },
+    /// The block ends.
+    StreamStop,
+    /// A streamed transaction committed: its changes were all in earlier blocks.
+    StreamCommit {
+        xid: u32,
+        commit_lsn: Lsn,
+        end_lsn: Lsn,
+        commit_time: i64,
+    },
+    /// A streamed transaction (`subxid == xid`) or one of its subtransactions aborted.
+    StreamAbort {
+        xid: u32,
+        subxid: u32,
     },
     /// `pg_logical_emit_message`.
     Logical {
@@ -234,6 +258,32 @@ pub fn decode(mut data: Bytes) -> Result<Message, DecodeError> {
                 relations: (0..count).map(|_| d.get_u32()).collect(),
             }
         }
+        b'S' => {
+            need(d, 5, "Stream Start")?;
+            Message::StreamStart {
+                xid: d.get_u32(),
+                first: d.get_u8() == 1,
+            }
+        }
+        b'E' => Message::StreamStop,
+        b'c' => {
+            need(d, 29, "Stream Commit")?;
+            let xid = d.get_u32();
+            let _flags = d.get_u8();
+            Message::StreamCommit {
+                xid,
+                commit_lsn: d.get_u64(),
+                end_lsn: d.get_u64(),
+                commit_time: d.get_i64(),
+            }
+        }
+        b'A' => {
+            need(d, 8, "Stream Abort")?;
+            Message::StreamAbort {
+                xid: d.get_u32(),
+                subxid: d.get_u32(),
+            }
+        }
         b'M' => {
             need(d, 9, "Message")?;
             let transactional = d.get_u8() & 1 == 1;
@@ -256,6 +306,41 @@ pub fn decode(mut data: Bytes) -> Result<Message, DecodeError> {
             )));
         }
     })
+}
+
+/// What a message inside a stream block is (between Stream Start and Stream Stop).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InBlock<'a> {
+    /// A change, relation or type of (sub)transaction `xid`, as its tag and the rest
+    /// after the xid: the version 1 message split in two.
+    Change { xid: u32, tag: u8, rest: &'a [u8] },
+    /// Stream Stop.
+    Stop,
+    /// An Origin message (no xid; sluice does not use it).
+    Origin,
+}
+
+/// Sorts a message received inside a stream block.
+pub fn streamed_change(data: &[u8]) -> Result<InBlock<'_>, DecodeError> {
+    match data.first() {
+        Some(b'E') => Ok(InBlock::Stop),
+        Some(b'O') => Ok(InBlock::Origin),
+        Some(&tag @ (b'R' | b'Y' | b'I' | b'U' | b'D' | b'T' | b'M')) => {
+            let xid = data
+                .get(1..5)
+                .ok_or_else(|| DecodeError(format!("streamed {:?}: truncated", tag as char)))?;
+            Ok(InBlock::Change {
+                xid: u32::from_be_bytes([xid[0], xid[1], xid[2], xid[3]]),
+                tag,
+                rest: &data[5..],
+            })
+        }
+        Some(&other) => Err(DecodeError(format!(
+            "message type {:?} inside a stream block",
+            other as char
+        ))),
+        None => Err(DecodeError("empty message inside a stream block".into())),
+    }
 }
 
 #[cfg(test)]
@@ -318,5 +403,63 @@ mod tests {
         ] {
             assert!(decode(Bytes::copy_from_slice(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn decodes_the_streaming_messages_of_protocol_2() {
+        let start = Bytes::from_static(&[b'S', 0, 0, 2, 0, 1]);
+        assert_eq!(
+            decode(start),
+            Ok(Message::StreamStart {
+                xid: 512,
+                first: true
+            })
+        );
+        assert_eq!(decode(Bytes::from_static(b"E")), Ok(Message::StreamStop));
+        let mut commit = vec![b'c', 0, 0, 2, 0, 0];
+        commit.extend_from_slice(&100u64.to_be_bytes());
+        commit.extend_from_slice(&108u64.to_be_bytes());
+        commit.extend_from_slice(&7i64.to_be_bytes());
+        assert_eq!(
+            decode(Bytes::from(commit)),
+            Ok(Message::StreamCommit {
+                xid: 512,
+                commit_lsn: 100,
+                end_lsn: 108,
+                commit_time: 7
+            })
+        );
+        let abort = Bytes::from_static(&[b'A', 0, 0, 2, 0, 0, 0, 2, 1]);
+        assert_eq!(
+            decode(abort),
+            Ok(Message::StreamAbort {
+                xid: 512,
+                subxid: 513
+            })
+        );
+        assert!(decode(Bytes::from_static(&[b'c', 0, 0, 2])).is_err());
+
+        // Inside a block a change carries its subtransaction's xid; without it, it is
+        // the version 1 message.
+        let streamed = [b'I', 0, 0, 2, 1, 0, 0, 0, 7, b'N', 0, 1, b'n'];
+        let Ok(InBlock::Change { xid, tag, rest }) = streamed_change(&streamed) else {
+            panic!("a change")
+        };
+        assert_eq!((xid, tag), (513, b'I'));
+        let mut v1 = vec![tag];
+        v1.extend_from_slice(rest);
+        assert_eq!(
+            decode(Bytes::from(v1)),
+            Ok(Message::Insert {
+                relation: 7,
+                new: vec![Datum::Null]
+            })
+        );
+        assert_eq!(streamed_change(b"E"), Ok(InBlock::Stop));
+        assert!(streamed_change(&[b'I', 0, 0]).is_err(), "truncated xid");
+        assert!(
+            streamed_change(b"B").is_err(),
+            "a Begin cannot be inside a block"
+        );
     }
 }

@@ -394,15 +394,22 @@ impl ReplicationConnection {
     }
 
     /// `START_REPLICATION SLOT ... LOGICAL <from> (pgoutput options)`; the connection is
-    /// in CopyBoth mode after it.
+    /// in CopyBoth mode after it. `streaming`: protocol 2 with in-progress transactions
+    /// streamed (PostgreSQL 14 and later), else protocol 1.
     pub async fn start_replication(
         &mut self,
         slot: &str,
         from: Lsn,
         publication: &str,
+        streaming: bool,
     ) -> Result<(), ProtocolError> {
+        let protocol = if streaming {
+            "proto_version '2', streaming 'on'"
+        } else {
+            "proto_version '1'"
+        };
         let sql = format!(
-            "START_REPLICATION SLOT {} LOGICAL {} (proto_version '1', publication_names {}, messages 'true')",
+            "START_REPLICATION SLOT {} LOGICAL {} ({protocol}, publication_names {}, messages 'true')",
             quote_ident(slot),
             super::offsets::lsn_text(from),
             quote_literal(&quote_ident(publication)),

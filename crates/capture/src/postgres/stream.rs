@@ -10,6 +10,12 @@
 //! acknowledged it, and a part waits for the one before it. Heartbeats (`heartbeat_interval`) move the slot on
 //! an idle database: the server's keepalive position is stored with the heartbeat
 //! record, then reported.
+//!
+//! With protocol 2 the server streams a large transaction while it runs: its blocks go
+//! to a file ([`super::spill`]) and, at its Stream Commit, are read back through the same
+//! path as any transaction (Begin, changes, Commit), a slice per turn of the loop so
+//! status updates keep flowing; the connection is not read meanwhile (later transactions
+//! wait in the server, in commit order).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -24,12 +30,23 @@ use super::catalog::Catalog;
 use super::config::PgSettings;
 use super::envelope::{Change, PgSource, PgTable, key, message_event, truncate_value, value};
 use super::offsets::{Lsn, Partial, PgOffset, ResumeRule, StreamPosition};
-use super::pgoutput::{Datum, Message, decode};
+use super::pgoutput::{Datum, InBlock, Message, decode, streamed_change};
 use super::protocol::{PG_EPOCH_OFFSET_US, ReplicationConnection, StreamMessage};
+use super::spill::{Replay, Spills};
 
 /// How often the flush position is reported even when the server does not ask (its
 /// `wal_sender_timeout` is 60 s by default).
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Changes of a streamed transaction read back per turn of the loop.
+const REPLAY_SLICE: usize = 1_024;
+
+/// A committed streamed transaction being read back.
+struct Replaying {
+    changes: Replay,
+    commit: Message,
+    commit_lsn: Lsn,
+}
 
 /// A part being committed: the writer comes back with the position the part reaches.
 type Committing<'w, W> =
@@ -84,6 +101,11 @@ pub struct Streamer<'a> {
     /// The server's position from its last keepalive.
     server_lsn: Lsn,
     received: Lsn,
+    /// Streamed in-progress transactions (protocol 2), `None` with protocol 1.
+    spills: Option<Spills>,
+    /// The transaction whose stream block is being received.
+    block: Option<u32>,
+    replaying: Option<Replaying>,
 }
 
 impl<'a> Streamer<'a> {
@@ -93,6 +115,7 @@ impl<'a> Streamer<'a> {
         clock: Clock,
         start: StreamPosition,
         rule: ResumeRule,
+        spills: Option<Spills>,
     ) -> Streamer<'a> {
         Streamer {
             settings,
@@ -109,6 +132,9 @@ impl<'a> Streamer<'a> {
             last_commit_lsn: None,
             server_lsn: start.lsn,
             received: start.lsn,
+            spills,
+            block: None,
+            replaying: None,
         }
     }
 
@@ -159,11 +185,11 @@ impl<'a> Streamer<'a> {
                     *writer = Writing::Idle(idle);
                     self.acknowledged(connection, position, result).await?;
                 }
-                message = connection.next() => {
+                message = connection.next(), if self.replaying.is_none() => {
                     match message? {
                         StreamMessage::XLogData { start, end, data } => {
                             self.received = self.received.max(end);
-                            self.handle(start, decode(data)?).await?;
+                            self.receive(start, data).await?;
                             if self.pending.len() >= self.settings.batch_size {
                                 self.flush(connection, writer).await?;
                             }
@@ -184,8 +210,109 @@ impl<'a> Streamer<'a> {
                 _ = heartbeat.tick(), if self.settings.heartbeat.is_some() => {
                     self.heartbeat(connection, writer).await?;
                 }
+                _ = std::future::ready(()), if self.replaying.is_some() => {
+                    self.replay_slice(connection, writer).await?;
+                }
             }
         }
+    }
+
+    /// One XLogData message: inside a stream block to its transaction's file, else
+    /// decoded and handled.
+    async fn receive(&mut self, start: Lsn, data: bytes::Bytes) -> Result<(), PgError> {
+        if let Some(xid) = self.block {
+            let spills = self.spills.as_mut().ok_or_else(not_streaming)?;
+            match streamed_change(&data)? {
+                InBlock::Stop => self.block = None,
+                InBlock::Origin => {}
+                InBlock::Change {
+                    xid: subxid,
+                    tag,
+                    rest,
+                } => {
+                    spills.append(xid, subxid, start, tag, rest).await?;
+                }
+            }
+            return Ok(());
+        }
+        match decode(data)? {
+            Message::StreamStart { xid, first } => {
+                let spills = self.spills.as_mut().ok_or_else(not_streaming)?;
+                spills.start(xid, first).await?;
+                self.block = Some(xid);
+            }
+            Message::StreamStop => {}
+            Message::StreamAbort { xid, subxid } => {
+                let spills = self.spills.as_mut().ok_or_else(not_streaming)?;
+                let dropped = spills.abort(xid, subxid).await?;
+                tracing::debug!(xid, subxid, dropped, "a streamed transaction aborted");
+            }
+            Message::StreamCommit {
+                xid,
+                commit_lsn,
+                end_lsn,
+                commit_time,
+            } => {
+                let spills = self.spills.as_mut().ok_or_else(not_streaming)?;
+                let changes = spills.commit(xid).await?;
+                self.handle(
+                    commit_lsn,
+                    Message::Begin {
+                        final_lsn: commit_lsn,
+                        commit_time,
+                        xid,
+                    },
+                )
+                .await?;
+                let commit = Message::Commit {
+                    commit_lsn,
+                    end_lsn,
+                    commit_time,
+                };
+                match changes {
+                    Some(changes) => {
+                        self.replaying = Some(Replaying {
+                            changes,
+                            commit,
+                            commit_lsn,
+                        });
+                    }
+                    None => self.handle(commit_lsn, commit).await?,
+                }
+            }
+            message => self.handle(start, message).await?,
+        }
+        Ok(())
+    }
+
+    /// Reads back a slice of the committed streamed transaction, committing parts as
+    /// batches fill; at its end, its Commit.
+    async fn replay_slice<'w, W: EventWriter<PgOffset>>(
+        &mut self,
+        connection: &mut ReplicationConnection,
+        writer: &mut Writing<'w, W>,
+    ) -> Result<(), PgError> {
+        let Some(mut replaying) = self.replaying.take() else {
+            return Ok(());
+        };
+        for _ in 0..REPLAY_SLICE {
+            match replaying.changes.next().await? {
+                Some((lsn, data)) => {
+                    self.handle(lsn, decode(data)?).await?;
+                    if self.pending.len() >= self.settings.batch_size {
+                        self.flush(connection, writer).await?;
+                    }
+                }
+                None => {
+                    let Replaying {
+                        commit, commit_lsn, ..
+                    } = replaying;
+                    return self.handle(commit_lsn, commit).await;
+                }
+            }
+        }
+        self.replaying = Some(replaying);
+        Ok(())
     }
 
     async fn report(&mut self, connection: &mut ReplicationConnection) -> Result<(), PgError> {
@@ -284,6 +411,11 @@ impl<'a> Streamer<'a> {
         });
         self.pending_position.lsn = self.pending_position.lsn.max(self.server_lsn);
         self.flush(connection, writer).await
+    }
+
+    /// Streamed transactions waiting for their commit or abort.
+    pub fn open_streamed_transactions(&self) -> usize {
+        self.spills.as_ref().map_or(0, Spills::open_transactions)
     }
 
     fn source(&self, lsn: Lsn) -> PgSource {
@@ -442,6 +574,10 @@ impl<'a> Streamer<'a> {
                 }
             }
             Message::Type | Message::Origin => {}
+            Message::StreamStart { .. }
+            | Message::StreamStop
+            | Message::StreamCommit { .. }
+            | Message::StreamAbort { .. } => return Err(not_streaming()),
         }
         Ok(())
     }
@@ -542,4 +678,11 @@ impl<'a> Streamer<'a> {
             headers: Vec::new(),
         });
     }
+}
+
+/// A protocol 2 message on a stream started with protocol 1, or out of place.
+fn not_streaming() -> PgError {
+    PgError::Decode(super::pgoutput::DecodeError(
+        "a streaming message (protocol 2) where none was asked for or expected".into(),
+    ))
 }

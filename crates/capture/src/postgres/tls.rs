@@ -208,9 +208,7 @@ impl Tls {
         let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".postgresql"));
         let cert = match (&self.cert, &home) {
             (Some(path), _) => path.clone(),
-            (None, Some(dir)) if dir.join("postgresql.crt").is_file() => {
-                dir.join("postgresql.crt")
-            }
+            (None, Some(dir)) if dir.join("postgresql.crt").is_file() => dir.join("postgresql.crt"),
             _ => return Ok(None),
         };
         let key = match (&self.key, &home) {
@@ -223,8 +221,7 @@ impl Tls {
                 ));
             }
         };
-        let chain =
-            std::fs::read(&cert).map_err(|e| format!("sslcert {}: {e}", cert.display()))?;
+        let chain = std::fs::read(&cert).map_err(|e| format!("sslcert {}: {e}", cert.display()))?;
         let key_pem = std::fs::read(&key).map_err(|e| {
             format!(
                 "sslkey {}: {e} (the private key of sslcert {})",
@@ -445,7 +442,10 @@ mod tests {
             m.uid() == 0
         });
         let error = check_key_permissions(&key).expect_err("world-readable");
-        assert!(error.contains("client.key") && error.contains("644"), "{error}");
+        assert!(
+            error.contains("client.key") && error.contains("644"),
+            "{error}"
+        );
         if owned_by_root.unwrap_or(false) {
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
             check_key_permissions(&key).expect("root's key may be group-readable");
@@ -457,7 +457,10 @@ mod tests {
             ..Tls::default()
         };
         let error = tls.connector().expect_err("no certificate file");
-        assert!(error.contains("sslcert") && error.contains("client.crt"), "{error}");
+        assert!(
+            error.contains("sslcert") && error.contains("client.crt"),
+            "{error}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }
