@@ -225,8 +225,7 @@ pub async fn run_with(
     if let Some((stop, watcher)) = watcher {
         let _ = stop.send(());
         match watcher.await {
-            Ok(Ok(reloader)) => {
-                let stats = reloader.stats();
+            Ok(Ok(stats)) => {
                 tracing::info!(
                     loaded = stats.loaded,
                     refused = stats.refused,

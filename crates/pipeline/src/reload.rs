@@ -489,8 +489,10 @@ impl Reloader {
 
     /// Watches the directory until `shutdown` resolves, rescanning after each burst of
     /// changes (see [`DEBOUNCE`]) and swapping each loaded version in as soon as its
-    /// load finishes. Returns the reloader so its state can be inspected; loads still in
-    /// flight at shutdown are abandoned (their threads end on their own).
+    /// load finishes. Returns the reloader's counters. Shutdown is observed at every
+    /// wait, a debounce or a rescan in progress included: a rescan (it reads and
+    /// fingerprints every plugin file) is left to finish on the blocking pool, and loads
+    /// still in flight are abandoned (their threads end on their own).
     ///
     /// The watch supervises itself: a rescan that panics, or a directory watch that
     /// cannot be set up, is logged, counted in [`ReloadStats::restarts`] and retried, so
@@ -498,10 +500,12 @@ impl Reloader {
     pub async fn watch(
         mut self,
         shutdown: impl std::future::Future<Output = ()>,
-    ) -> Result<Self, notify::Error> {
+    ) -> Result<ReloadStats, notify::Error> {
         tokio::pin!(shutdown);
+        let stats = self.stats_handle();
+        let counters = || *stats.lock().unwrap_or_else(|e| e.into_inner());
         let Some(mut results) = self.results.take() else {
-            return Ok(self);
+            return Ok(self.stats());
         };
         let (events, mut changes) = mpsc::unbounded_channel::<()>();
         let mut watcher = None;
@@ -536,13 +540,25 @@ impl Reloader {
                 change = changes.recv() => if change.is_none() { break },
             }
             // Debounce: wait until the directory has been quiet for DEBOUNCE.
-            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
-            let scanned = tokio::task::spawn_blocking(move || {
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => return Ok(counters()),
+                    quiet = tokio::time::timeout(DEBOUNCE, changes.recv()) => {
+                        if !matches!(quiet, Ok(Some(()))) {
+                            break;
+                        }
+                    }
+                }
+            }
+            let scanning = tokio::task::spawn_blocking(move || {
                 let outcome =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.scan()));
                 (self, outcome.err().map(|panic| panic_message(&panic)))
-            })
-            .await;
+            });
+            let scanned = tokio::select! {
+                () = &mut shutdown => return Ok(counters()),
+                scanned = scanning => scanned,
+            };
             match scanned {
                 Ok((reloader, panicked)) => {
                     self = reloader;
@@ -560,8 +576,8 @@ impl Reloader {
                 }
             }
         }
-        self.results = Some(results);
-        Ok(self)
+        drop(results);
+        Ok(self.stats())
     }
 }
 
