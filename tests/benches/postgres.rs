@@ -9,7 +9,8 @@
 //! 3. Memory: the peak resident size while one transaction of 1,000,000 rows streams
 //!    (committed in batches: memory is bounded by the batch, not the transaction).
 //! 4. Into Kafka: streaming capture into the test broker (tansu) through its Kafka writer
-//!    (at-least-once: each part's events acknowledged, then its offset), against a bare
+//!    (at-least-once: each part's events acknowledged, then its offset; one batch in
+//!    flight, then `max_batches_in_flight`'s default), against a bare
 //!    rdkafka producer sending the same records (collected from a first capture of the
 //!    same WAL) and awaiting every delivery. Events/s, ratio.
 //!
@@ -17,12 +18,14 @@
 //! streaming|snapshot|memory|kafka`: one of them).
 //! Results: BENCHMARKS.md.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sluice_capture::config::{CaptureKind, parse_any};
 use sluice_capture::postgres::offsets::PgOffset;
 use sluice_capture::sqlserver::snapshot::Progress;
-use sluice_capture::{EventWriter, OutRecord, WriteError};
+use sluice_capture::{Acknowledged, EventWriter, OutRecord, WriteError};
 use sluice_tests::{Broker, Postgres};
 
 /// Keeps every record written (the records a bare producer then sends).
@@ -48,10 +51,42 @@ impl EventWriter<PgOffset> for Collecting {
 /// The Kafka writer, noting when `target` events were acknowledged.
 struct CountingKafka {
     inner: sluice_capture::writer::KafkaWriter,
-    events: u64,
+    /// Events acknowledged (counted as parts are acknowledged, in order).
+    events: Arc<AtomicU64>,
     target: u64,
-    done: Option<tokio::sync::oneshot::Sender<()>>,
-    reached: Option<Instant>,
+    done: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+    reached: Arc<Mutex<Option<Instant>>>,
+}
+
+impl CountingKafka {
+    fn new(
+        inner: sluice_capture::writer::KafkaWriter,
+        target: u64,
+    ) -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let writer = CountingKafka {
+            inner,
+            events: Arc::default(),
+            target,
+            done: Arc::new(Mutex::new(Some(done))),
+            reached: Arc::default(),
+        };
+        (writer, finished)
+    }
+
+    /// Counts `events` acknowledged; notes when the target is reached.
+    fn acknowledged(&self) -> impl FnOnce(u64) + Send + 'static {
+        let (counter, target) = (Arc::clone(&self.events), self.target);
+        let (done, reached) = (Arc::clone(&self.done), Arc::clone(&self.reached));
+        move |events| {
+            if counter.fetch_add(events, Ordering::SeqCst) + events >= target
+                && let Some(done) = done.lock().expect("lock").take()
+            {
+                *reached.lock().expect("lock") = Some(Instant::now());
+                let _ = done.send(());
+            }
+        }
+    }
 }
 
 impl EventWriter<PgOffset> for CountingKafka {
@@ -62,14 +97,23 @@ impl EventWriter<PgOffset> for CountingKafka {
     ) -> Result<(), WriteError> {
         let events = records.len() as u64;
         self.inner.commit(records, offset).await?;
-        self.events += events;
-        if self.events >= self.target
-            && let Some(done) = self.done.take()
-        {
-            self.reached = Some(Instant::now());
-            let _ = done.send(());
-        }
+        self.acknowledged()(events);
         Ok(())
+    }
+
+    async fn dispatch(
+        &mut self,
+        records: Vec<OutRecord>,
+        offset: PgOffset,
+    ) -> Result<Acknowledged, WriteError> {
+        let events = records.len() as u64;
+        let part = self.inner.dispatch(records, offset).await?;
+        let count = self.acknowledged();
+        Ok(Box::pin(async move {
+            part.await?;
+            count(events);
+            Ok(())
+        }))
     }
 }
 
@@ -229,7 +273,8 @@ fn main() {
          SELECT pg_create_logical_replication_slot('stream_sluice', 'pgoutput');
          SELECT pg_create_logical_replication_slot('stream_recv', 'pgoutput');
          SELECT pg_create_logical_replication_slot('kafka_collect', 'pgoutput');
-         SELECT pg_create_logical_replication_slot('kafka_sluice', 'pgoutput');",
+         SELECT pg_create_logical_replication_slot('kafka_sluice', 'pgoutput');
+         SELECT pg_create_logical_replication_slot('kafka_sluice_1', 'pgoutput');",
     );
     // The WAL both readers stream: `rows` inserts in transactions of 1,000.
     for start in (0..rows).step_by(100_000) {
@@ -338,34 +383,39 @@ fn main() {
             ("bootstrap.servers".to_owned(), broker.bootstrap.clone()),
             ("linger.ms".to_owned(), "5".to_owned()),
         ];
-        let (done, finished) = tokio::sync::oneshot::channel();
-        let mut writer = CountingKafka {
-            inner: sluice_capture::writer::KafkaWriter::new(
+        // One batch in flight at a time (as before `max_batches_in_flight`), then the
+        // default, each from its own slot over the same WAL.
+        let mut rates = Vec::new();
+        for (slot, in_flight) in [("kafka_sluice_1", 1), ("kafka_sluice", 4)] {
+            let inner = sluice_capture::writer::KafkaWriter::new(
                 &properties,
                 "sluice.capture.offsets",
                 "bench",
-                "postgres",
+                slot,
                 false,
             )
-            .expect("writer"),
-            events: 0,
-            target: rows,
-            done: Some(done),
-            reached: None,
-        };
-        let kafka_config = config(&pg, "kafka_sluice", "no_data");
-        let started = Instant::now();
-        run_into(&runtime, &kafka_config, &mut writer, finished);
-        let sluice = writer
-            .reached
-            .expect("every event acknowledged")
-            .duration_since(started)
-            .as_secs_f64();
-        println!(
-            "into Kafka (tansu), {rows} inserts: bare producer of the same records {:.0}/s, sluice {:.0}/s, ratio {:.2}",
-            rows as f64 / bare,
-            rows as f64 / sluice,
-            bare / sluice
-        );
+            .expect("writer");
+            let (mut writer, finished) = CountingKafka::new(inner, rows);
+            let mut kafka_config = config(&pg, slot, "no_data");
+            kafka_config.settings.parts_in_flight = in_flight;
+            let started = Instant::now();
+            run_into(&runtime, &kafka_config, &mut writer, finished);
+            let reached = writer
+                .reached
+                .lock()
+                .expect("lock")
+                .expect("every event acknowledged");
+            rates.push((
+                in_flight,
+                rows as f64 / reached.duration_since(started).as_secs_f64(),
+            ));
+        }
+        let bare_rate = rows as f64 / bare;
+        for (in_flight, rate) in rates {
+            println!(
+                "into Kafka (tansu), {rows} inserts, {in_flight} batch(es) in flight: bare producer of the same records {bare_rate:.0}/s, sluice {rate:.0}/s, ratio {:.2}",
+                rate / bare_rate
+            );
+        }
     }
 }

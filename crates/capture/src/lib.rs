@@ -69,7 +69,27 @@ pub trait EventWriter<O: OffsetValue = Offset>: Send {
         records: Vec<OutRecord>,
         offset: O,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
+
+    /// As [`EventWriter::commit`], but returns once the part is handed over, with what
+    /// resolves when Kafka acknowledged it: several parts can be in flight. Parts are
+    /// acknowledged in the order they were dispatched, and a part's offset is stored
+    /// only after every earlier part is, so the acknowledged offsets never pass an
+    /// unacknowledged event. The default commits at once (one part at a time).
+    fn dispatch(
+        &mut self,
+        records: Vec<OutRecord>,
+        offset: O,
+    ) -> impl Future<Output = Result<Acknowledged, WriteError>> + Send {
+        async move {
+            self.commit(records, offset).await?;
+            Ok(Box::pin(std::future::ready(Ok(()))) as Acknowledged)
+        }
+    }
 }
+
+/// A dispatched part's acknowledgement ([`EventWriter::dispatch`]).
+pub type Acknowledged =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'static>>;
 
 /// A failed publication.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,9 +10,18 @@
 //! Without transactions (`transactions = false`, for brokers that lack them): events are
 //! published and acknowledged, then the offset record; a crash in between republishes
 //! the events after the last stored offset (at-least-once).
+//!
+//! [`EventWriter::dispatch`] keeps several parts in flight: a part's events are enqueued
+//! at once (without transactions) and a task per part waits for them, then for the part
+//! before it, then stores its offset (or, with transactions, commits its transaction
+//! once the one before it committed): offsets are stored in order, each only after
+//! every event before it was acknowledged.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::Shared;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -21,11 +30,11 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 use sluice_core::{Header, OutputRecord};
 use sluice_kafka::producer::{create_producer, producer_config, transactional_id};
-use sluice_kafka::sink::{ErrorCounter, publish};
+use sluice_kafka::sink::{ErrorCounter, enqueue, publish};
 use sluice_kafka::transaction::{CALL_TIMEOUT, TransactionError, Transactions};
 
 use crate::offsets::{Offset, offset_key};
-use crate::{EventWriter, OffsetValue, OutRecord, WriteError};
+use crate::{Acknowledged, EventWriter, OffsetValue, OutRecord, WriteError};
 
 /// librdkafka's partitioner matching the Java client's: murmur2 of the key (random for
 /// null keys, as the Java client spreads them).
@@ -34,13 +43,18 @@ pub const PARTITIONER: &str = "murmur2_random";
 /// Where the records go: in transactions, or published and acknowledged one step at a
 /// time.
 enum Output {
-    Transactional(Transactions),
+    Transactional(Arc<Transactions>),
     Plain(FutureProducer<ErrorCounter>),
 }
+
+/// The last dispatched part's outcome, which the next part waits for.
+type Previous = Shared<Acknowledged>;
 
 /// Publishes events and offsets (see the module docs).
 pub struct KafkaWriter {
     output: Output,
+    /// The last part dispatched (`None`: none, or all acknowledged before it).
+    previous: Option<Previous>,
     offsets_topic: String,
     offset_key: Vec<u8>,
     transactional_id: Option<String>,
@@ -82,9 +96,9 @@ impl KafkaWriter {
             transactional.then(|| transactional_id(&["sluice-capture", server, database]));
         let config = capture_config(properties, transactional_id.as_deref());
         let output = match &transactional_id {
-            Some(id) => {
-                Output::Transactional(Transactions::init(&config, id, None).map_err(write_error)?)
-            }
+            Some(id) => Output::Transactional(Arc::new(
+                Transactions::init(&config, id, None).map_err(write_error)?,
+            )),
             None => Output::Plain(
                 create_producer(&config, None)
                     .map_err(|e| WriteError::Kafka(format!("creating the producer: {e}")))?,
@@ -92,6 +106,7 @@ impl KafkaWriter {
         };
         Ok(Self {
             output,
+            previous: None,
             offsets_topic: offsets_topic.to_owned(),
             offset_key: offset_key(server, database),
             transactional_id,
@@ -135,7 +150,61 @@ fn write_error(error: TransactionError) -> WriteError {
 }
 
 impl<O: OffsetValue> EventWriter<O> for KafkaWriter {
+    async fn dispatch(
+        &mut self,
+        records: Vec<OutRecord>,
+        offset: O,
+    ) -> Result<Acknowledged, WriteError> {
+        let mut out = self.output(records, offset.encode());
+        let previous = self.previous.take();
+        let part: Acknowledged = match &self.output {
+            Output::Transactional(transactions) => {
+                let transactions = Arc::clone(transactions);
+                Box::pin(async move {
+                    if let Some(previous) = previous {
+                        previous.await?;
+                    }
+                    transactions.commit(&out, None).await.map_err(write_error)
+                })
+            }
+            Output::Plain(producer) => {
+                let offset_record = out.pop();
+                let events = enqueue(producer, &out)
+                    .await
+                    .map_err(|e| WriteError::Kafka(e.to_string()))?;
+                drop(out);
+                let producer = producer.clone();
+                Box::pin(async move {
+                    events
+                        .acknowledged()
+                        .await
+                        .map_err(|e| WriteError::Kafka(e.to_string()))?;
+                    if let Some(previous) = previous {
+                        previous.await?;
+                    }
+                    publish(&producer, offset_record.as_slice())
+                        .await
+                        .map_err(|e| WriteError::Kafka(e.to_string()))
+                })
+            }
+        };
+        // Its own task: it makes progress whether or not the caller polls it (the next
+        // part waits for it).
+        let task = tokio::spawn(part);
+        let outcome: Acknowledged = Box::pin(async move {
+            task.await
+                .unwrap_or_else(|e| Err(WriteError::Kafka(format!("publishing task: {e}"))))
+        });
+        let shared = outcome.shared();
+        self.previous = Some(shared.clone());
+        Ok(Box::pin(shared))
+    }
+
     async fn commit(&mut self, records: Vec<OutRecord>, offset: O) -> Result<(), WriteError> {
+        // Parts dispatched before go first.
+        if let Some(previous) = self.previous.take() {
+            previous.await?;
+        }
         let mut out = self.output(records, offset.encode());
         match &self.output {
             Output::Transactional(transactions) => {
@@ -316,6 +385,117 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Several parts in flight, both modes: each acknowledgement resolves, the events
+    /// are all there, and the offsets were stored in the order the parts were
+    /// dispatched (the last stored is the last part's).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn dispatched_parts_store_their_offsets_in_order() {
+        for transactional in [false, true] {
+            let cluster = cluster();
+            let bootstrap = cluster.bootstrap_servers();
+            let props = properties(&bootstrap);
+            let mut writer = tokio::task::spawn_blocking({
+                let props = props.clone();
+                move || KafkaWriter::new(&props, OFFSETS, "server1", "testDB", transactional)
+            })
+            .await
+            .expect("join")
+            .expect("writer");
+            let mut parts = Vec::new();
+            for n in 1..=5u8 {
+                let records = (0..50).map(|i| record(i32::from(n) * 100 + i)).collect();
+                parts.push(
+                    writer
+                        .dispatch(records, offset(n))
+                        .await
+                        .expect("dispatched"),
+                );
+            }
+            for part in parts {
+                part.await.expect("acknowledged");
+            }
+            assert_eq!(
+                read_all(&bootstrap, TOPIC, 250).len(),
+                250,
+                "transactional: {transactional}"
+            );
+            let offsets = read_all(&bootstrap, OFFSETS, 5);
+            let stored: Vec<Vec<u8>> = offsets.into_iter().filter_map(|(_, v)| v).collect();
+            let expected: Vec<Vec<u8>> = (1..=5).map(|n| offset(n).encode()).collect();
+            assert_eq!(
+                stored, expected,
+                "in dispatch order (transactional: {transactional})"
+            );
+            // A commit after dispatched parts goes after them.
+            writer
+                .commit(vec![record(9)], offset(6))
+                .await
+                .expect("commit");
+            assert_eq!(
+                read_offset(&props, OFFSETS, "server1", "testDB").await,
+                Ok(Some(offset(6)))
+            );
+        }
+    }
+
+    /// A later part whose events are acknowledged first still stores its offset only
+    /// after the part before it: the first part's topic leads on a broker 1.5 s away,
+    /// the second's and the offsets' on a near one.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_later_part_acknowledged_first_waits_for_the_one_before() {
+        const NEAR: &str = "server1.testDB.dbo.orders";
+        let cluster = MockCluster::new(2).expect("mock cluster");
+        cluster.create_topic(TOPIC, 1, 1).expect("topic");
+        cluster.create_topic(NEAR, 1, 1).expect("topic");
+        cluster.create_topic(OFFSETS, 1, 1).expect("offsets topic");
+        cluster.partition_leader(TOPIC, 0, Some(1)).expect("leader");
+        cluster.partition_leader(NEAR, 0, Some(2)).expect("leader");
+        cluster
+            .partition_leader(OFFSETS, 0, Some(2))
+            .expect("leader");
+        let bootstrap = cluster.bootstrap_servers();
+        let props = properties(&bootstrap);
+        let mut writer = tokio::task::spawn_blocking({
+            let props = props.clone();
+            move || KafkaWriter::new(&props, OFFSETS, "server1", "testDB", false)
+        })
+        .await
+        .expect("join")
+        .expect("writer");
+        // Metadata first, so the delay falls on the produce requests.
+        writer
+            .commit(vec![record(0)], offset(1))
+            .await
+            .expect("warm-up");
+        cluster
+            .broker_round_trip_time(1, Duration::from_millis(1_500))
+            .expect("rtt");
+        let far = writer
+            .dispatch(vec![record(1)], offset(2))
+            .await
+            .expect("dispatched");
+        let mut near_record = record(2);
+        near_record.topic = NEAR.into();
+        let near = writer
+            .dispatch(vec![near_record], offset(3))
+            .await
+            .expect("dispatched");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            read_offset(&props, OFFSETS, "server1", "testDB").await,
+            Ok(Some(offset(1))),
+            "the near part's offset waits for the far part"
+        );
+        far.await.expect("far part");
+        near.await.expect("near part");
+        let stored: Vec<Vec<u8>> = read_all(&bootstrap, OFFSETS, 3)
+            .into_iter()
+            .filter_map(|(_, v)| v)
+            .collect();
+        let expected: Vec<Vec<u8>> = (1..=3).map(|n| offset(n).encode()).collect();
+        assert_eq!(stored, expected);
     }
 
     /// Keys land on the partitions Kafka Connect's producer chose (murmur2), unless the

@@ -106,7 +106,44 @@ pub async fn publish<C: rdkafka::ClientContext + 'static>(
     producer: &FutureProducer<C>,
     records: &[OutputRecord],
 ) -> Result<(), SinkError> {
+    enqueue(producer, records).await?.acknowledged().await
+}
+
+/// Records handed to the producer, their acknowledgements to come ([`Deliveries::acknowledged`]).
+#[must_use = "enqueued records are only known to be published once acknowledged"]
+pub struct Deliveries {
+    /// The topics, each once; a delivery names its topic by index.
+    topics: Vec<String>,
+    deliveries: Vec<(usize, rdkafka::producer::DeliveryFuture)>,
+}
+
+impl Deliveries {
+    /// Waits for every acknowledgement; the first failure is the error.
+    pub async fn acknowledged(self) -> Result<(), SinkError> {
+        for (topic, delivery) in self.deliveries {
+            let topic = &self.topics[topic];
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(error(format!("publishing to {topic}: {e}"))),
+                Err(_) => {
+                    return Err(error(format!(
+                        "publishing to {topic}: the producer was dropped"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Enqueues every record of `records` on `producer` (librdkafka batches them), waiting
+/// while the local queue is full; returns their acknowledgements to await.
+pub async fn enqueue<C: rdkafka::ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    records: &[OutputRecord],
+) -> Result<Deliveries, SinkError> {
     let mut deliveries = Vec::with_capacity(records.len());
+    let mut topics: Vec<String> = Vec::new();
     for record in records {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for header in &record.headers {
@@ -122,7 +159,6 @@ pub async fn publish<C: rdkafka::ClientContext + 'static>(
         if let Some(value) = &record.value {
             message = message.payload(value.as_slice());
         }
-        // Enqueue everything first (librdkafka batches), then await the acknowledgements.
         let delivery = loop {
             match producer.send_result(message) {
                 Ok(delivery) => break delivery,
@@ -137,20 +173,16 @@ pub async fn publish<C: rdkafka::ClientContext + 'static>(
                 }
             }
         };
-        deliveries.push((record.topic.as_str(), delivery));
-    }
-    for (topic, delivery) in deliveries {
-        match delivery.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(error(format!("publishing to {topic}: {e}"))),
-            Err(_) => {
-                return Err(error(format!(
-                    "publishing to {topic}: the producer was dropped"
-                )));
+        let topic = match topics.iter().rposition(|t| *t == record.topic) {
+            Some(index) => index,
+            None => {
+                topics.push(record.topic.clone());
+                topics.len() - 1
             }
-        }
+        };
+        deliveries.push((topic, delivery));
     }
-    Ok(())
+    Ok(Deliveries { topics, deliveries })
 }
 
 impl Sink for KafkaSink {

@@ -46,6 +46,7 @@ pub struct RawPostgres {
     source_version: Option<String>,
     streaming: Option<bool>,
     streaming_spill_dir: Option<String>,
+    max_batches_in_flight: Option<i64>,
     kafka: Option<RawKafka>,
 }
 
@@ -93,6 +94,8 @@ pub struct PgSettings {
     pub streaming: bool,
     /// Where streamed transactions are kept (default: the system's temporary directory).
     pub spill_dir: Option<std::path::PathBuf>,
+    /// Batches handed to Kafka and not yet acknowledged, at most (1: one at a time).
+    pub parts_in_flight: usize,
 }
 
 /// A validated PostgreSQL capture configuration.
@@ -261,6 +264,13 @@ pub(crate) fn validate(
             ),
         );
     }
+    let parts_in_flight = count(
+        c.max_batches_in_flight,
+        "capture.max_batches_in_flight",
+        1..=64,
+        4,
+        problems,
+    ) as usize;
     let (kafka, offsets_topic, transactions) = validate_kafka(k, kafka_path, source, problems);
     PgCaptureConfig {
         connection,
@@ -288,6 +298,7 @@ pub(crate) fn validate(
             flush_interval,
             truncates: !skipped.iter().any(|op| op == "t"),
             streaming: c.streaming.unwrap_or(true),
+            parts_in_flight,
             spill_dir: c.streaming_spill_dir.map(std::path::PathBuf::from),
         },
         kafka,

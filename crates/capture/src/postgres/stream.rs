@@ -5,9 +5,10 @@
 //! Events are committed when `batch_size` are waiting, or when no message came for
 //! `flush_interval`; a transaction larger than a batch is committed in parts (memory
 //! stays bounded by the batch, whatever the transaction's size), with the offset's
-//! `lsn_proc` saying how far it got. One part is being acknowledged while the next is
-//! read and built ([`Writing`]): the server hears of a position only once Kafka has
-//! acknowledged it, and a part waits for the one before it. Heartbeats (`heartbeat_interval`) move the slot on
+//! `lsn_proc` saying how far it got. Up to `parts_in_flight` parts are being
+//! acknowledged while the next is read and built ([`Parts`], [`EventWriter::dispatch`]):
+//! the server hears of a position only once Kafka has acknowledged it and every part
+//! before it. Heartbeats (`heartbeat_interval`) move the slot on
 //! an idle database: the server's keepalive position is stored with the heartbeat
 //! record, then reported.
 //!
@@ -17,13 +18,12 @@
 //! status updates keep flowing; the connection is not read meanwhile (later transactions
 //! wait in the server, in commit order).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use crate::envelope::{Op, Snapshot, TransactionBlock, heartbeat_event, transaction_event};
-use crate::{Clock, EventWriter, OutRecord, WriteError};
+use crate::{Acknowledged, Clock, EventWriter, OutRecord, WriteError};
 
 use super::PgError;
 use super::catalog::Catalog;
@@ -48,21 +48,20 @@ struct Replaying {
     commit_lsn: Lsn,
 }
 
-/// A part being committed: the writer comes back with the position the part reaches.
-type Committing<'w, W> =
-    Pin<Box<dyn Future<Output = (&'w mut W, StreamPosition, Result<(), WriteError>)> + Send + 'w>>;
-
-/// The writer: idle, or committing one part.
-enum Writing<'w, W> {
-    Idle(&'w mut W),
-    Busy(Committing<'w, W>),
-    /// Only while it changes hands.
-    Taken,
+/// The writer and the parts it holds in flight, oldest first, each with the position
+/// it reaches once acknowledged.
+struct Parts<'w, W> {
+    writer: &'w mut W,
+    in_flight: VecDeque<(StreamPosition, Acknowledged)>,
 }
 
-impl<W> Writing<'_, W> {
-    fn busy(&self) -> bool {
-        matches!(self, Writing::Busy(_))
+impl<W> Parts<'_, W> {
+    /// The oldest part's acknowledgement (parts are acknowledged in order).
+    async fn next_acknowledged(&mut self) -> (StreamPosition, Result<(), WriteError>) {
+        match self.in_flight.front_mut() {
+            Some((position, acknowledged)) => (*position, acknowledged.await),
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -145,8 +144,11 @@ impl<'a> Streamer<'a> {
         writer: &mut W,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), PgError> {
-        let mut writer = Writing::Idle(writer);
-        let writer = &mut writer;
+        let mut parts = Parts {
+            writer,
+            in_flight: VecDeque::new(),
+        };
+        let writer = &mut parts;
         tokio::pin!(shutdown);
         let mut status = tokio::time::interval(STATUS_INTERVAL);
         let heartbeat_every = self
@@ -175,14 +177,8 @@ impl<'a> Streamer<'a> {
                     }
                     return self.settle(connection, writer).await;
                 }
-                committed = async {
-                    match writer {
-                        Writing::Busy(committing) => committing.await,
-                        _ => std::future::pending().await,
-                    }
-                }, if writer.busy() => {
-                    let (idle, position, result) = committed;
-                    *writer = Writing::Idle(idle);
+                (position, result) = writer.next_acknowledged(), if !writer.in_flight.is_empty() => {
+                    writer.in_flight.pop_front();
                     self.acknowledged(connection, position, result).await?;
                 }
                 message = connection.next(), if self.replaying.is_none() => {
@@ -290,7 +286,7 @@ impl<'a> Streamer<'a> {
     async fn replay_slice<'w, W: EventWriter<PgOffset>>(
         &mut self,
         connection: &mut ReplicationConnection,
-        writer: &mut Writing<'w, W>,
+        writer: &mut Parts<'w, W>,
     ) -> Result<(), PgError> {
         let Some(mut replaying) = self.replaying.take() else {
             return Ok(());
@@ -322,15 +318,25 @@ impl<'a> Streamer<'a> {
         Ok(())
     }
 
-    /// Waits for the part being committed, if any, and reports its position.
+    /// Waits for every part in flight, and reports each one's position.
     async fn settle<'w, W: EventWriter<PgOffset>>(
         &mut self,
         connection: &mut ReplicationConnection,
-        writer: &mut Writing<'w, W>,
+        writer: &mut Parts<'w, W>,
     ) -> Result<(), PgError> {
-        if let Writing::Busy(committing) = writer {
-            let (idle, position, result) = committing.await;
-            *writer = Writing::Idle(idle);
+        self.settle_to(connection, writer, 0).await
+    }
+
+    /// Waits until at most `left` parts are in flight.
+    async fn settle_to<'w, W: EventWriter<PgOffset>>(
+        &mut self,
+        connection: &mut ReplicationConnection,
+        writer: &mut Parts<'w, W>,
+        left: usize,
+    ) -> Result<(), PgError> {
+        while writer.in_flight.len() > left {
+            let (position, result) = writer.next_acknowledged().await;
+            writer.in_flight.pop_front();
             self.acknowledged(connection, position, result).await?;
         }
         Ok(())
@@ -353,7 +359,7 @@ impl<'a> Streamer<'a> {
     async fn flush<'w, W: EventWriter<PgOffset>>(
         &mut self,
         connection: &mut ReplicationConnection,
-        writer: &mut Writing<'w, W>,
+        writer: &mut Parts<'w, W>,
     ) -> Result<(), PgError> {
         if self.pending.is_empty() && self.pending_position.lsn == self.dispatched.lsn {
             return Ok(());
@@ -369,18 +375,15 @@ impl<'a> Streamer<'a> {
             },
             _ => self.pending_position,
         };
-        self.settle(connection, writer).await?;
-        let Writing::Idle(idle) = std::mem::replace(writer, Writing::Taken) else {
-            return Err(PgError::Query {
-                what: "committing to Kafka".into(),
-                reason: "the writer was not idle after its last part settled".into(),
-            });
-        };
+        // Room for this part among those in flight.
+        let left = self.settings.parts_in_flight.max(1) - 1;
+        self.settle_to(connection, writer, left).await?;
         let records = std::mem::take(&mut self.pending);
-        *writer = Writing::Busy(Box::pin(async move {
-            let result = idle.commit(records, PgOffset::Stream(position)).await;
-            (idle, position, result)
-        }));
+        let acknowledged = writer
+            .writer
+            .dispatch(records, PgOffset::Stream(position))
+            .await?;
+        writer.in_flight.push_back((position, acknowledged));
         self.dispatched = position;
         self.pending_position = StreamPosition {
             partial: None,
@@ -397,7 +400,7 @@ impl<'a> Streamer<'a> {
     async fn heartbeat<'w, W: EventWriter<PgOffset>>(
         &mut self,
         connection: &mut ReplicationConnection,
-        writer: &mut Writing<'w, W>,
+        writer: &mut Parts<'w, W>,
     ) -> Result<(), PgError> {
         if self.tx.is_some() || !self.pending.is_empty() {
             return Ok(());
