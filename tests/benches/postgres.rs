@@ -240,6 +240,50 @@ fn capture(
         .as_secs_f64()
 }
 
+/// CPU time used so far, in clock ticks (100 per second): the whole machine's (every
+/// process, exited ones included: the server's walsenders, the broker) and this
+/// process's (capture or the bare producer, with librdkafka's threads).
+fn cpu_ticks() -> (u64, u64) {
+    let machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let fields: Vec<u64> = s
+                .lines()
+                .next()?
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal: all but idle and iowait.
+            Some(
+                fields
+                    .iter()
+                    .take(8)
+                    .enumerate()
+                    .filter(|(i, _)| *i != 3 && *i != 4)
+                    .map(|(_, v)| v)
+                    .sum(),
+            )
+        })
+        .unwrap_or(0);
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = &s[s.rfind(')')? + 2..];
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            // utime and stime: fields 14 and 15 of stat, 12 and 13 after the name.
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    (machine, own)
+}
+
+/// µs of CPU per event between two [`cpu_ticks`] readings: (machine, this process).
+fn cpu_per_event(before: (u64, u64), after: (u64, u64), events: u64) -> (f64, f64) {
+    let us = |ticks: u64| ticks as f64 * 10_000.0 / events as f64;
+    (us(after.0 - before.0), us(after.1 - before.1))
+}
+
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -343,19 +387,30 @@ fn main() {
         let big: u64 = if quick { 250_000 } else { 1_000_000 };
         pg.sql(&format!(
             "SELECT pg_create_logical_replication_slot('big', 'pgoutput');
+             SELECT pg_create_logical_replication_slot('big_v1', 'pgoutput');
          INSERT INTO t SELECT g, repeat('x', 100), g, now() FROM generate_series({}, {}) g;",
             rows + 1,
             rows + big
         ));
-        let before = peak_rss_kb();
-        let seconds = capture(&runtime, &config(&pg, "big", "no_data"), big);
-        let after = peak_rss_kb();
-        println!(
-            "one transaction of {big} rows: {:.0} events/s, peak RSS {} MiB before, {} MiB after",
-            big as f64 / seconds,
-            before / 1024,
-            after / 1024
-        );
+        // Protocol 1 first (the server spills the transaction and sends it after its
+        // commit), then protocol 2 (streamed while decoded, capture spills it).
+        for (slot, streaming) in [("big_v1", false), ("big", true)] {
+            let mut settings = config(&pg, slot, "no_data");
+            settings.settings.streaming = streaming;
+            let before = peak_rss_kb();
+            let seconds = capture(&runtime, &settings, big);
+            let after = peak_rss_kb();
+            println!(
+                "one transaction of {big} rows, protocol {}: {:.0} events/s, peak RSS {} MiB before, {} MiB after",
+                if streaming { 2 } else { 1 },
+                big as f64 / seconds,
+                before / 1024,
+                after / 1024
+            );
+        }
+        let streamed =
+            pg.sql("SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'big'");
+        println!("  (the server streamed {streamed} transaction(s) on the protocol 2 slot)");
     }
 
     // 4. Into Kafka, against a bare producer of the same records.
@@ -378,7 +433,9 @@ fn main() {
             finished,
         );
         let records = &collected.records[..rows as usize];
+        let cpu = cpu_ticks();
         let bare = runtime.block_on(bare_producer(&broker.bootstrap, records));
+        let bare_cpu = cpu_per_event(cpu, cpu_ticks(), rows);
         let properties = vec![
             ("bootstrap.servers".to_owned(), broker.bootstrap.clone()),
             ("linger.ms".to_owned(), "5".to_owned()),
@@ -398,8 +455,10 @@ fn main() {
             let (mut writer, finished) = CountingKafka::new(inner, rows);
             let mut kafka_config = config(&pg, slot, "no_data");
             kafka_config.settings.parts_in_flight = in_flight;
+            let cpu = cpu_ticks();
             let started = Instant::now();
             run_into(&runtime, &kafka_config, &mut writer, finished);
+            let used = cpu_per_event(cpu, cpu_ticks(), rows);
             let reached = writer
                 .reached
                 .lock()
@@ -408,13 +467,18 @@ fn main() {
             rates.push((
                 in_flight,
                 rows as f64 / reached.duration_since(started).as_secs_f64(),
+                used,
             ));
         }
         let bare_rate = rows as f64 / bare;
-        for (in_flight, rate) in rates {
+        for (in_flight, rate, (machine, own)) in rates {
             println!(
-                "into Kafka (tansu), {rows} inserts, {in_flight} batch(es) in flight: bare producer of the same records {bare_rate:.0}/s, sluice {rate:.0}/s, ratio {:.2}",
-                rate / bare_rate
+                "into Kafka (tansu), {rows} inserts, {in_flight} batch(es) in flight: bare producer of the same records {bare_rate:.0}/s, sluice {rate:.0}/s, ratio {:.2}; \
+                 CPU per event: bare producer {:.1} us (machine) / {:.1} us (its process), sluice {machine:.1} us / {own:.1} us: CPU-bound ratio on a saturated machine {:.2}",
+                rate / bare_rate,
+                bare_cpu.0,
+                bare_cpu.1,
+                bare_cpu.0 / machine
             );
         }
     }

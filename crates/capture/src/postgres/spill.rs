@@ -17,7 +17,7 @@ use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 
 use super::offsets::Lsn;
 
@@ -236,10 +236,15 @@ impl Drop for Spills {
 }
 
 /// A committed transaction's changes read back; the file is removed when it is dropped.
+/// Reads in chunks of [`BUFFER`] and hands out each message as a slice of its chunk (no
+/// copy, no allocation per message).
 pub struct Replay {
     path: PathBuf,
-    reader: BufReader<tokio::fs::File>,
-    left: u64,
+    file: tokio::fs::File,
+    /// Read, not yet handed out.
+    buffer: BytesMut,
+    /// In the file, not yet read.
+    unread: u64,
 }
 
 impl Replay {
@@ -247,40 +252,50 @@ impl Replay {
         let file = tokio::fs::File::open(path).await.map_err(at(path))?;
         Ok(Replay {
             path: path.to_owned(),
-            reader: BufReader::with_capacity(BUFFER, file),
-            left: len,
+            file,
+            buffer: BytesMut::new(),
+            unread: len,
         })
+    }
+
+    /// Makes `wanted` bytes available in the buffer (reading on from the file).
+    async fn fill(&mut self, wanted: usize) -> Result<(), SpillError> {
+        while self.buffer.len() < wanted {
+            if self.unread == 0 {
+                return Err(SpillError {
+                    path: self.path.clone(),
+                    reason: "a record cut short (the file was changed by something else)".into(),
+                });
+            }
+            let chunk = (self.unread as usize).min(BUFFER.max(wanted - self.buffer.len()));
+            self.buffer.reserve(chunk);
+            let read = (&mut self.file)
+                .take(chunk as u64)
+                .read_buf(&mut self.buffer)
+                .await
+                .map_err(at(&self.path))?;
+            if read == 0 {
+                return Err(SpillError {
+                    path: self.path.clone(),
+                    reason: "the file ended early (it was changed by something else)".into(),
+                });
+            }
+            self.unread -= read as u64;
+        }
+        Ok(())
     }
 
     /// The next change and its LSN, in protocol 1's form.
     pub async fn next(&mut self) -> Result<Option<(Lsn, Bytes)>, SpillError> {
-        if self.left == 0 {
+        if self.buffer.is_empty() && self.unread == 0 {
             return Ok(None);
         }
-        let corrupt = |what: &str| SpillError {
-            path: self.path.clone(),
-            reason: format!("{what} (the file was changed by something else)"),
-        };
-        if self.left < 12 {
-            return Err(corrupt("a record cut short"));
-        }
-        let mut head = [0u8; 12];
-        self.reader
-            .read_exact(&mut head)
-            .await
-            .map_err(at(&self.path))?;
-        let lsn = u64::from_be_bytes(head[..8].try_into().expect("8 bytes"));
-        let length = u32::from_be_bytes(head[8..].try_into().expect("4 bytes")) as u64;
-        if length > self.left - 12 {
-            return Err(corrupt("a record longer than the file"));
-        }
-        let mut message = BytesMut::zeroed(length as usize);
-        self.reader
-            .read_exact(&mut message)
-            .await
-            .map_err(at(&self.path))?;
-        self.left -= 12 + length;
-        Ok(Some((lsn, message.freeze())))
+        self.fill(12).await?;
+        let lsn = u64::from_be_bytes(self.buffer[..8].try_into().expect("8 bytes"));
+        let length = u32::from_be_bytes(self.buffer[8..12].try_into().expect("4 bytes")) as usize;
+        self.fill(12 + length).await?;
+        let _ = self.buffer.split_to(12);
+        Ok(Some((lsn, self.buffer.split_to(length).freeze())))
     }
 }
 
