@@ -368,16 +368,22 @@ fn main() {
 
     // 2. Snapshot.
     if runs("snapshot") {
+        let cpu = cpu_ticks();
         let started = Instant::now();
         let copied = pg.sql("COPY t TO STDOUT").lines().count();
         let copy = started.elapsed().as_secs_f64();
+        let copy_cpu = cpu_per_event(cpu, cpu_ticks(), rows);
         assert_eq!(copied as u64, rows);
+        let cpu = cpu_ticks();
         let snapshot = capture(&runtime, &config(&pg, "snapshot_sluice", "initial"), rows);
+        let (machine, own) = cpu_per_event(cpu, cpu_ticks(), rows);
         println!(
-            "snapshot {rows} rows: COPY TO STDOUT (psql) {:.0}/s, sluice {:.0}/s, ratio {:.2}",
+            "snapshot {rows} rows: COPY TO STDOUT (psql) {:.0}/s, sluice {:.0}/s, ratio {:.2}; \
+             CPU per row: COPY {:.2} us (machine), sluice {machine:.2} us (machine) / {own:.2} us (its process)",
             rows as f64 / copy,
             rows as f64 / snapshot,
-            copy / snapshot
+            copy / snapshot,
+            copy_cpu.0,
         );
     }
 

@@ -35,7 +35,8 @@ pub struct SnapshotPoint {
 /// A row waiting for its marker (known once the next row, or the end, is seen).
 struct Pending {
     table: usize,
-    row: Vec<Datum>,
+    /// The row's COPY text line (without its newline), parsed by the encoding task.
+    line: Bytes,
     first_in_table: bool,
 }
 
@@ -83,6 +84,7 @@ pub async fn run<W: EventWriter<PgOffset>>(
         completed,
     };
     let mut batch: Vec<OutRecord> = Vec::new();
+    let mut parts: VecDeque<crate::Acknowledged> = VecDeque::new();
     let mut pending: Option<Pending> = None;
     let mut first = true;
     let encoder = Arc::new(Encoder::new(
@@ -135,8 +137,8 @@ pub async fn run<W: EventWriter<PgOffset>>(
                 None => std::mem::take(&mut buffer).freeze(),
             };
             while let Some(at) = lines.iter().position(|&b| b == b'\n') {
-                let line = lines.split_to(at + 1);
-                let row = copy_row(line.slice(..line.len() - 1));
+                let mut line = lines.split_to(at + 1);
+                line.truncate(at);
                 if let Some(previous) = pending.take() {
                     let marker = match (first, previous.first_in_table) {
                         (true, _) => Snapshot::First,
@@ -149,7 +151,7 @@ pub async fn run<W: EventWriter<PgOffset>>(
                 }
                 pending = Some(Pending {
                     table: t,
-                    row,
+                    line,
                     first_in_table,
                 });
                 first_in_table = false;
@@ -158,9 +160,17 @@ pub async fn run<W: EventWriter<PgOffset>>(
                     progress_set(progress, &name, done, total.max(done as i64) as u64);
                 }
                 if batch.len() >= settings.batch_size {
-                    writer
-                        .commit(std::mem::take(&mut batch), offset(false))
+                    // Kafka acknowledges while the next batch is read (a bounded number
+                    // in flight; each offset stored after those before it).
+                    while parts.len() >= settings.parts_in_flight.max(1) {
+                        if let Some(part) = parts.pop_front() {
+                            part.await?;
+                        }
+                    }
+                    let part = writer
+                        .dispatch(std::mem::take(&mut batch), offset(false))
                         .await?;
+                    parts.push_back(part);
                 }
             }
             // A line the message did not finish waits for the next one.
@@ -192,6 +202,9 @@ pub async fn run<W: EventWriter<PgOffset>>(
         .batch_execute("COMMIT")
         .await
         .map_err(query("ending the snapshot"))?;
+    for part in parts {
+        part.await?;
+    }
     writer.commit(batch, offset(true)).await?;
     Ok(offset(true))
 }
@@ -251,17 +264,18 @@ impl Encoder {
         for (p, marker) in rows {
             let table: &PgTable = &self.tables[p.table];
             let source = self.source(marker);
+            let row = copy_row(p.line);
             let change = Change {
                 op: Op::Read,
                 before: None,
-                after: Some(&p.row),
+                after: Some(&row),
                 source,
                 transaction: None,
                 now_us: (self.clock)(),
             };
             records.push(OutRecord {
                 topic: self.topics[p.table].clone(),
-                key: key(table, &p.row, &self.events, &source)?,
+                key: key(table, &row, &self.events, &source)?,
                 value: Some(value_with_source(
                     table,
                     &change,
@@ -317,12 +331,13 @@ impl Encoding {
     }
 
     /// Appends the encoded chunks to `batch`, in order: with `all`, every row queued;
-    /// else only as many chunks as keep at most two per core in flight.
+    /// else only as many chunks as keep at most eight per core in flight (the reader
+    /// waits less on a slow chunk; memory stays a few thousand rows).
     async fn collect(&mut self, batch: &mut Vec<OutRecord>, all: bool) -> Result<(), PgError> {
         if all {
             self.dispatch();
         }
-        let keep = if all { 0 } else { 2 * self.parallelism };
+        let keep = if all { 0 } else { 8 * self.parallelism };
         while self.in_flight.len() > keep {
             let Some(task) = self.in_flight.pop_front() else {
                 break;
