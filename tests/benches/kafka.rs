@@ -1,4 +1,5 @@
-//! Kafka → sluice → Kafka on the loopback test broker, against a bare rdkafka
+//! Kafka → sluice → Kafka on the loopback test broker (one lane with one consumer, and
+//! one with a consumer per partition), against a bare rdkafka
 //! consume→produce relay with the same batching (the ceiling), in one run.
 //!
 //! - Throughput: `EVENTS` Debezium events of ~1 KB are produced to an input topic (3
@@ -58,8 +59,11 @@ fn main() {
     println!("|---|---:|---:|---:|---:|");
     let contenders = [
         Contender::Relay,
-        Contender::Sluice("passthrough"),
-        Contender::Sluice("customers-cdm"),
+        Contender::Sluice("passthrough", 1),
+        Contender::Sluice("customers-cdm", 1),
+        // One lane, a consumer per partition (issue 15, goal 1: ≥ 0.75 × min(N, cores)
+        // × the one-consumer rate).
+        Contender::Sluice("customers-cdm", PARTITIONS as usize),
     ];
     let mut relay_rate = 0.0;
     for (index, contender) in contenders.iter().enumerate() {
@@ -95,23 +99,26 @@ fn main() {
 enum Contender {
     /// A bare rdkafka consume → produce loop with sluice's batching.
     Relay,
-    /// sluice with one plugin, in this process.
-    Sluice(&'static str),
+    /// sluice with one plugin, in this process: the plugin and the lane's consumers.
+    Sluice(&'static str, usize),
 }
 
 impl Contender {
     fn name(&self) -> String {
         match self {
             Contender::Relay => "bare rdkafka relay".to_owned(),
-            Contender::Sluice(plugin) => format!("sluice({plugin})"),
+            Contender::Sluice(plugin, 1) => format!("sluice({plugin})"),
+            Contender::Sluice(plugin, consumers) => {
+                format!("sluice({plugin}), {consumers} consumers in its lane")
+            }
         }
     }
 
     fn output_topic(&self, input: &str) -> String {
         match self {
             Contender::Relay => format!("relay.{input}"),
-            Contender::Sluice("passthrough") => format!("passthrough.{input}"),
-            Contender::Sluice(_) => format!("cdm.{input}"),
+            Contender::Sluice("passthrough", _) => format!("passthrough.{input}"),
+            Contender::Sluice(..) => format!("cdm.{input}"),
         }
     }
 
@@ -145,7 +152,7 @@ impl Contender {
                 fetch_wait_ms.to_owned(),
                 stopped,
             )),
-            Contender::Sluice(plugin) => {
+            Contender::Sluice(plugin, consumers) => {
                 let component = match *plugin {
                     "passthrough" => components::PASSTHROUGH,
                     _ => components::CUSTOMERS_CDM,
@@ -164,7 +171,7 @@ impl Contender {
                             ("fetch.wait.max.ms".into(), fetch_wait_ms.to_owned()),
                         ],
                         linger,
-                        consumers: 1,
+                        consumers: *consumers,
                         batch_bytes: sluice::config::DEFAULT_KAFKA_BATCH_BYTES,
                     }),
                     sink: SinkConfig::Kafka(KafkaSinkSettings {
