@@ -205,6 +205,8 @@ pub async fn run<T: CdcTables, W: EventWriter>(
     let ts_ms = tables.now_ms().await?;
     tracing::info!(%position, tables = schemas.len(), "snapshot started");
     let mut batch = schema_snapshot(settings, &schemas, position, ts_ms, clock, false);
+    let mut parts: std::collections::VecDeque<crate::Acknowledged> =
+        std::collections::VecDeque::new();
     let last_table = schemas.len().saturating_sub(1);
     for (index, schema) in schemas.iter().enumerate() {
         let id = schema.id();
@@ -259,7 +261,14 @@ pub async fn run<T: CdcTables, W: EventWriter>(
                     commit: position,
                     completed: false,
                 };
-                writer.commit(std::mem::take(&mut batch), offset).await?;
+                // Kafka acknowledges while the next batch is read (a bounded number in
+                // flight; each offset stored after those before it).
+                while parts.len() >= BATCHES_IN_FLIGHT {
+                    if let Some(part) = parts.pop_front() {
+                        part.await?;
+                    }
+                }
+                parts.push_back(writer.dispatch(std::mem::take(&mut batch), offset).await?);
             }
         }
         drop(rows);
@@ -271,10 +280,16 @@ pub async fn run<T: CdcTables, W: EventWriter>(
         commit: position,
         completed: true,
     };
+    for part in parts {
+        part.await?;
+    }
     writer.commit(batch, offset.clone()).await?;
     tracing::info!(%position, "snapshot completed");
     Ok(offset)
 }
+
+/// Snapshot batches handed to Kafka and not yet acknowledged, at most.
+const BATCHES_IN_FLIGHT: usize = 4;
 
 #[cfg(test)]
 mod tests {
