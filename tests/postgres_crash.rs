@@ -338,7 +338,13 @@ fn killed_capture_and_a_crashed_server_lose_nothing() {
         .unwrap_or(0)
         < end
     {
-        assert!(Instant::now() < deadline, "capture caught up within 240 s");
+        assert!(
+            Instant::now() < deadline,
+            "capture caught up within 240 s: confirmed_flush_lsn {} of {end}; slot: {}\n(capture's log ends)\n{}",
+            pg.sql("SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = 'debezium'"),
+            pg.sql("SELECT active, active_pid, restart_lsn, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'debezium'"),
+            log_tail(&log)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     sampling.store(false, Ordering::SeqCst);
