@@ -331,7 +331,9 @@ fn killed_capture_and_a_crashed_server_lose_nothing() {
         .expect("lsn");
     wait_slot_inactive(&pg);
     let mut capture = start_capture(&config, &log);
-    let deadline = Instant::now() + Duration::from_secs(240);
+    // A bound for a stall, not a speed test: under a loaded full suite with a debug
+    // build most of the 100,000 changes can be left to this last run.
+    let deadline = Instant::now() + Duration::from_secs(480);
     while pg
         .sql("SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = 'debezium'")
         .parse::<i64>()
@@ -340,7 +342,7 @@ fn killed_capture_and_a_crashed_server_lose_nothing() {
     {
         assert!(
             Instant::now() < deadline,
-            "capture caught up within 240 s: confirmed_flush_lsn {} of {end}; slot: {}\n(capture's log ends)\n{}",
+            "capture caught up within 480 s: confirmed_flush_lsn {} of {end}; slot: {}\n(capture's log ends)\n{}",
             pg.sql("SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = 'debezium'"),
             pg.sql("SELECT active, active_pid, restart_lsn, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'debezium'"),
             log_tail(&log)

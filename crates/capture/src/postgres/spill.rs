@@ -148,7 +148,8 @@ impl Spills {
     }
 
     /// A Stream Abort: the whole transaction (`subxid == xid`) is dropped, or the file is
-    /// cut back to where `subxid` began. Returns the records dropped.
+    /// cut back to where `subxid` began (its Relation and Type messages kept). Returns
+    /// the records cut.
     pub async fn abort(&mut self, xid: u32, subxid: u32) -> Result<u64, SpillError> {
         if subxid == xid {
             let Some(file) = self.open.remove(&xid) else {
@@ -172,6 +173,19 @@ impl Spills {
         }
         let w = &mut file.writer;
         w.flush().await.map_err(at(&file.path))?;
+        // Relation and Type messages in the cut part stay: the server sends a table's
+        // description once per streamed transaction, and changes after the rollback
+        // rely on it.
+        let mut kept = Vec::new();
+        let mut region = Replay::open_at(&file.path, cut, file.len - cut).await?;
+        region.remove_on_drop = false;
+        while let Some((lsn, message)) = region.next().await? {
+            if matches!(message.first(), Some(b'R' | b'Y')) {
+                kept.push((lsn, message));
+            }
+        }
+        drop(region);
+        let w = &mut file.writer;
         w.get_mut().set_len(cut).await.map_err(at(&file.path))?;
         w.get_mut()
             .seek(SeekFrom::Start(cut))
@@ -180,6 +194,10 @@ impl Spills {
         file.len = cut;
         let dropped = file.records - records_before;
         file.records = records_before;
+        for (lsn, message) in kept {
+            self.append(xid, xid, lsn, message[0], &message[1..])
+                .await?;
+        }
         Ok(dropped)
     }
 
@@ -240,6 +258,8 @@ impl Drop for Spills {
 /// copy, no allocation per message).
 pub struct Replay {
     path: PathBuf,
+    /// Whether dropping it removes the file (a committed transaction's replay does).
+    remove_on_drop: bool,
     file: tokio::fs::File,
     /// Read, not yet handed out.
     buffer: BytesMut,
@@ -249,9 +269,16 @@ pub struct Replay {
 
 impl Replay {
     async fn open(path: &Path, len: u64) -> Result<Replay, SpillError> {
-        let file = tokio::fs::File::open(path).await.map_err(at(path))?;
+        Replay::open_at(path, 0, len).await
+    }
+
+    /// The `len` bytes of records from `start`.
+    async fn open_at(path: &Path, start: u64, len: u64) -> Result<Replay, SpillError> {
+        let mut file = tokio::fs::File::open(path).await.map_err(at(path))?;
+        file.seek(SeekFrom::Start(start)).await.map_err(at(path))?;
         Ok(Replay {
             path: path.to_owned(),
+            remove_on_drop: true,
             file,
             buffer: BytesMut::new(),
             unread: len,
@@ -301,7 +328,9 @@ impl Replay {
 
 impl Drop for Replay {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.remove_on_drop {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -365,6 +394,10 @@ mod tests {
             .await
             .expect("append");
         spills
+            .append(10, 12, 115, b'R', b"rel")
+            .await
+            .expect("append");
+        spills
             .append(10, 12, 120, b'I', b"nested")
             .await
             .expect("append");
@@ -373,7 +406,7 @@ mod tests {
             .await
             .expect("append");
         assert_eq!(spills.abort(10, 99).await.expect("unknown"), 0);
-        assert_eq!(spills.abort(10, 11).await.expect("abort"), 3);
+        assert_eq!(spills.abort(10, 11).await.expect("abort"), 4);
         spills
             .append(10, 13, 140, b'D', b"after")
             .await
@@ -387,6 +420,7 @@ mod tests {
             read_all(&mut replay).await,
             [
                 (100, b"Itop".to_vec()),
+                (115, b"Rrel".to_vec()),
                 (140, b"Dafter".to_vec()),
                 (150, b"Itop again".to_vec())
             ]
