@@ -91,6 +91,48 @@ pub trait EventWriter<O: OffsetValue = Offset>: Send {
 pub type Acknowledged =
     std::pin::Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'static>>;
 
+/// Batches dispatched to a writer and not yet acknowledged, at most `limit` of them: the
+/// snapshots hand a batch to Kafka and read the next while it is acknowledged.
+pub(crate) struct InFlight {
+    parts: std::collections::VecDeque<Acknowledged>,
+    limit: usize,
+}
+
+impl InFlight {
+    pub(crate) fn new(limit: usize) -> InFlight {
+        InFlight {
+            parts: std::collections::VecDeque::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Dispatches `records` with `offset`, first waiting for the oldest batches while
+    /// `limit` are in flight.
+    pub(crate) async fn dispatch<O: OffsetValue, W: EventWriter<O>>(
+        &mut self,
+        writer: &mut W,
+        records: Vec<OutRecord>,
+        offset: O,
+    ) -> Result<(), WriteError> {
+        while self.parts.len() >= self.limit {
+            if let Some(part) = self.parts.pop_front() {
+                part.await?;
+            }
+        }
+        self.parts
+            .push_back(writer.dispatch(records, offset).await?);
+        Ok(())
+    }
+
+    /// Waits for every batch in flight.
+    pub(crate) async fn settle(&mut self) -> Result<(), WriteError> {
+        while let Some(part) = self.parts.pop_front() {
+            part.await?;
+        }
+        Ok(())
+    }
+}
+
 /// A failed publication.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {

@@ -201,26 +201,13 @@ impl<O: OffsetValue> EventWriter<O> for KafkaWriter {
     }
 
     async fn commit(&mut self, records: Vec<OutRecord>, offset: O) -> Result<(), WriteError> {
-        // Parts dispatched before go first.
-        if let Some(previous) = self.previous.take() {
-            previous.await?;
+        // The same path, awaited: after the parts dispatched before it. A failure is the
+        // caller's to handle; the next part does not wait on (or inherit) it.
+        let result = self.dispatch(records, offset).await?.await;
+        if result.is_err() {
+            self.previous = None;
         }
-        let mut out = self.output(records, offset.encode());
-        match &self.output {
-            Output::Transactional(transactions) => {
-                transactions.commit(&out, None).await.map_err(write_error)
-            }
-            Output::Plain(producer) => {
-                // Events first, acknowledged; then the offset.
-                let offset_record = out.pop();
-                publish(producer, &out)
-                    .await
-                    .map_err(|e| WriteError::Kafka(e.to_string()))?;
-                publish(producer, offset_record.as_slice())
-                    .await
-                    .map_err(|e| WriteError::Kafka(e.to_string()))
-            }
-        }
+        result
     }
 }
 
@@ -362,6 +349,17 @@ mod tests {
         vec![("bootstrap.servers".into(), bootstrap.into())]
     }
 
+    /// A writer for `props` (its transactional start-up blocks: off the async threads).
+    async fn writer(props: &[(String, String)], transactional: bool) -> KafkaWriter {
+        let props = props.to_vec();
+        tokio::task::spawn_blocking(move || {
+            KafkaWriter::new(&props, OFFSETS, "server1", "testDB", transactional)
+        })
+        .await
+        .expect("join")
+        .expect("writer")
+    }
+
     /// A record's key and value.
     type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
@@ -396,13 +394,7 @@ mod tests {
             let cluster = cluster();
             let bootstrap = cluster.bootstrap_servers();
             let props = properties(&bootstrap);
-            let mut writer = tokio::task::spawn_blocking({
-                let props = props.clone();
-                move || KafkaWriter::new(&props, OFFSETS, "server1", "testDB", transactional)
-            })
-            .await
-            .expect("join")
-            .expect("writer");
+            let mut writer = writer(&props, transactional).await;
             let mut parts = Vec::new();
             for n in 1..=5u8 {
                 let records = (0..50).map(|i| record(i32::from(n) * 100 + i)).collect();
@@ -457,13 +449,7 @@ mod tests {
             .expect("leader");
         let bootstrap = cluster.bootstrap_servers();
         let props = properties(&bootstrap);
-        let mut writer = tokio::task::spawn_blocking({
-            let props = props.clone();
-            move || KafkaWriter::new(&props, OFFSETS, "server1", "testDB", false)
-        })
-        .await
-        .expect("join")
-        .expect("writer");
+        let mut writer = writer(&props, false).await;
         // Metadata first, so the delay falls on the produce requests.
         writer
             .commit(vec![record(0)], offset(1))
@@ -517,13 +503,7 @@ mod tests {
         let cluster = cluster();
         let bootstrap = cluster.bootstrap_servers();
         let props = properties(&bootstrap);
-        let mut writer = tokio::task::spawn_blocking({
-            let props = props.clone();
-            move || KafkaWriter::new(&props, OFFSETS, "server1", "testDB", true)
-        })
-        .await
-        .expect("join")
-        .expect("writer");
+        let mut writer = writer(&props, true).await;
         assert_eq!(
             writer.transactional_id.as_deref(),
             Some("sluice-capture.server1.testDB")
@@ -558,13 +538,7 @@ mod tests {
     async fn a_failed_transaction_is_aborted_and_the_next_commit_succeeds() {
         let cluster = cluster();
         let props = properties(&cluster.bootstrap_servers());
-        let mut writer = tokio::task::spawn_blocking({
-            let props = props.clone();
-            move || KafkaWriter::new(&props, OFFSETS, "server1", "testDB", true)
-        })
-        .await
-        .expect("join")
-        .expect("writer");
+        let mut writer = writer(&props, true).await;
         // Adding the partitions to the transaction fails (abortable).
         cluster.request_errors(
             rdkafka::types::RDKafkaApiKey::AddPartitionsToTxn,

@@ -84,7 +84,7 @@ pub async fn run<W: EventWriter<PgOffset>>(
         completed,
     };
     let mut batch: Vec<OutRecord> = Vec::new();
-    let mut parts: VecDeque<crate::Acknowledged> = VecDeque::new();
+    let mut parts = crate::InFlight::new(settings.parts_in_flight);
     let mut pending: Option<Pending> = None;
     let mut first = true;
     let encoder = Arc::new(Encoder::new(
@@ -160,17 +160,11 @@ pub async fn run<W: EventWriter<PgOffset>>(
                     progress_set(progress, &name, done, total.max(done as i64) as u64);
                 }
                 if batch.len() >= settings.batch_size {
-                    // Kafka acknowledges while the next batch is read (a bounded number
-                    // in flight; each offset stored after those before it).
-                    while parts.len() >= settings.parts_in_flight.max(1) {
-                        if let Some(part) = parts.pop_front() {
-                            part.await?;
-                        }
-                    }
-                    let part = writer
-                        .dispatch(std::mem::take(&mut batch), offset(false))
+                    // Kafka acknowledges while the next batch is read (each offset
+                    // stored after those before it).
+                    parts
+                        .dispatch(writer, std::mem::take(&mut batch), offset(false))
                         .await?;
-                    parts.push_back(part);
                 }
             }
             // A line the message did not finish waits for the next one.
@@ -202,9 +196,7 @@ pub async fn run<W: EventWriter<PgOffset>>(
         .batch_execute("COMMIT")
         .await
         .map_err(query("ending the snapshot"))?;
-    for part in parts {
-        part.await?;
-    }
+    parts.settle().await?;
     writer.commit(batch, offset(true)).await?;
     Ok(offset(true))
 }

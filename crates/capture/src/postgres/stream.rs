@@ -416,11 +416,6 @@ impl<'a> Streamer<'a> {
         self.flush(connection, writer).await
     }
 
-    /// Streamed transactions waiting for their commit or abort.
-    pub fn open_streamed_transactions(&self) -> usize {
-        self.spills.as_ref().map_or(0, Spills::open_transactions)
-    }
-
     fn source(&self, lsn: Lsn) -> PgSource {
         let tx = self.tx.as_ref();
         PgSource {

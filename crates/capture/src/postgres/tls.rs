@@ -221,7 +221,17 @@ impl Tls {
                 ));
             }
         };
+        // A FIFO or device would block the read (libpq refuses them too).
+        for (what, path) in [("sslcert", &cert), ("sslkey", &key)] {
+            match std::fs::metadata(path) {
+                Ok(meta) if !meta.is_file() => {
+                    return Err(format!("{what} {}: not a regular file", path.display()));
+                }
+                _ => {} // a missing file is reported by the read below
+            }
+        }
         let chain = std::fs::read(&cert).map_err(|e| format!("sslcert {}: {e}", cert.display()))?;
+        check_key_permissions(&key)?;
         let key_pem = std::fs::read(&key).map_err(|e| {
             format!(
                 "sslkey {}: {e} (the private key of sslcert {})",
@@ -229,7 +239,6 @@ impl Tls {
                 cert.display()
             )
         })?;
-        check_key_permissions(&key)?;
         let pkcs8 = as_pkcs8(&key_pem, self.password.as_deref())
             .map_err(|e| format!("sslkey {}: {e}", key.display()))?;
         native_tls::Identity::from_pkcs8(&chain, &pkcs8)
@@ -459,6 +468,18 @@ mod tests {
         let error = tls.connector().expect_err("no certificate file");
         assert!(
             error.contains("sslcert") && error.contains("client.crt"),
+            "{error}"
+        );
+        std::fs::write(dir.join("client.crt"), b"not read").expect("write");
+        let special = Tls {
+            mode: SslMode::Require,
+            cert: Some(dir.join("client.crt")),
+            key: Some(dir.clone()),
+            ..Tls::default()
+        };
+        let error = special.connector().expect_err("a directory as the key");
+        assert!(
+            error.contains("sslkey") && error.contains("not a regular file"),
             "{error}"
         );
         std::fs::remove_dir_all(&dir).ok();

@@ -205,8 +205,7 @@ pub async fn run<T: CdcTables, W: EventWriter>(
     let ts_ms = tables.now_ms().await?;
     tracing::info!(%position, tables = schemas.len(), "snapshot started");
     let mut batch = schema_snapshot(settings, &schemas, position, ts_ms, clock, false);
-    let mut parts: std::collections::VecDeque<crate::Acknowledged> =
-        std::collections::VecDeque::new();
+    let mut parts = crate::InFlight::new(BATCHES_IN_FLIGHT);
     let last_table = schemas.len().saturating_sub(1);
     for (index, schema) in schemas.iter().enumerate() {
         let id = schema.id();
@@ -261,14 +260,11 @@ pub async fn run<T: CdcTables, W: EventWriter>(
                     commit: position,
                     completed: false,
                 };
-                // Kafka acknowledges while the next batch is read (a bounded number in
-                // flight; each offset stored after those before it).
-                while parts.len() >= BATCHES_IN_FLIGHT {
-                    if let Some(part) = parts.pop_front() {
-                        part.await?;
-                    }
-                }
-                parts.push_back(writer.dispatch(std::mem::take(&mut batch), offset).await?);
+                // Kafka acknowledges while the next batch is read (each offset stored
+                // after those before it).
+                parts
+                    .dispatch(writer, std::mem::take(&mut batch), offset)
+                    .await?;
             }
         }
         drop(rows);
@@ -280,9 +276,7 @@ pub async fn run<T: CdcTables, W: EventWriter>(
         commit: position,
         completed: true,
     };
-    for part in parts {
-        part.await?;
-    }
+    parts.settle().await?;
     writer.commit(batch, offset.clone()).await?;
     tracing::info!(%position, "snapshot completed");
     Ok(offset)
