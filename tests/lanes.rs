@@ -18,7 +18,7 @@ use sluice_runtime::{Runtime, RuntimeOptions};
 use sluice_tests::components;
 use tokio::sync::mpsc;
 
-use crate::support::{config, create_event, plugin, write_lines};
+use crate::support::{config, create_event, create_record, plugin, write_lines};
 
 /// Every lane reads the same file and sends what it publishes to the test, tagged with
 /// the lane's name.
@@ -199,22 +199,6 @@ impl Endpoints for LiveStream {
     }
 }
 
-fn live_record(id: i64) -> RawRecord {
-    let line: serde_json::Value =
-        serde_json::from_str(&create_event(json!({ "id": id }))).expect("JSON");
-    RawRecord {
-        key: Some(line["key"].to_string().into_bytes()),
-        value: Some(line["value"].to_string().into_bytes()),
-        headers: Vec::new(),
-        origin: Origin {
-            topic: "in".to_owned(),
-            partition: 0,
-            offset: id,
-        },
-        unreadable: None,
-    }
-}
-
 #[test]
 fn removing_a_plugin_stops_its_lane_and_the_others_go_on() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -272,7 +256,7 @@ fn removing_a_plugin_stops_its_lane_and_the_others_go_on() {
         };
         subscribers(2).await;
         for id in 0..5 {
-            records.send(live_record(id)).expect("lanes subscribed");
+            records.send(create_record(id)).expect("lanes subscribed");
         }
         let mut first = Vec::new();
         while first.len() < 10 {
@@ -292,7 +276,7 @@ fn removing_a_plugin_stops_its_lane_and_the_others_go_on() {
         // The removed plugin's lane stops and drops its subscription.
         subscribers(1).await;
         for id in 5..10 {
-            records.send(live_record(id)).expect("stamp subscribed");
+            records.send(create_record(id)).expect("stamp subscribed");
         }
         let mut second = Vec::new();
         while second.len() < 5 {

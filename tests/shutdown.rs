@@ -6,34 +6,18 @@ use std::time::Duration;
 use serde_json::json;
 use sluice_pipeline::pipeline::{Pipeline, PipelineSettings};
 use sluice_pipeline::source::file::FileSource;
-use sluice_runtime::{PluginThread, PluginWorker, Runtime, RuntimeOptions};
-use sluice_tests::components;
+use sluice_runtime::{Runtime, RuntimeOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::support::{ChannelSink, create_event, plugin};
+use crate::support::{ChannelSink, create_event, stamp_route};
 
 #[test]
 fn shutdown_publishes_and_commits_what_was_read_then_stops() {
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     tokio.block_on(async {
         let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");
-        let config = plugin(
-            "stamp",
-            components::STAMP,
-            &["in"],
-            &["out"],
-            &[("stamp", "s")],
-        );
-        let loaded = runtime.load_file(config.spec, &config.path).expect("load");
-        let thread = PluginThread::spawn(PluginWorker::new(loaded.instantiate().expect("start")))
-            .expect("thread");
-        let route = sluice_pipeline::pipeline::Route::new(
-            thread,
-            config.inputs,
-            config.outputs,
-            config.role,
-        );
+        let route = stamp_route(&runtime, 1, "s");
 
         // A stream that never ends by itself.
         let (mut writer, reader) = tokio::io::duplex(1 << 16);

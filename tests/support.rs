@@ -136,6 +136,46 @@ pub fn create_event(after: serde_json::Value) -> String {
     .to_string()
 }
 
+/// [`create_event`]'s change event as a raw record at offset `id` of `in` partition 0,
+/// as a source would read it.
+pub fn create_record(id: i64) -> sluice_core::RawRecord {
+    let line: serde_json::Value =
+        serde_json::from_str(&create_event(serde_json::json!({ "id": id }))).expect("JSON");
+    sluice_core::RawRecord {
+        key: Some(line["key"].to_string().into_bytes()),
+        value: Some(line["value"].to_string().into_bytes()),
+        headers: Vec::new(),
+        origin: sluice_core::Origin {
+            topic: "in".to_owned(),
+            partition: 0,
+            offset: id,
+        },
+        unreadable: None,
+    }
+}
+
+/// A route running the `stamp` plugin (`stamp = <stamp>`; see its source) from `in` to
+/// `out` on a pool of `workers` plugin threads.
+pub fn stamp_route(
+    runtime: &sluice_runtime::Runtime,
+    workers: usize,
+    stamp: &str,
+) -> sluice_pipeline::pipeline::Route {
+    let config = plugin(
+        "stamp",
+        sluice_tests::components::STAMP,
+        &["in"],
+        &["out"],
+        &[("stamp", stamp)],
+    );
+    let loaded = runtime.load_file(config.spec, &config.path).expect("load");
+    let workers = (0..workers)
+        .map(|_| sluice_runtime::PluginWorker::new(loaded.instantiate().expect("start")))
+        .collect();
+    let thread = sluice_runtime::PluginThread::spawn_pool(workers).expect("threads");
+    sluice_pipeline::pipeline::Route::new(thread, config.inputs, config.outputs, config.role)
+}
+
 /// Compares output lines with a golden file; with `SLUICE_BLESS=1` rewrites it instead.
 pub fn assert_golden(actual: &[String], golden: &Path) {
     if std::env::var_os("SLUICE_BLESS").is_some() {

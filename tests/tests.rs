@@ -21,6 +21,7 @@ mod plugin_new;
 mod postgres;
 mod postgres_crash;
 mod postgres_pipeline;
+mod read_ahead;
 mod reload;
 mod runtime;
 mod safe_deploys;

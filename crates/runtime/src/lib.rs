@@ -45,7 +45,7 @@ pub use file::{FileRule, PluginFileError};
 pub use limits::{EPOCH_TICK, MemoryCap, PluginLimits, StoreMemoryExceeded};
 pub use plugin::{LoadedPlugin, PluginInstance, PluginSpec};
 pub use state::{LogDrops, PluginState};
-pub use thread::{PluginThread, ThreadGone, start_plugin};
+pub use thread::{PluginThread, QueueSlot, Submitted, ThreadGone, start_plugin};
 pub use worker::{Outcome, PluginWorker};
 
 use cache::ComponentCache;

@@ -60,9 +60,11 @@ impl PluginThread {
     /// If `workers` is empty.
     pub fn spawn_pool(workers: Vec<PluginWorker>) -> std::io::Result<Self> {
         let plugin = Arc::clone(workers.first().expect("at least one worker").plugin());
-        // One batch queued per worker: each pipeline awaits its batch, so more would
-        // only hold memory.
-        let (jobs, queue) = mpsc::channel::<Job>(workers.len());
+        // Two batches queued per worker: a pipeline hands over its next batch while the
+        // thread still works on the current one ([`PluginThread::try_submit`]), so the
+        // thread goes from one to the next without waiting for the pipeline to take the
+        // first one's outcomes. More would only hold memory.
+        let (jobs, queue) = mpsc::channel::<Job>(QUEUED_PER_WORKER * workers.len());
         let queue = Arc::new(std::sync::Mutex::new(queue));
         for (index, worker) in workers.into_iter().enumerate() {
             let queue = Arc::clone(&queue);
@@ -96,12 +98,73 @@ impl PluginThread {
         &self,
         events: Arc<Vec<ChangeEvent>>,
     ) -> Result<Vec<Outcome>, ThreadGone> {
-        let gone = || ThreadGone(self.plugin.name().to_owned());
+        self.submit(events).await?.outcomes().await
+    }
+
+    /// Hands a batch to the plugin's threads, waiting for room in their queue; the
+    /// outcomes come through the returned [`Submitted`]. Batches start in the order
+    /// they are handed over.
+    pub async fn submit(&self, events: Arc<Vec<ChangeEvent>>) -> Result<Submitted, ThreadGone> {
         let (reply, response) = oneshot::channel();
         self.jobs
             .send(Job { events, reply })
             .await
-            .map_err(|_| gone())?;
-        response.await.map_err(|_| gone())
+            .map_err(|_| self.gone())?;
+        Ok(Submitted {
+            response,
+            plugin: self.plugin.name().to_owned(),
+        })
+    }
+
+    /// Reserves a place in the plugin's queue if there is one now, without waiting: a
+    /// batch handed over through it ([`QueueSlot::submit`]) is queued at once. Reserving
+    /// first lets a caller with several plugins hand a batch to all or none of them.
+    pub fn try_reserve(&self) -> Option<QueueSlot<'_>> {
+        self.jobs.try_reserve().ok().map(|permit| QueueSlot {
+            permit,
+            plugin: self.plugin.name(),
+        })
+    }
+
+    fn gone(&self) -> ThreadGone {
+        ThreadGone(self.plugin.name().to_owned())
+    }
+}
+
+/// How many batches wait in a plugin's queue per worker thread (see
+/// [`PluginThread::spawn_pool`]).
+const QUEUED_PER_WORKER: usize = 2;
+
+/// A place in a plugin's queue, reserved by [`PluginThread::try_reserve`]; dropping it
+/// gives the place back.
+pub struct QueueSlot<'a> {
+    permit: mpsc::Permit<'a, Job>,
+    plugin: &'a str,
+}
+
+impl QueueSlot<'_> {
+    /// Queues the batch in the reserved place.
+    pub fn submit(self, events: Arc<Vec<ChangeEvent>>) -> Submitted {
+        let (reply, response) = oneshot::channel();
+        self.permit.send(Job { events, reply });
+        Submitted {
+            response,
+            plugin: self.plugin.to_owned(),
+        }
+    }
+}
+
+/// A batch handed to a plugin's thread ([`PluginThread::submit`]). Dropping it leaves
+/// the batch to run; its outcomes are thrown away.
+#[derive(Debug)]
+pub struct Submitted {
+    response: oneshot::Receiver<Vec<Outcome>>,
+    plugin: String,
+}
+
+impl Submitted {
+    /// The batch's outcomes, one per event, once the thread has run it.
+    pub async fn outcomes(self) -> Result<Vec<Outcome>, ThreadGone> {
+        self.response.await.map_err(|_| ThreadGone(self.plugin))
     }
 }

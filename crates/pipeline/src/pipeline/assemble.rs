@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sluice_core::topics::{TopicPattern, any_matches, check_topic_name};
 use sluice_core::{Header, Origin, OutputRecord, RawRecord};
 use sluice_runtime::debezium::{self, Decoded};
-use sluice_runtime::{ChangeEvent, LoadedPlugin, Outcome, ThreadGone, wit};
+use sluice_runtime::{ChangeEvent, LoadedPlugin, Outcome, Submitted, ThreadGone, wit};
 
 use super::dead_letters::{
     DeadLetter, bounded_header_text, dead_letter, header, headers, push_source,
@@ -77,6 +77,62 @@ pub(super) fn decode_batch(settings: &PipelineSettings, batch: Vec<RawRecord>) -
     }
 }
 
+/// A decoded batch handed to its plugins' threads: what assembling its output takes
+/// once their outcomes arrive ([`Pipeline::assemble`]). Nothing of it is counted until
+/// then, so a batch handed over and then dropped (its transaction aborted, a shutdown)
+/// leaves the counters as they were.
+pub(super) struct SubmittedBatch {
+    slots: Vec<Slot>,
+    events: Arc<Vec<ChangeEvent>>,
+    counted: PipelineStats,
+    /// The route table the batch was planned on (a reload does not change it midway).
+    routes: Routes,
+    plan: candidates::Plan,
+    /// Per route, its batch on the plugin's thread (`None`: no event of the batch).
+    calls: Vec<Option<Submitted>>,
+    /// The shadows, when started with the batch; else they start when it is assembled.
+    shadows: Option<candidates::ShadowRuns>,
+}
+
+/// Per route, the outcomes of its events (`None`: it ran none).
+pub(super) type RouteOutcomes = Vec<Option<Vec<Outcome>>>;
+
+impl SubmittedBatch {
+    /// The decoded batch again, as [`Pipeline::plan`] got it (before anything was handed
+    /// over).
+    fn unplanned(self) -> DecodedBatch {
+        let SubmittedBatch {
+            slots,
+            events,
+            counted,
+            ..
+        } = self;
+        DecodedBatch {
+            slots,
+            events: Arc::try_unwrap(events).unwrap_or_else(|shared| shared.as_ref().clone()),
+            counted,
+        }
+    }
+
+    /// Waits for every route's outcomes. Borrows nothing, so the pipeline can hand its
+    /// next batch over meanwhile.
+    pub(super) fn outcomes(
+        &mut self,
+    ) -> impl Future<Output = Result<RouteOutcomes, ThreadGone>> + Send + 'static {
+        let calls = std::mem::take(&mut self.calls);
+        async move {
+            let mut outcomes = Vec::with_capacity(calls.len());
+            for call in calls {
+                outcomes.push(match call {
+                    Some(submitted) => Some(submitted.outcomes().await?),
+                    None => None,
+                });
+            }
+            Ok(outcomes)
+        }
+    }
+}
+
 impl Pipeline {
     /// Turns one batch of raw records into the records to publish, in order.
     pub async fn process(
@@ -84,28 +140,122 @@ impl Pipeline {
         batch: Vec<RawRecord>,
     ) -> Result<Vec<OutputRecord>, ThreadGone> {
         let decoded = decode_batch(&self.settings, batch);
-        self.transform(decoded).await
+        let mut submitted = self.submit(decoded).await?;
+        let outcomes = submitted.outcomes().await?;
+        Ok(self.assemble(submitted, outcomes))
     }
 
-    /// Runs the plugins over a decoded batch and assembles its output, in order.
-    pub(super) async fn transform(
-        &mut self,
-        decoded: DecodedBatch,
-    ) -> Result<Vec<OutputRecord>, ThreadGone> {
+    /// Plans a decoded batch on the current route table.
+    fn plan(&self, decoded: DecodedBatch) -> SubmittedBatch {
         let DecodedBatch {
             slots,
             events,
             counted,
         } = decoded;
-        self.stats.add(&counted);
         let events = Arc::new(events);
         let routes: Routes = self.routes.borrow().clone();
         let plan = candidates::plan(&routes, &events);
+        SubmittedBatch {
+            slots,
+            events,
+            counted,
+            routes,
+            plan,
+            calls: Vec::new(),
+            shadows: None,
+        }
+    }
+
+    /// Hands a decoded batch to its plugins' threads (waiting for room in their queues)
+    /// and starts its shadows beside them.
+    pub(super) async fn submit(
+        &mut self,
+        decoded: DecodedBatch,
+    ) -> Result<SubmittedBatch, ThreadGone> {
+        let mut batch = self.plan(decoded);
+        batch.shadows = Some(candidates::start_shadows(
+            &batch.routes,
+            &batch.events,
+            &batch.plan,
+            self.candidates.as_ref(),
+        ));
+        for (route, indices) in batch.routes.iter().zip(&batch.plan.assigned) {
+            batch.calls.push(if indices.is_empty() {
+                None
+            } else {
+                Some(route.plugin.submit(subset(&batch.events, indices)).await?)
+            });
+        }
+        Ok(batch)
+    }
+
+    /// Hands a decoded batch to its plugins' threads if every one of them has room in
+    /// its queue now (all or none); gives the batch back otherwise. Called with the batch
+    /// read ahead while the plugins still run the one before, so their threads go on to
+    /// it without waiting. Its shadows start when it is assembled: started now, they
+    /// would find the shadows still busy with the batch before and be dropped.
+    pub(super) fn try_submit(
+        &self,
+        decoded: DecodedBatch,
+    ) -> Result<SubmittedBatch, Box<DecodedBatch>> {
+        let mut batch = self.plan(decoded);
+        let routes = Arc::clone(&batch.routes);
+        let mut slots = Vec::with_capacity(routes.len());
+        for (route, indices) in routes.iter().zip(&batch.plan.assigned) {
+            if indices.is_empty() {
+                slots.push(None);
+                continue;
+            }
+            match route.plugin.try_reserve() {
+                Some(slot) => slots.push(Some(slot)),
+                None => {
+                    drop(slots);
+                    return Err(Box::new(batch.unplanned()));
+                }
+            }
+        }
+        let calls = slots
+            .into_iter()
+            .zip(&batch.plan.assigned)
+            .map(|(slot, indices)| slot.map(|slot| slot.submit(subset(&batch.events, indices))))
+            .collect();
+        batch.calls = calls;
+        Ok(batch)
+    }
+
+    /// Turns a submitted batch's outcomes into the records to publish, in order: its
+    /// dead letters in place, each event's records in route order, checked and stamped;
+    /// counts the batch.
+    pub(super) fn assemble(
+        &mut self,
+        batch: SubmittedBatch,
+        outcomes: RouteOutcomes,
+    ) -> Vec<OutputRecord> {
+        let SubmittedBatch {
+            slots,
+            events,
+            counted,
+            routes,
+            plan,
+            calls: _,
+            shadows,
+        } = batch;
+        self.stats.add(&counted);
         self.count_served(&routes, &plan.assigned);
-        // Shadows start now, beside the serving plugins, and finish on their own.
-        let mut shadows =
-            candidates::start_shadows(&routes, &events, &plan, self.candidates.as_ref());
-        let per_route = run_plugins(&routes, &events, plan.assigned).await?;
+        let mut shadows = shadows.unwrap_or_else(|| {
+            candidates::start_shadows(&routes, &events, &plan, self.candidates.as_ref())
+        });
+        let per_route: Vec<Vec<(usize, Outcome)>> = plan
+            .assigned
+            .into_iter()
+            .zip(outcomes)
+            .map(|(indices, outcomes)| {
+                indices
+                    .into_iter()
+                    .zip(outcomes.unwrap_or_default())
+                    .collect()
+            })
+            .collect();
         let mut per_event = self.outcomes_by_event(events.len(), per_route).into_iter();
         let mut output = Vec::with_capacity(slots.len());
         let mut event_index = 0;
@@ -137,7 +287,7 @@ impl Pipeline {
         }
         shadows.compare(&self.settings);
         self.stats.records_out += output.len() as u64;
-        Ok(output)
+        output
     }
 
     /// Adds the events each route runs in this batch to its counter (the counters are
@@ -240,27 +390,6 @@ pub(crate) fn assemble_outcome(
         code.as_deref(),
         Some(&plugin),
     ));
-}
-
-/// Runs each route over the events assigned to it ([`crate::candidates::plan`]), all
-/// routes concurrently. Returns, per route, the index of each event it saw and that
-/// event's outcome.
-async fn run_plugins(
-    routes: &[Arc<Route>],
-    events: &Arc<Vec<ChangeEvent>>,
-    assigned: Vec<Vec<usize>>,
-) -> Result<Vec<Vec<(usize, Outcome)>>, ThreadGone> {
-    let calls = routes.iter().zip(assigned).map(|(route, indices)| {
-        let input = subset(events, &indices);
-        async move {
-            if indices.is_empty() {
-                return Ok(Vec::new());
-            }
-            let outcomes = route.plugin.transform(input).await?;
-            Ok(indices.into_iter().zip(outcomes).collect())
-        }
-    });
-    futures::future::join_all(calls).await.into_iter().collect()
 }
 
 /// The events at `indices` (the batch itself, not a copy, when that is all of them).

@@ -48,7 +48,7 @@ mod positions;
 #[cfg(test)]
 mod tests;
 
-use assemble::{DecodedBatch, decode_batch};
+use assemble::{DecodedBatch, SubmittedBatch, decode_batch};
 pub(crate) use assemble::{assemble_outcome, subset};
 pub use dead_letters::{bounded_header_text, headers};
 use positions::{first_per_partition, last_per_partition};
@@ -336,8 +336,12 @@ impl Pipeline {
         // The sink is either idle here or lent to the batch in flight.
         let mut idle: Option<&mut K> = Some(sink);
         let mut in_flight: Option<InFlight<'_, K>> = None;
-        // The next batch, read and decoded while the plugins worked on the last one.
+        // The next batch, read and decoded while the plugins worked on the last one (and
+        // handed to them already when their queues had room).
         let mut ahead: Option<Result<Option<Prepared>, SourceError>> = None;
+        // Whether the batch read ahead may be handed to the plugins before the current
+        // one is assembled: not while the lane rests after traps.
+        let mut hand_over_early = true;
         loop {
             let next = tokio::select! {
                 biased;
@@ -395,20 +399,32 @@ impl Pipeline {
                 }
             };
             let Prepared {
-                decoded,
+                batch,
                 last,
                 first,
                 started,
             } = prepared;
             let before = self.stats;
-            let (output, read) = reading_ahead(
-                self.transform(decoded),
+            let mut submitted = match batch {
+                Batch::Submitted(submitted) => submitted,
+                Batch::Decoded(decoded) => alongside(self.submit(decoded), &mut in_flight).await?,
+            };
+            // While the plugins run this batch: the one before is published, the next one
+            // read and decoded, and handed to the plugins as soon as it is, so that
+            // their threads go on to it while this one is assembled.
+            let early = hand_over_early;
+            let (outcomes, read) = reading_ahead(
+                submitted.outcomes(),
                 read_and_decode(source, &settings),
                 &mut in_flight,
+                |read| match read {
+                    Ok(Some(prepared)) if early => Ok(Some(self.hand_over(prepared))),
+                    other => other,
+                },
             )
             .await;
             ahead = read;
-            let output = output?;
+            let output = self.assemble(submitted, outcomes?);
             let sink = match in_flight.take() {
                 None => idle
                     .take()
@@ -445,6 +461,7 @@ impl Pipeline {
                 started,
             });
             let rest = self.rest_after(&before, started.elapsed());
+            hand_over_early = rest.is_zero();
             if !rest.is_zero() {
                 tokio::select! {
                     biased;
@@ -469,6 +486,18 @@ impl Pipeline {
             sink.flush().await?;
         }
         Ok(self.stats)
+    }
+
+    /// Hands a batch read ahead to its plugins if their queues have room now.
+    fn hand_over(&self, prepared: Prepared) -> Prepared {
+        let batch = match prepared.batch {
+            Batch::Decoded(decoded) => match self.try_submit(decoded) {
+                Ok(submitted) => Batch::Submitted(submitted),
+                Err(decoded) => Batch::Decoded(*decoded),
+            },
+            submitted @ Batch::Submitted(_) => submitted,
+        };
+        Prepared { batch, ..prepared }
     }
 
     /// Waits for the batch in flight to be published (holding the source if that takes
@@ -688,10 +717,16 @@ fn rewind_points(
 /// A batch read and decoded, with its first and last record per topic-partition and
 /// when it was read.
 struct Prepared {
-    decoded: DecodedBatch,
+    batch: Batch,
     last: Vec<Origin>,
     first: Vec<Origin>,
     started: Instant,
+}
+
+/// A batch read ahead: decoded, or handed to its plugins already.
+enum Batch {
+    Decoded(DecodedBatch),
+    Submitted(SubmittedBatch),
 }
 
 /// Reads the next batch and decodes it. Cancel-safe, as [`Source::next_batch`] is.
@@ -706,7 +741,7 @@ async fn read_and_decode<S: Source>(
     let last = last_per_partition(&batch);
     let first = first_per_partition(&batch);
     Ok(Some(Prepared {
-        decoded: decode_batch(settings, batch),
+        batch: Batch::Decoded(decode_batch(settings, batch)),
         last,
         first,
         started,
@@ -714,12 +749,14 @@ async fn read_and_decode<S: Source>(
 }
 
 /// Awaits `step` (the plugins transforming a batch) while moving the publication in
-/// flight on and reading the next batch (`read`); returns the read's result if it
-/// finished meanwhile, else drops it (it must be cancel-safe).
+/// flight on and reading the next batch (`read`); returns the read's result, passed
+/// through `on_read` as soon as it is there, if it finished meanwhile, else drops it
+/// (it must be cancel-safe).
 async fn reading_ahead<K, T, R>(
     step: impl Future<Output = T>,
     read: impl Future<Output = R>,
     in_flight: &mut Option<InFlight<'_, K>>,
+    mut on_read: impl FnMut(R) -> R,
 ) -> (T, Option<R>) {
     let mut step = std::pin::pin!(step);
     let mut read = std::pin::pin!(read);
@@ -731,7 +768,7 @@ async fn reading_ahead<K, T, R>(
         if read_result.is_none()
             && let Poll::Ready(result) = read.as_mut().poll(cx)
         {
-            read_result = Some(result);
+            read_result = Some(on_read(result));
         }
         match step.as_mut().poll(cx) {
             Poll::Ready(done) => Poll::Ready((done, read_result.take())),
