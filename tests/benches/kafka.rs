@@ -427,8 +427,11 @@ async fn latency(
         .create()
         .expect("producer");
     // Let the contender join its group (tansu takes up to ~30 s) before the clock
-    // matters: wait until a probe event comes out the other side.
-    warm_up(bootstrap, &input, &reader, &records[0]).await;
+    // matters: wait until a probe event sent to each partition comes out the other side
+    // (with a consumer per partition, every one of them must have joined). The probes
+    // are the last events, which the measurement does not send.
+    let probes = &records[records.len() - PARTITIONS as usize..];
+    warm_up(bootstrap, &input, &reader, probes).await;
     let total = RATE * seconds as usize;
     let sent = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<i64, Instant>::new()));
     let sender = {
@@ -474,27 +477,44 @@ async fn latency(
     (at(0.50), at(0.99))
 }
 
-/// Sends `probe` until its output arrives through `reader`.
-async fn warm_up(bootstrap: &str, input: &str, reader: &StreamConsumer, probe: &RawRecord) {
+/// Sends probe `i` to partition `i` until the output of every probe has arrived through
+/// `reader` (told apart by their ids), then drains what else of the warm-up arrives.
+async fn warm_up(bootstrap: &str, input: &str, reader: &StreamConsumer, probes: &[RawRecord]) {
     let producer: FutureProducer = client(bootstrap).create().expect("producer");
     let started = Instant::now();
-    loop {
-        let message = FutureRecord::<[u8], [u8]>::to(input)
-            .key(probe.key.as_deref().expect("key"))
-            .payload(probe.value.as_deref().expect("value"));
-        let _ = producer.send(message, Duration::from_secs(5)).await;
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), reader.recv()).await {
-            // Drain whatever else of the warm-up arrives.
-            while let Ok(Ok(_)) =
-                tokio::time::timeout(Duration::from_millis(500), reader.recv()).await
-            {}
-            return;
+    let mut waiting: HashMap<i64, i32> = probes
+        .iter()
+        .zip(0..)
+        .map(|(probe, partition)| (id_of(probe.key.as_deref().expect("key")), partition))
+        .collect();
+    while !waiting.is_empty() {
+        for probe in probes {
+            let key = probe.key.as_deref().expect("key");
+            let Some(&partition) = waiting.get(&id_of(key)) else {
+                continue;
+            };
+            let message = FutureRecord::<[u8], [u8]>::to(input)
+                .partition(partition)
+                .key(key)
+                .payload(probe.value.as_deref().expect("value"));
+            let _ = producer.send(message, Duration::from_secs(5)).await;
+        }
+        let round = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Ok(message)) = tokio::time::timeout_at(round, reader.recv()).await {
+            if let Some(key) = message.key() {
+                waiting.remove(&id_of(key));
+            }
+            if waiting.is_empty() {
+                break;
+            }
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
-            "the contender never started"
+            "the contender never started on partitions {:?}",
+            waiting.values().collect::<Vec<_>>()
         );
     }
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), reader.recv()).await {}
 }
 
 /// The customer id of a key: `{"id": n}` (Debezium) or `{"customerId": n}` (the CDM
