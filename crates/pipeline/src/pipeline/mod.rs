@@ -315,11 +315,12 @@ impl Pipeline {
     ///
     /// A lane's stages overlap over three batches: while the sink publishes batch N, the
     /// plugins (on their own threads) transform batch N+1, and this task reads and decodes
-    /// batch N+2. Batch N+1 is handed to the sink only once N is settled (acknowledged and
-    /// committed, or aborted), so the sink still sees one batch at a time, in order, and a
-    /// position is committed only after everything before it is published. A batch
-    /// whose publication finishes while the source is idle is committed at once. At most
-    /// three batches are in memory.
+    /// batch N+2 and hands it to the plugins' queues at once, so that their threads go on
+    /// to it while N+1 is assembled. Batch N+1 is handed to the sink only once N is
+    /// settled (acknowledged and committed, or aborted), so the sink still sees one batch
+    /// at a time, in order, and a position is committed only after everything before it
+    /// is published. A batch whose publication finishes while the source is idle is
+    /// committed at once. At most three batches are in memory.
     pub async fn run<S: Source, K: Sink>(
         &mut self,
         source: &mut S,
