@@ -6,13 +6,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of glibc's malloc: a lane allocates and frees a ~1 KB value, its
-/// decoded event and its output per event, and glibc spent ~29% of a `passthrough`
-/// lane's time in malloc, free and consolidation (perf); mimalloc's thread-local free
-/// lists make a `passthrough` lane 1.10-1.15x faster (BENCHMARKS.md, "The allocator").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A WebAssembly transformation host for change-data-capture streams.
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about)]

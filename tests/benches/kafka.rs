@@ -34,11 +34,6 @@ use sluice_pipeline::pipeline::PipelineSettings;
 use sluice_runtime::{PluginSpec, RuntimeOptions};
 use sluice_tests::{Broker, components};
 
-/// The allocator of the `sluice` binary (host/src/main.rs), so sluice here allocates as
-/// it does there (the bare relay gets it too).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const BATCH: usize = 256;
 const PARTITIONS: i32 = 3;
 

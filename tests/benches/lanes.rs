@@ -21,11 +21,6 @@ use sluice_runtime::debezium::{Decoded, decode};
 use sluice_runtime::{ChangeEvent, PluginSpec, PluginWorker, Runtime, RuntimeOptions};
 use sluice_tests::components;
 
-/// The allocator of the `sluice` binary (host/src/main.rs), so a lane here allocates as
-/// it does there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const BATCH: usize = 256;
 
 /// A contender: the plugin every lane runs, and its `[plugin.config]`.
