@@ -491,12 +491,12 @@ impl Pipeline {
 
     /// Hands a batch read ahead to its plugins if their queues have room now.
     fn hand_over(&self, prepared: Prepared) -> Prepared {
-        let batch = match prepared.batch {
-            Batch::Decoded(decoded) => match self.try_submit(decoded) {
-                Ok(submitted) => Batch::Submitted(submitted),
-                Err(decoded) => Batch::Decoded(*decoded),
-            },
-            submitted @ Batch::Submitted(_) => submitted,
+        let Batch::Decoded(decoded) = prepared.batch else {
+            return prepared;
+        };
+        let batch = match self.try_submit(decoded) {
+            Ok(submitted) => Batch::Submitted(submitted),
+            Err(decoded) => Batch::Decoded(*decoded),
         };
         Prepared { batch, ..prepared }
     }
