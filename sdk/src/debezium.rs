@@ -80,49 +80,128 @@ pub fn decimal_from_base64(encoded: &str, scale: u32) -> Result<String, DecodeEr
 
 /// `unscaled × 10^-scale` as a decimal string.
 fn format_scaled(unscaled: i128, scale: usize) -> String {
-    let sign = if unscaled < 0 { "-" } else { "" };
-    let digits = unscaled.unsigned_abs().to_string();
-    if scale == 0 {
-        return format!("{sign}{digits}");
+    let mut digits = String::with_capacity(40);
+    push_u128(&mut digits, unscaled.unsigned_abs(), scale + 1);
+    let mut out = String::with_capacity(digits.len() + 2);
+    if unscaled < 0 {
+        out.push('-');
     }
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (int, frac) = padded.split_at(padded.len() - scale);
-    format!("{sign}{int}.{frac}")
+    if scale == 0 {
+        out.push_str(&digits);
+        return out;
+    }
+    let (int, frac) = digits.split_at(digits.len() - scale);
+    out.push_str(int);
+    out.push('.');
+    out.push_str(frac);
+    out
+}
+
+/// Appends `value` in decimal, left-padded with zeros to at least `width` digits: what
+/// `format!("{value:0width$}")` writes, without the formatting machinery (per event,
+/// several times, in every plugin that maps dates or decimals; in WebAssembly its
+/// dynamic dispatch costs more than natively).
+fn push_u64(out: &mut String, mut value: u64, width: usize) {
+    let mut buffer = [b'0'; 20];
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    // The buffer starts as zeros: padding up to its length is part of the same slice.
+    let start = at.min(buffer.len().saturating_sub(width));
+    out.extend(std::iter::repeat_n('0', width.saturating_sub(buffer.len())));
+    // ASCII digits: always UTF-8.
+    out.push_str(std::str::from_utf8(&buffer[start..]).unwrap_or_default());
+}
+
+/// [`push_u64`] for the `u128` of a decimal's unscaled value.
+fn push_u128(out: &mut String, value: u128, width: usize) {
+    match u64::try_from(value) {
+        Ok(value) => push_u64(out, value, width),
+        Err(_) => {
+            let digits = value.to_string();
+            out.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len())));
+            out.push_str(&digits);
+        }
+    }
 }
 
 /// `(year, month, day)` of a day count since 1970-01-01 in the proleptic Gregorian
-/// calendar: Howard Hinnant's `civil_from_days`, in `i128` so that no `i64` overflows.
-fn civil_from_days(days: i64) -> (i128, u32, u32) {
-    let z = i128::from(days) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of the era, [0, 146096]
+/// calendar: Howard Hinnant's `civil_from_days`. Only the shift to 0000-03-01 can leave
+/// `i64` (within 719,468 days of `i64::MAX`); that one step is done in `i128`.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let (era, doe) = match days.checked_add(719_468) {
+        Some(z) => (z.div_euclid(146_097), z.rem_euclid(146_097)),
+        None => {
+            let z = i128::from(days) + 719_468;
+            // Both fit: era is at most i64::MAX / 146_097, doe below 146_097.
+            (
+                (z.div_euclid(146_097)) as i64,
+                (z.rem_euclid(146_097)) as i64,
+            )
+        }
+    };
+    // doe: day of the era, [0, 146096]
     let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the year from March 1
     let mp = (5 * doy + 2) / 153; // month from March, [0, 11]
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
-    (yoe + era * 400 + i128::from(month <= 2), month, day)
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Appends `YYYY-MM-DD` (a sign and more digits outside 0000–9999) of a day count.
+fn push_date(out: &mut String, days: i64) {
+    let (year, month, day) = civil_from_days(days);
+    if year < 0 {
+        out.push('-');
+    }
+    push_u64(out, year.unsigned_abs(), 4);
+    out.push('-');
+    push_u64(out, u64::from(month), 2);
+    out.push('-');
+    push_u64(out, u64::from(day), 2);
 }
 
 /// `io.debezium.time.Date` (days since 1970-01-01; negative before) → `"YYYY-MM-DD"`,
 /// proleptic Gregorian: `20_777` → `"2026-11-20"`, `-3_159` → `"1961-05-09"`. Years
 /// outside 0000–9999 get a sign or more digits (`"-0001-12-31"`, `"10000-01-01"`).
 pub fn date_from_epoch_days(days: i64) -> String {
-    let (year, month, day) = civil_from_days(days);
-    let sign = if year < 0 { "-" } else { "" };
-    format!("{sign}{:04}-{month:02}-{day:02}", year.unsigned_abs())
+    let mut out = String::with_capacity(10);
+    push_date(&mut out, days);
+    out
+}
+
+/// Appends `HH:MM:SS.fraction`, each part zero-padded (hours may have more digits).
+fn push_clock(out: &mut String, seconds: u64, fraction: u64, digits: usize) {
+    push_u64(out, seconds / 3_600, 2);
+    out.push(':');
+    push_u64(out, seconds % 3_600 / 60, 2);
+    out.push(':');
+    push_u64(out, seconds % 60, 2);
+    out.push('.');
+    push_u64(out, fraction, digits);
 }
 
 /// RFC 3339 UTC from seconds since the epoch and a fraction of `digits` digits.
 fn timestamp(seconds: i64, fraction: i64, digits: usize) -> String {
-    let of_day = seconds.rem_euclid(86_400);
-    format!(
-        "{}T{:02}:{:02}:{:02}.{fraction:0digits$}Z",
-        date_from_epoch_days(seconds.div_euclid(86_400)),
-        of_day / 3_600,
-        of_day % 3_600 / 60,
-        of_day % 60,
-    )
+    let mut out = String::with_capacity(21 + digits);
+    push_date(&mut out, seconds.div_euclid(86_400));
+    out.push('T');
+    // Both are non-negative: a remainder of `rem_euclid`.
+    push_clock(
+        &mut out,
+        seconds.rem_euclid(86_400).unsigned_abs(),
+        fraction.unsigned_abs(),
+        digits,
+    );
+    out.push('Z');
+    out
 }
 
 /// `io.debezium.time.Timestamp` (epoch milliseconds: `datetime`, `smalldatetime`,
@@ -147,11 +226,13 @@ pub fn timestamp_from_epoch_nanos(ns: i64) -> String {
 
 /// `HH:MM:SS.fraction` of a count of `per_second` units; a negative count gets a `-`.
 fn time_of_day(units: i64, per_second: u64, digits: usize) -> String {
-    let sign = if units < 0 { "-" } else { "" };
+    let mut out = String::with_capacity(13 + digits);
+    if units < 0 {
+        out.push('-');
+    }
     let units = units.unsigned_abs();
-    let (seconds, fraction) = (units / per_second, units % per_second);
-    let (h, m, s) = (seconds / 3_600, seconds % 3_600 / 60, seconds % 60);
-    format!("{sign}{h:02}:{m:02}:{s:02}.{fraction:0digits$}")
+    push_clock(&mut out, units / per_second, units % per_second, digits);
+    out
 }
 
 /// `io.debezium.time.Time` (milliseconds of the day: `time(0..=3)`) → `"HH:MM:SS.mmm"`:
@@ -200,6 +281,45 @@ mod tests {
         let days = days_from_civil(dmy[2], dmy[1], dmy[0]);
         let seconds = days * 86_400 + t[0] * 3_600 + t[1] * 60 + t[2];
         (i128::from(seconds), i128::from(n(fraction)))
+    }
+
+    /// The formatting before `push_u64` and the `i64` calendar: `format!` over `i128`.
+    fn date_by_format(days: i64) -> String {
+        let z = i128::from(days) + 719_468;
+        let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i128::from(month <= 2);
+        let sign = if year < 0 { "-" } else { "" };
+        format!("{sign}{:04}-{month:02}-{day:02}", year.unsigned_abs())
+    }
+
+    #[test]
+    fn digits_and_dates_match_format() {
+        let mut edges = vec![i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 719_468];
+        edges.extend([i64::MAX - 719_467, -719_469, -719_468, -1, 0, 1, 2_932_896]);
+        // A deterministic spread over the whole range (an LCG), and every day near 0.
+        let mut x: u64 = 0x5eed;
+        for _ in 0..2_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            edges.push(x as i64);
+            edges.push((x as i64) >> 20);
+        }
+        edges.extend(-800_000..800_000);
+        for days in edges {
+            assert_eq!(date_from_epoch_days(days), date_by_format(days), "{days}");
+        }
+        for (value, width) in [(0, 0), (0, 1), (7, 4), (12_345, 2), (u64::MAX, 25)] {
+            let mut out = String::new();
+            push_u64(&mut out, value, width);
+            assert_eq!(out, format!("{value:0width$}"));
+        }
+        let mut out = String::new();
+        push_u128(&mut out, u128::MAX, 45);
+        assert_eq!(out, format!("{:045}", u128::MAX));
     }
 
     #[test]

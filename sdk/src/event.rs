@@ -89,7 +89,14 @@ impl ChangeEvent {
     /// `schema.table` (or just `table` when the database has no schemas).
     pub fn qualified_table(&self) -> String {
         match &self.inner.source.schema {
-            Some(schema) => format!("{schema}.{}", self.inner.source.table),
+            Some(schema) => {
+                let table = &self.inner.source.table;
+                let mut qualified = String::with_capacity(schema.len() + 1 + table.len());
+                qualified.push_str(schema);
+                qualified.push('.');
+                qualified.push_str(table);
+                qualified
+            }
             None => self.inner.source.table.clone(),
         }
     }

@@ -6,6 +6,29 @@ use serde::Serialize;
 
 use crate::bindings::sluice::transform::types as wit;
 
+/// `value` as JSON bytes of exactly its length. It is written into a buffer kept for the
+/// next call, then copied once: `serde_json::to_vec` starts at 128 bytes and grows by
+/// doubling, a reallocation and a copy per step for a typical ~500-byte record.
+fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
+    /// Kept up to this size between calls; a larger one is given back after use.
+    const KEPT: usize = 64 * 1024;
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| {
+        // A `Serialize` that builds a record of its own gets a fresh buffer.
+        let Ok(mut buffer) = scratch.try_borrow_mut() else {
+            return serde_json::to_vec(value);
+        };
+        buffer.clear();
+        let written = serde_json::to_writer(&mut *buffer, value).map(|()| buffer.to_vec());
+        if buffer.capacity() > KEPT {
+            *buffer = Vec::new();
+        }
+        written
+    })
+}
+
 /// A record to publish, built with chained calls:
 ///
 /// ```
@@ -57,7 +80,7 @@ impl Record {
 
     /// Sets the key to `key` serialised as JSON.
     pub fn json_key<T: Serialize + ?Sized>(mut self, key: &T) -> Self {
-        match serde_json::to_vec(key) {
+        match to_json(key) {
             Ok(bytes) => self.key = Some(bytes),
             Err(e) => self.fail(format!("key of record for {}: {e}", self.topic)),
         }
@@ -72,7 +95,7 @@ impl Record {
 
     /// Sets the value to `value` serialised as JSON.
     pub fn json_value<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
-        match serde_json::to_vec(value) {
+        match to_json(value) {
             Ok(bytes) => self.value = Some(bytes),
             Err(e) => self.fail(format!("value of record for {}: {e}", self.topic)),
         }
@@ -233,6 +256,33 @@ impl IntoOutcome for Result<Record, Reject> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serialises as a JSON string holding a record's value built during serialisation.
+    struct Nested(usize);
+
+    impl Serialize for Nested {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let inner = Record::to("t").json_value(&"x".repeat(self.0));
+            let text = String::from_utf8(inner.value.unwrap_or_default()).unwrap_or_default();
+            serializer.serialize_str(&text)
+        }
+    }
+
+    #[test]
+    fn json_bytes_are_exact_whatever_came_before() {
+        let big = "y".repeat(100_000);
+        let record = Record::to("t").json_value(&big);
+        assert_eq!(record.value.as_ref().map(Vec::len), Some(100_002));
+        let small = Record::to("t")
+            .json_key(&7)
+            .json_value(&serde_json::json!({"a": [1, 2]}));
+        assert_eq!(small.key.as_deref(), Some(&b"7"[..]));
+        assert_eq!(small.value.as_deref(), Some(&br#"{"a":[1,2]}"#[..]));
+        // A value whose serialisation builds another record (the buffer is in use).
+        let nested = Record::to("t").json_value(&Nested(3));
+        assert_eq!(nested.value.as_deref(), Some(&br#""\"xxx\"""#[..]));
+        assert_eq!(nested.error, None);
+    }
 
     #[test]
     fn records_become_an_outcome_in_order() {

@@ -228,7 +228,13 @@ fn decode_decimal(
 
 fn full_name(first: Option<&str>, last: Option<&str>) -> String {
     match (first, last) {
-        (Some(first), Some(last)) => format!("{first} {last}"),
+        (Some(first), Some(last)) => {
+            let mut full = String::with_capacity(first.len() + 1 + last.len());
+            full.push_str(first);
+            full.push(' ');
+            full.push_str(last);
+            full
+        }
         (Some(only), None) | (None, Some(only)) => only.to_owned(),
         (None, None) => String::new(),
     }
@@ -239,7 +245,11 @@ fn mask_email(email: &str) -> String {
     match email.split_once('@') {
         Some((local, domain)) if !local.is_empty() => {
             let first = local.chars().next().unwrap_or('*');
-            format!("{first}***@{domain}")
+            let mut masked = String::with_capacity(first.len_utf8() + 4 + domain.len());
+            masked.push(first);
+            masked.push_str("***@");
+            masked.push_str(domain);
+            masked
         }
         _ => "***".to_owned(),
     }
