@@ -61,7 +61,9 @@ fn a_component_of_another_world_is_refused_with_the_reason() {
         .to_string();
     assert!(error.starts_with(components::BOUNDARY_PROBE), "{error}");
     assert!(
-        error.contains("does not fit the sluice:transform@0.1.0 `transformer` world"),
+        error.contains(
+            "does not fit the sluice:transform@0.1.0 `transformer` or `packed-transformer` world"
+        ),
         "{error}"
     );
     assert!(

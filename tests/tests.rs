@@ -15,6 +15,7 @@ mod http;
 mod isolation;
 mod kafka;
 mod lanes;
+mod packed;
 mod plugin_cli;
 mod plugin_diff;
 mod plugin_new;

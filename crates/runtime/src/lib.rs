@@ -22,6 +22,7 @@ pub mod debezium;
 pub mod file;
 mod limits;
 pub mod log;
+pub mod packed;
 mod plugin;
 mod state;
 mod thread;
@@ -62,7 +63,9 @@ pub enum RuntimeError {
     TooComplex { origin: String, detail: String },
     #[error("{origin}: not a WebAssembly component: {detail}")]
     NotAComponent { origin: String, detail: String },
-    #[error("{origin}: does not fit the sluice:transform@0.1.0 `transformer` world: {detail}")]
+    #[error(
+        "{origin}: does not fit the sluice:transform@0.1.0 `transformer` or `packed-transformer` world: {detail}"
+    )]
     WrongWorld { origin: String, detail: String },
     #[error("plugin {plugin}: could not be instantiated: {detail}")]
     Instantiate { plugin: String, detail: String },
@@ -230,11 +233,25 @@ impl Runtime {
                     origin: origin.to_owned(),
                     detail: format!("{e:#}"),
                 })?;
-        let pre =
-            bindings::TransformerPre::new(instance_pre).map_err(|e| RuntimeError::WrongWorld {
-                origin: origin.to_owned(),
-                detail: format!("{e:#}"),
-            })?;
+        // A component exports one of the two worlds' interfaces; name both problems when
+        // it fits neither.
+        let pre = match bindings::TransformerPre::new(instance_pre.clone()) {
+            Ok(pre) => plugin::WorldPre::Transformer(pre),
+            Err(as_transformer) => {
+                match bindings::packed::PackedTransformerPre::new(instance_pre) {
+                    Ok(pre) => plugin::WorldPre::Packed(pre),
+                    Err(as_packed) => {
+                        return Err(RuntimeError::WrongWorld {
+                            origin: origin.to_owned(),
+                            detail: format!(
+                                "as `transformer`: {as_transformer:#}; as `packed-transformer`: \
+                             {as_packed:#}"
+                            ),
+                        });
+                    }
+                }
+            }
+        };
         tracing::info!(
             plugin = %self::log::printable(&spec.name),
             version = %self::log::printable(&spec.version),
@@ -265,6 +282,11 @@ fn engine_config(cpu_deadlines: bool) -> Config {
     // plugins; deep recursion past it traps the instance, never the host thread.
     config.max_wasm_stack(512 * 1024);
     config.wasm_component_model(true);
+    // `SLUICE_WASM_PROFILER=perfmap` writes /tmp/perf-<pid>.map so that `perf report`
+    // names the plugins' compiled functions instead of showing bare `[JIT]` addresses.
+    if std::env::var_os("SLUICE_WASM_PROFILER").is_some_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     // Memory uses the on-demand allocator with wasmtime's default 4 GiB virtual
     // reservation per linear memory, which removes bounds checks from guest code. It is
     // address space, not RAM (the limiter caps what is committed); the pooling allocator

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use wasmtime::{Engine, Store, Trap};
 
 use super::RuntimeError;
+use super::bindings::packed::{PackedTransformer, PackedTransformerPre};
 use super::bindings::{ChangeEvent, EventOutcome, Transformer, TransformerPre};
 use super::cache::CacheOutcome;
 use super::limits::{PluginLimits, StoreMemoryExceeded};
+use super::packed;
 use super::state::{LogDrops, PluginState};
 
 /// What the host knows about a plugin before loading it (from config or manifest).
@@ -29,7 +31,7 @@ pub struct LoadedPlugin {
     cache: CacheOutcome,
     /// `name@version`, for logs.
     label: Arc<str>,
-    pre: TransformerPre<PluginState>,
+    pre: WorldPre,
     engine: Engine,
     /// Whether stores get the memory limiter ([`super::RuntimeOptions::memory_limits`]).
     memory_limits: bool,
@@ -50,7 +52,7 @@ impl LoadedPlugin {
         spec: PluginSpec,
         sha256: String,
         cache: CacheOutcome,
-        pre: TransformerPre<PluginState>,
+        pre: WorldPre,
         engine: Engine,
         memory_limits: bool,
         drops: LogDrops,
@@ -107,28 +109,45 @@ impl LoadedPlugin {
         // Instantiation runs the components' start functions: the init deadline covers it.
         store.set_epoch_deadline(limits.init_deadline_ticks());
         store.epoch_deadline_trap();
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| RuntimeError::Instantiate {
-                plugin: self.label.to_string(),
-                detail: describe_trap(&e, None),
-            })?;
+        let bindings = match &self.pre {
+            WorldPre::Transformer(pre) => pre.instantiate(&mut store).map(Bindings::Transformer),
+            WorldPre::Packed(pre) => pre.instantiate(&mut store).map(Bindings::Packed),
+        }
+        .map_err(|e| RuntimeError::Instantiate {
+            plugin: self.label.to_string(),
+            detail: describe_trap(&e, None),
+        })?;
         let mut instance = PluginInstance {
             plugin: Arc::clone(self),
             store,
             bindings,
+            packed_batch: Vec::new(),
         };
         instance.init()?;
         Ok(instance)
     }
 }
 
+/// A plugin's world, linked: which of the two exports the component has.
+pub(super) enum WorldPre {
+    /// `transformer`: `transform-batch` over a list of event records.
+    Transformer(TransformerPre<PluginState>),
+    /// `packed-transformer`: `transform-packed` over one buffer each way.
+    Packed(PackedTransformerPre<PluginState>),
+}
+
+enum Bindings {
+    Transformer(Transformer),
+    Packed(PackedTransformer),
+}
+
 /// A live instance of a plugin in its own store. Not shared between threads at once.
 pub struct PluginInstance {
     plugin: Arc<LoadedPlugin>,
     store: Store<PluginState>,
-    bindings: Transformer,
+    bindings: Bindings,
+    /// The packed batch of a `packed-transformer` plugin, reused from batch to batch.
+    packed_batch: Vec<u8>,
 }
 
 impl std::fmt::Debug for PluginInstance {
@@ -154,10 +173,14 @@ impl PluginInstance {
     fn init(&mut self) -> Result<(), RuntimeError> {
         self.begin_call(self.plugin.spec.limits.init_deadline_ticks());
         let config = self.plugin.spec.config.clone();
-        let result = self
-            .bindings
-            .sluice_transform_transform()
-            .call_init(&mut self.store, &config);
+        let result = match &self.bindings {
+            Bindings::Transformer(bindings) => bindings
+                .sluice_transform_transform()
+                .call_init(&mut self.store, &config),
+            Bindings::Packed(bindings) => bindings
+                .sluice_transform_transform_packed()
+                .call_init(&mut self.store, &config),
+        };
         self.store.data_mut().end_call();
         match result {
             Ok(Ok(())) => Ok(()),
@@ -189,10 +212,28 @@ impl PluginInstance {
         ticks: u64,
     ) -> Result<Vec<EventOutcome>, CallTrapped> {
         self.begin_call(ticks);
-        let result = self
-            .bindings
-            .sluice_transform_transform()
-            .call_transform_batch(&mut self.store, events);
+        let result = match &self.bindings {
+            Bindings::Transformer(bindings) => bindings
+                .sluice_transform_transform()
+                .call_transform_batch(&mut self.store, events),
+            Bindings::Packed(bindings) => {
+                if let Err(too_large) = packed::encode_batch(events, &mut self.packed_batch) {
+                    self.store.data_mut().end_call();
+                    return Err(CallTrapped {
+                        reason: too_large.to_string(),
+                    });
+                }
+                bindings
+                    .sluice_transform_transform_packed()
+                    .call_transform_packed(&mut self.store, &self.packed_batch)
+                    .map(|outcomes| packed::decode_outcomes(&outcomes, events.len()))
+            }
+            .and_then(|decoded| {
+                decoded.map_err(|violation| {
+                    wasmtime::Error::msg(format!("contract violation: {violation}"))
+                })
+            }),
+        };
         self.store.data_mut().end_call();
         match result {
             Ok(outcomes) if outcomes.len() == events.len() => Ok(outcomes),

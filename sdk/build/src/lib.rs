@@ -181,6 +181,7 @@ const WIT: &[(&str, &str)] = &[
         include_str!("../../../wit/transform.wit"),
     ),
     ("wit/types.wit", include_str!("../../../wit/types.wit")),
+    ("wit/packed.wit", include_str!("../../../wit/packed.wit")),
 ];
 
 /// A clean scratch directory `<out>/.build-<stem>-<pid>` for one build, holding the

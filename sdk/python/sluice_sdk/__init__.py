@@ -40,7 +40,9 @@ writes to standard error.
 """
 
 import dataclasses
+import enum
 import json
+import struct
 import sys
 import types
 import typing
@@ -49,6 +51,12 @@ from . import debezium
 
 __all__ = [
     "ChangeEvent",
+    "Header",
+    "Operation",
+    "Origin",
+    "SnapshotMarker",
+    "SourceInfo",
+    "TransactionInfo",
     "Config",
     "Record",
     "Reject",
@@ -219,131 +227,347 @@ def config() -> Config:
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+
+def _not_serializable(value):
+    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+
+def _c_encoder():
+    """``json``'s C encoder, called directly: ``JSONEncoder.encode`` runs the Python of
+    ``iterencode`` around it on every call (~15% of a record's serialisation). ``None``
+    when this Python lacks it or it does not write what ``_ENCODE`` writes."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+
+    def encode(value):
+        # A fresh `markers` dict per call: circular data is refused as `json` refuses it.
+        return "".join(
+            make({}, _not_serializable, json.encoder.encode_basestring, None, ":", ",", False, False, True)(value, 0)
+        )
+
+    probe = {"a": [1, 2.5, None, True, "é\"\n"], "b": {"c": -0.0, "d": 10**20}}
+    try:
+        return encode if encode(probe) == _ENCODE(probe) else None
+    except Exception:
+        return None
+
+
+_C_ENCODE = _c_encoder()
+
+
 def to_json(value) -> bytes:
     """JSON bytes of ``value`` as the Rust SDK (serde_json) writes them: compact, keys in
     insertion order, non-ASCII text unescaped."""
+    if _C_ENCODE is not None:
+        return _C_ENCODE(value).encode()
     return _ENCODE(value).encode()
 
 
-_SNAPSHOT_NONE = "NONE"
+class Operation(enum.Enum):
+    """What happened to the row (the WIT ``operation`` enum)."""
+
+    CREATE = 0
+    UPDATE = 1
+    DELETE = 2
+    READ = 3
+    TRUNCATE = 4
+    MESSAGE = 5
+
+
+class SnapshotMarker(enum.Enum):
+    """Debezium's ``source.snapshot`` marker (the WIT ``snapshot-marker`` enum)."""
+
+    NONE = 0
+    IN_PROGRESS = 1
+    FIRST = 2
+    FIRST_IN_DATA_COLLECTION = 3
+    LAST_IN_DATA_COLLECTION = 4
+    LAST = 5
+    INCREMENTAL = 6
+
+
 OP_CODES = {"CREATE": "c", "UPDATE": "u", "DELETE": "d", "READ": "r", "TRUNCATE": "t", "MESSAGE": "m"}
-_OP_NAMES = {name: name.lower() for name in OP_CODES}
-# WIT enums and variants arrive as Python `Enum` members; their `_name_` is a plain
-# attribute, where `.name` and hashing a member run Python code of the `enum` module on
-# every event.
+# By the enum's index, as the packed batch carries it: tuple lookups, where `.name` of an
+# `Enum` member runs Python code of the `enum` module on every event.
+_OP_NAMES = tuple(op.name.lower() for op in Operation)
+_OP_LETTERS = tuple(OP_CODES[op.name] for op in Operation)
+_SNAPSHOTS = tuple(SnapshotMarker)
+
+# The packed batch (`wit/packed.wit`): little-endian u32 words.
+_NONE = 0xFFFF_FFFF
+_PREAMBLE = struct.Struct("<4I")
+_EVENT_WORDS = 49
+_EVENT = struct.Struct(f"<{_EVENT_WORDS}I")
+_HEADER = struct.Struct("<4I")
+_WORD = struct.Struct("<I").pack
+_TWO_WORDS = struct.Struct("<2I").pack
+_NONE_WORD = _WORD(_NONE)
+
+
+def _s64(low: int, high: int) -> int:
+    value = low | high << 32
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+class SourceInfo:
+    """Where in the source database the change happened (Debezium's ``source`` block):
+    ``connector``, ``name``, ``db``, ``schema``, ``table``, ``change_lsn``, ``commit_lsn``,
+    ``event_serial_no``, ``snapshot`` (a ``SnapshotMarker``), ``ts_ms``. Each is read from
+    the batch when asked for: a plugin reads two or three of the ten."""
+
+    __slots__ = ("_batch", "_w")
+
+    def __init__(self, batch, words):
+        self._batch = batch
+        self._w = words
+
+    @property
+    def connector(self) -> str:
+        return self._batch.shared_text(self._w[11], self._w[12])
+
+    @property
+    def name(self) -> str:
+        return self._batch.shared_text(self._w[13], self._w[14])
+
+    @property
+    def db(self) -> str:
+        return self._batch.shared_text(self._w[15], self._w[16])
+
+    @property
+    def schema(self) -> typing.Optional[str]:
+        return self._batch.shared_text(self._w[17], self._w[18])
+
+    @property
+    def table(self) -> str:
+        return self._batch.shared_text(self._w[19], self._w[20])
+
+    @property
+    def change_lsn(self) -> typing.Optional[str]:
+        return self._batch.text(self._w[21], self._w[22])
+
+    @property
+    def commit_lsn(self) -> typing.Optional[str]:
+        return self._batch.text(self._w[23], self._w[24])
+
+    @property
+    def event_serial_no(self) -> typing.Optional[int]:
+        w = self._w
+        return _s64(w[26], w[27]) if w[25] else None
+
+    @property
+    def snapshot(self) -> SnapshotMarker:
+        return _SNAPSHOTS[self._w[28]]
+
+    @property
+    def ts_ms(self) -> typing.Optional[int]:
+        w = self._w
+        return _s64(w[30], w[31]) if w[29] else None
+
+    def __repr__(self):
+        names = ("connector", "name", "db", "schema", "table", "change_lsn", "commit_lsn")
+        names += ("event_serial_no", "snapshot", "ts_ms")
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
+        return f"SourceInfo({fields})"
+
+
+class TransactionInfo:
+    """Debezium's ``transaction`` block."""
+
+    __slots__ = ("id", "total_order", "data_collection_order")
+
+    def __init__(self, id, total_order, data_collection_order):  # noqa: A002 (the WIT name)
+        self.id = id
+        self.total_order = total_order
+        self.data_collection_order = data_collection_order
+
+
+class Origin:
+    """Where the event was read from."""
+
+    __slots__ = ("topic", "partition", "offset")
+
+    def __init__(self, topic, partition, offset):
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+
+class Header:
+    """One record header: ``key`` text, ``value`` bytes or ``None``."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self, key, value):
+        self.key = key
+        self.value = value
+
+
+class _Batch:
+    """One packed batch: its bytes, where its header table starts, and the text of the
+    strings consecutive events share (the host writes them once), decoded once."""
+
+    __slots__ = ("data", "headers_at", "shared", "qualified")
+
+    def __init__(self, data, headers_at):
+        self.data = data
+        self.headers_at = headers_at
+        self.shared = {}
+        self.qualified = {}
+
+    def text(self, offset, length):
+        if offset == _NONE:
+            return None
+        return self.data[offset : offset + length].decode()
+
+    def shared_text(self, offset, length):
+        if offset == _NONE:
+            return None
+        text = self.shared.get(offset)
+        if text is None:
+            text = self.shared[offset] = self.data[offset : offset + length].decode()
+        return text
 
 
 class ChangeEvent:
     """One change event, decoded from its Debezium envelope by the host. Row images arrive
     as JSON text and are parsed only when asked for, into a dataclass the plugin names:
-    ``event.after(Customer)``."""
+    ``event.after(Customer)``. Every other part is read from the batch when first asked
+    for."""
 
-    __slots__ = ("wit",)
+    __slots__ = ("_batch", "_w")
 
-    def __init__(self, wit):
-        self.wit = wit
+    def __init__(self, batch, words):
+        self._batch = batch
+        self._w = words
 
     @property
     def op(self) -> str:
         """``create``, ``update``, ``delete``, ``read``, ``truncate`` or ``message``."""
-        return _OP_NAMES[self.wit.op._name_]
+        return _OP_NAMES[self._w[0]]
 
     @property
     def op_code(self) -> str:
         """Debezium's one-letter code of the operation (``c``, ``u``, ``d``, ...)."""
-        return OP_CODES[self.wit.op._name_]
+        return _OP_LETTERS[self._w[0]]
 
     @property
-    def source(self):
+    def source(self) -> SourceInfo:
         """The source block (``connector``, ``name``, ``db``, ``schema``, ``table``,
-        ``change_lsn``, ``commit_lsn``, ``event_serial_no``, ``snapshot``, ``ts_ms``)."""
-        return self.wit.source
+        ``change_lsn``, ``commit_lsn``, ``event_serial_no``, ``snapshot`` (a
+        ``SnapshotMarker``), ``ts_ms``)."""
+        return SourceInfo(self._batch, self._w)
 
     @property
     def is_snapshot(self) -> bool:
         """Whether the event belongs to a snapshot (any marker but ``none``)."""
-        return self.wit.source.snapshot._name_ != _SNAPSHOT_NONE
+        return self._w[28] != 0
 
     def qualified_table(self) -> str:
         """``schema.table`` (or just ``table`` when the database has no schemas)."""
-        source = self.wit.source
-        return source.table if source.schema is None else f"{source.schema}.{source.table}"
+        w, batch = self._w, self._batch
+        # Events that share the table's text share its schema's too (`wit/packed.wit`).
+        qualified = batch.qualified.get(w[19])
+        if qualified is None:
+            table = batch.shared_text(w[19], w[20])
+            schema = batch.shared_text(w[17], w[18])
+            qualified = batch.qualified[w[19]] = table if schema is None else f"{schema}.{table}"
+        return qualified
 
     @property
     def ts_ms(self) -> typing.Optional[int]:
         """When the connector processed the event (envelope ``ts_ms``)."""
-        return self.wit.ts_ms
+        w = self._w
+        return _s64(w[33], w[34]) if w[32] else None
 
     @property
-    def transaction(self):
+    def transaction(self) -> typing.Optional[TransactionInfo]:
         """The transaction block (``id``, ``total_order``, ``data_collection_order``)."""
-        return self.wit.transaction
+        w = self._w
+        if not w[35]:
+            return None
+        return TransactionInfo(self._batch.text(w[36], w[37]), _s64(w[38], w[39]), _s64(w[40], w[41]))
 
     @property
-    def origin(self):
+    def origin(self) -> Origin:
         """Where the event was read from (``topic``, ``partition``, ``offset``)."""
-        return self.wit.origin
+        w = self._w
+        partition = w[46] - (1 << 32) if w[46] >= 1 << 31 else w[46]
+        return Origin(self._batch.shared_text(w[44], w[45]), partition, _s64(w[47], w[48]))
 
     @property
     def value(self) -> bytes:
         """The record value exactly as received (the whole Debezium envelope)."""
-        return self.wit.value
+        w = self._w
+        return self._batch.data[w[1] : w[1] + w[2]]
 
     @property
     def key_bytes(self) -> typing.Optional[bytes]:
         """The record key bytes as received."""
-        return self.wit.key
+        w = self._w
+        return None if w[3] == _NONE else self._batch.data[w[3] : w[3] + w[4]]
 
     @property
-    def headers(self):
+    def headers(self) -> typing.List[Header]:
         """The headers as received (``key``, ``value`` bytes or ``None``)."""
-        return self.wit.headers
+        w, batch = self._w, self._batch
+        headers = []
+        for index in range(w[42], w[42] + w[43]):
+            key_at, key_len, value_at, value_len = _HEADER.unpack_from(batch.data, batch.headers_at + 16 * index)
+            value = None if value_at == _NONE else batch.data[value_at : value_at + value_len]
+            headers.append(Header(batch.text(key_at, key_len), value))
+        return headers
 
     def header(self, key: str) -> typing.Optional[bytes]:
         """The value of the first header named ``key``."""
-        for h in self.wit.headers:
+        for h in self.headers:
             if h.key == key:
                 return h.value
         return None
 
-    def _slice(self, span) -> typing.Optional[str]:
-        if span is None:
+    def _slice(self, word: int) -> typing.Optional[str]:
+        """The JSON text of the span (inside the value) at ``word``."""
+        w = self._w
+        start = w[word]
+        if start == _NONE:
             return None
-        return self.wit.value[span.start : span.start + span.len].decode()
+        start += w[1]
+        return self._batch.data[start : start + w[word + 1]].decode()
 
     def before_json(self) -> typing.Optional[str]:
         """The ``before`` image as JSON text."""
-        return self._slice(self.wit.before)
+        return self._slice(5)
 
     def after_json(self) -> typing.Optional[str]:
         """The ``after`` image as JSON text."""
-        return self._slice(self.wit.after)
+        return self._slice(7)
 
     def value_schema(self) -> typing.Optional[str]:
         """The Kafka Connect value schema as JSON text, when the event carried one."""
-        return self._slice(self.wit.value_schema)
+        return self._slice(9)
 
     def before(self, row_type=None):
         """The ``before`` image parsed (into ``row_type``, a dataclass, when given); raises a
         ``Reject`` when absent or not of that type."""
-        return _parse_row("before", self.before_json(), row_type)
+        return _parse_row("before", self._slice(5), row_type)
 
     def after(self, row_type=None):
         """The ``after`` image, parsed like ``before``."""
-        return _parse_row("after", self.after_json(), row_type)
+        return _parse_row("after", self._slice(7), row_type)
 
     def row(self, row_type=None):
         """The row as it is now: ``after`` for creates, updates and reads, ``before`` for
         deletes."""
-        return self.before(row_type) if self.wit.op._name_ == "DELETE" else self.after(row_type)
+        return self.before(row_type) if self._w[0] == 2 else self.after(row_type)
 
     def key(self):
         """The key, parsed. Accepts both Debezium key forms: the bare primary-key object
         and ``{"schema": ..., "payload": ...}``."""
-        if self.wit.key is None:
+        raw = self.key_bytes
+        if raw is None:
             raise Reject("the event has no key", "missing-key")
         try:
-            value = json.loads(self.wit.key)
+            value = json.loads(raw)
         except ValueError as e:
             raise Reject(f"key is not JSON: {e}", "bad-key") from None
         if isinstance(value, dict) and len(value) == 2 and "schema" in value and "payload" in value:
@@ -549,8 +773,12 @@ def _init(pairs) -> None:
         check(_config)
 
 
-def _outcomes(events, records_outcome, rejected_outcome):
-    """One outcome per event, in order, built by the two constructors given."""
+def _transform_packed(data: bytes) -> bytes:
+    """The WIT ``transform-packed``: the function once per event of the packed batch
+    ``data``, in order; the outcomes packed (``wit/packed.wit``)."""
+    version, count, stride, _headers = _PREAMBLE.unpack_from(data, 0)
+    if version != 1 or stride < _EVENT_WORDS:
+        raise RuntimeError(f"packed batch of version {version} with {stride} words per event")
     function = _plugin[0]
     if _plugin[2] is not None:
         typed = _settings
@@ -559,24 +787,71 @@ def _outcomes(events, records_outcome, rejected_outcome):
             return function(event, typed)
     else:
         call = function
-    outcomes = []
-    for wit in events:
+    stride *= 4
+    batch = _Batch(data, 16 + count * stride)
+    unpack = _EVENT.unpack_from
+    out = bytearray(_TWO_WORDS(1, count))
+    for at in range(16, 16 + count * stride, stride):
         try:
-            result = call(ChangeEvent(wit))
+            result = call(ChangeEvent(batch, unpack(data, at)))
             if result is None:
-                result = []
+                result = ()
             elif isinstance(result, Record):
-                result = [result]
+                result = (result,)
             for record in result:
                 if record.error is not None:
                     raise Reject(record.error, "serialize")
-            outcomes.append(records_outcome(result))
         except Reject as reject:
-            outcomes.append(rejected_outcome(reject))
+            _write_rejection(out, reject)
+            continue
         except Exception:
             import traceback
 
             # Like a Rust panic: the host names the last error line as the trap's reason.
             log("error", "plugin raised: " + traceback.format_exc())
             raise
-    return outcomes
+        _write_records(out, result)
+    return bytes(out)
+
+
+def _write_bytes(out: bytearray, value) -> None:
+    """A length and the bytes, or the ``none`` marker."""
+    if value is None:
+        out += _NONE_WORD
+    else:
+        out += _WORD(len(value))
+        out += value
+
+
+def _write_records(out: bytearray, records) -> None:
+    records = list(records)
+    out += _TWO_WORDS(0, len(records))
+    for record in records:
+        topic = record.topic.encode()
+        out += _WORD(len(topic))
+        out += topic
+        key, value, headers = record.key, record.value, record.headers
+        if key is None:
+            out += _NONE_WORD
+        else:
+            out += _WORD(len(key))
+            out += key
+        if value is None:
+            out += _NONE_WORD
+        else:
+            out += _WORD(len(value))
+            out += value
+        out += _WORD(len(headers))
+        for key, value in headers:
+            key = key.encode()
+            out += _WORD(len(key))
+            out += key
+            _write_bytes(out, value)
+
+
+def _write_rejection(out: bytearray, reject: Reject) -> None:
+    reason = str(reject.reason).encode()
+    out += _WORD(1)
+    out += _WORD(len(reason))
+    out += reason
+    _write_bytes(out, None if reject.code is None else str(reject.code).encode())

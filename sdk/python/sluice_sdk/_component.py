@@ -1,32 +1,18 @@
-"""The component's ``sluice:transform/transform`` export for a plugin registered with
-``@sluice_sdk.transform``. Imported only inside a component: the entry module that
+"""The component's ``sluice:transform/transform-packed`` export for a plugin registered
+with ``@sluice_sdk.transform``. Imported only inside a component: the entry module that
 ``sluice plugin build`` generates imports the plugin module, then this class, which
-componentize-py finds by its name (the WIT interface ``transform`` → ``Transform``).
+componentize-py finds by its name (the WIT interface ``transform-packed`` →
+``TransformPacked``). The batch arrives as one ``bytes`` and the outcomes leave as one
+(``wit/packed.wit``); ``sluice_sdk`` reads and writes them.
 """
 
 from wit_world import exports
-from wit_world.imports import types
 from componentize_py_types import Err
 
 import sluice_sdk
 
 
-def _records(records):
-    return types.EventOutcome_Records(
-        [
-            types.OutputRecord(
-                r.topic, r.key, r.value, [types.Header(k, v) for k, v in r.headers]
-            )
-            for r in records
-        ]
-    )
-
-
-def _rejected(reject):
-    return types.EventOutcome_Rejected(types.Rejection(reject.reason, reject.code))
-
-
-class Transform(exports.Transform):
+class TransformPacked(exports.TransformPacked):
     """Calls the registered function once per event; see ``sluice_sdk``."""
 
     def init(self, config):
@@ -35,5 +21,5 @@ class Transform(exports.Transform):
         except Exception as e:
             raise Err(str(e)) from None
 
-    def transform_batch(self, events):
-        return sluice_sdk._outcomes(events, _records, _rejected)
+    def transform_packed(self, batch):
+        return sluice_sdk._transform_packed(batch)
