@@ -218,3 +218,63 @@ fn a_packed_plugin_that_breaks_the_layout_traps_only_its_batch_with_the_violatio
         2
     );
 }
+
+/// `sluice_sdk.event_from_json` builds, natively, the event the host would hand a Python
+/// plugin: the Python `customers-cdm` called on the samples that way publishes the golden
+/// records, both JSON forms.
+#[test]
+fn python_events_made_natively_read_as_the_hosts() {
+    let root = sluice_tests::repo_root();
+    let script = r#"
+import json, sys
+import sluice_sdk, app
+sluice_sdk._init([])
+function, _, settings_type = sluice_sdk._plugin
+settings = sluice_sdk.settings()
+out = []
+for line in open(sys.argv[1]):
+    line = json.loads(line)
+    if line["value"] is None:
+        continue
+    event = sluice_sdk.event_from_json(json.dumps(line["value"]), key=line["key"], topic=line["topic"])
+    assert event.origin.topic == line["topic"] and event.key() == line["key"].get("payload", line["key"])
+    for record in function(event, settings):
+        out.append({"topic": record.topic, "key": json.loads(record.key),
+                    "value": None if record.value is None else json.loads(record.value)})
+print(json.dumps(out))
+"#;
+    let golden: Vec<serde_json::Value> = std::fs::read_to_string(
+        root.join("tests/golden/customers-cdm.jsonl"),
+    )
+    .expect("golden")
+    .lines()
+    .map(|line| {
+        let line: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        serde_json::json!({"topic": line["topic"], "key": line["key"], "value": line["value"]})
+    })
+    .collect();
+    for sample in ["samples/customers.jsonl", "samples/customers.schema.jsonl"] {
+        let output = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(root.join(sample))
+            .env(
+                "PYTHONPATH",
+                format!(
+                    "{}:{}",
+                    root.join("sdk/python").display(),
+                    root.join("plugins/customers-cdm-py").display()
+                ),
+            )
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "{sample}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let records: Vec<serde_json::Value> =
+            serde_json::from_slice(&output.stdout).expect("the records as JSON");
+        assert_eq!(records, golden, "{sample}");
+    }
+}

@@ -62,6 +62,7 @@ __all__ = [
     "Reject",
     "config",
     "debezium",
+    "event_from_json",
     "log",
     "to_json",
     "transform",
@@ -591,6 +592,109 @@ class ChangeEvent:
             return None
         scale = (field.get("parameters") or {}).get("scale")
         return int(scale) if isinstance(scale, str) and _u32_problem(scale) is None else None
+
+
+_OP_LETTER_INDEX = {letter: index for index, letter in enumerate(_OP_LETTERS)}
+_SNAPSHOT_TEXT = {
+    "true": SnapshotMarker.IN_PROGRESS,
+    "first": SnapshotMarker.FIRST,
+    "first_in_data_collection": SnapshotMarker.FIRST_IN_DATA_COLLECTION,
+    "last_in_data_collection": SnapshotMarker.LAST_IN_DATA_COLLECTION,
+    "last": SnapshotMarker.LAST,
+    "incremental": SnapshotMarker.INCREMENTAL,
+}
+
+
+def event_from_json(value, *, key=None, topic="test", partition=0, offset=0, headers=()):
+    """A ``ChangeEvent`` made natively from a Debezium envelope, for unit tests of plugin
+    logic: ``value`` is the record value (JSON text, bytes, or the parsed ``dict``; bare or
+    ``{"schema", "payload"}``), ``key`` the record key (same forms, or ``None``),
+    ``headers`` ``(key, bytes or None)`` pairs. The event reads as the host's would: a
+    dict is serialised compactly first, and the row images are spans of that text."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode()
+    envelope = json.loads(value) if isinstance(value, str) else value
+    text = value if isinstance(value, str) else to_json(envelope).decode()
+    raw = text.encode()
+    payload = envelope.get("payload", envelope) if "schema" in envelope else envelope
+    decoder = json.JSONDecoder()
+
+    def span(container, name):
+        """Where ``container[name]`` (a member of the parsed text) lies in ``raw``."""
+        if container.get(name) is None:
+            return _NONE, 0
+        # The member's value starts after its key; scan the text for it, checking each
+        # candidate by decoding it (`raw_decode`).
+        needle = to_json(name).decode() + ":"
+        at = text.find(needle)
+        while at != -1:
+            start = at + len(needle)
+            while text[start] in " \t\r\n":
+                start += 1
+            try:
+                found, end = decoder.raw_decode(text, start)
+            except ValueError:
+                found = None
+            if found == container[name]:
+                first = len(text[:start].encode())
+                return first, len(text[start:end].encode())
+            at = text.find(needle, at + 1)
+        raise ValueError(f"`{name}` not found in the envelope text")
+
+    source = payload.get("source") or {}
+    transaction = payload.get("transaction")
+    snapshot = source.get("snapshot")
+    marker = SnapshotMarker.IN_PROGRESS if snapshot is True else _SNAPSHOT_TEXT.get(str(snapshot), SnapshotMarker.NONE)
+    data = bytearray()
+    words = []
+    data_at = 16 + 4 * _EVENT_WORDS + 16 * len(headers)
+
+    def put(blob):
+        if blob is None:
+            return [_NONE, 0]
+        blob = blob.encode() if isinstance(blob, str) else bytes(blob)
+        at = data_at + len(data)
+        data.extend(blob)
+        return [at, len(blob)]
+
+    def s64(v):
+        v &= (1 << 64) - 1
+        return [v & 0xFFFF_FFFF, v >> 32]
+
+    def optional_s64(v):
+        return [0, 0, 0] if v is None else [1] + s64(int(v))
+
+    key_bytes = None if key is None else key.encode() if isinstance(key, str) else bytes(key) if isinstance(key, (bytes, bytearray)) else to_json(key)
+    words += [_OP_LETTER_INDEX.get(payload.get("op"), 0)]
+    words += put(raw) + put(key_bytes)
+    value_at = words[1]
+    for container, name in ((payload, "before"), (payload, "after"), (envelope, "schema")):
+        start, length = span(container, name)
+        words += [start, length]
+    words += put(source.get("connector", "")) + put(source.get("name", "")) + put(source.get("db", ""))
+    words += put(source.get("schema")) + put(source.get("table", ""))
+    change_lsn = source.get("change_lsn", source.get("lsn"))
+    if change_lsn is None and source.get("file") is not None:
+        change_lsn = f"{source['file']}:{source.get('pos') or 0}"
+    words += put(None if change_lsn is None else str(change_lsn))
+    words += put(source.get("commit_lsn"))
+    words += optional_s64(source.get("event_serial_no"))
+    words += [marker.value]
+    words += optional_s64(source.get("ts_ms")) + optional_s64(payload.get("ts_ms"))
+    if transaction:
+        words += [1] + put(str(transaction.get("id", ""))) + s64(int(transaction.get("total_order", 0)))
+        words += s64(int(transaction.get("data_collection_order", 0)))
+    else:
+        words += [0, _NONE, 0, 0, 0, 0, 0]
+    words += [0, len(headers)]
+    words += put(topic) + [partition & 0xFFFF_FFFF] + s64(offset)
+    header_words = []
+    for header_key, header_value in headers:
+        header_words += put(header_key) + put(header_value)
+    assert value_at == data_at and len(words) == _EVENT_WORDS
+    batch = _PREAMBLE.pack(1, 1, _EVENT_WORDS, len(headers)) + _EVENT.pack(*words)
+    batch += struct.pack(f"<{len(header_words)}I", *header_words) + bytes(data)
+    return ChangeEvent(_Batch(batch, 16 + 4 * _EVENT_WORDS), _EVENT.unpack_from(batch, 16))
 
 
 def _parse_row(image: str, text: typing.Optional[str], row_type):
