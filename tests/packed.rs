@@ -278,3 +278,28 @@ print(json.dumps(out))
         assert_eq!(records, golden, "{sample}");
     }
 }
+
+/// The Rust and Python SDKs build `packed-transformer` components, the JavaScript SDK
+/// `transformer` ones: the end-to-end tests run both of the host's paths.
+#[test]
+fn each_sdk_builds_the_world_it_says() {
+    let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");
+    for (component, world) in [
+        (components::CUSTOMERS_CDM, "packed-transformer"),
+        (components::PASSTHROUGH, "packed-transformer"),
+        (components::CUSTOMERS_CDM_PY, "packed-transformer"),
+        (components::CUSTOMERS_CDM_JS, "transformer"),
+        (components::PACKED_ECHO, "packed-transformer"),
+    ] {
+        let spec = PluginSpec {
+            name: "world".into(),
+            version: "1".into(),
+            config: vec![],
+            limits: Default::default(),
+        };
+        let plugin = runtime
+            .load_file(spec, std::path::Path::new(component))
+            .expect("loads");
+        assert_eq!(plugin.world(), world, "{component}");
+    }
+}

@@ -21,8 +21,9 @@
 //! ```
 //!
 //! The attribute hides the WIT bindings (`wit_bindgen::generate!`): it exports the
-//! `sluice:transform/transform` interface, calls the function once per event of each
-//! batch, turns its `Result` into a per-event outcome, and reports panics to the host
+//! `sluice:transform/transform-packed` interface (world `packed-transformer`: each batch
+//! crosses the boundary as one buffer each way, read here into the same `ChangeEvent`s),
+//! calls the function once per event of each batch, turns its `Result` into a per-event outcome, and reports panics to the host
 //! log so the host can name the reason of a trap. A plugin crate depends on this crate
 //! alone and builds with `cargo build --target wasm32-wasip2` (or `sluice plugin build`).
 //!
@@ -85,6 +86,9 @@ pub use sluice_sdk_macro::transform;
 
 use std::sync::OnceLock;
 
+/// The `transformer` world: its `types` are the event and record types plugins see (and
+/// its `host` the log import). Its `transform` export is not used: plugins built with
+/// this SDK export the packed world below.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -97,6 +101,26 @@ pub mod bindings {
         additional_derives: [PartialEq, Eq],
     });
 }
+
+/// The `packed-transformer` world (`wit/packed.wit`), which plugins built with this SDK
+/// export: the batch arrives as one buffer, which [`packed`] turns into the same
+/// `ChangeEvent`s, and the outcomes leave as one.
+#[doc(hidden)]
+pub mod packed_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "packed-transformer",
+        pub_export_macro: true,
+        export_macro_name: "__export_packed_transformer",
+        default_bindings_module: "::sluice_sdk::packed_bindings",
+        runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",
+        with: {
+            "sluice:transform/host@0.1.0": crate::bindings::sluice::transform::host,
+        },
+    });
+}
+
+mod packed;
 
 /// Severity of a line written with [`log`].
 pub use bindings::sluice::transform::host::LogLevel;
@@ -171,10 +195,7 @@ pub fn config() -> &'static Config {
 pub mod __private {
     pub use wit_bindgen;
 
-    pub use crate::bindings::exports::sluice::transform::transform::Guest;
-    pub use crate::bindings::sluice::transform::types::{
-        ChangeEvent as WitChangeEvent, EventOutcome as WitOutcome,
-    };
+    pub use crate::packed_bindings::exports::sluice::transform::transform_packed::Guest as PackedGuest;
     use crate::{ChangeEvent, Config, IntoOutcome, LogLevel};
 
     /// A plugin's optional configuration check (`#[transform(init = check)]`).
@@ -193,7 +214,7 @@ pub mod __private {
     /// successful `init` with the same `T`, which the host guarantees.
     pub fn installed_settings<T: std::any::Any>() -> &'static T {
         crate::settings::settings::<T>()
-            .expect("the host calls transform-batch only after a successful init")
+            .expect("the host calls transform-packed only after a successful init")
     }
 
     /// Implements the WIT `init`: stores the configuration, parses the typed settings (if
@@ -216,15 +237,19 @@ pub mod __private {
         }
     }
 
-    /// Implements the WIT `transform-batch`: one outcome per event, in order.
-    pub fn transform_batch<R: IntoOutcome>(
-        events: Vec<WitChangeEvent>,
+    /// Implements the WIT `transform-packed`: the batch read from its buffer, one outcome
+    /// per event, in order, written into the returned buffer.
+    pub fn transform_packed<R: IntoOutcome>(
+        batch: Vec<u8>,
         transform: impl Fn(ChangeEvent) -> R,
-    ) -> Vec<WitOutcome> {
-        events
-            .into_iter()
-            .map(|event| transform(ChangeEvent::from_wit(event)).into_outcome())
-            .collect()
+    ) -> Vec<u8> {
+        let events = crate::packed::read_batch(&batch);
+        drop(batch);
+        let mut out = crate::packed::OutcomeWriter::new(events.len());
+        for event in events {
+            out.push(transform(ChangeEvent::from_wit(event)).into_outcome());
+        }
+        out.finish()
     }
 
     /// Sends panic messages to the host log, whose last error line becomes the trap

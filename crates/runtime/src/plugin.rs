@@ -91,6 +91,14 @@ impl LoadedPlugin {
         &self.spec
     }
 
+    /// The world the component exports: `transformer` or `packed-transformer`.
+    pub fn world(&self) -> &'static str {
+        match self.pre {
+            WorldPre::Transformer(_) => "transformer",
+            WorldPre::Packed(_) => "packed-transformer",
+        }
+    }
+
     /// Whether the compiled code came from the on-disk cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.cache

@@ -187,21 +187,21 @@ fn expand(function: &ItemFn, args: &Args) -> proc_macro2::TokenStream {
         const _: () = {
             struct __SluiceTransform;
 
-            impl ::sluice_sdk::__private::Guest for __SluiceTransform {
+            impl ::sluice_sdk::__private::PackedGuest for __SluiceTransform {
                 fn init(
                     config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::core::result::Result<(), ::std::string::String> {
                     ::sluice_sdk::__private::init(config, #settings_arg, #init_arg)
                 }
 
-                fn transform_batch(
-                    events: ::std::vec::Vec<::sluice_sdk::__private::WitChangeEvent>,
-                ) -> ::std::vec::Vec<::sluice_sdk::__private::WitOutcome> {
-                    ::sluice_sdk::__private::transform_batch(events, #call)
+                fn transform_packed(
+                    batch: ::std::vec::Vec<u8>,
+                ) -> ::std::vec::Vec<u8> {
+                    ::sluice_sdk::__private::transform_packed(batch, #call)
                 }
             }
 
-            ::sluice_sdk::bindings::__export_transformer!(__SluiceTransform with_types_in ::sluice_sdk::bindings);
+            ::sluice_sdk::packed_bindings::__export_packed_transformer!(__SluiceTransform with_types_in ::sluice_sdk::packed_bindings);
         };
     }
 }
