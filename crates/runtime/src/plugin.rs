@@ -136,6 +136,9 @@ impl LoadedPlugin {
     }
 }
 
+/// The packed batch buffer an instance keeps between batches, at most (bytes).
+const PACKED_BATCH_KEPT: usize = 8 << 20;
+
 /// A plugin's world, linked: which of the two exports the component has.
 pub(super) enum WorldPre {
     /// `transformer`: `transform-batch` over a list of event records.
@@ -243,6 +246,11 @@ impl PluginInstance {
             }),
         };
         self.store.data_mut().end_call();
+        // The buffer keeps its capacity for the next batch, unless one unusually large
+        // batch grew it: an idle instance does not hold that much host memory.
+        if self.packed_batch.capacity() > PACKED_BATCH_KEPT {
+            self.packed_batch = Vec::new();
+        }
         match result {
             Ok(outcomes) if outcomes.len() == events.len() => Ok(outcomes),
             Ok(outcomes) => Err(CallTrapped {
