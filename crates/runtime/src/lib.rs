@@ -256,10 +256,7 @@ impl Runtime {
             plugin = %self::log::printable(&spec.name),
             version = %self::log::printable(&spec.version),
             sha256 = %&sha256[..12],
-            world = match pre {
-                plugin::WorldPre::Transformer(_) => "transformer",
-                plugin::WorldPre::Packed(_) => "packed-transformer",
-            },
+            world = pre.name(),
             ?cache,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "plugin compiled"

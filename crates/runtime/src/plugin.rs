@@ -93,10 +93,7 @@ impl LoadedPlugin {
 
     /// The world the component exports: `transformer` or `packed-transformer`.
     pub fn world(&self) -> &'static str {
-        match self.pre {
-            WorldPre::Transformer(_) => "transformer",
-            WorldPre::Packed(_) => "packed-transformer",
-        }
+        self.pre.name()
     }
 
     /// Whether the compiled code came from the on-disk cache.
@@ -145,6 +142,16 @@ pub(super) enum WorldPre {
     Transformer(TransformerPre<PluginState>),
     /// `packed-transformer`: `transform-packed` over one buffer each way.
     Packed(PackedTransformerPre<PluginState>),
+}
+
+impl WorldPre {
+    /// The world's name in `wit/world.wit`.
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            WorldPre::Transformer(_) => "transformer",
+            WorldPre::Packed(_) => "packed-transformer",
+        }
+    }
 }
 
 enum Bindings {
