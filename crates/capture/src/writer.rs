@@ -124,7 +124,7 @@ impl KafkaWriter {
                     .headers
                     .into_iter()
                     .map(|(key, value)| Header {
-                        key,
+                        key: key.into(),
                         value: Some(value),
                     })
                     .collect(),

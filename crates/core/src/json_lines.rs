@@ -59,7 +59,13 @@ fn write_json_or_text(bytes: Option<&[u8]>, out: &mut Vec<u8>) {
         out.extend_from_slice(b"null");
         return;
     };
-    match serde_json::from_slice::<&RawValue>(bytes) {
+    // UTF-8 checked once (a fast pass), so that serde reads `str` and does not check
+    // each string again; bytes that are not UTF-8 are not JSON either.
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        write_text_or_base64(bytes, out);
+        return;
+    };
+    match serde_json::from_str::<&RawValue>(text) {
         // Pretty-printed JSON spans lines; re-serialize it compactly so every record
         // stays on one line.
         Ok(raw) if !raw.get().contains('\n') => out.extend_from_slice(raw.get().as_bytes()),
@@ -69,7 +75,7 @@ fn write_json_or_text(bytes: Option<&[u8]>, out: &mut Vec<u8>) {
             }
             Err(_) => out.extend_from_slice(b"null"),
         },
-        Err(_) => write_text_or_base64(bytes, out),
+        Err(_) => write_json_string(text, out),
     }
 }
 

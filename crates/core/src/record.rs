@@ -5,18 +5,24 @@
 //! runtime converts at the boundary by moving the fields, without copying bytes), so
 //! that sources, sinks and capture never see the WebAssembly runtime.
 
+use std::borrow::Cow;
+
 /// One Kafka-style record header. Kafka allows null header values and repeated keys.
+///
+/// The key is borrowed when it is one of sluice's own names (`sluice.plugin`, ...): the
+/// host stamps several on every record it publishes, and owned keys cost an allocation
+/// and a free each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    pub key: String,
+    pub key: Cow<'static, str>,
     pub value: Option<Vec<u8>>,
 }
 
 impl Header {
     /// A header with a text value.
-    pub fn text(key: &str, value: &str) -> Self {
+    pub fn text(key: impl Into<Cow<'static, str>>, value: &str) -> Self {
         Self {
-            key: key.to_owned(),
+            key: key.into(),
             value: Some(value.as_bytes().to_vec()),
         }
     }

@@ -241,7 +241,7 @@ impl DeadLetterReader {
                             .map(|list| {
                                 list.iter()
                                     .map(|header| Header {
-                                        key: header.key.to_owned(),
+                                        key: header.key.to_owned().into(),
                                         value: header.value.map(<[u8]>::to_vec),
                                     })
                                     .collect()

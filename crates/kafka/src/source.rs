@@ -314,7 +314,7 @@ pub fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
             headers
                 .iter()
                 .map(|h| Header {
-                    key: h.key.to_owned(),
+                    key: h.key.to_owned().into(),
                     value: h.value.map(<[u8]>::to_vec),
                 })
                 .collect()

@@ -197,7 +197,7 @@ fn event_of(record: &OutputRecord) -> Option<EventOrigin> {
 fn strip_lineage(record: &mut OutputRecord) {
     record.headers.retain(|header| {
         !matches!(
-            header.key.as_str(),
+            header.key.as_ref(),
             headers::PLUGIN
                 | headers::PLUGIN_VERSION
                 | headers::PLUGIN_SHA256

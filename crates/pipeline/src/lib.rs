@@ -26,6 +26,7 @@ pub mod reload;
 /// Endpoints that read without a client library.
 pub mod source {
     pub mod file;
+    mod top_level;
 }
 
 /// Endpoints that write without a client library.

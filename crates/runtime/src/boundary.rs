@@ -11,7 +11,7 @@ use crate::bindings;
 impl From<sluice_core::Header> for bindings::Header {
     fn from(header: sluice_core::Header) -> Self {
         Self {
-            key: header.key,
+            key: header.key.into_owned(),
             value: header.value,
         }
     }
@@ -20,7 +20,7 @@ impl From<sluice_core::Header> for bindings::Header {
 impl From<bindings::Header> for sluice_core::Header {
     fn from(header: bindings::Header) -> Self {
         Self {
-            key: header.key,
+            key: header.key.into(),
             value: header.value,
         }
     }

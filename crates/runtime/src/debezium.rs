@@ -168,8 +168,11 @@ fn scan(value: &[u8]) -> Result<Parts, DecodeError> {
     if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(not_an_envelope(value, None));
     }
+    // UTF-8 checked once for the whole value (a fast pass), so that serde reads `str`
+    // and does not check each string and raw row again.
+    let text = std::str::from_utf8(value).map_err(|_| not_an_envelope(value, None))?;
     let outer: Envelope<'_> =
-        serde_json::from_slice(value).map_err(|e| not_an_envelope(value, Some(e)))?;
+        serde_json::from_str(text).map_err(|e| not_an_envelope(value, Some(e)))?;
     let (envelope, value_schema) = match (outer.payload, outer.op.is_some()) {
         (Some(payload), false) => {
             let inner: Envelope<'_> = serde_json::from_str(payload.get())

@@ -461,6 +461,8 @@ enum Slot {
 }
 
 fn push_lineage(headers: &mut Vec<Header>, plugin: &LoadedPlugin, origin: &wit::Origin) {
+    // Six headers: grown once, not twice.
+    headers.reserve(6);
     headers.push(header(headers::PLUGIN, plugin.name()));
     headers.push(header(headers::PLUGIN_VERSION, plugin.version()));
     headers.push(header(headers::PLUGIN_SHA256, plugin.sha256()));

@@ -93,14 +93,16 @@ pub(super) struct DeadLetter<'a> {
     pub(super) origin: &'a Origin,
 }
 
-pub(super) fn header(key: &str, value: &str) -> Header {
+pub(super) fn header(key: &'static str, value: &str) -> Header {
     Header::text(key, value)
 }
 
 pub(super) fn push_source(headers: &mut Vec<Header>, topic: &str, partition: i32, offset: i64) {
     headers.push(header(headers::SOURCE_TOPIC, topic));
-    headers.push(header(headers::SOURCE_PARTITION, &partition.to_string()));
-    headers.push(header(headers::SOURCE_OFFSET, &offset.to_string()));
+    // Numbers written on the stack, not into a `String` per header.
+    let mut digits = itoa::Buffer::new();
+    headers.push(header(headers::SOURCE_PARTITION, digits.format(partition)));
+    headers.push(header(headers::SOURCE_OFFSET, digits.format(offset)));
 }
 
 #[cfg(test)]

@@ -18,9 +18,11 @@
 //! becomes a record the pipeline sends to the dead-letter topic with the reason (its line
 //! number as the offset), and reading goes on with the next line.
 
+use std::ops::Range;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
@@ -29,6 +31,8 @@ use sluice_core::connector::SourceKind;
 use sluice_core::settings::{Problems, optional_path, topic_name};
 use sluice_core::source::{Source, SourceError};
 use sluice_core::{Header, Origin, RawRecord};
+
+use super::top_level;
 
 /// Where a file source reads from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,6 +356,172 @@ fn present<'de, D: serde::Deserializer<'de>>(
 /// Parses one line into a raw record; a line that cannot be parsed still becomes a
 /// record (whole line as value) so the pipeline dead-letters it with the reason.
 fn parse_line(line: Vec<u8>, offset: i64, topic_override: Option<&str>) -> RawRecord {
+    match parse_scanned(line, offset, topic_override) {
+        Ok(record) => record,
+        Err(line) => parse_line_with_serde(line, offset, topic_override),
+    }
+}
+
+/// Where a line's fields that tell its form lie, as [`top_level::fields`] found them.
+#[derive(Default)]
+struct FieldRanges {
+    value: Option<Range<usize>>,
+    key: Option<Range<usize>>,
+    topic: Option<Range<usize>>,
+    headers: Option<Range<usize>>,
+    op: Option<Range<usize>>,
+    payload: Option<Range<usize>>,
+    source: Option<Range<usize>>,
+    /// Whether the line has other top-level fields.
+    others: bool,
+}
+
+impl FieldRanges {
+    /// `None` when the scanner cannot tell, or a field is repeated (serde refuses that).
+    fn scan(text: &[u8]) -> Option<Self> {
+        let mut ranges = Self::default();
+        for field in top_level::fields(text)? {
+            let slot = match field.name {
+                b"value" => &mut ranges.value,
+                b"key" => &mut ranges.key,
+                b"topic" => &mut ranges.topic,
+                b"headers" => &mut ranges.headers,
+                b"op" => &mut ranges.op,
+                b"payload" => &mut ranges.payload,
+                b"source" => &mut ranges.source,
+                _ => {
+                    ranges.others = true;
+                    continue;
+                }
+            };
+            if slot.replace(field.value).is_some() {
+                return None;
+            }
+        }
+        Some(ranges)
+    }
+
+    /// The line's text of a field that is present and not `null`.
+    fn text<'a>(line: &'a [u8], range: &Option<Range<usize>>) -> Option<&'a [u8]> {
+        range
+            .as_ref()
+            .map(|range| &line[range.clone()])
+            .filter(|text| *text != b"null")
+    }
+}
+
+/// [`parse_line`] through [`top_level::fields`], which skips over the ~1 KB envelope
+/// instead of validating it here and again when it is decoded. Gives the same record as
+/// [`parse_line_with_serde`] for the lines it takes; gives the line back for any other
+/// (a field of the wrong shape, a keyed line with fields beside the four, anything the
+/// scanner cannot tell), so that serde's reading says what is wrong, as before. What
+/// is not validated here is by whoever reads it: the envelope by the decoder (a bare
+/// line is its envelope; a keyed line's `value` is), `topic`, `key` and `headers` here.
+fn parse_scanned(
+    mut line: Vec<u8>,
+    offset: i64,
+    topic_override: Option<&str>,
+) -> Result<RawRecord, Vec<u8>> {
+    let Some(ranges) = FieldRanges::scan(&line) else {
+        return Err(line);
+    };
+    let keyed = ranges.value.is_some()
+        && ranges.op.is_none()
+        && ranges.payload.is_none()
+        && ranges.source.is_none();
+    if !keyed {
+        let topic = match topic_override {
+            Some(_) => None,
+            None => topic_of(
+                FieldRanges::text(&line, &ranges.source).and_then(as_str),
+                FieldRanges::text(&line, &ranges.payload).and_then(as_str),
+            ),
+        };
+        return Ok(RawRecord {
+            key: None,
+            value: Some(line),
+            headers: Vec::new(),
+            origin: origin(topic_override, topic, offset),
+            unreadable: None,
+        });
+    }
+    if ranges.others {
+        return Err(line);
+    }
+    let Some(KeyedFields {
+        topic,
+        key,
+        headers,
+    }) = keyed_fields(&line, &ranges)
+    else {
+        return Err(line);
+    };
+    // The value takes the line's buffer: moved to its front, not copied into a new one.
+    let value = FieldRanges::text(&line, &ranges.value).is_some().then(|| {
+        let range = ranges.value.clone().expect("present");
+        line.copy_within(range.clone(), 0);
+        line.truncate(range.len());
+        line
+    });
+    let topic = match topic_override {
+        Some(_) => None,
+        None => topic.or_else(|| value.as_deref().and_then(derived_topic)),
+    };
+    Ok(RawRecord {
+        key,
+        value,
+        headers,
+        origin: origin(topic_override, topic, offset),
+        unreadable: None,
+    })
+}
+
+/// A keyed line's fields beside its `value`.
+struct KeyedFields {
+    topic: Option<String>,
+    key: Option<Vec<u8>>,
+    headers: Vec<Header>,
+}
+
+/// Reads a keyed line's `topic`, `key` and `headers` and checks a `value` that is a bare
+/// token; `None` if one is not of its shape (serde's reading then says which).
+fn keyed_fields(line: &[u8], ranges: &FieldRanges) -> Option<KeyedFields> {
+    let topic = match FieldRanges::text(line, &ranges.topic) {
+        None => None,
+        Some(text) => Some(serde_json::from_slice::<String>(text).ok()?),
+    };
+    let key = match FieldRanges::text(line, &ranges.key) {
+        None => None,
+        Some(text) => {
+            serde_json::from_slice::<IgnoredAny>(text).ok()?;
+            Some(text.to_vec())
+        }
+    };
+    let headers = match FieldRanges::text(line, &ranges.headers) {
+        None => Vec::new(),
+        Some(text) => headers_from_json(serde_json::from_slice(text).ok()?),
+    };
+    // An object, array or string is the decoder's to validate; a bare token is here.
+    if let Some(text) = FieldRanges::text(line, &ranges.value)
+        && !matches!(text[0], b'{' | b'[' | b'"')
+    {
+        serde_json::from_slice::<IgnoredAny>(text).ok()?;
+    }
+    Some(KeyedFields {
+        topic,
+        key,
+        headers,
+    })
+}
+
+/// A field's raw JSON as text (it is the line's own bytes, so UTF-8 unless the line is
+/// not, which the decoder reports).
+fn as_str(text: &[u8]) -> Option<&str> {
+    std::str::from_utf8(text).ok()
+}
+
+/// [`parse_line`] through serde's reading of the whole line.
+fn parse_line_with_serde(line: Vec<u8>, offset: i64, topic_override: Option<&str>) -> RawRecord {
     let fields: Option<LineFields<'_>> = serde_json::from_slice(&line).ok();
     // Keyed lines have a top-level `value` (possibly null) and none of an envelope's fields.
     if let Some(fields) = &fields
@@ -378,7 +548,10 @@ fn parse_line(line: Vec<u8>, offset: i64, topic_override: Option<&str>) -> RawRe
     }
     // A configured topic wins: no need to derive one.
     let topic = match (topic_override, &fields) {
-        (None, Some(fields)) => topic_of(fields.source, fields.payload),
+        (None, Some(fields)) => topic_of(
+            fields.source.map(RawValue::get),
+            fields.payload.map(RawValue::get),
+        ),
         _ => None,
     };
     RawRecord {
@@ -431,13 +604,22 @@ fn not_null(raw: Option<&RawValue>) -> Option<&RawValue> {
 
 /// The Debezium topic of an envelope, from its `source` block, if it has one.
 fn derived_topic(value: &[u8]) -> Option<String> {
+    if let Some(ranges) = FieldRanges::scan(value) {
+        return topic_of(
+            FieldRanges::text(value, &ranges.source).and_then(as_str),
+            FieldRanges::text(value, &ranges.payload).and_then(as_str),
+        );
+    }
     let fields: LineFields<'_> = serde_json::from_slice(value).ok()?;
-    topic_of(fields.source, fields.payload)
+    topic_of(
+        fields.source.map(RawValue::get),
+        fields.payload.map(RawValue::get),
+    )
 }
 
 /// The Debezium topic named by an envelope's `source` block, or by the `source` block
-/// inside its `payload` (the schema+payload form).
-fn topic_of(source: Option<&RawValue>, payload: Option<&RawValue>) -> Option<String> {
+/// inside its `payload` (the schema+payload form); each given as its raw JSON.
+fn topic_of(source: Option<&str>, payload: Option<&str>) -> Option<String> {
     #[derive(Deserialize)]
     struct SourceNames {
         #[serde(default)]
@@ -448,15 +630,19 @@ fn topic_of(source: Option<&RawValue>, payload: Option<&RawValue>) -> Option<Str
         schema: Option<String>,
         table: String,
     }
+    fn not_null(raw: Option<&str>) -> Option<&str> {
+        raw.filter(|raw| *raw != "null")
+    }
+    let inner: LineFields<'_>;
     let source = match (not_null(source), not_null(payload)) {
         (Some(source), _) => source,
         (None, Some(payload)) => {
-            let inner: LineFields<'_> = serde_json::from_str(payload.get()).ok()?;
-            not_null(inner.source)?
+            inner = serde_json::from_str(payload).ok()?;
+            not_null(inner.source.map(RawValue::get))?
         }
         (None, None) => return None,
     };
-    let source: SourceNames = serde_json::from_str(source.get()).ok()?;
+    let source: SourceNames = serde_json::from_str(source).ok()?;
     Some(match source.schema {
         Some(schema) => format!("{}.{}.{}.{}", source.name, source.db, schema, source.table),
         None => format!("{}.{}.{}", source.name, source.db, source.table),
@@ -466,7 +652,7 @@ fn topic_of(source: Option<&RawValue>, payload: Option<&RawValue>) -> Option<Str
 fn headers_from_json(map: serde_json::Map<String, serde_json::Value>) -> Vec<Header> {
     map.into_iter()
         .map(|(key, value)| Header {
-            key,
+            key: key.into(),
             value: match value {
                 serde_json::Value::Null => None,
                 serde_json::Value::String(text) => Some(text.into_bytes()),
@@ -523,6 +709,65 @@ mod tests {
             records[3].value.as_deref(),
             Some(&b"not json"[..]),
             "garbage is kept for the DLQ"
+        );
+    }
+
+    /// The scanner's fast path gives what serde's reading gives, for every line it takes;
+    /// the lines it gives back are the ones only serde can judge.
+    #[test]
+    fn the_fast_path_reads_lines_as_serde_does() {
+        let envelope = r#"{"before":null,"after":{"id":1,"s":"a\"}b","n":[1,{"x":"]"}]},"source":{"name":"s","db":"d","schema":"dbo","table":"t"},"op":"c","ts_ms":1}"#;
+        let taken = [
+            format!(r#"{{"topic":"t1","key":{{"id":1}},"value":{envelope},"headers":{{"h":"v","n":null,"o":{{"a":1}}}}}}"#),
+            format!(r#"{{"key":{{"id":1}},"value":{envelope}}}"#),
+            format!(r#"  {{ "value" : {envelope} , "key" : "k" , "topic" : null }}  "#),
+            format!(r#"{{"value":{envelope},"key":null,"headers":null}}"#),
+            r#"{"key":{"id":1},"value":null}"#.to_owned(),
+            r#"{"value":null,"topic":"x"}"#.to_owned(),
+            r#"{"value":12}"#.to_owned(),
+            r#"{"value":"text"}"#.to_owned(),
+            envelope.to_owned(),
+            r#"{"schema":{"type":"struct"},"payload":{"op":"c","source":{"name":"s","db":"d","table":"t"}}}"#.to_owned(),
+            r#"{"op":"c","source":null}"#.to_owned(),
+            r#"{"op":"c","source":{"name":1}}"#.to_owned(),
+            r#"{"value":{"op":"c"},"op":"c"}"#.to_owned(),
+            "{}".to_owned(),
+        ];
+        let given_back = [
+            r#"{"key":1,"value":{"op":"c"},"headers":["not","a","map"]}"#,
+            r#"{"topic":7,"value":{}}"#,
+            r#"{"key":{"a":tru},"value":{}}"#,
+            r#"{"value":nul}"#,
+            r#"{"value":{},"extra":1}"#,
+            r#"{"value":{},"value":{}}"#,
+            r#"{"va\u006cue":{}}"#,
+            "not json",
+            "[1,2]",
+            r#"{"value":{}} trailing"#,
+        ];
+        for topic in [None, Some("configured")] {
+            for (offset, line) in taken.iter().enumerate() {
+                let fast = parse_scanned(line.clone().into_bytes(), offset as i64, topic)
+                    .unwrap_or_else(|_| panic!("the scanner takes {line}"));
+                let serde = parse_line_with_serde(line.clone().into_bytes(), offset as i64, topic);
+                assert_eq!(fast, serde, "{line}");
+            }
+            for line in given_back {
+                assert!(
+                    parse_scanned(line.as_bytes().to_vec(), 0, topic).is_err(),
+                    "{line}"
+                );
+            }
+        }
+        // A keyed value the scanner delimits without validating is refused by the decoder,
+        // as the whole line was before: a dead letter either way.
+        let record = parse_line(br#"{"key":1,"value":{"op":tru}}"#.to_vec(), 0, None);
+        assert_eq!(record.value.as_deref(), Some(&br#"{"op":tru}"#[..]));
+        let malformed = sluice_runtime::debezium::decode(record).expect_err("not JSON");
+        assert!(
+            malformed.error.to_string().contains("not valid JSON"),
+            "{}",
+            malformed.error
         );
     }
 
