@@ -21,6 +21,7 @@
 use std::ops::Range;
 use std::path::PathBuf;
 
+use futures::FutureExt as _;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
@@ -218,7 +219,7 @@ impl FileSource {
                 // A last line without a line end.
                 return Ok(Some(self.take_line()));
             }
-            let (chunk, used, complete) = match available.iter().position(|&b| b == b'\n') {
+            let (chunk, used, complete) = match memchr::memchr(b'\n', available) {
                 Some(end) => (&available[..end], end + 1, true),
                 None => (available, available.len(), false),
             };
@@ -262,14 +263,19 @@ impl Source for FileSource {
             // The first record waits as long as it takes; the batch then leaves at most
             // LINGER after it, however the later lines trickle in. `read_line` is
             // cancel-safe, so a timeout loses no partial line.
-            let line = match self.batch_started {
-                None => self.read_line().await?,
-                Some(started) => {
-                    match tokio::time::timeout_at(started + LINGER, self.read_line()).await {
-                        Ok(line) => line?,
-                        Err(_) => break,
+            // A line already in the read buffer is taken without a timer: most are, and
+            // a timer per line costs more than reading it.
+            let line = match self.read_line().now_or_never() {
+                Some(line) => line?,
+                None => match self.batch_started {
+                    None => self.read_line().await?,
+                    Some(started) => {
+                        match tokio::time::timeout_at(started + LINGER, self.read_line()).await {
+                            Ok(line) => line?,
+                            Err(_) => break,
+                        }
                     }
-                }
+                },
             };
             let Some(line) = line else { break };
             let offset = self.next_line;
