@@ -21,8 +21,10 @@ pub(crate) fn read_batch(batch: &[u8]) -> Vec<wit::ChangeEvent> {
     let headers_at = 4 + count * stride;
     (0..count)
         .map(|index| {
+            // The event's words, read once: one bounds check instead of four per word.
             let base = 4 + index * stride;
-            let w = |word: usize| words.word(base + word);
+            let slots: [u32; EVENT_WORDS] = words.event(base);
+            let w = |word: usize| slots[word];
             let text = |word: usize| words.text(w(word), w(word + 1));
             let bytes = |word: usize| words.bytes(w(word), w(word + 1));
             let span = |word: usize| {
@@ -109,6 +111,16 @@ impl Words<'_> {
         u32::from_le_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
     }
 
+    /// The [`EVENT_WORDS`] words of the event starting at word `base`.
+    fn event(&self, base: usize) -> [u32; EVENT_WORDS] {
+        let bytes = &self.0[base * 4..(base + EVENT_WORDS) * 4];
+        let mut slots = [0u32; EVENT_WORDS];
+        for (slot, word) in slots.iter_mut().zip(bytes.chunks_exact(4)) {
+            *slot = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        slots
+    }
+
     fn bytes(&self, offset: u32, len: u32) -> Option<Vec<u8>> {
         (offset != NONE).then(|| self.0[offset as usize..offset as usize + len as usize].to_vec())
     }
@@ -116,7 +128,12 @@ impl Words<'_> {
     fn text(&self, offset: u32, len: u32) -> Option<String> {
         (offset != NONE).then(|| {
             let bytes = &self.0[offset as usize..offset as usize + len as usize];
-            String::from_utf8_lossy(bytes).into_owned()
+            // The host writes UTF-8 (its strings are Rust strings): checked, not repaired,
+            // on the way; `from_utf8_lossy` walks the bytes chunk by chunk even then.
+            match std::str::from_utf8(bytes) {
+                Ok(text) => text.to_owned(),
+                Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+            }
         })
     }
 }
