@@ -368,7 +368,7 @@ fn parse_line(line: Vec<u8>, offset: i64, topic_override: Option<&str>) -> RawRe
     }
 }
 
-/// Where a line's fields that tell its form lie, as [`top_level::fields`] found them.
+/// Where a line's fields that tell its form lie, as [`top_level::visit_fields`] found them.
 #[derive(Default)]
 struct FieldRanges {
     value: Option<Range<usize>>,
@@ -386,7 +386,7 @@ impl FieldRanges {
     /// `None` when the scanner cannot tell, or a field is repeated (serde refuses that).
     fn scan(text: &[u8]) -> Option<Self> {
         let mut ranges = Self::default();
-        for field in top_level::fields(text)? {
+        top_level::visit_fields(text, |field| {
             let slot = match field.name {
                 b"value" => &mut ranges.value,
                 b"key" => &mut ranges.key,
@@ -397,13 +397,12 @@ impl FieldRanges {
                 b"source" => &mut ranges.source,
                 _ => {
                     ranges.others = true;
-                    continue;
+                    return Some(());
                 }
             };
-            if slot.replace(field.value).is_some() {
-                return None;
-            }
-        }
+            // A repeated field: serde refuses those, so the line goes to serde.
+            slot.replace(field.value).is_none().then_some(())
+        })?;
         Some(ranges)
     }
 
@@ -416,7 +415,7 @@ impl FieldRanges {
     }
 }
 
-/// [`parse_line`] through [`top_level::fields`], which skips over the ~1 KB envelope
+/// [`parse_line`] through [`top_level::visit_fields`], which skips over the ~1 KB envelope
 /// instead of validating it here and again when it is decoded. Gives the same record as
 /// [`parse_line_with_serde`] for the lines it takes; gives the line back for any other
 /// (a field of the wrong shape, a keyed line with fields beside the four, anything the
@@ -463,12 +462,14 @@ fn parse_scanned(
         return Err(line);
     };
     // The value takes the line's buffer: moved to its front, not copied into a new one.
-    let value = FieldRanges::text(&line, &ranges.value).is_some().then(|| {
-        let range = ranges.value.clone().expect("present");
-        line.copy_within(range.clone(), 0);
-        line.truncate(range.len());
-        line
-    });
+    let value = match ranges.value {
+        Some(range) if line[range.clone()] != *b"null" => {
+            line.copy_within(range.clone(), 0);
+            line.truncate(range.len());
+            Some(line)
+        }
+        _ => None,
+    };
     let topic = match topic_override {
         Some(_) => None,
         None => topic.or_else(|| value.as_deref().and_then(derived_topic)),

@@ -23,19 +23,23 @@ pub(crate) struct Field<'a> {
     pub value: Range<usize>,
 }
 
-/// The top-level fields of `text`, which must be one JSON object (whitespace around it
-/// allowed), in the order written; `None` if the reader cannot tell (see the module's
-/// comment). A field's value range is exact: what serde's `RawValue` of it would hold.
-/// Nested values are not validated: a field's bytes are only known to be balanced.
-pub(crate) fn fields(text: &[u8]) -> Option<Vec<Field<'_>>> {
-    let mut fields = Vec::with_capacity(4);
+/// Hands `visit` each top-level field of `text`, which must be one JSON object
+/// (whitespace around it allowed), in the order written (no list is built: this runs per
+/// line). `None` if the reader cannot tell (see the module's comment) or `visit` says
+/// `None`; fields visited before that are to be forgotten. A field's value range is
+/// exact: what serde's `RawValue` of it would hold. Nested values are not validated: a
+/// field's bytes are only known to be balanced.
+pub(crate) fn visit_fields<'a>(
+    text: &'a [u8],
+    mut visit: impl FnMut(Field<'a>) -> Option<()>,
+) -> Option<()> {
     let mut at = skip_whitespace(text, 0);
     if text.get(at) != Some(&b'{') {
         return None;
     }
     at = skip_whitespace(text, at + 1);
     if text.get(at) == Some(&b'}') {
-        return only_whitespace_after(text, at + 1).then_some(fields);
+        return only_whitespace_after(text, at + 1).then_some(());
     }
     loop {
         if text.get(at) != Some(&b'"') {
@@ -52,14 +56,14 @@ pub(crate) fn fields(text: &[u8]) -> Option<Vec<Field<'_>>> {
         }
         let value_start = skip_whitespace(text, at + 1);
         let value_end = skip_value(text, value_start)?;
-        fields.push(Field {
+        visit(Field {
             name: &text[name_start..name_end],
             value: value_start..value_end,
-        });
+        })?;
         at = skip_whitespace(text, value_end);
         match text.get(at) {
             Some(b',') => at = skip_whitespace(text, at + 1),
-            Some(b'}') => return only_whitespace_after(text, at + 1).then_some(fields),
+            Some(b'}') => return only_whitespace_after(text, at + 1).then_some(()),
             _ => return None,
         }
     }
@@ -181,6 +185,16 @@ fn skip_container(text: &[u8], at: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fields [`visit_fields`] hands over, in order.
+    fn fields(text: &[u8]) -> Option<Vec<Field<'_>>> {
+        let mut fields = Vec::new();
+        visit_fields(text, |field| {
+            fields.push(field);
+            Some(())
+        })?;
+        Some(fields)
+    }
     use serde_json::value::RawValue;
     use std::collections::BTreeMap;
 
