@@ -3,11 +3,8 @@
 //!
 //! - Each lane consumes in a group of its own, `<group.id>.<plugin>` ([`lane_settings`]),
 //!   so each plugin commits its own offsets; the shared lane keeps `group.id`.
-//! - At-least-once, each consumer of each lane publishes through a producer of its own,
-//!   as Kafka Connect gives each task one and Flink each sink subtask: lanes on many
-//!   cores do not queue behind one producer's partition queues and broker threads. The
-//!   first producer is made when the run starts, so a bad property fails the run before
-//!   any lane opens.
+//! - At-least-once, every lane publishes through one producer (thread-safe; the lanes
+//!   share its connections and batching).
 //! - Exactly-once, each lane's sink is a transactional producer of its own
 //!   (`<transactional.id or "sluice">.<group>.<instance>`) that commits the lane
 //!   consumer's offsets in the batch's transaction: the consumer hands it a
@@ -93,13 +90,8 @@ pub struct KafkaSinkSettings {
 
 /// What the lanes of a run share.
 pub enum KafkaShared {
-    /// At-least-once: the producer properties; each lane consumer opens a producer of its
-    /// own. `first` is the one made at start (it proves the properties), handed to the
-    /// first consumer that opens.
-    Producers {
-        properties: Vec<(String, String)>,
-        first: std::sync::Mutex<Option<KafkaSink>>,
-    },
+    /// At-least-once: one producer.
+    Producer(KafkaSink),
     /// Exactly-once: each lane opens a transactional producer of its own with these
     /// properties and `transactional.id` prefix (the configured `transactional.id`, else
     /// "sluice").
@@ -133,13 +125,10 @@ impl SinkKind for KafkaSinkSettings {
 
     async fn start(&self, run: &SinkRun) -> Result<KafkaShared, SinkError> {
         match run.delivery {
-            Delivery::AtLeastOnce => Ok(KafkaShared::Producers {
-                properties: self.properties.clone(),
-                first: std::sync::Mutex::new(Some(KafkaSink::new(
-                    &self.properties,
-                    Some(Arc::clone(&run.telemetry)),
-                )?)),
-            }),
+            Delivery::AtLeastOnce => Ok(KafkaShared::Producer(KafkaSink::new(
+                &self.properties,
+                Some(Arc::clone(&run.telemetry)),
+            )?)),
             Delivery::ExactlyOnce => {
                 let mut properties = self.properties.clone();
                 let prefix = match properties.iter().position(|(k, _)| k == "transactional.id") {
@@ -158,13 +147,8 @@ impl SinkKind for KafkaSinkSettings {
         commit: Option<CommitHandle>,
     ) -> Result<KafkaLaneSink, SinkError> {
         let (properties, prefix) = match shared {
-            KafkaShared::Producers { properties, first } => {
-                let first = first.lock().unwrap_or_else(|e| e.into_inner()).take();
-                let producer = match first {
-                    Some(producer) => producer,
-                    None => KafkaSink::new(properties, Some(Arc::clone(&run.telemetry)))?,
-                };
-                return Ok(KafkaLaneSink::Producer(producer));
+            KafkaShared::Producer(producer) => {
+                return Ok(KafkaLaneSink::Producer(producer.clone()));
             }
             KafkaShared::Transactions { properties, prefix } => (properties.clone(), prefix),
         };
@@ -248,54 +232,6 @@ mod tests {
             group(lane_settings(&settings("cdm"), SHARED_LANE)).as_deref(),
             Some("cdm")
         );
-    }
-
-    #[tokio::test]
-    async fn each_at_least_once_lane_consumer_gets_a_producer_of_its_own() {
-        let sink = KafkaSinkSettings {
-            properties: vec![("bootstrap.servers".to_owned(), "127.0.0.1:9".to_owned())],
-        };
-        let run = SinkRun {
-            delivery: Delivery::AtLeastOnce,
-            instance: "test".to_owned(),
-            telemetry: Arc::new(Telemetry::default()),
-        };
-        let shared = sink.start(&run).await.expect("no connection needed");
-        let mut producers = Vec::new();
-        for lane in ["a", "a", "b"] {
-            let KafkaLaneSink::Producer(producer) =
-                KafkaSinkSettings::open(&shared, &run, lane, None)
-                    .await
-                    .expect("opened")
-            else {
-                panic!("an at-least-once lane gets a plain producer");
-            };
-            producers.push(producer);
-        }
-        // All alive at once, so no address is reused.
-        let mut clients: Vec<usize> = producers.iter().map(KafkaSink::client_pointer).collect();
-        clients.sort_unstable();
-        clients.dedup();
-        assert_eq!(clients.len(), 3, "three consumers, three producers");
-    }
-
-    #[tokio::test]
-    async fn a_bad_producer_property_fails_the_run_at_start() {
-        let sink = KafkaSinkSettings {
-            properties: vec![
-                ("bootstrap.servers".to_owned(), "127.0.0.1:9".to_owned()),
-                ("no.such.property".to_owned(), "1".to_owned()),
-            ],
-        };
-        let run = SinkRun {
-            delivery: Delivery::AtLeastOnce,
-            instance: "test".to_owned(),
-            telemetry: Arc::new(Telemetry::default()),
-        };
-        let Err(error) = sink.start(&run).await else {
-            panic!("a property librdkafka does not know is refused at start");
-        };
-        assert!(error.to_string().contains("no.such.property"), "{error}");
     }
 
     #[tokio::test]

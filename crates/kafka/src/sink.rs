@@ -45,8 +45,7 @@ impl RawKafkaSink {
     }
 }
 
-/// Publishes records (see the module docs). Clones share one producer; each lane
-/// consumer makes its own (`crate::connector`).
+/// Publishes records (see the module docs). Clones share one producer.
 #[derive(Clone)]
 pub struct KafkaSink {
     producer: FutureProducer<ErrorCounter>,
@@ -98,12 +97,6 @@ impl KafkaSink {
         let producer = create_producer(&producer_config(properties, None), telemetry)
             .map_err(|e| error(format!("creating the producer: {e}")))?;
         Ok(Self { producer })
-    }
-
-    /// The address of the librdkafka client, which tells producers apart in tests.
-    #[cfg(test)]
-    pub(crate) fn client_pointer(&self) -> usize {
-        self.producer.client().native_ptr() as usize
     }
 }
 
