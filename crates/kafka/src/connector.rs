@@ -4,7 +4,11 @@
 //! - Each lane consumes in a group of its own, `<group.id>.<plugin>` ([`lane_settings`]),
 //!   so each plugin commits its own offsets; the shared lane keeps `group.id`.
 //! - At-least-once, every lane publishes through one producer (thread-safe; the lanes
-//!   share its connections and batching).
+//!   share its connections and batching). A producer per lane consumer (as Kafka
+//!   Connect gives each task one) was tried and taken back: on the test broker (tansu),
+//!   several producers appending to one partition at once made a live reader of the
+//!   output skip records that a later reader found (BENCHMARKS.md, "A producer per lane,
+//!   tried").
 //! - Exactly-once, each lane's sink is a transactional producer of its own
 //!   (`<transactional.id or "sluice">.<group>.<instance>`) that commits the lane
 //!   consumer's offsets in the batch's transaction: the consumer hands it a
@@ -232,6 +236,25 @@ mod tests {
             group(lane_settings(&settings("cdm"), SHARED_LANE)).as_deref(),
             Some("cdm")
         );
+    }
+
+    #[tokio::test]
+    async fn a_bad_producer_property_fails_the_run_at_start() {
+        let sink = KafkaSinkSettings {
+            properties: vec![
+                ("bootstrap.servers".to_owned(), "127.0.0.1:9".to_owned()),
+                ("no.such.property".to_owned(), "1".to_owned()),
+            ],
+        };
+        let run = SinkRun {
+            delivery: Delivery::AtLeastOnce,
+            instance: "test".to_owned(),
+            telemetry: Arc::new(Telemetry::default()),
+        };
+        let Err(error) = sink.start(&run).await else {
+            panic!("a property librdkafka does not know is refused at start");
+        };
+        assert!(error.to_string().contains("no.such.property"), "{error}");
     }
 
     #[tokio::test]
