@@ -46,6 +46,12 @@ if ! cmp -s sdk/js/package-lock.json sdk/js/node_modules/.installed-package-lock
     (cd sdk/js && npm ci --no-audit --no-fund --loglevel=error)
     cp sdk/js/package-lock.json sdk/js/node_modules/.installed-package-lock.json
 fi
+# weval, for the JavaScript plugins' ahead-of-time compilation (sdk/build/src/js.rs
+# finds it on PATH): from crates.io, since its npm package downloads it from GitHub.
+weval_version=0.5.1
+if ! weval --version 2>/dev/null | grep -q " $weval_version"; then
+    cargo install --quiet --locked weval --version "$weval_version"
+fi
 componentize_py=0.19.3
 python3 -m pip show componentize-py 2>/dev/null | grep -qx "Version: $componentize_py" ||
     python3 -m pip install --quiet "componentize-py==$componentize_py"

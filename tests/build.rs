@@ -67,6 +67,10 @@ fn main() {
     ] {
         println!("cargo::rerun-if-changed={}", root.join(watched).display());
     }
+    // The JavaScript plugins are compiled ahead of time when weval is found (sdk/build/src/js.rs).
+    for variable in ["SLUICE_WEVAL", "SLUICE_JS_AOT"] {
+        println!("cargo::rerun-if-env-changed={variable}");
+    }
 }
 
 /// The directories under `plugins/` that hold a JavaScript (`package.json`) or Python

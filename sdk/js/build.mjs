@@ -8,7 +8,9 @@
  * specifier `sluice` resolved to the SDK (so plugins `import * as sluice from "sluice"` in
  * any directory) and the WIT imports left external; componentize-js then embeds it in
  * StarlingMonkey for the `transformer` world. Only the WASI features a plugin may use are
- * kept: the host grants no HTTP, so `http` and `fetch-event` are left out.
+ * kept: the host grants no HTTP, so `http` and `fetch-event` are left out. When the
+ * caller found `weval` (`SLUICE_WEVAL_BIN`), the engine's interpreter is compiled ahead of
+ * time for this plugin (componentize-js's `enableAot`).
  */
 
 import { writeFile } from "node:fs/promises";
@@ -38,10 +40,18 @@ await bundle.close();
 const bundled = join(dirname(sdkDir), "plugin.bundle.js");
 await writeFile(bundled, output[0].code);
 
+const weval = process.env.SLUICE_WEVAL_BIN;
+if (!weval) {
+  console.error(
+    "note: built without ahead-of-time compilation (no weval in $SLUICE_WEVAL or on PATH, " +
+      "or SLUICE_JS_AOT=0); `cargo install weval --version 0.5.1` makes plugins ~1.2x faster",
+  );
+}
 const { component } = await componentize({
   sourcePath: bundled,
   witPath: witDir,
   worldName: "transformer",
   disableFeatures: ["http", "fetch-event"],
+  ...(weval ? { enableAot: true, wevalBin: weval } : {}),
 });
 await writeFile(out, component);

@@ -6,6 +6,11 @@
 //! project's own `node_modules` (after `npm install` there), else under
 //! `$SLUICE_JS_TOOLCHAIN` (a `node_modules` directory), else in this repository's
 //! `sdk/js/node_modules` (`npm ci` there; `.ci/run` does).
+//!
+//! With `weval` at hand (`$SLUICE_WEVAL`, else `weval` on `PATH`; `cargo install weval
+//! --version 0.5.1`), componentize-js compiles the engine's interpreter ahead of time for
+//! the plugin (its `enableAot`): 1.14-1.24x faster plugins in BENCHMARKS.md. Without it,
+//! or with `SLUICE_JS_AOT=0`, the plugin is built as before and a note says so.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,10 +18,11 @@ use std::process::Command;
 use crate::{BuildError, component_stem, publish, staging_dir, write_files};
 
 /// The toolchain `sdk/js/package.json` pins, as (package, version), which templates ask
-/// for too: componentize-js, the jco release of its time (a newer one would pull a second
-/// componentize-js), the preview2-shim it imports without declaring, and rolldown.
+/// for too: componentize-js, jco 1.15.1 (it keeps a componentize-js 0.19 of its own for
+/// its CLI; `build.mjs` loads the pinned one), the preview2-shim componentize-js imports
+/// without declaring, and rolldown.
 pub const JS_TOOLCHAIN: &[(&str, &str)] = &[
-    ("@bytecodealliance/componentize-js", "0.19.3"),
+    ("@bytecodealliance/componentize-js", "0.23.0"),
     ("@bytecodealliance/jco", "1.15.1"),
     ("@bytecodealliance/preview2-shim", "0.17.9"),
     ("rolldown", "1.3.2"),
@@ -58,6 +64,14 @@ pub fn build(dir: &Path, out: &Path) -> Result<PathBuf, BuildError> {
         .arg(staging.join("wit"))
         .arg(&toolchain)
         .arg(&built);
+    match find_weval() {
+        Some(weval) => {
+            node.env("SLUICE_WEVAL_BIN", weval);
+        }
+        None => {
+            node.env_remove("SLUICE_WEVAL_BIN");
+        }
+    }
     let status = node
         .status()
         .map_err(|error| BuildError::ToolchainMissing {
@@ -72,6 +86,20 @@ pub fn build(dir: &Path, out: &Path) -> Result<PathBuf, BuildError> {
         });
     }
     publish(&staging, &stem, &component)
+}
+
+/// The `weval` binary for ahead-of-time compilation: `$SLUICE_WEVAL`, else the first
+/// `weval` on `PATH`; none when `SLUICE_JS_AOT=0`.
+fn find_weval() -> Option<PathBuf> {
+    if std::env::var_os("SLUICE_JS_AOT").is_some_and(|value| value == "0") {
+        return None;
+    }
+    if let Some(weval) = std::env::var_os("SLUICE_WEVAL") {
+        return Some(PathBuf::from(weval)).filter(|path| path.is_file());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("weval"))
+        .find(|path| path.is_file())
 }
 
 /// `name` and `main` (default `src/index.js`) of a `package.json`.
