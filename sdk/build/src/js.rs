@@ -12,6 +12,7 @@
 //! the plugin (its `enableAot`): 1.14-1.24x faster plugins in BENCHMARKS.md. Without it,
 //! or with `SLUICE_JS_AOT=0`, the plugin is built as before and a note says so.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -64,7 +65,12 @@ pub fn build(dir: &Path, out: &Path) -> Result<PathBuf, BuildError> {
         .arg(staging.join("wit"))
         .arg(&toolchain)
         .arg(&built);
-    match find_weval() {
+    let weval = find_weval(
+        std::env::var_os("SLUICE_JS_AOT").as_deref(),
+        std::env::var_os("SLUICE_WEVAL").as_deref(),
+        std::env::var_os("PATH").as_deref(),
+    )?;
+    match weval {
         Some(weval) => {
             node.env("SLUICE_WEVAL_BIN", weval);
         }
@@ -88,18 +94,37 @@ pub fn build(dir: &Path, out: &Path) -> Result<PathBuf, BuildError> {
     publish(&staging, &stem, &component)
 }
 
-/// The `weval` binary for ahead-of-time compilation: `$SLUICE_WEVAL`, else the first
-/// `weval` on `PATH`; none when `SLUICE_JS_AOT=0`.
-fn find_weval() -> Option<PathBuf> {
-    if std::env::var_os("SLUICE_JS_AOT").is_some_and(|value| value == "0") {
-        return None;
+/// The `weval` binary for ahead-of-time compilation, from the values of `SLUICE_JS_AOT`,
+/// `SLUICE_WEVAL` and `PATH`: none when `SLUICE_JS_AOT=0`; else the file `SLUICE_WEVAL`
+/// names (an error when it is not one); else the first `weval` on `PATH`, if any.
+fn find_weval(
+    aot: Option<&OsStr>,
+    named: Option<&OsStr>,
+    path: Option<&OsStr>,
+) -> Result<Option<PathBuf>, BuildError> {
+    if aot.is_some_and(|value| value == "0") {
+        return Ok(None);
     }
-    if let Some(weval) = std::env::var_os("SLUICE_WEVAL") {
-        return Some(PathBuf::from(weval)).filter(|path| path.is_file());
+    if let Some(named) = named {
+        let weval = PathBuf::from(named);
+        return if weval.is_file() {
+            Ok(Some(weval))
+        } else {
+            Err(BuildError::ToolchainMissing {
+                language: "JavaScript",
+                tool: format!("weval at {} (named by SLUICE_WEVAL)", weval.display()),
+                hint: "point SLUICE_WEVAL at the weval binary (`cargo install weval --version \
+                       0.5.1` puts it in ~/.cargo/bin), unset it to look on PATH, or set \
+                       SLUICE_JS_AOT=0 to build without ahead-of-time compilation"
+                    .to_owned(),
+            })
+        };
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join("weval"))
-        .find(|path| path.is_file())
+    Ok(path.and_then(|path| {
+        std::env::split_paths(path)
+            .map(|dir| dir.join("weval"))
+            .find(|candidate| candidate.is_file())
+    }))
 }
 
 /// `name` and `main` (default `src/index.js`) of a `package.json`.
@@ -168,6 +193,41 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    #[test]
+    fn weval_is_taken_from_sluice_weval_then_path_and_a_wrong_name_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("sluice-weval-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let weval = dir.join("weval");
+        std::fs::write(&weval, "").expect("write");
+        let path = std::env::join_paths([Path::new("/nonexistent"), &dir]).expect("PATH");
+        let missing = dir.join("no-such-weval");
+
+        let on_path = find_weval(None, None, Some(&path)).expect("found");
+        assert_eq!(on_path.as_deref(), Some(weval.as_path()));
+        let named = find_weval(None, Some(weval.as_os_str()), None).expect("named");
+        assert_eq!(named.as_deref(), Some(weval.as_path()));
+        let off = find_weval(
+            Some(OsStr::new("0")),
+            Some(missing.as_os_str()),
+            Some(&path),
+        );
+        assert_eq!(off.expect("off").as_deref(), None);
+        assert_eq!(
+            find_weval(None, None, Some(OsStr::new("/nonexistent"))).expect("none"),
+            None
+        );
+
+        let error = find_weval(None, Some(missing.as_os_str()), Some(&path))
+            .expect_err("a named file that is not there")
+            .to_string();
+        assert!(
+            error.contains("no-such-weval (named by SLUICE_WEVAL)"),
+            "{error}"
+        );
+        assert!(error.contains("SLUICE_JS_AOT=0"), "{error}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]
