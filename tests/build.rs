@@ -31,9 +31,13 @@ fn main() {
             .expect("write to String");
         }
     }
-    // The JavaScript and Python plugins beside the Rust ones (their toolchains come from
+    // The JavaScript and Python plugins beside the Rust ones, in both directories (their toolchains come from
     // npm and PyPI; `.ci/run` installs them, and a missing one fails here with how to).
-    for project in non_rust_plugins(&root.join("plugins")) {
+    let non_rust = [root.join("plugins"), root.join("tests").join("plugins")]
+        .iter()
+        .flat_map(|dir| non_rust_plugins(dir))
+        .collect::<Vec<_>>();
+    for project in non_rust {
         let components = match sluice_plugin_build::build_plugin(&project, Some(&target_dir)) {
             Ok(components) => components,
             Err(e) => panic!("building the plugin in {}: {e}", project.display()),
@@ -73,7 +77,7 @@ fn main() {
     }
 }
 
-/// The directories under `plugins/` that hold a JavaScript (`package.json`) or Python
+/// The directories under `plugins` that hold a JavaScript (`package.json`) or Python
 /// (`pyproject.toml`) project, in name order.
 fn non_rust_plugins(plugins: &Path) -> Vec<PathBuf> {
     let entries =

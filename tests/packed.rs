@@ -2,7 +2,8 @@
 //! reads the batch with its own reader, written from the WIT file alone, and echoes every
 //! field back; the host's writer must agree with it field for field. The same plugin,
 //! told to break the outcome layout in each way, must trap only its batch, with the
-//! violation named, never the host.
+//! violation named, never the host. `record-echo` reads the same events in the
+//! `transformer` world, where the host lowers each event record instead.
 
 use sluice_runtime::debezium::{Decoded, decode};
 use sluice_runtime::wit::{Header, Origin};
@@ -15,16 +16,20 @@ use sluice_tests::components;
 use crate::support::create_record;
 
 fn load(mode: &str) -> sluice_runtime::PluginInstance {
+    load_component(components::PACKED_ECHO, mode)
+}
+
+fn load_component(component: &str, mode: &str) -> sluice_runtime::PluginInstance {
     let spec = PluginSpec {
-        name: "packed-echo".into(),
+        name: "echo".into(),
         version: mode.into(),
         config: vec![("mode".into(), mode.into())],
         limits: Default::default(),
     };
     let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");
     let plugin = runtime
-        .load_file(spec, std::path::Path::new(components::PACKED_ECHO))
-        .expect("a packed-transformer component loads");
+        .load_file(spec, std::path::Path::new(component))
+        .expect("the component loads");
     plugin.instantiate().expect("instantiate")
 }
 
@@ -141,6 +146,31 @@ fn expected(event: &ChangeEvent) -> serde_json::Value {
 
 #[test]
 fn a_packed_plugin_reads_every_field_the_host_writes() {
+    echoes_every_field(load("echo"), "packed.echo");
+}
+
+/// The same events read by the JavaScript SDK's reader of the packed batch.
+#[test]
+fn the_javascript_sdk_reads_every_field_the_host_writes() {
+    echoes_every_field(
+        load_component(components::PACKED_ECHO_JS, "echo"),
+        "packed.echo",
+    );
+}
+
+/// The same events through the host's other path: `record-echo` is built for the
+/// `transformer` world, where the host lowers each event record field by field.
+#[test]
+fn a_record_plugin_reads_every_field_the_host_lowers() {
+    echoes_every_field(
+        load_component(components::RECORD_ECHO, "echo"),
+        "record.echo",
+    );
+}
+
+/// Runs a batch of events with every optional part (and real decoded ones between)
+/// through an echo plugin twice, and checks that every field came back as sent.
+fn echoes_every_field(mut instance: sluice_runtime::PluginInstance, topic: &str) {
     let mut events = vec![
         full_event("customers", 0),
         full_event("customers", 1),
@@ -164,7 +194,6 @@ fn a_packed_plugin_reads_every_field_the_host_writes() {
     });
     events.push(reject);
 
-    let mut instance = load("echo");
     for _ in 0..2 {
         // Twice: the host reuses its batch buffer.
         let outcomes = instance.transform_batch(&events).expect("a good batch");
@@ -175,7 +204,7 @@ fn a_packed_plugin_reads_every_field_the_host_writes() {
             };
             assert_eq!(records.len(), 1);
             let record = &records[0];
-            assert_eq!(record.topic, "packed.echo");
+            assert_eq!(record.topic, topic);
             assert_eq!(record.key, event.key);
             assert_eq!(record.headers, event.headers);
             let echoed: serde_json::Value =
@@ -279,8 +308,8 @@ print(json.dumps(out))
     }
 }
 
-/// The Rust and Python SDKs build `packed-transformer` components, the JavaScript SDK
-/// `transformer` ones: the end-to-end tests run both of the host's paths.
+/// The three SDKs build `packed-transformer` components; `record-echo` is the
+/// `transformer` one that keeps the host's other path tested.
 #[test]
 fn each_sdk_builds_the_world_it_says() {
     let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");
@@ -288,8 +317,10 @@ fn each_sdk_builds_the_world_it_says() {
         (components::CUSTOMERS_CDM, "packed-transformer"),
         (components::PASSTHROUGH, "packed-transformer"),
         (components::CUSTOMERS_CDM_PY, "packed-transformer"),
-        (components::CUSTOMERS_CDM_JS, "transformer"),
+        (components::CUSTOMERS_CDM_JS, "packed-transformer"),
         (components::PACKED_ECHO, "packed-transformer"),
+        (components::RECORD_ECHO, "transformer"),
+        (components::PACKED_ECHO_JS, "packed-transformer"),
     ] {
         let spec = PluginSpec {
             name: "world".into(),

@@ -198,3 +198,36 @@ fn sluice_run_reads_stdin_and_writes_stdout() {
             .join("customers-cdm.jsonl"),
     );
 }
+
+/// A JavaScript plugin whose `transform` export is not made by `sluice.transform(fn)`
+/// (the SDK builds the component's export) is refused at build time, saying so.
+#[test]
+fn plugin_build_refuses_a_javascript_transform_not_made_by_the_sdk() {
+    let project = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        project.path().join("package.json"),
+        r#"{"name": "hand-made", "main": "index.js"}"#,
+    )
+    .expect("package.json");
+    std::fs::write(
+        project.path().join("index.js"),
+        "export const transform = { init() {}, transformBatch(events) { return []; } };\n",
+    )
+    .expect("index.js");
+    let out = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(sluice_bin())
+        .args(["plugin", "build"])
+        .arg(project.path())
+        .arg("--out")
+        .arg(out.path())
+        .env("SLUICE_JS_AOT", "0")
+        .output()
+        .expect("run sluice");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the plugin's `transform` export is not made by `sluice.transform(fn)`"),
+        "{stderr}"
+    );
+    assert!(!out.path().join("hand_made.wasm").exists());
+}

@@ -240,3 +240,109 @@ fn the_python_decoders_match_the_rust_ones() {
     let actual = run("python3", &["-B", "-c", PYTHON_SCRIPT], &dir, &input);
     assert_same("python", &actual, &expected(&input));
 }
+
+/// `parseJson` of the JavaScript SDK keeps integers beyond 2^53 exact (and `toJson`
+/// writes them back as integers). Row images (flat
+/// objects) take a fast path that reads such an integer's literal again from the text;
+/// every case where that could pick the wrong literal must go to the reviver instead,
+/// which gives the right value (or, on an engine without `JSON.parse` source text, such
+/// as older node, says so): never a wrong value.
+#[test]
+fn the_javascript_json_parser_keeps_long_integers_exact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sdk = repo_root().join("sdk").join("js");
+    let sluice = std::fs::read_to_string(sdk.join("sluice.js"))
+        .expect("sluice.js")
+        .replace("\"sluice:transform/host@0.1.0\"", "\"./host.js\"");
+    std::fs::write(dir.path().join("sluice.js"), sluice).expect("write");
+    std::fs::copy(sdk.join("debezium.js"), dir.path().join("debezium.js")).expect("copy");
+    std::fs::write(dir.path().join("host.js"), "export function log() {}\n").expect("write");
+    let script = r#"
+import { parseJson, toJson } from "./sluice.js";
+let input = "";
+for await (const chunk of process.stdin) input += chunk;
+const written = [
+  toJson({ a: 12345678901234567890n, n: [-9223372036854775808n, 2], s: "x", u: undefined }),
+  // A string that looks like what BigInts may be marked with stays a string.
+  toJson({ s: "\u0000bigint:5", b: 5n }),
+];
+const out = JSON.parse(input).map((text) => {
+  try {
+    const value = parseJson(text);
+    return Object.entries(value).map(([k, v]) => `${k}=${typeof v}:${String(v)}`).join(" ");
+  } catch (e) {
+    return `error: ${e.message}`;
+  }
+});
+console.log(JSON.stringify([...written, ...out]));
+"#;
+    let cases = [
+        (
+            r#"{"id":1,"updated_at":1763900000123456789,"name":"a"}"#,
+            "id=number:1 updated_at=bigint:1763900000123456789 name=string:a",
+        ),
+        (
+            r#"{"b":-12345678901234567890 ,"c":"x,\"b\":1"}"#,
+            "b=bigint:-12345678901234567890 c=string:x,\"b\":1",
+        ),
+        (
+            r#"{"b":12345678901234567890,"b":12345678901234567892}"#,
+            "b=bigint:12345678901234567892",
+        ),
+        (
+            r#"{"small":9007199254740991,"big":9007199254740993}"#,
+            "small=number:9007199254740991 big=bigint:9007199254740993",
+        ),
+        // Text that could fool the fast path: a nested member a later duplicate dropped,
+        // braces inside a string, a key written with an escape.
+        (
+            r#"{"b":12345678901234567890,"a":{"b":99999999999999999999},"a":1}"#,
+            "b=bigint:12345678901234567890 a=number:1",
+        ),
+        (
+            r#"{"s":"{[","b":12345678901234567891}"#,
+            "s=string:{[ b=bigint:12345678901234567891",
+        ),
+        (
+            r#"{"\u0062":12345678901234567893}"#,
+            "b=bigint:12345678901234567893",
+        ),
+    ];
+    let input =
+        serde_json::to_vec(&cases.iter().map(|(text, _)| *text).collect::<Vec<_>>()).expect("JSON");
+    let mut child = Command::new("node")
+        .args(["--input-type=module", "-e", script])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&input)
+        .expect("write");
+    let output = child.wait_with_output().expect("node");
+    assert!(output.status.success());
+    let mut got: Vec<String> = serde_json::from_slice(&output.stdout).expect("JSON lines");
+    // `toJson` writes BigInts as plain integers, whatever the strings around them hold.
+    assert_eq!(
+        got.drain(..2).collect::<Vec<_>>(),
+        [
+            r#"{"a":12345678901234567890,"n":[-9223372036854775808,2],"s":"x"}"#,
+            r#"{"s":"\u0000bigint:5","b":5}"#,
+        ]
+    );
+    let no_source_text = "error: this engine's JSON.parse does not expose source text";
+    for ((text, want), got) in cases.iter().zip(&got) {
+        assert!(
+            got == want || got.starts_with(no_source_text),
+            "{text}: {got} (want {want})"
+        );
+    }
+    // The row images Debezium writes (flat) never need the reviver.
+    for (index, got) in got.iter().enumerate().take(4) {
+        assert_eq!(got, cases[index].1);
+    }
+}

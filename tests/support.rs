@@ -58,6 +58,7 @@ pub fn plugin(
             .map(|p| TopicPattern::parse(p).expect("valid pattern"))
             .collect(),
         role: Default::default(),
+        parallelism: 1,
     }
 }
 

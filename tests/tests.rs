@@ -16,6 +16,7 @@ mod isolation;
 mod kafka;
 mod lanes;
 mod packed;
+mod parallelism;
 mod plugin_cli;
 mod plugin_diff;
 mod plugin_new;

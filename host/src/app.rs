@@ -52,7 +52,8 @@ pub enum RunError {
 }
 
 /// Loads every configured plugin, compiles it, and starts its worker threads: one
-/// instance and thread per consumer of its lane ([`Config::consumers`]). Plugins load
+/// instance and thread per consumer of its lane ([`Config::consumers`]), times the
+/// plugin's `parallelism`. Plugins load
 /// concurrently, each on a thread of its own, so the slowest plugin sets the start-up
 /// time, not the sum of all. Blocking.
 pub fn start_routes(runtime: &Runtime, config: &Config) -> Result<Vec<Route>, RunError> {
@@ -64,7 +65,7 @@ pub fn start_routes(runtime: &Runtime, config: &Config) -> Result<Vec<Route>, Ru
                 scope.spawn(move || {
                     let loaded = runtime.load_file(plugin.spec.clone(), &plugin.path)?;
                     Ok(Route::new(
-                        start(&loaded, config.consumers())?,
+                        start(&loaded, config.consumers(), plugin.parallelism)?,
                         plugin.inputs.clone(),
                         plugin.outputs.clone(),
                         plugin.role.clone(),
@@ -86,8 +87,9 @@ pub fn start_routes(runtime: &Runtime, config: &Config) -> Result<Vec<Route>, Ru
 fn start(
     loaded: &Arc<sluice_runtime::LoadedPlugin>,
     workers: usize,
+    parallelism: usize,
 ) -> Result<PluginThread, RunError> {
-    start_plugin(loaded, workers).map_err(|e| match e {
+    start_plugin(loaded, workers, parallelism).map_err(|e| match e {
         RuntimeError::Thread { plugin, source } => RunError::Thread { plugin, source },
         other => RunError::Runtime(other),
     })

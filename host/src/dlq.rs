@@ -85,7 +85,7 @@ pub async fn replay(config: &Config, replay: &Replay) -> Result<ReplayReport> {
     let runtime = Runtime::new(config.runtime.clone())?;
     let loaded = Arc::new(runtime.load_file(plugin.spec.clone(), &plugin.path)?);
     let route = Route::new(
-        start_plugin(&loaded, 1)?,
+        start_plugin(&loaded, 1, plugin.parallelism)?,
         plugin.inputs.clone(),
         plugin.outputs.clone(),
         Default::default(),

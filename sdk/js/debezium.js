@@ -61,15 +61,25 @@ export function decimalFromBase64(encoded, scale) {
   if (bytes.length > 16) {
     throw new Error(`an encoded decimal of ${bytes.length} bytes is wider than 16 bytes (38 digits)`);
   }
+  if (bytes.length <= 6) {
+    // Up to 48 bits: exact in a `Number`, and no `BigInt` (each result an allocation in
+    // the interpreter).
+    let unscaled = 0;
+    for (const byte of bytes) unscaled = unscaled * 256 + byte;
+    if (bytes[0] & 0x80) unscaled -= 2 ** (8 * bytes.length);
+    return formatScaled(unscaled, scale);
+  }
   let unscaled = 0n;
   for (const byte of bytes) unscaled = (unscaled << 8n) | BigInt(byte);
   if (bytes[0] & 0x80) unscaled -= 1n << BigInt(8 * bytes.length);
   return formatScaled(unscaled, scale);
 }
 
+/** `unscaled` (a `BigInt`, or a `Number` that is an exact integer) / 10^scale as text. */
 function formatScaled(unscaled, scale) {
-  const sign = unscaled < 0n ? "-" : "";
-  const digits = (unscaled < 0n ? -unscaled : unscaled).toString();
+  const negative = unscaled < 0;
+  const sign = negative ? "-" : "";
+  const digits = (negative ? -unscaled : unscaled).toString();
   if (scale === 0) return sign + digits;
   const padded = digits.padStart(scale + 1, "0");
   return `${sign}${padded.slice(0, padded.length - scale)}.${padded.slice(padded.length - scale)}`;
@@ -123,11 +133,28 @@ export function dateFromEpochDays(days) {
   return `${negative ? "-" : ""}${pad(negative ? -year : year, 4)}-${pad(month, 2)}-${pad(day, 2)}`;
 }
 
+/** Decimal digits of the units per second `split` is asked for. */
+const UNIT_DIGITS = new Map([
+  [1000, 3],
+  [1000000, 6],
+  [1000000000, 9],
+]);
+
 /** `[seconds, fraction]` of a count of `perSecond` units, floor division, as `Number`s when exact. */
 function split(count, perSecond) {
   if (typeof count === "number" && Number.isSafeInteger(count)) {
     const seconds = Math.floor(count / perSecond);
     return [seconds, count - seconds * perSecond];
+  }
+  if (typeof count === "bigint" && count >= 0n) {
+    // A non-negative count in decimal: the seconds are its leading digits, the fraction
+    // its last ones. Cheaper than `BigInt` division (epoch nanoseconds are `BigInt`s).
+    const digits = UNIT_DIGITS.get(perSecond);
+    const text = count.toString();
+    if (digits !== undefined && text.length - digits <= 15) {
+      const seconds = text.length > digits ? Number(text.slice(0, text.length - digits)) : 0;
+      return [seconds, Number(text.length > digits ? text.slice(text.length - digits) : text)];
+    }
   }
   const [seconds, fraction] = divEuclid(BigInt(count), BigInt(perSecond));
   const exact = seconds > -9007199254740991n && seconds < 9007199254740991n;

@@ -185,19 +185,58 @@ const encoder = new TextEncoder();
 const LONG_INTEGER = /\d{16}/;
 
 /**
- * `JSON.parse` that keeps integers beyond 2^53 exact, as `BigInt`s (the engine passes the
- * literal's source text to the reviver). Text without long digit runs skips the reviver.
+ * `JSON.parse` that keeps integers beyond 2^53 exact, as `BigInt`s. Text without long
+ * digit runs is parsed as it is. A flat object (a row image: no nested object or array)
+ * is parsed as it is too, and each member whose integer lost precision is read again
+ * from its literal; anything else goes through a reviver, which the engine passes each
+ * literal's source text (a reviver call per value made it most of a row's cost).
  */
 export function parseJson(text) {
   if (!LONG_INTEGER.test(text)) return JSON.parse(text);
-  return JSON.parse(text, (_key, value, context) => {
-    if (typeof value !== "number" || Number.isSafeInteger(value) || !Number.isInteger(value)) return value;
-    if (context === undefined) {
-      // Engines without JSON.parse source text access (Node 20) would round silently.
-      throw new Error("this engine's JSON.parse does not expose source text; large integers would be rounded");
+  const value = JSON.parse(text);
+  return exactFlatObject(text, value) ? value : JSON.parse(text, exactIntegers);
+}
+
+/**
+ * Replaces in `row`, parsed from `text`, each integer beyond 2^53 by the `BigInt` of its
+ * literal; `false` (leaving `row` to be parsed again) unless `row` is a flat object and
+ * each such literal is found where nothing but that member can be: `"name":` right after
+ * `{` or `,` is a key (a quote inside a string is escaped), and in text with one `{` and
+ * no `[` (not even inside a string, nor in a member a later duplicate replaced) the last
+ * such key is the member `JSON.parse` kept.
+ */
+function exactFlatObject(text, row) {
+  if (row === null || typeof row !== "object" || Array.isArray(row)) return false;
+  if (text.indexOf("{", text.indexOf("{") + 1) !== -1 || text.includes("[")) return false;
+  for (const key in row) {
+    const value = row[key];
+    if (typeof value === "number") {
+      if (Number.isSafeInteger(value) || !Number.isInteger(value)) continue;
+      const name = `${JSON.stringify(key)}:`;
+      const at = text.lastIndexOf(name);
+      const before = at > 0 ? text.charCodeAt(at - 1) : 0;
+      if (before !== 0x7b && before !== 0x2c) return false; // `{` or `,`
+      INTEGER_LITERAL.lastIndex = at + name.length;
+      const literal = INTEGER_LITERAL.exec(text);
+      if (literal === null) return false;
+      row[key] = BigInt(literal[1]);
+    } else if (value !== null && typeof value === "object") {
+      return false;
     }
-    return /^-?\d+$/.test(context.source) ? BigInt(context.source) : value;
-  });
+  }
+  return true;
+}
+
+/** An integer literal (and only that: no fraction, no exponent) where the match starts. */
+const INTEGER_LITERAL = /\s*(-?\d+)\s*(?=[,}])/y;
+
+function exactIntegers(_key, value, context) {
+  if (typeof value !== "number" || Number.isSafeInteger(value) || !Number.isInteger(value)) return value;
+  if (context === undefined) {
+    // Engines without JSON.parse source text access (Node 20) would round silently.
+    throw new Error("this engine's JSON.parse does not expose source text; large integers would be rounded");
+  }
+  return /^-?\d+$/.test(context.source) ? BigInt(context.source) : value;
 }
 
 /**
@@ -209,32 +248,40 @@ export function toJson(value) {
     return JSON.stringify(value);
   } catch (e) {
     if (!(e instanceof TypeError)) throw e;
-    return JSON.stringify(value, (_key, v) => (typeof v === "bigint" ? bigintMarker(v) : v)).replace(
-      /"\u0000bigint:(-?\d+)"/g,
-      "$1",
-    );
+  }
+  // `BigInt`s: the engine writes them as given with `JSON.rawJSON` where it has it;
+  // elsewhere each becomes a marked string, unquoted afterwards.
+  if (typeof JSON.rawJSON === "function") {
+    return JSON.stringify(value, (_key, v) => (typeof v === "bigint" ? JSON.rawJSON(String(v)) : v));
+  }
+  for (let marker = "\u0000bigint"; ; marker += "\u0000") {
+    let marked = 0;
+    const text = JSON.stringify(value, (_key, v) => {
+      if (typeof v !== "bigint") return v;
+      marked += 1;
+      return `${marker}:${v}`;
+    });
+    // The marker as `JSON.stringify` writes it inside a string (NUL escaped).
+    const written = JSON.stringify(marker).slice(1, -1).replaceAll("\\", "\\\\");
+    const pattern = new RegExp(`"${written}:(-?\\d+)"`, "g");
+    // A string of the plugin's that is exactly a marked integer would be unquoted too:
+    // then a longer marker.
+    if ((text.match(pattern) || []).length === marked) return text.replace(pattern, "$1");
   }
 }
 
-function bigintMarker(v) {
-  return `\u0000bigint:${v}`;
-}
+const SNAPSHOT_MARKERS = [
+  "none",
+  "in-progress",
+  "first",
+  "first-in-data-collection",
+  "last-in-data-collection",
+  "last",
+  "incremental",
+];
 
-/** An s64 from the host (a `BigInt`) as a `Number` when that is exact. */
-function s64(v) {
-  if (v === undefined) return undefined;
-  return v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v;
-}
-
-const SNAPSHOT = {
-  none: false,
-  "in-progress": true,
-  first: true,
-  "first-in-data-collection": true,
-  "last-in-data-collection": true,
-  last: true,
-  incremental: true,
-};
+/** The `operation` enum by index, as the packed batch carries it. */
+const OPERATIONS = ["create", "update", "delete", "read", "truncate", "message"];
 
 /** Debezium's one-letter `op` codes by operation. */
 export const OP_CODES = {
@@ -246,24 +293,154 @@ export const OP_CODES = {
   message: "m",
 };
 
+const OP_LETTERS = OPERATIONS.map((op) => OP_CODES[op]);
+
+/** An absent optional value's offset in the packed batch (`wit/packed.wit`). */
+const NONE = 0xffffffff;
+/** Words per event entry in version 1 of the packed batch. */
+const EVENT_WORDS = 49;
+
+/** A signed 64-bit integer from its two words (low, high), as a `Number` when exact. */
+function s64(low, high) {
+  const signedHigh = high | 0;
+  if (signedHigh >= -0x200000 && signedHigh < 0x200000) return signedHigh * 4294967296 + low;
+  return (BigInt(signedHigh) << 32n) | BigInt(low);
+}
+
 /**
- * One change event, decoded from its Debezium envelope by the host. Row images arrive as
- * JSON text and are parsed only when asked for.
+ * One packed batch (`wit/packed.wit`): its bytes, its words, and the text of the strings
+ * consecutive events share (the host writes them once), decoded once.
+ */
+class PackedBatch {
+  constructor(data) {
+    // Word reads through a `Uint32Array` (wasm is little-endian, as the format); a buffer
+    // that does not start on a word boundary is copied to one that does.
+    const bytes = data.byteOffset % 4 === 0 ? data : data.slice();
+    if (bytes.byteLength < 16) throw new Error(`packed batch of ${bytes.byteLength} bytes`);
+    this.bytes = bytes;
+    this.words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
+    const [version, count, stride, headers] = this.words.subarray(0, 4);
+    if (version !== 1 || stride < EVENT_WORDS) {
+      throw new Error(`packed batch of version ${version} with ${stride} words per event`);
+    }
+    this.count = count;
+    this.stride = stride;
+    this.headersAt = 4 + count * stride;
+    if (this.headersAt + 4 * headers > this.words.length) throw new Error("packed batch shorter than its tables");
+    this.shared = new Map();
+    this.qualified = new Map();
+  }
+
+  text(offset, length) {
+    if (offset === NONE) return undefined;
+    return decoder.decode(this.bytes.subarray(offset, offset + length));
+  }
+
+  sharedText(offset, length) {
+    if (offset === NONE) return undefined;
+    let text = this.shared.get(offset);
+    if (text === undefined) {
+      text = decoder.decode(this.bytes.subarray(offset, offset + length));
+      this.shared.set(offset, text);
+    }
+    return text;
+  }
+
+  /** A copy of the bytes at (offset, length), or `undefined` for an absent value. */
+  copy(offset, length) {
+    return offset === NONE ? undefined : this.bytes.slice(offset, offset + length);
+  }
+}
+
+/**
+ * Debezium's source block of one event: `connector`, `name`, `db`, `schema`, `table`,
+ * `changeLsn`, `commitLsn`, `eventSerialNo`, `snapshot` (the marker) and `tsMs`; absent
+ * values are `undefined`. Each is read from the batch when asked for.
+ */
+class SourceInfo {
+  constructor(batch, at) {
+    this.batch = batch;
+    this.at = at;
+  }
+
+  get connector() {
+    const w = this.batch.words;
+    return this.batch.sharedText(w[this.at + 11], w[this.at + 12]);
+  }
+
+  get name() {
+    const w = this.batch.words;
+    return this.batch.sharedText(w[this.at + 13], w[this.at + 14]);
+  }
+
+  get db() {
+    const w = this.batch.words;
+    return this.batch.sharedText(w[this.at + 15], w[this.at + 16]);
+  }
+
+  get schema() {
+    const w = this.batch.words;
+    return this.batch.sharedText(w[this.at + 17], w[this.at + 18]);
+  }
+
+  get table() {
+    const w = this.batch.words;
+    return this.batch.sharedText(w[this.at + 19], w[this.at + 20]);
+  }
+
+  get changeLsn() {
+    const w = this.batch.words;
+    return this.batch.text(w[this.at + 21], w[this.at + 22]);
+  }
+
+  get commitLsn() {
+    const w = this.batch.words;
+    return this.batch.text(w[this.at + 23], w[this.at + 24]);
+  }
+
+  get eventSerialNo() {
+    const w = this.batch.words;
+    const at = this.at;
+    return w[at + 25] ? s64(w[at + 26], w[at + 27]) : undefined;
+  }
+
+  get snapshot() {
+    return SNAPSHOT_MARKERS[this.batch.words[this.at + 28]];
+  }
+
+  get tsMs() {
+    const w = this.batch.words;
+    const at = this.at;
+    return w[at + 29] ? s64(w[at + 30], w[at + 31]) : undefined;
+  }
+
+  /** The fields as a plain object (what `JSON.stringify` writes). */
+  toJSON() {
+    const { connector, name, db, schema, table, changeLsn, commitLsn, eventSerialNo, snapshot, tsMs } = this;
+    return { connector, name, db, schema, table, changeLsn, commitLsn, eventSerialNo, snapshot, tsMs };
+  }
+}
+
+/**
+ * One change event, decoded from its Debezium envelope by the host and packed into the
+ * batch (`wit/packed.wit`). Every part is read from the batch when first asked for; row
+ * images arrive as JSON text and are parsed only when asked for.
  */
 export class ChangeEvent {
-  /** Wraps the WIT `change-event` (what `transformBatch` receives). */
-  constructor(wit) {
-    this.wit = wit;
+  /** The event whose entry starts at word `at` of `batch`. */
+  constructor(batch, at) {
+    this.batch = batch;
+    this.at = at;
   }
 
   /** `create`, `update`, `delete`, `read`, `truncate` or `message`. */
   get op() {
-    return this.wit.op;
+    return OPERATIONS[this.batch.words[this.at]];
   }
 
   /** Debezium's one-letter code of the operation (`c`, `u`, `d`, `r`, `t`, `m`). */
   get opCode() {
-    return OP_CODES[this.wit.op];
+    return OP_LETTERS[this.batch.words[this.at]];
   }
 
   /**
@@ -272,83 +449,104 @@ export class ChangeEvent {
    * `undefined`.
    */
   get source() {
-    const s = this.wit.source;
-    return {
-      connector: s.connector,
-      name: s.name,
-      db: s.db,
-      schema: s.schema,
-      table: s.table,
-      changeLsn: s.changeLsn,
-      commitLsn: s.commitLsn,
-      eventSerialNo: s64(s.eventSerialNo),
-      snapshot: s.snapshot,
-      tsMs: s64(s.tsMs),
-    };
+    return new SourceInfo(this.batch, this.at);
   }
 
   /** Whether the event belongs to a snapshot (any marker but `none`). */
   get isSnapshot() {
-    return SNAPSHOT[this.wit.source.snapshot];
+    return this.batch.words[this.at + 28] !== 0;
   }
 
   /** `schema.table` (or just `table` when the database has no schemas). */
   qualifiedTable() {
-    const { schema, table } = this.wit.source;
-    return schema === undefined ? table : `${schema}.${table}`;
+    const batch = this.batch;
+    const w = batch.words;
+    const at = this.at;
+    // Events that share the table's text share its schema's too (`wit/packed.wit`).
+    let qualified = batch.qualified.get(w[at + 19]);
+    if (qualified === undefined) {
+      const table = batch.sharedText(w[at + 19], w[at + 20]);
+      const schema = batch.sharedText(w[at + 17], w[at + 18]);
+      qualified = schema === undefined ? table : `${schema}.${table}`;
+      batch.qualified.set(w[at + 19], qualified);
+    }
+    return qualified;
   }
 
   /** When the connector processed the event (envelope `ts_ms`). */
   get tsMs() {
-    return s64(this.wit.tsMs);
+    const w = this.batch.words;
+    const at = this.at;
+    return w[at + 32] ? s64(w[at + 33], w[at + 34]) : undefined;
   }
 
   /** The transaction block (`id`, `totalOrder`, `dataCollectionOrder`), when present. */
   get transaction() {
-    const t = this.wit.transaction;
-    return t && { id: t.id, totalOrder: s64(t.totalOrder), dataCollectionOrder: s64(t.dataCollectionOrder) };
+    const w = this.batch.words;
+    const at = this.at;
+    if (!w[at + 35]) return undefined;
+    return {
+      id: this.batch.text(w[at + 36], w[at + 37]),
+      totalOrder: s64(w[at + 38], w[at + 39]),
+      dataCollectionOrder: s64(w[at + 40], w[at + 41]),
+    };
   }
 
   /** Where the event was read from: `{ topic, partition, offset }`. */
   get origin() {
-    const o = this.wit.origin;
-    return { topic: o.topic, partition: o.partition, offset: s64(o.offset) };
+    const w = this.batch.words;
+    const at = this.at;
+    return {
+      topic: this.batch.sharedText(w[at + 44], w[at + 45]),
+      partition: w[at + 46] | 0,
+      offset: s64(w[at + 47], w[at + 48]),
+    };
   }
 
   /** The record value exactly as received (the whole Debezium envelope), a `Uint8Array`. */
   get value() {
-    return this.wit.value;
+    const w = this.batch.words;
+    return this.batch.copy(w[this.at + 1], w[this.at + 2]);
   }
 
   /** The record key bytes as received, or `undefined`. */
   get keyBytes() {
-    return this.wit.key;
+    const w = this.batch.words;
+    return this.batch.copy(w[this.at + 3], w[this.at + 4]);
   }
 
   /** The headers as received: `[{ key, value }]`, values `Uint8Array` or `undefined`. */
   get headers() {
-    return this.wit.headers;
+    const batch = this.batch;
+    const w = batch.words;
+    const first = w[this.at + 42];
+    const headers = [];
+    for (let index = first; index < first + w[this.at + 43]; index++) {
+      const h = batch.headersAt + 4 * index;
+      headers.push({ key: batch.text(w[h], w[h + 1]), value: batch.copy(w[h + 2], w[h + 3]) });
+    }
+    return headers;
   }
 
   /** The value of the first header named `key`, as text. */
   header(key) {
-    const found = this.wit.headers.find((h) => h.key === key);
+    const found = this.headers.find((h) => h.key === key);
     return found && found.value !== undefined ? decoder.decode(found.value) : undefined;
   }
 
   /** The `before` image as JSON text, or `undefined`. */
   beforeJson() {
-    return this.slice(this.wit.before);
+    return this.slice(5);
   }
 
   /** The `after` image as JSON text, or `undefined`. */
   afterJson() {
-    return this.slice(this.wit.after);
+    return this.slice(7);
   }
 
   /** The Kafka Connect value schema as JSON text, when the event carried one. */
   valueSchema() {
-    return this.slice(this.wit.valueSchema);
+    return this.slice(9);
   }
 
   /**
@@ -366,7 +564,7 @@ export class ChangeEvent {
 
   /** The row as it is now: `after` for creates, updates and reads, `before` for deletes. */
   row(shape) {
-    return this.wit.op === "delete" ? this.before(shape) : this.after(shape);
+    return this.batch.words[this.at] === 2 ? this.before(shape) : this.after(shape);
   }
 
   /**
@@ -374,10 +572,12 @@ export class ChangeEvent {
    * `{"schema": ..., "payload": ...}`.
    */
   key() {
-    if (this.wit.key === undefined) throw new Reject("the event has no key", "missing-key");
+    const w = this.batch.words;
+    const text = this.batch.text(w[this.at + 3], w[this.at + 4]);
+    if (text === undefined) throw new Reject("the event has no key", "missing-key");
     let value;
     try {
-      value = parseJson(decoder.decode(this.wit.key));
+      value = parseJson(text);
     } catch (e) {
       throw new Reject(`key is not JSON: ${e.message}`, "bad-key");
     }
@@ -406,9 +606,13 @@ export class ChangeEvent {
     return typeof scale === "string" && parseU32Problem(scale) === undefined ? Number(scale) : undefined;
   }
 
-  slice(span) {
-    if (span === undefined) return undefined;
-    return decoder.decode(this.wit.value.subarray(span.start, span.start + span.len));
+  /** The text of the span (inside the value) at word `word` of the entry. */
+  slice(word) {
+    const w = this.batch.words;
+    const start = w[this.at + word];
+    if (start === NONE) return undefined;
+    const from = w[this.at + 1] + start;
+    return decoder.decode(this.batch.bytes.subarray(from, from + w[this.at + word + 1]));
   }
 }
 
@@ -427,31 +631,48 @@ function parseRow(image, json, shape) {
   return row;
 }
 
-const KINDS = {
-  int: (v) => (typeof v === "number" && Number.isInteger(v)) || typeof v === "bigint",
-  number: (v) => typeof v === "number" || typeof v === "bigint",
-  string: (v) => typeof v === "string",
-  bool: (v) => typeof v === "boolean",
-  any: (v) => v !== null,
-};
+const KINDS = ["int", "number", "string", "bool", "any"];
+const EXPECTED = ["an integer", "a number", "a string", "a boolean", "a value"];
 
-/** `[column, kind, optional]` of each column of a shape, worked out once per shape (the
- * interpreter would otherwise re-parse every spec string of every row). */
+/** Whether `value` (neither `null` nor `undefined`) is of kind `kind` (its index in `KINDS`). */
+function isKind(kind, value) {
+  switch (kind) {
+    case 0:
+      return (typeof value === "number" && Number.isInteger(value)) || typeof value === "bigint";
+    case 1:
+      return typeof value === "number" || typeof value === "bigint";
+    case 2:
+      return typeof value === "string";
+    case 3:
+      return typeof value === "boolean";
+    default:
+      return true;
+  }
+}
+
+/**
+ * The columns, kinds and optionality of a shape, worked out once per shape (the
+ * interpreter would otherwise re-parse every spec string of every row); a spec of no
+ * known kind throws, naming it.
+ */
 const SHAPES = new WeakMap();
 function compiled(shape) {
   let columns = SHAPES.get(shape);
   if (columns === undefined) {
-    columns = Object.keys(shape).map((column) => {
+    const names = Object.keys(shape);
+    columns = { names, kinds: [], optional: [] };
+    for (const column of names) {
       const spec = shape[column];
-      const optional = spec.endsWith("?");
-      return [column, optional ? spec.slice(0, -1) : spec, optional];
-    });
+      const optional = typeof spec === "string" && spec.endsWith("?");
+      const kind = KINDS.indexOf(optional ? spec.slice(0, -1) : spec);
+      if (kind < 0) throw new Error(`row shape: \`${column}\` has unknown kind ${JSON.stringify(spec)}`);
+      columns.kinds.push(kind);
+      columns.optional.push(optional);
+    }
     SHAPES.set(shape, columns);
   }
   return columns;
 }
-
-const EXPECTED = { int: "an integer", number: "a number", string: "a string", bool: "a boolean", any: "a value" };
 
 /**
  * Checks a parsed row against `shape`, `{ column: kind }` where kind is `int`, `number`,
@@ -463,13 +684,16 @@ export function checkRow(row, shape) {
   if (row === null || typeof row !== "object" || Array.isArray(row)) {
     return `expected an object, found ${toJson(row)}`;
   }
-  for (const [column, kind, optional] of compiled(shape)) {
-    const value = row[column];
+  const { names, kinds, optional } = compiled(shape);
+  for (let i = 0; i < names.length; i++) {
+    const value = row[names[i]];
     if (value === undefined || value === null) {
-      if (!optional) return `missing field \`${column}\``;
+      if (!optional[i]) return `missing field \`${names[i]}\``;
       continue;
     }
-    if (!KINDS[kind](value)) return `\`${column}\`: expected ${EXPECTED[kind]}, found ${toJson(value)}`;
+    if (!isKind(kinds[i], value)) {
+      return `\`${names[i]}\`: expected ${EXPECTED[kinds[i]]}, found ${toJson(value)}`;
+    }
   }
   return undefined;
 }
@@ -477,7 +701,8 @@ export function checkRow(row, shape) {
 /**
  * A record to publish, built with chained calls:
  * `Record.to("cdm.customer").jsonKey({ id: 7 }).jsonValue(row).header("cdm.schema", "v1")`.
- * Without a value it is a tombstone.
+ * Without a value it is a tombstone. Keys, values and header values are kept as given
+ * (text or a `Uint8Array`) and written as UTF-8 straight into the batch's outcomes.
  */
 export class Record {
   constructor(topic) {
@@ -495,7 +720,7 @@ export class Record {
 
   /** Sets the key to raw bytes (a `Uint8Array`) or text; `undefined` clears it. */
   rawKey(key) {
-    this.key = bytes(key);
+    this.key = key;
     return this;
   }
 
@@ -507,7 +732,7 @@ export class Record {
 
   /** Sets the value to raw bytes (a `Uint8Array`) or text. */
   rawValue(value) {
-    this.value = bytes(value);
+    this.value = value;
     return this;
   }
 
@@ -525,53 +750,126 @@ export class Record {
 
   /** Appends a header (value text or bytes). */
   header(key, value) {
-    this.headers.push({ key, value: bytes(value) });
+    this.headers.push({ key, value });
     return this;
   }
 
   serialise(what, value) {
     try {
-      return encoder.encode(toJson(value));
+      return toJson(value);
     } catch (e) {
       this.error ??= `${what} of record for ${this.topic}: ${e.message}`;
       return undefined;
     }
   }
+}
 
-  /** The WIT `output-record`; throws a `Reject` when a key or value did not serialise. */
-  toWit() {
-    if (this.error !== undefined) throw new Reject(this.error, "serialize");
-    return { topic: this.topic, key: this.key, value: this.value, headers: this.headers };
+/**
+ * The outcomes of one batch as `wit/packed.wit` lays them out: little-endian `u32`
+ * words and UTF-8 bytes, in one buffer that grows by doubling.
+ */
+class OutcomeWriter {
+  constructor(capacity) {
+    this.bytes = new Uint8Array(capacity);
+    this.view = new DataView(this.bytes.buffer);
+    this.length = 0;
   }
-}
 
-function bytes(value) {
-  return typeof value === "string" ? encoder.encode(value) : value;
-}
+  reserve(more) {
+    const needed = this.length + more;
+    if (needed <= this.bytes.length) return;
+    let capacity = this.bytes.length * 2;
+    while (capacity < needed) capacity *= 2;
+    const grown = new Uint8Array(capacity);
+    grown.set(this.bytes.subarray(0, this.length));
+    this.bytes = grown;
+    this.view = new DataView(grown.buffer);
+  }
 
-/** One event's outcome from what the plugin function returned or threw. */
-function outcome(run) {
-  try {
-    const result = run();
-    const records = result == null ? [] : Array.isArray(result) ? result : [result];
-    return { tag: "records", val: records.map((r) => r.toWit()) };
-  } catch (e) {
-    if (e instanceof Reject) {
-      return { tag: "rejected", val: { reason: e.reason, code: e.code } };
+  word(value) {
+    this.reserve(4);
+    this.view.setUint32(this.length, value, true);
+    this.length += 4;
+  }
+
+  /** A length and the bytes of `value` (text as UTF-8, or a `Uint8Array`). */
+  sized(value) {
+    if (typeof value === "string") {
+      // UTF-8 takes at most three bytes per UTF-16 unit.
+      this.reserve(4 + 3 * value.length);
+      const { written } = encoder.encodeInto(value, this.bytes.subarray(this.length + 4));
+      this.view.setUint32(this.length, written, true);
+      this.length += 4 + written;
+    } else if (ArrayBuffer.isView(value)) {
+      // A `Uint8Array`, or any view of bytes (the engine's own list<u8> included).
+      const length = value.byteLength;
+      this.reserve(4 + length);
+      this.view.setUint32(this.length, length, true);
+      this.bytes.set(new Uint8Array(value.buffer, value.byteOffset, length), this.length + 4);
+      this.length += 4 + length;
+    } else {
+      throw new TypeError(`expected text or a Uint8Array, found ${value === null ? "null" : typeof value}`);
     }
-    // Like a Rust panic: the host names the last error line as the trap's reason.
-    log("error", `plugin threw: ${e && e.stack ? `${e}\n${e.stack}` : e}`);
-    throw e;
+  }
+
+  /** `sized`, or the `none` marker for `undefined` (and `null`). */
+  optional(value) {
+    if (value == null) this.word(NONE);
+    else this.sized(value);
+  }
+
+  records(records) {
+    this.word(0);
+    this.word(records.length);
+    for (const record of records) {
+      this.sized(record.topic);
+      this.optional(record.key);
+      this.optional(record.value);
+      const headers = record.headers;
+      this.word(headers.length);
+      for (const { key, value } of headers) {
+        this.sized(key);
+        this.optional(value);
+      }
+    }
+  }
+
+  rejection(reject) {
+    this.word(1);
+    this.sized(String(reject.reason));
+    this.optional(reject.code == null ? undefined : String(reject.code));
+  }
+
+  finish() {
+    return this.bytes.subarray(0, this.length);
   }
 }
 
 /**
- * Builds the `transform` export from a function `(event: ChangeEvent) => Record[] | Record
+ * What the plugin function returned, as an array of `Record`s; throws a `Reject` when a
+ * key or value of one did not serialise.
+ */
+function recordsOf(result) {
+  const records = result == null ? [] : Array.isArray(result) ? result : [result];
+  for (const record of records) {
+    if (!(record instanceof Record)) {
+      throw new TypeError(`a transform returns Records (or an array of them, or null), not ${toJson(record)}`);
+    }
+    if (record.error !== undefined) throw new Reject(record.error, "serialize");
+  }
+  return records;
+}
+
+/**
+ * Builds the plugin's export from a function `(event: ChangeEvent) => Record[] | Record
  * | null`. `options.init`, a `(config: Config) => void`, validates the configuration once
- * per instance; a thrown error's message refuses it.
+ * per instance; a thrown error's message refuses it. `sluice plugin build` exports it as
+ * `sluice:transform/transform-packed` (`wit/packed.wit`): each batch arrives as one
+ * buffer, read lazily, and the outcomes leave as one.
  */
 export function transform(fn, options = {}) {
   return {
+    [EXPORT]: true,
     init(pairs) {
       currentConfig = new Config(pairs);
       try {
@@ -581,11 +879,60 @@ export function transform(fn, options = {}) {
         throw e instanceof Error ? e.message : String(e);
       }
     },
-    transformBatch(events) {
+    transformPacked(data) {
+      const batch = new PackedBatch(data);
       const typed = currentSettings;
-      return events.map((event) => outcome(() => fn(new ChangeEvent(event), typed)));
+      const out = new OutcomeWriter(1024 + 512 * batch.count);
+      out.word(1);
+      out.word(batch.count);
+      for (let i = 0, at = 4; i < batch.count; i++, at += batch.stride) {
+        let records;
+        try {
+          records = recordsOf(fn(new ChangeEvent(batch, at), typed));
+        } catch (e) {
+          if (e instanceof Reject) {
+            out.rejection(e);
+            continue;
+          }
+          throw threw(e);
+        }
+        try {
+          out.records(records);
+        } catch (e) {
+          // A key, value or header of a type that is not bytes: a plugin bug, like a
+          // thrown error (the batch's outcomes are not returned).
+          throw threw(e);
+        }
+      }
+      return out.finish();
     },
   };
+}
+
+/** Logs what the plugin threw (like a Rust panic: the host names the last error line
+ * as the trap's reason) and returns it, to be thrown on, which traps the instance. */
+function threw(e) {
+  log("error", `plugin threw: ${e && e.stack ? `${e}\n${e.stack}` : e}`);
+  return e;
+}
+
+/** Marks what `transform` built, so the build can tell a plugin's export is the SDK's. */
+const EXPORT = Symbol("sluice.transform");
+
+/**
+ * The component's `transform-packed` export from the plugin module's `transform` export;
+ * `sluice plugin build` calls it (at build time, when the module is initialised), so a
+ * plugin whose `transform` is not made by `sluice.transform(fn)` fails to build with this
+ * message.
+ */
+export function packedExport(exported) {
+  if (exported === undefined) {
+    throw new Error("the plugin's main module has no `transform` export: `export const transform = sluice.transform(fn)`");
+  }
+  if (exported === null || exported[EXPORT] !== true) {
+    throw new Error("the plugin's `transform` export is not made by `sluice.transform(fn)` (the SDK builds the component's export)");
+  }
+  return exported;
 }
 
 export * as debezium from "./debezium.js";

@@ -200,6 +200,7 @@ impl Contender {
                         inputs: vec![TopicPattern::parse(input).expect("pattern")],
                         outputs: vec![TopicPattern::parse("*").expect("pattern")],
                         role: Default::default(),
+                        parallelism: 1,
                     }],
                     plugins_dir: None,
                     admin_listen: None,

@@ -168,6 +168,7 @@ fn run_lanes(plugin: &Plugin, count: usize, input: &Path, cache: &Path) -> (Dura
             inputs: vec![TopicPattern::parse("*").expect("pattern")],
             outputs: vec![TopicPattern::parse("*").expect("pattern")],
             role: Default::default(),
+            parallelism: 1,
         })
         .collect();
     let config = Config {

@@ -7,6 +7,22 @@
 
 use std::borrow::Cow;
 
+/// A stable hash of a record key's bytes (FNV-1a with a final mix: the same in every
+/// process, version and platform), for dividing events by key: a canary's share of the
+/// keys, a plugin's instances. A missing key hashes as an empty one.
+pub fn key_hash(key: Option<&[u8]>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.unwrap_or_default() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // FNV's low digits follow the last bytes closely ("id":1, "id":2, ...): mix them.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash
+}
+
 /// One Kafka-style record header. Kafka allows null header values and repeated keys.
 ///
 /// The key is borrowed when it is one of sluice's own names (`sluice.plugin`, ...): the

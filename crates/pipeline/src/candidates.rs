@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_core::OutputRecord;
 use sluice_core::json_lines::record_to_json_line;
+use sluice_core::record::key_hash;
 use sluice_core::status::{ShadowSummary, Status};
 use sluice_core::telemetry::{Report, escape, lock};
 use sluice_core::topics::any_matches;
@@ -36,19 +37,9 @@ use crate::manifest::Role;
 use crate::pipeline::{PipelineSettings, PipelineStats, Route, assemble_outcome, subset};
 
 /// Whether a canary with a share of `per_mille`/1000 serves the event with `key`: a
-/// stable hash (FNV-1a with a final mix, the same in every process, version and
-/// platform) of the key's bytes, so a key never flips between versions.
+/// stable hash of the key's bytes ([`key_hash`]), so a key never flips between versions.
 pub fn canary_takes(key: Option<&[u8]>, per_mille: u32) -> bool {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key.unwrap_or_default() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    // FNV's low digits follow the last bytes closely ("id":1, "id":2, ...): mix them.
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^= hash >> 33;
-    hash % 1000 < u64::from(per_mille)
+    key_hash(key) % 1000 < u64::from(per_mille)
 }
 
 /// Which route runs which events of a batch.

@@ -25,7 +25,15 @@ pub struct PluginConfig {
     pub outputs: Vec<TopicPattern>,
     /// Serving, or a candidate version of another plugin (shadow or canary).
     pub role: Role,
+    /// How many instances each batch is divided among, by key (see
+    /// `sluice_runtime::start_plugin`): a Flink operator's parallelism, for plugins slower
+    /// than their input. 1 by default.
+    pub parallelism: usize,
 }
+
+/// The most instances a plugin's batches are divided among (each has its own memory cap
+/// and thread).
+pub const MAX_PARALLELISM: i64 = 64;
 
 /// What a plugin version does in its lane.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,6 +99,8 @@ pub struct RawPlugin {
     canary_of: Option<String>,
     /// A canary's share of the keys: `"10%"` (0.1% steps).
     share: Option<String>,
+    /// Instances each batch is divided among, by key (default 1).
+    parallelism: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,6 +219,17 @@ pub fn validate_plugin(
     {
         limits.max_record_bytes = bytes;
     }
+    let parallelism = match raw.parallelism {
+        None => 1,
+        Some(n) if (1..=MAX_PARALLELISM).contains(&n) => n as usize,
+        Some(n) => {
+            problems.add(
+                format!("{at}parallelism"),
+                format!("{n} is out of range (1 to {MAX_PARALLELISM})"),
+            );
+            1
+        }
+    };
     let role = validate_role(
         &name,
         raw.mode.as_deref(),
@@ -238,6 +259,7 @@ pub fn validate_plugin(
         inputs,
         outputs,
         role,
+        parallelism,
     })
 }
 
@@ -476,5 +498,34 @@ mod tests {
         assert_eq!(problems.len(), 2, "itself, and no share: {problems:?}");
         let (_, problems) = role("mode = \"blue-green\"");
         assert_eq!(problems.len(), 1, "{problems:?}");
+    }
+
+    #[test]
+    fn parallelism_is_one_by_default_and_refused_out_of_range() {
+        let parallelism = |line: &str| {
+            let raw: RawPlugin = toml::from_str(&format!(
+                "name = \"p\"\npath = \"Cargo.toml\"\ninputs = [\"in\"]\n{line}"
+            ))
+            .expect("toml");
+            let mut problems = Problems::default();
+            let plugin = validate_plugin(raw, Path::new("."), "plugin[0].", None, &mut problems);
+            (plugin.map(|p| p.parallelism), problems.0)
+        };
+        assert_eq!(parallelism("").0, Some(1));
+        assert_eq!(parallelism("parallelism = 4").0, Some(4));
+        assert_eq!(parallelism("parallelism = 64").0, Some(64));
+        for bad in ["0", "-2", "65"] {
+            let (plugin, problems) = parallelism(&format!("parallelism = {bad}"));
+            assert_eq!(plugin, None, "{bad}");
+            assert_eq!(
+                problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.path, p.message))
+                    .collect::<Vec<_>>(),
+                [format!(
+                    "plugin[0].parallelism: {bad} is out of range (1 to 64)"
+                )],
+            );
+        }
     }
 }

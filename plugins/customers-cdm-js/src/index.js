@@ -111,9 +111,12 @@ function maskEmail(email) {
   return `${String.fromCodePoint(email.codePointAt(0))}***@${email.slice(at + 1)}`;
 }
 
-/** Like Rust's `to_ascii_lowercase`: only A-Z change. */
+/** Like Rust's `to_ascii_lowercase`: only A-Z change (so `toLowerCase` for ASCII text). */
 function asciiLowercase(text) {
+  if (!NON_ASCII.test(text)) return text.toLowerCase();
   return text.replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
 }
+
+const NON_ASCII = /[^\x00-\x7f]/;
 
 export const transform = sluice.transform(customersCdm, { config: SETTINGS });

@@ -5,7 +5,9 @@
 - a PyFlink DataStream job (``job.py``: a Python ``flat_map``), parallelism 1 and 2;
 - a plain CPython loop with the same mapping (``mapping.py``), no framework;
 - ``sluice run`` with the ``customers-cdm`` plugin in Rust, Python and JavaScript
-  (file source → file sink);
+  (file source → file sink), the Python and JavaScript ones also with ``parallelism = 2``
+  (each batch divided by key between two instances, as PyFlink's parallelism 2 divides
+  the stream);
 
 all in one run, rounds interleaved so load drifts hit every contender alike, every output
 compared equal (as sorted lines: PyFlink's parallel sink does not keep order), median of
@@ -75,8 +77,11 @@ def events(count: int):
         yield json.dumps({"topic": TOPIC, "key": {"id": id_}, "value": value}, separators=(",", ":"))
 
 
-def sluice_config(work: Path, name: str, component: Path, events_file: Path, out: Path) -> Path:
-    """A `sluice run` configuration in ``work``; every one shares the compile cache there."""
+def sluice_config(
+    work: Path, name: str, component: Path, events_file: Path, out: Path, parallelism: int = 1
+) -> Path:
+    """A `sluice run` configuration in ``work``; every one shares the compile cache there.
+    ``parallelism``: instances each batch is divided among (the plugin's setting)."""
     config = work / f"{name}.toml"
     config.write_text(
         f"""[source]
@@ -100,6 +105,7 @@ version = "bench"
 path = {json.dumps(str(component))}
 inputs = [{json.dumps(TOPIC)}]
 outputs = ["cdm.customer"]
+parallelism = {parallelism}
 
 [plugin.limits]
 memory = "256MiB"
@@ -197,14 +203,20 @@ def main() -> None:
         ))
         for language, component in COMPONENTS.items():
             suffix = {"Rust": "", "Python": "-py", "JavaScript": "-js"}[language]
-            out = work / f"out-{component.stem}.jsonl"
-            config = sluice_config(work, component.stem, component, events_file, out)
-            contenders.append((
-                f"sluice + customers-cdm{suffix} ({language})",
-                [args.sluice, "run", "--config", config],
-                None,
-                out,
-            ))
+            # Like PyFlink at parallelism 1 and 2: the plugin on one instance, and the
+            # slow ones (Python, JavaScript) also divided among two.
+            for parallelism in (1, 2) if language != "Rust" else (1,):
+                out = work / f"out-{component.stem}-{parallelism}.jsonl"
+                config = sluice_config(
+                    work, f"{component.stem}-{parallelism}", component, events_file, out, parallelism
+                )
+                contenders.append((
+                    f"sluice + customers-cdm{suffix} ({language})"
+                    + (f", parallelism {parallelism}" if parallelism > 1 else ""),
+                    [args.sluice, "run", "--config", config],
+                    None,
+                    out,
+                ))
             # Compile once into the cache; the rounds load it like any restart does.
             warm_input = work / "warm.jsonl"
             warm_input.write_text(next(events(1)) + "\n")

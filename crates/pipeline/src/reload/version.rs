@@ -148,7 +148,8 @@ pub(super) fn load(
         &files.component.1,
         &printable_path(&config.path),
     )?;
-    let thread = start_plugin(&loaded, workers).map_err(|e| Refusal::new("init", e.to_string()))?;
+    let thread = start_plugin(&loaded, workers, config.parallelism)
+        .map_err(|e| Refusal::new("init", e.to_string()))?;
     let route = Route::new(thread, config.inputs, config.outputs, config.role);
     Ok((route, files))
 }
