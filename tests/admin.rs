@@ -109,6 +109,7 @@ fn health_ready_plugins_and_metrics() {
         assert_eq!(plugins[0]["name"], "stamp");
         assert_eq!(plugins[0]["version"], "2.1.0");
         assert_eq!(plugins[0]["sha256"].as_str().map(str::len), Some(64));
+        assert_eq!(plugins[0]["parallelism"], 1);
 
         let (status, metrics) = request(address, "GET", "/metrics").await;
         assert_eq!(status, 200);

@@ -283,6 +283,11 @@ fn version_cell(plugin: &PluginInfo, shadow: Option<&ShadowSummary>) -> String {
         ("canary", Some(share)) => format!("canary {}", html(share)),
         _ => "serving".to_owned(),
     };
+    let mode = if plugin.parallelism > 1 {
+        format!("{mode} ×{}", plugin.parallelism)
+    } else {
+        mode
+    };
     let mut cell = format!(
         "<span class=\"version\" title=\"sha256 {}\">{} {} <small>{mode}</small></span>",
         html(&plugin.sha256),
@@ -425,6 +430,7 @@ mod tests {
                     name: "orders".into(),
                     version: "1.2.0".into(),
                     sha256: "ab".into(),
+                    parallelism: 3,
                     ..PluginInfo::default()
                 },
                 PluginInfo {
@@ -449,6 +455,7 @@ mod tests {
         assert!(page.contains("<title>sluice status</title>"), "{page}");
         assert!(page.contains("http-equiv=\"refresh\""), "{page}");
         assert!(page.contains("orders 1.2.0"), "{page}");
+        assert!(page.contains("<small>serving ×3</small>"), "{page}");
         assert!(
             page.contains("<td class=\"rate\">10.0</td>"),
             "20 events in 2 s: {page}"

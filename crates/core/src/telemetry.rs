@@ -42,6 +42,8 @@ pub struct PluginInfo {
     /// A canary's share of the keys (`"25%"`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub share: Option<String>,
+    /// Instances each batch is divided among, by key (per consumer).
+    pub parallelism: usize,
 }
 
 /// One registered report: found again by its type, rendered through the trait.

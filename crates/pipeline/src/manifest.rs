@@ -504,7 +504,7 @@ mod tests {
     fn parallelism_is_one_by_default_and_refused_out_of_range() {
         let parallelism = |line: &str| {
             let raw: RawPlugin = toml::from_str(&format!(
-                "name = \"p\"\npath = \"Cargo.toml\"\ninputs = [\"in\"]\n{line}"
+                "name = \"p\"\npath = \"Cargo.toml\"\ninputs = [\"in\"]\noutputs = [\"out\"]\n{line}"
             ))
             .expect("toml");
             let mut problems = Problems::default();

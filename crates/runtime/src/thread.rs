@@ -177,6 +177,11 @@ impl PluginThread {
         &self.plugin
     }
 
+    /// How many pools each batch is divided among (the plugin's `parallelism`).
+    pub fn parallelism(&self) -> usize {
+        self.pools.len()
+    }
+
     /// Runs one batch on the plugin's thread.
     pub async fn transform(
         &self,
@@ -268,11 +273,15 @@ impl QueueSlot<'_> {
     }
 }
 
+/// One share of a submitted batch: the indices of its events in the batch (`None`: all
+/// of them, in order) and where its outcomes come from.
+type SubmittedShare = (Option<Vec<usize>>, oneshot::Receiver<Vec<Outcome>>);
+
 /// A batch handed to a plugin's threads ([`PluginThread::submit`]), in one share or
 /// several. Dropping it leaves the batch to run; its outcomes are thrown away.
 #[derive(Debug)]
 pub struct Submitted {
-    parts: Vec<(Option<Vec<usize>>, oneshot::Receiver<Vec<Outcome>>)>,
+    parts: Vec<SubmittedShare>,
     total: usize,
     plugin: String,
 }

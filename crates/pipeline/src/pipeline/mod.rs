@@ -104,6 +104,7 @@ impl Route {
             mode: self.role.mode().to_owned(),
             of: self.role.candidate_of().map(str::to_owned),
             share: self.role.share(),
+            parallelism: self.plugin.parallelism(),
         }
     }
 }
