@@ -9,10 +9,11 @@
  * any directory) and the WIT imports left external; componentize-js then embeds it in
  * StarlingMonkey for the `packed-transformer` world. The bundle's entry is a module of
  * our own that exports the plugin's `transform` (made by `sluice.transform(fn)`) as
- * `transformPacked`, through the SDK's `packedExport`, which refuses anything else. Only the WASI features a plugin may use are
- * kept: the host grants no HTTP, so `http` and `fetch-event` are left out. When the
- * caller found `weval` (`SLUICE_WEVAL_BIN`), the engine's interpreter is compiled ahead of
- * time for this plugin (componentize-js's `enableAot`).
+ * `transformPacked`, through the SDK's `packedExport`, which refuses anything else.
+ * Only the WASI features a plugin may use are kept: the host grants no HTTP, so `http`
+ * and `fetch-event` are left out. When the caller found `weval` (`SLUICE_WEVAL_BIN`),
+ * the engine's interpreter is compiled ahead of time for this plugin (componentize-js's
+ * `enableAot`).
  */
 
 import { writeFile } from "node:fs/promises";

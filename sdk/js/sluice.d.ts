@@ -123,6 +123,10 @@ export function transform<const S extends SettingsSchema>(
   options: { config: S; init?: (config: Config) => void },
 ): unknown;
 
+/** What `sluice plugin build` exports as the component's `transform-packed`: the module's
+ * `transform`, refused (at build time) unless `transform` made it. */
+export function packedExport(exported: unknown): unknown;
+
 export namespace debezium {
   function decimalFromBase64(encoded: string, scale: number): string;
   function dateFromEpochDays(days: Int): string;

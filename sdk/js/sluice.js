@@ -18,8 +18,9 @@
  * manifest's pairs at `init` (a bad, missing or unknown key refuses the plugin with the key
  * named) and calls `fn(event, settings)`; `sluice.config()` keeps the raw pairs.
  *
- * `sluice.transform(fn, { init })` builds the `sluice:transform/transform` export: it calls
- * `fn` once per event of each batch with a `ChangeEvent`, turns what it returns (an array of
+ * `sluice.transform(fn, { init })` builds the `sluice:transform/transform-packed` export
+ * (`wit/packed.wit`: each batch in one buffer each way): it calls `fn` once per event of
+ * each batch with a `ChangeEvent` read from the batch, turns what it returns (an array of
  * `Record`s, one `Record`, or `null` to filter the event out) into the event's outcome, and a
  * thrown `Reject` into a rejection (the event goes to the dead-letter topic). Any other
  * exception is logged at `error` and traps the instance, like a Rust panic.
