@@ -354,75 +354,6 @@ class PackedBatch {
 }
 
 /**
- * Debezium's source block of one event: `connector`, `name`, `db`, `schema`, `table`,
- * `changeLsn`, `commitLsn`, `eventSerialNo`, `snapshot` (the marker) and `tsMs`; absent
- * values are `undefined`. Each is read from the batch when asked for.
- */
-class SourceInfo {
-  constructor(batch, at) {
-    this.batch = batch;
-    this.at = at;
-  }
-
-  get connector() {
-    const w = this.batch.words;
-    return this.batch.sharedText(w[this.at + 11], w[this.at + 12]);
-  }
-
-  get name() {
-    const w = this.batch.words;
-    return this.batch.sharedText(w[this.at + 13], w[this.at + 14]);
-  }
-
-  get db() {
-    const w = this.batch.words;
-    return this.batch.sharedText(w[this.at + 15], w[this.at + 16]);
-  }
-
-  get schema() {
-    const w = this.batch.words;
-    return this.batch.sharedText(w[this.at + 17], w[this.at + 18]);
-  }
-
-  get table() {
-    const w = this.batch.words;
-    return this.batch.sharedText(w[this.at + 19], w[this.at + 20]);
-  }
-
-  get changeLsn() {
-    const w = this.batch.words;
-    return this.batch.text(w[this.at + 21], w[this.at + 22]);
-  }
-
-  get commitLsn() {
-    const w = this.batch.words;
-    return this.batch.text(w[this.at + 23], w[this.at + 24]);
-  }
-
-  get eventSerialNo() {
-    const w = this.batch.words;
-    const at = this.at;
-    return w[at + 25] ? s64(w[at + 26], w[at + 27]) : undefined;
-  }
-
-  get snapshot() {
-    return SNAPSHOT_MARKERS[this.batch.words[this.at + 28]];
-  }
-
-  get tsMs() {
-    const w = this.batch.words;
-    const at = this.at;
-    return w[at + 29] ? s64(w[at + 30], w[at + 31]) : undefined;
-  }
-
-  /** The fields as a plain object (what `JSON.stringify` writes). */
-  toJSON() {
-    const { connector, name, db, schema, table, changeLsn, commitLsn, eventSerialNo, snapshot, tsMs } = this;
-    return { connector, name, db, schema, table, changeLsn, commitLsn, eventSerialNo, snapshot, tsMs };
-  }
-}
-
-/**
  * One change event, decoded from its Debezium envelope by the host and packed into the
  * batch (`wit/packed.wit`). Every part is read from the batch when first asked for; row
  * images arrive as JSON text and are parsed only when asked for.
@@ -450,7 +381,23 @@ export class ChangeEvent {
    * `undefined`.
    */
   get source() {
-    return new SourceInfo(this.batch, this.at);
+    // A plain object, as the fields are (spread and `Object.keys` see them); the texts
+    // the events of a batch share are decoded once per batch.
+    const batch = this.batch;
+    const w = batch.words;
+    const at = this.at;
+    return {
+      connector: batch.sharedText(w[at + 11], w[at + 12]),
+      name: batch.sharedText(w[at + 13], w[at + 14]),
+      db: batch.sharedText(w[at + 15], w[at + 16]),
+      schema: batch.sharedText(w[at + 17], w[at + 18]),
+      table: batch.sharedText(w[at + 19], w[at + 20]),
+      changeLsn: batch.text(w[at + 21], w[at + 22]),
+      commitLsn: batch.text(w[at + 23], w[at + 24]),
+      eventSerialNo: w[at + 25] ? s64(w[at + 26], w[at + 27]) : undefined,
+      snapshot: SNAPSHOT_MARKERS[w[at + 28]],
+      tsMs: w[at + 29] ? s64(w[at + 30], w[at + 31]) : undefined,
+    };
   }
 
   /** Whether the event belongs to a snapshot (any marker but `none`). */
