@@ -295,17 +295,18 @@ impl Submitted {
             total,
             plugin,
         } = self;
+        // Only a divided batch needs putting back together (a whole one is the only share).
         let mut merged: Vec<Option<Outcome>> = Vec::new();
-        merged.resize_with(total, || None);
         for (indices, response) in parts {
             let outcomes = response.await.map_err(|_| ThreadGone(plugin.clone()))?;
-            match indices {
-                None => return Ok(outcomes),
-                Some(indices) => {
-                    for (index, outcome) in indices.into_iter().zip(outcomes) {
-                        merged[index] = Some(outcome);
-                    }
-                }
+            let Some(indices) = indices else {
+                return Ok(outcomes);
+            };
+            if merged.is_empty() {
+                merged.resize_with(total, || None);
+            }
+            for (index, outcome) in indices.into_iter().zip(outcomes) {
+                merged[index] = Some(outcome);
             }
         }
         Ok(merged
