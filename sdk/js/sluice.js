@@ -186,50 +186,78 @@ const encoder = new TextEncoder();
 const LONG_INTEGER = /\d{16}/;
 
 /**
- * `JSON.parse` that keeps integers beyond 2^53 exact, as `BigInt`s. Text without long
- * digit runs is parsed as it is. A flat object (a row image: no nested object or array)
- * is parsed as it is too, and each member whose integer lost precision is read again
- * from its literal; anything else goes through a reviver, which the engine passes each
- * literal's source text (a reviver call per value made it most of a row's cost).
+ * `JSON.parse` that keeps integers beyond 2^53 exact, as `BigInt`s. A flat object (a row
+ * image: no nested object or array) is parsed as it is, and each member whose integer
+ * lost precision is read again from its literal; other text without long digit runs is
+ * parsed as it is too; anything else goes through a reviver, which the engine passes
+ * each literal's source text (a reviver call per value made it most of a row's cost).
+ * The row's path runs no regular expression: in the engine's interpreter a scan of the
+ * row by one cost as much as parsing it.
  */
 export function parseJson(text) {
-  if (!LONG_INTEGER.test(text)) return JSON.parse(text);
   const value = JSON.parse(text);
-  return exactFlatObject(text, value) ? value : JSON.parse(text, exactIntegers);
+  if (value !== null && typeof value === "object") {
+    if (!Array.isArray(value) && exactFlatObject(text, value)) return value;
+  } else if (typeof value !== "number" || Number.isSafeInteger(value) || !Number.isInteger(value)) {
+    return value;
+  }
+  if (!LONG_INTEGER.test(text)) return value;
+  return JSON.parse(text, exactIntegers);
 }
 
 /**
- * Replaces in `row`, parsed from `text`, each integer beyond 2^53 by the `BigInt` of its
- * literal; `false` (leaving `row` to be parsed again) unless `row` is a flat object and
- * each such literal is found where nothing but that member can be: `"name":` right after
- * `{` or `,` is a key (a quote inside a string is escaped), and in text with one `{` and
- * no `[` (not even inside a string, nor in a member a later duplicate replaced) the last
- * such key is the member `JSON.parse` kept.
+ * Replaces in `row`, an object parsed from `text`, each integer beyond 2^53 by the
+ * `BigInt` of its literal; `false` (leaving `row` to be parsed again) unless `row` is flat
+ * and each such literal is found where nothing but that member can be: `"name":` right
+ * after `{` or `,` is a key (a quote inside a string is escaped), and in text with one
+ * `{` and no `[` (not even inside a string, nor in a member a later duplicate replaced)
+ * the last such key is the member `JSON.parse` kept.
  */
 function exactFlatObject(text, row) {
-  if (row === null || typeof row !== "object" || Array.isArray(row)) return false;
-  if (text.indexOf("{", text.indexOf("{") + 1) !== -1 || text.includes("[")) return false;
+  let inexact;
   for (const key in row) {
     const value = row[key];
     if (typeof value === "number") {
       if (Number.isSafeInteger(value) || !Number.isInteger(value)) continue;
-      const name = `${JSON.stringify(key)}:`;
-      const at = text.lastIndexOf(name);
-      const before = at > 0 ? text.charCodeAt(at - 1) : 0;
-      if (before !== 0x7b && before !== 0x2c) return false; // `{` or `,`
-      INTEGER_LITERAL.lastIndex = at + name.length;
-      const literal = INTEGER_LITERAL.exec(text);
-      if (literal === null) return false;
-      row[key] = BigInt(literal[1]);
+      if (inexact === undefined) inexact = [];
+      inexact.push(key);
     } else if (value !== null && typeof value === "object") {
       return false;
     }
   }
+  if (inexact === undefined) return true;
+  if (text.indexOf("{", text.indexOf("{") + 1) !== -1 || text.includes("[")) return false;
+  for (let i = 0; i < inexact.length; i++) {
+    const key = inexact[i];
+    const name = `${JSON.stringify(key)}:`;
+    const at = text.lastIndexOf(name);
+    const before = at > 0 ? text.charCodeAt(at - 1) : 0;
+    if (before !== 0x7b && before !== 0x2c) return false; // `{` or `,`
+    const literal = integerLiteral(text, at + name.length);
+    if (literal === undefined) return false;
+    row[key] = literal;
+  }
   return true;
 }
 
-/** An integer literal (and only that: no fraction, no exponent) where the match starts. */
-const INTEGER_LITERAL = /\s*(-?\d+)\s*(?=[,}])/y;
+/**
+ * The `BigInt` of the integer literal (and only that: no fraction, no exponent) at
+ * `from`, between JSON whitespace and followed by `,` or `}`; `undefined` otherwise.
+ */
+function integerLiteral(text, from) {
+  let at = from;
+  let c = text.charCodeAt(at);
+  while (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) c = text.charCodeAt(++at);
+  const start = at;
+  if (c === 0x2d) c = text.charCodeAt(++at); // `-`
+  const digits = at;
+  while (c >= 0x30 && c <= 0x39) c = text.charCodeAt(++at);
+  if (at === digits) return undefined;
+  const end = at;
+  while (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) c = text.charCodeAt(++at);
+  if (c !== 0x2c && c !== 0x7d) return undefined; // `,` or `}`
+  return BigInt(text.slice(start, end));
+}
 
 function exactIntegers(_key, value, context) {
   if (typeof value !== "number" || Number.isSafeInteger(value) || !Number.isInteger(value)) return value;
@@ -766,18 +794,21 @@ class OutcomeWriter {
     else this.sized(value);
   }
 
+  // Indexed loops, here and on every path run per event: `for...of` makes an iterator
+  // and a result object per step in the engine's interpreter.
   records(records) {
     this.word(0);
     this.word(records.length);
-    for (const record of records) {
+    for (let r = 0; r < records.length; r++) {
+      const record = records[r];
       this.sized(record.topic);
       this.optional(record.key);
       this.optional(record.value);
       const headers = record.headers;
       this.word(headers.length);
-      for (const { key, value } of headers) {
-        this.sized(key);
-        this.optional(value);
+      for (let h = 0; h < headers.length; h++) {
+        this.sized(headers[h].key);
+        this.optional(headers[h].value);
       }
     }
   }
@@ -799,7 +830,8 @@ class OutcomeWriter {
  */
 function recordsOf(result) {
   const records = result == null ? [] : Array.isArray(result) ? result : [result];
-  for (const record of records) {
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i];
     if (!(record instanceof Record)) {
       throw new TypeError(`a transform returns Records (or an array of them, or null), not ${toJson(record)}`);
     }
