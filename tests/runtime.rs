@@ -51,6 +51,69 @@ fn components_are_compiled_once_per_content_and_reloaded_from_the_cache() {
     third.instantiate().expect("recompiled code runs");
 }
 
+/// Small components are compiled by the runtime's inlining engine, larger ones (and all of
+/// them with the limit at 0) by the standard one; the two artifacts of one component are
+/// cached apart, and code of either engine runs, with the same outcomes.
+#[test]
+fn small_components_are_compiled_with_inlining_and_cached_apart() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let options = |inlining_max_code_bytes| RuntimeOptions {
+        cache_dir: Some(cache.path().to_owned()),
+        inlining_max_code_bytes,
+        ..RuntimeOptions::default()
+    };
+    let path = std::path::Path::new(components::PASSTHROUGH);
+    let load = |inlining_max_code_bytes| {
+        Runtime::new(options(inlining_max_code_bytes))
+            .expect("runtime")
+            .load_file(spec(), path)
+            .expect("load")
+    };
+    let inlined = load(sluice_runtime::INLINING_MAX_CODE_BYTES);
+    assert!(inlined.compiled_with_inlining());
+    assert_eq!(inlined.cache_outcome(), CacheOutcome::Miss);
+    let standard = load(0);
+    assert!(!standard.compiled_with_inlining());
+    assert_eq!(
+        standard.cache_outcome(),
+        CacheOutcome::Miss,
+        "not the inlined artifact"
+    );
+    // A limit below the component's code: the standard engine, from the cache.
+    let below = load(1_000);
+    assert!(!below.compiled_with_inlining());
+    assert_eq!(below.cache_outcome(), CacheOutcome::Hit);
+    let artifacts: Vec<String> = std::fs::read_dir(cache.path())
+        .expect("cache dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".cwasm"))
+        .collect();
+    assert_eq!(artifacts.len(), 2, "{artifacts:?}");
+    assert_eq!(
+        artifacts
+            .iter()
+            .filter(|name| name.contains("-inlined-"))
+            .count(),
+        1,
+        "{artifacts:?}"
+    );
+
+    let events: Vec<_> = sluice_tests::synthetic_customer_events(8)
+        .into_iter()
+        .map(|raw| match sluice_runtime::debezium::decode(raw) {
+            Ok(sluice_runtime::debezium::Decoded::Event(event)) => event,
+            _ => panic!("synthetic events decode"),
+        })
+        .collect();
+    let run = |plugin: &std::sync::Arc<sluice_runtime::LoadedPlugin>| {
+        let mut worker = sluice_runtime::PluginWorker::new(plugin.instantiate().expect("runs"));
+        worker.transform(&events)
+    };
+    let outcomes = run(&inlined);
+    assert_eq!(outcomes.len(), events.len());
+    assert_eq!(outcomes, run(&standard));
+}
+
 #[test]
 fn a_component_of_another_world_is_refused_with_the_reason() {
     let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");

@@ -69,6 +69,10 @@ fn main() {
     if profile_only(&runtime, &events) || levers(&runtime, &events, rounds) {
         return;
     }
+    if args.iter().any(|a| a == "--inlining") {
+        inlining_gain(&events, rounds);
+        return;
+    }
     let mut native_by_batch = Vec::new();
     for &batch in &BATCH_SIZES {
         let sdk_events: Vec<sdk::ChangeEvent> = events.iter().map(to_sdk).collect();
@@ -98,6 +102,67 @@ fn main() {
     swap_cost(rounds);
     println!();
     deadline_cost(&events, rounds);
+    println!();
+    inlining_gain(&events, rounds);
+}
+
+/// The runtime's second engine (`RuntimeOptions::inlining_max_code_bytes`): the same
+/// components compiled with and without Cranelift's inlining, batches of 256, the two
+/// and native `customers-cdm` measured in turn each round (`-- --inlining` runs only
+/// this table).
+fn inlining_gain(events: &[ChangeEvent], rounds: usize) {
+    println!(
+        "small components compiled with inlining (the default) and without, batches of 256 (events/s, best of {rounds}, interleaved):"
+    );
+    println!();
+    println!(
+        "| plugin | without inlining | with inlining | with / without | without vs native | with vs native |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let sdk_events: Vec<sdk::ChangeEvent> = events.iter().map(to_sdk).collect();
+    let mut native = f64::MIN;
+    let runtime = |inlining_max_code_bytes: u64| {
+        Runtime::new(RuntimeOptions {
+            inlining_max_code_bytes,
+            ..RuntimeOptions::default()
+        })
+        .expect("runtime")
+    };
+    let runtimes = [runtime(0), runtime(sluice_runtime::INLINING_MAX_CODE_BYTES)];
+    for (name, path) in [
+        ("customers-cdm", components::CUSTOMERS_CDM),
+        ("passthrough", components::PASSTHROUGH),
+    ] {
+        let mut workers: Vec<PluginWorker> = runtimes
+            .iter()
+            .map(|runtime| {
+                let plugin = runtime
+                    .load_file(spec(name), std::path::Path::new(path))
+                    .expect("load");
+                PluginWorker::new(plugin.instantiate().expect("instantiate"))
+            })
+            .collect();
+        let mut best = [f64::MIN; 2];
+        for _ in 0..rounds {
+            native = native.max(best_of(1, || run_native(&sdk_events, 256)));
+            for (worker, best) in workers.iter_mut().zip(&mut best) {
+                *best = best.max(best_of(1, || run_wasm(worker, events, 256)));
+            }
+        }
+        // Only `customers-cdm` has a native build to compare with.
+        let versus_native = |rate: f64| match name {
+            "customers-cdm" => format!("{:.2}", rate / native),
+            _ => String::new(),
+        };
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.2} | {} | {} |",
+            best[0],
+            best[1],
+            best[1] / best[0],
+            versus_native(best[0]),
+            versus_native(best[1])
+        );
+    }
 }
 
 /// Throughput with CPU deadlines (epoch interruption) on and off, batches of 256. The

@@ -40,18 +40,19 @@ impl ComponentCache {
         Self { dir }
     }
 
-    /// Returns the compiled component for `bytes` (whose sha256 is `sha256`), compiling it
-    /// on a miss. Errors are compile errors; cache I/O problems are logged and bypassed.
+    /// Returns the compiled component for `bytes`, compiling it on a miss. `key` names
+    /// them: their sha256, with a suffix when the runtime's engines compile them apart.
+    /// Errors are compile errors; cache I/O problems are logged and bypassed.
     pub fn get_or_compile(
         &self,
         engine: &Engine,
         bytes: &[u8],
-        sha256: &str,
+        key: &str,
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let Some(dir) = &self.dir else {
             return Ok((Component::new(engine, bytes)?, CacheOutcome::Disabled));
         };
-        let artifact = dir.join(format!("{sha256}-{}.cwasm", engine_fingerprint(engine)));
+        let artifact = dir.join(format!("{key}-{}.cwasm", engine_fingerprint(engine)));
         if let Some(component) = load_verified(engine, &artifact) {
             return Ok((component, CacheOutcome::Hit));
         }

@@ -60,6 +60,8 @@ impl Default for ShapeLimits {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Shape {
     pub functions: u64,
+    /// Bytes of all function bodies together.
+    pub code_bytes: u64,
     pub largest_body_bytes: u64,
     pub most_locals: u64,
 }
@@ -72,6 +74,7 @@ pub fn measure(bytes: &[u8]) -> Result<Shape, String> {
         if let Payload::CodeSectionEntry(body) = payload {
             shape.functions += 1;
             let size = body.range().len() as u64;
+            shape.code_bytes += size;
             shape.largest_body_bytes = shape.largest_body_bytes.max(size);
             let mut locals = 0u64;
             let mut reader = body.get_locals_reader().map_err(|e| e.to_string())?;
@@ -85,8 +88,12 @@ pub fn measure(bytes: &[u8]) -> Result<Shape, String> {
     Ok(shape)
 }
 
-/// Refuses a component whose shape passes `limits`, naming the limit.
-pub fn check_shape(bytes: &[u8], origin: &str, limits: &ShapeLimits) -> Result<(), RuntimeError> {
+/// Refuses a component whose shape passes `limits`, naming the limit; its shape otherwise.
+pub fn check_shape(
+    bytes: &[u8],
+    origin: &str,
+    limits: &ShapeLimits,
+) -> Result<Shape, RuntimeError> {
     let refused = |detail: String| RuntimeError::TooComplex {
         origin: origin.to_owned(),
         detail,
@@ -113,7 +120,7 @@ pub fn check_shape(bytes: &[u8], origin: &str, limits: &ShapeLimits) -> Result<(
             shape.most_locals, limits.function_locals
         )));
     }
-    Ok(())
+    Ok(shape)
 }
 
 /// Runs `compile` on a thread of its own and waits at most `timeout` for it.

@@ -1,8 +1,8 @@
-//! sluice-runtime: the WebAssembly host. One wasmtime `Engine` per process, components
-//! compiled once per content hash, one `InstancePre` per plugin version, one `Store` per
-//! plugin worker.
+//! sluice-runtime: the WebAssembly host. Two wasmtime `Engine`s per process (the second
+//! inlines small components' calls, see [`Runtime`]), components compiled once per
+//! content hash, one `InstancePre` per plugin version, one `Store` per plugin worker.
 //!
-//! - [`Runtime`] owns the engine, the linker (WASI with nothing granted, plus the
+//! - [`Runtime`] owns the engines, their linkers (WASI with nothing granted, plus the
 //!   `sluice:transform/host` interface), the compile cache and the epoch ticker.
 //! - [`LoadedPlugin`] is one compiled, linked, validated version of a plugin.
 //! - [`PluginWorker`] runs batches through instances of a plugin, isolating poison events
@@ -104,7 +104,17 @@ pub struct RuntimeOptions {
     pub shape_limits: ShapeLimits,
     /// How long a compile may take before the load is refused.
     pub compile_timeout: std::time::Duration,
+    /// Components with at most this many bytes of function bodies are compiled with
+    /// Cranelift's inlining (see [`Runtime`]); 0 compiles every component without it.
+    pub inlining_max_code_bytes: u64,
 }
+
+/// The largest component compiled with inlining by default: 1 MiB of function bodies.
+/// Rust plugins have ~0.3 MB; the JavaScript and Python engines (11-40 MB), for which
+/// inlining gains nothing and costs gigabytes of compile memory, stay far above it. Low
+/// enough that what inlining adds to a compile (3-4x the time, more memory) stays small
+/// beside the shape limits a hostile component is held to anyway.
+pub const INLINING_MAX_CODE_BYTES: u64 = 1 << 20;
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
@@ -115,14 +125,26 @@ impl Default for RuntimeOptions {
             max_plugin_bytes: file::DEFAULT_MAX_PLUGIN_BYTES,
             shape_limits: ShapeLimits::default(),
             compile_timeout: compile::COMPILE_TIMEOUT,
+            inlining_max_code_bytes: INLINING_MAX_CODE_BYTES,
         }
     }
 }
 
 /// The process's WebAssembly runtime. Cheap to share behind an `Arc`.
+///
+/// It holds two engines of the same settings but one: components up to
+/// [`RuntimeOptions::inlining_max_code_bytes`] of code are compiled by the second, with
+/// Cranelift's inlining of small callees, which removes the per-call prologue (stack
+/// and deadline checks) from their hot paths: +9-12% for a Rust `passthrough`, +5-7% for
+/// `customers-cdm` (BENCHMARKS.md, "wasmtime's own settings"). Large components (the
+/// JavaScript and Python engines) gain nothing from it, compile 3-4x slower and took
+/// gigabytes of memory to compile with it, so they keep the first. Deadlines, limits
+/// and the cache work the same for both; each engine has its own linker, since a
+/// linker belongs to one engine.
 pub struct Runtime {
-    engine: Engine,
-    linker: Linker<PluginState>,
+    standard: EngineAndLinker,
+    inlining: EngineAndLinker,
+    inlining_max_code_bytes: u64,
     cache: ComponentCache,
     memory_limits: bool,
     max_plugin_bytes: u64,
@@ -140,20 +162,35 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-impl Runtime {
-    pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
-        let engine = Engine::new(&engine_config(options.cpu_deadlines))
+/// One engine and the linker that instantiates its components.
+struct EngineAndLinker {
+    engine: Engine,
+    linker: Linker<PluginState>,
+}
+
+impl EngineAndLinker {
+    fn new(cpu_deadlines: bool, inlining: bool) -> Result<Self, RuntimeError> {
+        let engine = Engine::new(&engine_config(cpu_deadlines, inlining))
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| RuntimeError::Engine(format!("linking WASI: {e:#}")))?;
         bindings::Transformer::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| RuntimeError::Engine(format!("linking the host interface: {e:#}")))?;
-        let ticker = EpochTicker::start(&engine)
+        Ok(Self { engine, linker })
+    }
+}
+
+impl Runtime {
+    pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
+        let standard = EngineAndLinker::new(options.cpu_deadlines, false)?;
+        let inlining = EngineAndLinker::new(options.cpu_deadlines, true)?;
+        let ticker = EpochTicker::start(&[standard.engine.clone(), inlining.engine.clone()])
             .map_err(|e| RuntimeError::Engine(format!("starting the epoch ticker: {e}")))?;
         Ok(Self {
-            engine,
-            linker,
+            standard,
+            inlining,
+            inlining_max_code_bytes: options.inlining_max_code_bytes,
             cache: ComponentCache::new(options.cache_dir),
             memory_limits: options.memory_limits,
             max_plugin_bytes: options.max_plugin_bytes,
@@ -164,9 +201,10 @@ impl Runtime {
         })
     }
 
-    /// The engine (for benchmarks and tools that compile on their own).
+    /// The engine of components too large for inlining (for benchmarks and tools that
+    /// compile on their own).
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.standard.engine
     }
 
     /// The largest plugin file this runtime reads (`runtime.max_plugin_size`).
@@ -210,16 +248,24 @@ impl Runtime {
         check_is_component(bytes, origin)?;
         let sha256 = hex::encode(Sha256::digest(bytes));
         let started = std::time::Instant::now();
-        compile::check_shape(bytes, origin, &self.shape_limits)?;
+        let shape = compile::check_shape(bytes, origin, &self.shape_limits)?;
+        let inlined = shape.code_bytes <= self.inlining_max_code_bytes;
+        let chosen = if inlined {
+            &self.inlining
+        } else {
+            &self.standard
+        };
         let compiled = {
-            let (cache, engine, bytes, sha256) = (
-                self.cache.clone(),
-                self.engine.clone(),
-                bytes.to_vec(),
-                sha256.clone(),
-            );
+            // The two engines' artifacts of one component are cached apart.
+            let cache_key = if inlined {
+                format!("{sha256}-inlined")
+            } else {
+                sha256.clone()
+            };
+            let (cache, engine, bytes) =
+                (self.cache.clone(), chosen.engine.clone(), bytes.to_vec());
             compile::with_timeout(origin, self.compile_timeout, move || {
-                cache.get_or_compile(&engine, &bytes, &sha256)
+                cache.get_or_compile(&engine, &bytes, &cache_key)
             })?
         };
         let (component, cache) = compiled.map_err(|e| RuntimeError::NotAComponent {
@@ -227,7 +273,8 @@ impl Runtime {
             detail: format!("{e:#}"),
         })?;
         let instance_pre =
-            self.linker
+            chosen
+                .linker
                 .instantiate_pre(&component)
                 .map_err(|e| RuntimeError::WrongWorld {
                     origin: origin.to_owned(),
@@ -257,6 +304,7 @@ impl Runtime {
             version = %self::log::printable(&spec.version),
             sha256 = %&sha256[..12],
             world = pre.name(),
+            inlined,
             ?cache,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "plugin compiled"
@@ -264,18 +312,24 @@ impl Runtime {
         Ok(Arc::new(LoadedPlugin::new(
             spec,
             sha256,
-            cache,
+            plugin::Compilation { cache, inlined },
             pre,
-            self.engine.clone(),
+            chosen.engine.clone(),
             self.memory_limits,
             self.log_drops.clone(),
         )))
     }
 }
 
-/// One engine configuration for the whole process.
-fn engine_config(cpu_deadlines: bool) -> Config {
+/// The engines' configuration: the same for both but for `inlining`.
+fn engine_config(cpu_deadlines: bool, inlining: bool) -> Config {
     let mut config = Config::new();
+    // Inlining of small callees within a core module and across a component's modules.
+    config.compiler_inlining(if inlining {
+        wasmtime::Inlining::Yes
+    } else {
+        wasmtime::Inlining::No
+    });
     // Deadlines: a cheap counter check in loops and function entries (its cost is
     // measured in BENCHMARKS.md), unlike fuel which counts every instruction.
     config.epoch_interruption(cpu_deadlines);

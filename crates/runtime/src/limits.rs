@@ -196,17 +196,20 @@ pub struct EpochTicker {
 }
 
 impl EpochTicker {
-    pub fn start(engine: &Engine) -> std::io::Result<Self> {
+    /// Ticks every engine of `engines` on one thread.
+    pub fn start(engines: &[Engine]) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = Arc::clone(&stop);
-            let engine = engine.clone();
+            let engines = engines.to_vec();
             std::thread::Builder::new()
                 .name("sluice-epoch".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        for engine in &engines {
+                            engine.increment_epoch();
+                        }
                     }
                 })?
         };

@@ -22,13 +22,21 @@ pub struct PluginSpec {
     pub limits: PluginLimits,
 }
 
+/// How a plugin's machine code was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Compilation {
+    /// Whether it came from the on-disk cache.
+    pub(super) cache: CacheOutcome,
+    /// Whether the runtime's inlining engine compiled it (a small component).
+    pub(super) inlined: bool,
+}
+
 /// One compiled, linked and validated version of a plugin; instantiate it as often as
 /// needed. Cheap to share behind an `Arc`.
 pub struct LoadedPlugin {
     spec: PluginSpec,
     sha256: String,
-    /// Whether the compiled code came from the on-disk cache.
-    cache: CacheOutcome,
+    compilation: Compilation,
     /// `name@version`, for logs.
     label: Arc<str>,
     pre: WorldPre,
@@ -51,7 +59,7 @@ impl LoadedPlugin {
     pub(super) fn new(
         spec: PluginSpec,
         sha256: String,
-        cache: CacheOutcome,
+        compilation: Compilation,
         pre: WorldPre,
         engine: Engine,
         memory_limits: bool,
@@ -65,7 +73,7 @@ impl LoadedPlugin {
         Self {
             spec,
             sha256,
-            cache,
+            compilation,
             label,
             pre,
             engine,
@@ -98,7 +106,13 @@ impl LoadedPlugin {
 
     /// Whether the compiled code came from the on-disk cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
-        self.cache
+        self.compilation.cache
+    }
+
+    /// Whether the runtime's engine for small components compiled it, with inlining
+    /// ([`super::RuntimeOptions::inlining_max_code_bytes`]).
+    pub fn compiled_with_inlining(&self) -> bool {
+        self.compilation.inlined
     }
 
     /// Creates a fresh instance in a store of its own and calls `init` with the config.
