@@ -7,9 +7,11 @@ use crate::bindings::sluice::transform::types as wit;
 const NONE: u32 = u32::MAX;
 const EVENT_WORDS: usize = 49;
 
-/// The events of a packed batch. The host writes well-formed batches; a malformed one
-/// panics (a trap of the batch, with the reason in the host's log).
-pub(crate) fn read_batch(batch: &[u8]) -> Vec<wit::ChangeEvent> {
+/// The events of a packed batch, each read from the buffer when the iterator reaches it
+/// (so one event's strings and bytes are in memory at a time, not the whole batch's a
+/// second time). The host writes well-formed batches; a malformed one panics (a trap of
+/// the batch, with the reason in the host's log).
+pub(crate) fn read_batch(batch: &[u8]) -> impl ExactSizeIterator<Item = wit::ChangeEvent> + '_ {
     let words = Words(batch);
     assert_eq!(words.word(0), 1, "packed batch format version");
     let count = words.word(1) as usize;
@@ -19,68 +21,66 @@ pub(crate) fn read_batch(batch: &[u8]) -> Vec<wit::ChangeEvent> {
         "packed batch of {stride} words per event"
     );
     let headers_at = 4 + count * stride;
-    (0..count)
-        .map(|index| {
-            // The event's words, read once: one bounds check instead of four per word.
-            let base = 4 + index * stride;
-            let slots: [u32; EVENT_WORDS] = words.event(base);
-            let w = |word: usize| slots[word];
-            let text = |word: usize| words.text(w(word), w(word + 1));
-            let bytes = |word: usize| words.bytes(w(word), w(word + 1));
-            let span = |word: usize| {
-                (w(word) != NONE).then(|| wit::Span {
-                    start: w(word),
-                    len: w(word + 1),
-                })
-            };
-            let s64 = |word: usize| (u64::from(w(word + 1)) << 32 | u64::from(w(word))) as i64;
-            let optional_s64 = |word: usize| (w(word) != 0).then(|| s64(word + 1));
-            let header_count = w(43) as usize;
-            let headers = (0..header_count)
-                .map(|h| {
-                    let at = headers_at + (w(42) as usize + h) * 4;
-                    wit::Header {
-                        key: words
-                            .text(words.word(at), words.word(at + 1))
-                            .unwrap_or_default(),
-                        value: words.bytes(words.word(at + 2), words.word(at + 3)),
-                    }
-                })
-                .collect();
-            wit::ChangeEvent {
-                op: OPERATIONS[w(0) as usize],
-                value: bytes(1).unwrap_or_default(),
-                key: bytes(3),
-                before: span(5),
-                after: span(7),
-                value_schema: span(9),
-                source: wit::SourceInfo {
-                    connector: text(11).unwrap_or_default(),
-                    name: text(13).unwrap_or_default(),
-                    db: text(15).unwrap_or_default(),
-                    schema: text(17),
-                    table: text(19).unwrap_or_default(),
-                    change_lsn: text(21),
-                    commit_lsn: text(23),
-                    event_serial_no: optional_s64(25),
-                    snapshot: SNAPSHOTS[w(28) as usize],
-                    ts_ms: optional_s64(29),
-                },
-                ts_ms: optional_s64(32),
-                transaction: (w(35) != 0).then(|| wit::TransactionInfo {
-                    id: text(36).unwrap_or_default(),
-                    total_order: s64(38),
-                    data_collection_order: s64(40),
-                }),
-                headers,
-                origin: wit::Origin {
-                    topic: text(44).unwrap_or_default(),
-                    partition: w(46) as i32,
-                    offset: s64(47),
-                },
-            }
-        })
-        .collect()
+    (0..count).map(move |index| {
+        // The event's words, read once: one bounds check instead of four per word.
+        let base = 4 + index * stride;
+        let slots: [u32; EVENT_WORDS] = words.event(base);
+        let w = |word: usize| slots[word];
+        let text = |word: usize| words.text(w(word), w(word + 1));
+        let bytes = |word: usize| words.bytes(w(word), w(word + 1));
+        let span = |word: usize| {
+            (w(word) != NONE).then(|| wit::Span {
+                start: w(word),
+                len: w(word + 1),
+            })
+        };
+        let s64 = |word: usize| (u64::from(w(word + 1)) << 32 | u64::from(w(word))) as i64;
+        let optional_s64 = |word: usize| (w(word) != 0).then(|| s64(word + 1));
+        let header_count = w(43) as usize;
+        let headers = (0..header_count)
+            .map(|h| {
+                let at = headers_at + (w(42) as usize + h) * 4;
+                wit::Header {
+                    key: words
+                        .text(words.word(at), words.word(at + 1))
+                        .unwrap_or_default(),
+                    value: words.bytes(words.word(at + 2), words.word(at + 3)),
+                }
+            })
+            .collect();
+        wit::ChangeEvent {
+            op: OPERATIONS[w(0) as usize],
+            value: bytes(1).unwrap_or_default(),
+            key: bytes(3),
+            before: span(5),
+            after: span(7),
+            value_schema: span(9),
+            source: wit::SourceInfo {
+                connector: text(11).unwrap_or_default(),
+                name: text(13).unwrap_or_default(),
+                db: text(15).unwrap_or_default(),
+                schema: text(17),
+                table: text(19).unwrap_or_default(),
+                change_lsn: text(21),
+                commit_lsn: text(23),
+                event_serial_no: optional_s64(25),
+                snapshot: SNAPSHOTS[w(28) as usize],
+                ts_ms: optional_s64(29),
+            },
+            ts_ms: optional_s64(32),
+            transaction: (w(35) != 0).then(|| wit::TransactionInfo {
+                id: text(36).unwrap_or_default(),
+                total_order: s64(38),
+                data_collection_order: s64(40),
+            }),
+            headers,
+            origin: wit::Origin {
+                topic: text(44).unwrap_or_default(),
+                partition: w(46) as i32,
+                offset: s64(47),
+            },
+        }
+    })
 }
 
 const OPERATIONS: [wit::Operation; 6] = [
