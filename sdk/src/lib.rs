@@ -244,7 +244,7 @@ pub mod __private {
         transform: impl Fn(ChangeEvent) -> R,
     ) -> Vec<u8> {
         let events = crate::packed::read_batch(&batch);
-        let mut out = crate::packed::OutcomeWriter::new(events.len());
+        let mut out = crate::packed::OutcomeWriter::new(events.len(), batch.len());
         for event in events {
             out.push(transform(ChangeEvent::from_wit(event)).into_outcome());
         }

@@ -142,8 +142,12 @@ impl Words<'_> {
 pub(crate) struct OutcomeWriter(Vec<u8>);
 
 impl OutcomeWriter {
-    pub(crate) fn new(events: usize) -> Self {
-        let mut out = Vec::with_capacity(8 + events * 64);
+    /// A writer for the outcomes of `events` events read from a batch of `batch_bytes`.
+    /// Outcomes are usually about as large as their events (a mapping keeps most of a
+    /// row, a mirror all of it), so the buffer starts at the batch's size: grown from a
+    /// small guess by doubling, it copied its contents again at each step.
+    pub(crate) fn new(events: usize, batch_bytes: usize) -> Self {
+        let mut out = Vec::with_capacity(8 + (events * 64).max(batch_bytes));
         out.extend_from_slice(&1u32.to_le_bytes());
         out.extend_from_slice(&(events as u32).to_le_bytes());
         Self(out)
