@@ -249,7 +249,8 @@ impl Runtime {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let started = std::time::Instant::now();
         let shape = compile::check_shape(bytes, origin, &self.shape_limits)?;
-        let inlined = shape.code_bytes <= self.inlining_max_code_bytes;
+        let inlined =
+            self.inlining_max_code_bytes > 0 && shape.code_bytes <= self.inlining_max_code_bytes;
         let chosen = if inlined {
             &self.inlining
         } else {
