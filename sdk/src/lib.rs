@@ -64,14 +64,15 @@
 //! The same crate compiles natively (for unit tests and benchmarks of plugin logic):
 //! then nothing is exported and [`log`] writes to standard error.
 
-// wit-bindgen's generated glue (the canonical ABI) is unsafe by nature; this crate
-// writes no unsafe code of its own.
+// wit-bindgen's generated glue (the canonical ABI) is unsafe by nature; the only unsafe
+// code of this crate's own is the guest allocator's block cache (`alloc`).
 #![allow(unsafe_code)]
 
 // Lets the generated bindings and the macro's expansion name this crate the same way
 // from inside it as from a plugin crate.
 extern crate self as sluice_sdk;
 
+mod alloc;
 pub mod debezium;
 mod event;
 mod record;
