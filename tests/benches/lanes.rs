@@ -7,7 +7,10 @@
 //!
 //! `cargo bench -p sluice-tests --bench lanes` (1 and 2 lanes, 100,000 events per lane);
 //! `-- --lanes 1,2,4,8,16` for a bigger machine, `-- --quick` for a smoke run, `--rounds N`
-//! (best of N, default 3), `--only <plugin>` for one plugin's rows. Results and how to read them: BENCHMARKS.md.
+//! (best of N, default 3), `--only <plugin>` for one plugin's rows; `--stages` for the
+//! CPU per event of a lane's JSON stages instead (decoding the envelope, the file sink's
+//! line, and the JSON check of each by `json_scan` against `serde_json` in the same run).
+//! Results and how to read them: BENCHMARKS.md.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -84,6 +87,10 @@ fn main() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let records = sluice_tests::synthetic_customer_events(events);
+    if args.iter().any(|a| a == "--stages") {
+        stage_costs(&records, rounds);
+        return;
+    }
     let input = dir.path().join("customers.jsonl");
     let mut text = String::new();
     for record in &records {
@@ -253,6 +260,107 @@ fn runtime_only_rate(plugin: &Plugin, events: &[ChangeEvent], rounds: usize) -> 
         .min()
         .unwrap_or(Duration::MAX);
     events.len() as f64 / best.as_secs_f64()
+}
+
+/// The CPU per event of a lane's JSON stages, single-threaded, best of `rounds`, in
+/// batches of [`BATCH`] (records cloned per batch outside the clock, as a source makes
+/// them): the decoder (the envelope checked and read, spans found), the file sink's
+/// line for a `passthrough` output (the value checked as JSON, six lineage headers), and
+/// the JSON check alone by `json_scan` and by `serde_json` (`&RawValue`, as the sink and
+/// decoder read values before `json_scan`), so their ratio comes from the same run.
+fn stage_costs(records: &[sluice_core::RawRecord], rounds: usize) {
+    let per_event = |time: Duration| time.as_nanos() as f64 / records.len() as f64;
+    let best =
+        |stage: &dyn Fn() -> Duration| (0..rounds).map(|_| stage()).min().unwrap_or_default();
+    let values: Vec<&str> = records
+        .iter()
+        .map(|r| std::str::from_utf8(r.value.as_deref().expect("value")).expect("UTF-8"))
+        .collect();
+    let decode_time = best(&|| {
+        let mut spent = Duration::ZERO;
+        for chunk in records.chunks(BATCH) {
+            let batch = chunk.to_vec();
+            let started = Instant::now();
+            let decoded: Vec<_> = batch.into_iter().map(decode).collect();
+            spent += started.elapsed();
+            assert!(decoded.iter().all(Result::is_ok), "synthetic events decode");
+        }
+        spent
+    });
+    let outputs: Vec<sluice_core::OutputRecord> = records
+        .iter()
+        .map(|r| sluice_core::OutputRecord {
+            topic: format!("passthrough.{}", r.origin.topic),
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: [
+                ("sluice.source.topic", r.origin.topic.clone()),
+                ("sluice.source.partition", r.origin.partition.to_string()),
+                ("sluice.source.offset", r.origin.offset.to_string()),
+                ("sluice.plugin", "passthrough".to_owned()),
+                ("sluice.plugin.version", "bench".to_owned()),
+                ("sluice.plugin.sha256", "9f".repeat(32)),
+            ]
+            .into_iter()
+            .map(|(key, value)| sluice_core::Header {
+                key: key.into(),
+                value: Some(value.into_bytes()),
+            })
+            .collect(),
+        })
+        .collect();
+    let line_time = best(&|| {
+        let mut buffer = Vec::with_capacity(BATCH * 2048);
+        let started = Instant::now();
+        for chunk in outputs.chunks(BATCH) {
+            buffer.clear();
+            for record in chunk {
+                sluice_core::json_lines::write_json_line(record, &mut buffer);
+                buffer.push(b'\n');
+            }
+            std::hint::black_box(&buffer);
+        }
+        started.elapsed()
+    });
+    let scanner_time = best(&|| {
+        let started = Instant::now();
+        for value in &values {
+            assert!(sluice_core::json_scan::value_span(value).is_some());
+        }
+        started.elapsed()
+    });
+    let serde_time = best(&|| {
+        let started = Instant::now();
+        for value in &values {
+            assert!(serde_json::from_str::<&serde_json::value::RawValue>(value).is_ok());
+        }
+        started.elapsed()
+    });
+    println!(
+        "{} events ({} B of Debezium JSON each on average), 1 thread, best of {rounds}",
+        records.len(),
+        values.iter().map(|v| v.len()).sum::<usize>() / values.len()
+    );
+    println!();
+    println!("| stage | ns per event |");
+    println!("|---|---:|");
+    println!(
+        "| decode (envelope checked and read) | {:.0} |",
+        per_event(decode_time)
+    );
+    println!(
+        "| file sink line (passthrough output, 6 lineage headers) | {:.0} |",
+        per_event(line_time)
+    );
+    println!(
+        "| JSON check, `serde_json` (`&RawValue`) | {:.0} |",
+        per_event(serde_time)
+    );
+    println!(
+        "| JSON check, `json_scan` | {:.0} ({:.2}× serde_json's time) |",
+        per_event(scanner_time),
+        scanner_time.as_secs_f64() / serde_time.as_secs_f64()
+    );
 }
 
 /// This process's resident set, in bytes (Linux).

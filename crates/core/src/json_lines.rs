@@ -10,7 +10,7 @@
 use base64::Engine as _;
 use serde_json::value::RawValue;
 
-use crate::OutputRecord;
+use crate::{OutputRecord, json_scan};
 
 /// Renders one record as a JSON line (without the newline).
 pub fn record_to_json_line(record: &OutputRecord) -> String {
@@ -65,17 +65,24 @@ fn write_json_or_text(bytes: Option<&[u8]>, out: &mut Vec<u8>) {
         write_text_or_base64(bytes, out);
         return;
     };
-    match serde_json::from_str::<&RawValue>(text) {
+    // The hot path's scanner first; serde decides what the scanner cannot tell.
+    let raw = match json_scan::value_span(text) {
+        Some((start, end)) => Some(&text[start..end]),
+        None => serde_json::from_str::<&RawValue>(text)
+            .ok()
+            .map(RawValue::get),
+    };
+    match raw {
         // Pretty-printed JSON spans lines; re-serialize it compactly so every record
         // stays on one line.
-        Ok(raw) if !raw.get().contains('\n') => out.extend_from_slice(raw.get().as_bytes()),
-        Ok(raw) => match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Some(raw) if !raw.contains('\n') => out.extend_from_slice(raw.as_bytes()),
+        Some(raw) => match serde_json::from_str::<serde_json::Value>(raw) {
             Ok(value) => {
                 serde_json::to_writer(&mut *out, &value).expect("writing to a Vec never fails");
             }
             Err(_) => out.extend_from_slice(b"null"),
         },
-        Err(_) => write_json_string(text, out),
+        None => write_json_string(text, out),
     }
 }
 
@@ -93,6 +100,14 @@ fn write_text_or_base64(bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 fn write_json_string(text: &str, out: &mut Vec<u8>) {
+    // Topics and the lineage headers rarely hold anything to escape: copied as they are.
+    if !json_scan::needs_escaping(text) {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return;
+    }
     serde_json::to_writer(&mut *out, text).expect("writing to a Vec never fails");
 }
 

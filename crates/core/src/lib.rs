@@ -2,7 +2,7 @@
 //! technology.
 //!
 //! - [`record`]: the plain records that flow between sources, the pipeline and sinks, and
-//!   [`json_lines`], their JSON lines form;
+//!   [`json_lines`], their JSON lines form; [`json_scan`]: the JSON checks of the hot path;
 //! - [`source`] and [`sink`]: the traits every endpoint implements (file, Kafka, HTTP, ...),
 //!   and [`connector`]: what a kind of endpoint provides to be configured and opened per
 //!   lane;
@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod connector;
 pub mod json_lines;
+pub mod json_scan;
 pub mod record;
 pub mod settings;
 pub mod sink;

@@ -14,6 +14,7 @@ pub use sluice_core::RawRecord;
 
 use crate::bindings::{ChangeEvent, Operation, SnapshotMarker, SourceInfo, Span, TransactionInfo};
 use crate::boundary;
+use sluice_core::json_scan;
 
 /// Why a record is not a change event. The text goes to the dead-letter headers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,16 +45,19 @@ pub enum Decoded {
     Tombstone,
 }
 
-#[derive(Deserialize)]
+/// An envelope's fields as borrowed text (`raw`: a nested value's JSON; JSON `null`
+/// reads as `None`). Filled by the scanner ([`fast_envelope`]) or, where the scanner
+/// cannot tell, by serde, which then decides what is accepted and says why not.
+#[derive(Debug, Default, PartialEq, Deserialize)]
 struct Envelope<'a> {
-    #[serde(borrow, default)]
-    schema: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    payload: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    before: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    after: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    schema: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    payload: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    before: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    after: Option<&'a str>,
     #[serde(borrow, default)]
     op: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -64,7 +68,7 @@ struct Envelope<'a> {
     transaction: Option<Transaction<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 struct Source<'a> {
     #[serde(borrow, default)]
     connector: Option<Cow<'a, str>>,
@@ -81,21 +85,21 @@ struct Source<'a> {
     #[serde(borrow, default)]
     commit_lsn: Option<Cow<'a, str>>,
     /// Postgres: a number; others may send text.
-    #[serde(borrow, default)]
-    lsn: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    lsn: Option<&'a str>,
     #[serde(borrow, default)]
     file: Option<Cow<'a, str>>,
     #[serde(default)]
     pos: Option<i64>,
-    #[serde(borrow, default)]
-    event_serial_no: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    snapshot: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    event_serial_no: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    snapshot: Option<&'a str>,
     #[serde(default)]
     ts_ms: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct Transaction<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
@@ -103,6 +107,180 @@ struct Transaction<'a> {
     total_order: i64,
     #[serde(default)]
     data_collection_order: i64,
+}
+
+/// A nested value as its JSON text, borrowed; `null` as `None`.
+fn raw<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<&'de str>, D::Error> {
+    Ok(Option::<&'de RawValue>::deserialize(deserializer)?.map(RawValue::get))
+}
+
+/// Reads an envelope: the scanner first, serde where the scanner cannot tell (so serde's
+/// rules and messages hold for everything the scanner does not accept).
+fn read_envelope(text: &str) -> Result<Envelope<'_>, serde_json::Error> {
+    match fast_envelope(text) {
+        Some(envelope) => Ok(envelope),
+        None => serde_json::from_str(text),
+    }
+}
+
+/// The envelope as serde would read it, or `None`: the text is not valid JSON, a name
+/// is repeated or escaped, a known field has a form that needs serde's conversions (a
+/// string with escapes, a number that is not a plain integer, a struct as an array).
+/// One pass: `source` is read while it is scanned.
+fn fast_envelope(text: &str) -> Option<Envelope<'_>> {
+    let bytes = text.as_bytes();
+    let mut envelope = Envelope::default();
+    let mut seen = 0u8;
+    let start = text.len() - text.trim_start_matches(JSON_WHITESPACE).len();
+    let end = json_scan::walk_object(text, start, json_scan::MAX_DEPTH, |name, at| {
+        let field = match name {
+            "schema" => 0,
+            "payload" => 1,
+            "before" => 2,
+            "after" => 3,
+            "op" => 4,
+            "ts_ms" => 5,
+            "source" => 6,
+            "transaction" => 7,
+            _ => return json_scan::value_end_within(bytes, at, json_scan::MAX_DEPTH - 1),
+        };
+        // serde refuses a repeated field; it says so.
+        if seen & (1 << field) != 0 {
+            return None;
+        }
+        seen |= 1 << field;
+        if field == 6 && bytes.get(at) == Some(&b'{') {
+            let (source, end) = fast_source(text, at)?;
+            envelope.source = Some(source);
+            return Some(end);
+        }
+        let end = json_scan::value_end_within(bytes, at, json_scan::MAX_DEPTH - 1)?;
+        let raw = &text[at..end];
+        match field {
+            0 => envelope.schema = non_null(raw),
+            1 => envelope.payload = non_null(raw),
+            2 => envelope.before = non_null(raw),
+            3 => envelope.after = non_null(raw),
+            4 => envelope.op = plain_string(raw)?,
+            5 => envelope.ts_ms = plain_integer(raw)?,
+            // Not an object: `null`, or a form for serde (it reads a struct from an array).
+            6 => (raw == "null").then_some(())?,
+            _ => {
+                envelope.transaction = match non_null(raw) {
+                    Some(raw) => Some(fast_transaction(raw)?),
+                    None => None,
+                }
+            }
+        }
+        Some(end)
+    })?;
+    text[end..]
+        .trim_start_matches(JSON_WHITESPACE)
+        .is_empty()
+        .then_some(envelope)
+}
+
+/// `source`, the object at `start` of `text`, and where it ends.
+fn fast_source(text: &str, start: usize) -> Option<(Source<'_>, usize)> {
+    let bytes = text.as_bytes();
+    let mut source = Source::default();
+    let mut seen = 0u16;
+    let end = json_scan::walk_object(text, start, json_scan::MAX_DEPTH - 1, |name, at| {
+        let field = match name {
+            "connector" => 0,
+            "name" => 1,
+            "db" => 2,
+            "schema" => 3,
+            "table" => 4,
+            "change_lsn" => 5,
+            "commit_lsn" => 6,
+            "lsn" => 7,
+            "file" => 8,
+            "pos" => 9,
+            "event_serial_no" => 10,
+            "snapshot" => 11,
+            "ts_ms" => 12,
+            _ => 13,
+        };
+        let end = json_scan::value_end_within(bytes, at, json_scan::MAX_DEPTH - 2)?;
+        if field == 13 {
+            return Some(end);
+        }
+        if seen & (1 << field) != 0 {
+            return None;
+        }
+        seen |= 1 << field;
+        let raw = &text[at..end];
+        match field {
+            0 => source.connector = plain_string(raw)?,
+            1 => source.name = plain_string(raw)?,
+            2 => source.db = plain_string(raw)?,
+            3 => source.schema = plain_string(raw)?,
+            4 => source.table = plain_string(raw)?,
+            5 => source.change_lsn = plain_string(raw)?,
+            6 => source.commit_lsn = plain_string(raw)?,
+            7 => source.lsn = non_null(raw),
+            8 => source.file = plain_string(raw)?,
+            9 => source.pos = plain_integer(raw)?,
+            10 => source.event_serial_no = non_null(raw),
+            11 => source.snapshot = non_null(raw),
+            _ => source.ts_ms = plain_integer(raw)?,
+        }
+        Some(end)
+    })?;
+    Some((source, end))
+}
+
+fn fast_transaction(text: &str) -> Option<Transaction<'_>> {
+    let (mut id, mut total_order, mut data_collection_order) = (None, None, None);
+    json_scan::for_each_field(text, |name, raw| {
+        // Each is required to be present once and of its type (an integer may not be
+        // `null` here: serde refuses that).
+        let slot_taken = match name {
+            "id" => id.replace(plain_string(raw)??).is_some(),
+            "total_order" => total_order.replace(plain_integer(raw)??).is_some(),
+            "data_collection_order" => data_collection_order
+                .replace(plain_integer(raw)??)
+                .is_some(),
+            _ => false,
+        };
+        (!slot_taken).then_some(())
+    })?;
+    Some(Transaction {
+        id: id?,
+        total_order: total_order.unwrap_or_default(),
+        data_collection_order: data_collection_order.unwrap_or_default(),
+    })
+}
+
+/// JSON's whitespace (not Unicode's: serde refuses a no-break space around a value).
+const JSON_WHITESPACE: [char; 4] = [' ', '\n', '\r', '\t'];
+
+fn non_null(raw: &str) -> Option<&str> {
+    (raw != "null").then_some(raw)
+}
+
+/// `Some(None)` for `null`, `Some(Some(text))` for a string without escapes (borrowed,
+/// as serde borrows it); `None` (ask serde) for anything else.
+fn plain_string(raw: &str) -> Option<Option<Cow<'_, str>>> {
+    if raw == "null" {
+        return Some(None);
+    }
+    let text = raw.strip_prefix('"')?.strip_suffix('"')?;
+    (!text.contains('\\')).then_some(Some(Cow::Borrowed(text)))
+}
+
+/// `Some(None)` for `null`, `Some(Some(n))` for an integer that fits `i64`; `None` (ask
+/// serde) for anything else, `-0` included (serde reads it as a float).
+fn plain_integer(raw: &str) -> Option<Option<i64>> {
+    if raw == "null" {
+        return Some(None);
+    }
+    if raw == "-0" {
+        return None;
+    }
+    // `raw` is checked JSON, so this refuses exactly fractions, exponents and overflow.
+    raw.parse::<i64>().ok().map(Some)
 }
 
 /// A record that is not a change event, returned whole for the dead-letter topic.
@@ -171,13 +349,12 @@ fn scan(value: &[u8]) -> Result<Parts, DecodeError> {
     // UTF-8 checked once for the whole value (a fast pass), so that serde reads `str`
     // and does not check each string and raw row again.
     let text = std::str::from_utf8(value).map_err(|_| not_an_envelope(value, None))?;
-    let outer: Envelope<'_> =
-        serde_json::from_str(text).map_err(|e| not_an_envelope(value, Some(e)))?;
+    let outer = read_envelope(text).map_err(|e| not_an_envelope(value, Some(e)))?;
     let (envelope, value_schema) = match (outer.payload, outer.op.is_some()) {
         (Some(payload), false) => {
-            let inner: Envelope<'_> = serde_json::from_str(payload.get())
+            let inner = read_envelope(payload)
                 .map_err(|e| DecodeError::NotAnEnvelope(format!("payload: {e}")))?;
-            (inner, outer.schema.filter(|s| s.get() != "null"))
+            (inner, outer.schema.filter(|s| *s != "null"))
         }
         _ => (outer, None),
     };
@@ -248,15 +425,11 @@ fn not_an_envelope(value: &[u8], error: Option<serde_json::Error>) -> DecodeErro
 }
 
 /// The span of a row image, `None` when absent or `null`; an error when not an object.
-fn row_span(
-    value: &[u8],
-    field: &str,
-    raw: Option<&RawValue>,
-) -> Result<Option<Span>, DecodeError> {
+fn row_span(value: &[u8], field: &str, raw: Option<&str>) -> Result<Option<Span>, DecodeError> {
     match raw {
         None => Ok(None),
-        Some(raw) if raw.get() == "null" => Ok(None),
-        Some(raw) if raw.get().starts_with('{') => Ok(Some(span_of(value, raw))),
+        Some("null") => Ok(None),
+        Some(raw) if raw.starts_with('{') => Ok(Some(span_of(value, raw))),
         Some(_) => Err(DecodeError::NotAnEnvelope(format!(
             "`{field}` is not an object"
         ))),
@@ -264,10 +437,10 @@ fn row_span(
 }
 
 /// Where `raw` (borrowed from `value`) lies in `value`.
-fn span_of(value: &[u8], raw: &RawValue) -> Span {
-    let text = raw.get();
-    // `raw` borrows from `value` (serde_json's borrowed RawValue), so the pointer
-    // difference is its offset; `scan` checked that `value` fits in u32.
+fn span_of(value: &[u8], text: &str) -> Span {
+    // `text` borrows from `value` (the scanner's slice or serde_json's borrowed
+    // RawValue), so the pointer difference is its offset; `scan` checked that `value`
+    // fits in u32.
     let start = text.as_ptr() as usize - value.as_ptr() as usize;
     debug_assert!(start + text.len() <= value.len());
     Span {
@@ -279,17 +452,17 @@ fn span_of(value: &[u8], raw: &RawValue) -> Span {
 fn source_info(source: Source<'_>) -> Result<SourceInfo, DecodeError> {
     let change_lsn = match (&source.change_lsn, source.lsn, &source.file) {
         (Some(lsn), _, _) => Some(lsn.to_string()),
-        (None, Some(lsn), _) if lsn.get() != "null" => Some(lsn.get().trim_matches('"').to_owned()),
+        (None, Some(lsn), _) if lsn != "null" => Some(lsn.trim_matches('"').to_owned()),
         (None, _, Some(file)) => Some(format!("{file}:{}", source.pos.unwrap_or(0))),
         _ => None,
     };
-    let event_serial_no = match source.event_serial_no.map(RawValue::get) {
+    let event_serial_no = match source.event_serial_no {
         None | Some("null") => None,
         Some(raw) => Some(raw.trim_matches('"').parse::<i64>().map_err(|_| {
             DecodeError::NotAnEnvelope(format!("source.event_serial_no {raw} is not an integer"))
         })?),
     };
-    let snapshot = match source.snapshot.map(RawValue::get) {
+    let snapshot = match source.snapshot {
         None | Some("null" | "false" | "\"false\"") => SnapshotMarker::None,
         Some("true" | "\"true\"") => SnapshotMarker::InProgress,
         Some("\"first\"") => SnapshotMarker::First,
@@ -422,6 +595,79 @@ mod tests {
         unreadable.unreadable = Some("line 3 is too long".into());
         let malformed = decode(unreadable).expect_err("unreadable");
         assert_eq!(malformed.error.to_string(), "line 3 is too long");
+    }
+
+    /// The scanner reads what it accepts exactly as serde does, and leaves to serde
+    /// what it cannot tell. Texts: the envelopes of these tests, forms only serde reads,
+    /// and each of them with one byte removed, replaced or inserted.
+    #[test]
+    fn the_scanner_reads_envelopes_as_serde_does() {
+        let payload_form = format!(r#"{{"schema":{{"type":"struct"}},"payload":{BARE}}}"#);
+        let accepted = [
+            BARE,
+            &payload_form,
+            r#" {"op":"c","after":{},"source":{"table":"t","lsn":5,"pos":-3},"transaction":{"id":"x","total_order":2}} "#,
+            r#"{"op":"d","before":{"a":[1,{"b":null}]},"source":{"table":"t","extra":{"deep":[[]]}},"ts_ms":null}"#,
+            r#"{"op":null,"source":null,"transaction":null,"before":null}"#,
+        ];
+        for text in accepted {
+            let fast = fast_envelope(text).unwrap_or_else(|| panic!("the scanner reads {text}"));
+            let serde: Envelope<'_> = serde_json::from_str(text).expect("serde reads it");
+            assert_eq!(fast, serde, "{text}");
+        }
+        let for_serde = [
+            r#"{"op":"c","op":"u"}"#,
+            r#"{"op":"\u0063"}"#,
+            r#"{"ts_ms":-0}"#,
+            r#"{"ts_ms":1e3}"#,
+            r#"{"ts_ms":9223372036854775808}"#,
+            r#"{"source":["sqlserver"]}"#,
+            r#"{"source":{"table":"t","table":"u"}}"#,
+            r#"{"transaction":{"total_order":1}}"#,
+            r#"{"transaction":{"id":"x","total_order":null}}"#,
+            "\u{a0}{\"op\":\"c\"}",
+            r#"{"op":"c"} x"#,
+        ];
+        for text in for_serde {
+            assert_eq!(fast_envelope(text), None, "left to serde: {text}");
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let inserts = b" ,:\"\\{}[]0-n";
+        let (mut tried, mut agreed) = (0, 0);
+        for text in accepted.iter().chain(&for_serde) {
+            for _ in 0..2_000 {
+                let mut bytes = text.as_bytes().to_vec();
+                let at = random(bytes.len());
+                if !bytes[at].is_ascii() {
+                    continue;
+                }
+                match random(3) {
+                    0 => {
+                        bytes.remove(at);
+                    }
+                    1 => bytes[at] = inserts[random(inserts.len())],
+                    _ => bytes.insert(at, inserts[random(inserts.len())]),
+                }
+                let Ok(mutated) = String::from_utf8(bytes) else {
+                    continue;
+                };
+                tried += 1;
+                if let Some(fast) = fast_envelope(&mutated) {
+                    let serde: Envelope<'_> = serde_json::from_str(&mutated).unwrap_or_else(|e| {
+                        panic!("serde refuses what the scanner read: {mutated}: {e}")
+                    });
+                    assert_eq!(fast, serde, "{mutated}");
+                    agreed += 1;
+                }
+            }
+        }
+        assert!(tried > 20_000 && agreed > 1_000, "{agreed} of {tried}");
     }
 
     #[test]
