@@ -286,6 +286,8 @@ fn deep_recursion_fan_out_bombs_and_huge_records_cost_only_their_events() {
         json!({"id": 4, "fan_out": 5_000}),
         json!({"id": 5, "huge_mib": 4}),
         json!({"id": 6}),
+        // 600,000 empty headers: no bytes of their own, but 1.2 MB of Kafka framing (+ the key).
+        json!({"id": 7, "header_flood": 600_000}),
     ];
     let input = write_lines(
         dir.path(),
@@ -313,7 +315,8 @@ fn deep_recursion_fan_out_bombs_and_huge_records_cost_only_their_events() {
             "out",
             "sluice.dlq",
             "sluice.dlq",
-            "out"
+            "out",
+            "sluice.dlq"
         ]
     );
     let overflow = header(&lines[1], "sluice.dlq.reason").expect("reason");
@@ -330,6 +333,16 @@ fn deep_recursion_fan_out_bombs_and_huge_records_cost_only_their_events() {
         Some("limit")
     );
     assert_eq!(lines[7]["key"], json!(6), "the stream goes on");
+    let flood = header(&lines[8], "sluice.dlq.reason").expect("reason");
+    assert!(
+        flood.contains("a record of 1200001 bytes")
+            && flood.contains("over its limit of 1048576 bytes"),
+        "{flood}"
+    );
+    assert_eq!(
+        header(&lines[8], "sluice.dlq.stage").as_deref(),
+        Some("limit")
+    );
     assert_eq!(stats.trapped, 1);
 }
 

@@ -8,7 +8,7 @@
 use sluice_runtime::debezium::{Decoded, decode};
 use sluice_runtime::wit::{Header, Origin};
 use sluice_runtime::{
-    ChangeEvent, EventOutcome, Operation, PluginSpec, Runtime, RuntimeOptions, SnapshotMarker,
+    ChangeEvent, Operation, Outcome, PluginSpec, Runtime, RuntimeOptions, SnapshotMarker,
     SourceInfo, Span, TransactionInfo,
 };
 use sluice_tests::components;
@@ -199,19 +199,22 @@ fn echoes_every_field(mut instance: sluice_runtime::PluginInstance, topic: &str)
         let outcomes = instance.transform_batch(&events).expect("a good batch");
         assert_eq!(outcomes.len(), events.len());
         for (event, outcome) in events.iter().zip(&outcomes).take(events.len() - 1) {
-            let EventOutcome::Records(records) = outcome else {
+            let Outcome::Records(records) = outcome else {
                 panic!("records for {:?}", event.origin);
             };
             assert_eq!(records.len(), 1);
             let record = &records[0];
             assert_eq!(record.topic, topic);
             assert_eq!(record.key, event.key);
-            assert_eq!(record.headers, event.headers);
+            assert_eq!(
+                record.headers,
+                sluice_runtime::headers_out(event.headers.clone())
+            );
             let echoed: serde_json::Value =
                 serde_json::from_slice(record.value.as_deref().expect("a value")).expect("JSON");
             assert_eq!(echoed, expected(event), "offset {}", event.origin.offset);
         }
-        let EventOutcome::Rejected(rejection) = &outcomes[events.len() - 1] else {
+        let Outcome::Rejected(rejection) = &outcomes[events.len() - 1] else {
             panic!("the last event is rejected");
         };
         assert_eq!(rejection.reason, "the row asks for it");

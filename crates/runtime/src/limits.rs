@@ -31,8 +31,9 @@ pub struct PluginLimits {
     /// The most output records one event may produce (fan-out); more sends the event to
     /// the dead-letter topic instead.
     pub max_records_per_event: u32,
-    /// The largest output record (key + value + headers) in bytes; a larger one sends
-    /// its event to the dead-letter topic instead of failing at the broker.
+    /// The largest output record in bytes, as [`PluginLimits::record_size`] counts it
+    /// (key, value and headers); a larger one sends its event to the dead-letter topic
+    /// instead of failing at the broker.
     pub max_record_bytes: u64,
 }
 
@@ -55,6 +56,44 @@ impl PluginLimits {
     /// a default broker anyway, after sluice had already spent the work on it.
     pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
 
+    /// The size a record counts against [`PluginLimits::max_record_bytes`]: its key,
+    /// its value, and each header's key and value with the two length prefixes Kafka
+    /// writes for a header (a byte each at the least), so that a flood of empty headers
+    /// counts too. `headers`: each header's key and value lengths.
+    pub fn record_size(
+        key: usize,
+        value: usize,
+        headers: impl IntoIterator<Item = (usize, usize)>,
+    ) -> u64 {
+        let headers: u64 = headers
+            .into_iter()
+            .map(|(key, value)| key as u64 + value as u64 + HEADER_FRAMING_BYTES)
+            .sum();
+        key as u64 + value as u64 + headers
+    }
+
+    /// Why `count` output records for one event break
+    /// [`PluginLimits::max_records_per_event`], if they do. The dead-letter reason.
+    pub fn too_many_records(&self, count: usize) -> Option<String> {
+        (count > self.max_records_per_event as usize).then(|| {
+            format!(
+                "plugin produced {count} records for one event, over its limit of {} (limits.max_records_per_event)",
+                self.max_records_per_event
+            )
+        })
+    }
+
+    /// Why a record of `size` bytes (see [`PluginLimits::record_size`]) for `topic`
+    /// breaks [`PluginLimits::max_record_bytes`], if it does. The dead-letter reason.
+    pub fn record_too_large(&self, size: u64, topic: &str) -> Option<String> {
+        (size > self.max_record_bytes).then(|| {
+            format!(
+                "plugin produced a record of {size} bytes for topic {topic:?}, over its limit of {} bytes (limits.max_record_bytes)",
+                self.max_record_bytes
+            )
+        })
+    }
+
     /// The batch deadline in epoch ticks (see [`ticks`]).
     pub fn deadline_ticks(&self) -> u64 {
         ticks(self.batch_deadline)
@@ -65,6 +104,10 @@ impl PluginLimits {
         ticks(self.init_deadline)
     }
 }
+
+/// What a header costs beyond its key and value in [`PluginLimits::record_size`]: the
+/// lengths of both, a byte each at the least in Kafka's record format.
+pub const HEADER_FRAMING_BYTES: u64 = 2;
 
 /// The most ticks a deadline may be. wasmtime adds the deadline to the engine's current
 /// epoch with plain (overflow-checked) addition, so `u64::MAX` ticks panics inside

@@ -5,9 +5,11 @@
 //! only writer and reader on the host side, and the SDKs' readers and writers are tested
 //! against it through real components (`tests/packed.rs`).
 
-use crate::bindings::{
-    ChangeEvent, EventOutcome, Header, Operation, OutputRecord, Rejection, SnapshotMarker, Span,
-};
+use sluice_core::{Header, OutputRecord};
+
+use crate::bindings::{ChangeEvent, Operation, Rejection, SnapshotMarker, Span};
+use crate::limits::PluginLimits;
+use crate::worker::Outcome;
 
 /// The format version both buffers start with.
 pub const VERSION: u32 = 1;
@@ -232,7 +234,11 @@ fn snapshot_index(marker: SnapshotMarker) -> u32 {
 ///
 /// The contract violation, in words, when the buffer does not hold exactly `events`
 /// well-formed outcomes.
-pub fn decode_outcomes(bytes: &[u8], events: usize) -> Result<Vec<EventOutcome>, String> {
+pub fn decode_outcomes(
+    bytes: &[u8],
+    events: usize,
+    limits: &PluginLimits,
+) -> Result<Vec<Outcome>, String> {
     let mut reader = Reader { bytes, at: 0 };
     let version = reader.word("the format version")?;
     if version != VERSION {
@@ -249,7 +255,7 @@ pub fn decode_outcomes(bytes: &[u8], events: usize) -> Result<Vec<EventOutcome>,
     let mut outcomes = Vec::with_capacity(count);
     for index in 0..count {
         let outcome = reader
-            .outcome()
+            .outcome(limits)
             .map_err(|problem| format!("packed outcome {index}: {problem}"))?;
         outcomes.push(outcome);
     }
@@ -301,11 +307,15 @@ impl<'a> Reader<'a> {
     }
 
     fn optional_bytes(&mut self, what: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.optional_slice(what)?.map(<[u8]>::to_vec))
+    }
+
+    fn optional_slice(&mut self, what: &str) -> Result<Option<&'a [u8]>, String> {
         let len = self.word(what)?;
         if len == NONE {
             return Ok(None);
         }
-        Ok(Some(self.take(len as usize, what)?.to_vec()))
+        self.take(len as usize, what).map(Some)
     }
 
     /// A count of items of at least `min_bytes` each: at most what the bytes left hold,
@@ -321,18 +331,36 @@ impl<'a> Reader<'a> {
         Ok(count)
     }
 
-    fn outcome(&mut self) -> Result<EventOutcome, String> {
+    /// One event's outcome. Records over the plugin's limits (too many for the event, or
+    /// one too large) are read past without being built, so a plugin cannot make the
+    /// host hold more than its own buffer: a record takes 16 bytes there and ~100 as a
+    /// host value.
+    fn outcome(&mut self, limits: &PluginLimits) -> Result<Outcome, String> {
         match self.word("the outcome kind")? {
             0 => {
                 // A record is at least topic, key, value lengths and a header count.
                 let count = self.count("the record count", 16)?;
+                let start = self.at;
+                let mut over_limit = limits.too_many_records(count);
+                for _ in 0..count {
+                    let (topic, size) = self.skip_record()?;
+                    if over_limit.is_none() && size > limits.max_record_bytes {
+                        let topic = String::from_utf8_lossy(topic);
+                        over_limit = limits.record_too_large(size, &topic);
+                    }
+                }
+                if let Some(reason) = over_limit {
+                    return Ok(Outcome::OverLimit(reason));
+                }
+                // Within the limits: read again, this time building the records.
+                self.at = start;
                 let mut records = Vec::with_capacity(count);
                 for _ in 0..count {
                     records.push(self.record()?);
                 }
-                Ok(EventOutcome::Records(records))
+                Ok(Outcome::Records(records))
             }
-            1 => Ok(EventOutcome::Rejected(Rejection {
+            1 => Ok(Outcome::Rejected(Rejection {
                 reason: self.text("the rejection's reason")?,
                 code: match self.optional_bytes("the rejection's code")? {
                     None => None,
@@ -348,6 +376,30 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads past one record, building nothing: its topic's bytes and its size as
+    /// [`PluginLimits::record_size`] counts it.
+    fn skip_record(&mut self) -> Result<(&'a [u8], u64), String> {
+        let topic = self.optional_slice("a record's topic")?;
+        let topic = topic.ok_or_else(|| "a record's topic is absent".to_owned())?;
+        let key = self
+            .optional_slice("a record's key")?
+            .map_or(0, <[u8]>::len);
+        let value = self
+            .optional_slice("a record's value")?
+            .map_or(0, <[u8]>::len);
+        let count = self.count("a record's header count", 8)?;
+        let mut size = PluginLimits::record_size(key, value, []);
+        for _ in 0..count {
+            let key = self.optional_slice("a header's key")?;
+            let key = key.ok_or_else(|| "a header's key is absent".to_owned())?;
+            let value = self
+                .optional_slice("a header's value")?
+                .map_or(0, <[u8]>::len);
+            size += PluginLimits::record_size(0, 0, [(key.len(), value)]);
+        }
+        Ok((topic, size))
+    }
+
     fn record(&mut self) -> Result<OutputRecord, String> {
         let topic = self.text("a record's topic")?;
         let key = self.optional_bytes("a record's key")?;
@@ -357,7 +409,7 @@ impl<'a> Reader<'a> {
         let mut headers = Vec::with_capacity(count);
         for _ in 0..count {
             headers.push(Header {
-                key: self.text("a header's key")?,
+                key: self.text("a header's key")?.into(),
                 value: self.optional_bytes("a header's value")?,
             });
         }
@@ -373,7 +425,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::{Origin, SourceInfo, TransactionInfo};
+    use crate::bindings::{Header, Origin, SourceInfo, TransactionInfo};
 
     fn event(table: &str, offset: i64) -> ChangeEvent {
         ChangeEvent {
@@ -527,6 +579,7 @@ mod tests {
 
     #[test]
     fn outcomes_are_read_back_and_violations_named() {
+        let limits = PluginLimits::default();
         let mut w = Writer::default();
         w.word(1).word(3);
         w.word(0).word(2);
@@ -546,8 +599,8 @@ mod tests {
             .bytes(Some("no après".as_bytes()))
             .bytes(Some(b"missing"));
         w.word(0).word(0);
-        let outcomes = decode_outcomes(&w.0, 3).expect("well formed");
-        let EventOutcome::Records(records) = &outcomes[0] else {
+        let outcomes = decode_outcomes(&w.0, 3, &limits).expect("well formed");
+        let Outcome::Records(records) = &outcomes[0] else {
             panic!("records");
         };
         assert_eq!(records.len(), 2);
@@ -560,24 +613,24 @@ mod tests {
         );
         assert_eq!(
             outcomes[1],
-            EventOutcome::Rejected(Rejection {
+            Outcome::Rejected(Rejection {
                 reason: "no après".into(),
                 code: Some("missing".into())
             })
         );
-        assert_eq!(outcomes[2], EventOutcome::Records(vec![]));
+        assert_eq!(outcomes[2], Outcome::Records(vec![]));
 
-        let error = decode_outcomes(&w.0, 4).expect_err("count");
+        let error = decode_outcomes(&w.0, 4, &limits).expect_err("count");
         assert!(error.contains("3 outcomes for 4 events"), "{error}");
         let mut extra = w.0.clone();
         extra.push(0);
-        let error = decode_outcomes(&extra, 3).expect_err("left over");
+        let error = decode_outcomes(&extra, 3, &limits).expect_err("left over");
         assert!(error.contains("1 bytes left over"), "{error}");
-        let error = decode_outcomes(&w.0[..w.0.len() - 10], 3).expect_err("cut");
+        let error = decode_outcomes(&w.0[..w.0.len() - 10], 3, &limits).expect_err("cut");
         assert!(error.contains("packed outcome 1"), "{error}");
         let mut wild = Writer::default();
         wild.word(1).word(1).word(0).word(u32::MAX - 1);
-        let error = decode_outcomes(&wild.0, 1).expect_err("wild count");
+        let error = decode_outcomes(&wild.0, 1, &limits).expect_err("wild count");
         assert!(error.contains("record count"), "{error}");
         let mut bad = Writer::default();
         bad.word(1)
@@ -586,11 +639,88 @@ mod tests {
             .word(1)
             .bytes(Some(&[0xff, 0xfe]));
         bad.bytes(None).bytes(None).word(0);
-        let error = decode_outcomes(&bad.0, 1).expect_err("not utf-8");
+        let error = decode_outcomes(&bad.0, 1, &limits).expect_err("not utf-8");
         assert!(error.contains("topic is not UTF-8"), "{error}");
-        let error = decode_outcomes(&[2, 0, 0, 0, 0, 0, 0, 0], 0).expect_err("version");
+        let error = decode_outcomes(&[2, 0, 0, 0, 0, 0, 0, 0], 0, &limits).expect_err("version");
         assert!(error.contains("format version 2"), "{error}");
-        let error = decode_outcomes(&[], 0).expect_err("empty");
+        let error = decode_outcomes(&[], 0, &limits).expect_err("empty");
         assert!(error.contains("version"), "{error}");
+    }
+
+    /// Records over the plugin's limits are read past, not built: the outcome names the
+    /// limit, and the rest of the batch reads on.
+    #[test]
+    fn outcomes_over_the_limits_are_named_without_being_built() {
+        let limits = PluginLimits {
+            max_records_per_event: 3,
+            max_record_bytes: 100,
+            ..PluginLimits::default()
+        };
+        let empty_record = |w: &mut Writer| {
+            w.bytes(Some(b"t")).bytes(None).bytes(None).word(0);
+        };
+        let mut w = Writer::default();
+        w.word(1).word(4);
+        // Four records for one event, over 3.
+        w.word(0).word(4);
+        for _ in 0..4 {
+            empty_record(&mut w);
+        }
+        // One record whose 60 empty headers count 120 bytes of framing, over 100.
+        w.word(0).word(1);
+        w.bytes(Some(b"t")).bytes(None).bytes(None).word(60);
+        for _ in 0..60 {
+            w.bytes(Some(b"")).bytes(None);
+        }
+        // A record of 101 bytes of value.
+        w.word(0).word(1);
+        w.bytes(Some(b"big"))
+            .bytes(None)
+            .bytes(Some(&[b'x'; 101]))
+            .word(0);
+        // Within both limits: 3 records, one of 100 bytes (98 + a 0-byte header's 2).
+        w.word(0).word(3);
+        empty_record(&mut w);
+        empty_record(&mut w);
+        w.bytes(Some(b"t"))
+            .bytes(None)
+            .bytes(Some(&[b'y'; 98]))
+            .word(1);
+        w.bytes(Some(b"")).bytes(None);
+        let outcomes = decode_outcomes(&w.0, 4, &limits).expect("well formed");
+        let reason = |at: usize| match &outcomes[at] {
+            Outcome::OverLimit(reason) => reason.clone(),
+            other => panic!("outcome {at} over its limit: {other:?}"),
+        };
+        assert!(
+            reason(0).contains("4 records for one event, over its limit of 3"),
+            "{}",
+            reason(0)
+        );
+        assert!(
+            reason(1)
+                .contains("a record of 120 bytes for topic \"t\", over its limit of 100 bytes"),
+            "{}",
+            reason(1)
+        );
+        assert!(
+            reason(2).contains("a record of 101 bytes for topic \"big\""),
+            "{}",
+            reason(2)
+        );
+        let Outcome::Records(records) = &outcomes[3] else {
+            panic!("records within the limits");
+        };
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[2].value.as_deref().map(<[u8]>::len), Some(98));
+        // A broken layout inside an over-limit outcome is still a violation.
+        let mut cut = Writer::default();
+        cut.word(1).word(1).word(0).word(4);
+        for _ in 0..3 {
+            empty_record(&mut cut);
+        }
+        cut.bytes(Some(b"t")).word(7);
+        let error = decode_outcomes(&cut.0, 1, &limits).expect_err("cut short");
+        assert!(error.contains("packed outcome 0"), "{error}");
     }
 }

@@ -6,11 +6,12 @@ use wasmtime::{Engine, Store, Trap};
 
 use super::RuntimeError;
 use super::bindings::packed::{PackedTransformer, PackedTransformerPre};
-use super::bindings::{ChangeEvent, EventOutcome, Transformer, TransformerPre};
+use super::bindings::{ChangeEvent, Transformer, TransformerPre};
 use super::cache::CacheOutcome;
 use super::limits::{PluginLimits, StoreMemoryExceeded};
 use super::packed;
 use super::state::{LogDrops, PluginState};
+use super::worker::Outcome;
 
 /// What the host knows about a plugin before loading it (from config or manifest).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,11 +228,9 @@ impl PluginInstance {
         }
     }
 
-    /// Calls `transform-batch`. On `Err` the instance is unusable and must be dropped.
-    pub fn transform_batch(
-        &mut self,
-        events: &[ChangeEvent],
-    ) -> Result<Vec<EventOutcome>, CallTrapped> {
+    /// Calls `transform-batch` (or `transform-packed`): one outcome per event. On `Err`
+    /// the instance is unusable and must be dropped.
+    pub fn transform_batch(&mut self, events: &[ChangeEvent]) -> Result<Vec<Outcome>, CallTrapped> {
         let ticks = self.plugin.spec.limits.deadline_ticks();
         self.transform_batch_within(events, ticks)
     }
@@ -242,12 +241,13 @@ impl PluginInstance {
         &mut self,
         events: &[ChangeEvent],
         ticks: u64,
-    ) -> Result<Vec<EventOutcome>, CallTrapped> {
+    ) -> Result<Vec<Outcome>, CallTrapped> {
         self.begin_call(ticks);
         let result = match &self.bindings {
             Bindings::Transformer(bindings) => bindings
                 .sluice_transform_transform()
-                .call_transform_batch(&mut self.store, events),
+                .call_transform_batch(&mut self.store, events)
+                .map(|outcomes| outcomes.into_iter().map(Outcome::from).collect()),
             Bindings::Packed(bindings) => {
                 if let Err(too_large) = packed::encode_batch(events, &mut self.packed_batch) {
                     self.store.data_mut().end_call();
@@ -258,7 +258,9 @@ impl PluginInstance {
                 bindings
                     .sluice_transform_transform_packed()
                     .call_transform_packed(&mut self.store, &self.packed_batch)
-                    .map(|outcomes| packed::decode_outcomes(&outcomes, events.len()))
+                    .map(|outcomes| {
+                        packed::decode_outcomes(&outcomes, events.len(), &self.plugin.spec.limits)
+                    })
             }
             .and_then(|decoded| {
                 decoded.map_err(|violation| {

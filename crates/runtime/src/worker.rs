@@ -30,6 +30,10 @@ pub enum Outcome {
     Rejected(Rejection),
     /// The plugin trapped on this event alone (or could not be started): the reason.
     Trapped(String),
+    /// The plugin's output for this event broke one of its limits (records per event,
+    /// bytes per record), found while the host read the output, so those records were
+    /// never built in host memory: the reason.
+    OverLimit(String),
 }
 
 impl From<EventOutcome> for Outcome {
@@ -76,7 +80,7 @@ impl PluginWorker {
         }
         let batch_ticks = self.plugin.spec().limits.deadline_ticks();
         let batch_error = match self.call(events, batch_ticks) {
-            Ok(outcomes) => return outcomes.into_iter().map(Outcome::from).collect(),
+            Ok(outcomes) => return outcomes,
             Err(reason) => reason,
         };
         if events.len() == 1 {
@@ -94,7 +98,7 @@ impl PluginWorker {
             .iter()
             .map(
                 |event| match self.call(std::slice::from_ref(event), event_ticks) {
-                    Ok(mut outcomes) => outcomes.pop().map(Outcome::from).unwrap_or_else(|| {
+                    Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
                         Outcome::Trapped("contract violation: no outcome returned".to_owned())
                     }),
                     Err(reason) => Outcome::Trapped(reason),
@@ -104,7 +108,7 @@ impl PluginWorker {
     }
 
     /// One call on the current instance (created first if the last one trapped).
-    fn call(&mut self, events: &[ChangeEvent], ticks: u64) -> Result<Vec<EventOutcome>, String> {
+    fn call(&mut self, events: &[ChangeEvent], ticks: u64) -> Result<Vec<Outcome>, String> {
         let instance = match &mut self.instance {
             Some(instance) => instance,
             empty => match self.plugin.instantiate() {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use sluice_core::topics::{TopicPattern, any_matches, check_topic_name};
 use sluice_core::{Header, Origin, OutputRecord, RawRecord};
 use sluice_runtime::debezium::{self, Decoded};
-use sluice_runtime::{ChangeEvent, LoadedPlugin, Outcome, Submitted, ThreadGone, wit};
+use sluice_runtime::{
+    ChangeEvent, LoadedPlugin, Outcome, PluginLimits, Submitted, ThreadGone, wit,
+};
 
 use super::dead_letters::{
     DeadLetter, bounded_header_text, dead_letter, header, headers, push_source,
@@ -354,6 +356,11 @@ pub(crate) fn assemble_outcome(
                 (stage, reason, None)
             }
         },
+        // Found while the host read the plugin's output, before it built the records.
+        Outcome::OverLimit(reason) => {
+            stats.output_violations += 1;
+            ("limit", reason, None)
+        }
         Outcome::Rejected(rejection) => {
             stats.rejected += 1;
             ("rejected", rejection.reason, rejection.code)
@@ -405,15 +412,8 @@ pub(crate) fn subset(events: &Arc<Vec<ChangeEvent>>, indices: &[usize]) -> Arc<V
 /// The error is the dead-letter reason.
 fn check_output(route: &Route, records: &[OutputRecord]) -> Result<(), (&'static str, String)> {
     let limits = route.plugin.plugin().spec().limits;
-    if records.len() > limits.max_records_per_event as usize {
-        return Err((
-            "limit",
-            format!(
-                "plugin produced {} records for one event, over its limit of {} (limits.max_records_per_event)",
-                records.len(),
-                limits.max_records_per_event
-            ),
-        ));
+    if let Some(reason) = limits.too_many_records(records.len()) {
+        return Err(("limit", reason));
     }
     for record in records {
         // Before the ACL: a plugin allowed `*` may still not write what no broker takes,
@@ -432,21 +432,16 @@ fn check_output(route: &Route, records: &[OutputRecord]) -> Result<(), (&'static
                 ),
             ));
         }
-        let size = record.key.as_ref().map_or(0, Vec::len)
-            + record.value.as_ref().map_or(0, Vec::len)
-            + record
+        let size = PluginLimits::record_size(
+            record.key.as_ref().map_or(0, Vec::len),
+            record.value.as_ref().map_or(0, Vec::len),
+            record
                 .headers
                 .iter()
-                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-                .sum::<usize>();
-        if size as u64 > limits.max_record_bytes {
-            return Err((
-                "limit",
-                format!(
-                    "plugin produced a record of {size} bytes for topic {:?}, over its limit of {} bytes (limits.max_record_bytes)",
-                    record.topic, limits.max_record_bytes
-                ),
-            ));
+                .map(|h| (h.key.len(), h.value.as_ref().map_or(0, Vec::len))),
+        );
+        if let Some(reason) = limits.record_too_large(size, &record.topic) {
+            return Err(("limit", reason));
         }
     }
     Ok(())

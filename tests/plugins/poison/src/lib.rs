@@ -3,6 +3,7 @@
 //! writes to a topic outside its allowed outputs, `"spin": true` loops forever,
 //! `"grow_mib": n` allocates (and touches) n MiB, `"recurse": n` recurses n deep,
 //! `"fan_out": n` returns n records, `"huge_mib": n` returns one n-MiB record,
+//! `"header_flood": n` returns one record with n empty headers,
 //! `"write_to": "<topic>"` publishes to that topic, `"write_to_len": n` to a topic of n
 //! `a`s (names Kafka refuses), `"sandbox": true` reports what it can
 //! reach (environment, files, network, clocks) as its output; any other event is published to
@@ -33,6 +34,8 @@ struct Row {
     fan_out: usize,
     #[serde(default)]
     huge_mib: usize,
+    #[serde(default)]
+    header_flood: usize,
     #[serde(default)]
     write_to: Option<String>,
     #[serde(default)]
@@ -86,6 +89,13 @@ fn poison(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
         return Ok((0..row.fan_out)
             .map(|i| Record::to("out").json_key(&i))
             .collect());
+    }
+    if row.header_flood > 0 {
+        let record = (0..row.header_flood)
+            .fold(Record::to("out").json_key(&row.id), |record, _| {
+                record.header("", Vec::new())
+            });
+        return Ok(vec![record]);
     }
     if row.huge_mib > 0 {
         return Ok(vec![
