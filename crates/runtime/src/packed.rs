@@ -228,7 +228,9 @@ fn snapshot_index(marker: SnapshotMarker) -> u32 {
     }
 }
 
-/// Reads the outcomes of a batch of `events` events from a plugin's packed result.
+/// Reads the outcomes of a batch of `events` events from a plugin's packed result. An
+/// event whose records break `limits` (`max_records_per_event`, `max_record_bytes`) is
+/// [`Outcome::OverLimit`], and its records are not built.
 ///
 /// # Errors
 ///
