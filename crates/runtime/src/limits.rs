@@ -94,12 +94,12 @@ impl PluginLimits {
         })
     }
 
-    /// The batch deadline in epoch ticks (see [`ticks`]).
+    /// The batch deadline in epoch ticks (see `limits::ticks`).
     pub fn deadline_ticks(&self) -> u64 {
         ticks(self.batch_deadline)
     }
 
-    /// The init deadline in epoch ticks (see [`ticks`]).
+    /// The init deadline in epoch ticks (see `limits::ticks`).
     pub fn init_deadline_ticks(&self) -> u64 {
         ticks(self.init_deadline)
     }
