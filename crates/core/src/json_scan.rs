@@ -4,7 +4,7 @@
 //! It is a fast path in front of `serde_json`, not a replacement: it is *sound* (every
 //! text it accepts, `serde_json` accepts too, with the same value spans) but not
 //! complete. It gives up (`None`) on whatever it does not handle itself: invalid JSON,
-//! nesting deeper than [`MAX_DEPTH`], and, in [`for_each_field`], names with escapes.
+//! nesting deeper than [`MAX_DEPTH`], and, in [`walk_object`], names with escapes.
 //! Callers then ask `serde_json`, so that what is accepted and every error message stay
 //! `serde_json`'s. The tests check soundness against `serde_json` on generated and
 //! mutated texts.
@@ -26,23 +26,6 @@ pub fn value_span(text: &str) -> Option<(usize, usize)> {
     let start = skip_whitespace(bytes, 0);
     let end = value_end(bytes, start)?;
     (skip_whitespace(bytes, end) == bytes.len()).then_some((start, end))
-}
-
-/// Walks the top level of `text`, which must be one JSON object with only whitespace
-/// around it, calling `field(name, raw_value)` for each field in order; `raw_value` is
-/// the value's text, checked as JSON. `None` when the scanner cannot tell (including a
-/// name with an escape in it) or when `field` returns `None`.
-pub fn for_each_field<'a>(
-    text: &'a str,
-    mut field: impl FnMut(&'a str, &'a str) -> Option<()>,
-) -> Option<()> {
-    let start = skip_whitespace(text.as_bytes(), 0);
-    let end = walk_object(text, start, MAX_DEPTH, |name, value_start| {
-        let value_end = value_end_within(text.as_bytes(), value_start, MAX_DEPTH - 1)?;
-        field(name, &text[value_start..value_end])?;
-        Some(value_end)
-    })?;
-    (skip_whitespace(text.as_bytes(), end) == text.len()).then_some(())
 }
 
 /// Walks the object that starts at `start` (its `{`), nested at most `max_depth` levels
@@ -460,33 +443,44 @@ mod tests {
         assert!(mutated_accepted > 1_000, "{mutated_accepted}");
     }
 
+    /// Every field of the object at the start of `text`, as name and raw value, and
+    /// whether only whitespace follows it; `None` where the walk gives up.
+    fn fields(text: &str) -> Option<(Vec<(&str, &str)>, bool)> {
+        let mut fields = Vec::new();
+        let start = skip_whitespace(text.as_bytes(), 0);
+        let end = walk_object(text, start, MAX_DEPTH, |name, at| {
+            let end = value_end_within(text.as_bytes(), at, MAX_DEPTH - 1)?;
+            fields.push((name, &text[at..end]));
+            Some(end)
+        })?;
+        Some((fields, skip_whitespace(text.as_bytes(), end) == text.len()))
+    }
+
     #[test]
     fn walks_an_objects_fields_in_order() {
         let text = r#" {"a": 1, "b" :{"c":[1,2]},"d":"x"} "#;
-        let mut fields = Vec::new();
-        for_each_field(text, |name, raw| {
-            fields.push((name, raw));
-            Some(())
-        })
-        .expect("an object");
+        let (walked, whole) = fields(text).expect("an object");
         assert_eq!(
-            fields,
+            walked,
             [("a", "1"), ("b", r#"{"c":[1,2]}"#), ("d", "\"x\"")]
         );
-        assert_eq!(for_each_field("{}", |_, _| None), Some(()));
-        for refused in [
-            r#"{"a\n":1}"#,
-            r#"{"a":1} x"#,
-            "[1]",
-            r#"{"a":01}"#,
-            r#"{"a":1,}"#,
-        ] {
-            assert_eq!(for_each_field(refused, |_, _| Some(())), None, "{refused}");
+        assert!(whole);
+        assert_eq!(fields("{}"), Some((vec![], true)));
+        assert_eq!(fields(r#"{"a":1} x"#).map(|(_, whole)| whole), Some(false));
+        for refused in [r#"{"a\n":1}"#, "[1]", r#"{"a":01}"#, r#"{"a":1,}"#] {
+            assert_eq!(fields(refused), None, "{refused}");
         }
         assert_eq!(
-            for_each_field(r#"{"a":1,"b":2}"#, |name, _| (name == "a").then_some(())),
+            walk_object(r#"{"a":1,"b":2}"#, 0, MAX_DEPTH, |name, at| {
+                (name == "a").then_some(at + 1)
+            }),
             None,
             "the callback can give up"
+        );
+        assert_eq!(
+            walk_object("{}", 0, 0, |_, at| Some(at)),
+            None,
+            "no depth left"
         );
     }
 

@@ -149,10 +149,18 @@ fn fast_envelope(text: &str) -> Option<Envelope<'_>> {
             return None;
         }
         seen |= 1 << field;
-        if field == 6 && bytes.get(at) == Some(&b'{') {
-            let (source, end) = fast_source(text, at)?;
-            envelope.source = Some(source);
-            return Some(end);
+        // `source` and `transaction` are read while they are scanned.
+        if bytes.get(at) == Some(&b'{') {
+            if field == 6 {
+                let (source, end) = fast_source(text, at)?;
+                envelope.source = Some(source);
+                return Some(end);
+            }
+            if field == 7 {
+                let (transaction, end) = fast_transaction(text, at)?;
+                envelope.transaction = Some(transaction);
+                return Some(end);
+            }
         }
         let end = json_scan::value_end_within(bytes, at, json_scan::MAX_DEPTH - 1)?;
         let raw = &text[at..end];
@@ -164,13 +172,7 @@ fn fast_envelope(text: &str) -> Option<Envelope<'_>> {
             4 => envelope.op = plain_string(raw)?,
             5 => envelope.ts_ms = plain_integer(raw)?,
             // Not an object: `null`, or a form for serde (it reads a struct from an array).
-            6 => (raw == "null").then_some(())?,
-            _ => {
-                envelope.transaction = match non_null(raw) {
-                    Some(raw) => Some(fast_transaction(raw)?),
-                    None => None,
-                }
-            }
+            _ => (raw == "null").then_some(())?,
         }
         Some(end)
     })?;
@@ -231,9 +233,13 @@ fn fast_source(text: &str, start: usize) -> Option<(Source<'_>, usize)> {
     Some((source, end))
 }
 
-fn fast_transaction(text: &str) -> Option<Transaction<'_>> {
+/// `transaction`, the object at `start` of `text`, and where it ends.
+fn fast_transaction(text: &str, start: usize) -> Option<(Transaction<'_>, usize)> {
+    let bytes = text.as_bytes();
     let (mut id, mut total_order, mut data_collection_order) = (None, None, None);
-    json_scan::for_each_field(text, |name, raw| {
+    let end = json_scan::walk_object(text, start, json_scan::MAX_DEPTH - 1, |name, at| {
+        let end = json_scan::value_end_within(bytes, at, json_scan::MAX_DEPTH - 2)?;
+        let raw = &text[at..end];
         // Each is required to be present once and of its type (an integer may not be
         // `null` here: serde refuses that).
         let slot_taken = match name {
@@ -244,13 +250,14 @@ fn fast_transaction(text: &str) -> Option<Transaction<'_>> {
                 .is_some(),
             _ => false,
         };
-        (!slot_taken).then_some(())
+        (!slot_taken).then_some(end)
     })?;
-    Some(Transaction {
+    let transaction = Transaction {
         id: id?,
         total_order: total_order.unwrap_or_default(),
         data_collection_order: data_collection_order.unwrap_or_default(),
-    })
+    };
+    Some((transaction, end))
 }
 
 /// JSON's whitespace (not Unicode's: serde refuses a no-break space around a value).
