@@ -2,13 +2,39 @@
 //! affects only the event that caused it; every other event of the batch is published.
 
 use serde_json::{Value, json};
+use sluice_pipeline::pipeline::PipelineStats;
+use sluice_runtime::PluginLimits;
 use sluice_tests::components;
 
 use crate::support::{config, create_event, header, plugin, run, write_lines};
 
+/// Runs `poison` (input `in`, output `out`, its limits as `limits` leaves them) over a
+/// create event per row of `rows`, in batches of `batch_size`: the output lines as JSON,
+/// and the counters.
+fn run_poison(
+    rows: &[Value],
+    batch_size: usize,
+    limits: impl FnOnce(&mut PluginLimits),
+) -> (Vec<Value>, PipelineStats) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write_lines(
+        dir.path(),
+        "in.jsonl",
+        &rows.iter().cloned().map(create_event).collect::<Vec<_>>(),
+    );
+    let output = dir.path().join("out.jsonl");
+    let mut poison = plugin("poison", components::POISON, &["in"], &["out"], &[]);
+    limits(&mut poison.spec.limits);
+    let (lines, stats) = run(config(&input, &output, vec![poison], batch_size));
+    let lines = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    (lines, stats)
+}
+
 #[test]
 fn one_bad_event_costs_only_itself() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let rows = [
         json!({"id": 1}),
         json!({"id": 2, "reject": "customer 2 is on hold"}),
@@ -19,20 +45,8 @@ fn one_bad_event_costs_only_itself() {
         json!({"id": 7}),
         json!({"id": 8, "panic": true}),
     ];
-    let input = write_lines(
-        dir.path(),
-        "in.jsonl",
-        &rows.iter().cloned().map(create_event).collect::<Vec<_>>(),
-    );
-    let output = dir.path().join("out.jsonl");
     // One batch holds all eight events, so the traps happen mid-batch.
-    let poison = plugin("poison", components::POISON, &["in"], &["out"], &[]);
-    let (lines, stats) = run(config(&input, &output, vec![poison], 64));
-
-    let lines: Vec<Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let (lines, stats) = run_poison(&rows, 64, |_| {});
     let summary: Vec<(String, Value)> = lines
         .iter()
         .map(|l| {
@@ -209,7 +223,6 @@ fn files_that_are_not_components_are_refused_with_the_file_named() {
 
 #[test]
 fn a_runaway_loop_and_a_memory_bomb_trap_only_their_events() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let rows = [
         json!({"id": 1}),
         json!({"id": 2, "spin": true}),
@@ -217,20 +230,10 @@ fn a_runaway_loop_and_a_memory_bomb_trap_only_their_events() {
         json!({"id": 4, "grow_mib": 256}),
         json!({"id": 5}),
     ];
-    let input = write_lines(
-        dir.path(),
-        "in.jsonl",
-        &rows.iter().cloned().map(create_event).collect::<Vec<_>>(),
-    );
-    let output = dir.path().join("out.jsonl");
-    let mut poison = plugin("poison", components::POISON, &["in"], &["out"], &[]);
-    poison.spec.limits.memory_bytes = 32 << 20;
-    poison.spec.limits.batch_deadline = std::time::Duration::from_millis(300);
-    let (lines, stats) = run(config(&input, &output, vec![poison], 16));
-    let lines: Vec<Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let (lines, stats) = run_poison(&rows, 16, |limits| {
+        limits.memory_bytes = 32 << 20;
+        limits.batch_deadline = std::time::Duration::from_millis(300);
+    });
     let topics: Vec<&str> = lines
         .iter()
         .map(|l| l["topic"].as_str().unwrap_or(""))
@@ -278,7 +281,6 @@ fn a_plugin_sees_no_environment_files_network_or_clock() {
 
 #[test]
 fn deep_recursion_fan_out_bombs_and_huge_records_cost_only_their_events() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let rows = [
         json!({"id": 1, "recurse": 100}),
         json!({"id": 2, "recurse": 10_000_000}),
@@ -289,18 +291,7 @@ fn deep_recursion_fan_out_bombs_and_huge_records_cost_only_their_events() {
         // 600,000 empty headers: no bytes of their own, but 1.2 MB of Kafka framing (+ the key).
         json!({"id": 7, "header_flood": 600_000}),
     ];
-    let input = write_lines(
-        dir.path(),
-        "in.jsonl",
-        &rows.iter().cloned().map(create_event).collect::<Vec<_>>(),
-    );
-    let output = dir.path().join("out.jsonl");
-    let poison = plugin("poison", components::POISON, &["in"], &["out"], &[]);
-    let (lines, stats) = run(config(&input, &output, vec![poison], 16));
-    let lines: Vec<Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let (lines, stats) = run_poison(&rows, 16, |_| {});
     let topics: Vec<&str> = lines
         .iter()
         .map(|l| l["topic"].as_str().unwrap_or(""))
@@ -344,6 +335,59 @@ fn deep_recursion_fan_out_bombs_and_huge_records_cost_only_their_events() {
         Some("limit")
     );
     assert_eq!(stats.trapped, 1);
+}
+
+/// Small records and headers cost the host several times their bytes in the plugin's
+/// buffer: the records one batch makes the host hold count against the plugin's memory
+/// cap, so the events that would pass it go to the dead-letter topic, alone. Also when
+/// a trap in the batch has the host retry its events one call at a time: the calls
+/// share the batch's count, so trapping does not multiply the budget.
+#[test]
+fn output_that_would_take_more_host_memory_than_the_plugins_cap_costs_only_its_events() {
+    for trap_in_batch in [false, true] {
+        // 20 records of 1,000 empty headers: ~160 KB in the plugin's buffer, ~0.96 MB as
+        // host values. Eight of them fit an 8 MiB cap, the ninth would pass it.
+        let mut rows: Vec<Value> = (1..=10)
+            .map(|id| json!({"id": id, "header_spread": [20, 1000]}))
+            .collect();
+        if trap_in_batch {
+            rows.push(json!({"id": 11, "panic": true}));
+        }
+        rows.push(json!({"id": 12}));
+        let (lines, stats) = run_poison(&rows, 16, |limits| limits.memory_bytes = 8 << 20);
+        let trapped = usize::from(trap_in_batch);
+        assert_eq!(
+            lines.len(),
+            163 + trapped,
+            "8 events' 160 records, 2 dead letters (and the panic's), a record; trap in batch: {trap_in_batch}"
+        );
+        assert!(lines[..160].iter().all(|line| line["topic"] == "out"));
+        // The plugin's 1,000 and the 6 lineage headers the host adds.
+        assert_eq!(lines[0]["headers"].as_array().map(Vec::len), Some(1006));
+        for letter in &lines[160..162] {
+            assert_eq!(letter["topic"], "sluice.dlq");
+            let reason = header(letter, "sluice.dlq.reason").expect("reason");
+            assert!(
+                reason.contains("bytes of host memory")
+                    && reason.contains("over its memory cap of 8388608 bytes (limits.memory)"),
+                "{reason}"
+            );
+            assert_eq!(header(letter, "sluice.dlq.stage").as_deref(), Some("limit"));
+        }
+        if trap_in_batch {
+            assert_eq!(
+                header(&lines[162], "sluice.dlq.stage").as_deref(),
+                Some("trapped")
+            );
+        }
+        let last = &lines[162 + trapped];
+        assert_eq!(last["topic"], "out");
+        assert_eq!(last["key"], json!(12), "the stream goes on");
+        assert_eq!(
+            (stats.trapped, stats.output_violations),
+            (trapped as u64, 2)
+        );
+    }
 }
 
 #[test]

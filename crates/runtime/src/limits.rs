@@ -94,6 +94,19 @@ impl PluginLimits {
         })
     }
 
+    /// Why output records taking `host_bytes` of host memory (the batch's so far, with
+    /// this event's) break the plugin's memory cap, if they do. The dead-letter reason:
+    /// the plugin's output may cost the host as much memory as the plugin may hold
+    /// itself, and no more.
+    pub fn output_over_memory_cap(&self, host_bytes: u64) -> Option<String> {
+        (host_bytes > self.memory_bytes).then(|| {
+            format!(
+                "plugin produced records that would take {host_bytes} bytes of host memory with those of the events before in its batch, over its memory cap of {} bytes (limits.memory); many small records or headers cost the host more than their bytes",
+                self.memory_bytes
+            )
+        })
+    }
+
     /// The batch deadline in epoch ticks (see `limits::ticks`).
     pub fn deadline_ticks(&self) -> u64 {
         ticks(self.batch_deadline)

@@ -230,16 +230,25 @@ fn snapshot_index(marker: SnapshotMarker) -> u32 {
 
 /// Reads the outcomes of a batch of `events` events from a plugin's packed result. An
 /// event whose records break `limits` (`max_records_per_event`, `max_record_bytes`) is
-/// [`Outcome::OverLimit`], and its records are not built.
+/// [`Outcome::OverLimit`], and its records are not built. So is an event whose records
+/// would bring the host memory the batch's records take (see [`host_bytes`]) past the
+/// plugin's memory cap: small records and headers cost the host several times their
+/// bytes in the plugin's buffer, and this keeps what a plugin makes the host hold for
+/// its output within what it may hold itself.
 ///
 /// # Errors
 ///
 /// The contract violation, in words, when the buffer does not hold exactly `events`
 /// well-formed outcomes.
+///
+/// `host_bytes_taken`: what the batch's records already take in host memory (earlier
+/// calls of the same batch, when a worker retries its events one at a time); the
+/// records built here are added to it.
 pub fn decode_outcomes(
     bytes: &[u8],
     events: usize,
     limits: &PluginLimits,
+    host_bytes_taken: &mut u64,
 ) -> Result<Vec<Outcome>, String> {
     let mut reader = Reader { bytes, at: 0 };
     let version = reader.word("the format version")?;
@@ -257,7 +266,7 @@ pub fn decode_outcomes(
     let mut outcomes = Vec::with_capacity(count);
     for index in 0..count {
         let outcome = reader
-            .outcome(limits)
+            .outcome(limits, host_bytes_taken)
             .map_err(|problem| format!("packed outcome {index}: {problem}"))?;
         outcomes.push(outcome);
     }
@@ -268,6 +277,28 @@ pub fn decode_outcomes(
         ));
     }
     Ok(outcomes)
+}
+
+/// What a record takes as a host value, by the bytes of its topic, key, value and
+/// headers and its header count: the `OutputRecord` and each `Header` (48 bytes though
+/// an empty header is 8 in the plugin's buffer) besides the bytes. An estimate that
+/// leaves out the allocator's own rounding, for the memory cap's check on output.
+pub fn host_bytes(bytes: usize, headers: usize) -> u64 {
+    (std::mem::size_of::<OutputRecord>() + bytes + headers * std::mem::size_of::<Header>()) as u64
+}
+
+/// [`host_bytes`] of a record already built.
+pub fn record_host_bytes(record: &OutputRecord) -> u64 {
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|header| header.key.len() + header.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    let bytes = record.topic.len()
+        + record.key.as_ref().map_or(0, Vec::len)
+        + record.value.as_ref().map_or(0, Vec::len)
+        + headers;
+    host_bytes(bytes, record.headers.len())
 }
 
 /// A bounds-checked cursor over a plugin's packed outcomes.
@@ -333,27 +364,39 @@ impl<'a> Reader<'a> {
         Ok(count)
     }
 
-    /// One event's outcome. Records over the plugin's limits (too many for the event, or
-    /// one too large) are read past without being built, so a plugin cannot make the
-    /// host hold more than its own buffer: a record takes 16 bytes there and ~100 as a
-    /// host value.
-    fn outcome(&mut self, limits: &PluginLimits) -> Result<Outcome, String> {
+    /// One event's outcome. Records over the plugin's limits (too many for the event,
+    /// one too large, or more host memory than the plugin's cap for the batch's records
+    /// so far, `host_bytes_taken`) are read past without being built, so a plugin cannot
+    /// make the host hold more than it may hold itself: a record takes 16 bytes in its
+    /// buffer and ~100 as a host value, an empty header 8 and 48.
+    fn outcome(
+        &mut self,
+        limits: &PluginLimits,
+        host_bytes_taken: &mut u64,
+    ) -> Result<Outcome, String> {
         match self.word("the outcome kind")? {
             0 => {
                 // A record is at least topic, key, value lengths and a header count.
                 let count = self.count("the record count", 16)?;
                 let start = self.at;
                 let mut over_limit = limits.too_many_records(count);
+                let mut event_host_bytes = 0u64;
                 for _ in 0..count {
-                    let (topic, size) = self.skip_record()?;
+                    let (topic, size, host_bytes) = self.skip_record()?;
                     if over_limit.is_none() && size > limits.max_record_bytes {
                         let topic = String::from_utf8_lossy(topic);
                         over_limit = limits.record_too_large(size, &topic);
                     }
+                    event_host_bytes += host_bytes;
+                }
+                if over_limit.is_none() {
+                    over_limit =
+                        limits.output_over_memory_cap(*host_bytes_taken + event_host_bytes);
                 }
                 if let Some(reason) = over_limit {
                     return Ok(Outcome::OverLimit(reason));
                 }
+                *host_bytes_taken += event_host_bytes;
                 // Within the limits: read again, this time building the records.
                 self.at = start;
                 let mut records = Vec::with_capacity(count);
@@ -378,9 +421,10 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reads past one record, building nothing: its topic's bytes and its size as
-    /// [`PluginLimits::record_size`] counts it.
-    fn skip_record(&mut self) -> Result<(&'a [u8], u64), String> {
+    /// Reads past one record, building nothing: its topic's bytes, its size as
+    /// [`PluginLimits::record_size`] counts it, and what it would take as a host value
+    /// ([`host_bytes`]).
+    fn skip_record(&mut self) -> Result<(&'a [u8], u64, u64), String> {
         let topic = self.optional_slice("a record's topic")?;
         let topic = topic.ok_or_else(|| "a record's topic is absent".to_owned())?;
         let key = self
@@ -391,6 +435,7 @@ impl<'a> Reader<'a> {
             .map_or(0, <[u8]>::len);
         let count = self.count("a record's header count", 8)?;
         let mut size = PluginLimits::record_size(key, value, []);
+        let mut header_bytes = 0;
         for _ in 0..count {
             let key = self.optional_slice("a header's key")?;
             let key = key.ok_or_else(|| "a header's key is absent".to_owned())?;
@@ -398,8 +443,10 @@ impl<'a> Reader<'a> {
                 .optional_slice("a header's value")?
                 .map_or(0, <[u8]>::len);
             size += PluginLimits::record_size(0, 0, [(key.len(), value)]);
+            header_bytes += key.len() + value;
         }
-        Ok((topic, size))
+        let host = host_bytes(topic.len() + key + value + header_bytes, count);
+        Ok((topic, size, host))
     }
 
     fn record(&mut self) -> Result<OutputRecord, String> {
@@ -601,7 +648,7 @@ mod tests {
             .bytes(Some("no après".as_bytes()))
             .bytes(Some(b"missing"));
         w.word(0).word(0);
-        let outcomes = decode_outcomes(&w.0, 3, &limits).expect("well formed");
+        let outcomes = decode_outcomes(&w.0, 3, &limits, &mut 0).expect("well formed");
         let Outcome::Records(records) = &outcomes[0] else {
             panic!("records");
         };
@@ -622,17 +669,17 @@ mod tests {
         );
         assert_eq!(outcomes[2], Outcome::Records(vec![]));
 
-        let error = decode_outcomes(&w.0, 4, &limits).expect_err("count");
+        let error = decode_outcomes(&w.0, 4, &limits, &mut 0).expect_err("count");
         assert!(error.contains("3 outcomes for 4 events"), "{error}");
         let mut extra = w.0.clone();
         extra.push(0);
-        let error = decode_outcomes(&extra, 3, &limits).expect_err("left over");
+        let error = decode_outcomes(&extra, 3, &limits, &mut 0).expect_err("left over");
         assert!(error.contains("1 bytes left over"), "{error}");
-        let error = decode_outcomes(&w.0[..w.0.len() - 10], 3, &limits).expect_err("cut");
+        let error = decode_outcomes(&w.0[..w.0.len() - 10], 3, &limits, &mut 0).expect_err("cut");
         assert!(error.contains("packed outcome 1"), "{error}");
         let mut wild = Writer::default();
         wild.word(1).word(1).word(0).word(u32::MAX - 1);
-        let error = decode_outcomes(&wild.0, 1, &limits).expect_err("wild count");
+        let error = decode_outcomes(&wild.0, 1, &limits, &mut 0).expect_err("wild count");
         assert!(error.contains("record count"), "{error}");
         let mut bad = Writer::default();
         bad.word(1)
@@ -641,11 +688,12 @@ mod tests {
             .word(1)
             .bytes(Some(&[0xff, 0xfe]));
         bad.bytes(None).bytes(None).word(0);
-        let error = decode_outcomes(&bad.0, 1, &limits).expect_err("not utf-8");
+        let error = decode_outcomes(&bad.0, 1, &limits, &mut 0).expect_err("not utf-8");
         assert!(error.contains("topic is not UTF-8"), "{error}");
-        let error = decode_outcomes(&[2, 0, 0, 0, 0, 0, 0, 0], 0, &limits).expect_err("version");
+        let error =
+            decode_outcomes(&[2, 0, 0, 0, 0, 0, 0, 0], 0, &limits, &mut 0).expect_err("version");
         assert!(error.contains("format version 2"), "{error}");
-        let error = decode_outcomes(&[], 0, &limits).expect_err("empty");
+        let error = decode_outcomes(&[], 0, &limits, &mut 0).expect_err("empty");
         assert!(error.contains("version"), "{error}");
     }
 
@@ -689,7 +737,7 @@ mod tests {
             .bytes(Some(&[b'y'; 98]))
             .word(1);
         w.bytes(Some(b"")).bytes(None);
-        let outcomes = decode_outcomes(&w.0, 4, &limits).expect("well formed");
+        let outcomes = decode_outcomes(&w.0, 4, &limits, &mut 0).expect("well formed");
         let reason = |at: usize| match &outcomes[at] {
             Outcome::OverLimit(reason) => reason.clone(),
             other => panic!("outcome {at} over its limit: {other:?}"),
@@ -722,7 +770,70 @@ mod tests {
             empty_record(&mut cut);
         }
         cut.bytes(Some(b"t")).word(7);
-        let error = decode_outcomes(&cut.0, 1, &limits).expect_err("cut short");
+        let error = decode_outcomes(&cut.0, 1, &limits, &mut 0).expect_err("cut short");
         assert!(error.contains("packed outcome 0"), "{error}");
+    }
+
+    /// What a batch's records would take in host memory counts against the plugin's
+    /// memory cap: the event that would pass it is read past, not built, and later
+    /// events that fit in what is left are built.
+    #[test]
+    fn output_over_the_memory_cap_in_host_memory_is_named_without_being_built() {
+        // One record of 100 empty headers: 9 + 100 * 8 bytes in the buffer, about six
+        // times that as a host value.
+        let flood = host_bytes(1, 100);
+        let single = host_bytes(1, 0);
+        let limits = PluginLimits {
+            memory_bytes: 2 * flood + single,
+            ..PluginLimits::default()
+        };
+        let mut w = Writer::default();
+        w.word(1).word(4);
+        for _ in 0..3 {
+            w.word(0).word(1);
+            w.bytes(Some(b"t")).bytes(None).bytes(None).word(100);
+            for _ in 0..100 {
+                w.bytes(Some(b"")).bytes(None);
+            }
+        }
+        w.word(0).word(1);
+        w.bytes(Some(b"t")).bytes(None).bytes(None).word(0);
+        assert!(
+            (w.0.len() as u64) < limits.memory_bytes / 3,
+            "the buffer is far smaller than the host values"
+        );
+        let outcomes = decode_outcomes(&w.0, 4, &limits, &mut 0).expect("well formed");
+        assert!(matches!(&outcomes[0], Outcome::Records(r) if r[0].headers.len() == 100));
+        assert!(matches!(&outcomes[1], Outcome::Records(r) if r[0].headers.len() == 100));
+        let Outcome::OverLimit(reason) = &outcomes[2] else {
+            panic!("the third flood passes the cap: {:?}", outcomes[2]);
+        };
+        let expected = format!(
+            "would take {} bytes of host memory with those of the events before in its batch, over its memory cap of {} bytes (limits.memory)",
+            3 * flood,
+            limits.memory_bytes
+        );
+        assert!(reason.contains(&expected), "{reason}");
+        assert!(
+            matches!(&outcomes[3], Outcome::Records(r) if r.len() == 1),
+            "what is left of the cap still takes a small record: {:?}",
+            outcomes[3]
+        );
+        assert_eq!(
+            record_host_bytes(&OutputRecord {
+                topic: "t".into(),
+                key: None,
+                value: None,
+                headers: vec![
+                    sluice_core::Header {
+                        key: "".into(),
+                        value: None
+                    };
+                    100
+                ],
+            }),
+            flood,
+            "a built record is counted as its buffer form is"
+        );
     }
 }

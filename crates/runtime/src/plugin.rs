@@ -232,22 +232,32 @@ impl PluginInstance {
     /// the instance is unusable and must be dropped.
     pub fn transform_batch(&mut self, events: &[ChangeEvent]) -> Result<Vec<Outcome>, CallTrapped> {
         let ticks = self.plugin.spec.limits.deadline_ticks();
-        self.transform_batch_within(events, ticks)
+        self.transform_batch_within(events, ticks, &mut 0)
     }
 
     /// Like [`PluginInstance::transform_batch`] with a deadline of `ticks` epoch ticks
-    /// instead of the plugin's batch deadline.
+    /// instead of the plugin's batch deadline, and the host memory that output records
+    /// already take for this batch (`output_host_bytes`, see `packed::host_bytes`),
+    /// which the records of this call add to and which stays within the plugin's memory
+    /// cap: an event whose records would pass it is [`Outcome::OverLimit`]. A worker
+    /// that retries a batch's events one at a time carries it across the calls.
     pub fn transform_batch_within(
         &mut self,
         events: &[ChangeEvent],
         ticks: u64,
+        output_host_bytes: &mut u64,
     ) -> Result<Vec<Outcome>, CallTrapped> {
         self.begin_call(ticks);
         let result = match &self.bindings {
             Bindings::Transformer(bindings) => bindings
                 .sluice_transform_transform()
                 .call_transform_batch(&mut self.store, events)
-                .map(|outcomes| outcomes.into_iter().map(Outcome::from).collect()),
+                .map(|outcomes| {
+                    let mut outcomes: Vec<Outcome> =
+                        outcomes.into_iter().map(Outcome::from).collect();
+                    cap_output_memory(&mut outcomes, &self.plugin.spec.limits, output_host_bytes);
+                    outcomes
+                }),
             Bindings::Packed(bindings) => {
                 if let Err(too_large) = packed::encode_batch(events, &mut self.packed_batch) {
                     self.store.data_mut().end_call();
@@ -259,7 +269,12 @@ impl PluginInstance {
                     .sluice_transform_transform_packed()
                     .call_transform_packed(&mut self.store, &self.packed_batch)
                     .map(|outcomes| {
-                        packed::decode_outcomes(&outcomes, events.len(), &self.plugin.spec.limits)
+                        packed::decode_outcomes(
+                            &outcomes,
+                            events.len(),
+                            &self.plugin.spec.limits,
+                            output_host_bytes,
+                        )
                     })
             }
             .and_then(|decoded| {
@@ -296,6 +311,25 @@ impl PluginInstance {
     }
 }
 
+/// The plain world's side of the memory cap on output that `packed::decode_outcomes`
+/// checks before it builds records: the records of an event that would bring the
+/// batch's output past the plugin's memory cap in host memory are dropped for
+/// [`Outcome::OverLimit`]. wasmtime has built them by then, so this does not bound the
+/// host's peak as the packed reader does; it gives the same events the same dead
+/// letters whichever world a plugin is built for.
+fn cap_output_memory(outcomes: &mut [Outcome], limits: &crate::PluginLimits, taken: &mut u64) {
+    for outcome in outcomes {
+        let Outcome::Records(records) = outcome else {
+            continue;
+        };
+        let event: u64 = records.iter().map(packed::record_host_bytes).sum();
+        match limits.output_over_memory_cap(*taken + event) {
+            Some(reason) => *outcome = Outcome::OverLimit(reason),
+            None => *taken += event,
+        }
+    }
+}
+
 /// Turns a call error into the one-line reason that goes to logs and dead-letter headers.
 fn describe_trap(error: &wasmtime::Error, guest_message: Option<String>) -> String {
     if let Some(exceeded) = error.downcast_ref::<StoreMemoryExceeded>() {
@@ -311,5 +345,64 @@ fn describe_trap(error: &wasmtime::Error, guest_message: Option<String>) -> Stri
     match guest_message {
         Some(message) => format!("{message} ({what})"),
         None => what,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::Rejection;
+    use sluice_core::{Header, OutputRecord};
+
+    fn record(headers: usize) -> OutputRecord {
+        OutputRecord {
+            topic: "t".into(),
+            key: None,
+            value: None,
+            headers: vec![
+                Header {
+                    key: "".into(),
+                    value: None,
+                };
+                headers
+            ],
+        }
+    }
+
+    /// The plain world's outcomes get the packed reader's memory-cap check.
+    #[test]
+    fn plain_outcomes_over_the_memory_cap_become_over_limit() {
+        let flood = packed::record_host_bytes(&record(100));
+        let single = packed::record_host_bytes(&record(0));
+        let limits = crate::PluginLimits {
+            memory_bytes: 2 * flood + single,
+            ..crate::PluginLimits::default()
+        };
+        let rejected = Outcome::Rejected(Rejection {
+            reason: "no".into(),
+            code: None,
+        });
+        let mut outcomes = vec![
+            Outcome::Records(vec![record(100)]),
+            rejected.clone(),
+            Outcome::Records(vec![record(100)]),
+            Outcome::Records(vec![record(100)]),
+            Outcome::Records(vec![record(0)]),
+        ];
+        let mut taken = 0;
+        cap_output_memory(&mut outcomes, &limits, &mut taken);
+        assert_eq!(outcomes[0], Outcome::Records(vec![record(100)]));
+        assert_eq!(outcomes[1], rejected);
+        assert_eq!(outcomes[2], Outcome::Records(vec![record(100)]));
+        let Outcome::OverLimit(reason) = &outcomes[3] else {
+            panic!("over the cap: {:?}", outcomes[3]);
+        };
+        assert!(reason.contains("(limits.memory)"), "{reason}");
+        assert_eq!(outcomes[4], Outcome::Records(vec![record(0)]));
+        assert_eq!(taken, 2 * flood + single);
+        // A later call of the same batch (a retry) goes on from what is taken.
+        let mut again = vec![Outcome::Records(vec![record(0)])];
+        cap_output_memory(&mut again, &limits, &mut taken);
+        assert!(matches!(again[0], Outcome::OverLimit(_)), "{again:?}");
     }
 }

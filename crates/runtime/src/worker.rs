@@ -31,8 +31,9 @@ pub enum Outcome {
     /// The plugin trapped on this event alone (or could not be started): the reason.
     Trapped(String),
     /// The plugin's output for this event broke one of its limits (records per event,
-    /// bytes per record), found while the host read the output, so those records were
-    /// never built in host memory: the reason.
+    /// bytes per record, or the host memory of the batch's records against its memory
+    /// cap), found while the host read the output, so those records were never built in
+    /// host memory (in the packed world): the reason.
     OverLimit(String),
 }
 
@@ -79,7 +80,11 @@ impl PluginWorker {
             return Vec::new();
         }
         let batch_ticks = self.plugin.spec().limits.deadline_ticks();
-        let batch_error = match self.call(events, batch_ticks) {
+        // The output's host memory counts per batch (see
+        // `PluginInstance::transform_batch_within`): a failed batch call's records are
+        // dropped, and the retries share one count, so a plugin cannot multiply its
+        // budget by trapping on purpose.
+        let batch_error = match self.call(events, batch_ticks, &mut 0) {
             Ok(outcomes) => return outcomes,
             Err(reason) => reason,
         };
@@ -94,21 +99,31 @@ impl PluginWorker {
             "batch trapped; retrying its events one at a time to isolate the poison event"
         );
         let event_ticks = (batch_ticks / events.len() as u64).max(MIN_RETRY_TICKS);
+        let mut output_host_bytes = 0;
         events
             .iter()
-            .map(
-                |event| match self.call(std::slice::from_ref(event), event_ticks) {
+            .map(|event| {
+                match self.call(
+                    std::slice::from_ref(event),
+                    event_ticks,
+                    &mut output_host_bytes,
+                ) {
                     Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
                         Outcome::Trapped("contract violation: no outcome returned".to_owned())
                     }),
                     Err(reason) => Outcome::Trapped(reason),
-                },
-            )
+                }
+            })
             .collect()
     }
 
     /// One call on the current instance (created first if the last one trapped).
-    fn call(&mut self, events: &[ChangeEvent], ticks: u64) -> Result<Vec<Outcome>, String> {
+    fn call(
+        &mut self,
+        events: &[ChangeEvent],
+        ticks: u64,
+        output_host_bytes: &mut u64,
+    ) -> Result<Vec<Outcome>, String> {
         let instance = match &mut self.instance {
             Some(instance) => instance,
             empty => match self.plugin.instantiate() {
@@ -116,7 +131,7 @@ impl PluginWorker {
                 Err(e) => return Err(format!("could not start a fresh instance: {e}")),
             },
         };
-        match instance.transform_batch_within(events, ticks) {
+        match instance.transform_batch_within(events, ticks, output_host_bytes) {
             Ok(outcomes) => Ok(outcomes),
             Err(trapped) => {
                 self.traps += 1;

@@ -4,6 +4,7 @@
 //! `"grow_mib": n` allocates (and touches) n MiB, `"recurse": n` recurses n deep,
 //! `"fan_out": n` returns n records, `"huge_mib": n` returns one n-MiB record,
 //! `"header_flood": n` returns one record with n empty headers,
+//! `"header_spread": [r, n]` returns r records of n empty headers each,
 //! `"write_to": "<topic>"` publishes to that topic, `"write_to_len": n` to a topic of n
 //! `a`s (names Kafka refuses), `"sandbox": true` reports what it can
 //! reach (environment, files, network, clocks) as its output; any other event is published to
@@ -36,6 +37,8 @@ struct Row {
     huge_mib: usize,
     #[serde(default)]
     header_flood: usize,
+    #[serde(default)]
+    header_spread: Option<(usize, usize)>,
     #[serde(default)]
     write_to: Option<String>,
     #[serde(default)]
@@ -96,6 +99,15 @@ fn poison(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
                 record.header("", Vec::new())
             });
         return Ok(vec![record]);
+    }
+    if let Some((records, headers)) = row.header_spread {
+        return Ok((0..records)
+            .map(|i| {
+                (0..headers).fold(Record::to("out").json_key(&i), |record, _| {
+                    record.header("", Vec::new())
+                })
+            })
+            .collect());
     }
     if row.huge_mib > 0 {
         return Ok(vec![
