@@ -119,6 +119,9 @@ properties = {{ "bootstrap.servers" = "{bootstrap}" }}
 [admin]
 listen = "127.0.0.1:{admin}"
 
+[runtime]
+plugin_memory = "1GiB"
+
 {good}
 {hostile}
 {broken}
@@ -250,6 +253,20 @@ listen = "127.0.0.1:{admin}"
     assert!(
         metrics.contains("sluice_lane_failed{lane=\"broken\"} 1"),
         "{metrics}"
+    );
+    // Each lane's plugin holds its 64 MiB cap of the budget (the stopped lane's may
+    // have been given back).
+    assert!(
+        metrics.contains("sluice_plugin_memory_budget_bytes 1073741824\n"),
+        "{metrics}"
+    );
+    let reserved = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("sluice_plugin_memory_reserved_bytes "))
+        .and_then(|value| value.parse::<u64>().ok());
+    assert!(
+        matches!(reserved, Some(bytes) if bytes == 2 * (64 << 20) || bytes == 3 * (64 << 20)),
+        "{reserved:?}: {metrics}"
     );
     assert!(
         log.contains("lane stopped by an error; the other lanes keep running"),

@@ -244,3 +244,93 @@ fn broken_drop_ins_are_refused_and_the_old_version_keeps_serving() {
     assert_eq!(reloader.stats().removed, 1);
     assert!(serving().is_empty());
 }
+
+/// The memory caps of running instances share the host's budget: a version that does
+/// not fit is refused (the versions in service keep running), and a version's share is
+/// given back when it is removed or replaced.
+#[test]
+fn versions_whose_memory_caps_do_not_fit_the_budget_are_refused() {
+    const MIB: u64 = 1 << 20;
+    let plugins = tempfile::tempdir().expect("tempdir");
+    let dir = plugins.path();
+    std::fs::copy(components::STAMP, dir.join("stamp.wasm")).expect("component");
+    std::fs::copy(components::STAMP, dir.join("greedy.wasm")).expect("component");
+    deploy_stamp(dir, "one");
+    let runtime = Arc::new(
+        Runtime::new(RuntimeOptions {
+            plugin_memory: Some(200 * MIB),
+            ..RuntimeOptions::default()
+        })
+        .expect("runtime"),
+    );
+    let budget = Arc::clone(runtime.memory_budget());
+    let (mut reloader, table) = Reloader::start(runtime, dir.to_owned(), Vec::new(), None);
+    assert_eq!(reloader.stats().loaded, 1);
+    assert_eq!(budget.held(), 64 * MIB, "one instance at the default cap");
+    let serving = || {
+        let mut names: Vec<String> = table
+            .borrow()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}@{}",
+                    r.plugin.plugin().name(),
+                    r.plugin.plugin().version()
+                )
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    // The budget's held bytes drop when the last worker thread of a version is gone,
+    // which is a moment after the route table lets go of it.
+    let held_within = |bytes: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while budget.held() != bytes && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        budget.held()
+    };
+    let greedy = |parallelism: u32| {
+        std::fs::write(
+            dir.join("greedy.toml"),
+            format!("version = \"{parallelism}\"\ninputs = [\"in\"]\noutputs = [\"out\"]\nparallelism = {parallelism}\n[config]\nstamp = \"greedy\"\n"),
+        )
+        .expect("manifest");
+    };
+
+    // Four instances at 64 MiB ask 256 MiB; 136 MiB are left.
+    greedy(4);
+    reloader.rescan();
+    assert_eq!(reloader.stats().refused, 1, "refused for its memory");
+    assert_eq!(serving(), ["stamp@1.0.one"]);
+    assert_eq!(
+        budget.held(),
+        64 * MIB,
+        "nothing kept of the refused version"
+    );
+
+    // Two fit.
+    greedy(2);
+    reloader.rescan();
+    assert_eq!(reloader.stats().loaded, 2);
+    assert_eq!(serving(), ["greedy@2", "stamp@1.0.one"]);
+    assert_eq!(budget.held(), 192 * MIB);
+
+    // A new version of `stamp` would hold 64 MiB beside its predecessor during the
+    // swap: 256 MiB, refused; the version in service keeps serving.
+    deploy_stamp(dir, "two");
+    reloader.rescan();
+    assert_eq!(reloader.stats().refused, 2);
+    assert_eq!(serving(), ["greedy@2", "stamp@1.0.one"]);
+
+    // Removing `greedy` gives its share back; then the swap fits, and the old
+    // version's share is given back after it.
+    std::fs::remove_file(dir.join("greedy.toml")).expect("remove");
+    reloader.rescan();
+    assert_eq!(held_within(64 * MIB), 64 * MIB);
+    deploy_stamp(dir, "three");
+    reloader.rescan();
+    assert_eq!(serving(), ["stamp@1.0.three"]);
+    assert_eq!(held_within(64 * MIB), 64 * MIB);
+}

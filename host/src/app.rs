@@ -261,12 +261,24 @@ async fn stopped_while_loading(admin: Option<AdminServer>) -> Result<PipelineSta
     Ok(PipelineStats::default())
 }
 
-/// Adds the runtime's own counters to the metrics: plugin log lines dropped over their
+/// Adds the runtime's own counters to the metrics: the plugin memory budget and what
+/// the running instances' caps hold of it, and plugin log lines dropped over their
 /// per-call budget.
 fn register_runtime_metrics(telemetry: &Telemetry, runtime: &Arc<Runtime>) {
     let drops = runtime.log_drops().clone();
+    let budget = Arc::clone(runtime.memory_budget());
     telemetry.add_collector(move || {
-        let mut out = String::from(
+        let mut out = format!(
+            "# HELP sluice_plugin_memory_budget_bytes What the memory caps of running plugin instances may add up to (runtime.plugin_memory).\n\
+             # TYPE sluice_plugin_memory_budget_bytes gauge\n\
+             sluice_plugin_memory_budget_bytes {}\n\
+             # HELP sluice_plugin_memory_reserved_bytes The memory caps of the running plugin instances, added up.\n\
+             # TYPE sluice_plugin_memory_reserved_bytes gauge\n\
+             sluice_plugin_memory_reserved_bytes {}\n",
+            budget.total(),
+            budget.held()
+        );
+        out.push_str(
             "# HELP sluice_plugin_log_lines_dropped_total Plugin log lines dropped over limits.log_lines_per_call.\n\
              # TYPE sluice_plugin_log_lines_dropped_total counter\n",
         );

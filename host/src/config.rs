@@ -94,6 +94,7 @@ struct RawRuntime {
     cache_dir: Option<String>,
     plugins_dir: Option<String>,
     max_plugin_size: Option<String>,
+    plugin_memory: Option<String>,
 }
 
 /// Loads and validates the configuration file at `path`.
@@ -210,6 +211,16 @@ fn validate(raw: RawConfig, base: &Path, problems: &mut Problems) -> Config {
             _ => problems.add(
                 "runtime.max_plugin_size",
                 format!("{size:?} is not a size of at least 1KiB (e.g. \"256MiB\")"),
+            ),
+        }
+    }
+
+    if let Some(size) = raw.runtime.plugin_memory.as_deref() {
+        match parse_size(size) {
+            Some(bytes) if bytes >= 1 << 20 => runtime.plugin_memory = Some(bytes),
+            _ => problems.add(
+                "runtime.plugin_memory",
+                format!("{size:?} is not a size of at least 1MiB (e.g. \"16GiB\")"),
             ),
         }
     }

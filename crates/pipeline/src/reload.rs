@@ -20,7 +20,8 @@
 //!
 //! Files are read under the plugin file rules ([`sluice_runtime::file`]: regular files,
 //! bounded, inside their team folder). A plugin that fails to load (a file rule, not
-//! wasm, truncated, wrong world, `init` refuses or traps, manifest error) is refused
+//! wasm, truncated, wrong world, `init` refuses or traps, manifest error, memory caps
+//! over what `runtime.plugin_memory` has left) is refused
 //! with one log line naming the file, the rule and the reason, counted in
 //! [`ReloadStats::refused`], and the previous version keeps running. A
 //! removed manifest removes its plugin at the next batch boundary; with a file source its

@@ -5,6 +5,8 @@
 //! - [`Runtime`] owns the engines, their linkers (WASI with nothing granted, plus the
 //!   `sluice:transform/host` interface), the compile cache and the epoch ticker.
 //! - [`LoadedPlugin`] is one compiled, linked, validated version of a plugin.
+//! - [`budget`] keeps the memory caps of all running instances within the host's
+//!   plugin memory budget.
 //! - [`PluginWorker`] runs batches through instances of a plugin, isolating poison events
 //!   and replacing instances after traps; [`PluginThread`] runs workers on threads.
 //! - [`debezium`] decodes Debezium envelopes into the events plugins receive; the
@@ -16,6 +18,7 @@
 
 mod bindings;
 mod boundary;
+pub mod budget;
 mod cache;
 pub mod compile;
 pub mod debezium;
@@ -40,6 +43,7 @@ pub use bindings::{
     TransactionInfo,
 };
 pub use boundary::{headers_out, records_out};
+pub use budget::{MemoryBudget, MemoryReservation, OverBudget};
 pub use cache::CacheOutcome;
 pub use compile::ShapeLimits;
 pub use file::{FileRule, PluginFileError};
@@ -73,6 +77,8 @@ pub enum RuntimeError {
     InitRejected { plugin: String, message: String },
     #[error("plugin {plugin}: init trapped: {reason}")]
     InitTrapped { plugin: String, reason: String },
+    #[error("plugin {plugin}: {over}")]
+    OverBudget { plugin: String, over: OverBudget },
     #[error("starting the worker thread of plugin {plugin}: {source}")]
     Thread {
         plugin: String,
@@ -100,6 +106,10 @@ pub struct RuntimeOptions {
     pub memory_limits: bool,
     /// The largest plugin file read, in bytes (`runtime.max_plugin_size`).
     pub max_plugin_bytes: u64,
+    /// What the memory caps of all running plugin instances may add up to
+    /// (`runtime.plugin_memory`, see [`budget`]); `None`:
+    /// [`budget::default_plugin_memory`]. Not enforced when `memory_limits` is off.
+    pub plugin_memory: Option<u64>,
     /// The largest component compiled (see [`compile`]).
     pub shape_limits: ShapeLimits,
     /// How long a compile may take before the load is refused.
@@ -123,6 +133,7 @@ impl Default for RuntimeOptions {
             cpu_deadlines: true,
             memory_limits: true,
             max_plugin_bytes: file::DEFAULT_MAX_PLUGIN_BYTES,
+            plugin_memory: None,
             shape_limits: ShapeLimits::default(),
             compile_timeout: compile::COMPILE_TIMEOUT,
             inlining_max_code_bytes: INLINING_MAX_CODE_BYTES,
@@ -147,6 +158,7 @@ pub struct Runtime {
     inlining_max_code_bytes: u64,
     cache: ComponentCache,
     memory_limits: bool,
+    memory_budget: Arc<MemoryBudget>,
     max_plugin_bytes: u64,
     shape_limits: ShapeLimits,
     compile_timeout: std::time::Duration,
@@ -193,6 +205,11 @@ impl Runtime {
             inlining_max_code_bytes: options.inlining_max_code_bytes,
             cache: ComponentCache::new(options.cache_dir),
             memory_limits: options.memory_limits,
+            memory_budget: MemoryBudget::new(
+                options
+                    .plugin_memory
+                    .unwrap_or_else(budget::default_plugin_memory),
+            ),
             max_plugin_bytes: options.max_plugin_bytes,
             shape_limits: options.shape_limits,
             compile_timeout: options.compile_timeout,
@@ -210,6 +227,12 @@ impl Runtime {
     /// The largest plugin file this runtime reads (`runtime.max_plugin_size`).
     pub fn max_plugin_bytes(&self) -> u64 {
         self.max_plugin_bytes
+    }
+
+    /// The budget the memory caps of running plugin instances share
+    /// (`runtime.plugin_memory`).
+    pub fn memory_budget(&self) -> &Arc<MemoryBudget> {
+        &self.memory_budget
     }
 
     /// Plugin log lines dropped over their per-call budget, per plugin.
@@ -316,7 +339,7 @@ impl Runtime {
             plugin::Compilation { cache, inlined },
             pre,
             chosen.engine.clone(),
-            self.memory_limits,
+            self.memory_limits.then(|| Arc::clone(&self.memory_budget)),
             self.log_drops.clone(),
         )))
     }

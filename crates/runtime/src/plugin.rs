@@ -7,6 +7,7 @@ use wasmtime::{Engine, Store, Trap};
 use super::RuntimeError;
 use super::bindings::packed::{PackedTransformer, PackedTransformerPre};
 use super::bindings::{ChangeEvent, Transformer, TransformerPre};
+use super::budget::{MemoryBudget, MemoryReservation};
 use super::cache::CacheOutcome;
 use super::limits::{PluginLimits, StoreMemoryExceeded};
 use super::packed;
@@ -42,8 +43,9 @@ pub struct LoadedPlugin {
     label: Arc<str>,
     pre: WorldPre,
     engine: Engine,
-    /// Whether stores get the memory limiter ([`super::RuntimeOptions::memory_limits`]).
-    memory_limits: bool,
+    /// The runtime's plugin memory budget when stores get the memory limiter
+    /// ([`super::RuntimeOptions::memory_limits`]); `None` when they do not.
+    memory_budget: Option<Arc<MemoryBudget>>,
     drops: LogDrops,
 }
 
@@ -63,7 +65,7 @@ impl LoadedPlugin {
         compilation: Compilation,
         pre: WorldPre,
         engine: Engine,
-        memory_limits: bool,
+        memory_budget: Option<Arc<MemoryBudget>>,
         drops: LogDrops,
     ) -> Self {
         // Names come from manifests a team wrote: no control characters in log lines.
@@ -78,7 +80,7 @@ impl LoadedPlugin {
             label,
             pre,
             engine,
-            memory_limits,
+            memory_budget,
             drops,
         }
     }
@@ -116,6 +118,29 @@ impl LoadedPlugin {
         self.compilation.inlined
     }
 
+    /// Reserves the memory caps of `instances` instances of this version from the
+    /// runtime's plugin memory budget: held until the last clone of the reservation is
+    /// dropped (its workers hold them). `None` when stores have no memory limiter.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::OverBudget`] when they do not fit what the running plugins leave.
+    pub fn reserve_memory(
+        &self,
+        instances: usize,
+    ) -> Result<Option<Arc<MemoryReservation>>, RuntimeError> {
+        let Some(budget) = &self.memory_budget else {
+            return Ok(None);
+        };
+        budget
+            .reserve(instances, self.spec.limits.memory_bytes)
+            .map(|reservation| Some(Arc::new(reservation)))
+            .map_err(|over| RuntimeError::OverBudget {
+                plugin: self.label.to_string(),
+                over,
+            })
+    }
+
     /// Creates a fresh instance in a store of its own and calls `init` with the config.
     pub fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, RuntimeError> {
         let limits = self.spec.limits;
@@ -123,7 +148,7 @@ impl LoadedPlugin {
             &self.engine,
             PluginState::new(Arc::clone(&self.label), &limits, self.drops.clone()),
         );
-        if self.memory_limits {
+        if self.memory_budget.is_some() {
             store.limiter(|state| &mut state.memory_cap);
         }
         // Instantiation runs the components' start functions: the init deadline covers it.

@@ -28,11 +28,17 @@ pub fn start_plugin(
     workers: usize,
     parallelism: usize,
 ) -> Result<PluginThread, RuntimeError> {
+    // Reserved before any instance starts: a plugin that does not fit is refused before
+    // its `init` runs.
+    let memory = loaded.reserve_memory(parallelism.max(1) * workers.max(1))?;
     let pools = (0..parallelism.max(1))
         .map(|_| {
             (0..workers.max(1))
-                .map(|_| loaded.instantiate().map(PluginWorker::new))
-                .collect::<Result<Vec<_>, _>>()
+                .map(|_| {
+                    let worker = PluginWorker::new(loaded.instantiate()?);
+                    Ok(worker.holding(memory.clone()))
+                })
+                .collect::<Result<Vec<_>, RuntimeError>>()
         })
         .collect::<Result<Vec<_>, _>>()?;
     PluginThread::spawn_pools(pools).map_err(|source| RuntimeError::Thread {

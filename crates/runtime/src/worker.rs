@@ -14,6 +14,7 @@ use std::sync::Arc;
 use sluice_core::OutputRecord;
 
 use super::bindings::{ChangeEvent, EventOutcome, Rejection};
+use super::budget::MemoryReservation;
 use super::plugin::{LoadedPlugin, PluginInstance};
 
 /// The least deadline of one event's retry, in epoch ticks: the deadline fires on the
@@ -52,6 +53,10 @@ pub struct PluginWorker {
     plugin: Arc<LoadedPlugin>,
     instance: Option<PluginInstance>,
     traps: u64,
+    /// This worker's share of the plugin memory budget (see
+    /// [`LoadedPlugin::reserve_memory`]), given back when the last worker holding it
+    /// is dropped.
+    _memory: Option<Arc<MemoryReservation>>,
 }
 
 impl PluginWorker {
@@ -62,7 +67,15 @@ impl PluginWorker {
             plugin: Arc::clone(instance.plugin()),
             instance: Some(instance),
             traps: 0,
+            _memory: None,
         }
+    }
+
+    /// This worker, holding `reservation` (a share of the plugin memory budget that
+    /// covers its instance, whichever instance it runs after a trap) as long as it lives.
+    pub fn holding(mut self, reservation: Option<Arc<MemoryReservation>>) -> Self {
+        self._memory = reservation;
+        self
     }
 
     pub fn plugin(&self) -> &Arc<LoadedPlugin> {

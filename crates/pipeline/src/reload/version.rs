@@ -43,6 +43,7 @@ impl From<RuntimeError> for Refusal {
         let rule = match &e {
             RuntimeError::File(file) => file.rule.as_str(),
             RuntimeError::InitRejected { .. } | RuntimeError::InitTrapped { .. } => "init",
+            RuntimeError::OverBudget { .. } => "memory",
             _ => "component",
         };
         Self::new(rule, e.to_string())
@@ -148,8 +149,10 @@ pub(super) fn load(
         &files.component.1,
         &printable_path(&config.path),
     )?;
-    let thread = start_plugin(&loaded, workers, config.parallelism)
-        .map_err(|e| Refusal::new("init", e.to_string()))?;
+    let thread = start_plugin(&loaded, workers, config.parallelism).map_err(|e| match e {
+        over @ RuntimeError::OverBudget { .. } => Refusal::from(over),
+        other => Refusal::new("init", other.to_string()),
+    })?;
     let route = Route::new(thread, config.inputs, config.outputs, config.role);
     Ok((route, files))
 }
