@@ -108,15 +108,66 @@ impl Drop for MemoryReservation {
     }
 }
 
-/// The default budget: three quarters of the machine's memory (`MemTotal` in
-/// `/proc/meminfo`), leaving the rest to the host's own buffers, its compiles and the
-/// kernel; unbounded where that cannot be read.
+/// The default budget: three quarters of the memory the process may use, leaving the
+/// rest to the host's own buffers, its compiles and the kernel. That memory is the
+/// machine's (`MemTotal` in `/proc/meminfo`) or, in a container, its cgroup's limit
+/// where that is lower (cgroup v2 `memory.max`, v1 `memory.limit_in_bytes`); unbounded
+/// where neither can be read.
 pub fn default_plugin_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
+    let machine = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .as_deref()
-        .and_then(mem_total)
-        .map_or(u64::MAX, |total| total / 4 * 3)
+        .and_then(mem_total);
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .map(|cgroups| cgroup_limit_files(&cgroups))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|file| {
+            std::fs::read_to_string(file)
+                .ok()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .min();
+    match (machine, cgroup) {
+        (Some(machine), Some(cgroup)) => machine.min(cgroup) / 4 * 3,
+        (Some(memory), None) | (None, Some(memory)) => memory / 4 * 3,
+        (None, None) => u64::MAX,
+    }
+}
+
+/// The files that hold the memory limit of the process's cgroups, from the text of
+/// `/proc/self/cgroup`: `memory.max` for cgroup v2 (the line with no controllers),
+/// `memory.limit_in_bytes` of the `memory` controller for v1. A file that does not
+/// exist, or says `max`, sets no limit.
+fn cgroup_limit_files(cgroups: &str) -> Vec<std::path::PathBuf> {
+    cgroups
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            let path = path.trim_start_matches('/');
+            if controllers.is_empty() {
+                Some(
+                    std::path::Path::new("/sys/fs/cgroup")
+                        .join(path)
+                        .join("memory.max"),
+                )
+            } else if controllers
+                .split(',')
+                .any(|controller| controller == "memory")
+            {
+                Some(
+                    std::path::Path::new("/sys/fs/cgroup/memory")
+                        .join(path)
+                        .join("memory.limit_in_bytes"),
+                )
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// `MemTotal` of a `/proc/meminfo` text, in bytes.
@@ -186,5 +237,27 @@ mod tests {
         assert_eq!(mem_total("MemFree: 1 kB\n"), None);
         assert_eq!(mem_total("MemTotal: lots\n"), None);
         assert!(default_plugin_memory() > 0);
+    }
+
+    #[test]
+    fn cgroup_limits_are_looked_for_in_both_versions() {
+        let v1 = "9:name=systemd:/\n4:memory:/process_api/abc\n1:cpu,cpuacct:/\n";
+        assert_eq!(
+            cgroup_limit_files(v1),
+            [std::path::PathBuf::from(
+                "/sys/fs/cgroup/memory/process_api/abc/memory.limit_in_bytes"
+            )]
+        );
+        assert_eq!(
+            cgroup_limit_files("0::/kubepods/pod1\n"),
+            [std::path::PathBuf::from(
+                "/sys/fs/cgroup/kubepods/pod1/memory.max"
+            )]
+        );
+        assert_eq!(
+            cgroup_limit_files("0::/\n"),
+            [std::path::PathBuf::from("/sys/fs/cgroup/memory.max")]
+        );
+        assert!(cgroup_limit_files("garbage\n").is_empty());
     }
 }
