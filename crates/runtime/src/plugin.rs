@@ -272,6 +272,8 @@ impl PluginInstance {
         ticks: u64,
         output_host_bytes: &mut u64,
     ) -> Result<Vec<Outcome>, CallTrapped> {
+        // Counted apart until the call succeeds: a failed call's records are dropped.
+        let mut taken = *output_host_bytes;
         self.begin_call(ticks);
         let result = match &self.bindings {
             Bindings::Transformer(bindings) => bindings
@@ -280,7 +282,7 @@ impl PluginInstance {
                 .map(|outcomes| {
                     let mut outcomes: Vec<Outcome> =
                         outcomes.into_iter().map(Outcome::from).collect();
-                    cap_output_memory(&mut outcomes, &self.plugin.spec.limits, output_host_bytes);
+                    cap_output_memory(&mut outcomes, &self.plugin.spec.limits, &mut taken);
                     outcomes
                 }),
             Bindings::Packed(bindings) => {
@@ -298,7 +300,7 @@ impl PluginInstance {
                             &outcomes,
                             events.len(),
                             &self.plugin.spec.limits,
-                            output_host_bytes,
+                            &mut taken,
                         )
                     })
             }
@@ -315,7 +317,10 @@ impl PluginInstance {
             self.packed_batch = Vec::new();
         }
         match result {
-            Ok(outcomes) if outcomes.len() == events.len() => Ok(outcomes),
+            Ok(outcomes) if outcomes.len() == events.len() => {
+                *output_host_bytes = taken;
+                Ok(outcomes)
+            }
             Ok(outcomes) => Err(CallTrapped {
                 reason: format!(
                     "contract violation: transform-batch returned {} outcomes for {} events",
