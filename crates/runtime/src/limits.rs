@@ -18,7 +18,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PluginLimits {
     /// The most linear memory (all memories of the component together) one instance may
-    /// have, in bytes. Growing past it traps that instance.
+    /// have, in bytes. Growing past it traps that instance. It also bounds the host
+    /// memory one batch's output records take ([`PluginLimits::output_over_memory_cap`]),
+    /// and it is what each instance holds of the host's plugin memory budget
+    /// ([`crate::budget`]).
     pub memory_bytes: u64,
     /// The most wall-clock time one `transform-batch` call may take before it is
     /// interrupted with a trap.
