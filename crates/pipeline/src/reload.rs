@@ -23,7 +23,10 @@
 //! wasm, truncated, wrong world, `init` refuses or traps, manifest error, memory caps
 //! over what `runtime.plugin_memory` has left) is refused
 //! with one log line naming the file, the rule and the reason, counted in
-//! [`ReloadStats::refused`], and the previous version keeps running. A
+//! [`ReloadStats::refused`], and the previous version keeps running. It is tried again
+//! when its files change; one refused for memory (rule `memory`) also at every rescan
+//! and, while [`Reloader::watch`] runs, whenever a version gives its share of the
+//! budget back (removed, replaced, or its last batch done). A
 //! removed manifest removes its plugin at the next batch boundary; with a file source its
 //! later events are simply not processed by it (counted as unrouted).
 
@@ -144,6 +147,10 @@ pub struct Reloader {
     /// Fingerprints last refused, so an unchanged broken file is not retried (and
     /// logged) on every rescan.
     refused: BTreeMap<PathBuf, String>,
+    /// Manifests refused because their memory caps did not fit the plugin memory budget:
+    /// not in `refused`, so every rescan tries them again, and [`Reloader::watch`]
+    /// rescans when the budget gives memory back.
+    waiting_for_memory: std::collections::BTreeSet<PathBuf>,
     /// Loads in flight, by manifest: the fingerprint being loaded. A result whose
     /// fingerprint is no longer here (a newer version started loading, or the manifest
     /// was removed) is dropped.
@@ -197,6 +204,7 @@ impl Reloader {
             fixed,
             active: BTreeMap::new(),
             refused: BTreeMap::new(),
+            waiting_for_memory: Default::default(),
             loading: BTreeMap::new(),
             finished,
             results: Some(results),
@@ -284,11 +292,17 @@ impl Reloader {
             .collect();
         for manifest in gone {
             self.loading.remove(&manifest);
+            self.waiting_for_memory.remove(&manifest);
             if let Some(active) = self.active.remove(&manifest) {
                 tracing::info!(plugin = %active.route.plugin.plugin().name(), manifest = %printable_path(&manifest), "plugin removed");
                 self.count(|s| s.removed += 1);
                 changed = true;
             }
+        }
+        // Removals are published before any load starts, so that the memory they give
+        // back is free as soon as their last batch is done.
+        if changed {
+            self.publish();
         }
         for manifest in manifests {
             let candidate = read_version(&self.runtime, &self.dir, &manifest);
@@ -315,9 +329,6 @@ impl Reloader {
                     self.refuse(manifest, fingerprint, &refusal);
                 }
             }
-        }
-        if changed {
-            self.publish();
         }
         self.report();
     }
@@ -409,6 +420,7 @@ impl Reloader {
                     "plugin version loaded; it serves from the next batch"
                 );
                 self.refused.remove(&manifest);
+                self.waiting_for_memory.remove(&manifest);
                 let replaced = self.active.insert(
                     manifest,
                     Active {
@@ -447,7 +459,13 @@ impl Reloader {
                     at: std::time::SystemTime::now(),
                 });
         }
-        self.refused.insert(manifest, fingerprint);
+        if refusal.rule == "memory" {
+            self.refused.remove(&manifest);
+            self.waiting_for_memory.insert(manifest);
+        } else {
+            self.waiting_for_memory.remove(&manifest);
+            self.refused.insert(manifest, fingerprint);
+        }
         self.count(|s| {
             s.refused += 1;
             s.refused_files += u64::from(file_rule);
@@ -509,6 +527,7 @@ impl Reloader {
             return Ok(self.stats());
         };
         let (events, mut changes) = mpsc::unbounded_channel::<()>();
+        let mut released = self.runtime.memory_budget().released();
         let mut watcher = None;
         loop {
             if watcher.is_none() {
@@ -538,6 +557,8 @@ impl Reloader {
                     self.finish(finished);
                     continue;
                 }
+                // Memory given back while a version waits for it: rescan, as for a change.
+                Ok(()) = released.changed(), if !self.waiting_for_memory.is_empty() => {}
                 change = changes.recv() => if change.is_none() { break },
             }
             // Debounce: wait until the directory has been quiet for DEBOUNCE.

@@ -9,7 +9,8 @@
 //! when several plugins grow at once, the kernel's OOM killer stops the whole process,
 //! every team's lane with it. A plugin that does not fit is refused when it starts,
 //! with its name, what it asks and what is held, and the plugins already running keep
-//! running.
+//! running. Each release is announced ([`MemoryBudget::released`]), so that a refused
+//! version can be tried again once room is freed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct MemoryBudget {
     total: u64,
     held: AtomicU64,
+    /// Counts releases, for [`MemoryBudget::released`].
+    releases: tokio::sync::watch::Sender<u64>,
 }
 
 /// What a plugin version's running instances hold of the budget; given back when the
@@ -47,7 +50,13 @@ impl MemoryBudget {
         Arc::new(Self {
             total,
             held: AtomicU64::new(0),
+            releases: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// A receiver that sees a change each time a reservation is given back.
+    pub fn released(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.releases.subscribe()
     }
 
     /// The budget in bytes.
@@ -105,6 +114,9 @@ impl MemoryReservation {
 impl Drop for MemoryReservation {
     fn drop(&mut self) {
         self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.budget
+            .releases
+            .send_modify(|count| *count = count.wrapping_add(1));
     }
 }
 
@@ -201,8 +213,14 @@ mod tests {
         assert!(refused.to_string().contains("runtime.plugin_memory"));
         let second = budget.reserve(1, 40).expect("exactly 100");
         assert_eq!(budget.held(), 100);
+        let released = budget.released();
+        assert!(!released.has_changed().expect("open"));
         drop(first);
         assert_eq!(budget.held(), 40);
+        assert!(
+            released.has_changed().expect("open"),
+            "a release is announced"
+        );
         drop(second);
         assert_eq!(budget.held(), 0);
         assert!(budget.reserve(usize::MAX, u64::MAX).is_err(), "no overflow");
