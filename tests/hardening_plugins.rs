@@ -16,7 +16,7 @@ use sluice_pipeline::reload::Reloader;
 use sluice_runtime::{PluginLimits, Runtime, RuntimeOptions, StoreMemoryExceeded};
 use sluice_tests::{components, sluice_bin};
 
-use crate::support::{create_event, plugin};
+use crate::support::{create_event, create_record_of, plugin};
 
 /// `sluice run` reading standard input, writing standard output, serving `plugins`;
 /// its log lines are collected (colour codes stripped) as they come.
@@ -400,6 +400,39 @@ fn a_looping_init_does_not_delay_another_teams_deploy() {
             "the watch stops without waiting for the looping init"
         );
     });
+}
+
+/// A record the plugin's limits allow is published whole, however large: wasmtime
+/// bounds what one call copies out of a guest (128 MiB by default), and the host
+/// raises that bound to the plugin's memory cap, which bounds its output anyway.
+#[test]
+fn an_output_over_wasmtimes_default_copy_bound_but_within_the_limits_is_published() {
+    let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");
+    let mut config = plugin("poison", components::POISON, &["in"], &["out"], &[]);
+    // The guest holds the record and its outcome buffer, which grows by doubling.
+    config.spec.limits.memory_bytes = 1 << 30;
+    config.spec.limits.max_record_bytes = 200 << 20;
+    let loaded = runtime.load_file(config.spec, &config.path).expect("load");
+    let raw = create_record_of(json!({"id": 1, "huge_mib": 150}));
+    let Ok(sluice_runtime::debezium::Decoded::Event(event)) = sluice_runtime::debezium::decode(raw)
+    else {
+        panic!("the event decodes");
+    };
+    let mut worker = sluice_runtime::PluginWorker::new(loaded.instantiate().expect("instantiate"));
+    let outcomes = worker.transform(&[event]);
+    match &outcomes[..] {
+        [sluice_runtime::Outcome::Records(records)] => {
+            assert_eq!(records.len(), 1);
+            assert_eq!(records[0].value.as_ref().map(Vec::len), Some(150 << 20));
+        }
+        other => panic!(
+            "one record of 150 MiB: {:?}",
+            other
+                .iter()
+                .map(|o| format!("{o:?}").chars().take(300).collect::<String>())
+                .collect::<Vec<_>>()
+        ),
+    }
 }
 
 #[test]

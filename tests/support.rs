@@ -140,8 +140,14 @@ pub fn create_event(after: serde_json::Value) -> String {
 /// [`create_event`]'s change event as a raw record at offset `id` of `in` partition 0,
 /// as a source would read it.
 pub fn create_record(id: i64) -> sluice_core::RawRecord {
-    let line: serde_json::Value =
-        serde_json::from_str(&create_event(serde_json::json!({ "id": id }))).expect("JSON");
+    create_record_of(serde_json::json!({ "id": id }))
+}
+
+/// [`create_event`]'s change event of the row `after` as a raw record at offset
+/// `after.id` of `in` partition 0, as a source would read it.
+pub fn create_record_of(after: serde_json::Value) -> sluice_core::RawRecord {
+    let id = after["id"].as_i64().unwrap_or(0);
+    let line: serde_json::Value = serde_json::from_str(&create_event(after)).expect("JSON");
     sluice_core::RawRecord {
         key: Some(line["key"].to_string().into_bytes()),
         value: Some(line["value"].to_string().into_bytes()),

@@ -151,6 +151,12 @@ impl LoadedPlugin {
         if self.memory_budget.is_some() {
             store.limiter(|state| &mut state.memory_cap);
         }
+        // wasmtime refuses to copy more than its hostcall fuel (128 MiB by default) out
+        // of the guest in one call, which would trap a batch whose output the plugin's
+        // own limits allow. What a plugin returns lives in its memory, so its cap bounds
+        // the copy anyway (and `packed::decode_outcomes` what the records then take).
+        let cap = usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX);
+        store.set_hostcall_fuel(store.hostcall_fuel().max(cap));
         // Instantiation runs the components' start functions: the init deadline covers it.
         store.set_epoch_deadline(limits.init_deadline_ticks());
         store.epoch_deadline_trap();
