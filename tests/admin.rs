@@ -110,6 +110,11 @@ fn health_ready_plugins_and_metrics() {
         assert_eq!(plugins[0]["version"], "2.1.0");
         assert_eq!(plugins[0]["sha256"].as_str().map(str::len), Some(64));
         assert_eq!(plugins[0]["parallelism"], 1);
+        assert_eq!(
+            plugins[0]["memory_bytes"],
+            64 << 20,
+            "one instance at the default cap"
+        );
 
         let (status, metrics) = request(address, "GET", "/metrics").await;
         assert_eq!(status, 200);

@@ -44,6 +44,11 @@ pub struct PluginInfo {
     pub share: Option<String>,
     /// Instances each batch is divided among, by key (per consumer).
     pub parallelism: usize,
+    /// What this version's instances hold of the host's plugin memory budget
+    /// (`runtime.plugin_memory`): its memory cap times its instances. Absent when
+    /// nothing is reserved (memory limits off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
 }
 
 /// One registered report: found again by its type, rendered through the trait.

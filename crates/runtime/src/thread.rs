@@ -41,10 +41,12 @@ pub fn start_plugin(
                 .collect::<Result<Vec<_>, RuntimeError>>()
         })
         .collect::<Result<Vec<_>, _>>()?;
-    PluginThread::spawn_pools(pools).map_err(|source| RuntimeError::Thread {
+    let mut thread = PluginThread::spawn_pools(pools).map_err(|source| RuntimeError::Thread {
         plugin: loaded.name().to_owned(),
         source,
-    })
+    })?;
+    thread.memory_bytes = memory.as_ref().map(|reservation| reservation.bytes());
+    Ok(thread)
 }
 
 struct Job {
@@ -105,6 +107,9 @@ pub struct PluginThread {
     plugin: Arc<LoadedPlugin>,
     /// One queue per pool of threads; each batch is divided by key among them.
     pools: Vec<mpsc::Sender<Job>>,
+    /// What the workers hold of the plugin memory budget, when [`start_plugin`]
+    /// reserved it.
+    memory_bytes: Option<u64>,
 }
 
 /// The plugin's thread is gone (it panicked, which the host never does on purpose).
@@ -176,11 +181,18 @@ impl PluginThread {
         Ok(Self {
             plugin,
             pools: senders,
+            memory_bytes: None,
         })
     }
 
     pub fn plugin(&self) -> &Arc<LoadedPlugin> {
         &self.plugin
+    }
+
+    /// What this version's workers hold of the plugin memory budget (its cap times its
+    /// instances), when [`start_plugin`] reserved it.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.memory_bytes
     }
 
     /// How many pools each batch is divided among (the plugin's `parallelism`).

@@ -105,6 +105,7 @@ impl Route {
             of: self.role.candidate_of().map(str::to_owned),
             share: self.role.share(),
             parallelism: self.plugin.parallelism(),
+            memory_bytes: self.plugin.memory_bytes(),
         }
     }
 }
