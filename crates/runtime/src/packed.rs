@@ -236,14 +236,14 @@ fn snapshot_index(marker: SnapshotMarker) -> u32 {
 /// bytes in the plugin's buffer, and this keeps what a plugin makes the host hold for
 /// its output within what it may hold itself.
 ///
+/// `host_bytes_taken`: what the batch's records already take in host memory (earlier
+/// calls of the same batch, when a worker retries its events one at a time); the
+/// records built here are added to it.
+///
 /// # Errors
 ///
 /// The contract violation, in words, when the buffer does not hold exactly `events`
 /// well-formed outcomes.
-///
-/// `host_bytes_taken`: what the batch's records already take in host memory (earlier
-/// calls of the same batch, when a worker retries its events one at a time); the
-/// records built here are added to it.
 pub fn decode_outcomes(
     bytes: &[u8],
     events: usize,
