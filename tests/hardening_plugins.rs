@@ -435,6 +435,48 @@ fn an_output_over_wasmtimes_default_copy_bound_but_within_the_limits_is_publishe
     }
 }
 
+/// A plugin cannot hold its lane by sleeping. A sleep is a wait on a WASI timer inside
+/// a host call, where no CPU deadline reaches; in the sandbox (its clocks are stopped)
+/// every timer is due at once, so a sleep of an hour, or of longer than the host can
+/// represent, returns at once.
+#[test]
+fn a_plugin_that_sleeps_does_not_hold_its_lane() {
+    let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");
+    let config = plugin("poison", components::POISON, &["in"], &["out"], &[]);
+    let loaded = runtime.load_file(config.spec, &config.path).expect("load");
+    let events: Vec<_> = [
+        json!({"id": 1, "sleep_ms": 3_600_000}),
+        json!({"id": 2, "sleep_ms": u64::MAX}),
+        json!({"id": 3}),
+    ]
+    .into_iter()
+    .map(
+        |row| match sluice_runtime::debezium::decode(create_record_of(row)) {
+            Ok(sluice_runtime::debezium::Decoded::Event(event)) => event,
+            _ => panic!("the event decodes"),
+        },
+    )
+    .collect();
+    let mut worker = sluice_runtime::PluginWorker::new(loaded.instantiate().expect("instantiate"));
+    // On a thread of its own, so that a sleep that does hold it fails the test instead
+    // of hanging it.
+    let (done, finished) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let _ = done.send(worker.transform(&events));
+    });
+    let outcomes = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the sleeping events return at once, not after an hour");
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| matches!(outcome, sluice_runtime::Outcome::Records(r) if r.len() == 1)),
+        "{outcomes:?}"
+    );
+    eprintln!("three events, two of them asleep: {:?}", started.elapsed());
+}
+
 #[test]
 fn a_deadline_too_large_for_epoch_ticks_does_not_panic() {
     let runtime = Runtime::new(RuntimeOptions::default()).expect("runtime");

@@ -187,6 +187,8 @@ impl EngineAndLinker {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| RuntimeError::Engine(format!("linking WASI: {e:#}")))?;
+        state::stop_timers(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("linking WASI's timers: {e:#}")))?;
         bindings::Transformer::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| RuntimeError::Engine(format!("linking the host interface: {e:#}")))?;
         Ok(Self { engine, linker })

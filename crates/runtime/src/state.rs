@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use wasmtime::component::ResourceTable;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, LogLevel};
@@ -95,6 +96,38 @@ fn sandboxed_wasi() -> WasiCtx {
         .monotonic_clock(StoppedClock)
         .build()
 }
+
+/// The WASI monotonic clock's timers, as the sandbox links them: every one is due at
+/// once. A guest sleeps (`std::thread::sleep`, `setTimeout`, `time.sleep`) by polling a
+/// timer, and the host would wait that out in real time, inside a host call where no
+/// CPU deadline reaches: a plugin that slept for an hour would hold its lane for an
+/// hour, and one that slept "forever" (a duration past what the host can represent)
+/// for good. In a sandbox whose clocks are stopped no time passes, so a sleep returns
+/// at once and the clock still reads 0 after it.
+pub(crate) fn stop_timers(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::clocks::WasiClocksView;
+    use wasmtime_wasi::p2::bindings::clocks::monotonic_clock::Host;
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |mut store: StoreContextMut<'_, PluginState>, (_duration,): (u64,)| {
+            Ok((store.data_mut().clocks().subscribe_duration(0)?,))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |mut store: StoreContextMut<'_, PluginState>, (_when,): (u64,)| {
+            Ok((store.data_mut().clocks().subscribe_duration(0)?,))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The monotonic clock interface as wasmtime-wasi links it; guests built against older
+/// 0.2 versions reach it through the linker's semver matching.
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
 
 /// A clock that never moves (see [`sandboxed_wasi`]).
 struct StoppedClock;

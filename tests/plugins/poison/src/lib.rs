@@ -5,6 +5,7 @@
 //! `"fan_out": n` returns n records, `"huge_mib": n` returns one n-MiB record,
 //! `"header_flood": n` returns one record with n empty headers,
 //! `"header_spread": [r, n]` returns r records of n empty headers each,
+//! `"sleep_ms": n` sleeps n milliseconds (through WASI's monotonic clock) first,
 //! `"write_to": "<topic>"` publishes to that topic, `"write_to_len": n` to a topic of n
 //! `a`s (names Kafka refuses), `"sandbox": true` reports what it can
 //! reach (environment, files, network, clocks) as its output; any other event is published to
@@ -40,6 +41,8 @@ struct Row {
     #[serde(default)]
     header_spread: Option<(usize, usize)>,
     #[serde(default)]
+    sleep_ms: u64,
+    #[serde(default)]
     write_to: Option<String>,
     #[serde(default)]
     write_to_len: usize,
@@ -68,6 +71,9 @@ fn check(config: &sluice_sdk::Config) -> Result<(), String> {
 #[sluice_sdk::transform(init = check)]
 fn poison(event: ChangeEvent) -> Result<Vec<Record>, Reject> {
     let row: Row = event.row()?;
+    if row.sleep_ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(row.sleep_ms));
+    }
     if row.panic {
         panic!("poison event {}", row.id);
     }
