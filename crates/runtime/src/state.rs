@@ -78,8 +78,8 @@ impl PluginState {
 
 /// A WASI context that grants nothing: no preopened directories, no environment
 /// variables or arguments, no sockets or name lookups, closed stdin, stdout/stderr that
-/// discard what is written (plugins log through the host interface instead), and
-/// stopped clocks.
+/// discard what is written (plugins log through the host interface instead), stopped
+/// clocks, and at most [`MAX_RANDOM_BYTES`] random bytes per call.
 ///
 /// The WIT contract grants no clock, so the WASI clocks a guest's standard library links
 /// read a fixed instant: the wall clock says 1970-01-01T00:00:00Z and the monotonic clock
@@ -94,8 +94,15 @@ fn sandboxed_wasi() -> WasiCtx {
         .allow_ip_name_lookup(false)
         .wall_clock(StoppedClock)
         .monotonic_clock(StoppedClock)
+        .max_random_size(MAX_RANDOM_BYTES)
         .build()
 }
+
+/// The most random bytes one `wasi:random` call returns. The host generates them in its
+/// own memory before the plugin's cap sees them, so wasmtime-wasi's default (64 MiB a
+/// call) would let each plugin thread hold that much outside its cap; seeds and ids
+/// need bytes, not mebibytes.
+pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// The WASI monotonic clock's timers, as the sandbox links them: every one is due at
 /// once. A guest sleeps (`std::thread::sleep`, `setTimeout`, `time.sleep`) by polling a
@@ -200,5 +207,32 @@ impl LogDrops {
     /// Dropped lines so far, per plugin.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_gets_at_most_a_mebibyte_of_random_bytes_per_call() {
+        use wasmtime_wasi::p2::bindings::random::insecure::Host as _;
+        use wasmtime_wasi::p2::bindings::random::random::Host as _;
+        let mut wasi = sandboxed_wasi();
+        let bytes = wasi
+            .random()
+            .get_random_bytes(MAX_RANDOM_BYTES)
+            .expect("1 MiB");
+        assert_eq!(bytes.len() as u64, MAX_RANDOM_BYTES);
+        assert!(
+            wasi.random()
+                .get_random_bytes(MAX_RANDOM_BYTES + 1)
+                .is_err()
+        );
+        assert!(
+            wasi.random()
+                .get_insecure_random_bytes(MAX_RANDOM_BYTES + 1)
+                .is_err()
+        );
     }
 }
