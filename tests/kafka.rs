@@ -426,6 +426,166 @@ fn poison_events_and_a_trapping_plugin_go_to_the_dead_letter_topic_and_the_strea
     });
 }
 
+/// Produces one record with a header whose name is `name`, bytes that need not be UTF-8:
+/// rdkafka's API takes names as `&str`, so this goes through librdkafka's C API (as a
+/// producer in another language, or a buggy one, can write such a name).
+#[allow(unsafe_code)]
+fn produce_with_raw_header_name(
+    bootstrap: &str,
+    topic: &str,
+    key: &[u8],
+    value: &[u8],
+    name: &[u8],
+) {
+    use rdkafka::bindings as rdsys;
+    use rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
+    use rdkafka::bindings::rd_kafka_vtype_t::*;
+    use rdkafka::producer::{BaseProducer, Producer};
+    let producer: BaseProducer = client(bootstrap).create().expect("producer");
+    let topic = std::ffi::CString::new(topic).expect("topic");
+    // SAFETY: the header list is new and handed to librdkafka with the record (it owns
+    // it once producev succeeds); every pointer is to a live buffer of the given length,
+    // copied by librdkafka (RD_KAFKA_MSG_F_COPY) before the call returns.
+    unsafe {
+        let headers = rdsys::rd_kafka_headers_new(1);
+        let added = rdsys::rd_kafka_header_add(
+            headers,
+            name.as_ptr().cast(),
+            name.len() as isize,
+            b"v".as_ptr().cast(),
+            1,
+        );
+        assert_eq!(added, RD_KAFKA_RESP_ERR_NO_ERROR);
+        let produced = rdsys::rd_kafka_producev(
+            producer.client().native_ptr(),
+            RD_KAFKA_VTYPE_TOPIC,
+            topic.as_ptr(),
+            RD_KAFKA_VTYPE_MSGFLAGS,
+            rdsys::RD_KAFKA_MSG_F_COPY,
+            RD_KAFKA_VTYPE_VALUE,
+            value.as_ptr(),
+            value.len(),
+            RD_KAFKA_VTYPE_KEY,
+            key.as_ptr(),
+            key.len(),
+            RD_KAFKA_VTYPE_HEADERS,
+            headers,
+            RD_KAFKA_VTYPE_END,
+        );
+        assert_eq!(produced, RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    producer.flush(Duration::from_secs(10)).expect("flushed");
+}
+
+/// rdkafka's header accessors unwrap each name as UTF-8: a record whose producer wrote
+/// another name panicked the lane, and again at every restart from the committed offset.
+/// Now that record alone goes to the dead-letter topic, its name's bytes in the reason,
+/// and the records around it are published.
+#[test]
+fn a_header_name_that_is_not_utf8_costs_only_its_record() {
+    let broker = Broker::start();
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    tokio.block_on(async {
+        create_topics(&broker.bootstrap, &["headers", "out", "sluice.dlq"]).await;
+        let producer: FutureProducer = client(&broker.bootstrap).create().expect("producer");
+        let envelope = |id: i64| {
+            let line: serde_json::Value =
+                serde_json::from_str(&crate::support::create_event(serde_json::json!({"id": id})))
+                    .expect("JSON");
+            line["value"].to_string()
+        };
+        for id in 1..=3 {
+            let value = envelope(id);
+            let key = id.to_string();
+            if id == 2 {
+                produce_with_raw_header_name(
+                    &broker.bootstrap,
+                    "headers",
+                    key.as_bytes(),
+                    value.as_bytes(),
+                    b"tr\xffce",
+                );
+                continue;
+            }
+            producer
+                .send(
+                    FutureRecord::to("headers").key(&key).payload(&value),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("produced");
+        }
+        let config = crate::support::kafka_config(
+            &broker.bootstrap,
+            "sluice-headers",
+            "headers",
+            plugin("poison", components::POISON, &["headers"], &["out"], &[]),
+            PipelineSettings::default().batch_size,
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let sluice = tokio::spawn(sluice::app::run(config, async move {
+            let _ = stopped.await;
+        }));
+        let consumer: StreamConsumer = client(&broker.bootstrap)
+            .set("group.id", "headers-reader")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        consumer
+            .subscribe(&["out", "sluice.dlq"])
+            .expect("subscribe");
+        let mut out = Vec::new();
+        let mut dead = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while out.len() + dead.len() < 3 {
+            let message = tokio::time::timeout_at(deadline, consumer.recv())
+                .await
+                .expect("every record within the time limit")
+                .expect("consume");
+            let read = sluice_kafka::headers::read_headers(&message);
+            let header = |name: &str| {
+                read.headers.iter().find(|h| h.key == name).and_then(|h| {
+                    h.value
+                        .as_deref()
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                })
+            };
+            if message.topic() == "out" {
+                out.push(String::from_utf8_lossy(message.key().expect("key")).into_owned());
+            } else {
+                dead.push((
+                    header("sluice.dlq.stage").expect("stage"),
+                    header("sluice.dlq.reason").expect("reason"),
+                    header("sluice.source.offset").expect("offset"),
+                    header("tr\u{fffd}ce"),
+                    message.payload().map(<[u8]>::to_vec),
+                ));
+            }
+        }
+        stop.send(()).expect("running");
+        sluice.await.expect("task").expect("clean stop");
+        assert_eq!(out, ["1", "3"], "the records around it are published");
+        assert_eq!(dead.len(), 1);
+        let (stage, reason, offset, header, payload) = &dead[0];
+        assert_eq!(stage, "decode");
+        assert!(
+            reason.contains("header 0's name is not UTF-8 (bytes 74 72 ff 63 65)"),
+            "{reason}"
+        );
+        assert_eq!(offset, "1");
+        assert_eq!(
+            header.as_deref(),
+            Some("v"),
+            "the header kept, its name made readable"
+        );
+        assert_eq!(
+            payload.as_deref(),
+            Some(envelope(2).as_bytes()),
+            "the record's value kept whole"
+        );
+    });
+}
+
 /// Needs a broker whose group coordinator handles two members reliably: tansu 0.6.0's
 /// JoinGroup timed out in about one run of three here, so this test runs only against
 /// a fresh Apache Kafka named by `SLUICE_TEST_KAFKA_BOOTSTRAP` (e.g. `docker compose up kafka`,

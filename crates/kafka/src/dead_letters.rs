@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Headers;
 use sluice_core::Header;
 
 /// Why the dead-letter topic could not be read or committed.
@@ -236,17 +235,9 @@ impl DeadLetterReader {
                         offset: message.offset(),
                         key: message.key().map(<[u8]>::to_vec),
                         value: message.payload().map(<[u8]>::to_vec),
-                        headers: message
-                            .headers()
-                            .map(|list| {
-                                list.iter()
-                                    .map(|header| Header {
-                                        key: header.key.to_owned().into(),
-                                        value: header.value.map(<[u8]>::to_vec),
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
+                        // A name that is not UTF-8 is replayed with its invalid
+                        // bytes replaced (rdkafka's own accessors would panic on it).
+                        headers: crate::headers::read_headers(&message).headers,
                     });
                 }
                 None => {

@@ -9,7 +9,8 @@
 //! - [`metrics`]: client errors and consumer lag, pushed to telemetry;
 //! - [`connector`]: the source and sink as connector kinds (`type = "kafka"`), lane groups
 //!   and the exactly-once hand-off between a lane's consumer and its producer;
-//! - [`dead_letters`]: reading a dead-letter topic for `sluice dlq replay`.
+//! - [`dead_letters`]: reading a dead-letter topic for `sluice dlq replay`;
+//! - [`headers`]: a consumed record's headers, whatever bytes their names hold.
 //!
 //! It depends on sluice-core only: not on the WebAssembly runtime or the pipeline, which
 //! get Kafka endpoints through the [`sluice_core::source::Source`] and
@@ -17,6 +18,7 @@
 
 pub mod connector;
 pub mod dead_letters;
+pub mod headers;
 pub mod metrics;
 pub mod producer;
 pub mod sink;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -26,7 +26,7 @@ use serde::Deserialize;
 use sluice_core::settings::{Problems, Range, flatten_config, topic_name};
 use sluice_core::source::{Source, SourceError};
 use sluice_core::telemetry::Telemetry;
-use sluice_core::{Header, Origin, RawRecord};
+use sluice_core::{Origin, RawRecord};
 
 use crate::metrics::KafkaMetrics;
 use crate::transactional::ConsumerGroup;
@@ -306,20 +306,14 @@ pub fn offsets_after(last: &[Origin]) -> Result<TopicPartitionList, String> {
     Ok(positions)
 }
 
-/// A consumed Kafka message as a raw record (key, value, headers, origin).
+/// A consumed Kafka message as a raw record (key, value, headers, origin). A record
+/// whose headers cannot be carried (a name that is not UTF-8) is `unreadable`, for the
+/// dead-letter topic, instead of panicking as rdkafka's header accessors do.
 pub fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|h| Header {
-                    key: h.key.to_owned().into(),
-                    value: h.value.map(<[u8]>::to_vec),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let crate::headers::ReadHeaders {
+        headers,
+        unreadable,
+    } = crate::headers::read_headers(message);
     RawRecord {
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
@@ -329,7 +323,7 @@ pub fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
             partition: message.partition(),
             offset: message.offset(),
         },
-        unreadable: None,
+        unreadable,
     }
 }
 
