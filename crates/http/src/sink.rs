@@ -48,6 +48,10 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_RETRIES: u32 = 10;
 /// How much of an error answer's body is quoted in the error.
 const ERROR_BODY_BYTES: usize = 512;
+/// The most of an answer's body read: the rest of a longer one is left unread (its
+/// connection is then closed instead of reused), so an endpoint that answers with an
+/// endless or huge body cannot fill the host's memory or hold the lane until the timeout.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// The `[sink]` table of `type = "http"`, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -249,14 +253,24 @@ impl HttpSink {
                 .await
                 .map_err(|e| Attempt::Retriable(format!("{e:#}")))?;
             let status = response.status();
-            // Read the answer to its end either way, so the connection can be reused.
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| Attempt::Retriable(format!("reading the answer: {e}")))?
-                .to_bytes();
-            Ok((status, body))
+            // Read the answer to its end either way, so the connection can be reused, but
+            // keep only its start and read no more than MAX_ANSWER_BYTES.
+            let mut body = response.into_body();
+            let mut kept = Vec::new();
+            let mut read = 0usize;
+            while read <= MAX_ANSWER_BYTES {
+                let Some(frame) = body.frame().await else {
+                    break;
+                };
+                let frame =
+                    frame.map_err(|e| Attempt::Retriable(format!("reading the answer: {e}")))?;
+                if let Ok(data) = frame.into_data() {
+                    read += data.len();
+                    let room = ERROR_BODY_BYTES.saturating_sub(kept.len());
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            Ok((status, kept))
         };
         let (status, body) = tokio::time::timeout(self.config.timeout, exchange)
             .await
@@ -528,6 +542,87 @@ mod tests {
         assert!(error.contains("not retried"), "{error}");
         assert_eq!(*server.requests.lock().expect("lock"), 1);
         assert!(ids(&server).is_empty());
+    }
+
+    /// A server that answers every request with `status` and a chunked body that does
+    /// not end (64 KiB chunks while the client reads, at most 4 GiB); the requests seen.
+    async fn endless_answer_server(status: u16) -> (String, Arc<Mutex<usize>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/ingest", listener.local_addr().expect("address"));
+        let requests = Arc::new(Mutex::new(0));
+        let seen = Arc::clone(&requests);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                *seen.lock().expect("lock") += 1;
+                tokio::spawn(async move {
+                    // The request: its head, then the Content-Length bytes of its body.
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 8192];
+                    loop {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                        let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length: usize = text[..end]
+                                .lines()
+                                .find_map(|line| line.strip_prefix("content-length:"))
+                                .and_then(|n| n.trim().parse().ok())
+                                .unwrap_or(0);
+                            if request.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    let head =
+                        format!("HTTP/1.1 {status} Answer\r\ntransfer-encoding: chunked\r\n\r\n");
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                    for _ in 0..(4u64 << 30) / 0x10000 {
+                        if stream.write_all(chunk.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, requests)
+    }
+
+    /// An endpoint answering with an endless body: the sink reads at most
+    /// MAX_ANSWER_BYTES of it and goes on (reading it all held the lane until the
+    /// timeout, then retried, with the whole body in memory each time).
+    #[tokio::test]
+    async fn an_endless_answer_is_read_only_in_part() {
+        let (url, requests) = endless_answer_server(200).await;
+        let mut accepted = sink(&url);
+        accepted
+            .send(vec![record(1)])
+            .await
+            .expect("a 2xx answer is a success, whatever follows it");
+        assert_eq!(*requests.lock().expect("lock"), 1, "not retried");
+
+        let (url, requests) = endless_answer_server(400).await;
+        let mut refused = sink(&url);
+        let error = refused
+            .send(vec![record(1)])
+            .await
+            .expect_err("400 is not retried")
+            .to_string();
+        assert!(error.contains("400 Bad Request"), "{error}");
+        assert!(
+            error.contains("xxxx"),
+            "the answer's start is quoted: {error}"
+        );
+        assert!(
+            error.len() < 2 * ERROR_BODY_BYTES,
+            "and only its start: {error}"
+        );
+        assert_eq!(*requests.lock().expect("lock"), 1);
     }
 
     #[tokio::test]
