@@ -389,7 +389,8 @@ pub fn parse_manifest(manifest: &Path, text: &str) -> Result<PluginConfig, Confi
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let default_path = base.join(format!("{stem}.wasm"));
+    // From the path itself, not the printable stem: a file name need not be UTF-8.
+    let default_path = manifest.with_extension("wasm");
     let mut problems = Problems::default();
     let plugin = validate_plugin(raw, base, "", Some((&stem, default_path)), &mut problems);
     match plugin {
@@ -455,6 +456,23 @@ const RECORD_BYTES_RANGE: Range<u64> = Range {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A team's file names need not be UTF-8: the default component is found from the
+    /// manifest's own path (it was looked for under the name made printable, and the
+    /// manifest refused with "does not exist").
+    #[test]
+    fn a_manifest_whose_file_name_is_not_utf8_finds_its_component() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let team = dir.path().join(std::ffi::OsStr::from_bytes(b"t\xffeam"));
+        std::fs::create_dir(&team).expect("team folder");
+        let manifest = team.join(std::ffi::OsStr::from_bytes(b"\xfe.toml"));
+        let component = team.join(std::ffi::OsStr::from_bytes(b"\xfe.wasm"));
+        std::fs::write(&component, b"not read here").expect("component");
+        let text = "name = \"weird\"\ninputs = [\"in\"]\noutputs = [\"out\"]\n";
+        let plugin = parse_manifest(&manifest, text).expect("accepted");
+        assert_eq!(plugin.path, component);
+    }
 
     #[test]
     fn shares_are_percentages_in_tenths() {

@@ -509,6 +509,20 @@ pub fn debezium_topic(source: &SourceInfo) -> String {
     }
 }
 
+/// Entry points for the coverage-guided fuzzers in `fuzz/` (built with `--cfg fuzzing`
+/// only): the claims the decoder's fast paths make, checked on any input.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    /// The scanner reads an envelope exactly as serde does, or leaves it to serde.
+    pub fn scanner_agrees_with_serde(text: &str) {
+        if let Some(fast) = super::fast_envelope(text) {
+            let slow: super::Envelope<'_> = serde_json::from_str(text)
+                .unwrap_or_else(|e| panic!("the scanner read what serde refuses ({e}): {text}"));
+            assert_eq!(fast, slow, "the scanner and serde disagree on {text}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -417,7 +417,11 @@ impl FieldRanges {
 
 /// [`parse_line`] through [`top_level::visit_fields`], which skips over the ~1 KB envelope
 /// instead of validating it here and again when it is decoded. Gives the same record as
-/// [`parse_line_with_serde`] for the lines it takes; gives the line back for any other
+/// [`parse_line_with_serde`] for the JSON lines it takes (checked by the `file_lines`
+/// fuzz target). A keyed line whose `value` is an object, array or string that is not
+/// JSON (or not UTF-8) is still read as keyed (serde would take the whole line as a bare value): its
+/// key and topic are kept, and the decoder dead-letters the value with its reason.
+/// It gives the line back for any other
 /// (a field of the wrong shape, a keyed line with fields beside the four, anything the
 /// scanner cannot tell), so that serde's reading says what is wrong, as before. What
 /// is not validated here is by whoever reads it: the envelope by the decoder (a bare
@@ -470,9 +474,12 @@ fn parse_scanned(
         }
         _ => None,
     };
+    // An empty `topic` is no topic (as serde's reading has it): the default, not derived.
     let topic = match topic_override {
         Some(_) => None,
-        None => topic.or_else(|| value.as_deref().and_then(derived_topic)),
+        None => topic
+            .or_else(|| value.as_deref().and_then(derived_topic))
+            .filter(|topic| !topic.is_empty()),
     };
     Ok(RawRecord {
         key,
@@ -668,6 +675,31 @@ fn headers_from_json(map: serde_json::Map<String, serde_json::Value>) -> Vec<Hea
             },
         })
         .collect()
+}
+
+/// Entry points for the coverage-guided fuzzers in `fuzz/` (built with `--cfg fuzzing`
+/// only).
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    /// Reads `line` as the file source does (it must not panic), and checks the
+    /// scanner's claim: for a JSON line it takes, the record serde's reading gives.
+    pub fn parse_line(line: &[u8]) {
+        let by_serde = super::parse_line_with_serde(line.to_vec(), 3, None);
+        // (From `str`: serde skips a string's bytes unchecked when it ignores them.)
+        let json = std::str::from_utf8(line)
+            .is_ok_and(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok());
+        if let Ok(scanned) = super::parse_scanned(line.to_vec(), 3, None)
+            && json
+        {
+            assert_eq!(
+                scanned,
+                by_serde,
+                "the scanner and serde read {:?} differently",
+                String::from_utf8_lossy(line)
+            );
+        }
+        let _ = super::parse_line(line.to_vec(), 3, Some("configured"));
+    }
 }
 
 #[cfg(test)]
@@ -921,6 +953,30 @@ mod tests {
             "the first batch waited for {} lines",
             batch.len()
         );
+    }
+
+    /// Found by the `file_lines` fuzz target: serde refuses the whole line, so it would
+    /// read it as a bare value; the scanner keeps the line keyed, which loses nothing
+    /// (the decoder dead-letters the value) and keeps the key and topic for the letter.
+    #[tokio::test]
+    async fn a_keyed_line_whose_value_is_not_json_keeps_its_key_and_topic() {
+        let text = r#"{"topic":"t1","key":{"id":1},"value":{"op":"c","x":"a":1}}"#;
+        let records = read_all(text, None).await;
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].key.as_deref(), Some(&br#"{"id":1}"#[..]));
+        assert_eq!(
+            records[0].value.as_deref(),
+            Some(&br#"{"op":"c","x":"a":1}"#[..])
+        );
+        assert_eq!(records[0].origin.topic, "t1");
+        assert!(serde_json::from_str::<IgnoredAny>(text).is_err());
+    }
+
+    /// Found by the `file_lines` fuzz target: the scanner gave such a record the topic "".
+    #[tokio::test]
+    async fn an_empty_topic_is_the_default_topic() {
+        let records = read_all(r#"{"topic":"","value":null}"#, None).await;
+        assert_eq!(records[0].origin.topic, "file");
     }
 
     #[tokio::test]
