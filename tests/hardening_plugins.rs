@@ -270,6 +270,84 @@ fn hostile_plugin_files_are_refused_at_startup_and_on_hot_reload() {
     }
 }
 
+/// A plugin's text (a rejection's reason, which often quotes the event; an `init`
+/// refusal) and the input's own (a file line's `topic`) reach the host's log: made
+/// printable there, none of it can write a line of the log that looks like the host's.
+/// A reason with a newline did, before: `reason=no` then a line `ERROR forged ...`.
+#[test]
+fn plugin_and_input_text_cannot_forge_log_lines() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let plugins = root.path().join("plugins");
+    let crm = plugins.join("crm");
+    std::fs::create_dir_all(&crm).expect("dir");
+    std::fs::copy(components::POISON, crm.join("poison.wasm")).expect("component");
+    std::fs::write(crm.join("poison.toml"), manifest("poison", "")).expect("manifest");
+    std::fs::copy(components::POISON, crm.join("refuser.wasm")).expect("component");
+    std::fs::write(
+        crm.join("refuser.toml"),
+        manifest(
+            "refuser",
+            "[config]\ninit_reject = \"refused\\nERROR forged init line\"\n",
+        ),
+    )
+    .expect("manifest");
+    let mut sluice = Running::start(root.path(), &plugins);
+    sluice.wait_for_log(
+        &["plugin version loaded", "poison"],
+        Duration::from_secs(60),
+    );
+    sluice.wait_for_log(
+        &["plugin refused", "refuser.toml", "rule=\"init\""],
+        Duration::from_secs(60),
+    );
+    {
+        let mut stdin = sluice.child.stdin.take().expect("stdin");
+        let reject = create_event(json!({"id": 1, "reject": "no\nERROR forged reason line"}));
+        writeln!(stdin, "{reject}").expect("event");
+        let topic = json!({"topic": "in\nERROR forged topic line", "key": {"id": 2}, "value": {"not": "an envelope"}});
+        writeln!(stdin, "{topic}").expect("line");
+    }
+    sluice.exits_within(Duration::from_secs(30));
+    let log = sluice.log_text();
+    sluice.wait_for_log(
+        &[
+            "event sent to the dead-letter topic",
+            "no\\nERROR forged reason line",
+        ],
+        Duration::from_secs(1),
+    );
+    sluice.wait_for_log(
+        &[
+            "malformed record sent to the dead-letter topic",
+            "in\\nERROR forged topic line",
+        ],
+        Duration::from_secs(1),
+    );
+    assert!(
+        !log.lines().any(|line| line.starts_with("ERROR forged")),
+        "a plugin's or the input's text wrote a line of the log:\n{log}"
+    );
+
+    // `plugin check` prints an `init` refusal the same way.
+    let check = Command::new(sluice_bin())
+        .args(["plugin", "check"])
+        .arg(&plugins)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("sluice plugin check");
+    let printed = String::from_utf8_lossy(&check.stdout).into_owned()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success(), "{printed}");
+    assert!(
+        printed.contains("refused\\nERROR forged init line"),
+        "{printed}"
+    );
+    assert!(
+        !printed.lines().any(|line| line.starts_with("ERROR forged")),
+        "{printed}"
+    );
+}
+
 #[test]
 fn plugin_check_refuses_special_files_without_hanging() {
     let root = tempfile::tempdir().expect("tempdir");

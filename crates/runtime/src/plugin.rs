@@ -248,9 +248,10 @@ impl PluginInstance {
         self.store.data_mut().end_call();
         match result {
             Ok(Ok(())) => Ok(()),
+            // The plugin's own text: made printable and capped, as its log lines are.
             Ok(Err(message)) => Err(RuntimeError::InitRejected {
                 plugin: self.plugin.label.to_string(),
-                message,
+                message: crate::log::plugin_message(&message).into_owned(),
             }),
             Err(e) => Err(RuntimeError::InitTrapped {
                 plugin: self.plugin.label.to_string(),

@@ -173,7 +173,8 @@ impl bindings::sluice::transform::types::Host for PluginState {}
 impl bindings::sluice::transform::host::Host for PluginState {
     fn log(&mut self, level: LogLevel, message: String) {
         if matches!(level, LogLevel::Error) {
-            self.last_error = Some(message.clone());
+            // Kept for a trap's reason (log and dead-letter header): capped and printable.
+            self.last_error = Some(super::log::plugin_message(&message).into_owned());
         }
         if self.log_lines_left == 0 {
             self.log_lines_dropped += 1;

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use sluice_core::topics::{TopicPattern, any_matches, check_topic_name};
 use sluice_core::{Header, Origin, OutputRecord, RawRecord};
 use sluice_runtime::debezium::{self, Decoded};
+use sluice_runtime::log::{plugin_message, printable};
 use sluice_runtime::{
     ChangeEvent, LoadedPlugin, Outcome, PluginLimits, Submitted, ThreadGone, wit,
 };
 
-use super::dead_letters::{
-    DeadLetter, bounded_header_text, dead_letter, header, headers, push_source,
-};
+use super::dead_letters::{DeadLetter, dead_letter, header, headers, push_source};
 use super::{Pipeline, PipelineSettings, PipelineStats, Route, Routes};
 use crate::candidates;
 
@@ -47,11 +46,13 @@ pub(super) fn decode_batch(settings: &PipelineSettings, batch: Vec<RawRecord>) -
             Err(malformed) => {
                 let debezium::Malformed { error, record } = *malformed;
                 counted.malformed += 1;
+                // The topic (a file line's own `topic`) and the error (which may quote
+                // the input) are made printable: input must not write lines of the log.
                 tracing::warn!(
-                    topic = %record.origin.topic,
+                    topic = %printable(&record.origin.topic),
                     partition = record.origin.partition,
                     offset = record.origin.offset,
-                    error = %bounded_header_text(&error.to_string()),
+                    error = %plugin_message(&error.to_string()),
                     "malformed record sent to the dead-letter topic"
                 );
                 let letter = DeadLetter {
@@ -371,13 +372,15 @@ pub(crate) fn assemble_outcome(
         }
     };
     if log {
+        // The reason is the plugin's text (often quoting the event): made printable and
+        // capped, as the plugin's own log lines are, so that it cannot forge log lines.
         tracing::warn!(
             plugin = %plugin.name(),
-            topic = %event.origin.topic,
+            topic = %printable(&event.origin.topic),
             partition = event.origin.partition,
             offset = event.origin.offset,
             stage,
-            reason = %bounded_header_text(&reason),
+            reason = %plugin_message(&reason),
             "event sent to the dead-letter topic"
         );
     }

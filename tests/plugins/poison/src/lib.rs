@@ -10,7 +10,8 @@
 //! `a`s (names Kafka refuses), `"sandbox": true` reports what it can
 //! reach (environment, files, network, clocks) as its output; any other event is published to
 //! `out` as `{"id": <id>}` keyed by the id. With the config `init_spin = "true"`, `init`
-//! loops forever (until the host's init deadline stops it).
+//! loops forever (until the host's init deadline stops it); with `init_reject = "<text>"`
+//! it refuses its configuration with that text.
 
 use serde::Deserialize;
 use sluice_sdk::{ChangeEvent, Record, Reject};
@@ -57,8 +58,12 @@ fn depth(n: u64) -> u64 {
     1 + depth(n - 1) + frame[(n % 16) as usize] % 2
 }
 
-/// `init`: loops forever when asked to (a plugin stuck in its start-up).
+/// `init`: loops forever when asked to (a plugin stuck in its start-up); with
+/// `init_reject = "<text>"`, refuses its configuration with that text.
 fn check(config: &sluice_sdk::Config) -> Result<(), String> {
+    if let Some(text) = config.get("init_reject") {
+        return Err(text.to_owned());
+    }
     if config.get("init_spin") == Some("true") {
         let mut n: u64 = 0;
         loop {
