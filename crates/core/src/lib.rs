@@ -6,7 +6,8 @@
 //! - [`source`] and [`sink`]: the traits every endpoint implements (file, Kafka, HTTP, ...),
 //!   and [`connector`]: what a kind of endpoint provides to be configured and opened per
 //!   lane;
-//! - [`topics`]: topic patterns and Kafka's topic-name rules;
+//! - [`topics`]: topic patterns and Kafka's topic-name rules; [`text`]: outside text made
+//!   safe for a log line;
 //! - [`settings`]: sizes, durations, listen addresses and configuration problems;
 //! - [`telemetry`]: the registry components push their reports to, and [`admin`], the
 //!   HTTP server that renders it; [`status`]: the status page it serves at `/`.
@@ -24,6 +25,7 @@ pub mod sink;
 pub mod source;
 pub mod status;
 pub mod telemetry;
+pub mod text;
 pub mod topics;
 
 pub use record::{Header, Origin, OutputRecord, RawRecord};

@@ -283,9 +283,11 @@ impl HttpSink {
         if status.is_success() {
             return Ok(());
         }
-        let quoted = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)])
-            .trim()
-            .to_owned();
+        // The endpoint's own text: made printable, as it reaches the log in the error.
+        let quoted = sluice_core::text::printable(
+            String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)]).trim(),
+        )
+        .into_owned();
         let reason = format!("answered {status}: {quoted}");
         let retriable = status.is_server_error()
             || status == StatusCode::TOO_MANY_REQUESTS
@@ -576,8 +578,11 @@ mod tests {
                             }
                         }
                     }
-                    let head =
-                        format!("HTTP/1.1 {status} Answer\r\ntransfer-encoding: chunked\r\n\r\n");
+                    // A first line, then one that would pass for the host's in a log.
+                    let head = format!(
+                        "HTTP/1.1 {status} Answer\r\ntransfer-encoding: chunked\r\n\r\n\
+                         15\r\nno\nERROR forged line\n\r\n"
+                    );
                     if stream.write_all(head.as_bytes()).await.is_err() {
                         return;
                     }
@@ -617,6 +622,10 @@ mod tests {
         assert!(
             error.contains("xxxx"),
             "the answer's start is quoted: {error}"
+        );
+        assert!(
+            error.contains("no\\nERROR forged line\\nxxxx"),
+            "printable: {error}"
         );
         assert!(
             error.len() < 2 * ERROR_BODY_BYTES,

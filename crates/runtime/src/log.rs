@@ -15,22 +15,7 @@ use std::path::Path;
 /// can no longer write megabytes into a line.
 pub const MAX_LOG_LINE_BYTES: usize = 8 * 1024;
 
-/// `text` with control characters escaped as Rust escapes them (`\n`, `\t`,
-/// `\u{1b}`); borrowed when there is none (the common case costs one scan).
-pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
-}
+pub use sluice_core::text::printable;
 
 /// A path for a log line or an error message: lossy UTF-8, control characters escaped.
 pub fn printable_path(path: &Path) -> String {

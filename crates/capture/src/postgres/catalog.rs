@@ -337,7 +337,7 @@ impl Catalog {
         let mut key: Vec<(i32, usize)> = Vec::new();
         for (index, column) in relation.columns.iter().enumerate() {
             let Some(kind) = kind_of(column.type_oid, column.type_modifier, &lookup) else {
-                tracing::warn!(table = %format!("{}.{}", relation.schema, relation.table), column = %column.name, type_oid = column.type_oid, "column of an unsupported type left out of the events");
+                tracing::warn!(table = %sluice_core::text::printable(&format!("{}.{}", relation.schema, relation.table)), column = %sluice_core::text::printable(&column.name), type_oid = column.type_oid, "column of an unsupported type left out of the events");
                 continue;
             };
             let (not_null, key_position) = info.get(&column.name).copied().unwrap_or((false, None));

@@ -122,7 +122,7 @@ pub async fn run<W: EventWriter<PgOffset>>(
         let mut buffer = BytesMut::new();
         let mut done: u64 = 0;
         let mut first_in_table = true;
-        tracing::info!(table = %name, estimated_rows = total, "snapshot of the table started");
+        tracing::info!(table = %sluice_core::text::printable(&name), estimated_rows = total, "snapshot of the table started");
         loop {
             let chunk = stream.next().await.transpose().map_err(query("COPY"))?;
             let end = chunk.is_none();
@@ -186,7 +186,7 @@ pub async fn run<W: EventWriter<PgOffset>>(
             rows.push(previous, marker);
         }
         progress_set(progress, &name, done, done);
-        tracing::info!(table = %name, rows = done, "snapshot of the table done");
+        tracing::info!(table = %sluice_core::text::printable(&name), rows = done, "snapshot of the table done");
     }
     if let Some(previous) = pending.take() {
         rows.push(previous, Snapshot::Last);
