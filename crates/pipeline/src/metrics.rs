@@ -54,6 +54,12 @@ pub struct LaneMetrics {
     published: RwLock<BTreeMap<String, AtomicU64>>,
 }
 
+/// The most output topics one lane's metrics count one by one (`sluice_records_published_total`).
+pub const MAX_TOPICS_PER_LANE: usize = 1_000;
+/// The `topic` label of the records published to topics past [`MAX_TOPICS_PER_LANE`]
+/// (not a valid Kafka topic name, so never a real topic's).
+pub const OTHER_TOPICS: &str = "(other)";
+
 impl PipelineMetrics {
     /// The counters of lane `lane`, created on first use.
     pub fn lane(&self, lane: &str) -> Arc<LaneMetrics> {
@@ -117,8 +123,25 @@ impl LaneMetrics {
         if !unseen.is_empty() {
             let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
             for (topic, count) in unseen {
+                // A plugin allowed a pattern (`cdm.*`) may write to a new topic per
+                // event: past the bound, the counts go to one series, so that neither
+                // this map nor `/metrics` grows without end.
+                let name = if published.contains_key(topic.as_str())
+                    || published.len() < MAX_TOPICS_PER_LANE
+                {
+                    topic.as_str()
+                } else {
+                    if !published.contains_key(OTHER_TOPICS) {
+                        tracing::warn!(
+                            topics = MAX_TOPICS_PER_LANE,
+                            "a lane published to more topics than the metrics count one by \
+                             one; the records of the others are counted under topic=\"{OTHER_TOPICS}\""
+                        );
+                    }
+                    OTHER_TOPICS
+                };
                 published
-                    .entry(topic.clone())
+                    .entry(name.to_owned())
                     .or_default()
                     .fetch_add(count, Ordering::Relaxed);
             }
@@ -262,6 +285,22 @@ impl Report for PipelineMetrics {
 mod tests {
     use super::*;
     use sluice_core::telemetry::Telemetry;
+
+    #[test]
+    fn topics_past_the_bound_are_counted_together() {
+        let metrics = PipelineMetrics::default();
+        let lane = metrics.lane("a");
+        let topics: Vec<(String, u64)> = (0..MAX_TOPICS_PER_LANE + 5)
+            .map(|n| (format!("cdm.t{n}"), 2))
+            .collect();
+        lane.count_published(&topics);
+        lane.count_published(&topics[..1]);
+        lane.count_published(&[("cdm.new".to_owned(), 3)]);
+        let published = lane.published.read().expect("lock");
+        assert_eq!(published.len(), MAX_TOPICS_PER_LANE + 1);
+        assert_eq!(published["cdm.t0"].load(Ordering::Relaxed), 4);
+        assert_eq!(published[OTHER_TOPICS].load(Ordering::Relaxed), 5 * 2 + 3);
+    }
 
     #[test]
     fn renders_counters_histogram_and_published_records() {
