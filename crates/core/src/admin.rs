@@ -26,6 +26,12 @@ const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// cannot hold a task forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The most connections served at once. Probes and scrapers use one or two; past this,
+/// a new connection is closed at once, so that clients that connect and stay (by
+/// accident or on purpose) cannot take the process's file descriptors and memory, which
+/// every lane's sources, sinks and plugin loads need.
+const MAX_CONNECTIONS: usize = 64;
+
 /// The `[admin]` table: where the admin server listens (absent: no server).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,13 +127,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                    tracing::debug!(%peer, "admin server at its connection limit: closed");
+                    drop(stream);
+                    continue;
+                };
                 let telemetry = Arc::clone(&telemetry);
                 tokio::spawn(async move {
                     if let Err(e) =
@@ -135,6 +147,7 @@ pub async fn serve(
                     {
                         tracing::debug!(error = %e, "admin request timed out");
                     }
+                    drop(permit);
                 });
             }
             Err(e) => {
@@ -227,4 +240,56 @@ async fn write(
     );
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn health(address: SocketAddr) -> Option<String> {
+        let mut stream = TcpStream::connect(address).await.ok()?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.ok()?;
+        (!answer.is_empty()).then_some(answer)
+    }
+
+    /// Clients that connect and say nothing hold at most MAX_CONNECTIONS tasks; one
+    /// more is closed at once, and the server answers again once they go.
+    #[tokio::test]
+    async fn idle_connections_past_the_limit_are_closed_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Arc::default(), async move {
+            let _ = stopped.await;
+        }));
+        assert!(health(address).await.expect("answered").contains("200 OK"));
+
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(address).await.expect("connect"));
+        }
+        // Let the server accept them all before the next one.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        assert_eq!(health(address).await, None, "closed without an answer");
+        assert!(started.elapsed() < REQUEST_TIMEOUT, "closed at once");
+
+        drop(idle);
+        let mut answered = None;
+        for _ in 0..50 {
+            answered = health(address).await;
+            if answered.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(answered.expect("answers again").contains("200 OK"));
+        stop.send(()).expect("running");
+        server.await.expect("stopped");
+    }
 }
