@@ -297,7 +297,11 @@ fn parse_utc(text: &str) -> Option<i64> {
     let (year, month, day) = (date.next()??, date.next()??, date.next()??);
     let (time, millis) = match time.split_once('.') {
         Some((time, fraction)) => {
-            let digits: String = fraction.chars().take(3).collect();
+            // ASCII digits only, so that the digits kept are bytes and at most 3.
+            if fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let digits = &fraction[..fraction.len().min(3)];
             let scale = 10i64.pow(3 - digits.len() as u32);
             (time, digits.parse::<i64>().ok()? * scale)
         }
@@ -305,11 +309,12 @@ fn parse_utc(text: &str) -> Option<i64> {
     };
     let mut time = time.split(':').map(|p| p.parse::<i64>().ok());
     let (hour, minute, second) = (time.next()??, time.next()??, time.next()??);
-    if !(1..=12).contains(&month)
+    if !(0..=9999).contains(&year)
+        || !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
+        || !(0..=23).contains(&hour)
+        || !(0..=59).contains(&minute)
+        || !(0..=60).contains(&second)
     {
         return None;
     }
@@ -338,6 +343,13 @@ mod tests {
             "yesterday",
             "2026-13-01T00:00:00Z",
             "2026-12-05 07:00:00",
+            // Found by reading: a fraction of other characters than ASCII digits (its
+            // byte length went past 3 in `10.pow(3 - len)`), a year past i64's
+            // milliseconds, negative hours.
+            "2026-12-05T07:00:00.éééZ",
+            "2026-12-05T07:00:00.Z",
+            "99999999999999-12-05T07:00:00Z",
+            "2026-12-05T-1:00:00Z",
         ] {
             assert!(bad.parse::<Bound>().is_err(), "{bad}");
         }
