@@ -368,8 +368,9 @@ pub fn push_value(
                 return Ok(());
             }
             let (local, offset) = split_offset(text).ok_or_else(|| bad("not a timestamptz"))?;
-            let us = parse_timestamp(local).ok_or_else(|| bad("not a timestamptz"))?
-                - offset * 1_000_000;
+            let us = parse_timestamp(local)
+                .and_then(|us| us.checked_sub(offset * 1_000_000))
+                .ok_or_else(|| bad("not a timestamptz"))?;
             let days = us.div_euclid(86_400_000_000);
             let of_day = us.rem_euclid(86_400_000_000);
             // Digits, signs and separators only: no escaping needed.
@@ -593,12 +594,16 @@ fn parse_date(text: &str) -> Option<i64> {
 /// `YYYY-MM-DD`, a year before Christ if `bc` → days since 1970-01-01.
 fn parse_date_of(date: &str, bc: bool) -> Option<i64> {
     let [y, m, d] = fields(date, b'-')?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
     let y = if bc { 1 - y } else { y };
     Some(sluice_core::settings::days_from_civil(y, m, d))
 }
 
 /// `N` unsigned decimal numbers separated by `separator` (`2026-12-05`, `11:16:08`),
-/// read byte by byte: it runs for every date and time of every event.
+/// read byte by byte: it runs for every date and time of every event. At most 9 digits
+/// each (PostgreSQL's years have 7), so that no sum made of them overflows.
 fn fields<const N: usize>(text: &str, separator: u8) -> Option<[i64; N]> {
     let mut out = [0i64; N];
     let mut at = 0;
@@ -610,7 +615,7 @@ fn fields<const N: usize>(text: &str, separator: u8) -> Option<[i64; N]> {
             }
             at += 1;
             digits = 0;
-        } else if b.is_ascii_digit() && digits < 18 {
+        } else if b.is_ascii_digit() && digits < 9 {
             out[at] = out[at] * 10 + (b - b'0') as i64;
             digits += 1;
         } else {
@@ -624,6 +629,10 @@ fn fields<const N: usize>(text: &str, separator: u8) -> Option<[i64; N]> {
 fn parse_time(text: &str) -> Option<i64> {
     let (hms, frac) = text.split_once('.').unwrap_or((text, ""));
     let [h, m, s] = fields(hms, b':')?;
+    // PostgreSQL's `time` allows 24:00:00; a leap second reads as :60.
+    if h > 24 || m > 59 || s > 60 {
+        return None;
+    }
     if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -644,7 +653,9 @@ fn parse_timestamp(text: &str) -> Option<i64> {
     };
     let (date, time) = body.split_once(' ')?;
     let days = parse_date_of(date, !bc.is_empty())?;
-    Some(days * 86_400_000_000 + parse_time(time)?)
+    // Checked: PostgreSQL's last timestamps (294276 AD) are near i64's µs since 1970.
+    days.checked_mul(86_400_000_000)?
+        .checked_add(parse_time(time)?)
 }
 
 /// Splits `...+HH[:MM[:SS]]` (or `-`) into the local part and the offset in seconds.
@@ -659,6 +670,10 @@ fn split_offset(text: &str) -> Option<(&str, i64)> {
     let sign = if offset.starts_with('-') { -1 } else { 1 };
     let mut seconds = 0;
     for (i, part) in offset[1..].split(':').enumerate() {
+        // Two digits each (PostgreSQL's offsets are within ±15:59:59).
+        if part.is_empty() || part.len() > 2 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         let n: i64 = part.parse().ok()?;
         seconds += n * [3_600, 60, 1].get(i)?;
     }

@@ -90,6 +90,28 @@ fn dates_times_and_timestamps() {
     assert_eq!(value(&Kind::Interval, "P1Y2M3DT4H5M6.5S"), "37091106500000");
 }
 
+/// Found by the `pg_values` fuzz target with overflow checks on: values PostgreSQL does
+/// not send, whose arithmetic overflowed (a panic in a debug build, a wrong instant in a
+/// release one); now each is refused with its reason.
+#[test]
+fn times_out_of_range_are_refused_not_overflowed() {
+    let refused = |kind: &Kind, text: &str| {
+        let mut out = String::new();
+        assert!(
+            push_value(&mut out, kind, text, DecimalMode::Precise).is_err(),
+            "{kind:?} {text:?} gave {out:?}"
+        );
+    };
+    refused(&Kind::Time { micros: true }, "3:599990000013:9");
+    refused(&Kind::Time { micros: true }, "25:00:00");
+    refused(&Kind::Timestamp { micros: true }, "999999999-01-01 00:00:00");
+    refused(&Kind::TimestampTz { width: 6 }, "2020-01-01 00:00:00+99999999999999");
+    refused(&Kind::TimestampTz { width: 6 }, "2020-01-01 00:00:00+123");
+    refused(&Kind::TimeTz, "12:00:00+9223372036854775807");
+    refused(&Kind::Date, "2020-13-01");
+    assert_eq!(value(&Kind::Time { micros: true }, "24:00:00"), "86400000000");
+}
+
 #[test]
 fn text_like_bytes_arrays_and_hstore() {
     assert_eq!(value(&Kind::Text, "Zoë \"q\""), "\"Zoë \\\"q\\\"\"");
