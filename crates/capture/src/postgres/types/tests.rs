@@ -104,12 +104,21 @@ fn times_out_of_range_are_refused_not_overflowed() {
     };
     refused(&Kind::Time { micros: true }, "3:599990000013:9");
     refused(&Kind::Time { micros: true }, "25:00:00");
-    refused(&Kind::Timestamp { micros: true }, "999999999-01-01 00:00:00");
-    refused(&Kind::TimestampTz { width: 6 }, "2020-01-01 00:00:00+99999999999999");
+    refused(
+        &Kind::Timestamp { micros: true },
+        "999999999-01-01 00:00:00",
+    );
+    refused(
+        &Kind::TimestampTz { width: 6 },
+        "2020-01-01 00:00:00+99999999999999",
+    );
     refused(&Kind::TimestampTz { width: 6 }, "2020-01-01 00:00:00+123");
     refused(&Kind::TimeTz, "12:00:00+9223372036854775807");
     refused(&Kind::Date, "2020-13-01");
-    assert_eq!(value(&Kind::Time { micros: true }, "24:00:00"), "86400000000");
+    assert_eq!(
+        value(&Kind::Time { micros: true }, "24:00:00"),
+        "86400000000"
+    );
 }
 
 #[test]
