@@ -688,11 +688,17 @@ fn push_decimal(out: &mut String, unscaled: i128, scale: u8, mode: DecimalMode) 
 /// `io.debezium.time.ZonedTimestamp`: ISO-8601 in the value's own offset, the fraction
 /// without trailing zeros, `Z` for a zero offset (`DateTimeFormatter.ISO_OFFSET_DATE_TIME`).
 fn zoned_timestamp(utc_days: u32, utc_nanos: i64, offset_minutes: i16) -> String {
-    let total = (utc_days as i64 - DAYS_0001_TO_1970) * 86_400_000_000_000
-        + utc_nanos
-        + offset_minutes as i64 * 60_000_000_000;
-    let days = total.div_euclid(86_400_000_000_000);
-    let nanos = total.rem_euclid(86_400_000_000_000);
+    // In i128: nanoseconds since 1970 in an i64 reach only 1677-2262, and a
+    // datetimeoffset runs from 0001 to 9999 (`9999-12-31 ... +00:00`, the usual "valid
+    // until further notice", overflowed: a wrong instant in a release build).
+    const NANOS_PER_DAY: i128 = 86_400_000_000_000;
+    let total = (i128::from(utc_days) - i128::from(DAYS_0001_TO_1970)) * NANOS_PER_DAY
+        + i128::from(utc_nanos)
+        + i128::from(offset_minutes) * 60_000_000_000;
+    // Both fit an i64: days within u32 (plus a few from the time and offset), the
+    // nanoseconds within a day.
+    let days = total.div_euclid(NANOS_PER_DAY) as i64;
+    let nanos = total.rem_euclid(NANOS_PER_DAY) as i64;
     let (y, m, d) = civil_from_days(days);
     let secs = nanos / 1_000_000_000;
     let frac = nanos % 1_000_000_000;

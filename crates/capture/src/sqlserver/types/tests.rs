@@ -259,6 +259,32 @@ fn dates_and_times_with_adaptive_precision() {
         precise(SqlType::DateTimeOffset { scale: 7 }, dto(-330, 0)),
         r#""2026-10-31T18:30:00-05:30""#
     );
+    // The ends of the type's range (found by the `sqlserver_values` fuzz target: the
+    // nanoseconds since 1970 overflowed an i64 before 1677 and after 2262).
+    let at = |days, increments, offset_minutes| SqlValue::DateTimeOffset {
+        days,
+        increments,
+        scale: 7,
+        offset_minutes,
+    };
+    assert_eq!(
+        precise(SqlType::DateTimeOffset { scale: 7 }, at(0, 0, 0)),
+        r#""0001-01-01T00:00:00Z""#
+    );
+    assert_eq!(
+        precise(
+            SqlType::DateTimeOffset { scale: 7 },
+            at(3_652_058, 863_999_999_999, -300)
+        ),
+        r#""9999-12-31T18:59:59.9999999-05:00""#
+    );
+    assert_eq!(
+        precise(
+            SqlType::DateTimeOffset { scale: 7 },
+            at(3_652_058, 863_999_999_999, 0)
+        ),
+        r#""9999-12-31T23:59:59.9999999Z""#
+    );
 }
 
 #[test]
