@@ -12,7 +12,7 @@
 use base64::Engine;
 
 use crate::sqlserver::types::{
-    DecimalMode, java_float, push_i64, push_json_string, unscaled_bytes,
+    DecimalMode, push_float, push_i64, push_json_string, unscaled_bytes,
 };
 
 /// What a column holds, as far as the mapping cares.
@@ -418,18 +418,6 @@ pub fn push_value(
         }
     }
     Ok(())
-}
-
-/// Jackson writes non-finite doubles as strings (`QUOTE_NON_NUMERIC_NUMBERS`).
-fn push_float(out: &mut String, v: f64, shortest: &str) {
-    let text = java_float(v, shortest);
-    if v.is_finite() {
-        out.push_str(&text);
-    } else {
-        out.push('"');
-        out.push_str(&text);
-        out.push('"');
-    }
 }
 
 fn parse_float(text: &str) -> Option<f64> {

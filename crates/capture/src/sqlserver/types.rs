@@ -267,6 +267,19 @@ pub fn push_u64(out: &mut String, n: u64) {
     out.push_str(itoa::Buffer::new().format(n));
 }
 
+/// Appends a float as Jackson writes it: [`java_float`], and a non-finite one as a
+/// string (`QUOTE_NON_NUMERIC_NUMBERS`), so that the line stays JSON.
+pub fn push_float(out: &mut String, v: f64, shortest: &str) {
+    let text = java_float(v, shortest);
+    if v.is_finite() {
+        out.push_str(&text);
+    } else {
+        out.push('"');
+        out.push_str(&text);
+        out.push('"');
+    }
+}
+
 /// Java's `Double.toString`/`Float.toString` (what Jackson writes for float64/float32):
 /// the shortest digits that round-trip, `1.0` not `1`, and `1.0E7` / `1.0E-4` outside
 /// [10^-3, 10^7).
@@ -532,8 +545,9 @@ fn push_unmasked(
         (T::SmallInt, V::I16(n)) => out.push_str(&n.to_string()),
         (T::Int, V::I32(n)) => out.push_str(&n.to_string()),
         (T::BigInt, V::I64(n)) => out.push_str(&n.to_string()),
-        (T::Real, V::F32(x)) => out.push_str(&java_float(*x as f64, &format!("{x:e}"))),
-        (T::Float, V::F64(x)) => out.push_str(&java_float(*x, &format!("{x:e}"))),
+        // SQL Server stores no NaN or infinity; one would still be written as JSON.
+        (T::Real, V::F32(x)) => push_float(out, *x as f64, &format!("{x:e}")),
+        (T::Float, V::F64(x)) => push_float(out, *x, &format!("{x:e}")),
         (T::Text | T::Xml, V::String(s) | V::Xml(s)) => push_json_string(out, s),
         (T::UniqueIdentifier, V::Guid(g) | V::String(g)) => {
             push_json_string(out, &g.to_ascii_uppercase())
@@ -680,7 +694,7 @@ fn push_decimal(out: &mut String, unscaled: i128, scale: u8, mode: DecimalMode) 
         DecimalMode::Double => {
             // BigDecimal.doubleValue: parse the exact decimal text (correctly rounded).
             let x: f64 = plain_decimal(unscaled, scale).parse().unwrap_or(f64::NAN);
-            out.push_str(&java_float(x, &format!("{x:e}")));
+            push_float(out, x, &format!("{x:e}"));
         }
     }
 }

@@ -35,6 +35,13 @@ fn integers_booleans_and_text() {
     assert_eq!(precise(SqlType::TinyInt, SqlValue::U8(255)), "255");
     assert_eq!(precise(SqlType::SmallInt, SqlValue::I16(-32768)), "-32768");
     assert_eq!(precise(SqlType::Int, SqlValue::I32(1001)), "1001");
+    // SQL Server stores no NaN; one would still make JSON (found by fuzzing), as
+    // Jackson writes it.
+    assert_eq!(precise(SqlType::Float, SqlValue::F64(f64::NAN)), r#""NaN""#);
+    assert_eq!(
+        precise(SqlType::Real, SqlValue::F32(f32::NEG_INFINITY)),
+        r#""-Infinity""#
+    );
     assert_eq!(
         precise(SqlType::BigInt, SqlValue::I64(i64::MAX)),
         "9223372036854775807"
