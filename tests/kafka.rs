@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sluice::config::SourceConfig;
 use sluice_core::OutputRecord;
@@ -339,6 +339,73 @@ fn kill_dash_nine_at_random_points_loses_nothing() {
     );
 }
 
+/// A record read from the dead-letter topic: its headers (names read as bytes, see
+/// `sluice_kafka::headers`) and value.
+struct DeadLetterRead {
+    headers: Vec<sluice_core::Header>,
+    payload: Option<Vec<u8>>,
+}
+
+impl DeadLetterRead {
+    /// The text of header `name`.
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|h| h.key == name).and_then(|h| {
+            h.value
+                .as_deref()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+    }
+}
+
+/// Runs `sluice run` with `poison` from `topic` to `out` until `records` records are on
+/// `out` and the dead-letter topic together (at most 120 s), then stops it cleanly;
+/// gives the keys published to `out` and the dead letters, in the order read.
+async fn poison_lane_output(
+    bootstrap: &str,
+    topic: &str,
+    records: usize,
+) -> (Vec<String>, Vec<DeadLetterRead>) {
+    let config = crate::support::kafka_config(
+        bootstrap,
+        &format!("sluice-{topic}"),
+        topic,
+        plugin("poison", components::POISON, &[topic], &["out"], &[]),
+        PipelineSettings::default().batch_size,
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sluice = tokio::spawn(sluice::app::run(config, async move {
+        let _ = stopped.await;
+    }));
+    let consumer: StreamConsumer = client(bootstrap)
+        .set("group.id", format!("{topic}-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer
+        .subscribe(&["out", "sluice.dlq"])
+        .expect("subscribe");
+    let mut out = Vec::new();
+    let mut dead = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while out.len() + dead.len() < records {
+        let message = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .expect("every record within the time limit")
+            .expect("consume");
+        if message.topic() == "out" {
+            out.push(String::from_utf8_lossy(message.key().expect("key")).into_owned());
+        } else {
+            dead.push(DeadLetterRead {
+                headers: sluice_kafka::headers::read_headers(&message).headers,
+                payload: message.payload().map(<[u8]>::to_vec),
+            });
+        }
+    }
+    stop.send(()).expect("running");
+    sluice.await.expect("task").expect("clean stop");
+    (out, dead)
+}
+
 #[test]
 fn poison_events_and_a_trapping_plugin_go_to_the_dead_letter_topic_and_the_stream_goes_on() {
     let broker = Broker::start();
@@ -368,53 +435,17 @@ fn poison_events_and_a_trapping_plugin_go_to_the_dead_letter_topic_and_the_strea
                 .await
                 .expect("produced");
         }
-        let config = crate::support::kafka_config(
-            &broker.bootstrap,
-            "sluice-poison",
-            "mixed",
-            plugin("poison", components::POISON, &["mixed"], &["out"], &[]),
-            PipelineSettings::default().batch_size,
-        );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let sluice = tokio::spawn(sluice::app::run(config, async move {
-            let _ = stopped.await;
-        }));
-        let consumer: StreamConsumer = client(&broker.bootstrap)
-            .set("group.id", "poison-reader")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .expect("consumer");
-        consumer
-            .subscribe(&["out", "sluice.dlq"])
-            .expect("subscribe");
-        let mut out = Vec::new();
-        let mut dead = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while out.len() + dead.len() < 5 {
-            let message = tokio::time::timeout_at(deadline, consumer.recv())
-                .await
-                .expect("every record within the time limit")
-                .expect("consume");
-            let header = |name: &str| {
-                message.headers().and_then(|headers| {
-                    headers
-                        .iter()
-                        .find(|h| h.key == name)
-                        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
-                })
-            };
-            if message.topic() == "out" {
-                out.push(String::from_utf8_lossy(message.key().expect("key")).into_owned());
-            } else {
-                dead.push((
-                    header("sluice.dlq.stage").expect("stage"),
-                    header("sluice.dlq.reason").expect("reason"),
-                    header("sluice.source.offset").expect("offset"),
-                ));
-            }
-        }
-        stop.send(()).expect("running");
-        sluice.await.expect("task").expect("clean stop");
+        let (out, dead) = poison_lane_output(&broker.bootstrap, "mixed", 5).await;
+        let mut dead: Vec<(String, String, String)> = dead
+            .iter()
+            .map(|letter| {
+                (
+                    letter.header("sluice.dlq.stage").expect("stage"),
+                    letter.header("sluice.dlq.reason").expect("reason"),
+                    letter.header("sluice.source.offset").expect("offset"),
+                )
+            })
+            .collect();
         assert_eq!(out, ["1", "5"], "the good events are published");
         dead.sort_by(|a, b| a.2.cmp(&b.2));
         assert_eq!(dead[0].0, "rejected");
@@ -515,55 +546,19 @@ fn a_header_name_that_is_not_utf8_costs_only_its_record() {
                 .await
                 .expect("produced");
         }
-        let config = crate::support::kafka_config(
-            &broker.bootstrap,
-            "sluice-headers",
-            "headers",
-            plugin("poison", components::POISON, &["headers"], &["out"], &[]),
-            PipelineSettings::default().batch_size,
-        );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let sluice = tokio::spawn(sluice::app::run(config, async move {
-            let _ = stopped.await;
-        }));
-        let consumer: StreamConsumer = client(&broker.bootstrap)
-            .set("group.id", "headers-reader")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .expect("consumer");
-        consumer
-            .subscribe(&["out", "sluice.dlq"])
-            .expect("subscribe");
-        let mut out = Vec::new();
-        let mut dead = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while out.len() + dead.len() < 3 {
-            let message = tokio::time::timeout_at(deadline, consumer.recv())
-                .await
-                .expect("every record within the time limit")
-                .expect("consume");
-            let read = sluice_kafka::headers::read_headers(&message);
-            let header = |name: &str| {
-                read.headers.iter().find(|h| h.key == name).and_then(|h| {
-                    h.value
-                        .as_deref()
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                })
-            };
-            if message.topic() == "out" {
-                out.push(String::from_utf8_lossy(message.key().expect("key")).into_owned());
-            } else {
-                dead.push((
-                    header("sluice.dlq.stage").expect("stage"),
-                    header("sluice.dlq.reason").expect("reason"),
-                    header("sluice.source.offset").expect("offset"),
-                    header("tr\u{fffd}ce"),
-                    message.payload().map(<[u8]>::to_vec),
-                ));
-            }
-        }
-        stop.send(()).expect("running");
-        sluice.await.expect("task").expect("clean stop");
+        let (out, dead) = poison_lane_output(&broker.bootstrap, "headers", 3).await;
+        let dead: Vec<_> = dead
+            .iter()
+            .map(|letter| {
+                (
+                    letter.header("sluice.dlq.stage").expect("stage"),
+                    letter.header("sluice.dlq.reason").expect("reason"),
+                    letter.header("sluice.source.offset").expect("offset"),
+                    letter.header("tr\u{fffd}ce"),
+                    letter.payload.clone(),
+                )
+            })
+            .collect();
         assert_eq!(out, ["1", "3"], "the records around it are published");
         assert_eq!(dead.len(), 1);
         let (stage, reason, offset, header, payload) = &dead[0];
