@@ -617,7 +617,21 @@ fn push_unmasked(
             let value = days
                 .checked_mul(per_day)
                 .and_then(|d| d.checked_add(nanos / divisor))
-                .ok_or_else(|| fail(format!("{value:?} is out of range")))?;
+                .ok_or_else(|| {
+                    // Only datetime2(7) in adaptive mode (io.debezium.time.NanoTimestamp,
+                    // an int64 of nanoseconds) can miss: it reaches 1677-09-21 to
+                    // 2262-04-11, and the column 0001 to 9999 (`9999-12-31`, the usual
+                    // "valid until further notice", included). Debezium 3.6 and older wrap
+                    // such a value silently into a wrong instant; newer ones refuse it as
+                    // capture does, naming the value.
+                    fail(format!(
+                        "{} is outside the range of io.debezium.time.NanoTimestamp (int64 \
+                         nanoseconds since 1970: 1677-09-21 to 2262-04-11); with \
+                         time.precision.mode = \"connect\" the column is written in \
+                         milliseconds, which hold it",
+                        local_timestamp_text(days, nanos)
+                    ))
+                })?;
             out.push_str(&value.to_string());
         }
         (
@@ -713,26 +727,33 @@ fn zoned_timestamp(utc_days: u32, utc_nanos: i64, offset_minutes: i16) -> String
     // nanoseconds within a day.
     let days = total.div_euclid(NANOS_PER_DAY) as i64;
     let nanos = total.rem_euclid(NANOS_PER_DAY) as i64;
-    let (y, m, d) = civil_from_days(days);
-    let secs = nanos / 1_000_000_000;
-    let frac = nanos % 1_000_000_000;
-    let mut text = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
-    if frac != 0 {
-        let digits = format!("{frac:09}");
-        text.push('.');
-        text.push_str(digits.trim_end_matches('0'));
-    }
+    let mut text = local_timestamp_text(days, nanos);
     if offset_minutes == 0 {
         text.push('Z');
     } else {
         let sign = if offset_minutes < 0 { '-' } else { '+' };
         let abs = offset_minutes.unsigned_abs();
         text.push_str(&format!("{sign}{:02}:{:02}", abs / 60, abs % 60));
+    }
+    text
+}
+
+/// A local date and time, days since 1970 and nanoseconds into the day, as ISO-8601
+/// (`9999-12-31T23:59:59.9999999`), for messages.
+fn local_timestamp_text(days: i64, nanos: i64) -> String {
+    let (y, m, d) = civil_from_days(days);
+    let secs = nanos / 1_000_000_000;
+    let mut text = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    let frac = nanos % 1_000_000_000;
+    if frac != 0 {
+        let digits = format!("{frac:09}");
+        text.push('.');
+        text.push_str(digits.trim_end_matches('0'));
     }
     text
 }

@@ -294,6 +294,49 @@ fn dates_and_times_with_adaptive_precision() {
     );
 }
 
+/// A datetime2(7) past 2262 does not fit Debezium's NanoTimestamp (int64 nanoseconds):
+/// refused with the value and the way out named, and written in connect mode.
+#[test]
+fn a_datetime2_beyond_nanosecond_range_names_the_value_and_the_way_out() {
+    let end_of_time = SqlValue::DateTime2 {
+        days: 3_652_058,
+        increments: 863_999_999_999,
+        scale: 7,
+    };
+    let column = column(SqlType::DateTime2 { scale: 7 });
+    let mut out = String::new();
+    let error = push_value(&mut out, &column, &end_of_time, ValueModes::default())
+        .expect_err("9999-12-31 overflows int64 nanoseconds");
+    assert_eq!(error.column, "c");
+    assert!(
+        error.reason.starts_with(
+            "9999-12-31T23:59:59.9999999 is outside the range of io.debezium.time.NanoTimestamp"
+        ),
+        "{}",
+        error.reason
+    );
+    assert!(
+        error.reason.contains(r#"time.precision.mode = "connect""#),
+        "{}",
+        error.reason
+    );
+    // The last instant that fits, 2262-04-11T23:47:16.8547758 (whole 100 ns), still maps.
+    let last = SqlValue::DateTime2 {
+        days: 719_162 + 106_751,
+        increments: 856_368_547_758,
+        scale: 7,
+    };
+    assert_eq!(
+        with_modes(&column, last, ValueModes::default()),
+        "9223372036854775800"
+    );
+    let connect = ValueModes {
+        time: TimePrecision::Connect,
+        ..ValueModes::default()
+    };
+    assert_eq!(with_modes(&column, end_of_time, connect), "253402300799999");
+}
+
 #[test]
 fn schemas_name_the_logical_types() {
     let cases = [
