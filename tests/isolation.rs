@@ -418,3 +418,58 @@ fn a_plugin_that_loops_on_every_event_costs_about_one_deadline_per_batch() {
         );
     }
 }
+
+/// A plugin allowed a pattern writes to at most `limits.max_output_topics` distinct
+/// topics: an event writing to one more goes to the dead-letter topic, and the topics
+/// already written stay open to the events after it, across batches.
+#[test]
+fn a_plugin_writes_to_at_most_its_limit_of_distinct_topics() {
+    let rows = [
+        json!({"id": 1, "write_to": "t.a"}),
+        json!({"id": 2, "write_to": "t.b"}),
+        json!({"id": 3, "write_to": "t.c"}),
+        json!({"id": 4, "write_to": "t.a"}),
+        json!({"id": 5, "write_to": "t.b"}),
+        json!({"id": 6, "write_to": "t.d"}),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write_lines(
+        dir.path(),
+        "in.jsonl",
+        &rows.iter().cloned().map(create_event).collect::<Vec<_>>(),
+    );
+    let output = dir.path().join("out.jsonl");
+    let mut poison = plugin("poison", components::POISON, &["in"], &["t.*"], &[]);
+    poison.spec.limits.max_output_topics = 2;
+    let (lines, stats) = run(config(&input, &output, vec![poison], 2));
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let topics: Vec<&str> = lines
+        .iter()
+        .map(|l| l["topic"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        topics,
+        ["t.a", "t.b", "sluice.dlq", "t.a", "t.b", "sluice.dlq"]
+    );
+    for refused in [&lines[2], &lines[5]] {
+        assert_eq!(
+            header(refused, "sluice.dlq.stage").as_deref(),
+            Some("limit")
+        );
+        let reason = header(refused, "sluice.dlq.reason").expect("reason");
+        assert!(
+            reason.contains("written to 2 distinct topics already")
+                && reason.contains("limits.max_output_topics"),
+            "{reason}"
+        );
+    }
+    assert!(
+        header(&lines[2], "sluice.dlq.reason")
+            .expect("reason")
+            .contains("\"t.c\"")
+    );
+    assert_eq!(stats.output_violations, 2);
+}

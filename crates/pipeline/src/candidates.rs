@@ -203,6 +203,7 @@ impl ShadowRuns {
                                 event,
                                 &shadow,
                                 outcome,
+                                None,
                                 &mut produced,
                                 false,
                             );

@@ -112,6 +112,7 @@ struct RawLimits {
     log_lines_per_call: Option<i64>,
     max_records_per_event: Option<i64>,
     max_record_bytes: Option<String>,
+    max_output_topics: Option<i64>,
 }
 
 /// Validates one plugin table. `at` prefixes problem paths (`plugin[0].` in a config
@@ -210,6 +211,15 @@ pub fn validate_plugin(
             _ => problems.add(
                 format!("{at}limits.max_records_per_event"),
                 format!("{records} is out of range (1 to 4294967295)"),
+            ),
+        }
+    }
+    if let Some(topics) = raw.limits.max_output_topics {
+        match u32::try_from(topics) {
+            Ok(topics) if topics > 0 => limits.max_output_topics = topics,
+            _ => problems.add(
+                format!("{at}limits.max_output_topics"),
+                format!("{topics} is out of range (1 to 4294967295)"),
             ),
         }
     }

@@ -38,6 +38,11 @@ pub struct PluginLimits {
     /// (key, value and headers); a larger one sends its event to the dead-letter topic
     /// instead of failing at the broker.
     pub max_record_bytes: u64,
+    /// The most distinct topics one plugin version may write to in a lane; a record for
+    /// a further topic sends its event to the dead-letter topic instead. A plugin
+    /// allowed a pattern (`cdm.*`) could otherwise write a new topic per event: as many
+    /// topics created on the broker, and metadata held by every client for each.
+    pub max_output_topics: u32,
 }
 
 impl PluginLimits {
@@ -58,6 +63,9 @@ impl PluginLimits {
     /// Kafka's default `message.max.bytes` (1 MiB): a larger record would be refused by
     /// a default broker anyway, after sluice had already spent the work on it.
     pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1 << 20;
+    /// A plugin routing by table writes a topic per table; a thousand distinct topics
+    /// from one plugin is a bug or an attack.
+    pub const DEFAULT_MAX_OUTPUT_TOPICS: u32 = 1_000;
 
     /// The size a record counts against [`PluginLimits::max_record_bytes`]: its key,
     /// its value, and each header's key and value with the two length prefixes Kafka
@@ -95,6 +103,15 @@ impl PluginLimits {
                 self.max_record_bytes
             )
         })
+    }
+
+    /// Why a record for `topic`, a topic new to the plugin when it has written to its
+    /// [`PluginLimits::max_output_topics`] already, is refused. The dead-letter reason.
+    pub fn too_many_topics(&self, topic: &str) -> String {
+        format!(
+            "plugin wrote to topic {topic:?}, a new topic when it has written to {} distinct topics already, its limit (limits.max_output_topics)",
+            self.max_output_topics
+        )
     }
 
     /// Why output records taking `host_bytes` of host memory (the batch's so far, with
@@ -149,6 +166,7 @@ impl Default for PluginLimits {
             log_lines_per_call: Self::DEFAULT_LOG_LINES_PER_CALL,
             max_records_per_event: Self::DEFAULT_MAX_RECORDS_PER_EVENT,
             max_record_bytes: Self::DEFAULT_MAX_RECORD_BYTES,
+            max_output_topics: Self::DEFAULT_MAX_OUTPUT_TOPICS,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! source order, checking each plugin's output against its allowed topics and limits and
 //! stamping lineage headers.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use sluice_core::topics::{TopicPattern, any_matches, check_topic_name};
@@ -260,6 +261,7 @@ impl Pipeline {
             })
             .collect();
         let mut per_event = self.outcomes_by_event(events.len(), per_route).into_iter();
+        let mut topics = self.take_output_topics(&routes);
         let mut output = Vec::with_capacity(slots.len());
         let mut event_index = 0;
         for slot in slots {
@@ -280,6 +282,7 @@ impl Pipeline {
                             event,
                             &routes[route_index],
                             outcome,
+                            Some(&mut topics[route_index]),
                             &mut output,
                             true,
                         );
@@ -288,6 +291,7 @@ impl Pipeline {
                 }
             }
         }
+        self.output_topics = Some((routes, topics));
         shadows.compare(&self.settings);
         self.stats.records_out += output.len() as u64;
         output
@@ -312,6 +316,27 @@ impl Pipeline {
         }
     }
 
+    /// Per route of `routes`, the topics its plugin has written to: carried over from the
+    /// last table for the routes still in it (a plugin version keeps its count across
+    /// reloads of other plugins), empty for new ones.
+    fn take_output_topics(&mut self, routes: &Routes) -> Vec<OutputTopics> {
+        let (table, mut sets) = match self.output_topics.take() {
+            Some((table, sets)) if Arc::ptr_eq(&table, routes) => return sets,
+            Some(last) => last,
+            None => (Arc::new(Vec::new()), Vec::new()),
+        };
+        routes
+            .iter()
+            .map(|route| {
+                table
+                    .iter()
+                    .position(|old| Arc::ptr_eq(old, route))
+                    .map(|at| std::mem::take(&mut sets[at]))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
     /// Regroups per-route outcomes into, per event, `(route index, outcome)` in route order.
     fn outcomes_by_event(
         &self,
@@ -331,18 +356,22 @@ impl Pipeline {
 /// Turns one plugin's outcome for one event into records: its output (checked against
 /// the route's allowed topics and limits, lineage headers stamped when `settings` asks)
 /// or the event's dead letter. Counted in `stats`; a dead letter is logged when `log`.
+/// `topics`: the topics the plugin has written to, held to `limits.max_output_topics`
+/// (`None`: not held, for a shadow, whose output is compared, never published).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn assemble_outcome(
     settings: &PipelineSettings,
     stats: &mut PipelineStats,
     event: &ChangeEvent,
     route: &Route,
     outcome: Outcome,
+    topics: Option<&mut OutputTopics>,
     output: &mut Vec<OutputRecord>,
     log: bool,
 ) {
     let plugin = Arc::clone(route.plugin.plugin());
     let (stage, reason, code) = match outcome {
-        Outcome::Records(records) => match check_output(route, &records) {
+        Outcome::Records(records) => match check_output(route, &records, topics) {
             Ok(()) => {
                 for mut record in records {
                     if settings.lineage_headers {
@@ -413,7 +442,11 @@ pub(crate) fn subset(events: &Arc<Vec<ChangeEvent>>, indices: &[usize]) -> Arc<V
 
 /// Checks a plugin's output for one event against its allowed topics and its limits.
 /// The error is the dead-letter reason.
-fn check_output(route: &Route, records: &[OutputRecord]) -> Result<(), (&'static str, String)> {
+fn check_output(
+    route: &Route,
+    records: &[OutputRecord],
+    topics: Option<&mut OutputTopics>,
+) -> Result<(), (&'static str, String)> {
     let limits = route.plugin.plugin().spec().limits;
     if let Some(reason) = limits.too_many_records(records.len()) {
         return Err(("limit", reason));
@@ -447,7 +480,59 @@ fn check_output(route: &Route, records: &[OutputRecord]) -> Result<(), (&'static
             return Err(("limit", reason));
         }
     }
+    // Last, so that a refused event adds no topic: its records are all published, or
+    // none is.
+    if let Some(topics) = topics {
+        let new = |topic: &&str| !topics.contains(topic);
+        let mut added: Vec<&str> = records
+            .iter()
+            .map(|r| r.topic.as_str())
+            .filter(new)
+            .collect();
+        added.sort_unstable();
+        added.dedup();
+        if let Some(refused) = added.get(topics.room(limits.max_output_topics)) {
+            return Err(("limit", limits.too_many_topics(refused)));
+        }
+        for topic in added {
+            topics.insert(topic);
+        }
+    }
     Ok(())
+}
+
+/// The distinct topics one route's plugin has written to, so that it writes to at most
+/// `limits.max_output_topics` of them (see [`PluginLimits::max_output_topics`]).
+#[derive(Debug, Default)]
+pub(crate) struct OutputTopics {
+    /// The first few, looked up by comparing: most plugins write to one topic or a
+    /// handful, and a comparison of two short names costs less than hashing one.
+    few: Vec<Box<str>>,
+    /// The rest.
+    many: HashSet<Box<str>>,
+}
+
+impl OutputTopics {
+    /// How many topics are compared before [`OutputTopics::many`] is hashed.
+    const FEW: usize = 8;
+
+    fn contains(&self, topic: &str) -> bool {
+        self.few.iter().any(|known| **known == *topic)
+            || (!self.many.is_empty() && self.many.contains(topic))
+    }
+
+    /// How many new topics fit under `max`.
+    fn room(&self, max: u32) -> usize {
+        (max as usize).saturating_sub(self.few.len() + self.many.len())
+    }
+
+    fn insert(&mut self, topic: &str) {
+        if self.few.len() < Self::FEW {
+            self.few.push(topic.into());
+        } else {
+            self.many.insert(topic.into());
+        }
+    }
 }
 
 /// The place of one input record in a batch's output.

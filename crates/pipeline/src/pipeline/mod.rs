@@ -243,6 +243,9 @@ pub struct Pipeline {
     candidates: Option<Arc<CandidateMetrics>>,
     /// The route table last seen and its counters of events served, per route.
     served: Option<(Routes, Vec<Arc<std::sync::atomic::AtomicU64>>)>,
+    /// The route table last seen and, per route, the topics its plugin has written to
+    /// (`limits.max_output_topics`).
+    output_topics: Option<(Routes, Vec<assemble::OutputTopics>)>,
     /// The lane this pipeline runs (see [`crate::lanes`]), for logs and metrics.
     lane: String,
     /// Whether the pipeline rests after batches with traps ([`TRAP_REST_FACTOR`]): true
@@ -288,6 +291,7 @@ impl Pipeline {
             reported: PipelineStats::default(),
             candidates: None,
             served: None,
+            output_topics: None,
             lane: SHARED_LANE.to_owned(),
             rest_after_traps: false,
         }
