@@ -34,6 +34,8 @@ variant 4-opt-level-s CARGO_PROFILE_RELEASE_OPT_LEVEL=s
 variant 5-panic-abort CARGO_PROFILE_RELEASE_PANIC=abort
 variant 6-simd128 RUSTFLAGS="-C target-feature=+simd128"
 variant 7-simd128-panic-abort CARGO_PROFILE_RELEASE_PANIC=abort RUSTFLAGS="-C target-feature=+simd128"
+variant 8-inline-1000 RUSTFLAGS="-C llvm-args=-inline-threshold=1000"
+variant 9-inline-4000 RUSTFLAGS="-C llvm-args=-inline-threshold=4000"
 
 if [[ ${1:-} == --build-only ]]; then
     exit 0
