@@ -359,12 +359,13 @@ impl DeadLetterRead {
 
 /// Runs `sluice run` with `poison` from `topic` to `out` until `records` records are on
 /// `out` and the dead-letter topic together (at most 120 s), then stops it cleanly;
-/// gives the keys published to `out` and the dead letters, in the order read.
+/// gives the keys published to `out` with the partition each is on, and the dead
+/// letters, in the order read.
 async fn poison_lane_output(
     bootstrap: &str,
     topic: &str,
     records: usize,
-) -> (Vec<String>, Vec<DeadLetterRead>) {
+) -> (Vec<(String, i32)>, Vec<DeadLetterRead>) {
     let config = crate::support::kafka_config(
         bootstrap,
         &format!("sluice-{topic}"),
@@ -393,7 +394,10 @@ async fn poison_lane_output(
             .expect("every record within the time limit")
             .expect("consume");
         if message.topic() == "out" {
-            out.push(String::from_utf8_lossy(message.key().expect("key")).into_owned());
+            out.push((
+                String::from_utf8_lossy(message.key().expect("key")).into_owned(),
+                message.partition(),
+            ));
         } else {
             dead.push(DeadLetterRead {
                 headers: sluice_kafka::headers::read_headers(&message).headers,
@@ -404,6 +408,56 @@ async fn poison_lane_output(
     stop.send(()).expect("running");
     sluice.await.expect("task").expect("clean stop");
     (out, dead)
+}
+
+/// The keys of [`poison_lane_output`]'s records.
+fn keys(out: &[(String, i32)]) -> Vec<&str> {
+    out.iter().map(|(key, _)| key.as_str()).collect()
+}
+
+/// A topic a Flink job (Kafka's Java producer) wrote before keeps each key on its
+/// partition when sluice writes it: `sluice run`'s sink places keys by murmur2.
+#[test]
+fn sluice_run_puts_each_key_on_the_partition_a_java_producer_would() {
+    const EVENTS: usize = 40;
+    const PARTITIONS: i32 = 4;
+    let broker = Broker::start();
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    tokio.block_on(async {
+        create_partitioned_topics(
+            &broker.bootstrap,
+            &[("keyed", 1), ("out", PARTITIONS), ("sluice.dlq", 1)],
+        )
+        .await;
+        let producer: FutureProducer = client(&broker.bootstrap).create().expect("producer");
+        for id in 1..=EVENTS {
+            let line: serde_json::Value = serde_json::from_str(&crate::support::create_event(
+                serde_json::json!({ "id": id }),
+            ))
+            .expect("JSON");
+            producer
+                .send(
+                    FutureRecord::to("keyed")
+                        .key(&line["key"].to_string())
+                        .payload(&line["value"].to_string()),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("produced");
+        }
+        let (out, dead) = poison_lane_output(&broker.bootstrap, "keyed", EVENTS).await;
+        assert!(dead.is_empty());
+        assert_eq!(out.len(), EVENTS);
+        for (key, partition) in &out {
+            let java = sluice_tests::java_partition(key.as_bytes(), PARTITIONS);
+            assert_eq!(
+                *partition, java,
+                "key {key} on partition {partition}, the Java producer's is {java}"
+            );
+        }
+        let used: std::collections::BTreeSet<i32> = out.iter().map(|(_, p)| *p).collect();
+        assert_eq!(used.len(), PARTITIONS as usize, "the keys spread: {used:?}");
+    });
 }
 
 #[test]
@@ -446,7 +500,7 @@ fn poison_events_and_a_trapping_plugin_go_to_the_dead_letter_topic_and_the_strea
                 )
             })
             .collect();
-        assert_eq!(out, ["1", "5"], "the good events are published");
+        assert_eq!(keys(&out), ["1", "5"], "the good events are published");
         dead.sort_by(|a, b| a.2.cmp(&b.2));
         assert_eq!(dead[0].0, "rejected");
         assert_eq!(dead[0].1, "no thanks");
@@ -559,7 +613,11 @@ fn a_header_name_that_is_not_utf8_costs_only_its_record() {
                 )
             })
             .collect();
-        assert_eq!(out, ["1", "3"], "the records around it are published");
+        assert_eq!(
+            keys(&out),
+            ["1", "3"],
+            "the records around it are published"
+        );
         assert_eq!(dead.len(), 1);
         let (stage, reason, offset, header, payload) = &dead[0];
         assert_eq!(stage, "decode");

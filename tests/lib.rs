@@ -690,3 +690,40 @@ pub fn read_topic(
     }
     out
 }
+
+/// Kafka's `Utils.murmur2` (what the Java producer, so Kafka Connect and Debezium, hashes
+/// a key with), written from its definition to check sluice's placement against.
+pub fn java_murmur2(data: &[u8]) -> i32 {
+    let m: i32 = 0x5bd1_e995;
+    let mut h: i32 = (0x9747_b28c_u32 as i32) ^ data.len() as i32;
+    let chunks = data.chunks_exact(4);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let mut k = i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(m);
+        k ^= ((k as u32) >> 24) as i32;
+        k = k.wrapping_mul(m);
+        h = h.wrapping_mul(m);
+        h ^= k;
+    }
+    if tail.len() >= 3 {
+        h ^= (tail[2] as i32) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= (tail[1] as i32) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= tail[0] as i32;
+        h = h.wrapping_mul(m);
+    }
+    h ^= ((h as u32) >> 13) as i32;
+    h = h.wrapping_mul(m);
+    h ^= ((h as u32) >> 15) as i32;
+    h
+}
+
+/// The partition the Java producer puts `key` on among `partitions`:
+/// `toPositive(murmur2(key)) % n`.
+pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    (java_murmur2(key) & 0x7fff_ffff) % partitions
+}

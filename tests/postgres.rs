@@ -489,44 +489,13 @@ fn the_compose_postgres_capture_config_is_valid() {
     }
 }
 
-/// Kafka's `Utils.murmur2` (what the Java producer, so Kafka Connect and Debezium, hashes
-/// a key with), written from its definition to check capture's placement against.
-fn java_murmur2(data: &[u8]) -> i32 {
-    let m: i32 = 0x5bd1_e995;
-    let mut h: i32 = (0x9747_b28c_u32 as i32) ^ data.len() as i32;
-    let chunks = data.chunks_exact(4);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        let mut k = i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        k = k.wrapping_mul(m);
-        k ^= ((k as u32) >> 24) as i32;
-        k = k.wrapping_mul(m);
-        h = h.wrapping_mul(m);
-        h ^= k;
-    }
-    if tail.len() >= 3 {
-        h ^= (tail[2] as i32) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= (tail[1] as i32) << 8;
-    }
-    if !tail.is_empty() {
-        h ^= tail[0] as i32;
-        h = h.wrapping_mul(m);
-    }
-    h ^= ((h as u32) >> 13) as i32;
-    h = h.wrapping_mul(m);
-    h ^= ((h as u32) >> 15) as i32;
-    h
-}
-
 /// A consumer moving from Debezium keeps per-key order only if each key lands on the
 /// partition Kafka Connect's producer would pick: `toPositive(murmur2(key)) % n`.
 #[test]
 fn keys_land_on_the_partitions_kafka_connect_chooses() {
     // Kafka's own test vectors (UtilsTest.testMurmur2), so the reference is the Java one.
-    assert_eq!(java_murmur2(b"21"), -973_932_308);
-    assert_eq!(java_murmur2(b"foobar"), -790_332_482);
+    assert_eq!(sluice_tests::java_murmur2(b"21"), -973_932_308);
+    assert_eq!(sluice_tests::java_murmur2(b"foobar"), -790_332_482);
     let pg = Postgres::start();
     let broker = Broker::start();
     pg.sql(
@@ -569,7 +538,7 @@ fn keys_land_on_the_partitions_kafka_connect_chooses() {
     capture.finish().expect("clean stop");
     assert_eq!(placed.len(), 40, "every snapshot row read back");
     for (key, partition) in &placed {
-        let expected = (java_murmur2(key) & 0x7fff_ffff) % PARTITIONS;
+        let expected = sluice_tests::java_partition(key, PARTITIONS);
         assert_eq!(
             *partition,
             expected,

@@ -36,10 +36,6 @@ use sluice_kafka::transaction::{CALL_TIMEOUT, TransactionError, Transactions};
 use crate::offsets::{Offset, offset_key};
 use crate::{Acknowledged, EventWriter, OffsetValue, OutRecord, WriteError};
 
-/// librdkafka's partitioner matching the Java client's: murmur2 of the key (random for
-/// null keys, as the Java client spreads them).
-pub const PARTITIONER: &str = "murmur2_random";
-
 /// Where the records go: in transactions, or published and acknowledged one step at a
 /// time.
 enum Output {
@@ -69,18 +65,6 @@ impl std::fmt::Debug for KafkaWriter {
     }
 }
 
-/// The producer's configuration: sluice-kafka's (idempotent, `acks=all`), the Java
-/// client's partitioner, then `properties` verbatim (they may override), then the
-/// transactional id.
-fn capture_config(properties: &[(String, String)], transactional_id: Option<&str>) -> ClientConfig {
-    // Kafka's Java producer (Kafka Connect's, so Debezium's) places a key by murmur2;
-    // librdkafka's default (`consistent_random`, CRC32) places it elsewhere, so a topic
-    // Debezium wrote would get one key on two partitions and lose its order.
-    let mut with_partitioner = vec![("partitioner".to_owned(), PARTITIONER.to_owned())];
-    with_partitioner.extend_from_slice(properties);
-    producer_config(&with_partitioner, transactional_id)
-}
-
 impl KafkaWriter {
     /// A producer for `properties` (librdkafka, verbatim); with `transactional`, a
     /// transactional producer initialised (fencing any older one with the same id,
@@ -94,7 +78,7 @@ impl KafkaWriter {
     ) -> Result<Self, WriteError> {
         let transactional_id =
             transactional.then(|| transactional_id(&["sluice-capture", server, database]));
-        let config = capture_config(properties, transactional_id.as_deref());
+        let config = producer_config(properties, transactional_id.as_deref());
         let output = match &transactional_id {
             Some(id) => Output::Transactional(Arc::new(
                 Transactions::init(&config, id, None).map_err(write_error)?,
@@ -482,20 +466,6 @@ mod tests {
             .collect();
         let expected: Vec<Vec<u8>> = (1..=3).map(|n| offset(n).encode()).collect();
         assert_eq!(stored, expected);
-    }
-
-    /// Keys land on the partitions Kafka Connect's producer chose (murmur2), unless the
-    /// properties say otherwise.
-    #[test]
-    fn the_producer_partitions_keys_as_the_java_client_does() {
-        let config = capture_config(&properties("k:9092"), None);
-        assert_eq!(config.get("partitioner"), Some("murmur2_random"));
-        let mut own = properties("k:9092");
-        own.push(("partitioner".into(), "consistent_random".into()));
-        assert_eq!(
-            capture_config(&own, Some("t")).get("partitioner"),
-            Some("consistent_random")
-        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

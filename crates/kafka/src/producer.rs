@@ -9,10 +9,14 @@ use sluice_core::telemetry::Telemetry;
 
 use crate::sink::ErrorCounter;
 
+/// librdkafka's partitioner matching the Java client's: murmur2 of the key (random for
+/// null keys, as the Java client spreads them).
+pub const JAVA_PARTITIONER: &str = "murmur2_random";
+
 /// librdkafka producer settings: safe defaults a user can override (`acks=all` and
-/// idempotence: no loss, no duplicates from retries), then `properties` verbatim, then
-/// `transactional.id` when given (it names this producer's transactions, so it is never
-/// taken from `properties`).
+/// idempotence: no loss, no duplicates from retries; the Java client's partitioner), then
+/// `properties` verbatim, then `transactional.id` when given (it names this producer's
+/// transactions, so it is never taken from `properties`).
 pub fn producer_config(
     properties: &[(String, String)],
     transactional_id: Option<&str>,
@@ -20,6 +24,12 @@ pub fn producer_config(
     let mut config = ClientConfig::new();
     config.set("acks", "all");
     config.set("enable.idempotence", "true");
+    // Kafka's Java producer (Kafka Connect's, so Debezium's, and Flink's KafkaSink) puts
+    // a key on partition murmur2(key) % n; librdkafka's default (`consistent_random`,
+    // CRC32) on another. A topic moving from such a writer to sluice would get one key
+    // on two partitions: consumers would lose its order, and compaction would keep both
+    // its last values (a tombstone deletes only the one beside it).
+    config.set("partitioner", JAVA_PARTITIONER);
     for (key, value) in properties {
         config.set(key, value);
     }
@@ -72,5 +82,20 @@ mod tests {
         assert_eq!(config.get("acks"), Some("1"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("transactional.id"), Some("ours"));
+    }
+
+    /// Keys land on the partitions the Java client (Kafka Connect, Debezium, Flink's
+    /// KafkaSink) chooses, unless the properties say otherwise.
+    #[test]
+    fn keys_are_partitioned_as_the_java_client_does_unless_overridden() {
+        assert_eq!(
+            producer_config(&[], None).get("partitioner"),
+            Some("murmur2_random")
+        );
+        let own = [("partitioner".to_owned(), "consistent_random".to_owned())];
+        assert_eq!(
+            producer_config(&own, Some("t")).get("partitioner"),
+            Some("consistent_random")
+        );
     }
 }
