@@ -94,14 +94,29 @@ fn a_replay_after_a_fix_publishes_each_rejected_event_once() {
     fixed.sort();
     assert_eq!(fixed, rejected, "the replayed events, by the fixed version");
 
-    // Each replayed record says where in the dead-letter topic it came from.
-    let mut from = replayed_from(&bootstrap);
+    // Each replayed record says where in the dead-letter topic it came from, and keeps
+    // the timestamp of the record it was made from (its dead letter kept it).
+    let replayed = replayed_records(&bootstrap, "out", 20);
+    let mut from: Vec<&str> = replayed.iter().map(|r| r.from.as_str()).collect();
     from.sort();
     assert_eq!(
         from,
         ["sluice.dlq/0/0", "sluice.dlq/0/1", "sluice.dlq/0/2"],
         "one record per dead letter, marked"
     );
+    let input = replayed_records(&bootstrap, "orders.in", 20);
+    for record in &replayed {
+        let original = input
+            .iter()
+            .find(|r| Some(r.offset) == record.source_offset)
+            .expect("the replayed record's input");
+        assert!(record.timestamp.is_some());
+        assert_eq!(
+            record.timestamp, original.timestamp,
+            "the record of offset {} replayed with its timestamp",
+            original.offset
+        );
+    }
 
     let second = replay(&config, &[]);
     assert!(
@@ -115,34 +130,54 @@ fn a_replay_after_a_fix_publishes_each_rejected_event_once() {
     assert!(again.contains("replayed 2, published 2"), "{again}");
 }
 
-/// The `sluice.replayed.from` headers of the records in `out`.
-fn replayed_from(bootstrap: &str) -> Vec<String> {
+/// A record read back: its offset, timestamp, and `sluice.source.offset` and
+/// `sluice.replayed.from` headers (empty when it has none).
+struct ReadBack {
+    offset: i64,
+    timestamp: Option<i64>,
+    source_offset: Option<i64>,
+    from: String,
+}
+
+/// The first `count` records of `topic`; of `out`, only the replayed ones are kept.
+fn replayed_records(bootstrap: &str, topic: &str, count: usize) -> Vec<ReadBack> {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Headers;
     let consumer: BaseConsumer = sluice_tests::kafka_client(bootstrap)
-        .set("group.id", "replayed-from-reader")
+        .set("group.id", format!("{topic}-read-back"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
-    consumer.subscribe(&["out"]).expect("subscribe");
+    consumer.subscribe(&[topic]).expect("subscribe");
     let mut found = Vec::new();
     let mut seen = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while seen < 20 && std::time::Instant::now() < deadline {
+    while seen < count && std::time::Instant::now() < deadline {
         if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
             seen += 1;
-            if let Some(headers) = message.headers() {
-                for header in headers.iter() {
-                    if header.key == "sluice.replayed.from" {
-                        found.push(
-                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
-                        );
-                    }
-                }
+            let header = |name: &str| {
+                message.headers().and_then(|headers| {
+                    headers
+                        .iter()
+                        .find(|header| header.key == name)
+                        .map(|header| {
+                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned()
+                        })
+                })
+            };
+            let from = header("sluice.replayed.from").unwrap_or_default();
+            if topic != "out" || !from.is_empty() {
+                found.push(ReadBack {
+                    offset: message.offset(),
+                    timestamp: message.timestamp().to_millis(),
+                    source_offset: header("sluice.source.offset").and_then(|o| o.parse().ok()),
+                    from,
+                });
             }
         }
     }
+    assert_eq!(seen, count, "{count} records on {topic}");
     found
 }

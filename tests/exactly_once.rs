@@ -149,6 +149,7 @@ fn a_restarted_producer_fences_its_zombie_on_apache_kafka() {
         ConsumerGroup::fixed(consumer.group_metadata().expect("group metadata"))
     };
     let record = |id: i64| OutputRecord {
+        timestamp: None,
         topic: "fencing.out".to_owned(),
         key: Some(id.to_string().into_bytes()),
         value: Some(format!("{{\"id\":{id}}}").into_bytes()),

@@ -340,10 +340,18 @@ fn kill_dash_nine_at_random_points_loses_nothing() {
 }
 
 /// A record read from the dead-letter topic: its headers (names read as bytes, see
-/// `sluice_kafka::headers`) and value.
+/// `sluice_kafka::headers`), value and timestamp.
 struct DeadLetterRead {
     headers: Vec<sluice_core::Header>,
     payload: Option<Vec<u8>>,
+    timestamp: Option<i64>,
+}
+
+/// A record read from `out`: its key (as text), partition and timestamp.
+struct Published {
+    key: String,
+    partition: i32,
+    timestamp: Option<i64>,
 }
 
 impl DeadLetterRead {
@@ -359,13 +367,12 @@ impl DeadLetterRead {
 
 /// Runs `sluice run` with `poison` from `topic` to `out` until `records` records are on
 /// `out` and the dead-letter topic together (at most 120 s), then stops it cleanly;
-/// gives the keys published to `out` with the partition each is on, and the dead
-/// letters, in the order read.
+/// gives the records published to `out` and the dead letters, in the order read.
 async fn poison_lane_output(
     bootstrap: &str,
     topic: &str,
     records: usize,
-) -> (Vec<(String, i32)>, Vec<DeadLetterRead>) {
+) -> (Vec<Published>, Vec<DeadLetterRead>) {
     let config = crate::support::kafka_config(
         bootstrap,
         &format!("sluice-{topic}"),
@@ -394,14 +401,16 @@ async fn poison_lane_output(
             .expect("every record within the time limit")
             .expect("consume");
         if message.topic() == "out" {
-            out.push((
-                String::from_utf8_lossy(message.key().expect("key")).into_owned(),
-                message.partition(),
-            ));
+            out.push(Published {
+                key: String::from_utf8_lossy(message.key().expect("key")).into_owned(),
+                partition: message.partition(),
+                timestamp: message.timestamp().to_millis(),
+            });
         } else {
             dead.push(DeadLetterRead {
                 headers: sluice_kafka::headers::read_headers(&message).headers,
                 payload: message.payload().map(<[u8]>::to_vec),
+                timestamp: message.timestamp().to_millis(),
             });
         }
     }
@@ -411,8 +420,8 @@ async fn poison_lane_output(
 }
 
 /// The keys of [`poison_lane_output`]'s records.
-fn keys(out: &[(String, i32)]) -> Vec<&str> {
-    out.iter().map(|(key, _)| key.as_str()).collect()
+fn keys(out: &[Published]) -> Vec<&str> {
+    out.iter().map(|record| record.key.as_str()).collect()
 }
 
 /// A topic a Flink job (Kafka's Java producer) wrote before keeps each key on its
@@ -448,15 +457,60 @@ fn sluice_run_puts_each_key_on_the_partition_a_java_producer_would() {
         let (out, dead) = poison_lane_output(&broker.bootstrap, "keyed", EVENTS).await;
         assert!(dead.is_empty());
         assert_eq!(out.len(), EVENTS);
-        for (key, partition) in &out {
+        for Published { key, partition, .. } in &out {
             let java = sluice_tests::java_partition(key.as_bytes(), PARTITIONS);
             assert_eq!(
                 *partition, java,
                 "key {key} on partition {partition}, the Java producer's is {java}"
             );
         }
-        let used: std::collections::BTreeSet<i32> = out.iter().map(|(_, p)| *p).collect();
+        let used: std::collections::BTreeSet<i32> = out.iter().map(|r| r.partition).collect();
         assert_eq!(used.len(), PARTITIONS as usize, "the keys spread: {used:?}");
+    });
+}
+
+/// A plugin's records and a dead letter keep the timestamp of the record they came from
+/// (as a Flink job's output and Kafka Connect's dead letters do), not the time sluice
+/// published them: consumers that window, retain or seek by time see the source's times.
+#[test]
+fn records_keep_the_timestamp_of_the_record_they_came_from() {
+    // 2001-09-09, long before this test runs: the producer's clock cannot give these.
+    const SOURCE_TIME: i64 = 1_000_000_000_000;
+    let broker = Broker::start();
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    tokio.block_on(async {
+        create_topics(&broker.bootstrap, &["timed", "out", "sluice.dlq"]).await;
+        let producer: FutureProducer = client(&broker.bootstrap).create().expect("producer");
+        let rows = [
+            serde_json::json!({"id": 1}),
+            serde_json::json!({"id": 2, "reject": "no"}),
+            serde_json::json!({"id": 3}),
+        ];
+        for (at, row) in rows.into_iter().enumerate() {
+            let line: serde_json::Value =
+                serde_json::from_str(&crate::support::create_event(row)).expect("JSON");
+            producer
+                .send(
+                    FutureRecord::to("timed")
+                        .key(&line["key"].to_string())
+                        .payload(&line["value"].to_string())
+                        .timestamp(SOURCE_TIME + at as i64),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("produced");
+        }
+        let (out, dead) = poison_lane_output(&broker.bootstrap, "timed", 3).await;
+        let published: Vec<(&str, Option<i64>)> = out
+            .iter()
+            .map(|record| (record.key.as_str(), record.timestamp))
+            .collect();
+        assert_eq!(
+            published,
+            [("1", Some(SOURCE_TIME)), ("3", Some(SOURCE_TIME + 2))]
+        );
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].timestamp, Some(SOURCE_TIME + 1));
     });
 }
 

@@ -208,6 +208,7 @@ pub fn synthetic_customer_events(count: usize) -> Vec<sluice_core::RawRecord> {
                 "op": "u", "ts_ms": 1_763_900_000_500i64, "transaction": null,
             });
             sluice_core::RawRecord {
+                timestamp: None,
                 key: Some(format!(r#"{{"id":{id}}}"#).into_bytes()),
                 value: Some(value.to_string().into_bytes()),
                 headers: vec![],

@@ -149,6 +149,7 @@ pub fn create_record_of(after: serde_json::Value) -> sluice_core::RawRecord {
     let id = after["id"].as_i64().unwrap_or(0);
     let line: serde_json::Value = serde_json::from_str(&create_event(after)).expect("JSON");
     sluice_core::RawRecord {
+        timestamp: None,
         key: Some(line["key"].to_string().into_bytes()),
         value: Some(line["value"].to_string().into_bytes()),
         headers: Vec::new(),
@@ -269,6 +270,7 @@ pub async fn read_json_lines(
             .expect("consume");
         let raw = sluice_kafka::source::to_raw(&message);
         let record = sluice_core::OutputRecord {
+            timestamp: None,
             topic: raw.origin.topic,
             key: raw.key,
             value: raw.value,

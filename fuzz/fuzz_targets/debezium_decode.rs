@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
             offset: 1,
         },
         unreadable: None,
+        timestamp: None,
     };
     match debezium::decode(record) {
         Ok(Decoded::Event(event)) => {

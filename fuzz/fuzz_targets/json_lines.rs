@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
                 value: bytes(i + 1),
             })
             .collect(),
+        timestamp: None,
     };
     let mut line = Vec::new();
     json_lines::write_json_line(&record, &mut line);

@@ -183,6 +183,7 @@ fn restore(letter: DeadLetter, plugin: &str) -> Option<RawRecord> {
         key,
         value,
         mut headers,
+        timestamp,
         ..
     } = letter;
     if header_text(&headers, headers::PLUGIN).as_deref() != Some(plugin) {
@@ -199,6 +200,9 @@ fn restore(letter: DeadLetter, plugin: &str) -> Option<RawRecord> {
     };
     headers.retain(|header| !header.key.starts_with("sluice."));
     Some(RawRecord {
+        // The failed record's (its dead letter kept it): the records replayed from it
+        // get it, as they would have the first time.
+        timestamp,
         key,
         value,
         headers,

@@ -88,6 +88,7 @@ fn event(fields: serde_json::Value) -> ChangeEvent {
         "source": {"connector": "sqlserver", "name": "s", "db": "d", "schema": "dbo", "table": "t", "snapshot": "false"},
     });
     let raw = RawRecord {
+        timestamp: None,
         key: Some(b"{\"id\":1}".to_vec()),
         value: Some(value.to_string().into_bytes()),
         headers: vec![],

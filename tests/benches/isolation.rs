@@ -206,6 +206,7 @@ fn hostile_events(fields: serde_json::Value, count: usize) -> Vec<RawRecord> {
                 "source": {"connector": "sqlserver", "name": "s", "db": "d", "schema": "dbo", "table": "t", "snapshot": "false"},
             });
             RawRecord {
+                timestamp: None,
                 key: Some(format!(r#"{{"id":{i}}}"#).into_bytes()),
                 value: Some(value.to_string().into_bytes()),
                 headers: vec![],

@@ -290,6 +290,7 @@ fn stage_costs(records: &[sluice_core::RawRecord], rounds: usize) {
     let outputs: Vec<sluice_core::OutputRecord> = records
         .iter()
         .map(|r| sluice_core::OutputRecord {
+            timestamp: None,
             topic: format!("passthrough.{}", r.origin.topic),
             key: r.key.clone(),
             value: r.value.clone(),

@@ -101,6 +101,7 @@ impl KafkaWriter {
         let mut out: Vec<OutputRecord> = records
             .into_iter()
             .map(|r| OutputRecord {
+                timestamp: None,
                 topic: r.topic,
                 key: r.key,
                 value: r.value,
@@ -115,6 +116,7 @@ impl KafkaWriter {
             })
             .collect();
         out.push(OutputRecord {
+            timestamp: None,
             topic: self.offsets_topic.clone(),
             key: Some(self.offset_key.clone()),
             value: Some(offset),

@@ -119,6 +119,7 @@ mod tests {
     #[test]
     fn renders_json_text_binary_and_tombstones() {
         let record = OutputRecord {
+            timestamp: None,
             topic: "cdm.customer".into(),
             key: Some(br#"{"customerId":1}"#.to_vec()),
             value: None,
@@ -142,6 +143,7 @@ mod tests {
             r#"{"topic":"cdm.customer","key":{"customerId":1},"value":null,"headers":[["a","1"],["a",{"$base64":"/w=="}],["n",null]]}"#
         );
         let text = OutputRecord {
+            timestamp: None,
             topic: "t".into(),
             key: Some(b"plain".to_vec()),
             value: Some(vec![0, 159]),
@@ -156,6 +158,7 @@ mod tests {
     #[test]
     fn escapes_strings_and_folds_pretty_printed_json_onto_one_line() {
         let record = OutputRecord {
+            timestamp: None,
             topic: "t\"q".into(),
             key: Some(b"line\nbreak".to_vec()),
             value: Some(b"{\n  \"a\": [1, 2]\n}".to_vec()),
@@ -183,6 +186,7 @@ mod tests {
     #[test]
     fn json_with_bytes_that_are_not_utf8_is_written_as_base64() {
         let record = OutputRecord {
+            timestamp: None,
             topic: "t".into(),
             key: Some(b"\"\xff\"".to_vec()),
             value: Some(b"{\"a\":\"\xfe\"}".to_vec()),

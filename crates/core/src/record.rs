@@ -3,7 +3,9 @@
 //! A source yields [`RawRecord`]s; plugins and capture produce [`OutputRecord`]s that a
 //! sink publishes. They mirror the WIT types of the plugin contract field for field (the
 //! runtime converts at the boundary by moving the fields, without copying bytes), so
-//! that sources, sinks and capture never see the WebAssembly runtime.
+//! that sources, sinks and capture never see the WebAssembly runtime. Besides, each
+//! carries its Kafka timestamp, which plugins do not see or set: the host gives a
+//! plugin's records the timestamp of the record they came from, as a Flink job does.
 
 use std::borrow::Cow;
 
@@ -64,6 +66,9 @@ pub struct RawRecord {
     /// long, or a keyed line whose fields have the wrong shape); `value` holds what it
     /// could read. Such a record goes to the dead-letter topic with this reason.
     pub unreadable: Option<String>,
+    /// The record's timestamp, ms since the Unix epoch, when the source has one (a Kafka
+    /// record's `CreateTime` or `LogAppendTime`).
+    pub timestamp: Option<i64>,
 }
 
 /// A record to publish.
@@ -76,4 +81,7 @@ pub struct OutputRecord {
     /// `None`: a tombstone (for compacted topics).
     pub value: Option<Vec<u8>>,
     pub headers: Vec<Header>,
+    /// The record's timestamp, ms since the Unix epoch; `None`: the producer's clock
+    /// when it is published.
+    pub timestamp: Option<i64>,
 }

@@ -464,6 +464,7 @@ mod tests {
 
     fn record(n: u32) -> OutputRecord {
         OutputRecord {
+            timestamp: None,
             topic: "cdm.customer".into(),
             key: Some(format!("{{\"id\":{n}}}").into_bytes()),
             value: Some(format!("{{\"id\":{n},\"name\":\"c{n}\"}}").into_bytes()),

@@ -29,6 +29,8 @@ pub struct DeadLetter {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<Header>,
+    /// Its timestamp: the failed record's, which a dead letter keeps.
+    pub timestamp: Option<i64>,
 }
 
 /// A replay's view of the dead-letter topic (see the module docs).
@@ -238,6 +240,7 @@ impl DeadLetterReader {
                         // A name that is not UTF-8 is replayed with its invalid
                         // bytes replaced (rdkafka's own accessors would panic on it).
                         headers: crate::headers::read_headers(&message).headers,
+                        timestamp: message.timestamp().to_millis(),
                     });
                 }
                 None => {

@@ -159,6 +159,9 @@ pub async fn enqueue<C: rdkafka::ClientContext + 'static>(
         if let Some(value) = &record.value {
             message = message.payload(value.as_slice());
         }
+        if let Some(timestamp) = record.timestamp {
+            message = message.timestamp(timestamp);
+        }
         let delivery = loop {
             match producer.send_result(message) {
                 Ok(delivery) => break delivery,

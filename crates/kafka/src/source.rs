@@ -315,6 +315,7 @@ pub fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
         unreadable,
     } = crate::headers::read_headers(message);
     RawRecord {
+        timestamp: message.timestamp().to_millis(),
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
         headers,

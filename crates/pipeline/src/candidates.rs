@@ -201,6 +201,7 @@ impl ShadowRuns {
                                 &settings,
                                 &mut stats,
                                 event,
+                                None,
                                 &shadow,
                                 outcome,
                                 None,
@@ -455,6 +456,7 @@ mod tests {
     #[test]
     fn an_example_keeps_a_bounded_prefix_of_each_large_field() {
         let mut record = OutputRecord {
+            timestamp: None,
             topic: "out".into(),
             key: Some(b"k".to_vec()),
             value: Some(vec![b'x'; 10 * MAX_EXAMPLE_BYTES]),

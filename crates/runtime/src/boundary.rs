@@ -49,6 +49,7 @@ impl From<bindings::Origin> for sluice_core::Origin {
 impl From<bindings::OutputRecord> for sluice_core::OutputRecord {
     fn from(record: bindings::OutputRecord) -> Self {
         Self {
+            timestamp: None,
             topic: record.topic,
             key: record.key,
             value: record.value,

@@ -315,6 +315,8 @@ pub fn decode(record: RawRecord) -> Result<Decoded, Box<Malformed>> {
                 headers,
                 origin,
                 unreadable: _,
+                // The pipeline takes it before decoding (events do not carry it).
+                timestamp: _,
             } = record;
             Ok(Decoded::Event(ChangeEvent {
                 op: parts.op,
@@ -530,6 +532,7 @@ mod tests {
 
     fn record(value: &str) -> RawRecord {
         RawRecord {
+            timestamp: None,
             key: Some(br#"{"id":1}"#.to_vec()),
             value: Some(value.as_bytes().to_vec()),
             headers: Vec::new(),

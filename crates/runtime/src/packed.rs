@@ -463,6 +463,7 @@ impl<'a> Reader<'a> {
             });
         }
         Ok(OutputRecord {
+            timestamp: None,
             topic,
             key,
             value,
@@ -821,6 +822,7 @@ mod tests {
         );
         assert_eq!(
             record_host_bytes(&OutputRecord {
+                timestamp: None,
                 topic: "t".into(),
                 key: None,
                 value: None,

@@ -393,6 +393,7 @@ mod tests {
 
     fn record(headers: usize) -> OutputRecord {
         OutputRecord {
+            timestamp: None,
             topic: "t".into(),
             key: None,
             value: None,

@@ -347,6 +347,7 @@ mod tests {
     /// An event of key `{"id":<key>}` (none for `None`) at `offset`.
     fn event(key: Option<i64>, offset: i64) -> ChangeEvent {
         let record = RawRecord {
+            timestamp: None,
             key: key.map(|id| format!(r#"{{"id":{id}}}"#).into_bytes()),
             value: Some(br#"{"before":null,"after":{"id":1},"source":{"version":"3.0.0.Final","connector":"sqlserver","name":"server1","ts_ms":1,"snapshot":"false","db":"testDB","sequence":null,"schema":"dbo","table":"customers","change_lsn":null,"commit_lsn":null,"event_serial_no":"1"},"op":"c","ts_ms":2,"transaction":null}"#.to_vec()),
             headers: Vec::new(),

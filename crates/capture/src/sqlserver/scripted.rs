@@ -1014,6 +1014,7 @@ async fn a_snapshot_of_several_tables_marks_each_table_and_decodes() {
     for record in rows {
         // sluice's own Debezium decoder reads what capture writes.
         let raw = sluice_core::RawRecord {
+            timestamp: None,
             key: record.key.clone(),
             value: record.value.clone(),
             headers: Vec::new(),

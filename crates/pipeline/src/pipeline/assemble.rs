@@ -38,9 +38,12 @@ pub(super) fn decode_batch(settings: &PipelineSettings, batch: Vec<RawRecord>) -
     let mut slots = Vec::with_capacity(batch.len());
     let mut events = Vec::with_capacity(batch.len());
     for record in batch {
+        // Events do not carry the record's timestamp (plugins do not see it); its slot
+        // does, for the records made from the event.
+        let timestamp = record.timestamp;
         match debezium::decode(record) {
             Ok(Decoded::Event(event)) => {
-                slots.push(Slot::Event);
+                slots.push(Slot::Event { timestamp });
                 events.push(event);
             }
             Ok(Decoded::Tombstone) => counted.tombstones_skipped += 1,
@@ -61,6 +64,7 @@ pub(super) fn decode_batch(settings: &PipelineSettings, batch: Vec<RawRecord>) -
                     value: record.value,
                     headers: record.headers,
                     origin: &record.origin,
+                    timestamp,
                 };
                 slots.push(Slot::DeadLetter(dead_letter(
                     settings,
@@ -267,7 +271,7 @@ impl Pipeline {
         for slot in slots {
             match slot {
                 Slot::DeadLetter(record) => output.push(record),
-                Slot::Event => {
+                Slot::Event { timestamp } => {
                     let outcomes = per_event.next().unwrap_or_default();
                     let event = &events[event_index];
                     event_index += 1;
@@ -280,6 +284,7 @@ impl Pipeline {
                             &self.settings,
                             &mut self.stats,
                             event,
+                            timestamp,
                             &routes[route_index],
                             outcome,
                             Some(&mut topics[route_index]),
@@ -358,11 +363,14 @@ impl Pipeline {
 /// or the event's dead letter. Counted in `stats`; a dead letter is logged when `log`.
 /// `topics`: the topics the plugin has written to, held to `limits.max_output_topics`
 /// (`None`: not held, for a shadow, whose output is compared, never published).
+/// `timestamp`: the event's record's, which the records made from it get (as a Flink
+/// job's output records get their input's, and Kafka Connect's dead letters theirs).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn assemble_outcome(
     settings: &PipelineSettings,
     stats: &mut PipelineStats,
     event: &ChangeEvent,
+    timestamp: Option<i64>,
     route: &Route,
     outcome: Outcome,
     topics: Option<&mut OutputTopics>,
@@ -377,6 +385,7 @@ pub(crate) fn assemble_outcome(
                     if settings.lineage_headers {
                         push_lineage(&mut record.headers, &plugin, &event.origin);
                     }
+                    record.timestamp = timestamp;
                     output.push(record);
                 }
                 return;
@@ -419,6 +428,7 @@ pub(crate) fn assemble_outcome(
         value: Some(event.value.clone()),
         headers: sluice_runtime::headers_out(event.headers.clone()),
         origin: &origin,
+        timestamp,
     };
     output.push(dead_letter(
         settings,
@@ -537,8 +547,9 @@ impl OutputTopics {
 
 /// The place of one input record in a batch's output.
 enum Slot {
-    /// A decoded event (the next one in the batch's event list).
-    Event,
+    /// A decoded event (the next one in the batch's event list), and its record's
+    /// timestamp.
+    Event { timestamp: Option<i64> },
     /// A malformed record, already turned into its dead letter.
     DeadLetter(OutputRecord),
 }

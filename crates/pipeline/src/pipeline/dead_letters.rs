@@ -77,6 +77,7 @@ pub(super) fn dead_letter(
             letter.origin.offset,
         );
         OutputRecord {
+            timestamp: letter.timestamp,
             topic: settings.dead_letter_topic.clone(),
             key: letter.key,
             value: letter.value,
@@ -91,6 +92,9 @@ pub(super) struct DeadLetter<'a> {
     pub(super) value: Option<Vec<u8>>,
     pub(super) headers: Vec<Header>,
     pub(super) origin: &'a Origin,
+    /// The failed record's timestamp, which its dead letter keeps (as Kafka Connect's
+    /// dead-letter queue does).
+    pub(super) timestamp: Option<i64>,
 }
 
 pub(super) fn header(key: &'static str, value: &str) -> Header {

@@ -37,6 +37,7 @@ impl Journal {
 
 fn record(partition: i32, offset: i64) -> RawRecord {
     RawRecord {
+        timestamp: None,
         key: None,
         value: Some(format!("p{partition}-{offset}").into_bytes()),
         headers: Vec::new(),

@@ -227,6 +227,7 @@ mod tests {
     fn batch(lane: usize, number: usize, size: usize) -> Vec<OutputRecord> {
         (0..size)
             .map(|index| OutputRecord {
+                timestamp: None,
                 topic: format!("lane{lane}"),
                 key: None,
                 value: Some(format!("{number}-{index}").into_bytes()),

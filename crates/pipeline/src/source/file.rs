@@ -321,6 +321,7 @@ fn origin(topic_override: Option<&str>, topic: Option<String>, offset: i64) -> O
 fn too_long(line: Line, offset: i64, max: usize, topic_override: Option<&str>) -> RawRecord {
     let length = line.length;
     RawRecord {
+        timestamp: None,
         key: None,
         unreadable: Some(format!(
             "line is {length} bytes, over the limit of {max} bytes; its first {} bytes are kept",
@@ -447,6 +448,7 @@ fn parse_scanned(
             ),
         };
         return Ok(RawRecord {
+            timestamp: None,
             key: None,
             value: Some(line),
             headers: Vec::new(),
@@ -482,6 +484,7 @@ fn parse_scanned(
             .filter(|topic| !topic.is_empty()),
     };
     Ok(RawRecord {
+        timestamp: None,
         key,
         value,
         headers,
@@ -553,6 +556,7 @@ fn parse_line_with_serde(line: Vec<u8>, offset: i64, topic_override: Option<&str
                 record
             }
             Err(reason) => RawRecord {
+                timestamp: None,
                 key: None,
                 unreadable: Some(format!("a keyed line (top-level `value`) {reason}")),
                 value: Some(line),
@@ -570,6 +574,7 @@ fn parse_line_with_serde(line: Vec<u8>, offset: i64, topic_override: Option<&str
         _ => None,
     };
     RawRecord {
+        timestamp: None,
         key: None,
         value: Some(line),
         headers: Vec::new(),
@@ -600,6 +605,7 @@ fn keyed(fields: &LineFields<'_>) -> Result<RawRecord, String> {
     let value = not_null(fields.value).map(|v| v.get().as_bytes().to_vec());
     let topic = topic.or_else(|| value.as_deref().and_then(derived_topic));
     Ok(RawRecord {
+        timestamp: None,
         key: not_null(fields.key).map(|k| k.get().as_bytes().to_vec()),
         value,
         headers,
