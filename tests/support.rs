@@ -219,10 +219,11 @@ pub fn kafka_config(
     Config {
         source: SourceConfig::Kafka(sluice_kafka::source::KafkaSourceSettings {
             topics: vec![topic.to_owned()],
+            // No `auto.offset.reset`: every test produces its events before sluice
+            // starts, and a new group must read them by sluice's default (`earliest`).
             properties: vec![
                 ("bootstrap.servers".into(), bootstrap.to_owned()),
                 ("group.id".into(), group.to_owned()),
-                ("auto.offset.reset".into(), "earliest".into()),
             ],
             linger: std::time::Duration::from_millis(20),
             consumers: 1,

@@ -186,6 +186,12 @@ impl KafkaSource {
             reason,
         };
         let mut config = ClientConfig::new();
+        // A group with no committed position (a plugin deployed for the first time)
+        // starts at the beginning of its topics, as Flink's KafkaSource and Kafka
+        // Connect's sink consumers do: librdkafka's default (`latest`) would skip every
+        // change already in the topic, the snapshot included. The properties may say
+        // otherwise.
+        config.set("auto.offset.reset", DEFAULT_OFFSET_RESET);
         for (key, value) in &settings.properties {
             config.set(key, value);
         }
@@ -305,6 +311,10 @@ pub fn offsets_after(last: &[Origin]) -> Result<TopicPartitionList, String> {
     }
     Ok(positions)
 }
+
+/// Where a consumer group with no committed position starts (`auto.offset.reset`),
+/// unless the source's properties set it.
+pub const DEFAULT_OFFSET_RESET: &str = "earliest";
 
 /// A consumed Kafka message as a raw record (key, value, headers, origin). A record
 /// whose headers cannot be carried (a name that is not UTF-8) is `unreadable`, for the
