@@ -232,6 +232,63 @@ fn snapshot_then_stream_are_debezium_envelopes() {
     check_golden(&lines(&records), "customers.txt");
 }
 
+/// A database (or role) may set how the server writes values as text: capture sets the
+/// settings its reading depends on for its own sessions, so `bytea_output = escape` and
+/// `client_encoding = LATIN1` on the database change nothing, in the snapshot or the
+/// stream. (`lc_monetary` is fixed the same way; this machine has no other locale to set
+/// it to.)
+#[test]
+fn a_databases_own_output_settings_change_no_value() {
+    let pg = Postgres::start();
+    let broker = Broker::start();
+    pg.sql(
+        "ALTER DATABASE postgres SET bytea_output = 'escape';
+         ALTER DATABASE postgres SET client_encoding = 'LATIN1';
+         CREATE TABLE blobs (id int PRIMARY KEY, b bytea, m money, t text);
+         INSERT INTO blobs VALUES (1, '\\x00ff41'::bytea, 1234.56, U&'caf\\00E9');",
+    );
+    let topic = "dbserver1.public.blobs";
+    let capture = Running::start(
+        capture_config(&pg, &broker, &["public.blobs"], ""),
+        &broker.bootstrap,
+        &[topic],
+    );
+    read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        !r.is_empty()
+    });
+    wait_streaming(&pg);
+    pg.sql("INSERT INTO blobs VALUES (2, '\\x7f0a'::bytea, -0.01, U&'na\\00EFve');");
+    let records = read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        r.len() >= 2
+    });
+    capture.finish().expect("clean stop");
+    let after: Vec<(serde_json::Value, serde_json::Value, serde_json::Value)> = records
+        .iter()
+        .map(|(_, value)| {
+            let value = json(value);
+            let after = &value["after"];
+            (after["b"].clone(), after["m"].clone(), after["t"].clone())
+        })
+        .collect();
+    // bytea as base64 (binary.handling.mode bytes); money as a precise decimal (base64
+    // of the unscaled value at scale 2): 123456 = 0x01e240, -1 = 0xff.
+    assert_eq!(
+        after,
+        [
+            (
+                serde_json::json!("AP9B"),
+                serde_json::json!("AeJA"),
+                serde_json::json!("café")
+            ),
+            (
+                serde_json::json!("fwo="),
+                serde_json::json!("/w=="),
+                serde_json::json!("naïve")
+            )
+        ]
+    );
+}
+
 /// Every mapped type round-trips (insert, update, delete), edge values included: NULLs,
 /// negative numerics, pre-1970 and BC dates, infinite timestamps, unicode, empty arrays;
 /// `point` is not mapped and is left out (with a warning), not the table.

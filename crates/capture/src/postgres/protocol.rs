@@ -193,12 +193,19 @@ pub struct ReplicationConnection {
 }
 
 /// The session settings that fix the text form of values (what [`super::types`] parses);
-/// the snapshot's connection sets the same.
-pub const SESSION_SETTINGS: [(&str, &str); 4] = [
+/// the snapshot's connection sets the same. Each overrides what the server, the database
+/// or the role may set otherwise (`ALTER DATABASE ... SET bytea_output = 'escape'`, a
+/// cluster initialised in a locale whose `lc_monetary` writes `1.234,56 €`, a
+/// `client_encoding` of LATIN1 that would turn every non-ASCII character into bytes
+/// that are not UTF-8), so no value depends on where capture connects.
+pub const SESSION_SETTINGS: [(&str, &str); 7] = [
+    ("client_encoding", "UTF8"),
     ("DateStyle", "ISO"),
     ("TimeZone", "UTC"),
     ("IntervalStyle", "iso_8601"),
     ("extra_float_digits", "3"),
+    ("bytea_output", "hex"),
+    ("lc_monetary", "C"),
 ];
 
 impl ReplicationConnection {
