@@ -16,6 +16,16 @@ fn run_poison(
     batch_size: usize,
     limits: impl FnOnce(&mut PluginLimits),
 ) -> (Vec<Value>, PipelineStats) {
+    run_poison_to(&["out"], rows, batch_size, limits)
+}
+
+/// [`run_poison`] with `outputs` as the plugin's allowed outputs.
+fn run_poison_to(
+    outputs: &[&str],
+    rows: &[Value],
+    batch_size: usize,
+    limits: impl FnOnce(&mut PluginLimits),
+) -> (Vec<Value>, PipelineStats) {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = write_lines(
         dir.path(),
@@ -23,7 +33,7 @@ fn run_poison(
         &rows.iter().cloned().map(create_event).collect::<Vec<_>>(),
     );
     let output = dir.path().join("out.jsonl");
-    let mut poison = plugin("poison", components::POISON, &["in"], &["out"], &[]);
+    let mut poison = plugin("poison", components::POISON, &["in"], outputs, &[]);
     limits(&mut poison.spec.limits);
     let (lines, stats) = run(config(&input, &output, vec![poison], batch_size));
     let lines = lines
@@ -432,20 +442,9 @@ fn a_plugin_writes_to_at_most_its_limit_of_distinct_topics() {
         json!({"id": 5, "write_to": "t.b"}),
         json!({"id": 6, "write_to": "t.d"}),
     ];
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write_lines(
-        dir.path(),
-        "in.jsonl",
-        &rows.iter().cloned().map(create_event).collect::<Vec<_>>(),
-    );
-    let output = dir.path().join("out.jsonl");
-    let mut poison = plugin("poison", components::POISON, &["in"], &["t.*"], &[]);
-    poison.spec.limits.max_output_topics = 2;
-    let (lines, stats) = run(config(&input, &output, vec![poison], 2));
-    let lines: Vec<Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let (lines, stats) = run_poison_to(&["t.*"], &rows, 2, |limits| {
+        limits.max_output_topics = 2;
+    });
     let topics: Vec<&str> = lines
         .iter()
         .map(|l| l["topic"].as_str().unwrap_or(""))

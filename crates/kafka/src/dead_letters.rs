@@ -240,7 +240,7 @@ impl DeadLetterReader {
                         // A name that is not UTF-8 is replayed with its invalid
                         // bytes replaced (rdkafka's own accessors would panic on it).
                         headers: crate::headers::read_headers(&message).headers,
-                        timestamp: message.timestamp().to_millis(),
+                        timestamp: message.timestamp().to_millis().filter(|ms| *ms >= 0),
                     });
                 }
                 None => {

@@ -325,7 +325,10 @@ pub fn to_raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
         unreadable,
     } = crate::headers::read_headers(message);
     RawRecord {
-        timestamp: message.timestamp().to_millis(),
+        // A negative one (-1 is "none"; others only a raw client writes, the Java client
+        // refuses them) is not passed on: a broker that refused it would stop the lane
+        // for one record's timestamp.
+        timestamp: message.timestamp().to_millis().filter(|ms| *ms >= 0),
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
         headers,

@@ -115,6 +115,17 @@ struct RawLimits {
     max_output_topics: Option<i64>,
 }
 
+/// `value` as a count of at least one, or a problem at `path`.
+fn positive_u32(value: i64, path: &str, problems: &mut Problems) -> Option<u32> {
+    match u32::try_from(value) {
+        Ok(n) if n > 0 => Some(n),
+        _ => {
+            problems.add(path, format!("{value} is out of range (1 to 4294967295)"));
+            None
+        }
+    }
+}
+
 /// Validates one plugin table. `at` prefixes problem paths (`plugin[0].` in a config
 /// file, empty in a manifest); `defaults` supplies the name and component path a
 /// manifest implies by its file name.
@@ -205,23 +216,20 @@ pub fn validate_plugin(
             ),
         }
     }
-    if let Some(records) = raw.limits.max_records_per_event {
-        match u32::try_from(records) {
-            Ok(records) if records > 0 => limits.max_records_per_event = records,
-            _ => problems.add(
-                format!("{at}limits.max_records_per_event"),
-                format!("{records} is out of range (1 to 4294967295)"),
-            ),
-        }
+    if let Some(records) = raw.limits.max_records_per_event
+        && let Some(records) = positive_u32(
+            records,
+            &format!("{at}limits.max_records_per_event"),
+            problems,
+        )
+    {
+        limits.max_records_per_event = records;
     }
-    if let Some(topics) = raw.limits.max_output_topics {
-        match u32::try_from(topics) {
-            Ok(topics) if topics > 0 => limits.max_output_topics = topics,
-            _ => problems.add(
-                format!("{at}limits.max_output_topics"),
-                format!("{topics} is out of range (1 to 4294967295)"),
-            ),
-        }
+    if let Some(topics) = raw.limits.max_output_topics
+        && let Some(topics) =
+            positive_u32(topics, &format!("{at}limits.max_output_topics"), problems)
+    {
+        limits.max_output_topics = topics;
     }
     if let Some(size) = raw.limits.max_record_bytes
         && let Some(bytes) =
