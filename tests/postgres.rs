@@ -334,6 +334,112 @@ fn every_supported_type_round_trips() {
     check_golden(&lines(&records), "types.txt");
 }
 
+/// A change sluice cannot map (a timestamp of PostgreSQL's last years, past the µs a
+/// `MicroTimestamp` holds, as Debezium cannot either) stops capture by default, before
+/// anything after it is published, with an error naming the table, the column and what
+/// to set; with `event_processing_failure_handling_mode = "warn"` it is left out (in the
+/// snapshot and the stream), counted, and the changes around it flow. Arrays with other
+/// lower bounds or several dimensions are published as Debezium publishes them.
+#[test]
+fn a_change_that_cannot_be_mapped_stops_capture_or_is_left_out_as_configured() {
+    const TOO_LATE: &str = "294270-01-01 00:00:00";
+    let pg = Postgres::start();
+    let broker = Broker::start();
+    pg.sql(&format!(
+        "CREATE TABLE events (id int PRIMARY KEY, at timestamp, xs int[]);
+         INSERT INTO events VALUES (1, '2026-12-08 10:00:00', '[0:2]={{5,1,2}}'),
+                                   (2, '{TOO_LATE}', '{{}}'),
+                                   (3, NULL, '{{{{1,2}},{{3,4}}}}');"
+    ));
+    let topic = "dbserver1.public.events";
+    let admin = sluice_tests::free_port();
+    let capture = Running::start(
+        capture_config(
+            &pg,
+            &broker,
+            &["public.events"],
+            &format!(
+                "event_processing_failure_handling_mode = \"warn\"\n[admin]\nlisten = \"127.0.0.1:{admin}\""
+            ),
+        ),
+        &broker.bootstrap,
+        &[topic],
+    );
+    read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        r.len() >= 2
+    });
+    wait_streaming(&pg);
+    pg.sql(&format!(
+        "BEGIN; INSERT INTO events VALUES (4, '{TOO_LATE}', NULL);
+                INSERT INTO events VALUES (5, '1969-07-20 20:17:40', '{{}}'); COMMIT;"
+    ));
+    let records = read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        r.len() >= 3
+    });
+    let metrics = sluice_tests::http_get(admin, "/metrics").map(|(_, body)| body);
+    capture.finish().expect("clean stop");
+    let rows: Vec<(serde_json::Value, serde_json::Value, serde_json::Value)> = records
+        .iter()
+        .map(|(_, value)| {
+            let after = json(value)["after"].clone();
+            (
+                after["id"].clone(),
+                after["at"].clone(),
+                after["xs"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                serde_json::json!(1),
+                serde_json::json!(1_796_724_000_000_000i64),
+                serde_json::json!([5, 1, 2])
+            ),
+            (
+                serde_json::json!(3),
+                serde_json::Value::Null,
+                serde_json::json!([null, null])
+            ),
+            (
+                serde_json::json!(5),
+                serde_json::json!(-14_182_940_000_000i64),
+                serde_json::json!([])
+            ),
+        ]
+    );
+    let metrics = metrics.expect("the admin server answers");
+    assert!(
+        metrics.contains("sluice_capture_events_skipped_total 2\n"),
+        "{metrics}"
+    );
+
+    // The default: capture stops at the change, and what follows it is not published.
+    pg.sql(&format!(
+        "INSERT INTO events VALUES (6, '{TOO_LATE}', NULL);
+         INSERT INTO events VALUES (7, '2000-01-01 00:00:00', NULL);"
+    ));
+    let error = Running::start(
+        capture_config(&pg, &broker, &["public.events"], ""),
+        &broker.bootstrap,
+        &[],
+    )
+    .failure_within(Duration::from_secs(60));
+    assert!(
+        error.contains("public.events: column at")
+            && error.contains("io.debezium.time.MicroTimestamp")
+            && error.contains("event_processing_failure_handling_mode = \"warn\""),
+        "{error}"
+    );
+    let after_stop = read_topic(&broker.bootstrap, topic, Duration::from_secs(3), |_| false);
+    assert_eq!(
+        after_stop.len(),
+        3,
+        "nothing published after the change that stopped it"
+    );
+}
+
 /// Rows written while the snapshot runs appear exactly once: in the snapshot or in the
 /// stream, never both, never neither.
 #[test]

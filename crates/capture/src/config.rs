@@ -156,6 +156,8 @@ pub struct RawCapture {
     snapshot_progress_rows: Option<i64>,
     on_cleanup_gap: Option<String>,
     on_instance_vanished: Option<String>,
+    #[serde(alias = "event.processing.failure.handling.mode")]
+    event_processing_failure_handling_mode: Option<String>,
     source_version: Option<String>,
     /// Where capture writes (`[capture.kafka]`); in a `sluice capture` file `[kafka]`
     /// says the same.
@@ -650,6 +652,11 @@ fn validate_capture(
             VanishedPolicy::Drop
         }
     };
+    settings.on_event_failure = crate::failures::FailureMode::parse(
+        c.event_processing_failure_handling_mode.as_deref(),
+        "capture.event_processing_failure_handling_mode",
+        problems,
+    );
     settings.events.schemas = c.schemas_enable.unwrap_or(false);
     settings.tombstones = c.tombstones_on_delete.unwrap_or(true);
     settings.table_filter = options::filter(

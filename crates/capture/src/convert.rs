@@ -47,6 +47,10 @@ const RENAMED: &[(&str, &str)] = &[
     ),
     ("include.schema.changes", "include_schema_changes"),
     ("max.iteration.transactions", "max_transactions_per_pass"),
+    (
+        "event.processing.failure.handling.mode",
+        "event_processing_failure_handling_mode",
+    ),
 ];
 
 /// Properties that are Kafka Connect's or the connector's plumbing, with no sluice
@@ -279,6 +283,7 @@ mod tests {
         "tombstones.on.delete": "false",
         "provide.transaction.metadata": true,
         "max.iteration.transactions": "0",
+        "event.processing.failure.handling.mode": "warn",
         "heartbeat.interval.ms": "10000",
         "value.converter.schemas.enable": "true",
         "schema.history.internal.kafka.bootstrap.servers": "kafka:9092",
@@ -307,6 +312,7 @@ table_include_list = "dbo.customers, dbo.orders"
 snapshot_isolation_mode = "repeatable_read"
 provide_transaction_metadata = true
 max_transactions_per_pass = 0
+event_processing_failure_handling_mode = "warn"
 heartbeat_interval = "10000ms"
 schemas_enable = true
 [[capture.column_masks]]
@@ -333,6 +339,10 @@ offsets_topic = "sluice.capture.offsets"
         let config = crate::config::parse(&toml, "converted.toml").expect("valid");
         assert_eq!(config.settings.events.database, "testDB");
         assert_eq!(config.settings.max_transactions, 0);
+        assert_eq!(
+            config.settings.on_event_failure,
+            crate::failures::FailureMode::Warn
+        );
         assert!(config.settings.transaction_metadata && !config.settings.tombstones);
         assert!(config.settings.table_filter.keeps("dbo.orders"));
         assert_eq!(config.settings.columns.masks.len(), 2);

@@ -20,6 +20,7 @@
 pub mod config;
 pub mod convert;
 pub mod envelope;
+pub mod failures;
 pub mod filters;
 pub mod masks;
 pub mod offsets;
@@ -187,6 +188,9 @@ pub struct CaptureSettings {
     pub on_gap: GapPolicy,
     /// What to do when a capture instance being read disappears.
     pub on_vanished: plan::VanishedPolicy,
+    /// `event.processing.failure.handling.mode`: what becomes of a change that cannot be
+    /// mapped (stop, or leave it out).
+    pub on_event_failure: failures::FailureMode,
     /// Transactions per pass (Debezium's `max.iteration.transactions`, default 500; 0:
     /// unbounded, every pass reads up to the max LSN).
     pub max_transactions: u32,
@@ -233,6 +237,7 @@ impl CaptureSettings {
             snapshot: SnapshotMode::Initial,
             on_gap: GapPolicy::Fail,
             on_vanished: plan::VanishedPolicy::Drop,
+            on_event_failure: failures::FailureMode::Fail,
             max_transactions: 500,
             batch_size: 10_000,
             snapshot_progress_rows: 10_000,
@@ -253,7 +258,7 @@ pub enum CaptureError {
     Tables(#[from] TablesError),
     #[error(transparent)]
     Write(#[from] WriteError),
-    #[error(transparent)]
+    #[error("{0}; {hint}", hint = failures::HINT)]
     Row(#[from] RowError),
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
@@ -366,8 +371,10 @@ pub async fn run<T: tables::CdcTables, W: EventWriter>(
         if futures::FutureExt::now_or_never(shutdown.as_mut()).is_some() {
             return Ok(());
         }
+        let skipped = streamer.events_skipped();
         let read = streamer.pass(tables, writer).await;
         progress.set_instances_dropped(streamer.dropped_instances());
+        progress.add_events_skipped(streamer.events_skipped() - skipped);
         if read? {
             continue;
         }

@@ -47,6 +47,7 @@ pub struct RawPostgres {
     streaming: Option<bool>,
     streaming_spill_dir: Option<String>,
     max_batches_in_flight: Option<i64>,
+    event_processing_failure_handling_mode: Option<String>,
     kafka: Option<RawKafka>,
 }
 
@@ -96,6 +97,9 @@ pub struct PgSettings {
     pub spill_dir: Option<std::path::PathBuf>,
     /// Batches handed to Kafka and not yet acknowledged, at most (1: one at a time).
     pub parts_in_flight: usize,
+    /// `event.processing.failure.handling.mode`: what becomes of a change that cannot
+    /// be mapped (stop, or leave it out).
+    pub on_event_failure: crate::failures::FailureMode,
 }
 
 /// A validated PostgreSQL capture configuration.
@@ -271,6 +275,11 @@ pub(crate) fn validate(
         4,
         problems,
     ) as usize;
+    let on_event_failure = crate::failures::FailureMode::parse(
+        c.event_processing_failure_handling_mode.as_deref(),
+        "capture.event_processing_failure_handling_mode",
+        problems,
+    );
     let (kafka, offsets_topic, transactions) = validate_kafka(k, kafka_path, source, problems);
     PgCaptureConfig {
         connection,
@@ -300,6 +309,7 @@ pub(crate) fn validate(
             streaming: c.streaming.unwrap_or(true),
             parts_in_flight,
             spill_dir: c.streaming_spill_dir.map(std::path::PathBuf::from),
+            on_event_failure,
         },
         kafka,
         offsets_topic,

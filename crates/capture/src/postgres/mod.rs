@@ -94,7 +94,7 @@ pub enum PgError {
     Replication(#[from] ProtocolError),
     #[error(transparent)]
     Decode(#[from] pgoutput::DecodeError),
-    #[error(transparent)]
+    #[error("{0}; {hint}", hint = crate::failures::HINT)]
     Row(#[from] envelope::PgRowError),
     #[error(transparent)]
     Write(#[from] WriteError),
@@ -364,9 +364,17 @@ pub async fn run<W: EventWriter<PgOffset>>(
         lsn: start.max(rule.done),
         ..StreamPosition::default()
     };
-    stream::Streamer::new(settings, &mut catalog, clock, position, rule, spills)
-        .run(&mut replication, writer, shutdown)
-        .await
+    stream::Streamer::new(
+        settings,
+        &mut catalog,
+        clock,
+        position,
+        rule,
+        spills,
+        progress,
+    )
+    .run(&mut replication, writer, shutdown)
+    .await
 }
 
 /// `sluice capture` / `sluice run`'s `[capture]` for PostgreSQL: reads the stored offset

@@ -7,11 +7,13 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
 use crate::envelope::{Op, Snapshot};
+use crate::failures::FailureMode;
 use crate::sqlserver::snapshot::Progress;
 use crate::{Clock, EventWriter, OutRecord};
 
@@ -87,12 +89,7 @@ pub async fn run<W: EventWriter<PgOffset>>(
     let mut parts = crate::InFlight::new(settings.parts_in_flight);
     let mut pending: Option<Pending> = None;
     let mut first = true;
-    let encoder = Arc::new(Encoder::new(
-        tables,
-        &settings.events,
-        (started, tx_id, lsn),
-        clock,
-    ));
+    let encoder = Arc::new(Encoder::new(tables, settings, (started, tx_id, lsn), clock));
     let mut rows = Encoding::new(Arc::clone(&encoder));
     for (t, table) in encoder.tables.iter().enumerate() {
         let total: i64 = client
@@ -158,6 +155,7 @@ pub async fn run<W: EventWriter<PgOffset>>(
                 done += 1;
                 if done.is_multiple_of(settings.batch_size as u64) {
                     progress_set(progress, &name, done, total.max(done as i64) as u64);
+                    progress.add_events_skipped(encoder.skipped.swap(0, Ordering::Relaxed));
                 }
                 if batch.len() >= settings.batch_size {
                     // Kafka acknowledges while the next batch is read (each offset
@@ -192,6 +190,7 @@ pub async fn run<W: EventWriter<PgOffset>>(
         rows.push(previous, Snapshot::Last);
     }
     rows.collect(&mut batch, true).await?;
+    progress.add_events_skipped(encoder.skipped.swap(0, Ordering::Relaxed));
     client
         .batch_execute("COMMIT")
         .await
@@ -214,15 +213,19 @@ struct Encoder {
     tx_id: i64,
     lsn: Lsn,
     clock: Clock,
+    on_event_failure: FailureMode,
+    /// Rows left out by `on_event_failure` and not yet added to the progress.
+    skipped: AtomicU64,
 }
 
 impl Encoder {
     fn new(
         tables: Vec<PgTable>,
-        events: &crate::envelope::EventSettings,
+        settings: &PgSettings,
         (started, tx_id, lsn): (i64, i64, Lsn),
         clock: &Clock,
     ) -> Encoder {
+        let events = &settings.events;
         let mut encoder = Encoder {
             topics: tables.iter().map(|t| t.topic(events)).collect(),
             middle_sources: Vec::new(),
@@ -232,6 +235,8 @@ impl Encoder {
             tx_id,
             lsn,
             clock: Arc::clone(clock),
+            on_event_failure: settings.on_event_failure,
+            skipped: AtomicU64::new(0),
         };
         encoder.middle_sources = encoder
             .tables
@@ -265,17 +270,26 @@ impl Encoder {
                 transaction: None,
                 now_us: (self.clock)(),
             };
-            records.push(OutRecord {
-                topic: self.topics[p.table].clone(),
-                key: key(table, &row, &self.events, &source)?,
-                value: Some(value_with_source(
-                    table,
-                    &change,
-                    &self.events,
-                    (marker == Snapshot::True).then(|| self.middle_sources[p.table].as_str()),
-                )?),
-                headers: Vec::new(),
+            let rendered_source =
+                (marker == Snapshot::True).then(|| self.middle_sources[p.table].as_str());
+            let mapped = key(table, &row, &self.events, &source).and_then(|key| {
+                Ok((
+                    key,
+                    value_with_source(table, &change, &self.events, rendered_source)?,
+                ))
             });
+            match mapped {
+                Ok((key, value)) => records.push(OutRecord {
+                    topic: self.topics[p.table].clone(),
+                    key,
+                    value: Some(value),
+                    headers: Vec::new(),
+                }),
+                Err(error) => {
+                    self.on_event_failure.handle(error)?;
+                    self.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         Ok(records)
     }

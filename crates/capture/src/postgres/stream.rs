@@ -23,6 +23,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::envelope::{Op, Snapshot, TransactionBlock, heartbeat_event, transaction_event};
+use crate::sqlserver::snapshot::Progress;
 use crate::{Acknowledged, Clock, EventWriter, OutRecord, WriteError};
 
 use super::PgError;
@@ -105,6 +106,8 @@ pub struct Streamer<'a> {
     /// The transaction whose stream block is being received.
     block: Option<u32>,
     replaying: Option<Replaying>,
+    /// Counts the changes `event.processing.failure.handling.mode` leaves out.
+    progress: &'a Progress,
 }
 
 impl<'a> Streamer<'a> {
@@ -115,6 +118,7 @@ impl<'a> Streamer<'a> {
         start: StreamPosition,
         rule: ResumeRule,
         spills: Option<Spills>,
+        progress: &'a Progress,
     ) -> Streamer<'a> {
         Streamer {
             settings,
@@ -134,6 +138,7 @@ impl<'a> Streamer<'a> {
             spills,
             block: None,
             replaying: None,
+            progress,
         }
     }
 
@@ -441,6 +446,19 @@ impl<'a> Streamer<'a> {
         })
     }
 
+    /// Undoes [`Self::transaction_block`]'s count of an event that was left out.
+    fn forget_transaction_event(&mut self, table: &str) {
+        if let Some(tx) = self.tx.as_mut() {
+            tx.total -= 1;
+            if let Some(count) = tx.counts.get_mut(table) {
+                *count -= 1;
+                if *count == 0 {
+                    tx.counts.remove(table);
+                }
+            }
+        }
+    }
+
     async fn handle(&mut self, lsn: Lsn, message: Message) -> Result<(), PgError> {
         match message {
             Message::Begin {
@@ -622,12 +640,24 @@ impl<'a> Streamer<'a> {
             now_us: (self.clock)(),
         };
         let row = after.as_deref().or(before.as_deref()).unwrap_or(&[]);
-        let record_key = key(&table, row, events, &source)?;
+        let mapped = key(&table, row, events, &source)
+            .and_then(|record_key| Ok((record_key, value(&table, &change, events)?)));
+        let (record_key, record_value) = match mapped {
+            Ok(mapped) => mapped,
+            Err(error) => {
+                self.settings.on_event_failure.handle(error)?;
+                self.progress.add_events_skipped(1);
+                // Not an event: the transaction's counts leave it out.
+                self.forget_transaction_event(&table.id());
+                self.mark(lsn);
+                return Ok(());
+            }
+        };
         let topic = table.topic(events);
         self.pending.push(OutRecord {
             topic: topic.clone(),
             key: record_key.clone(),
-            value: Some(value(&table, &change, events)?),
+            value: Some(record_value),
             headers: Vec::new(),
         });
         if op == Op::Delete && self.settings.tombstones {

@@ -357,7 +357,13 @@ pub fn push_value(
                 ("-infinity", true) => i64::MIN,
                 _ => {
                     let us = parse_timestamp(text).ok_or_else(|| bad("not a timestamp"))?;
-                    if *micros { us } else { us.div_euclid(1_000) }
+                    // PostgreSQL's last years (to 294276 AD) hold more µs since 1970 than
+                    // 64 bits do: as Debezium (whose `MicroTimestamp` overflows and stops),
+                    // such a value is refused; in ms (timestamp(0) to (3)) it fits.
+                    let value = if *micros { us } else { us.div_euclid(1_000) };
+                    i64::try_from(value).map_err(|_| {
+                        bad("beyond io.debezium.time.MicroTimestamp's range (µs since 1970 in 64 bits, to 294247 AD)")
+                    })?
                 }
             };
             push_i64(out, value);
@@ -368,11 +374,11 @@ pub fn push_value(
                 return Ok(());
             }
             let (local, offset) = split_offset(text).ok_or_else(|| bad("not a timestamptz"))?;
-            let us = parse_timestamp(local)
-                .and_then(|us| us.checked_sub(offset * 1_000_000))
-                .ok_or_else(|| bad("not a timestamptz"))?;
-            let days = us.div_euclid(86_400_000_000);
-            let of_day = us.rem_euclid(86_400_000_000);
+            let us = parse_timestamp(local).ok_or_else(|| bad("not a timestamptz"))?
+                - i128::from(offset) * 1_000_000;
+            // Days fit in 64 bits (PostgreSQL's years have at most 7 digits); µs may not.
+            let days = us.div_euclid(86_400_000_000) as i64;
+            let of_day = us.rem_euclid(86_400_000_000) as i64;
             // Digits, signs and separators only: no escaping needed.
             out.push('"');
             push_civil(out, days);
@@ -403,15 +409,22 @@ pub fn push_value(
             push_json_string(out, &json);
         }
         Kind::Array(item) => {
-            let items = parse_array(text).ok_or_else(|| bad("not a one-dimensional array"))?;
+            let items = parse_array(text).ok_or_else(|| bad("not an array"))?;
             out.push('[');
             for (i, value) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
                 match value {
-                    Some(v) => push_value(out, item, v, mode)?,
-                    None => out.push_str("null"),
+                    ArrayItem::Value(v) => push_value(out, item, v, mode)?,
+                    ArrayItem::Null => out.push_str("null"),
+                    // Debezium's element converter is handed the sub-array (the JDBC
+                    // driver's nested Java array), which it cannot convert: null, with a
+                    // warning.
+                    ArrayItem::Nested => {
+                        warn_multidimensional();
+                        out.push_str("null")
+                    }
                 }
             }
             out.push(']');
@@ -634,16 +647,15 @@ fn parse_time(text: &str) -> Option<i64> {
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff][ BC]` → µs since the epoch.
-fn parse_timestamp(text: &str) -> Option<i64> {
+fn parse_timestamp(text: &str) -> Option<i128> {
     let (body, bc) = match text.strip_suffix(" BC") {
         Some(b) => (b, " BC"),
         None => (text, ""),
     };
     let (date, time) = body.split_once(' ')?;
     let days = parse_date_of(date, !bc.is_empty())?;
-    // Checked: PostgreSQL's last timestamps (294276 AD) are near i64's µs since 1970.
-    days.checked_mul(86_400_000_000)?
-        .checked_add(parse_time(time)?)
+    // 128 bits: PostgreSQL's last timestamps (294276 AD) are past i64's µs since 1970.
+    Some(i128::from(days) * 86_400_000_000 + i128::from(parse_time(time)?))
 }
 
 /// Splits `...+HH[:MM[:SS]]` (or `-`) into the local part and the offset in seconds.
@@ -732,8 +744,23 @@ fn parse_interval(text: &str) -> Option<i64> {
     Some((seconds_total * 1_000_000.0).round() as i64)
 }
 
-/// `{a,"b c",NULL}` → items (`None`: NULL). One dimension.
-fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
+/// An element of an array in PostgreSQL's text form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ArrayItem {
+    Null,
+    Value(String),
+    /// A sub-array: the element of a multidimensional array.
+    Nested,
+}
+
+/// `{a,"b c",NULL}` → its items. The bounds decoration of an array whose lower bound is
+/// not 1 (`[0:2]={5,1,2}`, from `a[0] = 5`) is skipped, as the JDBC driver skips it for
+/// Debezium; a multidimensional array's items are its sub-arrays.
+fn parse_array(text: &str) -> Option<Vec<ArrayItem>> {
+    let text = match text.starts_with('[') {
+        true => &text[text.find('=')? + 1..],
+        false => text,
+    };
     let inner = text.strip_prefix('{')?.strip_suffix('}')?;
     let mut items = Vec::new();
     if inner.is_empty() {
@@ -741,30 +768,40 @@ fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
     }
     let mut chars = inner.chars().peekable();
     loop {
-        let mut item = String::new();
-        let quoted = chars.peek() == Some(&'"');
-        if quoted {
-            chars.next();
-            loop {
-                match chars.next()? {
-                    '\\' => item.push(chars.next()?),
-                    '"' => break,
-                    c => item.push(c),
-                }
-            }
-            items.push(Some(item));
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                if c == '{' {
-                    return None;
-                }
-                item.push(c);
+        match chars.peek() {
+            Some('"') => {
                 chars.next();
+                let mut item = String::new();
+                loop {
+                    match chars.next()? {
+                        '\\' => item.push(chars.next()?),
+                        '"' => break,
+                        c => item.push(c),
+                    }
+                }
+                items.push(ArrayItem::Value(item));
             }
-            items.push((item != "NULL").then_some(item));
+            Some('{') => {
+                skip_sub_array(&mut chars)?;
+                items.push(ArrayItem::Nested);
+            }
+            _ => {
+                let mut item = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c == ',' {
+                        break;
+                    }
+                    if c == '{' || c == '}' {
+                        return None;
+                    }
+                    item.push(c);
+                    chars.next();
+                }
+                items.push(match item.as_str() {
+                    "NULL" => ArrayItem::Null,
+                    _ => ArrayItem::Value(item),
+                });
+            }
         }
         match chars.next() {
             None => return Some(items),
@@ -772,6 +809,38 @@ fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
             Some(_) => return None,
         }
     }
+}
+
+/// Consumes a balanced `{...}` (quoted elements may hold braces).
+fn skip_sub_array(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<()> {
+    let mut depth = 0usize;
+    let mut quoted = false;
+    loop {
+        match (chars.next()?, quoted) {
+            ('\\', true) => {
+                chars.next()?;
+            }
+            ('"', _) => quoted = !quoted,
+            ('{', false) => depth += 1,
+            ('}', false) => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Warns, once per process, that multidimensional arrays lose their values.
+fn warn_multidimensional() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "a multidimensional array is published as Debezium publishes it: one null per sub-array (its values are not carried; this warning is given once)"
+        )
+    });
 }
 
 /// `"a"=>"1", "b"=>NULL` → pairs.

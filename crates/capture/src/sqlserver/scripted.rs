@@ -113,6 +113,12 @@ impl Script {
         }
     }
 
+    /// Makes the rows scripted so far commit once the snapshot (at LSN 2) has ended.
+    fn commit_rows_after_snapshot(&mut self) {
+        self.after_snapshot = std::mem::take(&mut self.rows);
+        self.max = Some(lsn(2));
+    }
+
     fn commits(&self) -> Vec<Lsn> {
         let mut commits: Vec<Lsn> = self.rows.values().flatten().map(|r| r.start_lsn).collect();
         commits.sort();
@@ -298,6 +304,33 @@ fn settings() -> CaptureSettings {
     CaptureSettings::new("server1", "testDB", vec!["dbo.customers".into()])
 }
 
+/// Runs capture (snapshot, then passes) over `script` with `settings` until 100 ms
+/// have passed, by when the script is drained; returns how it ended, what it committed
+/// and its progress.
+async fn run_until_drained(
+    mut script: Script,
+    settings: CaptureSettings,
+) -> (Result<(), CaptureError>, Memory, Progress) {
+    let (mut writer, progress) = (Memory::default(), Progress::default());
+    let settings = CaptureSettings {
+        poll_interval: std::time::Duration::from_millis(1),
+        ..settings
+    };
+    // Stops at the first pass boundary after 100 ms.
+    let shutdown = tokio::time::sleep(std::time::Duration::from_millis(100));
+    let result = run(
+        &mut script,
+        &mut writer,
+        &settings,
+        None,
+        clock(),
+        &progress,
+        shutdown,
+    )
+    .await;
+    (result, writer, progress)
+}
+
 async fn drain(
     streamer: &mut Streamer,
     script: &mut Script,
@@ -322,28 +355,9 @@ async fn snapshot_then_streaming_emits_debezium_events_and_offsets() {
         sally_updated(),
     );
     script.row("dbo_customers", 6, 1, Operation::Delete, george());
-    // Those changes come after the snapshot's position.
-    script.after_snapshot = std::mem::take(&mut script.rows);
-    script.max = Some(lsn(2));
-    let mut writer = Memory::default();
-    let progress = Progress::default();
-    let settings = CaptureSettings {
-        poll_interval: std::time::Duration::from_millis(1),
-        ..settings()
-    };
-    // Stops at the first pass boundary after 100 ms: the script is drained by then.
-    let shutdown = tokio::time::sleep(std::time::Duration::from_millis(100));
-    run(
-        &mut script,
-        &mut writer,
-        &settings,
-        None,
-        clock(),
-        &progress,
-        shutdown,
-    )
-    .await
-    .expect("capture");
+    script.commit_rows_after_snapshot();
+    let (result, writer, progress) = run_until_drained(script, settings()).await;
+    result.expect("capture");
 
     let markers: Vec<String> = writer
         .records()
@@ -1169,4 +1183,97 @@ async fn the_change_tables_of_a_pass_are_merged_in_log_order() {
             None,
         ))
     );
+}
+
+/// Sally with `updated_at` (a `datetime2(7)`, so a `NanoTimestamp`) on 9999-12-31:
+/// beyond what 64 bits of nanoseconds since 1970 hold.
+fn sally_in_9999() -> Vec<SqlValue> {
+    let mut row = sally();
+    row[7] = SqlValue::DateTime2 {
+        days: 3_652_058,
+        increments: 0,
+        scale: 7,
+    };
+    row
+}
+
+/// `event.processing.failure.handling.mode`: by default a change that cannot be mapped
+/// stops capture, and nothing of its pass is committed; with `warn` it is left out (in
+/// the snapshot and the stream, an update's after-image included), counted, and the
+/// events around it keep their positions.
+#[tokio::test]
+async fn a_change_that_cannot_be_mapped_stops_capture_or_is_left_out() {
+    let script = || {
+        let mut script = Script::with_customers();
+        let mut far = sally_in_9999();
+        far[0] = SqlValue::I32(1003);
+        script
+            .snapshot
+            .insert("dbo.customers".into(), vec![sally(), far, anne()]);
+        let mut far = sally_in_9999();
+        far[0] = SqlValue::I32(1005);
+        script.row("dbo_customers", 5, 1, Operation::Insert, far);
+        script.row("dbo_customers", 5, 2, Operation::Insert, george());
+        script.row("dbo_customers", 6, 1, Operation::UpdateBefore, sally());
+        script.row(
+            "dbo_customers",
+            6,
+            1,
+            Operation::UpdateAfter,
+            sally_in_9999(),
+        );
+        script.row("dbo_customers", 7, 1, Operation::Delete, george());
+        script.commit_rows_after_snapshot();
+        script
+    };
+    let run_with = |on_event_failure| {
+        let settings = CaptureSettings {
+            on_event_failure,
+            ..settings()
+        };
+        run_until_drained(script(), settings)
+    };
+
+    let (result, writer, progress) = run_with(crate::failures::FailureMode::Warn).await;
+    result.expect("capture goes on");
+    assert_eq!(
+        writer.events(),
+        pairs(&[
+            ("r", 1001),
+            ("r", 1004),
+            ("c", 1002),
+            ("d", 1002),
+            ("-", 1002)
+        ])
+    );
+    assert_eq!(progress.events_skipped(), 3);
+    assert!(
+        progress
+            .prometheus()
+            .contains("sluice_capture_events_skipped_total 3\n")
+    );
+    // The delete after the skipped update keeps the position it has without the skip.
+    assert_eq!(
+        writer.offset(),
+        Some(Offset::Stream(
+            Position {
+                commit: lsn(7),
+                change: change(7, 1),
+                serial: 1,
+                command: Some(1),
+            },
+            None,
+        ))
+    );
+
+    let (result, writer, progress) = run_with(crate::failures::FailureMode::Fail).await;
+    let error = result.expect_err("capture stops").to_string();
+    assert!(
+        error.contains("dbo.customers")
+            && error.contains("9999-12-31")
+            && error.contains("event_processing_failure_handling_mode = \"warn\""),
+        "{error}"
+    );
+    assert!(writer.events().is_empty(), "{:?}", writer.events());
+    assert_eq!(progress.events_skipped(), 0);
 }

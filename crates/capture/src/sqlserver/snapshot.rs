@@ -25,6 +25,9 @@ pub struct Progress {
     /// Capture instances that disappeared and were dropped (streaming's, here so that
     /// one collector serves capture's metrics).
     instances_dropped: std::sync::atomic::AtomicU64,
+    /// Changes left out by `event.processing.failure.handling.mode` (snapshot and
+    /// stream).
+    events_skipped: std::sync::atomic::AtomicU64,
 }
 
 impl Progress {
@@ -32,6 +35,18 @@ impl Progress {
     pub fn set_instances_dropped(&self, count: u64) {
         self.instances_dropped
             .store(count, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Adds `count` to `sluice_capture_events_skipped_total`.
+    pub fn add_events_skipped(&self, count: u64) {
+        self.events_skipped
+            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Changes left out so far.
+    pub fn events_skipped(&self) -> u64 {
+        self.events_skipped
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn set(&self, table: &str, done: u64, total: u64) {
@@ -82,6 +97,16 @@ impl Progress {
                 None => out.push_str(&format!(
                     "sluice_capture_instances_dropped_total {dropped}\n"
                 )),
+            }
+        }
+        out.push_str("# HELP sluice_capture_events_skipped_total Changes left out because they could not be mapped (event.processing.failure.handling.mode warn or skip).\n# TYPE sluice_capture_events_skipped_total counter\n");
+        for (database, progress) in databases {
+            let skipped = progress.events_skipped();
+            match database {
+                Some(db) => out.push_str(&format!(
+                    "sluice_capture_events_skipped_total{{database=\"{db}\"}} {skipped}\n"
+                )),
+                None => out.push_str(&format!("sluice_capture_events_skipped_total {skipped}\n")),
             }
         }
         out
@@ -245,12 +270,20 @@ pub async fn run<T: CdcTables, W: EventWriter>(
                 transaction: None,
                 now_us: clock(),
             };
-            batch.push(OutRecord {
-                topic: schema.topic(&settings.events),
-                key: envelope::key(schema, &row, &settings.events, &source)?,
-                value: Some(envelope::value(schema, &change, &settings.events)?),
-                headers: Vec::new(),
-            });
+            let mapped = envelope::key(schema, &row, &settings.events, &source)
+                .and_then(|key| Ok((key, envelope::value(schema, &change, &settings.events)?)));
+            match mapped {
+                Ok((key, value)) => batch.push(OutRecord {
+                    topic: schema.topic(&settings.events),
+                    key,
+                    value: Some(value),
+                    headers: Vec::new(),
+                }),
+                Err(error) => {
+                    settings.on_event_failure.handle(error)?;
+                    progress.add_events_skipped(1);
+                }
+            }
             if done.is_multiple_of(settings.snapshot_progress_rows as u64) {
                 progress.set(&id, done, total.max(done));
                 tracing::info!(table = %id, done, total, "snapshot progress");
@@ -308,6 +341,10 @@ mod tests {
             "sluice_capture_snapshot_rows{database=\"hr\",table=\"dbo.customers\",state=\"total\"} 1\n"
         ));
         assert!(text.contains("sluice_capture_instances_dropped_total{database=\"hr\"} 2\n"));
+        sales.add_events_skipped(3);
+        let text = Progress::prometheus_of(&[(Some("sales"), &sales), (Some("hr"), &hr)]);
+        assert!(text.contains("sluice_capture_events_skipped_total{database=\"sales\"} 3\n"));
+        assert!(text.contains("sluice_capture_events_skipped_total{database=\"hr\"} 0\n"));
         assert_eq!(
             text.matches("# TYPE sluice_capture_instances_dropped_total")
                 .count(),

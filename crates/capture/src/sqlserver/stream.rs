@@ -46,6 +46,8 @@ pub struct Streamer {
     last_assembled: Option<Position>,
     /// Capture instances dropped because they disappeared (a metric).
     dropped_instances: u64,
+    /// Changes left out by `event.processing.failure.handling.mode`.
+    events_skipped: u64,
     /// With transaction metadata: the transaction of the last published event, whose END
     /// waits for the next transaction's first event (as Debezium's `TransactionMonitor`).
     transaction: Option<Transaction>,
@@ -82,6 +84,7 @@ impl Streamer {
             last_heartbeat_ms: 0,
             last_assembled: None,
             dropped_instances: 0,
+            events_skipped: 0,
             transaction: None,
         }
     }
@@ -89,6 +92,11 @@ impl Streamer {
     /// How many capture instances disappeared and were dropped so far.
     pub fn dropped_instances(&self) -> u64 {
         self.dropped_instances
+    }
+
+    /// Changes left out so far by `event.processing.failure.handling.mode`.
+    pub fn events_skipped(&self) -> u64 {
+        self.events_skipped
     }
 
     /// Continues after `offset`: a snapshot's position (stream from the next commit) or
@@ -226,7 +234,7 @@ impl Streamer {
                         if skip_first && skip_second {
                             continue;
                         }
-                        self.update(table, &row, &after)?
+                        self.update(table, &row, &after)
                     }
                     Operation::UpdateAfter => {
                         return Err(CaptureError::UnpairedUpdate {
@@ -235,9 +243,18 @@ impl Streamer {
                         });
                     }
                     Operation::Insert | Operation::Delete if !skip_first => {
-                        self.single(table, &row)?
+                        self.single(table, &row)
                     }
                     _ => continue,
+                };
+                let event = match event {
+                    Ok(event) => event,
+                    Err(CaptureError::Row(error)) => {
+                        self.settings.on_event_failure.handle(error)?;
+                        self.events_skipped += 1;
+                        continue;
+                    }
+                    Err(other) => return Err(other),
                 };
                 let op = match row.operation {
                     Operation::Insert => 'c',

@@ -133,6 +133,24 @@ fn text_like_bytes_arrays_and_hstore() {
         value(&texts, r#"{a,"b,c","d\"e",NULL}"#),
         r#"["a","b,c","d\"e",null]"#
     );
+    // Lower bounds other than 1 (`UPDATE ... SET a[0] = 5`): the JDBC driver skips the
+    // decoration, so Debezium publishes the elements.
+    assert_eq!(value(&ints, "[0:2]={5,1,2}"), "[5,1,2]");
+    assert_eq!(value(&ints, "[-3:-3]={7}"), "[7]");
+    // Multidimensional: one null per sub-array, as Debezium's converter gives them.
+    assert_eq!(value(&ints, "{{1,2},{3,4}}"), "[null,null]");
+    assert_eq!(value(&ints, "[0:1][1:2]={{1,2},{3,4}}"), "[null,null]");
+    assert_eq!(
+        value(&texts, r#"{{"}{",b},{"\"}",NULL},{c,d}}"#),
+        "[null,null,null]"
+    );
+    for broken in ["{1,2", "{{1,2}", "[0:2]{1}", "{1}}", "{a{b}"] {
+        let mut out = String::new();
+        assert!(
+            push_value(&mut out, &ints, broken, DecimalMode::Precise).is_err(),
+            "{broken:?} gave {out:?}"
+        );
+    }
     assert_eq!(
         value(&Kind::Hstore, r#""a"=>"1", "b"=>NULL"#),
         r#""{\"a\":\"1\",\"b\":null}""#
@@ -233,6 +251,38 @@ fn timestamps_at_the_edges_of_the_calendar() {
         .parse()
         .expect("µs");
     assert!(bc < -62_000_000_000_000_000, "{bc}");
+    // PostgreSQL's last years: past 64 bits of µs since 1970 (as Debezium's
+    // `MicroTimestamp`, refused, naming the type), but not of ms or of a zoned text.
+    let micro = Kind::Timestamp { micros: true };
+    assert_eq!(
+        value(&micro, "294247-01-10 04:00:54.775807"),
+        i64::MAX.to_string()
+    );
+    let mut out = String::new();
+    let refused = push_value(
+        &mut out,
+        &micro,
+        "294247-01-10 04:00:54.775808",
+        DecimalMode::Precise,
+    )
+    .expect_err("past i64");
+    assert!(
+        refused
+            .to_string()
+            .contains("io.debezium.time.MicroTimestamp"),
+        "{refused}"
+    );
+    assert_eq!(
+        value(
+            &Kind::Timestamp { micros: false },
+            "294276-12-31 23:59:59.999"
+        ),
+        "9224318015999999"
+    );
+    assert_eq!(
+        tz(6, "294276-12-31 23:59:59.999999+00"),
+        "\"+294276-12-31T23:59:59.999999Z\""
+    );
     assert_eq!(value(&Kind::Time { micros: true }, "00:00:00.000001"), "1");
     assert_eq!(
         value(&Kind::Time { micros: false }, "23:59:59.999"),

@@ -121,8 +121,7 @@ fn values(writer: &Memory) -> Vec<serde_json::Value> {
 async fn column_lists_and_masks_shape_snapshot_and_stream_events() {
     let mut script = snapshot_script();
     script.row("dbo_customers", 5, 1, Operation::Delete, sally());
-    script.after_snapshot = std::mem::take(&mut script.rows);
-    script.max = Some(lsn(2));
+    script.commit_rows_after_snapshot();
     let patterns = |text: &str| Patterns::parse(text).expect("valid");
     let mut settings = settings();
     settings.columns.filter = Filter::Exclude(patterns(r"dbo\.customers\.(birth_date|updated_at)"));
