@@ -79,6 +79,19 @@ impl Script {
         self.row_in_command(instance, commit, slot, slot as i32, operation, values);
     }
 
+    /// An update: its before-image (`__$operation` 3) and after-image (4) at one slot.
+    fn update(
+        &mut self,
+        instance: &str,
+        commit: u32,
+        slot: u16,
+        before: Vec<SqlValue>,
+        after: Vec<SqlValue>,
+    ) {
+        self.row(instance, commit, slot, Operation::UpdateBefore, before);
+        self.row(instance, commit, slot, Operation::UpdateAfter, after);
+    }
+
     /// A row whose `__$command_id` is not its slot (a bulk statement's rows share one).
     fn row_in_command(
         &mut self,
@@ -346,14 +359,7 @@ async fn snapshot_then_streaming_emits_debezium_events_and_offsets() {
     script
         .snapshot
         .insert("dbo.customers".into(), vec![sally(), george(), anne()]);
-    script.row("dbo_customers", 5, 1, Operation::UpdateBefore, sally());
-    script.row(
-        "dbo_customers",
-        5,
-        1,
-        Operation::UpdateAfter,
-        sally_updated(),
-    );
+    script.update("dbo_customers", 5, 1, sally(), sally_updated());
     script.row("dbo_customers", 6, 1, Operation::Delete, george());
     script.commit_rows_after_snapshot();
     let (result, writer, progress) = run_until_drained(script, settings()).await;
@@ -614,14 +620,7 @@ async fn a_restart_in_the_middle_of_a_transaction_neither_loses_nor_duplicates()
     for crash_at in 1..=4 {
         let mut script = Script::with_customers();
         script.row("dbo_customers", 7, 1, Operation::Insert, anne());
-        script.row("dbo_customers", 7, 2, Operation::UpdateBefore, sally());
-        script.row(
-            "dbo_customers",
-            7,
-            2,
-            Operation::UpdateAfter,
-            sally_updated(),
-        );
+        script.update("dbo_customers", 7, 2, sally(), sally_updated());
         script.row("dbo_customers", 7, 3, Operation::Delete, george());
         let (first, second) = crash_then_resume(&mut script, crash_at).await;
         // What a read_committed consumer saw, across the crash.
@@ -685,8 +684,7 @@ async fn a_primary_key_update_is_delete_tombstone_create() {
     let mut script = Script::with_customers();
     let mut renumbered = sally();
     renumbered[0] = SqlValue::I32(2001);
-    script.row("dbo_customers", 5, 1, Operation::UpdateBefore, sally());
-    script.row("dbo_customers", 5, 1, Operation::UpdateAfter, renumbered);
+    script.update("dbo_customers", 5, 1, sally(), renumbered);
     let mut writer = Memory::default();
     let mut streamer = Streamer::new(settings(), clock());
     streamer.resume_from(Offset::Snapshot {
@@ -1214,14 +1212,7 @@ async fn a_change_that_cannot_be_mapped_stops_capture_or_is_left_out() {
         far[0] = SqlValue::I32(1005);
         script.row("dbo_customers", 5, 1, Operation::Insert, far);
         script.row("dbo_customers", 5, 2, Operation::Insert, george());
-        script.row("dbo_customers", 6, 1, Operation::UpdateBefore, sally());
-        script.row(
-            "dbo_customers",
-            6,
-            1,
-            Operation::UpdateAfter,
-            sally_in_9999(),
-        );
+        script.update("dbo_customers", 6, 1, sally(), sally_in_9999());
         script.row("dbo_customers", 7, 1, Operation::Delete, george());
         script.commit_rows_after_snapshot();
         script

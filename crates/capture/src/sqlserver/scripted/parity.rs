@@ -314,8 +314,7 @@ async fn a_key_change_counts_two_events_and_its_tombstone_names_the_new_key() {
     let mut script = Script::with_customers();
     let mut renumbered = sally();
     renumbered[0] = SqlValue::I32(2001);
-    script.row("dbo_customers", 5, 1, Operation::UpdateBefore, sally());
-    script.row("dbo_customers", 5, 1, Operation::UpdateAfter, renumbered);
+    script.update("dbo_customers", 5, 1, sally(), renumbered);
     // The next transaction: it ends the first.
     script.row("dbo_customers", 6, 1, Operation::Insert, anne());
     let settings = CaptureSettings {
@@ -500,8 +499,7 @@ async fn skipped_operations_are_not_published() {
     let mut renumbered = sally();
     renumbered[0] = SqlValue::I32(2001);
     script.row("dbo_customers", 5, 1, Operation::Insert, anne());
-    script.row("dbo_customers", 6, 1, Operation::UpdateBefore, sally());
-    script.row("dbo_customers", 6, 1, Operation::UpdateAfter, renumbered);
+    script.update("dbo_customers", 6, 1, sally(), renumbered);
     script.row("dbo_customers", 7, 1, Operation::Delete, george());
     let config = config::parse(
         r#"
