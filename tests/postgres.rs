@@ -440,6 +440,72 @@ fn a_change_that_cannot_be_mapped_stops_capture_or_is_left_out_as_configured() {
     );
 }
 
+/// Debezium's value modes for the types they change (`time.precision.mode = connect`,
+/// `binary.handling.mode = hex`, `interval.handling.mode = string`,
+/// `hstore.handling.mode = map`) and the types Debezium maps beyond the basic ones
+/// (`bit`, `varbit`, ranges, `tsvector`, `citext`, `ltree`, `inet[]`), the same in the
+/// snapshot and the stream; `name[]`, which Debezium leaves out, is left out.
+#[test]
+fn value_modes_and_more_types_as_debezium_writes_them_on_a_real_server() {
+    let pg = Postgres::start();
+    let broker = Broker::start();
+    let row = "'1969-12-31', '12:00:00.123456', '2000-01-01 00:00:00.5', '\\x00ff10',
+        '1 year 2 months 3 days 04:05:06.5', 'a=>1, b=>NULL', B'1', B'0000000100000010', B'101',
+        '[1,10)', '[2020-01-01 00:00+00,2021-01-01 00:00+00)', 'a fat cat', 'MiXeD',
+        'top.science', '{10.0.0.1,::1}', '{a,b}'";
+    pg.sql(&format!(
+        "CREATE EXTENSION hstore; CREATE EXTENSION citext; CREATE EXTENSION ltree;
+         CREATE TABLE modes (id int PRIMARY KEY, d date, t time, ts timestamp, b bytea,
+            iv interval, h hstore, flag bit(1), flags bit(16), vb varbit, r int4range,
+            tr tstzrange, tv tsvector, c citext, l ltree, ips inet[], n name[]);
+         INSERT INTO modes VALUES (1, {row});"
+    ));
+    let topic = "dbserver1.public.modes";
+    let capture = Running::start(
+        capture_config(
+            &pg,
+            &broker,
+            &["public.modes"],
+            r#"time_precision_mode = "connect"
+            binary_handling_mode = "hex"
+            interval_handling_mode = "string"
+            hstore_handling_mode = "map""#,
+        ),
+        &broker.bootstrap,
+        &[topic],
+    );
+    read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        !r.is_empty()
+    });
+    wait_streaming(&pg);
+    pg.sql(&format!("INSERT INTO modes VALUES (2, {row});"));
+    let records = read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        r.len() >= 2
+    });
+    capture.finish().expect("clean stop");
+    for (id, (_, value)) in records.iter().enumerate() {
+        let expected = serde_json::json!({
+            "id": id + 1,
+            "d": -1,
+            "t": 43_200_123,
+            "ts": 946_684_800_500i64,
+            "b": "00ff10",
+            "iv": "P1Y2M3DT4H5M6.5S",
+            "h": {"a": "1", "b": null},
+            "flag": true,
+            "flags": "AgE=",
+            "vb": "BQ==",
+            "r": "[1,10)",
+            "tr": "[\"2020-01-01 00:00:00+00\",\"2021-01-01 00:00:00+00\")",
+            "tv": "'a' 'cat' 'fat'",
+            "c": "MiXeD",
+            "l": "top.science",
+            "ips": ["10.0.0.1", "::1"],
+        });
+        assert_eq!(json(value)["after"], expected, "record {id}");
+    }
+}
+
 /// Rows written while the snapshot runs appear exactly once: in the snapshot or in the
 /// stream, never both, never neither.
 #[test]

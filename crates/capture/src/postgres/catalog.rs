@@ -13,12 +13,14 @@ use super::envelope::{PgColumn, PgTable};
 use super::offsets::{Lsn, parse_lsn};
 use super::pgoutput::{Relation, RelationColumn};
 use super::protocol::{SESSION_SETTINGS, quote_ident};
-use super::types::{UserType, kind_of};
+use super::types::{PgModes, UserType, kind_of};
 
 /// An ordinary connection and the user types seen so far.
 pub struct Catalog {
     pub client: Client,
     types: HashMap<u32, Option<UserType>>,
+    /// The modes that decide the columns' kinds (the configuration's).
+    pub modes: PgModes,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -91,6 +93,7 @@ impl Catalog {
         Ok(Catalog {
             client: connect(connection).await?,
             types: HashMap::new(),
+            modes: PgModes::default(),
         })
     }
 
@@ -336,7 +339,8 @@ impl Catalog {
         let mut columns = Vec::new();
         let mut key: Vec<(i32, usize)> = Vec::new();
         for (index, column) in relation.columns.iter().enumerate() {
-            let Some(kind) = kind_of(column.type_oid, column.type_modifier, &lookup) else {
+            let Some(kind) = kind_of(column.type_oid, column.type_modifier, self.modes, &lookup)
+            else {
                 tracing::warn!(table = %sluice_core::text::printable(&format!("{}.{}", relation.schema, relation.table)), column = %sluice_core::text::printable(&column.name), type_oid = column.type_oid, "column of an unsupported type left out of the events");
                 continue;
             };

@@ -18,6 +18,8 @@ use crate::SnapshotMode;
 use crate::config::{RawKafka, add, check_prefix_and_tables, count, duration, validate_kafka};
 use crate::envelope::{DEBEZIUM_VERSION, EventSettings};
 use crate::sqlserver::types::DecimalMode;
+
+use super::types::{PgModes, PgTimePrecision};
 use sluice_core::settings::Problem;
 
 /// The `[capture]` table with `type = "postgres"`.
@@ -48,6 +50,10 @@ pub struct RawPostgres {
     streaming_spill_dir: Option<String>,
     max_batches_in_flight: Option<i64>,
     event_processing_failure_handling_mode: Option<String>,
+    time_precision_mode: Option<String>,
+    binary_handling_mode: Option<String>,
+    interval_handling_mode: Option<String>,
+    hstore_handling_mode: Option<String>,
     kafka: Option<RawKafka>,
 }
 
@@ -100,6 +106,9 @@ pub struct PgSettings {
     /// `event.processing.failure.handling.mode`: what becomes of a change that cannot
     /// be mapped (stop, or leave it out).
     pub on_event_failure: crate::failures::FailureMode,
+    /// `time.precision.mode`, `binary.handling.mode`, `interval.handling.mode` and
+    /// `hstore.handling.mode`.
+    pub modes: PgModes,
 }
 
 /// A validated PostgreSQL capture configuration.
@@ -275,6 +284,36 @@ pub(crate) fn validate(
         4,
         problems,
     ) as usize;
+    let modes = PgModes {
+        time: match c.time_precision_mode.as_deref() {
+            None | Some("adaptive") => PgTimePrecision::Adaptive,
+            Some("adaptive_time_microseconds") => PgTimePrecision::AdaptiveTimeMicroseconds,
+            Some("connect") => PgTimePrecision::Connect,
+            Some(other) => {
+                add(
+                    problems,
+                    "capture.time_precision_mode",
+                    format!(
+                        "unknown mode {other:?} (expected \"adaptive\", \"adaptive_time_microseconds\" or \"connect\")"
+                    ),
+                );
+                PgTimePrecision::Adaptive
+            }
+        },
+        binary: crate::sqlserver::options::binary_mode(c.binary_handling_mode.as_deref(), problems),
+        interval_iso: second_mode(
+            c.interval_handling_mode.as_deref(),
+            "capture.interval_handling_mode",
+            ["numeric", "string"],
+            problems,
+        ),
+        hstore_map: second_mode(
+            c.hstore_handling_mode.as_deref(),
+            "capture.hstore_handling_mode",
+            ["json", "map"],
+            problems,
+        ),
+    };
     let on_event_failure = crate::failures::FailureMode::parse(
         c.event_processing_failure_handling_mode.as_deref(),
         "capture.event_processing_failure_handling_mode",
@@ -310,11 +349,35 @@ pub(crate) fn validate(
             parts_in_flight,
             spill_dir: c.streaming_spill_dir.map(std::path::PathBuf::from),
             on_event_failure,
+            modes,
         },
         kafka,
         offsets_topic,
         transactions,
         admin_listen: None,
+    }
+}
+
+/// Whether a two-valued mode (`[default, other]`) is set to its other value; a problem
+/// at `path` for any third.
+fn second_mode(
+    raw: Option<&str>,
+    path: &str,
+    [default, other]: [&str; 2],
+    problems: &mut Vec<Problem>,
+) -> bool {
+    match raw {
+        None => false,
+        Some(mode) if mode == default => false,
+        Some(mode) if mode == other => true,
+        Some(unknown) => {
+            add(
+                problems,
+                path,
+                format!("unknown mode {unknown:?} (expected {default:?} or {other:?})"),
+            );
+            false
+        }
     }
 }
 

@@ -161,15 +161,13 @@ fn push_row(
 /// its bytes for binary ones, null for the rest.
 fn push_unavailable(out: &mut String, kind: &Kind) {
     match kind {
-        Kind::Text | Kind::Named(_) | Kind::Enum(_) | Kind::Hstore => {
+        Kind::Text | Kind::Named(_) | Kind::Enum(_) | Kind::Hstore { map: false } => {
             push_json_string(out, UNAVAILABLE)
         }
-        Kind::Bytea => {
-            use base64::Engine;
-            out.push('"');
-            out.push_str(&base64::engine::general_purpose::STANDARD.encode(UNAVAILABLE));
-            out.push('"');
-        }
+        Kind::Bytea(binary) => push_json_string(
+            out,
+            &crate::sqlserver::types::binary_text(UNAVAILABLE.as_bytes(), *binary),
+        ),
         Kind::Array(item) if matches!(**item, Kind::Text) => {
             out.push('[');
             push_json_string(out, UNAVAILABLE);

@@ -203,6 +203,7 @@ pub async fn run<W: EventWriter<PgOffset>>(
     let mut endpoint = Endpoint::from_config(&parsed).map_err(PgError::Connection)?;
     endpoint.tls = tls;
     let mut catalog = Catalog::connect(&config.connection).await?;
+    catalog.modes = settings.modes;
     let slot_state = catalog.prepare(settings).await?;
     let mut replication = ReplicationConnection::connect(&endpoint)
         .await

@@ -4,16 +4,45 @@
 //! [`super::protocol::SESSION_SETTINGS`]) to JSON and the Kafka Connect field schema.
 //!
 //! Time values: `time.precision.mode=adaptive` (`time(0-3)`/`timestamp(0-3)` in ms,
-//! 4-6 in µs); `timestamptz` is `ZonedTimestamp` in UTC with the column's fraction
-//! width, `timetz` `ZonedTime`. `interval` is `MicroDuration` (a month is 30.4375 days,
-//! as Debezium's `DAYS_PER_MONTH_AVG`). `hstore` is JSON text (`hstore.handling.mode=json`),
-//! `bytea` base64 (`binary.handling.mode=bytes`), `money` a decimal of scale 2.
+//! 4-6 in µs; `adaptive_time_microseconds`: every `time` in µs; `connect`: Kafka
+//! Connect's `Date`, `Time` and `Timestamp`, in ms); `timestamptz` is `ZonedTimestamp`
+//! in UTC with the column's fraction width, `timetz` `ZonedTime`. `interval` is
+//! `MicroDuration` (a month is 30.4375 days, as Debezium's `DAYS_PER_MONTH_AVG`) or, with
+//! `interval.handling.mode=string`, ISO 8601 text. `hstore` is JSON text
+//! (`hstore.handling.mode=json`) or a map; `bytea` as `binary.handling.mode` says;
+//! `money` a decimal of scale 2. The modes that change a column's type are decided once,
+//! when its table is read ([`PgModes`], [`kind_of`]); the decimal mode is applied as
+//! values are written.
 
 use base64::Engine;
 
 use crate::sqlserver::types::{
-    DecimalMode, push_float, push_i64, push_json_string, unscaled_bytes,
+    BinaryMode, DecimalMode, binary_text, push_float, push_i64, push_json_string, unscaled_bytes,
 };
+
+/// `time.precision.mode` of Debezium's PostgreSQL connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PgTimePrecision {
+    /// `io.debezium.time.*` at the column's precision.
+    #[default]
+    Adaptive,
+    /// As `adaptive`, but every `time` in µs (`MicroTime`).
+    AdaptiveTimeMicroseconds,
+    /// Kafka Connect's `Date`, `Time` and `Timestamp`: ms, finer digits cut.
+    Connect,
+}
+
+/// The connector's modes that decide a column's type (`*.handling.mode`,
+/// `time.precision.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PgModes {
+    pub time: PgTimePrecision,
+    pub binary: BinaryMode,
+    /// `interval.handling.mode = string`: ISO 8601 text (`io.debezium.time.Interval`).
+    pub interval_iso: bool,
+    /// `hstore.handling.mode = map`: a Kafka Connect map of strings.
+    pub hstore_map: bool,
+}
 
 /// What a column holds, as far as the mapping cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +59,15 @@ pub enum Kind {
     Text,
     /// Text with a Debezium logical name (`Uuid`, `Json`, `Xml`).
     Named(&'static str),
-    Bytea,
+    /// `bytea`, as `binary.handling.mode` writes it.
+    Bytea(BinaryMode),
+    /// `bit(1)` and `varbit(1)`: a boolean.
+    Bit,
+    /// `bit(n)` and `varbit(n)`, n > 1: `io.debezium.data.Bits`, the bits as a
+    /// little-endian number.
+    Bits {
+        length: u32,
+    },
     Date,
     /// `time(p)`, p ≤ 3: ms (`Time`); else µs (`MicroTime`).
     Time {
@@ -40,14 +77,25 @@ pub enum Kind {
     Timestamp {
         micros: bool,
     },
+    /// `time.precision.mode = connect`: Kafka Connect's `Date` (days), `Time` (ms) and
+    /// `Timestamp` (ms).
+    ConnectDate,
+    ConnectTime,
+    ConnectTimestamp,
     /// `timestamptz(p)`: the fraction width.
     TimestampTz {
         width: u32,
     },
-    Interval,
+    /// `iso`: `interval.handling.mode = string`.
+    Interval {
+        iso: bool,
+    },
     /// An enum type and its labels.
     Enum(String),
-    Hstore,
+    /// `map`: `hstore.handling.mode = map`.
+    Hstore {
+        map: bool,
+    },
     Array(Box<Kind>),
 }
 
@@ -62,10 +110,22 @@ pub struct UserType {
     pub enum_labels: Vec<String>,
 }
 
-/// The kind of a column of type `oid` with `typmod` (`None`: a type sluice does not map;
-/// the column is left out with a warning). `user` looks up a non-built-in type.
-pub fn kind_of(oid: u32, typmod: i32, user: &dyn Fn(u32) -> Option<UserType>) -> Option<Kind> {
+/// The kind of a column of type `oid` with `typmod` under `modes` (`None`: a type
+/// Debezium does not map either; the column is left out with a warning). `user` looks
+/// up a non-built-in type.
+pub fn kind_of(
+    oid: u32,
+    typmod: i32,
+    modes: PgModes,
+    user: &dyn Fn(u32) -> Option<UserType>,
+) -> Option<Kind> {
     let precision = |default: i32| if typmod >= 0 { typmod } else { default };
+    let connect = modes.time == PgTimePrecision::Connect;
+    let array = |element: u32| {
+        Kind::Array(Box::new(
+            kind_of(element, typmod, modes, &|_| None).unwrap_or(Kind::Text),
+        ))
+    };
     Some(match oid {
         16 => Kind::Bool,
         21 => Kind::Int16,
@@ -78,23 +138,42 @@ pub fn kind_of(oid: u32, typmod: i32, user: &dyn Fn(u32) -> Option<UserType>) ->
             (t >> 16, t & 0xffff)
         })),
         790 => Kind::Money,
-        25 | 1043 | 1042 | 18 | 19 | 869 | 650 | 829 | 774 | 1560 | 1562 => Kind::Text,
+        25 | 1043 | 1042 | 18 | 19 | 869 | 650 | 829 | 774 => Kind::Text,
+        // Ranges (int4, num, ts, tstz, date, int8): their text, as Debezium.
+        3904 | 3906 | 3908 | 3910 | 3912 | 3926 => Kind::Text,
+        3614 => Kind::Named("io.debezium.data.TsVector"),
+        // bit(n) / varbit(n) (varbit without a length: the JDBC driver's unknown length).
+        1560 | 1562 => {
+            let length = if typmod >= 0 { typmod } else { i32::MAX };
+            if length <= 1 {
+                Kind::Bit
+            } else {
+                Kind::Bits {
+                    length: length as u32,
+                }
+            }
+        }
         2950 => Kind::Named("io.debezium.data.Uuid"),
         114 | 3802 => Kind::Named("io.debezium.data.Json"),
         142 => Kind::Named("io.debezium.data.Xml"),
-        17 => Kind::Bytea,
+        17 => Kind::Bytea(modes.binary),
+        1082 if connect => Kind::ConnectDate,
         1082 => Kind::Date,
+        1083 if connect => Kind::ConnectTime,
         1083 => Kind::Time {
-            micros: precision(6) > 3,
+            micros: modes.time == PgTimePrecision::AdaptiveTimeMicroseconds || precision(6) > 3,
         },
         1266 => Kind::TimeTz,
+        1114 if connect => Kind::ConnectTimestamp,
         1114 => Kind::Timestamp {
             micros: precision(6) > 3,
         },
         1184 => Kind::TimestampTz {
             width: precision(6) as u32,
         },
-        1186 => Kind::Interval,
+        1186 => Kind::Interval {
+            iso: modes.interval_iso,
+        },
         1000 => array(16),
         1005 => array(21),
         1007 => array(23),
@@ -102,8 +181,14 @@ pub fn kind_of(oid: u32, typmod: i32, user: &dyn Fn(u32) -> Option<UserType>) ->
         1021 => array(700),
         1022 => array(701),
         1231 => Kind::Array(Box::new(Kind::Numeric(None))),
-        1009 | 1015 | 1014 | 1002 | 1003 => array(25),
+        // Text-like arrays (name[], 1003, has no schema in Debezium: left out).
+        1009 | 1015 | 1014 | 1002 => array(25),
+        1041 | 651 | 1040 | 775 | 3905 | 3907 | 3909 | 3911 | 3913 | 3927 => array(25),
+        1028 => array(26),
+        1001 => array(17),
         1182 => array(1082),
+        1183 => array(1083),
+        1270 => array(1266),
         2951 => array(2950),
         199 | 3807 => array(114),
         1115 => array(1114),
@@ -112,19 +197,17 @@ pub fn kind_of(oid: u32, typmod: i32, user: &dyn Fn(u32) -> Option<UserType>) ->
             let t = user(oid)?;
             match t.kind {
                 b'e' => Kind::Enum(t.enum_labels.join(",")),
-                b'd' => kind_of(t.element, typmod, user)?,
-                _ if t.name == "hstore" => Kind::Hstore,
-                _ if t.element != 0 => Kind::Array(Box::new(kind_of(t.element, -1, user)?)),
+                b'd' => kind_of(t.element, typmod, modes, user)?,
+                _ if t.name == "hstore" => Kind::Hstore {
+                    map: modes.hstore_map,
+                },
+                _ if t.name == "citext" || t.name == "isbn" => Kind::Text,
+                _ if t.name == "ltree" => Kind::Named("io.debezium.data.Ltree"),
+                _ if t.element != 0 => Kind::Array(Box::new(kind_of(t.element, -1, modes, user)?)),
                 _ => return None,
             }
         }
     })
-}
-
-fn array(element: u32) -> Kind {
-    Kind::Array(Box::new(
-        kind_of(element, -1, &|_| None).unwrap_or(Kind::Text),
-    ))
 }
 
 /// The Kafka Connect schema of a field of `kind` (keys in JsonConverter's order);
@@ -170,7 +253,16 @@ pub fn schema(kind: &Kind, optional: bool, field: Option<&str>, mode: DecimalMod
         },
         Kind::Text => plain("string"),
         Kind::Named(name) => named("string", name),
-        Kind::Bytea => plain("bytes"),
+        Kind::Bytea(BinaryMode::Bytes) => plain("bytes"),
+        Kind::Bytea(_) => plain("string"),
+        Kind::Bit => plain("boolean"),
+        Kind::Bits { length } => (
+            r#""type":"bytes","optional":OPT,"name":"io.debezium.data.Bits","version":1"#.into(),
+            Some(format!(r#"{{"length":"{length}"}}"#)),
+        ),
+        Kind::ConnectDate => named("int32", "org.apache.kafka.connect.data.Date"),
+        Kind::ConnectTime => named("int32", "org.apache.kafka.connect.data.Time"),
+        Kind::ConnectTimestamp => named("int64", "org.apache.kafka.connect.data.Timestamp"),
         Kind::Date => named("int32", "io.debezium.time.Date"),
         Kind::Time { micros: false } => named("int32", "io.debezium.time.Time"),
         Kind::Time { micros: true } => named("int64", "io.debezium.time.MicroTime"),
@@ -178,7 +270,8 @@ pub fn schema(kind: &Kind, optional: bool, field: Option<&str>, mode: DecimalMod
         Kind::Timestamp { micros: false } => named("int64", "io.debezium.time.Timestamp"),
         Kind::Timestamp { micros: true } => named("int64", "io.debezium.time.MicroTimestamp"),
         Kind::TimestampTz { .. } => named("string", "io.debezium.time.ZonedTimestamp"),
-        Kind::Interval => named("int64", "io.debezium.time.MicroDuration"),
+        Kind::Interval { iso: false } => named("int64", "io.debezium.time.MicroDuration"),
+        Kind::Interval { iso: true } => named("string", "io.debezium.time.Interval"),
         Kind::Enum(labels) => (
             r#""type":"string","optional":OPT,"name":"io.debezium.data.Enum","version":1"#.into(),
             Some({
@@ -188,7 +281,11 @@ pub fn schema(kind: &Kind, optional: bool, field: Option<&str>, mode: DecimalMod
                 p
             }),
         ),
-        Kind::Hstore => named("string", "io.debezium.data.Json"),
+        Kind::Hstore { map: false } => named("string", "io.debezium.data.Json"),
+        Kind::Hstore { map: true } => (
+            r#""type":"map","keys":{"type":"string","optional":false},"values":{"type":"string","optional":true},"optional":OPT"#.into(),
+            None,
+        ),
         Kind::Array(item) => (
             format!(
                 r#""type":"array","items":{},"optional":OPT"#,
@@ -319,12 +416,24 @@ pub fn push_value(
             }
         }
         Kind::Text | Kind::Named(_) | Kind::Enum(_) => push_json_string(out, text),
-        Kind::Bytea => {
+        Kind::Bytea(binary) => {
             let hex = text.strip_prefix("\\x").ok_or_else(|| bad("not \\x hex"))?;
             let bytes = hex::decode(hex).map_err(|_| bad("not \\x hex"))?;
+            match binary {
+                BinaryMode::Bytes | BinaryMode::Base64 => push_base64(out, &bytes),
+                _ => push_json_string(out, &binary_text(&bytes, *binary)),
+            }
+        }
+        Kind::Bit => out.push_str(match text {
+            "0" => "false",
+            "1" => "true",
+            _ => return Err(bad("not a bit")),
+        }),
+        Kind::Bits { .. } => {
+            let bytes = bits_little_endian(text).ok_or_else(|| bad("not a bit string"))?;
             push_base64(out, &bytes);
         }
-        Kind::Date => {
+        Kind::Date | Kind::ConnectDate => {
             let days = match text {
                 // PostgreSQL's infinite dates, as the JDBC driver hands them to Debezium
                 // (`PGStatement.DATE_POSITIVE_INFINITY` / `DATE_NEGATIVE_INFINITY` ms).
@@ -334,9 +443,10 @@ pub fn push_value(
             };
             push_i64(out, days);
         }
-        Kind::Time { micros } => {
+        Kind::Time { .. } | Kind::ConnectTime => {
             let us = parse_time(text).ok_or_else(|| bad("not a time"))?;
-            push_i64(out, if *micros { us } else { us / 1_000 });
+            let micros = matches!(kind, Kind::Time { micros: true });
+            push_i64(out, if micros { us } else { us / 1_000 });
         }
         Kind::TimeTz => {
             let (time, offset) = split_offset(text).ok_or_else(|| bad("not a timetz"))?;
@@ -347,7 +457,8 @@ pub fn push_value(
             push_fraction(out, us % 1_000_000, None);
             out.push_str("Z\"");
         }
-        Kind::Timestamp { micros } => {
+        Kind::Timestamp { .. } | Kind::ConnectTimestamp => {
+            let micros = &matches!(kind, Kind::Timestamp { micros: true });
             // Infinite timestamps: the JDBC driver's sentinels in ms
             // (`PGStatement.DATE_POSITIVE_INFINITY`), saturated in µs.
             let value = match (text, micros) {
@@ -387,11 +498,31 @@ pub fn push_value(
             push_fraction(out, of_day % 1_000_000, (*width > 0).then_some(*width));
             out.push_str("Z\"");
         }
-        Kind::Interval => {
+        Kind::Interval { iso: false } => {
             let us = parse_interval(text).ok_or_else(|| bad("not an ISO 8601 interval"))?;
             push_i64(out, us);
         }
-        Kind::Hstore => {
+        Kind::Interval { iso: true } => {
+            let iso = interval_iso(text).ok_or_else(|| bad("not an ISO 8601 interval"))?;
+            push_json_string(out, &iso);
+        }
+        Kind::Hstore { map: true } => {
+            let pairs = parse_hstore(text).ok_or_else(|| bad("not an hstore"))?;
+            out.push('{');
+            for (i, (key, value)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_string(out, key);
+                out.push(':');
+                match value {
+                    Some(v) => push_json_string(out, v),
+                    None => out.push_str("null"),
+                }
+            }
+            out.push('}');
+        }
+        Kind::Hstore { map: false } => {
             let pairs = parse_hstore(text).ok_or_else(|| bad("not an hstore"))?;
             let mut json = String::from("{");
             for (i, (key, value)) in pairs.iter().enumerate() {
@@ -742,6 +873,74 @@ fn parse_interval(text: &str) -> Option<i64> {
     let days_total = (years * 12.0 + months) * (365.25 / 12.0) + days;
     let seconds_total = ((days_total * 24.0 + hours) * 60.0 + minutes) * 60.0 + seconds;
     Some((seconds_total * 1_000_000.0).round() as i64)
+}
+
+/// A bit string (`0101`) as Debezium's `Bits` holds it: the string read as a binary
+/// number, its bytes little-endian, as many as its highest set bit needs (none for 0).
+fn bits_little_endian(text: &str) -> Option<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(text.len().div_ceil(8));
+    for (i, bit) in text.bytes().rev().enumerate() {
+        match bit {
+            b'0' => {}
+            b'1' => {
+                bytes.resize(bytes.len().max(i / 8 + 1), 0);
+                bytes[i / 8] |= 1 << (i % 8);
+            }
+            _ => return None,
+        }
+    }
+    Some(bytes)
+}
+
+/// PostgreSQL's ISO 8601 interval (`P1Y2M3DT4H5M6.5S`, zero fields left out) as
+/// Debezium's `Interval.toIsoString` writes it: every field, seconds without trailing
+/// zeros (`P1Y2M3DT4H5M6.5S`, `P0Y0M0DT0H0M0S`).
+fn interval_iso(text: &str) -> Option<String> {
+    let body = text.strip_prefix('P')?;
+    let (date, time) = body.split_once('T').unwrap_or((body, ""));
+    // Y M D H M S, as PostgreSQL wrote them.
+    let mut fields: [&str; 6] = ["0"; 6];
+    interval_fields(date, &[('Y', 0), ('M', 1), ('D', 2)], &mut fields)?;
+    interval_fields(time, &[('H', 3), ('M', 4), ('S', 5)], &mut fields)?;
+    let seconds = match fields[5].split_once('.') {
+        Some((whole, fraction)) => {
+            // At most 6 digits, cut (as Debezium's `setScale(6, DOWN)`), then no trailing zeros.
+            let fraction = &fraction[..fraction.len().min(6)];
+            let fraction = fraction.trim_end_matches('0');
+            match (whole, fraction.is_empty()) {
+                ("-0" | "-", true) => "0".to_owned(),
+                (_, true) => whole.to_owned(),
+                _ => format!("{whole}.{fraction}"),
+            }
+        }
+        None => fields[5].to_owned(),
+    };
+    let [y, mo, d, h, mi, _] = fields;
+    Some(format!("P{y}Y{mo}M{d}DT{h}H{mi}M{seconds}S"))
+}
+
+/// Reads `12Y-3M` into `fields` by `units` (unit letter → slot); only seconds (slot 5)
+/// may have a fraction.
+fn interval_fields<'t>(
+    part: &'t str,
+    units: &[(char, usize)],
+    fields: &mut [&'t str; 6],
+) -> Option<()> {
+    let mut start = 0;
+    for (at, c) in part.char_indices() {
+        if c.is_ascii_digit() || c == '.' || c == '-' {
+            continue;
+        }
+        let &(_, slot) = units.iter().find(|(u, _)| *u == c)?;
+        let number = &part[start..at];
+        if number.is_empty() || (slot < 5 && number.contains('.')) {
+            return None;
+        }
+        number.parse::<f64>().ok()?;
+        fields[slot] = number;
+        start = at + c.len_utf8();
+    }
+    (start == part.len()).then_some(())
 }
 
 /// An element of an array in PostgreSQL's text form.

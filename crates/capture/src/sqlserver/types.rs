@@ -653,7 +653,7 @@ fn push_unmasked(
 
 /// Binary bytes as the JSON string `binary.handling.mode` asks for (`bytes` and
 /// `base64` write the same text; the schema differs).
-fn binary_text(bytes: &[u8], mode: BinaryMode) -> String {
+pub(crate) fn binary_text(bytes: &[u8], mode: BinaryMode) -> String {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE};
     match mode {
         BinaryMode::Bytes | BinaryMode::Base64 => STANDARD.encode(bytes),

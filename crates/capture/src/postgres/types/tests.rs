@@ -85,9 +85,15 @@ fn dates_times_and_timestamps() {
     );
     assert_eq!(value(&Kind::TimeTz, "12:00:00.25+02"), "\"10:00:00.25Z\"");
     // One month is 30.4375 days in Debezium's MicroDuration.
-    assert_eq!(value(&Kind::Interval, "P1M"), "2629800000000");
-    assert_eq!(value(&Kind::Interval, "PT-1.5S"), "-1500000");
-    assert_eq!(value(&Kind::Interval, "P1Y2M3DT4H5M6.5S"), "37091106500000");
+    assert_eq!(
+        value(&Kind::Interval { iso: false }, "P1M"),
+        "2629800000000"
+    );
+    assert_eq!(value(&Kind::Interval { iso: false }, "PT-1.5S"), "-1500000");
+    assert_eq!(
+        value(&Kind::Interval { iso: false }, "P1Y2M3DT4H5M6.5S"),
+        "37091106500000"
+    );
 }
 
 /// Found by the `pg_values` fuzz target with overflow checks on: values PostgreSQL does
@@ -124,7 +130,10 @@ fn times_out_of_range_are_refused_not_overflowed() {
 #[test]
 fn text_like_bytes_arrays_and_hstore() {
     assert_eq!(value(&Kind::Text, "Zoë \"q\""), "\"Zoë \\\"q\\\"\"");
-    assert_eq!(value(&Kind::Bytea, "\\x0102ff"), "\"AQL/\"");
+    assert_eq!(
+        value(&Kind::Bytea(BinaryMode::Bytes), "\\x0102ff"),
+        "\"AQL/\""
+    );
     let ints = Kind::Array(Box::new(Kind::Int32));
     assert_eq!(value(&ints, "{1,NULL,-3}"), "[1,null,-3]");
     assert_eq!(value(&ints, "{}"), "[]");
@@ -152,7 +161,7 @@ fn text_like_bytes_arrays_and_hstore() {
         );
     }
     assert_eq!(
-        value(&Kind::Hstore, r#""a"=>"1", "b"=>NULL"#),
+        value(&Kind::Hstore { map: false }, r#""a"=>"1", "b"=>NULL"#),
         r#""{\"a\":\"1\",\"b\":null}""#
     );
 }
@@ -161,12 +170,22 @@ fn text_like_bytes_arrays_and_hstore() {
 fn kinds_from_oids_and_schemas() {
     let none = |_| None;
     assert_eq!(
-        kind_of(1700, (10 << 16 | 2) + 4, &none),
+        kind_of(1700, (10 << 16 | 2) + 4, PgModes::default(), &none),
         Some(Kind::Numeric(Some((10, 2))))
     );
-    assert_eq!(kind_of(1700, -1, &none), Some(Kind::Numeric(None)));
-    assert_eq!(kind_of(1083, 3, &none), Some(Kind::Time { micros: false }));
-    assert_eq!(kind_of(600, -1, &none), None, "point is not mapped");
+    assert_eq!(
+        kind_of(1700, -1, PgModes::default(), &none),
+        Some(Kind::Numeric(None))
+    );
+    assert_eq!(
+        kind_of(1083, 3, PgModes::default(), &none),
+        Some(Kind::Time { micros: false })
+    );
+    assert_eq!(
+        kind_of(600, -1, PgModes::default(), &none),
+        None,
+        "point is not mapped"
+    );
     let mood = |oid| {
         (oid == 70_000).then(|| UserType {
             name: "mood".into(),
@@ -176,7 +195,7 @@ fn kinds_from_oids_and_schemas() {
         })
     };
     assert_eq!(
-        kind_of(70_000, -1, &mood),
+        kind_of(70_000, -1, PgModes::default(), &mood),
         Some(Kind::Enum("sad,ok".into()))
     );
     assert_eq!(
@@ -312,5 +331,228 @@ fn date_and_time_fields_are_read_strictly() {
             DecimalMode::Precise
         )
         .is_err()
+    );
+}
+
+fn modes(time: PgTimePrecision) -> PgModes {
+    PgModes {
+        time,
+        ..PgModes::default()
+    }
+}
+
+/// `time.precision.mode`: `connect` writes Kafka Connect's types in ms,
+/// `adaptive_time_microseconds` every `time` in µs; zoned types do not change.
+#[test]
+fn time_precision_modes_choose_the_time_types() {
+    let none = |_| None;
+    let connect = modes(PgTimePrecision::Connect);
+    assert_eq!(kind_of(1082, -1, connect, &none), Some(Kind::ConnectDate));
+    assert_eq!(kind_of(1083, 6, connect, &none), Some(Kind::ConnectTime));
+    assert_eq!(
+        kind_of(1114, 6, connect, &none),
+        Some(Kind::ConnectTimestamp)
+    );
+    assert_eq!(
+        kind_of(1184, 3, connect, &none),
+        Some(Kind::TimestampTz { width: 3 })
+    );
+    assert_eq!(
+        kind_of(1115, 6, connect, &none),
+        Some(Kind::Array(Box::new(Kind::ConnectTimestamp)))
+    );
+    let micro = modes(PgTimePrecision::AdaptiveTimeMicroseconds);
+    assert_eq!(
+        kind_of(1083, 0, micro, &none),
+        Some(Kind::Time { micros: true })
+    );
+    assert_eq!(
+        kind_of(1114, 3, micro, &none),
+        Some(Kind::Timestamp { micros: false })
+    );
+    // An array's elements take the column's precision, as Debezium's.
+    assert_eq!(
+        kind_of(1115, 3, PgModes::default(), &none),
+        Some(Kind::Array(Box::new(Kind::Timestamp { micros: false })))
+    );
+    assert_eq!(value(&Kind::ConnectDate, "1969-12-31"), "-1");
+    assert_eq!(value(&Kind::ConnectTime, "12:00:00.123456"), "43200123");
+    assert_eq!(
+        value(&Kind::ConnectTimestamp, "2000-01-01 00:00:00.5"),
+        "946684800500"
+    );
+    assert_eq!(
+        value(&Kind::ConnectTimestamp, "infinity"),
+        "9223372036825200000"
+    );
+    for (kind, expected) in [
+        (
+            Kind::ConnectDate,
+            r#"{"type":"int32","optional":true,"name":"org.apache.kafka.connect.data.Date","version":1,"field":"x"}"#,
+        ),
+        (
+            Kind::ConnectTime,
+            r#"{"type":"int32","optional":true,"name":"org.apache.kafka.connect.data.Time","version":1,"field":"x"}"#,
+        ),
+        (
+            Kind::ConnectTimestamp,
+            r#"{"type":"int64","optional":true,"name":"org.apache.kafka.connect.data.Timestamp","version":1,"field":"x"}"#,
+        ),
+    ] {
+        assert_eq!(
+            schema(&kind, true, Some("x"), DecimalMode::Precise),
+            expected
+        );
+    }
+}
+
+/// `binary.handling.mode`, `interval.handling.mode = string` and
+/// `hstore.handling.mode = map`, values and schemas.
+#[test]
+fn handling_modes_write_bytea_intervals_and_hstore_as_configured() {
+    let none = |_| None;
+    let all = PgModes {
+        binary: BinaryMode::Hex,
+        interval_iso: true,
+        hstore_map: true,
+        ..PgModes::default()
+    };
+    assert_eq!(
+        kind_of(17, -1, all, &none),
+        Some(Kind::Bytea(BinaryMode::Hex))
+    );
+    assert_eq!(
+        kind_of(1001, -1, all, &none),
+        Some(Kind::Array(Box::new(Kind::Bytea(BinaryMode::Hex))))
+    );
+    assert_eq!(
+        kind_of(1186, -1, all, &none),
+        Some(Kind::Interval { iso: true })
+    );
+    assert_eq!(
+        value(&Kind::Bytea(BinaryMode::Hex), "\\x00ff10"),
+        "\"00ff10\""
+    );
+    assert_eq!(
+        value(&Kind::Bytea(BinaryMode::Base64UrlSafe), "\\xfbff"),
+        "\"-_8=\""
+    );
+    assert_eq!(
+        value(&Kind::Bytea(BinaryMode::Base64), "\\xfbff"),
+        "\"+/8=\""
+    );
+    assert_eq!(
+        schema(
+            &Kind::Bytea(BinaryMode::Hex),
+            false,
+            Some("b"),
+            DecimalMode::Precise
+        ),
+        r#"{"type":"string","optional":false,"field":"b"}"#
+    );
+    let iso = Kind::Interval { iso: true };
+    // Debezium's `Interval.toIsoString`: every field, seconds without trailing zeros.
+    for (text, expected) in [
+        ("P1Y2M3DT4H5M6.5S", "P1Y2M3DT4H5M6.5S"),
+        ("PT0S", "P0Y0M0DT0H0M0S"),
+        ("P-1DT2H3M", "P0Y0M-1DT2H3M0S"),
+        ("PT-4H-5M-6.25S", "P0Y0M0DT-4H-5M-6.25S"),
+        ("P178000000Y", "P178000000Y0M0DT0H0M0S"),
+        ("PT0.000001S", "P0Y0M0DT0H0M0.000001S"),
+    ] {
+        assert_eq!(value(&iso, text), format!("\"{expected}\""), "{text}");
+    }
+    for broken in ["1 year", "P1.5Y", "PT5", "P1X", "PTS"] {
+        let mut out = String::new();
+        assert!(
+            push_value(&mut out, &iso, broken, DecimalMode::Precise).is_err(),
+            "{broken:?} gave {out:?}"
+        );
+    }
+    assert_eq!(
+        schema(&iso, true, Some("iv"), DecimalMode::Precise),
+        r#"{"type":"string","optional":true,"name":"io.debezium.time.Interval","version":1,"field":"iv"}"#
+    );
+    let map = Kind::Hstore { map: true };
+    assert_eq!(
+        value(&map, r#""a"=>"1", "b c"=>NULL"#),
+        r#"{"a":"1","b c":null}"#
+    );
+    assert_eq!(value(&map, ""), "{}");
+    assert_eq!(
+        schema(&map, true, Some("h"), DecimalMode::Precise),
+        r#"{"type":"map","keys":{"type":"string","optional":false},"values":{"type":"string","optional":true},"optional":true,"field":"h"}"#
+    );
+}
+
+/// Types Debezium maps that sluice left out, or mapped otherwise: ranges, `tsvector`,
+/// `citext`, `ltree`, network-address and range arrays, `bit`/`varbit`; and an array
+/// Debezium has no schema for (`name[]`) is left out as Debezium leaves it.
+#[test]
+fn more_types_map_as_debezium_maps_them() {
+    let none = |_| None;
+    let plain = PgModes::default();
+    for range in [3904, 3906, 3908, 3910, 3912, 3926] {
+        assert_eq!(
+            kind_of(range, -1, plain, &none),
+            Some(Kind::Text),
+            "{range}"
+        );
+    }
+    for array in [3905, 1041, 651, 1040, 775] {
+        assert_eq!(
+            kind_of(array, -1, plain, &none),
+            Some(Kind::Array(Box::new(Kind::Text))),
+            "{array}"
+        );
+    }
+    assert_eq!(kind_of(1003, -1, plain, &none), None, "name[]");
+    assert_eq!(
+        kind_of(3614, -1, plain, &none),
+        Some(Kind::Named("io.debezium.data.TsVector"))
+    );
+    let contrib = |oid| {
+        let name = match oid {
+            70_001 => "citext",
+            70_002 => "ltree",
+            _ => return None,
+        };
+        Some(UserType {
+            name: name.into(),
+            kind: b'b',
+            element: 0,
+            enum_labels: Vec::new(),
+        })
+    };
+    assert_eq!(kind_of(70_001, -1, plain, &contrib), Some(Kind::Text));
+    assert_eq!(
+        kind_of(70_002, -1, plain, &contrib),
+        Some(Kind::Named("io.debezium.data.Ltree"))
+    );
+    // bit(1) and varbit(1) are booleans; longer ones `Bits`, a little-endian number.
+    assert_eq!(kind_of(1560, 1, plain, &none), Some(Kind::Bit));
+    assert_eq!(kind_of(1562, 1, plain, &none), Some(Kind::Bit));
+    assert_eq!(
+        kind_of(1560, 8, plain, &none),
+        Some(Kind::Bits { length: 8 })
+    );
+    assert_eq!(
+        kind_of(1562, -1, plain, &none),
+        Some(Kind::Bits {
+            length: i32::MAX as u32
+        })
+    );
+    assert_eq!(value(&Kind::Bit, "1"), "true");
+    assert_eq!(value(&Kind::Bit, "0"), "false");
+    let bits = Kind::Bits { length: 16 };
+    // 0b10100000 = 0xa0; 0x0102 little-endian: 02 01; zero: no bytes.
+    assert_eq!(value(&bits, "10100000"), "\"oA==\"");
+    assert_eq!(value(&bits, "0000000100000010"), "\"AgE=\"");
+    assert_eq!(value(&bits, "000"), "\"\"");
+    let mut out = String::new();
+    assert!(push_value(&mut out, &bits, "10x", DecimalMode::Precise).is_err());
+    assert_eq!(
+        schema(&bits, true, Some("flags"), DecimalMode::Precise),
+        r#"{"type":"bytes","optional":true,"name":"io.debezium.data.Bits","version":1,"parameters":{"length":"16"},"field":"flags"}"#
     );
 }
