@@ -86,6 +86,8 @@ pub enum Kind {
     TimestampTz {
         width: u32,
     },
+    /// `point`: `io.debezium.data.geometry.Point` (x, y, its WKB, no SRID).
+    Point,
     /// `iso`: `interval.handling.mode = string`.
     Interval {
         iso: bool,
@@ -142,6 +144,7 @@ pub fn kind_of(
         // Ranges (int4, num, ts, tstz, date, int8): their text, as Debezium.
         3904 | 3906 | 3908 | 3910 | 3912 | 3926 => Kind::Text,
         3614 => Kind::Named("io.debezium.data.TsVector"),
+        600 => Kind::Point,
         // bit(n) / varbit(n) (varbit without a length: the JDBC driver's unknown length).
         1560 | 1562 => {
             let length = if typmod >= 0 { typmod } else { i32::MAX };
@@ -235,10 +238,10 @@ pub fn schema(kind: &Kind, optional: bool, field: Option<&str>, mode: DecimalMod
         Kind::Int16 => plain("int16"),
         Kind::Int32 => plain("int32"),
         Kind::Int64 => plain("int64"),
-        Kind::Float32 => plain("float32"),
-        Kind::Float64 => plain("float64"),
+        Kind::Float32 => plain("float"),
+        Kind::Float64 => plain("double"),
         Kind::Numeric(shape) => match (mode, shape) {
-            (DecimalMode::Double, _) => plain("float64"),
+            (DecimalMode::Double, _) => plain("double"),
             (DecimalMode::String, _) => plain("string"),
             (DecimalMode::Precise, Some((p, s))) => decimal(*s, Some(*p)),
             (DecimalMode::Precise, None) => (
@@ -247,7 +250,7 @@ pub fn schema(kind: &Kind, optional: bool, field: Option<&str>, mode: DecimalMod
             ),
         },
         Kind::Money => match mode {
-            DecimalMode::Double => plain("float64"),
+            DecimalMode::Double => plain("double"),
             DecimalMode::String => plain("string"),
             DecimalMode::Precise => decimal(2, None),
         },
@@ -270,6 +273,10 @@ pub fn schema(kind: &Kind, optional: bool, field: Option<&str>, mode: DecimalMod
         Kind::Timestamp { micros: false } => named("int64", "io.debezium.time.Timestamp"),
         Kind::Timestamp { micros: true } => named("int64", "io.debezium.time.MicroTimestamp"),
         Kind::TimestampTz { .. } => named("string", "io.debezium.time.ZonedTimestamp"),
+        Kind::Point => (
+            r#""type":"struct","fields":[{"type":"double","optional":false,"field":"x"},{"type":"double","optional":false,"field":"y"},{"type":"bytes","optional":true,"field":"wkb"},{"type":"int32","optional":true,"field":"srid"}],"optional":OPT,"name":"io.debezium.data.geometry.Point","version":1,"doc":"Geometry (POINT)""#.into(),
+            None,
+        ),
         Kind::Interval { iso: false } => named("int64", "io.debezium.time.MicroDuration"),
         Kind::Interval { iso: true } => named("string", "io.debezium.time.Interval"),
         Kind::Enum(labels) => (
@@ -497,6 +504,28 @@ pub fn push_value(
             push_clock(out, of_day);
             push_fraction(out, of_day % 1_000_000, (*width > 0).then_some(*width));
             out.push_str("Z\"");
+        }
+        Kind::Point => {
+            let (x, y) = text
+                .strip_prefix('(')
+                .and_then(|t| t.strip_suffix(')'))
+                .and_then(|t| t.split_once(','))
+                .and_then(|(x, y)| Some((parse_float(x)?, parse_float(y)?)))
+                .ok_or_else(|| bad("not a point"))?;
+            // OGC WKB, as Debezium's `Point.createValue`: byte order 1 (little-endian),
+            // type 1 (point), x, y.
+            let mut wkb = Vec::with_capacity(21);
+            wkb.push(1);
+            wkb.extend_from_slice(&1u32.to_le_bytes());
+            wkb.extend_from_slice(&x.to_le_bytes());
+            wkb.extend_from_slice(&y.to_le_bytes());
+            out.push_str("{\"x\":");
+            push_float(out, x, &format!("{x:e}"));
+            out.push_str(",\"y\":");
+            push_float(out, y, &format!("{y:e}"));
+            out.push_str(",\"wkb\":");
+            push_base64(out, &wkb);
+            out.push_str(",\"srid\":null}");
         }
         Kind::Interval { iso: false } => {
             let us = parse_interval(text).ok_or_else(|| bad("not an ISO 8601 interval"))?;

@@ -399,8 +399,9 @@ fn field_schema_of(column: &Column, modes: ValueModes, masked: bool) -> String {
         SqlType::TinyInt | SqlType::SmallInt => ("int16", None, None),
         SqlType::Int => ("int32", None, None),
         SqlType::BigInt => ("int64", None, None),
-        SqlType::Real => ("float32", None, None),
-        SqlType::Float => ("float64", None, None),
+        // Kafka's JsonConverter names FLOAT32 and FLOAT64 "float" and "double".
+        SqlType::Real => ("float", None, None),
+        SqlType::Float => ("double", None, None),
         SqlType::Text | SqlType::UniqueIdentifier => ("string", None, None),
         SqlType::Xml => ("string", Some("io.debezium.data.Xml"), None),
         SqlType::Binary if modes.binary == BinaryMode::Bytes => ("bytes", None, None),
@@ -424,7 +425,7 @@ fn field_schema_of(column: &Column, modes: ValueModes, masked: bool) -> String {
                         r#"{{"scale":"{scale}","connect.decimal.precision":"{precision}"}}"#
                     )),
                 ),
-                DecimalMode::Double => ("float64", None, None),
+                DecimalMode::Double => ("double", None, None),
                 DecimalMode::String => ("string", None, None),
             }
         }

@@ -182,9 +182,9 @@ fn kinds_from_oids_and_schemas() {
         Some(Kind::Time { micros: false })
     );
     assert_eq!(
-        kind_of(600, -1, PgModes::default(), &none),
+        kind_of(628, -1, PgModes::default(), &none),
         None,
-        "point is not mapped"
+        "line is not mapped"
     );
     let mood = |oid| {
         (oid == 70_000).then(|| UserType {
@@ -555,4 +555,43 @@ fn more_types_map_as_debezium_maps_them() {
         schema(&bits, true, Some("flags"), DecimalMode::Precise),
         r#"{"type":"bytes","optional":true,"name":"io.debezium.data.Bits","version":1,"parameters":{"length":"16"},"field":"flags"}"#
     );
+}
+
+/// `point` as Debezium's `io.debezium.data.geometry.Point`: x, y, their OGC WKB, no SRID.
+#[test]
+fn points_are_debezium_geometry_points() {
+    let none = |_| None;
+    assert_eq!(
+        kind_of(600, -1, PgModes::default(), &none),
+        Some(Kind::Point)
+    );
+    // WKB: 01, type 1 as u32 LE, then x = 1.0 and y = -2.5 as f64 LE.
+    assert_eq!(
+        value(&Kind::Point, "(1,-2.5)"),
+        r#"{"x":1.0,"y":-2.5,"wkb":"AQEAAAAAAAAAAADwPwAAAAAAAATA","srid":null}"#
+    );
+    let mut out = String::new();
+    assert!(push_value(&mut out, &Kind::Point, "(1;2)", DecimalMode::Precise).is_err());
+    assert_eq!(
+        schema(&Kind::Point, true, Some("p"), DecimalMode::Precise),
+        r#"{"type":"struct","fields":[{"type":"double","optional":false,"field":"x"},{"type":"double","optional":false,"field":"y"},{"type":"bytes","optional":true,"field":"wkb"},{"type":"int32","optional":true,"field":"srid"}],"optional":true,"name":"io.debezium.data.geometry.Point","version":1,"doc":"Geometry (POINT)","field":"p"}"#
+    );
+}
+
+/// Kafka's JsonConverter names FLOAT32 and FLOAT64 `float` and `double` in a schema (its
+/// `JsonSchema`); a schema saying `float64` is refused by a consumer's JsonConverter.
+#[test]
+fn floating_point_schemas_use_the_json_converters_names() {
+    for (kind, mode, name) in [
+        (Kind::Float32, DecimalMode::Precise, "float"),
+        (Kind::Float64, DecimalMode::Precise, "double"),
+        (Kind::Numeric(None), DecimalMode::Double, "double"),
+        (Kind::Money, DecimalMode::Double, "double"),
+    ] {
+        assert_eq!(
+            schema(&kind, false, None, mode),
+            format!(r#"{{"type":"{name}","optional":false}}"#),
+            "{kind:?}"
+        );
+    }
 }

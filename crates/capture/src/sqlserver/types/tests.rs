@@ -144,7 +144,7 @@ fn decimals_in_the_three_modes() {
     );
     assert_eq!(
         field_schema(&column(decimal), DecimalMode::Double),
-        r#"{"type":"float64","optional":true,"field":"c"}"#
+        r#"{"type":"double","optional":true,"field":"c"}"#
     );
     assert_eq!(
         field_schema(&column(decimal), DecimalMode::String),
@@ -354,7 +354,7 @@ fn schemas_name_the_logical_types() {
         ),
         (
             SqlType::Real,
-            r#"{"type":"float32","optional":true,"field":"c"}"#,
+            r#"{"type":"float","optional":true,"field":"c"}"#,
         ),
         (
             SqlType::Binary,
