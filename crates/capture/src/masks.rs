@@ -45,7 +45,7 @@ impl HashAlgorithm {
         }
     }
 
-    fn digest(self, salt: &[u8], data: &[u8]) -> Vec<u8> {
+    pub(crate) fn digest(self, salt: &[u8], data: &[u8]) -> Vec<u8> {
         fn run<D: Digest>(salt: &[u8], data: &[u8]) -> Vec<u8> {
             let mut d = D::new();
             d.update(salt);

@@ -13,7 +13,9 @@ use super::envelope::{PgColumn, PgTable};
 use super::offsets::{Lsn, parse_lsn};
 use super::pgoutput::{Relation, RelationColumn};
 use super::protocol::{SESSION_SETTINGS, quote_ident};
-use super::types::{PgModes, UserType, kind_of};
+use super::types::{Kind, PgModes, UserType, kind_of};
+use crate::masks::mask_for;
+use crate::sqlserver::columns::ColumnSettings;
 
 /// An ordinary connection and the user types seen so far.
 pub struct Catalog {
@@ -21,6 +23,8 @@ pub struct Catalog {
     types: HashMap<u32, Option<UserType>>,
     /// The modes that decide the columns' kinds (the configuration's).
     pub modes: PgModes,
+    /// Which columns the events carry, masked how, keyed by which (the configuration's).
+    pub columns: ColumnSettings,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -94,6 +98,7 @@ impl Catalog {
             client: connect(connection).await?,
             types: HashMap::new(),
             modes: PgModes::default(),
+            columns: ColumnSettings::default(),
         })
     }
 
@@ -336,25 +341,70 @@ impl Catalog {
         }
         let types = &self.types;
         let lookup = |oid: u32| types.get(&oid).cloned().flatten();
+        let id = format!("{}.{}", relation.schema, relation.table);
+        // `message_key_columns` replaces the primary key (or replica identity index).
+        let custom_key = self
+            .columns
+            .keys
+            .iter()
+            .find(|(table, _)| *table == id)
+            .map(|(_, names)| names);
         let mut columns = Vec::new();
         let mut key: Vec<(i32, usize)> = Vec::new();
+        let mut value = Vec::new();
         for (index, column) in relation.columns.iter().enumerate() {
             let Some(kind) = kind_of(column.type_oid, column.type_modifier, self.modes, &lookup)
             else {
-                tracing::warn!(table = %sluice_core::text::printable(&format!("{}.{}", relation.schema, relation.table)), column = %sluice_core::text::printable(&column.name), type_oid = column.type_oid, "column of an unsupported type left out of the events");
+                tracing::warn!(table = %sluice_core::text::printable(&id), column = %sluice_core::text::printable(&column.name), type_oid = column.type_oid, "column of an unsupported type left out of the events");
                 continue;
             };
             let (not_null, key_position) = info.get(&column.name).copied().unwrap_or((false, None));
+            let key_position = match custom_key {
+                Some(names) => names
+                    .iter()
+                    .position(|name| *name == column.name)
+                    .map(|p| p as i32),
+                None if key_position.is_some() => key_position,
+                None => (column.key && relation.replica_identity == b'i').then_some(i32::MAX),
+            };
+            let full_name = format!("{id}.{}", column.name);
+            let in_value = self.columns.filter.keeps(&full_name);
+            // A column left out of the value stays only for the key, as Debezium's key
+            // keeps its columns whatever the column lists say.
+            if !in_value && key_position.is_none() {
+                continue;
+            }
             if let Some(position) = key_position {
                 key.push((position, columns.len()));
-            } else if column.key && relation.replica_identity == b'i' {
-                key.push((i32::MAX, columns.len()));
             }
+            if in_value {
+                value.push(columns.len());
+            }
+            let mask = match kind {
+                Kind::Text => mask_for(&self.columns.masks, &full_name).map(|mask| {
+                    (
+                        mask.clone(),
+                        declared_length(column.type_oid, column.type_modifier),
+                    )
+                }),
+                _ => None,
+            };
             columns.push(PgColumn {
                 name: column.name.clone(),
                 kind,
                 optional: !not_null,
                 index,
+                mask,
+            });
+        }
+        if let Some(names) = custom_key
+            && let Some(missing) = names
+                .iter()
+                .find(|name| !columns.iter().any(|c| &c.name == *name))
+        {
+            return Err(PgError::Query {
+                what: format!("{id}: capture.message_key_columns"),
+                reason: format!("the table has no column {missing} of a type sluice maps"),
             });
         }
         key.sort();
@@ -363,6 +413,7 @@ impl Catalog {
             table: relation.table.clone(),
             columns,
             key: key.into_iter().map(|(_, i)| i).collect(),
+            value,
         })
     }
 
@@ -410,6 +461,12 @@ impl Catalog {
             .map_err(db("reading the slot's lag"))?
             .and_then(|r| r.get(0)))
     }
+}
+
+/// The declared length of a `varchar(n)` or `char(n)` column (its type modifier less
+/// the 4 bytes PostgreSQL adds), to which a hash mask is cut.
+fn declared_length(type_oid: u32, typmod: i32) -> Option<usize> {
+    (matches!(type_oid, 1042 | 1043) && typmod >= 4).then(|| (typmod - 4) as usize)
 }
 
 /// `"schema"."table"`.

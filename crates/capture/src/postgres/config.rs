@@ -20,6 +20,8 @@ use crate::envelope::{DEBEZIUM_VERSION, EventSettings};
 use crate::sqlserver::types::DecimalMode;
 
 use super::types::{PgModes, PgTimePrecision};
+use crate::sqlserver::columns::ColumnSettings;
+use crate::sqlserver::options;
 use sluice_core::settings::Problem;
 
 /// The `[capture]` table with `type = "postgres"`.
@@ -54,6 +56,12 @@ pub struct RawPostgres {
     binary_handling_mode: Option<String>,
     interval_handling_mode: Option<String>,
     hstore_handling_mode: Option<String>,
+    column_include_list: Option<String>,
+    column_exclude_list: Option<String>,
+    /// `[[capture.column_masks]]`, as for SQL Server.
+    #[serde(default)]
+    column_masks: Vec<crate::sqlserver::options::RawMask>,
+    message_key_columns: Option<String>,
     kafka: Option<RawKafka>,
 }
 
@@ -109,6 +117,9 @@ pub struct PgSettings {
     /// `time.precision.mode`, `binary.handling.mode`, `interval.handling.mode` and
     /// `hstore.handling.mode`.
     pub modes: PgModes,
+    /// `column.include.list`/`column.exclude.list`, `column.mask.*` and
+    /// `message.key.columns`.
+    pub columns: ColumnSettings,
 }
 
 /// A validated PostgreSQL capture configuration.
@@ -314,6 +325,22 @@ pub(crate) fn validate(
             problems,
         ),
     };
+    let mut columns = ColumnSettings {
+        filter: options::filter(
+            c.column_include_list.as_deref(),
+            c.column_exclude_list.as_deref(),
+            "column",
+            problems,
+        ),
+        masks: options::masks(c.column_masks, problems),
+        keys: Vec::new(),
+    };
+    if let Some(keys) = c.message_key_columns.as_deref() {
+        match ColumnSettings::parse_keys(keys) {
+            Ok(keys) => columns.keys = keys,
+            Err(message) => add(problems, "capture.message_key_columns", message),
+        }
+    }
     let on_event_failure = crate::failures::FailureMode::parse(
         c.event_processing_failure_handling_mode.as_deref(),
         "capture.event_processing_failure_handling_mode",
@@ -350,6 +377,7 @@ pub(crate) fn validate(
             spill_dir: c.streaming_spill_dir.map(std::path::PathBuf::from),
             on_event_failure,
             modes,
+            columns,
         },
         kafka,
         offsets_topic,

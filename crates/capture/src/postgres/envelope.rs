@@ -8,6 +8,7 @@
 //! Transaction boundaries and heartbeats are the shared ones ([`crate::envelope`]).
 
 use crate::envelope::{EventSettings, Op, Snapshot, TRANSACTION_SCHEMA, TransactionBlock, wrap};
+use crate::masks::Mask;
 use crate::sqlserver::types::{push_i64, push_json_string, push_u64};
 
 use super::offsets::Lsn;
@@ -27,6 +28,9 @@ pub struct PgColumn {
     /// Its index in the server's tuples (unmapped columns are skipped, so it can differ
     /// from the column's place here).
     pub index: usize,
+    /// `column.mask.*` (character columns only), with the column's declared length
+    /// (`varchar(n)`, `char(n)`), to which a hash is cut, as Debezium cuts it.
+    pub mask: Option<(Mask, Option<usize>)>,
 }
 
 /// A captured table as the last `Relation` message (or the snapshot) described it.
@@ -35,9 +39,13 @@ pub struct PgTable {
     pub schema: String,
     pub table: String,
     pub columns: Vec<PgColumn>,
-    /// Indexes into `columns` of the event key: the primary key, else the replica
-    /// identity index (empty: the key is null).
+    /// Indexes into `columns` of the event key: `message_key_columns`' columns, else the
+    /// primary key, else the replica identity index (empty: the key is null).
     pub key: Vec<usize>,
+    /// Indexes into `columns` of the value's fields: all but those
+    /// `column_include_list`/`column_exclude_list` leave out (which stay in `columns`
+    /// only when the key has them, as Debezium's key keeps them).
+    pub value: Vec<usize>,
 }
 
 impl PgTable {
@@ -79,11 +87,11 @@ impl PgTable {
     }
 
     fn envelope_schema(&self, settings: &EventSettings) -> String {
-        let all: Vec<usize> = (0..self.columns.len()).collect();
+        let all = &self.value;
         format!(
             r#"{{"type":"struct","fields":[{},{},{SOURCE_SCHEMA},{TRANSACTION_SCHEMA},{{"type":"string","optional":false,"field":"op"}},{{"type":"int64","optional":true,"field":"ts_ms"}},{{"type":"int64","optional":true,"field":"ts_us"}},{{"type":"int64","optional":true,"field":"ts_ns"}}],"optional":false,"name":"{}.Envelope","version":2}}"#,
-            self.row_schema(settings, &all, "Value", Some("before")),
-            self.row_schema(settings, &all, "Value", Some("after")),
+            self.row_schema(settings, all, "Value", Some("before")),
+            self.row_schema(settings, all, "Value", Some("after")),
             self.topic(settings)
         )
     }
@@ -122,6 +130,7 @@ fn push_row(
     row: &[Datum],
     settings: &EventSettings,
     source: &PgSource,
+    field: Field,
 ) -> Result<(), PgRowError> {
     out.push('{');
     for (n, i) in columns.enumerate() {
@@ -131,7 +140,20 @@ fn push_row(
         }
         push_json_string(out, &column.name);
         out.push(':');
-        match row.get(column.index).unwrap_or(&Datum::Null) {
+        let datum = row.get(column.index).unwrap_or(&Datum::Null);
+        if let (Field::Value, Some((mask, length))) = (field, &column.mask) {
+            let text = match datum {
+                Datum::Null => None,
+                Datum::Unchanged => Some(std::borrow::Cow::Borrowed(UNAVAILABLE)),
+                Datum::Text(bytes) => Some(String::from_utf8_lossy(bytes)),
+            };
+            match mask.apply(text.as_deref(), *length) {
+                Some(masked) => push_json_string(out, &masked),
+                None => out.push_str("null"),
+            }
+            continue;
+        }
+        match datum {
             Datum::Null => out.push_str("null"),
             Datum::Unchanged => push_unavailable(out, &column.kind),
             Datum::Text(bytes) => {
@@ -155,6 +177,13 @@ fn push_row(
     }
     out.push('}');
     Ok(())
+}
+
+/// Whether a row is written as the record key (never masked) or as a value field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Key,
+    Value,
 }
 
 /// Debezium's placeholder for an unchanged TOASTed value: the text for string types,
@@ -196,6 +225,7 @@ pub fn key(
         row,
         settings,
         source,
+        Field::Key,
     )?;
     Ok(Some(wrap(
         settings,
@@ -241,17 +271,24 @@ pub fn value_with_source(
     settings: &EventSettings,
     rendered_source: Option<&str>,
 ) -> Result<Vec<u8>, PgRowError> {
-    let all = || 0..table.columns.len();
     let mut p = String::with_capacity(512);
-    p.push_str("{\"before\":");
-    match change.before {
-        Some(row) => push_row(&mut p, table, all(), row, settings, &change.source)?,
-        None => p.push_str("null"),
-    }
-    p.push_str(",\"after\":");
-    match change.after {
-        Some(row) => push_row(&mut p, table, all(), row, settings, &change.source)?,
-        None => p.push_str("null"),
+    for (name, image) in [
+        ("{\"before\":", change.before),
+        (",\"after\":", change.after),
+    ] {
+        p.push_str(name);
+        match image {
+            Some(row) => push_row(
+                &mut p,
+                table,
+                table.value.iter().copied(),
+                row,
+                settings,
+                &change.source,
+                Field::Value,
+            )?,
+            None => p.push_str("null"),
+        }
     }
     push_tail(
         &mut p,
@@ -442,21 +479,43 @@ mod tests {
                     kind: Kind::Int32,
                     optional: false,
                     index: 0,
+                    mask: None,
                 },
                 PgColumn {
                     name: "first_name".into(),
                     kind: Kind::Text,
                     optional: false,
                     index: 1,
+                    mask: None,
                 },
                 PgColumn {
                     name: "email".into(),
                     kind: Kind::Text,
                     optional: true,
                     index: 3,
+                    mask: None,
                 },
             ],
             key: vec![0],
+            value: vec![0, 1, 2],
+        }
+    }
+
+    /// A streamed change to `row` (its after-image) with no position or times.
+    fn streamed(op: Op, row: &[Datum]) -> Change<'_> {
+        Change {
+            op,
+            before: None,
+            after: Some(row),
+            source: PgSource {
+                ts_us: 0,
+                snapshot: Snapshot::False,
+                tx_id: None,
+                lsn: None,
+                last_commit_lsn: None,
+            },
+            transaction: None,
+            now_us: 0,
         }
     }
 
@@ -501,24 +560,56 @@ mod tests {
         assert_eq!(key, br#"{"id":1}"#);
     }
 
+    /// A column the column lists leave out of the value stays in the key (as Debezium's
+    /// key keeps it); a mask applies to the value only, NULL and TOASTed values included
+    /// for `chars`, and a hash is cut to the column's declared length.
+    #[test]
+    fn value_columns_and_masks_shape_the_value_not_the_key() {
+        let mut table = customers();
+        table.value = vec![1, 2];
+        table.columns[1].mask = Some((
+            Mask::Hash {
+                algorithm: crate::masks::HashAlgorithm::Sha256,
+                salt: "salt".into(),
+                v2: true,
+            },
+            Some(10),
+        ));
+        table.columns[2].mask = Some((Mask::Chars(4), None));
+        let row = [text("7"), text("Anne"), Datum::Null, Datum::Null];
+        let change = streamed(Op::Create, &row);
+        let source = change.source;
+        let written: serde_json::Value =
+            serde_json::from_slice(&value(&table, &change, &settings()).expect("maps"))
+                .expect("JSON");
+        let hash = &hex::encode(crate::masks::HashAlgorithm::Sha256.digest(b"salt", b"Anne"))[..10];
+        assert_eq!(
+            written["after"],
+            serde_json::json!({"first_name": hash, "email": "****"})
+        );
+        let key = key(&table, &row, &settings(), &source)
+            .expect("key")
+            .expect("a key");
+        assert_eq!(key, br#"{"id":7}"#);
+        let schemas = EventSettings {
+            schemas: true,
+            ..settings()
+        };
+        let written: serde_json::Value =
+            serde_json::from_slice(&value(&table, &change, &schemas).expect("maps")).expect("JSON");
+        let fields: Vec<&str> = written["schema"]["fields"][1]["fields"]
+            .as_array()
+            .expect("after's fields")
+            .iter()
+            .map(|f| f["field"].as_str().expect("name"))
+            .collect();
+        assert_eq!(fields, ["first_name", "email"]);
+    }
+
     #[test]
     fn unchanged_toast_values_get_the_placeholder_and_bad_values_name_their_column() {
         let row = [text("1"), Datum::Unchanged, Datum::Null, Datum::Null];
-        let source = PgSource {
-            ts_us: 0,
-            snapshot: Snapshot::False,
-            tx_id: None,
-            lsn: None,
-            last_commit_lsn: None,
-        };
-        let change = Change {
-            op: Op::Update,
-            before: None,
-            after: Some(&row),
-            source,
-            transaction: None,
-            now_us: 0,
-        };
+        let change = streamed(Op::Update, &row);
         let value = String::from_utf8(value(&customers(), &change, &settings()).expect("maps"))
             .expect("utf8");
         assert!(

@@ -204,6 +204,7 @@ pub async fn run<W: EventWriter<PgOffset>>(
     endpoint.tls = tls;
     let mut catalog = Catalog::connect(&config.connection).await?;
     catalog.modes = settings.modes;
+    catalog.columns = settings.columns.clone();
     let slot_state = catalog.prepare(settings).await?;
     let mut replication = ReplicationConnection::connect(&endpoint)
         .await
