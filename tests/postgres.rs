@@ -597,6 +597,80 @@ fn column_lists_masks_and_message_key_columns_on_a_real_server() {
     assert_eq!(keys, [r#"{"event_id":10}"#, r#"{"event_id":11}"#]);
 }
 
+/// `table_include_list` (Debezium's `table.include.list`) instead of a list of tables:
+/// the tables it keeps at the start are snapshotted and streamed, a table created later
+/// that it keeps is streamed from its first change, and the others (a name it only
+/// starts with included: patterns are whole names) are not captured.
+#[test]
+fn a_table_include_list_chooses_the_tables_now_and_later_on_a_real_server() {
+    let pg = Postgres::start();
+    let broker = Broker::start();
+    pg.sql(
+        "CREATE SCHEMA tenant_a; CREATE SCHEMA tenant_b; CREATE SCHEMA tenant_c;
+         CREATE TABLE tenant_a.orders (id int PRIMARY KEY);
+         CREATE TABLE tenant_b.orders (id int PRIMARY KEY);
+         CREATE TABLE tenant_a.orders_archive (id int PRIMARY KEY);
+         INSERT INTO tenant_a.orders VALUES (1);
+         INSERT INTO tenant_b.orders VALUES (2);
+         INSERT INTO tenant_a.orders_archive VALUES (3);",
+    );
+    let topics = [
+        "dbserver1.tenant_a.orders",
+        "dbserver1.tenant_b.orders",
+        "dbserver1.tenant_c.orders",
+        "dbserver1.tenant_a.orders_archive",
+    ];
+    let capture = Running::start(
+        capture_config(
+            &pg,
+            &broker,
+            &[],
+            r#"table_include_list = 'tenant_.*\.orders'"#,
+        ),
+        &broker.bootstrap,
+        &topics,
+    );
+    for topic in &topics[..2] {
+        read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+            !r.is_empty()
+        });
+    }
+    wait_streaming(&pg);
+    pg.sql(
+        "CREATE TABLE tenant_c.orders (id int PRIMARY KEY);
+         INSERT INTO tenant_c.orders VALUES (4);
+         INSERT INTO tenant_a.orders VALUES (5);
+         INSERT INTO tenant_a.orders_archive VALUES (6);",
+    );
+    let keys = |topic: &str, count: usize| -> Vec<String> {
+        read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+            r.len() >= count
+        })
+        .iter()
+        .map(|(key, _)| text(key))
+        .collect()
+    };
+    assert_eq!(keys(topics[2], 1), [r#"{"id":4}"#]);
+    assert_eq!(keys(topics[0], 2), [r#"{"id":1}"#, r#"{"id":5}"#]);
+    assert_eq!(keys(topics[1], 1), [r#"{"id":2}"#]);
+    capture.finish().expect("clean stop");
+    let archive = read_topic(&broker.bootstrap, topics[3], Duration::from_secs(2), |_| {
+        false
+    });
+    assert!(archive.is_empty(), "{archive:?}");
+    // Lists that keep no table stop capture, saying so.
+    let error = Running::start(
+        capture_config(&pg, &broker, &[], r#"table_include_list = 'billing\..*'"#),
+        &broker.bootstrap,
+        &[],
+    )
+    .failure_within(Duration::from_secs(30));
+    assert!(
+        error.contains("no table of the database is kept by capture.table_include_list"),
+        "{error}"
+    );
+}
+
 /// Rows written while the snapshot runs appear exactly once: in the snapshot or in the
 /// stream, never both, never neither.
 #[test]

@@ -318,6 +318,27 @@ impl Catalog {
         })
     }
 
+    /// The database's tables (`schema.table`, ordinary and partitioned, outside the
+    /// system schemas), in name order: what the table lists choose from.
+    pub async fn tables(&self) -> Result<Vec<String>, PgError> {
+        Ok(self
+            .client
+            .query(
+                "SELECT n.nspname::text || '.' || c.relname::text FROM pg_class c \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') \
+                   AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                   AND n.nspname NOT LIKE 'pg\\_toast%' \
+                 ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(db("listing the tables"))?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
     /// The captured table `relation` describes: its columns mapped (an unmapped type is
     /// left out with a warning), nullability and key from the catalog.
     pub async fn table(&mut self, relation: &Relation) -> Result<PgTable, PgError> {

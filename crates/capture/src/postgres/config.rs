@@ -56,6 +56,8 @@ pub struct RawPostgres {
     binary_handling_mode: Option<String>,
     interval_handling_mode: Option<String>,
     hstore_handling_mode: Option<String>,
+    table_include_list: Option<String>,
+    table_exclude_list: Option<String>,
     column_include_list: Option<String>,
     column_exclude_list: Option<String>,
     /// `[[capture.column_masks]]`, as for SQL Server.
@@ -86,8 +88,12 @@ pub enum PublicationMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgSettings {
     pub events: EventSettings,
-    /// Captured tables, `schema.table`.
+    /// Captured tables, `schema.table`: those `capture.tables` names and, once connected,
+    /// those [`Self::table_filter`] keeps.
     pub tables: Vec<String>,
+    /// `table.include.list` / `table.exclude.list`: applied to the database's tables at
+    /// start, and to tables created later as the stream first describes them.
+    pub table_filter: crate::filters::Filter,
     pub slot: String,
     pub publication: String,
     pub publication_mode: PublicationMode,
@@ -185,7 +191,13 @@ pub(crate) fn validate(
         }
     }
     let prefix = c.topic_prefix.unwrap_or_default();
-    check_prefix_and_tables(&prefix, &c.tables, false, problems);
+    let table_filter = options::filter(
+        c.table_include_list.as_deref(),
+        c.table_exclude_list.as_deref(),
+        "table",
+        problems,
+    );
+    check_prefix_and_tables(&prefix, &c.tables, !table_filter.is_all(), problems);
     let mut names = |value: Option<String>, default: &str, path: &str| {
         let name = value.unwrap_or_else(|| default.to_owned());
         if !is_identifier(&name) {
@@ -362,6 +374,7 @@ pub(crate) fn validate(
                 schemas: c.schemas_enable.unwrap_or(false),
             },
             tables: c.tables,
+            table_filter,
             slot,
             publication,
             publication_mode,

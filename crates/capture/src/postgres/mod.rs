@@ -101,6 +101,10 @@ pub enum PgError {
     #[error("capture.connection: {0}")]
     Connection(String),
     #[error(
+        "no table of the database is kept by capture.table_include_list / capture.table_exclude_list (patterns over \"schema.table\", whole names, any case)"
+    )]
+    NoTableSelected,
+    #[error(
         "keeping a streamed in-progress transaction on disk: {0} (set capture.streaming_spill_dir to a writable directory with room for the largest transaction, or capture.streaming = false to have the server hold it until its commit)"
     )]
     Spill(#[from] spill::SpillError),
@@ -203,6 +207,26 @@ pub async fn run<W: EventWriter<PgOffset>>(
     let mut endpoint = Endpoint::from_config(&parsed).map_err(PgError::Connection)?;
     endpoint.tls = tls;
     let mut catalog = Catalog::connect(&config.connection).await?;
+    // `table_include_list` / `table_exclude_list`: the tables they keep, now.
+    let resolved;
+    let settings = if settings.table_filter.is_all() {
+        settings
+    } else {
+        let selection = crate::filters::TableSelection {
+            named: settings.tables.clone(),
+            filter: settings.table_filter.clone(),
+        };
+        let tables = selection.resolve(&catalog.tables().await?);
+        if tables.is_empty() {
+            return Err(PgError::NoTableSelected);
+        }
+        tracing::info!(tables = ?tables, "tables selected by the table lists");
+        resolved = config::PgSettings {
+            tables,
+            ..settings.clone()
+        };
+        &resolved
+    };
     catalog.modes = settings.modes;
     catalog.columns = settings.columns.clone();
     let slot_state = catalog.prepare(settings).await?;

@@ -514,7 +514,11 @@ impl<'a> Streamer<'a> {
             }
             Message::Relation(relation) => {
                 let id = format!("{}.{}", relation.schema, relation.table);
-                let table = if self.captured.contains(&id) {
+                // A table created after the start is captured when the table lists keep it.
+                let captured = self.captured.contains(&id)
+                    || (!self.settings.table_filter.is_all()
+                        && self.settings.table_filter.keeps(&id));
+                let table = if captured {
                     // Nullability and keys from the catalog, once per schema change.
                     Some(self.catalog.table(&relation).await?)
                 } else {
