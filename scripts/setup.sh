@@ -22,9 +22,10 @@ as_root() {
 # PostgreSQL (Debian's, 15 on bookworm): the capture tests start their own server.
 # Chromium and chromedriver: the status page's test loads it in a real headless browser.
 # openssl (the command): the PostgreSQL TLS test makes its server a certificate.
+# locales (its sources): a PostgreSQL test compiles ja_JP for its server with localedef.
 missing=()
 for package in build-essential libssl-dev zlib1g-dev pkg-config libkrb5-dev libclang-dev postgresql \
-    chromium chromium-driver openssl; do
+    chromium chromium-driver openssl locales; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 command -v npm >/dev/null || missing+=(nodejs npm)

@@ -256,14 +256,44 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     pub port: u16,
+    /// Where the server finds locales beyond the machine's (`LOCPATH`), if anywhere.
+    locales: Option<PathBuf>,
 }
 
 impl Postgres {
     pub fn start() -> Self {
+        Self::start_with_locales(&[])
+    }
+
+    /// A server that can also use `locales` (e.g. `ja_JP.UTF-8`), compiled by `localedef`
+    /// from the machine's locale sources (Debian's `locales` package) into the server's
+    /// directory: the machine itself may have only C locales.
+    pub fn start_with_locales(locales: &[&str]) -> Self {
         let bin = postgres_bin();
         let dir = tempfile::tempdir().expect("a data directory");
         let data = dir.path().join("data");
         std::fs::create_dir(&data).expect("data dir");
+        let locale_dir = (!locales.is_empty()).then(|| dir.path().join("locales"));
+        if let Some(path) = &locale_dir {
+            std::fs::create_dir(path).expect("a locale directory");
+        }
+        for locale in locales {
+            let (name, charmap) = locale.split_once('.').unwrap_or((locale, "UTF-8"));
+            let path = locale_dir
+                .as_ref()
+                .expect("a locale directory")
+                .join(locale);
+            let output = std::process::Command::new("localedef")
+                .args(["-i", name, "-f", charmap])
+                .arg(&path)
+                .output()
+                .expect("localedef");
+            assert!(
+                path.join("LC_MONETARY").exists(),
+                "localedef {locale}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         if is_root() {
             let status = std::process::Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -273,7 +303,12 @@ impl Postgres {
             assert!(status.success(), "chown of the data directory to postgres");
         }
         let port = free_port();
-        let pg = Self { dir, bin, port };
+        let pg = Self {
+            dir,
+            bin,
+            port,
+            locales: locale_dir,
+        };
         pg.as_postgres(
             "initdb",
             &[
@@ -322,11 +357,18 @@ impl Postgres {
         let program = self.bin.join(tool);
         let mut command = if is_root() {
             let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&program);
+            c.args(["-u", "postgres", "--"]);
             c
         } else {
-            std::process::Command::new(&program)
+            std::process::Command::new("env")
         };
+        if let Some(locales) = &self.locales {
+            // Through `env`, so that `runuser` does not drop it.
+            command
+                .arg("env")
+                .arg(format!("LOCPATH={}", locales.display()));
+        }
+        command.arg(&program);
         let output = command
             .args(args)
             .current_dir(self.dir.path())

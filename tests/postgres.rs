@@ -671,6 +671,50 @@ fn a_table_include_list_chooses_the_tables_now_and_later_on_a_real_server() {
     );
 }
 
+/// `money` in a database whose `lc_monetary` has no fraction digits (`ja_JP`): ¥1,235
+/// is stored as 1235, which the C locale capture reads in shows as `$12.35`; capture
+/// publishes 1235, as Debezium (reading the database's own locale) does, in the snapshot
+/// and the stream.
+#[test]
+fn money_means_what_the_databases_own_locale_stores_on_a_real_server() {
+    let pg = Postgres::start_with_locales(&["ja_JP.UTF-8"]);
+    let broker = Broker::start();
+    pg.sql(
+        "ALTER DATABASE postgres SET lc_monetary = 'ja_JP.UTF-8';
+         CREATE TABLE prices (id int PRIMARY KEY, m money);",
+    );
+    // A new session, so that the database's setting applies to the insert's cast.
+    pg.sql("INSERT INTO prices VALUES (1, 1235);");
+    let topic = "dbserver1.public.prices";
+    let capture = Running::start(
+        capture_config(
+            &pg,
+            &broker,
+            &["public.prices"],
+            r#"decimal_handling_mode = "string""#,
+        ),
+        &broker.bootstrap,
+        &[topic],
+    );
+    read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        !r.is_empty()
+    });
+    wait_streaming(&pg);
+    pg.sql("INSERT INTO prices VALUES (2, -500);");
+    let records = read_topic(&broker.bootstrap, topic, Duration::from_secs(60), |r| {
+        r.len() >= 2
+    });
+    capture.finish().expect("clean stop");
+    let amounts: Vec<serde_json::Value> = records
+        .iter()
+        .map(|(_, value)| json(value)["after"]["m"].clone())
+        .collect();
+    assert_eq!(
+        amounts,
+        [serde_json::json!("1235"), serde_json::json!("-500")]
+    );
+}
+
 /// Rows written while the snapshot runs appear exactly once: in the snapshot or in the
 /// stream, never both, never neither.
 #[test]

@@ -21,8 +21,11 @@ use crate::sqlserver::columns::ColumnSettings;
 pub struct Catalog {
     pub client: Client,
     types: HashMap<u32, Option<UserType>>,
-    /// The modes that decide the columns' kinds (the configuration's).
+    /// The modes that decide the columns' kinds (the configuration's; the money digits
+    /// are the database's, see [`Catalog::connect`]).
     pub modes: PgModes,
+    /// `money`'s fraction digits under the database's own `lc_monetary`.
+    money_digits: u32,
     /// Which columns the events carry, masked how, keyed by which (the configuration's).
     pub columns: ColumnSettings,
 }
@@ -50,8 +53,10 @@ fn db(what: &str) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
 }
 
 /// Connects (over TLS as the string's `sslmode` says, [`super::tls`]) with the session
-/// settings that fix the values' text form.
-pub async fn connect(connection: &str) -> Result<Client, PgError> {
+/// settings that fix the values' text form; also returns `money`'s fraction digits
+/// under the database's (or role's) own `lc_monetary`, read before the session's `C`
+/// replaces it.
+pub async fn connect(connection: &str) -> Result<(Client, u32), PgError> {
     let (rest, tls) = super::tls::split(connection).map_err(PgError::Connection)?;
     let mut config: tokio_postgres::Config = rest.parse().map_err(db("the connection string"))?;
     config.ssl_mode(tls.tokio_postgres_mode());
@@ -68,6 +73,12 @@ pub async fn connect(connection: &str) -> Result<Client, PgError> {
             client
         }
     };
+    let money_digits = client
+        .query_one("SELECT scale((1::money)::numeric)::int", &[])
+        .await
+        .map_err(db("reading money's fraction digits"))?
+        .get::<_, i32>(0)
+        .max(0) as u32;
     let settings: Vec<String> = SESSION_SETTINGS
         .iter()
         .map(|(name, value)| format!("SET {name} = '{value}'"))
@@ -76,7 +87,7 @@ pub async fn connect(connection: &str) -> Result<Client, PgError> {
         .batch_execute(&settings.join(";"))
         .await
         .map_err(db("session settings"))?;
-    Ok(client)
+    Ok((client, money_digits))
 }
 
 /// Runs a connection's driver until it closes.
@@ -94,9 +105,11 @@ where
 
 impl Catalog {
     pub async fn connect(connection: &str) -> Result<Catalog, PgError> {
+        let (client, money_digits) = connect(connection).await?;
         Ok(Catalog {
-            client: connect(connection).await?,
+            client,
             types: HashMap::new(),
+            money_digits,
             modes: PgModes::default(),
             columns: ColumnSettings::default(),
         })
@@ -362,6 +375,10 @@ impl Catalog {
         }
         let types = &self.types;
         let lookup = |oid: u32| types.get(&oid).cloned().flatten();
+        let modes = PgModes {
+            money_digits: self.money_digits,
+            ..self.modes
+        };
         let id = format!("{}.{}", relation.schema, relation.table);
         // `message_key_columns` replaces the primary key (or replica identity index).
         let custom_key = self
@@ -374,8 +391,7 @@ impl Catalog {
         let mut key: Vec<(i32, usize)> = Vec::new();
         let mut value = Vec::new();
         for (index, column) in relation.columns.iter().enumerate() {
-            let Some(kind) = kind_of(column.type_oid, column.type_modifier, self.modes, &lookup)
-            else {
+            let Some(kind) = kind_of(column.type_oid, column.type_modifier, modes, &lookup) else {
                 tracing::warn!(table = %sluice_core::text::printable(&id), column = %sluice_core::text::printable(&column.name), type_oid = column.type_oid, "column of an unsupported type left out of the events");
                 continue;
             };

@@ -336,6 +336,8 @@ pub(crate) fn validate(
             ["json", "map"],
             problems,
         ),
+        // The database's, read once connected.
+        ..PgModes::default()
     };
     let mut columns = ColumnSettings {
         filter: options::filter(

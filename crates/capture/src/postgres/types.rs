@@ -33,8 +33,8 @@ pub enum PgTimePrecision {
 }
 
 /// The connector's modes that decide a column's type (`*.handling.mode`,
-/// `time.precision.mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// `time.precision.mode`), and the database's money digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PgModes {
     pub time: PgTimePrecision,
     pub binary: BinaryMode,
@@ -42,6 +42,22 @@ pub struct PgModes {
     pub interval_iso: bool,
     /// `hstore.handling.mode = map`: a Kafka Connect map of strings.
     pub hstore_map: bool,
+    /// The fraction digits of `money` under the database's own `lc_monetary` (2 in most
+    /// locales, 0 in `ja_JP`, 3 in some): capture reads money in the C locale, whose text
+    /// always shows 2, so this says what the stored amount means.
+    pub money_digits: u32,
+}
+
+impl Default for PgModes {
+    fn default() -> Self {
+        PgModes {
+            time: PgTimePrecision::default(),
+            binary: BinaryMode::default(),
+            interval_iso: false,
+            hstore_map: false,
+            money_digits: 2,
+        }
+    }
 }
 
 /// What a column holds, as far as the mapping cares.
@@ -55,7 +71,10 @@ pub enum Kind {
     Float64,
     /// `numeric(p,s)`; `None`: no declared scale (`VariableScaleDecimal`).
     Numeric(Option<(u32, u32)>),
-    Money,
+    /// `money`, stored in units of 10^-`digits` (see [`PgModes::money_digits`]).
+    Money {
+        digits: u32,
+    },
     Text,
     /// Text with a Debezium logical name (`Uuid`, `Json`, `Xml`).
     Named(&'static str),
@@ -139,7 +158,9 @@ pub fn kind_of(
             let t = (typmod - 4) as u32;
             (t >> 16, t & 0xffff)
         })),
-        790 => Kind::Money,
+        790 => Kind::Money {
+            digits: modes.money_digits,
+        },
         25 | 1043 | 1042 | 18 | 19 | 869 | 650 | 829 | 774 => Kind::Text,
         // Ranges (int4, num, ts, tstz, date, int8): their text, as Debezium.
         3904 | 3906 | 3908 | 3910 | 3912 | 3926 => Kind::Text,
@@ -249,7 +270,7 @@ pub fn schema(kind: &Kind, optional: bool, field: Option<&str>, mode: DecimalMod
                 None,
             ),
         },
-        Kind::Money => match mode {
+        Kind::Money { .. } => match mode {
             DecimalMode::Double => plain("double"),
             DecimalMode::String => plain("string"),
             DecimalMode::Precise => decimal(2, None),
@@ -395,24 +416,27 @@ pub fn push_value(
                 }
             }
         }
-        Kind::Money => {
+        Kind::Money { digits: stored } => {
             let cleaned: String = text
                 .chars()
                 .filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
                 .collect();
             let negative = cleaned.starts_with('-') || text.starts_with('(');
             let unsigned = cleaned.trim_start_matches('-');
-            let (digits, scale) = split_decimal(unsigned).ok_or_else(|| bad("not money"))?;
-            let digits = rescale(&digits, scale, 2);
-            let signed = if negative {
-                format!("-{digits}")
-            } else {
-                digits
-            };
+            // The C locale's text shows the stored amount with 2 decimals: its digits are
+            // the amount in units of 10^-stored.
+            let (amount, scale) = split_decimal(unsigned).ok_or_else(|| bad("not money"))?;
+            let amount = rescale(&amount, scale, 2);
+            let sign = if negative { "-" } else { "" };
             match mode {
-                DecimalMode::Precise => push_base64(out, &twos_complement(&signed)),
+                // Debezium's `money.fraction.digits` (2): the amount at scale 2, rounded
+                // half up.
+                DecimalMode::Precise => {
+                    let at_scale_2 = rescale_half_up(&amount, *stored, 2);
+                    push_base64(out, &twos_complement(&format!("{sign}{at_scale_2}")))
+                }
                 DecimalMode::Double | DecimalMode::String => {
-                    let plain = insert_point(&signed, 2);
+                    let plain = insert_point(&format!("{sign}{amount}"), *stored as usize);
                     if mode == DecimalMode::String {
                         push_json_string(out, &plain)
                     } else {
@@ -656,7 +680,41 @@ fn rescale(digits: &str, scale: u32, target: u32) -> String {
     }
 }
 
+/// `digits` (unsigned) at `scale` brought to `target`, rounded half up (Java's
+/// `setScale(target, HALF_UP)`).
+fn rescale_half_up(digits: &str, scale: u32, target: u32) -> String {
+    if target >= scale {
+        return rescale(digits, scale, target);
+    }
+    let cut = (scale - target) as usize;
+    let padded = format!("{digits:0>width$}", width = cut + 1);
+    let (kept, dropped) = padded.split_at(padded.len() - cut);
+    if dropped.as_bytes()[0] < b'5' {
+        return kept.to_owned();
+    }
+    // Add one to the kept digits.
+    let mut bytes = kept.as_bytes().to_vec();
+    let mut at = bytes.len();
+    loop {
+        if at == 0 {
+            bytes.insert(0, b'1');
+            break;
+        }
+        at -= 1;
+        if bytes[at] == b'9' {
+            bytes[at] = b'0';
+        } else {
+            bytes[at] += 1;
+            break;
+        }
+    }
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
 fn insert_point(digits: &str, scale: usize) -> String {
+    if scale == 0 {
+        return digits.to_owned();
+    }
     let (sign, body) = digits
         .strip_prefix('-')
         .map_or(("", digits), |rest| ("-", rest));

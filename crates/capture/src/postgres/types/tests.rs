@@ -44,7 +44,8 @@ fn numerics_in_the_three_decimal_modes() {
         twos_complement("340282366920938463463374607431768211456"),
         [&[0x01][..], &[0u8; 16][..]].concat()
     );
-    assert_eq!(value(&Kind::Money, "-$1,234.50"), value(&fixed, "-1234.50"));
+    let money = Kind::Money { digits: 2 };
+    assert_eq!(value(&money, "-$1,234.50"), value(&fixed, "-1234.50"));
 }
 
 #[test]
@@ -586,7 +587,7 @@ fn floating_point_schemas_use_the_json_converters_names() {
         (Kind::Float32, DecimalMode::Precise, "float"),
         (Kind::Float64, DecimalMode::Precise, "double"),
         (Kind::Numeric(None), DecimalMode::Double, "double"),
-        (Kind::Money, DecimalMode::Double, "double"),
+        (Kind::Money { digits: 2 }, DecimalMode::Double, "double"),
     ] {
         assert_eq!(
             schema(&kind, false, None, mode),
@@ -594,4 +595,39 @@ fn floating_point_schemas_use_the_json_converters_names() {
             "{kind:?}"
         );
     }
+}
+
+/// A database whose `lc_monetary` has other than 2 fraction digits stores money in other
+/// units: `ja_JP`'s ¥1,235 is stored as 1235, which the C locale capture reads in shows
+/// as `$12.35`. The amount is what the database's locale means, at Debezium's scale 2
+/// (`money.fraction.digits`), rounded half up where the locale has more digits.
+#[test]
+fn money_means_what_the_databases_own_locale_stores() {
+    let precise = Kind::Numeric(Some((12, 2)));
+    let yen = Kind::Money { digits: 0 };
+    assert_eq!(value(&yen, "$12.35"), value(&precise, "1235.00"));
+    assert_eq!(value(&yen, "-$12.35"), value(&precise, "-1235.00"));
+    let mut out = String::new();
+    push_value(&mut out, &yen, "$12.35", DecimalMode::String).expect("maps");
+    assert_eq!(out, "\"1235\"");
+    let dinar = Kind::Money { digits: 3 };
+    assert_eq!(value(&dinar, "$1.23"), value(&precise, "0.12"));
+    assert_eq!(value(&dinar, "$12.35"), value(&precise, "1.24"));
+    assert_eq!(value(&dinar, "$1,999.95"), value(&precise, "200.00"));
+    assert_eq!(value(&dinar, "-$0.05"), value(&precise, "-0.01"));
+    let mut out = String::new();
+    push_value(&mut out, &dinar, "-$12.35", DecimalMode::String).expect("maps");
+    assert_eq!(out, "\"-1.235\"");
+    assert_eq!(
+        kind_of(
+            790,
+            -1,
+            PgModes {
+                money_digits: 0,
+                ..PgModes::default()
+            },
+            &|_| None
+        ),
+        Some(yen)
+    );
 }
