@@ -5,10 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice_capture::postgres::types::{Kind, push_value};
-use sluice_capture::sqlserver::types::DecimalMode;
+use sluice_capture::sqlserver::types::{BinaryMode, DecimalMode};
 
 fn kind(selector: u8) -> Kind {
-    let scalar = |n: u8| match n % 22 {
+    let scalar = |n: u8| match n % 36 {
         0 => Kind::Bool,
         1 => Kind::Int16,
         2 => Kind::Int32,
@@ -18,19 +18,33 @@ fn kind(selector: u8) -> Kind {
         6 => Kind::Numeric(None),
         7 => Kind::Numeric(Some((10, 2))),
         8 => Kind::Numeric(Some((38, 0))),
-        9 => Kind::Money,
+        9 => Kind::Money { digits: 2 },
         10 => Kind::Text,
         11 => Kind::Named("io.debezium.data.Json"),
-        12 => Kind::Bytea,
+        12 => Kind::Bytea(BinaryMode::Bytes),
         13 => Kind::Date,
         14 => Kind::Time { micros: false },
         15 => Kind::Time { micros: true },
         16 => Kind::TimeTz,
         17 => Kind::Timestamp { micros: true },
         18 => Kind::TimestampTz { width: 6 },
-        19 => Kind::Interval,
+        19 => Kind::Interval { iso: false },
         20 => Kind::Enum("mood".into()),
-        _ => Kind::Hstore,
+        21 => Kind::Hstore { map: false },
+        22 => Kind::Hstore { map: true },
+        23 => Kind::Interval { iso: true },
+        24 => Kind::Bytea(BinaryMode::Hex),
+        25 => Kind::Bit,
+        26 => Kind::Bits { length: 64 },
+        27 => Kind::Point,
+        28 => Kind::ConnectDate,
+        29 => Kind::ConnectTime,
+        30 => Kind::ConnectTimestamp,
+        31 => Kind::Money { digits: 0 },
+        32 => Kind::Money { digits: 3 },
+        33 => Kind::Timestamp { micros: false },
+        34 => Kind::Bytea(BinaryMode::Base64UrlSafe),
+        _ => Kind::Named("io.debezium.data.TsVector"),
     };
     if selector >= 128 {
         Kind::Array(Box::new(scalar(selector - 128)))
