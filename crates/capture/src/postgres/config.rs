@@ -58,6 +58,8 @@ pub struct RawPostgres {
     hstore_handling_mode: Option<String>,
     table_include_list: Option<String>,
     table_exclude_list: Option<String>,
+    schema_include_list: Option<String>,
+    schema_exclude_list: Option<String>,
     column_include_list: Option<String>,
     column_exclude_list: Option<String>,
     /// `[[capture.column_masks]]`, as for SQL Server.
@@ -94,6 +96,9 @@ pub struct PgSettings {
     /// `table.include.list` / `table.exclude.list`: applied to the database's tables at
     /// start, and to tables created later as the stream first describes them.
     pub table_filter: crate::filters::Filter,
+    /// `schema.include.list` / `schema.exclude.list`, over the tables' schemas, applied
+    /// with [`Self::table_filter`].
+    pub schema_filter: crate::filters::Filter,
     pub slot: String,
     pub publication: String,
     pub publication_mode: PublicationMode,
@@ -126,6 +131,19 @@ pub struct PgSettings {
     /// `column.include.list`/`column.exclude.list`, `column.mask.*` and
     /// `message.key.columns`.
     pub columns: ColumnSettings,
+}
+
+impl PgSettings {
+    /// Whether tables are chosen by the schema and table lists (not only named).
+    pub fn lists_choose_tables(&self) -> bool {
+        !self.table_filter.is_all() || !self.schema_filter.is_all()
+    }
+
+    /// Whether the lists keep the table `schema.table`.
+    pub fn lists_keep(&self, table: &str) -> bool {
+        let schema = table.split_once('.').map_or(table, |(schema, _)| schema);
+        self.schema_filter.keeps(schema) && self.table_filter.keeps(table)
+    }
 }
 
 /// A validated PostgreSQL capture configuration.
@@ -197,7 +215,14 @@ pub(crate) fn validate(
         "table",
         problems,
     );
-    check_prefix_and_tables(&prefix, &c.tables, !table_filter.is_all(), problems);
+    let schema_filter = options::filter(
+        c.schema_include_list.as_deref(),
+        c.schema_exclude_list.as_deref(),
+        "schema",
+        problems,
+    );
+    let listed = !table_filter.is_all() || !schema_filter.is_all();
+    check_prefix_and_tables(&prefix, &c.tables, listed, problems);
     let mut names = |value: Option<String>, default: &str, path: &str| {
         let name = value.unwrap_or_else(|| default.to_owned());
         if !is_identifier(&name) {
@@ -377,6 +402,7 @@ pub(crate) fn validate(
             },
             tables: c.tables,
             table_filter,
+            schema_filter,
             slot,
             publication,
             publication_mode,

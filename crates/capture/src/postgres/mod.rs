@@ -101,7 +101,7 @@ pub enum PgError {
     #[error("capture.connection: {0}")]
     Connection(String),
     #[error(
-        "no table of the database is kept by capture.table_include_list / capture.table_exclude_list (patterns over \"schema.table\", whole names, any case)"
+        "no table of the database is kept by capture.schema_include_list / schema_exclude_list / table_include_list / table_exclude_list (patterns over schema names and \"schema.table\", whole names, any case)"
     )]
     NoTableSelected,
     #[error(
@@ -207,16 +207,24 @@ pub async fn run<W: EventWriter<PgOffset>>(
     let mut endpoint = Endpoint::from_config(&parsed).map_err(PgError::Connection)?;
     endpoint.tls = tls;
     let mut catalog = Catalog::connect(&config.connection).await?;
-    // `table_include_list` / `table_exclude_list`: the tables they keep, now.
+    // The schema and table lists: the tables they keep, now.
     let resolved;
-    let settings = if settings.table_filter.is_all() {
+    let settings = if !settings.lists_choose_tables() {
         settings
     } else {
-        let selection = crate::filters::TableSelection {
-            named: settings.tables.clone(),
-            filter: settings.table_filter.clone(),
-        };
-        let tables = selection.resolve(&catalog.tables().await?);
+        // The named tables the lists keep, in their order, then the database's others
+        // that the lists keep.
+        let mut tables: Vec<String> = settings
+            .tables
+            .iter()
+            .filter(|t| settings.lists_keep(t))
+            .cloned()
+            .collect();
+        for table in catalog.tables().await? {
+            if settings.lists_keep(&table) && !tables.contains(&table) {
+                tables.push(table);
+            }
+        }
         if tables.is_empty() {
             return Err(PgError::NoTableSelected);
         }

@@ -516,8 +516,7 @@ impl<'a> Streamer<'a> {
                 let id = format!("{}.{}", relation.schema, relation.table);
                 // A table created after the start is captured when the table lists keep it.
                 let captured = self.captured.contains(&id)
-                    || (!self.settings.table_filter.is_all()
-                        && self.settings.table_filter.keeps(&id));
+                    || (self.settings.lists_choose_tables() && self.settings.lists_keep(&id));
                 let table = if captured {
                     // Nullability and keys from the catalog, once per schema change.
                     Some(self.catalog.table(&relation).await?)
