@@ -56,6 +56,7 @@ pub struct RawPostgres {
     binary_handling_mode: Option<String>,
     interval_handling_mode: Option<String>,
     hstore_handling_mode: Option<String>,
+    money_fraction_digits: Option<i64>,
     table_include_list: Option<String>,
     table_exclude_list: Option<String>,
     schema_include_list: Option<String>,
@@ -361,6 +362,13 @@ pub(crate) fn validate(
             ["json", "map"],
             problems,
         ),
+        money_scale: count(
+            c.money_fraction_digits,
+            "capture.money_fraction_digits",
+            0..=18,
+            2,
+            problems,
+        ) as u32,
         // The database's, read once connected.
         ..PgModes::default()
     };

@@ -46,6 +46,8 @@ pub struct PgModes {
     /// locales, 0 in `ja_JP`, 3 in some): capture reads money in the C locale, whose text
     /// always shows 2, so this says what the stored amount means.
     pub money_digits: u32,
+    /// `money.fraction.digits`: the scale money is published at (precise mode).
+    pub money_scale: u32,
 }
 
 impl Default for PgModes {
@@ -56,6 +58,7 @@ impl Default for PgModes {
             interval_iso: false,
             hstore_map: false,
             money_digits: 2,
+            money_scale: 2,
         }
     }
 }
@@ -71,9 +74,11 @@ pub enum Kind {
     Float64,
     /// `numeric(p,s)`; `None`: no declared scale (`VariableScaleDecimal`).
     Numeric(Option<(u32, u32)>),
-    /// `money`, stored in units of 10^-`digits` (see [`PgModes::money_digits`]).
+    /// `money`, stored in units of 10^-`digits` (see [`PgModes::money_digits`]),
+    /// published at `scale` (`money.fraction.digits`).
     Money {
         digits: u32,
+        scale: u32,
     },
     Text,
     /// Text with a Debezium logical name (`Uuid`, `Json`, `Xml`).
@@ -160,6 +165,7 @@ pub fn kind_of(
         })),
         790 => Kind::Money {
             digits: modes.money_digits,
+            scale: modes.money_scale,
         },
         25 | 1043 | 1042 | 18 | 19 | 869 | 650 | 829 | 774 => Kind::Text,
         // Ranges (int4, num, ts, tstz, date, int8): their text, as Debezium.
@@ -270,10 +276,10 @@ pub fn schema(kind: &Kind, optional: bool, field: Option<&str>, mode: DecimalMod
                 None,
             ),
         },
-        Kind::Money { .. } => match mode {
+        Kind::Money { scale, .. } => match mode {
             DecimalMode::Double => plain("double"),
             DecimalMode::String => plain("string"),
-            DecimalMode::Precise => decimal(2, None),
+            DecimalMode::Precise => decimal(*scale, None),
         },
         Kind::Text => plain("string"),
         Kind::Named(name) => named("string", name),
@@ -416,7 +422,10 @@ pub fn push_value(
                 }
             }
         }
-        Kind::Money { digits: stored } => {
+        Kind::Money {
+            digits: stored,
+            scale: published,
+        } => {
             let cleaned: String = text
                 .chars()
                 .filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
@@ -429,11 +438,11 @@ pub fn push_value(
             let amount = rescale(&amount, scale, 2);
             let sign = if negative { "-" } else { "" };
             match mode {
-                // Debezium's `money.fraction.digits` (2): the amount at scale 2, rounded
+                // Debezium's `money.fraction.digits`: the amount at that scale, rounded
                 // half up.
                 DecimalMode::Precise => {
-                    let at_scale_2 = rescale_half_up(&amount, *stored, 2);
-                    push_base64(out, &twos_complement(&format!("{sign}{at_scale_2}")))
+                    let scaled = rescale_half_up(&amount, *stored, *published);
+                    push_base64(out, &twos_complement(&format!("{sign}{scaled}")))
                 }
                 DecimalMode::Double | DecimalMode::String => {
                     let plain = insert_point(&format!("{sign}{amount}"), *stored as usize);

@@ -44,7 +44,10 @@ fn numerics_in_the_three_decimal_modes() {
         twos_complement("340282366920938463463374607431768211456"),
         [&[0x01][..], &[0u8; 16][..]].concat()
     );
-    let money = Kind::Money { digits: 2 };
+    let money = Kind::Money {
+        digits: 2,
+        scale: 2,
+    };
     assert_eq!(value(&money, "-$1,234.50"), value(&fixed, "-1234.50"));
 }
 
@@ -587,7 +590,14 @@ fn floating_point_schemas_use_the_json_converters_names() {
         (Kind::Float32, DecimalMode::Precise, "float"),
         (Kind::Float64, DecimalMode::Precise, "double"),
         (Kind::Numeric(None), DecimalMode::Double, "double"),
-        (Kind::Money { digits: 2 }, DecimalMode::Double, "double"),
+        (
+            Kind::Money {
+                digits: 2,
+                scale: 2,
+            },
+            DecimalMode::Double,
+            "double",
+        ),
     ] {
         assert_eq!(
             schema(&kind, false, None, mode),
@@ -604,13 +614,19 @@ fn floating_point_schemas_use_the_json_converters_names() {
 #[test]
 fn money_means_what_the_databases_own_locale_stores() {
     let precise = Kind::Numeric(Some((12, 2)));
-    let yen = Kind::Money { digits: 0 };
+    let yen = Kind::Money {
+        digits: 0,
+        scale: 2,
+    };
     assert_eq!(value(&yen, "$12.35"), value(&precise, "1235.00"));
     assert_eq!(value(&yen, "-$12.35"), value(&precise, "-1235.00"));
     let mut out = String::new();
     push_value(&mut out, &yen, "$12.35", DecimalMode::String).expect("maps");
     assert_eq!(out, "\"1235\"");
-    let dinar = Kind::Money { digits: 3 };
+    let dinar = Kind::Money {
+        digits: 3,
+        scale: 2,
+    };
     assert_eq!(value(&dinar, "$1.23"), value(&precise, "0.12"));
     assert_eq!(value(&dinar, "$12.35"), value(&precise, "1.24"));
     assert_eq!(value(&dinar, "$1,999.95"), value(&precise, "200.00"));
@@ -630,4 +646,24 @@ fn money_means_what_the_databases_own_locale_stores() {
         ),
         Some(yen)
     );
+    // `money.fraction.digits`: another published scale, rounded half up; the schema's
+    // scale follows.
+    let cents_dropped = Kind::Money {
+        digits: 2,
+        scale: 0,
+    };
+    let whole = Kind::Numeric(Some((12, 0)));
+    assert_eq!(value(&cents_dropped, "$12.50"), value(&whole, "13"));
+    assert_eq!(value(&cents_dropped, "-$12.49"), value(&whole, "-12"));
+    assert_eq!(
+        value(
+            &Kind::Money {
+                digits: 2,
+                scale: 4
+            },
+            "$1.25"
+        ),
+        value(&Kind::Numeric(Some((12, 4))), "1.2500")
+    );
+    assert!(schema(&cents_dropped, true, None, DecimalMode::Precise).contains(r#""scale":"0""#));
 }
