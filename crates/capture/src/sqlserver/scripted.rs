@@ -302,6 +302,19 @@ impl Memory {
     }
 }
 
+/// The stored offset after commit `n`'s first (and only) single-row change, slot 1.
+fn after_single_change_of(n: u32) -> Offset {
+    Offset::Stream(
+        Position {
+            commit: lsn(n),
+            change: change(n, 1),
+            serial: 1,
+            command: Some(1),
+        },
+        None,
+    )
+}
+
 fn pairs(list: &[(&str, i32)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(op, id)| (op.to_string(), format!("{{\"id\":{id}}}")))
@@ -407,18 +420,7 @@ async fn snapshot_then_streaming_emits_debezium_events_and_offsets() {
         },
         "the snapshot's position is the max LSN"
     );
-    assert_eq!(
-        writer.offset(),
-        Some(Offset::Stream(
-            Position {
-                commit: lsn(6),
-                change: change(6, 1),
-                serial: 1,
-                command: Some(1),
-            },
-            None,
-        ))
-    );
+    assert_eq!(writer.offset(), Some(after_single_change_of(6)));
     // The update's source: both LSNs and serial 2.
     let update = writer
         .records()
@@ -1169,18 +1171,7 @@ async fn the_change_tables_of_a_pass_are_merged_in_log_order() {
     // Windows of one new transaction each (max_transactions = 1): a pass, committed with
     // its offset, per commit 5, 6 and 7.
     assert_eq!(writer.commits.len(), 3, "one pass per transaction");
-    assert_eq!(
-        writer.offset(),
-        Some(Offset::Stream(
-            Position {
-                commit: lsn(7),
-                change: change(7, 1),
-                serial: 1,
-                command: Some(1),
-            },
-            None,
-        ))
-    );
+    assert_eq!(writer.offset(), Some(after_single_change_of(7)));
 }
 
 /// Sally with `updated_at` (a `datetime2(7)`, so a `NanoTimestamp`) on 9999-12-31:
@@ -1244,18 +1235,7 @@ async fn a_change_that_cannot_be_mapped_stops_capture_or_is_left_out() {
             .contains("sluice_capture_events_skipped_total 3\n")
     );
     // The delete after the skipped update keeps the position it has without the skip.
-    assert_eq!(
-        writer.offset(),
-        Some(Offset::Stream(
-            Position {
-                commit: lsn(7),
-                change: change(7, 1),
-                serial: 1,
-                command: Some(1),
-            },
-            None,
-        ))
-    );
+    assert_eq!(writer.offset(), Some(after_single_change_of(7)));
 
     let (result, writer, progress) = run_with(crate::failures::FailureMode::Fail).await;
     let error = result.expect_err("capture stops").to_string();
